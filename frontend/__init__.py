@@ -1,0 +1,1 @@
+"""Acceptor processes: client sockets, the sans-IO MQTT codec, and listeners."""

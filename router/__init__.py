@@ -1,0 +1,1 @@
+"""The router process: the topic tree and the retained-message store."""

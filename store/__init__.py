@@ -1,0 +1,1 @@
+"""Durable state behind one small interface; embedded backend by default."""

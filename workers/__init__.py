@@ -1,0 +1,1 @@
+"""Session-shard worker processes: sessions, QoS state and offline queues."""
