@@ -1,0 +1,374 @@
+"""The broker's subscription index: topic filters of every session on every
+shard, matched against topic names (MQTT 3.1.1 section 4.7, 5.0 sections 4.7
+and 4.8). Sans-IO: plain objects, no sockets, no event loop.
+
+Owns:
+- `TopicTree`, a trie keyed by filter level holding ordinary and shared
+  subscriptions, a per-subscriber index, and a bounded per-topic match cache.
+- `topic_matches`, the same matching rules for one-off checks.
+- `check_topic_filter` / `split_shared_filter`, filter validation and parsing.
+
+Invariants:
+- Every trie node other than the root holds a subscription or has a child;
+  empty nodes are pruned on unsubscribe, so memory does not grow with churn.
+- `_by_subscriber[k][f]` exists exactly when subscriber `k` is subscribed to
+  filter `f` (full filter string, `$share/...` included), so `len(self)` and
+  `unsubscribe_all` never scan the trie.
+- The match cache only ever holds results computed since the last change to
+  the subscriptions; every subscribe/unsubscribe clears it.
+- Shared groups are chosen round-robin on every `match`, cached or not: the
+  cache stores the group objects, never the chosen member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Generic, NamedTuple, TypeVar
+
+from frontend.codec.errors import ProtocolError
+from frontend.codec.reason_codes import ReasonCode
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+SHARE_PREFIX = "$share/"
+DEFAULT_CACHE_SIZE = 10_000
+
+
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    size: int
+    maxsize: int
+
+
+def split_shared_filter(topic_filter: str) -> tuple[str, str] | None:
+    """`$share/{group}/{filter}` -> (group, filter); None for a non-shared filter.
+
+    Raises ProtocolError(TOPIC_FILTER_INVALID) for a malformed shared filter.
+    """
+    if not topic_filter.startswith(SHARE_PREFIX):
+        return None
+    group, sep, real = topic_filter[len(SHARE_PREFIX) :].partition("/")
+    # [MQTT-4.8.2-1] ShareName is at least one character and has no "/", "+", "#".
+    if not group or "+" in group or "#" in group:
+        raise ProtocolError(
+            f"[MQTT-4.8.2-1] invalid share name in {topic_filter!r}",
+            ReasonCode.TOPIC_FILTER_INVALID,
+        )
+    # [MQTT-4.8.2-2] a topic filter follows the share name.
+    if not sep or not real:
+        raise ProtocolError(
+            f"[MQTT-4.8.2-2] shared subscription {topic_filter!r} has no topic filter",
+            ReasonCode.TOPIC_FILTER_INVALID,
+        )
+    return group, real
+
+
+def check_topic_filter(topic_filter: str) -> None:
+    """Raise ProtocolError(TOPIC_FILTER_INVALID) unless `topic_filter` is a
+    valid (possibly shared) topic filter."""
+    shared = split_shared_filter(topic_filter)
+    real = shared[1] if shared is not None else topic_filter
+    if not real:
+        raise ProtocolError("[MQTT-4.7.3-1] topic filter is empty", ReasonCode.TOPIC_FILTER_INVALID)
+    if "\x00" in real:
+        raise ProtocolError(
+            "[MQTT-4.7.3-2] topic filter contains U+0000", ReasonCode.TOPIC_FILTER_INVALID
+        )
+    levels = real.split("/")
+    last = len(levels) - 1
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != last):
+            raise ProtocolError(
+                f"[MQTT-4.7.1-2] '#' must be the whole last level: {topic_filter!r}",
+                ReasonCode.TOPIC_FILTER_INVALID,
+            )
+        if "+" in level and level != "+":
+            raise ProtocolError(
+                f"[MQTT-4.7.1-3] '+' must occupy a whole level: {topic_filter!r}",
+                ReasonCode.TOPIC_FILTER_INVALID,
+            )
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """True if `topic` (a topic name) matches `topic_filter`, by the same rules
+    as `TopicTree.match`. A `$share/{group}/{f}` filter matches as `f`.
+    The filter is assumed valid (see `check_topic_filter`)."""
+    if topic_filter.startswith(SHARE_PREFIX):
+        shared = split_shared_filter(topic_filter)
+        assert shared is not None
+        topic_filter = shared[1]
+    flevels = topic_filter.split("/")
+    tlevels = topic.split("/")
+    # [MQTT-4.7.2-1] a filter starting with a wildcard does not match "$..." topics.
+    if topic.startswith("$") and flevels[0] in ("#", "+"):
+        return False
+    ntopic = len(tlevels)
+    for i, flevel in enumerate(flevels):
+        if flevel == "#":
+            # [MQTT-4.7.1-2] "#" matches the parent level and any number of children.
+            return True
+        if i >= ntopic:
+            return False
+        if flevel != "+" and flevel != tlevels[i]:
+            return False
+    return len(flevels) == ntopic
+
+
+class _SharedGroup(Generic[K, V]):
+    """Members of one `$share/{group}/{filter}`, chosen from in turn."""
+
+    __slots__ = ("cursor", "filter", "members", "order")
+
+    def __init__(self, full_filter: str) -> None:
+        self.filter = full_filter
+        self.members: dict[K, V] = {}
+        self.order: list[K] = []
+        self.cursor = 0
+
+    def add(self, subscriber: K, value: V) -> bool:
+        new = subscriber not in self.members
+        if new:
+            self.order.append(subscriber)
+        self.members[subscriber] = value
+        return new
+
+    def remove(self, subscriber: K) -> None:
+        del self.members[subscriber]
+        i = self.order.index(subscriber)
+        del self.order[i]
+        # Keep the rotation fair: whoever was next is still next.
+        if i < self.cursor:
+            self.cursor -= 1
+
+    def pick(self) -> tuple[K, str, V]:
+        # [MQTT-4.8.2] each message goes to exactly one member of the group.
+        order = self.order
+        if self.cursor >= len(order):
+            self.cursor = 0
+        subscriber = order[self.cursor]
+        self.cursor += 1
+        return subscriber, self.filter, self.members[subscriber]
+
+
+class _Node(Generic[K, V]):
+    __slots__ = ("children", "filter", "shared", "subs")
+
+    def __init__(self, topic_filter: str) -> None:
+        self.filter = topic_filter
+        self.children: dict[str, _Node[K, V]] = {}
+        self.subs: dict[K, V] = {}
+        self.shared: dict[str, _SharedGroup[K, V]] = {}
+
+    def is_empty(self) -> bool:
+        return not (self.children or self.subs or self.shared)
+
+
+# A cached match: the ordinary matches, and the shared groups to pick from.
+_CacheEntry = tuple[list[tuple[K, str, V]], list[_SharedGroup[K, V]]]
+
+
+class TopicTree(Generic[K, V]):
+    """Subscriptions keyed by (subscriber, filter), each with an opaque value."""
+
+    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self._root: _Node[K, V] = _Node("")
+        self._by_subscriber: dict[K, dict[str, V]] = {}
+        self._count = 0
+        self._filters = 0
+        self._cache: dict[str, _CacheEntry[K, V]] = {}
+        self._cache_size = cache_size
+        self._hits = 0
+        self._misses = 0
+
+    # -- changes ---------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, subscriber: K, value: V) -> bool:
+        """Add or replace `subscriber`'s subscription on `topic_filter`.
+        True if it is new, False if it replaced one [MQTT-3.8.4-3]."""
+        check_topic_filter(topic_filter)
+        shared = split_shared_filter(topic_filter)
+        real = shared[1] if shared is not None else topic_filter
+        node = self._root
+        prefix = ""
+        for level in real.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                child = _Node(prefix + level)
+                node.children[level] = child
+            node = child
+            prefix = node.filter + "/"
+        if shared is None:
+            new = subscriber not in node.subs
+            if not node.subs:
+                self._filters += 1
+            node.subs[subscriber] = value
+        else:
+            group = node.shared.get(shared[0])
+            if group is None:
+                group = node.shared[shared[0]] = _SharedGroup(topic_filter)
+                self._filters += 1
+            new = group.add(subscriber, value)
+        self._by_subscriber.setdefault(subscriber, {})[topic_filter] = value
+        if new:
+            self._count += 1
+        self._cache.clear()
+        return new
+
+    def unsubscribe(self, topic_filter: str, subscriber: K) -> bool:
+        """Remove one subscription; True if it existed. Prunes empty nodes."""
+        mine = self._by_subscriber.get(subscriber)
+        if mine is None or topic_filter not in mine:
+            return False
+        del mine[topic_filter]
+        if not mine:
+            del self._by_subscriber[subscriber]
+        self._remove_from_trie(topic_filter, subscriber)
+        self._count -= 1
+        self._cache.clear()
+        return True
+
+    def unsubscribe_all(self, subscriber: K) -> int:
+        """Remove every subscription of `subscriber`; return how many."""
+        mine = self._by_subscriber.pop(subscriber, None)
+        if not mine:
+            return 0
+        for topic_filter in mine:
+            self._remove_from_trie(topic_filter, subscriber)
+        self._count -= len(mine)
+        self._cache.clear()
+        return len(mine)
+
+    def _remove_from_trie(self, topic_filter: str, subscriber: K) -> None:
+        shared = split_shared_filter(topic_filter)
+        real = shared[1] if shared is not None else topic_filter
+        path: list[tuple[_Node[K, V], str]] = []
+        node = self._root
+        for level in real.split("/"):
+            path.append((node, level))
+            node = node.children[level]
+        if shared is None:
+            del node.subs[subscriber]
+            if not node.subs:
+                self._filters -= 1
+        else:
+            group = node.shared[shared[0]]
+            group.remove(subscriber)
+            if not group.members:
+                del node.shared[shared[0]]
+                self._filters -= 1
+        # Prune from the leaf up while nodes are empty.
+        for parent, level in reversed(path):
+            if not parent.children[level].is_empty():
+                break
+            del parent.children[level]
+
+    # -- queries ---------------------------------------------------------
+
+    def subscriptions_of(self, subscriber: K) -> dict[str, V]:
+        """A copy of `subscriber`'s subscriptions: filter -> value."""
+        return dict(self._by_subscriber.get(subscriber, {}))
+
+    def subscribers(self) -> list[K]:
+        return list(self._by_subscriber)
+
+    def __len__(self) -> int:
+        """Number of (subscriber, filter) subscriptions."""
+        return self._count
+
+    def __contains__(self, item: object) -> bool:
+        """`(topic_filter, subscriber) in tree`."""
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        topic_filter, subscriber = item
+        return topic_filter in self._by_subscriber.get(subscriber, {})
+
+    def count_filters(self) -> int:
+        """Distinct filters with at least one subscriber (each shared group counts once)."""
+        return self._filters
+
+    def count_nodes(self) -> int:
+        """Trie nodes below the root: for memory metrics and pruning tests."""
+        count = 0
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            count += len(node.children)
+            stack.extend(node.children.values())
+        return count
+
+    def cache_info(self) -> CacheInfo:
+        return CacheInfo(self._hits, self._misses, len(self._cache), self._cache_size)
+
+    def match(self, topic: str) -> list[tuple[K, str, V]]:
+        """Every (subscriber, filter, value) whose filter matches the topic name.
+
+        A subscriber with overlapping filters appears once per matching filter;
+        each matching shared group contributes exactly one member, in turn.
+        The returned list is the caller's to keep.
+        """
+        entry = self._cache.get(topic)
+        if entry is None:
+            self._misses += 1
+            entry = self._collect(topic)
+            if self._cache_size > 0:
+                if len(self._cache) >= self._cache_size:
+                    self._cache.clear()
+                self._cache[topic] = entry
+        else:
+            self._hits += 1
+        plain, groups = entry
+        if not groups:
+            return plain.copy()
+        result = plain.copy()
+        for group in groups:
+            result.append(group.pick())
+        return result
+
+    def _collect(self, topic: str) -> _CacheEntry[K, V]:
+        plain: list[tuple[K, str, V]] = []
+        groups: list[_SharedGroup[K, V]] = []
+        levels = topic.split("/")
+        current = [self._root]
+        # [MQTT-4.7.2-1] filters starting with "#" or "+" do not match "$..." topics.
+        skip_wildcards = topic.startswith("$")
+        for level in levels:
+            following: list[_Node[K, V]] = []
+            for node in current:
+                children = node.children
+                if not children:
+                    continue
+                if not skip_wildcards:
+                    # "#" matches this level and everything below [MQTT-4.7.1-2].
+                    multi = children.get("#")
+                    if multi is not None:
+                        _collect_node(multi, plain, groups)
+                    # "+" matches exactly one level, empty included [MQTT-4.7.1-3].
+                    single = children.get("+")
+                    if single is not None:
+                        following.append(single)
+                exact = children.get(level)
+                if exact is not None:
+                    following.append(exact)
+            if not following:
+                return plain, groups
+            current = following
+            skip_wildcards = False
+        for node in current:
+            _collect_node(node, plain, groups)
+            # "a/#" also matches "a": "#" includes the parent level [MQTT-4.7.1-2].
+            multi = node.children.get("#")
+            if multi is not None:
+                _collect_node(multi, plain, groups)
+        return plain, groups
+
+
+def _collect_node(
+    node: _Node[K, V], plain: list[tuple[K, str, V]], groups: list[_SharedGroup[K, V]]
+) -> None:
+    if node.subs:
+        topic_filter = node.filter
+        plain.extend([(k, topic_filter, v) for k, v in node.subs.items()])
+    if node.shared:
+        groups.extend(node.shared.values())
