@@ -1,17 +1,80 @@
 """Sans-IO MQTT codec for protocol levels 3 (3.1), 4 (3.1.1) and 5 (5.0).
 
 Bytes in, typed packets out, and back. No asyncio, no sockets, no zmq here.
+`StreamDecoder` / `decode` read packets of both directions; `encode`,
+`encode_publish` and `encode_ack` write them. Every decoding failure raises a
+ProtocolError carrying the reason code to answer with.
 """
 
-from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolError
-from .packets import *  # noqa: F403
+from __future__ import annotations
+
+from .decoder import DEFAULT_MAX_PACKET_SIZE, StreamDecoder, decode
+from .encoder import encode, encode_ack, encode_publish
+from .errors import (
+    MalformedPacket,
+    MQTTError,
+    PacketTooLarge,
+    ProtocolError,
+    UnsupportedProtocolVersion,
+)
+from .packets import (
+    EMPTY_PROPERTIES,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    PacketType,
+    Pingreq,
+    Pingresp,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    Will,
+)
 from .reason_codes import ConnackReturnCode, ReasonCode
 
 __all__ = [
+    "DEFAULT_MAX_PACKET_SIZE",
+    "EMPTY_PROPERTIES",
+    "Auth",
+    "Connack",
     "ConnackReturnCode",
+    "Connect",
+    "Disconnect",
     "MQTTError",
     "MalformedPacket",
+    "Packet",
     "PacketTooLarge",
+    "PacketType",
+    "Pingreq",
+    "Pingresp",
+    "Properties",
     "ProtocolError",
+    "Puback",
+    "Pubcomp",
+    "Publish",
+    "Pubrec",
+    "Pubrel",
     "ReasonCode",
+    "StreamDecoder",
+    "Suback",
+    "Subscribe",
+    "Subscription",
+    "Unsuback",
+    "Unsubscribe",
+    "UnsupportedProtocolVersion",
+    "Will",
+    "decode",
+    "encode",
+    "encode_ack",
+    "encode_publish",
 ]

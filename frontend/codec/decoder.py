@@ -1,0 +1,213 @@
+"""Framing and the stream decoder: bytes in, packets out (sans-IO, like h11's
+`receive_data` / `next_event`).
+
+`StreamDecoder.feed()` only buffers; `next_packet()` cuts one packet out of the
+buffer using the fixed header (MQTT 5.0 section 2.1, 3.1.1 section 2.2),
+checks the reserved flag bits and the maximum packet size, and hands the body to
+body_parsers.py. Invariants:
+
+- The maximum packet size is checked as soon as the fixed header is complete,
+  before any of the body is buffered or joined, so announcing a huge packet
+  costs nothing.
+- Fed chunks are only joined when the next packet can be complete, so feeding a
+  large packet in small pieces stays linear.
+- The only exceptions that leave this module are ProtocolError and its
+  subclasses; after one, the decoder is failed and raises it again on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .body_parsers import PARSERS, parse_publish
+from .data_types import Reader, varint_is_minimal
+from .errors import MalformedPacket, PacketTooLarge, ProtocolError
+from .packets import Connect, Packet, PacketType
+
+DEFAULT_MAX_PACKET_SIZE = 268_435_460  # 1 + 4 header bytes + the largest remaining length
+
+_P = PacketType
+# Fixed-header flags each packet type must carry ([MQTT-2.1.3-1], 3.1.1
+# [MQTT-2.2.2-1]); PUBLISH flags are checked by its parser.
+_REQUIRED_FLAGS = {ptype: 0 for ptype in range(1, 16)}
+_REQUIRED_FLAGS.update({_P.PUBREL: 0b0010, _P.SUBSCRIBE: 0b0010, _P.UNSUBSCRIBE: 0b0010})
+_QOS1_TYPES = frozenset({_P.PUBREL, _P.SUBSCRIBE, _P.UNSUBSCRIBE})
+
+
+class StreamDecoder:
+    """Decodes a byte stream of MQTT packets of either direction.
+
+    `protocol_level` is None until a CONNECT is decoded (server side), then
+    that CONNECT's level; a client passes the level it connected with.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_check_connect_minimal",
+        "_error",
+        "_max",
+        "_need",
+        "_pending",
+        "_pending_len",
+        "_pos",
+        "protocol_level",
+    )
+
+    def __init__(
+        self, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, protocol_level: int | None = None
+    ) -> None:
+        if protocol_level not in (None, 3, 4, 5):
+            raise ValueError(f"unknown MQTT protocol level {protocol_level}")
+        self.protocol_level = protocol_level
+        self._max = max_packet_size
+        self._buf = b""
+        self._pos = 0
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 2  # bytes needed from _pos before parsing can progress
+        self._error: ProtocolError | None = None
+        self._check_connect_minimal = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes fed but not yet returned as packets."""
+        return len(self._buf) - self._pos + self._pending_len
+
+    def feed(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if not data:
+            return
+        if self._pos >= len(self._buf) and not self._pending:
+            self._buf = bytes(data)
+            self._pos = 0
+        else:
+            self._pending.append(bytes(data))
+            self._pending_len += len(data)
+
+    def __iter__(self) -> Iterator[Packet]:
+        return iter(self.next_packet, None)
+
+    def next_packet(self) -> Packet | None:
+        """The next complete packet, or None when more bytes are needed."""
+        if self._error is not None:
+            raise self._error
+        try:
+            buf = self._buf
+            pos = self._pos
+            avail = len(buf) - pos
+            if avail < self._need:
+                if avail + self._pending_len < self._need:
+                    return None
+                buf = self._join()
+                pos = 0
+                avail = len(buf)
+            b0 = buf[pos]
+            start = pos + 2
+            length = buf[pos + 1]
+            if length > 127:
+                start = self._long_header(buf, pos, avail)
+                if start < 0:
+                    return self._wait()
+                length = self._need - (start - pos)
+            end = start + length
+            if end - pos > self._max:
+                raise PacketTooLarge(
+                    f"[MQTT-3.1.2-24] packet of {end - pos} bytes is over the maximum "
+                    f"packet size {self._max}"
+                )
+            if end - pos > avail:
+                self._need = end - pos
+                return self._wait()
+            self._pos = end
+            self._need = 2
+            level = self.protocol_level
+            if b0 >> 4 == 3 and level is not None:
+                return parse_publish(buf, b0 & 15, start, end, level)
+            return self._decode_body(b0, buf, start, end)
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _wait(self) -> Packet | None:
+        # Bytes fed since the last join may already complete the packet.
+        if self._pending_len and self.buffered >= self._need:
+            return self.next_packet()
+        return None
+
+    def _join(self) -> bytes:
+        self._pending.insert(0, self._buf[self._pos :])
+        buf = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_len = 0
+        self._buf = buf
+        self._pos = 0
+        return buf
+
+    def _long_header(self, buf: bytes, pos: int, avail: int) -> int:
+        """Parse a remaining length of 2-4 bytes. Returns the body's start and
+        sets _need to the whole packet's size, or returns -1 (with _need set)
+        when the header itself is incomplete."""
+        value = 0
+        for i in range(4):
+            if i + 2 > avail:
+                self._need = i + 2
+                return -1
+            byte = buf[pos + 1 + i]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                self._check_minimal(value, i + 1)
+                self._need = 2 + i + value
+                return pos + 2 + i
+        raise MalformedPacket("[MQTT-1.5.5] remaining length is longer than 4 bytes")
+
+    def _check_minimal(self, value: int, length: int) -> None:
+        # Only MQTT 5 requires the minimal encoding [MQTT-1.5.5-1]; 3.1.1
+        # section 2.2.3 only bounds the length. Before CONNECT the level is
+        # unknown, so the check waits for the CONNECT's own level.
+        self._check_connect_minimal = False
+        if varint_is_minimal(value, length):
+            return
+        if self.protocol_level == 5:
+            raise MalformedPacket("[MQTT-1.5.5-1] remaining length is not minimally encoded")
+        if self.protocol_level is None:
+            self._check_connect_minimal = True
+
+    def _decode_body(self, b0: int, buf: bytes, start: int, end: int) -> Packet:
+        ptype = b0 >> 4
+        flags = b0 & 15
+        level = self.protocol_level
+        if ptype == 0:
+            raise MalformedPacket("[MQTT-2.1.2] packet type 0 is reserved")
+        if level is None and ptype != _P.CONNECT:
+            raise ProtocolError(
+                f"[MQTT-3.1.0-1] {_P(ptype).name} before CONNECT: the protocol level is unknown"
+            )
+        if level == 3 and ptype in _QOS1_TYPES:
+            flags &= 0b0111  # MQTT 3.1 clients may set DUP on these retries
+        if ptype == _P.PUBLISH:
+            assert level is not None
+            return parse_publish(buf, flags, start, end, level)
+        if flags != _REQUIRED_FLAGS[ptype]:
+            raise MalformedPacket(
+                f"[MQTT-2.1.3-1] reserved fixed header flags 0x{flags:x} in {_P(ptype).name}"
+            )
+        packet = PARSERS[ptype](Reader(buf, start, end), flags, level or 4)
+        if isinstance(packet, Connect):
+            if packet.protocol_level == 5 and self._check_connect_minimal:
+                raise MalformedPacket("[MQTT-1.5.5-1] remaining length is not minimally encoded")
+            if level is None:
+                self.protocol_level = packet.protocol_level
+        return packet
+
+
+def decode(data: bytes, protocol_level: int | None = None) -> Packet:
+    """Decode exactly one complete packet; missing or extra bytes raise."""
+    decoder = StreamDecoder(protocol_level=protocol_level)
+    decoder.feed(data)
+    packet = decoder.next_packet()
+    if packet is None:
+        raise MalformedPacket(f"truncated packet: {len(data)} bytes is not a whole packet")
+    if decoder.buffered:
+        raise MalformedPacket(f"{decoder.buffered} bytes left over after one packet")
+    return packet
