@@ -1,0 +1,171 @@
+"""ZeroMQ plumbing shared by every process: one PULL inbox, one PUSH per peer,
+one frame per peer per event-loop pass.
+
+Receiving: the inbox's ZMQ_FD is edge-triggered, so the reader drains until
+EVENTS says empty (a bounded number of frames per pass, then it yields to the
+loop and continues). Sending: PUSH never drops; when a peer's queue is at its
+high-water mark the frame waits in a backlog, the inbox stops being read
+(backpressure travels upstream) and sending is retried until it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import zmq
+
+from flockmq.envelopes import Envelope, pack_frame, unpack_frame
+
+log = logging.getLogger("flockmq.bus")
+
+HWM = 20_000  # frames, each a batch of envelopes
+FRAMES_PER_PASS = 256
+RETRY_SECONDS = 0.002
+
+
+class Bus:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        inbox_endpoint: str,
+        on_envelopes: Callable[[list[Envelope]], None],
+        on_decongested: Callable[[], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.ctx = zmq.Context.instance()
+        self.inbox = self.ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.RCVHWM, HWM)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.bind(inbox_endpoint)
+        self.on_envelopes = on_envelopes
+        self.on_decongested = on_decongested
+        self.peers: dict[Hashable, zmq.Socket[Any]] = {}
+        self.outboxes: dict[Hashable, list[Envelope]] = {}
+        self.backlog: dict[Hashable, list[bytes]] = {}
+        self._flush_scheduled = False
+        self._reading = False
+        self._drain_scheduled = False
+        self.malformed_frames = 0
+
+    def start(self) -> None:
+        self.loop.add_reader(self.inbox.getsockopt(zmq.FD), self._on_readable)
+        self._reading = True
+        self._schedule_drain()
+
+    def connect(self, key: Hashable, endpoint: str) -> None:
+        sock = self.ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, HWM)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(endpoint)
+        self.peers[key] = sock
+        self.outboxes[key] = []
+
+    # --- sending ------------------------------------------------------------------------
+    def outbox(self, key: Hashable) -> list[Envelope]:
+        """The list to append envelopes for `key` to; sent at the end of this pass."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+        return self.outboxes[key]
+
+    def send(self, key: Hashable, envelope: Envelope) -> None:
+        self.outbox(key).append(envelope)
+
+    def extend(self, key: Hashable, envelopes: list[Envelope]) -> None:
+        if envelopes:
+            self.outbox(key).extend(envelopes)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        for key, pending in self.outboxes.items():
+            if pending:
+                frame = pack_frame(pending)
+                pending.clear()
+                self._send_frame(key, frame)
+
+    def _send_frame(self, key: Hashable, frame: bytes) -> None:
+        backlog = self.backlog.get(key)
+        if backlog:
+            backlog.append(frame)
+            return
+        try:
+            self.peers[key].send(frame, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.backlog.setdefault(key, []).append(frame)
+            self._pause_reading()
+            self.loop.call_later(RETRY_SECONDS, self._retry_backlog)
+
+    def _retry_backlog(self) -> None:
+        for key, frames in list(self.backlog.items()):
+            sock = self.peers[key]
+            while frames:
+                try:
+                    sock.send(frames[0], zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                frames.pop(0)
+            if not frames:
+                del self.backlog[key]
+        if self.backlog:
+            self.loop.call_later(RETRY_SECONDS, self._retry_backlog)
+        else:
+            self._resume_reading()
+            if self.on_decongested is not None:
+                self.on_decongested()
+
+    @property
+    def congested(self) -> bool:
+        return bool(self.backlog)
+
+    # --- receiving -----------------------------------------------------------------------
+    def _pause_reading(self) -> None:
+        self._reading = False
+
+    def _resume_reading(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self._schedule_drain()
+
+    def _on_readable(self) -> None:
+        if self._reading:
+            self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self.inbox
+        for _ in range(FRAMES_PER_PASS):
+            if not self._reading:
+                return
+            try:
+                frame = inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                envelopes = unpack_frame(frame)
+            except Exception:  # a corrupt frame must not stop the process
+                self.malformed_frames += 1
+                log.exception("dropping an undecodable frame (%d bytes)", len(frame))
+                continue
+            self.on_envelopes(envelopes)
+        # More may be waiting: the edge-triggered FD will not fire again for it.
+        self._schedule_drain()
+
+    def close(self) -> None:
+        self.flush()
+        if self.backlog:
+            self._retry_backlog()
+        try:
+            self.loop.remove_reader(self.inbox.getsockopt(zmq.FD))
+        except Exception:  # the loop may already be closed at shutdown
+            pass
+        self.inbox.close(0)
+        for sock in self.peers.values():
+            sock.close()

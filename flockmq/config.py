@@ -1,0 +1,149 @@
+"""Broker configuration: defaults, a TOML file, CLI flags over it.
+
+The supervisor resolves the configuration once and hands it to every child as
+JSON, so all processes agree on counts, endpoints and limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """An invalid configuration: the message names the key and the problem."""
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return os.path.join(base, "flockmq")
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    acceptors: int = 0  # 0: the host's CPU count
+    workers: int = 0  # 0: the host's CPU count
+    data_dir: str = ""
+    acl_file: str | None = None
+    log_level: str = "info"
+    # ZeroMQ endpoints: "ipc" (a runtime directory) or "tcp" (tcp_host:tcp_base_port + n)
+    transport: str = "ipc"
+    runtime_dir: str = ""
+    tcp_host: str = "127.0.0.1"
+    tcp_base_port: int = 15550
+    # protocol limits
+    max_packet_size: int = 1024 * 1024
+    connect_timeout: float = 10.0
+    max_keepalive: int = 65535
+    # session limits
+    max_inflight: int = 64  # outbound QoS 1/2 window per session (v5: min with Receive Maximum)
+    max_queued_messages: int = 100_000  # offline/over-window queue per session, by count
+    max_queued_bytes: int = 64 * 1024 * 1024  # ... and by payload bytes
+    queue_qos0: bool = False  # queue QoS 0 messages for offline persistent sessions
+    max_session_expiry: int = 0xFFFFFFFF
+    # observability: counters published as retained $SYS/broker/... messages
+    sys_interval: float = 10.0
+    # supervisor
+    restart_backoff_max: float = 10.0
+    shutdown_timeout: float = 5.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> Config:
+        """A copy with every automatic value decided and every value checked."""
+        cfg = dataclasses.replace(self)
+        cores = psutil.cpu_count(logical=True) or 1
+        if cfg.acceptors <= 0:
+            cfg.acceptors = cores
+        if cfg.workers <= 0:
+            cfg.workers = cores
+        if not cfg.data_dir:
+            cfg.data_dir = default_data_dir()
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
+        if not 1 <= self.acceptors <= 256:
+            raise ConfigError(f"acceptors: {self.acceptors} is outside 1-256")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"workers: {self.workers} is outside 1-256")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.transport not in ("ipc", "tcp"):
+            raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
+        if self.acl_file is not None and not Path(self.acl_file).is_file():
+            raise ConfigError(f"acl_file: {self.acl_file} does not exist")
+        for name in ("max_packet_size", "max_inflight", "max_queued_messages", "max_queued_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.max_inflight > 65535:
+            raise ConfigError("max_inflight: at most 65535 (packet identifiers are 16-bit)")
+        if self.connect_timeout <= 0:
+            raise ConfigError("connect_timeout: must be positive")
+
+    # --- endpoints -------------------------------------------------------
+    def _endpoint(self, name: str, offset: int) -> str:
+        if self.transport == "tcp":
+            return f"tcp://{self.tcp_host}:{self.tcp_base_port + offset}"
+        return f"ipc://{self.runtime_dir}/{name}.sock"
+
+    def router_endpoint(self) -> str:
+        return self._endpoint("router", 0)
+
+    def worker_endpoint(self, index: int) -> str:
+        return self._endpoint(f"worker-{index}", 1 + index)
+
+    def acceptor_endpoint(self, index: int) -> str:
+        return self._endpoint(f"acceptor-{index}", 1 + self.workers + index)
+
+    # --- serialisation -----------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls(**json.loads(text))
+
+
+KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {"extra", "runtime_dir"}
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """Defaults, then the TOML file (keys as the flags, with underscores), then
+    the CLI flags that were given (None means not given)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        for key, value in data.items():
+            key = key.replace("-", "_")
+            if key not in KNOWN_KEYS:
+                raise ConfigError(f"config file {path}: unknown key {key!r}")
+            values[key] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    defaults = Config()
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int):
+            value = float(value)
+        if getattr(defaults, key) is not None and not isinstance(value, expected):
+            raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
+        values[key] = value
+    return Config(**values).resolved()

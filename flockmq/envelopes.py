@@ -1,0 +1,110 @@
+"""The inter-process protocol: every envelope kind, its fields in order, and the
+frame codec. Nothing else in flockmq knows these layouts.
+
+An envelope is a msgpack array whose first element is its kind; a ZeroMQ frame
+carries a msgpack array of envelopes (one frame per destination per event-loop
+pass: "batch every hop"). Every process owns one PULL socket (its inbox) and
+one PUSH socket per peer it talks to; PUSH never drops, it queues up to the
+high-water mark and then blocks the sender, which is the backpressure we want
+for QoS 1/2 traffic.
+
+Connections are named by a 64-bit `conn` id that also says where they live:
+`acceptor << 48 | incarnation << 32 | counter` (see `make_conn_id`), so a worker
+can answer a connection without a lookup, and a restarted acceptor's new
+connections never collide with its previous incarnation's.
+
+Field conventions: `props` is a dict of MQTT 5 property names (or None when
+empty); `will` is `[topic, payload, qos, retain, props, delay_interval]` or None;
+`rc` is an MQTT 5 reason code (acceptors turn it into a 3.1.1 code).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+Envelope = list[Any]
+
+# --- acceptor -> worker (everything about one session goes to its shard) -----
+CONNECT = 1  # [CONNECT, conn, client_id, clean_start, session_expiry, level, keepalive,
+#               username, will, receive_maximum, assigned_id]
+PUBLISH = 2  # [PUBLISH, conn, client_id, packet_id, topic, payload, qos, retain, props]
+PUBREL_IN = 3  # [PUBREL_IN, conn, client_id, packet_id]
+PUBACK_IN = 4  # [PUBACK_IN, conn, client_id, packet_id, rc]
+PUBREC_IN = 5  # [PUBREC_IN, conn, client_id, packet_id, rc]
+PUBCOMP_IN = 6  # [PUBCOMP_IN, conn, client_id, packet_id]
+SUBSCRIBE = 7  # [SUBSCRIBE, conn, client_id, packet_id, [sub_entry...]]
+#   sub_entry = [topic_filter, qos_or_refusal_rc, no_local, retain_as_published,
+#                retain_handling, subscription_id]   (qos >= 0x80: refused with that rc)
+UNSUBSCRIBE = 8  # [UNSUBSCRIBE, conn, client_id, packet_id, [topic_filter...]]
+CLOSED = 9  # [CLOSED, conn, client_id, publish_will, session_expiry_or_None]
+#   publish_will: False after a DISCONNECT (unless v5 reason 0x04), True otherwise;
+#   session_expiry: a v5 DISCONNECT may change it; None keeps the CONNECT's value
+ACCEPTOR_UP = 10  # [ACCEPTOR_UP, acceptor, incarnation]  (also sent to the router)
+
+# --- worker -> acceptor ------------------------------------------------------
+CONNACK = 20  # [CONNACK, conn, session_present, rc, props]
+SEND_PUBLISH = 21  # [SEND_PUBLISH, conn, packet_id, topic, payload, qos, retain, dup, props]
+SEND_ACK = 22  # [SEND_ACK, conn, packet_type, packet_id, rc]  PUBACK/PUBREC/PUBREL/PUBCOMP
+SEND_SUBACK = 23  # [SEND_SUBACK, conn, packet_id, [rc...]]
+SEND_UNSUBACK = 24  # [SEND_UNSUBACK, conn, packet_id, [rc...]]
+CLOSE = 25  # [CLOSE, conn, rc]  close that connection (takeover, session error)
+SEND_PUBLISH_MANY = 26  # [SEND_PUBLISH_MANY, [conn...], topic, payload, retain, props]
+#   one QoS 0 message to several connections of one acceptor: encoded once
+
+# --- worker -> router --------------------------------------------------------
+SUB = 40  # [SUB, shard, client_id, conn, packet_id, [route_entry...], [rc...]]
+#   route_entry = [topic_filter, qos, no_local, retain_as_published, send_retained, sub_id]
+#   conn == 0: no reply wanted (re-registration after a router restart)
+UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
+UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
+ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props]
+#   also acceptor -> router for QoS 0 publishes (they need no session state)
+WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
+
+# --- router -> worker --------------------------------------------------------
+DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...]]
+#   target = [client_id, granted_qos, retain_as_published, [sub_id...]]
+SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]
+ROUTER_UP = 62  # [ROUTER_UP, incarnation]  workers re-send every subscription
+
+KIND_NAMES = {
+    value: name
+    for name, value in dict(globals()).items()
+    if name.isupper() and isinstance(value, int) and not name.startswith("_")
+}
+
+ACCEPTOR_SHIFT = 48
+INCARNATION_SHIFT = 32
+
+
+def make_conn_id(acceptor: int, incarnation: int, counter: int) -> int:
+    return (
+        (acceptor << ACCEPTOR_SHIFT)
+        | ((incarnation & 0xFFFF) << INCARNATION_SHIFT)
+        | (counter & 0xFFFFFFFF)
+    )
+
+
+def acceptor_of(conn: int) -> int:
+    return conn >> ACCEPTOR_SHIFT
+
+
+def incarnation_of(conn: int) -> int:
+    return (conn >> INCARNATION_SHIFT) & 0xFFFF
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def pack_frame(envelopes: list[Envelope]) -> bytes:
+    """One ZeroMQ frame: a msgpack array of envelopes."""
+    return _packer.pack(envelopes)  # type: ignore[no-any-return]
+
+
+def unpack_frame(frame: bytes) -> list[Envelope]:
+    result = msgpack.unpackb(frame, raw=False, strict_map_key=False, use_list=True)
+    if not isinstance(result, list):
+        raise ValueError("envelope frame is not an array")
+    return result

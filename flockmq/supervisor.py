@@ -1,0 +1,165 @@
+"""The supervisor (`flockmq serve`): spawns the router, the workers and the
+acceptors, restarts any that dies (with backoff), and on SIGTERM/SIGINT stops
+them in order — acceptors first (no new input), then workers, then the router —
+leaving no orphan processes and no stale socket files.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from flockmq.config import Config, ConfigError
+
+log = logging.getLogger("flockmq.supervisor")
+
+STABLE_SECONDS = 30.0  # a child that lived this long restarts without backoff
+
+
+@dataclass
+class Child:
+    role: str
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    incarnation: int = 0
+    started: float = 0.0
+    backoff: float = 0.0
+    restart_at: float | None = None
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} {self.index}"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early with a clear message if someone else holds the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use") from exc
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.children: list[Child] = []
+        self.stopping = False
+        self.runtime_dir = ""
+        self.config_path = ""
+
+    def prepare(self) -> None:
+        config = self.config
+        check_port_free(config.host, config.port)
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.runtime_dir = tempfile.mkdtemp(prefix="flockmq-")
+        config.runtime_dir = self.runtime_dir
+        self.config_path = os.path.join(self.runtime_dir, "config.json")
+        with open(self.config_path, "w", encoding="utf-8") as fh:
+            fh.write(config.to_json())
+        self.children = (
+            [Child("router", 0)]
+            + [Child("worker", i) for i in range(config.workers)]
+            + [Child("acceptor", i) for i in range(config.acceptors)]
+        )
+
+    def spawn(self, child: Child) -> None:
+        cmd = [
+            sys.executable, "-m", "flockmq.child", child.role, str(child.index),
+            "--config", self.config_path, "--incarnation", str(child.incarnation),
+        ]
+        child.proc = subprocess.Popen(cmd, start_new_session=False)
+        child.started = time.monotonic()
+        child.restart_at = None
+        log.debug("started %s (pid %d)", child.name, child.proc.pid)
+
+    def run(self) -> int:
+        self.prepare()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            for child in self.children:
+                self.spawn(child)
+            log.info(
+                "flockmq serving on %s:%d: %d acceptors, %d workers, 1 router (pid %d)",
+                self.config.host, self.config.port, self.config.acceptors,
+                self.config.workers, os.getpid(),
+            )
+            while not self.stopping:
+                self.watch()
+                time.sleep(0.1)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.proc
+            if proc is not None and proc.poll() is not None:
+                code = proc.returncode
+                child.proc = None
+                lived = now - child.started
+                child.backoff = (
+                    0.1 if lived > STABLE_SECONDS
+                    else min(max(child.backoff * 2, 0.1), self.config.restart_backoff_max)
+                )
+                child.restart_at = now + child.backoff
+                log.error(
+                    "%s (pid %d) %s after %.1fs; restarting in %.1fs",
+                    child.name, proc.pid, describe_exit(code), lived, child.backoff,
+                )
+            if child.proc is None and child.restart_at is not None and now >= child.restart_at:
+                child.incarnation += 1
+                self.spawn(child)
+
+    def shutdown(self) -> None:
+        """Acceptors, then workers, then the router; SIGKILL after the timeout."""
+        for role in ("acceptor", "worker", "router"):
+            group = [c for c in self.children if c.role == role and c.proc is not None]
+            for child in group:
+                assert child.proc is not None
+                try:
+                    child.proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + self.config.shutdown_timeout
+            for child in group:
+                assert child.proc is not None
+                try:
+                    child.proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in time: killing it", child.name)
+                    child.proc.kill()
+                    child.proc.wait()
+                child.proc = None
+        if self.runtime_dir:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        log.info("stopped")

@@ -1,0 +1,32 @@
+"""Each process's counters, published as retained `$SYS/broker/<role>/<index>/<name>`
+messages (the MQTT way to expose broker statistics), only when they changed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope
+
+
+class SysStats:
+    def __init__(self, role: str, index: int, counters: Counter[str]) -> None:
+        self.prefix = f"$SYS/broker/{role}/{index}/"
+        self.counters = counters
+        self.published: dict[str, int] = {}
+        self.last = 0.0
+
+    def changed(self) -> list[tuple[str, int]]:
+        out = [(k, v) for k, v in self.counters.items() if self.published.get(k) != v]
+        self.published.update(out)
+        return out
+
+    def maybe_publish(
+        self, now: float, interval: float, send: Callable[[Envelope], None]
+    ) -> None:
+        if now - self.last < interval:
+            return
+        self.last = now
+        for name, value in self.changed():
+            send([env.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None])

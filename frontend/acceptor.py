@@ -1,0 +1,231 @@
+"""The acceptor process: listens on the shared port (SO_REUSEPORT), owns its
+client connections, and writes what workers send them.
+
+Envelopes from workers name a connection by its 64-bit id; this process maps
+ids to live connections and encodes each outgoing packet for the connection's
+protocol level (a QoS 0 message to many connections is encoded once per level).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections import Counter
+from typing import Any
+
+from flockmq import envelopes as env
+from flockmq.bus import Bus
+from flockmq.config import Config
+from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.sysstats import SysStats
+from frontend.acl import ACL, load_acl
+from frontend.codec import encode, encode_ack, encode_publish
+from frontend.codec.packets import Suback, Unsuback
+
+from .connection import CONNECTED, ClientConnection
+
+log = logging.getLogger("flockmq.acceptor")
+
+TIMER_INTERVAL = 0.5
+
+
+class Acceptor:
+    def __init__(self, config: Config, index: int, incarnation: int,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.index = index
+        self.incarnation = incarnation
+        self.loop = loop
+        self.now = loop.time()
+        self.acl: ACL | None = load_acl(config.acl_file) if config.acl_file else None
+        self.connections: dict[int, ClientConnection] = {}
+        self.paused: set[ClientConnection] = set()
+        self.worker_incarnations: dict[int, int] = {}
+        self.counters: Counter[str] = Counter()
+        self._counter = 0
+        self.bus = Bus(loop, config.acceptor_endpoint(index), self.on_envelopes,
+                       on_decongested=self.resume_reading)
+        self.bus.connect("router", config.router_endpoint())
+        for shard in range(config.workers):
+            self.bus.connect(shard, config.worker_endpoint(shard))
+        self.stats = SysStats("acceptor", index, self.counters)
+        self.server: asyncio.Server | None = None
+        self._handlers = {
+            env.CONNACK: self._on_connack,
+            env.SEND_PUBLISH: self._on_send_publish,
+            env.SEND_PUBLISH_MANY: self._on_send_publish_many,
+            env.SEND_ACK: self._on_send_ack,
+            env.SEND_SUBACK: self._on_send_suback,
+            env.SEND_UNSUBACK: self._on_send_unsuback,
+            env.CLOSE: self._on_close,
+            env.WORKER_UP: self._on_worker_up,
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.bus.start()
+        hello = [env.ACCEPTOR_UP, self.index, self.incarnation]
+        for shard in range(self.config.workers):
+            self.bus.send(shard, hello)
+        self.bus.send("router", hello)
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self.config.host, self.config.port))
+        sock.listen(4096)
+        sock.setblocking(False)
+        self.server = await self.loop.create_server(
+            lambda: ClientConnection(self), sock=sock, backlog=4096
+        )
+        self.loop.call_later(TIMER_INTERVAL, self._tick)
+        log.info("acceptor %d listening on %s:%d", self.index, self.config.host, self.config.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections.values()):
+            conn.close()
+        await asyncio.sleep(0)  # let connection_lost report the closes
+        self.bus.close()
+
+    def _tick(self) -> None:
+        now = self.now = self.loop.time()
+        for conn in list(self.connections.values()):
+            conn.check_timers(now)
+        self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
+        self.loop.call_later(TIMER_INTERVAL, self._tick)
+
+    # --- used by connections --------------------------------------------------------------------
+    def next_conn_id(self) -> int:
+        self._counter += 1
+        return make_conn_id(self.index, self.incarnation, self._counter)
+
+    def register(self, conn: ClientConnection) -> None:
+        self.connections[conn.conn_id] = conn
+        self.now = self.loop.time()
+        self.counters["connections_accepted"] += 1
+
+    def unregister(self, conn: ClientConnection) -> None:
+        self.connections.pop(conn.conn_id, None)
+        self.paused.discard(conn)
+
+    def count(self, name: str) -> None:
+        self.counters[name] += 1
+
+    def to_worker(self, shard: int, envelope: Envelope) -> None:
+        self.bus.send(shard, envelope)
+
+    def to_router(self, envelope: Envelope) -> None:
+        self.bus.send("router", envelope)
+
+    def resume_reading(self) -> None:
+        for conn in self.paused:
+            conn.paused = False
+            if conn.transport is not None:
+                conn.transport.resume_reading()
+        self.paused.clear()
+
+    @staticmethod
+    def encode_ack(kind: int, packet_id: int, level: int, rc: int = 0) -> bytes:
+        return encode_ack(kind, packet_id, level, rc)
+
+    # --- envelopes from workers ----------------------------------------------------------------
+    def on_envelopes(self, envelopes: list[Envelope]) -> None:
+        self.now = self.loop.time()
+        handlers = self._handlers
+        for e in envelopes:
+            handler = handlers.get(e[0])
+            if handler is None:
+                self.counters["unknown_envelopes"] += 1
+                continue
+            handler(e)
+
+    def _on_connack(self, e: Envelope) -> None:
+        _, conn_id, present, rc, props = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.on_connack(present, rc, props)
+
+    def _on_send_publish(self, e: Envelope) -> None:
+        _, conn_id, packet_id, topic, payload, qos, retain, dup, props = e
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.state != CONNECTED:
+            self.counters["deliveries_to_gone_connections"] += 1
+            return
+        props = props if conn.level >= 5 else None
+        conn.write(encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level))
+
+    def _on_send_publish_many(self, e: Envelope) -> None:
+        _, conn_ids, topic, payload, retain, props = e
+        encoded: dict[int, bytes] = {}
+        connections = self.connections
+        for conn_id in conn_ids:
+            conn = connections.get(conn_id)
+            if conn is None or conn.state != CONNECTED:
+                continue
+            level = 5 if conn.level >= 5 else 4
+            data = encoded.get(level)
+            if data is None:
+                data = encoded[level] = encode_publish(
+                    topic, payload, 0, retain, False, None, props if level >= 5 else None, level
+                )
+            conn.write(data)
+
+    def _on_send_ack(self, e: Envelope) -> None:
+        _, conn_id, kind, packet_id, rc = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.write(encode_ack(kind, packet_id, conn.level, rc if conn.level >= 5 else 0))
+
+    def _on_send_suback(self, e: Envelope) -> None:
+        _, conn_id, packet_id, codes = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.write(encode(Suback(packet_id, tuple(codes)), conn.level))
+
+    def _on_send_unsuback(self, e: Envelope) -> None:
+        _, conn_id, packet_id, codes = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            reason_codes = tuple(codes) if conn.level >= 5 else ()
+            conn.write(encode(Unsuback(packet_id, reason_codes), conn.level))
+
+    def _on_close(self, e: Envelope) -> None:
+        _, conn_id, rc = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.close(rc)
+
+    def _on_worker_up(self, e: Envelope) -> None:
+        """A restarted worker lost its in-memory sessions: close the connections
+        it served, so their clients reconnect and start over."""
+        _, shard, incarnation = e
+        self.worker_incarnations[shard] = incarnation
+        for conn in list(self.connections.values()):
+            if (
+                conn.shard == shard
+                and conn.state == CONNECTED
+                and conn.worker_incarnation != incarnation
+            ):
+                self.counters["closed_for_worker_restart"] += 1
+                conn.close(0x88)  # Server unavailable
+
+
+def run_acceptor(config: Config, index: int, incarnation: int) -> None:
+    import uvloop
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        acceptor = Acceptor(config, index, incarnation, loop)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await acceptor.start()
+        await stop.wait()
+        await acceptor.stop()
+
+    uvloop.run(main())
+
+

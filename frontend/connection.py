@@ -1,0 +1,347 @@
+"""One client connection in an acceptor: bytes to packets to envelopes, and back.
+
+Answers what needs no shared state here (PINGREQ, malformed input, ACL, topic
+aliases, keepalive and connect timeouts) and forwards the rest to the session's
+shard. Every protocol error of this connection is turned into its wire answer
+in exactly one place, `fail`: CONNACK or DISCONNECT with the reason code for
+MQTT 5, a closed socket for 3.1/3.1.1 — plus a log line and a counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from flockmq import envelopes as env
+from flockmq.sharding import shard_of
+from frontend.codec import (
+    Connack,
+    Connect,
+    Disconnect,
+    ProtocolError,
+    Publish,
+    ReasonCode,
+    StreamDecoder,
+    encode,
+)
+from frontend.codec.errors import UnsupportedProtocolVersion
+from frontend.codec.packets import (
+    Auth,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Pubrec,
+    Pubrel,
+    Subscribe,
+    Unsubscribe,
+)
+from frontend.codec.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
+
+if TYPE_CHECKING:
+    from frontend.acceptor import Acceptor
+
+log = logging.getLogger("flockmq.acceptor")
+
+NEW, CONNECTING, CONNECTED, CLOSED = range(4)
+NEVER_EXPIRES = 0xFFFFFFFF
+TOPIC_ALIAS_MAXIMUM = 100
+PINGRESP_BYTES = encode(Pingresp(), 4)
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, acceptor: Acceptor) -> None:
+        self.acceptor = acceptor
+        self.conn_id = acceptor.next_conn_id()
+        self.decoder = StreamDecoder(max_packet_size=acceptor.config.max_packet_size)
+        self.transport: asyncio.Transport | None = None
+        self.state = NEW
+        self.client_id = ""
+        self.username: str | None = None
+        self.level = 4
+        self.keepalive = 0
+        self.shard = 0
+        self.worker_incarnation: int | None = None
+        self.created = self.last_rx = acceptor.loop.time()
+        self.topic_aliases: dict[int, str] = {}
+        self.max_outgoing_packet = 0  # v5 Maximum Packet Size of the client; 0: no limit
+        self.will_on_close = True
+        self.paused = False
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.acceptor.register(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == CLOSED:
+            return
+        self.last_rx = self.acceptor.now
+        decoder = self.decoder
+        decoder.feed(data)
+        try:
+            packet = decoder.next_packet()
+            while packet is not None:
+                self.handle_packet(packet)
+                if self.state == CLOSED:
+                    return
+                packet = decoder.next_packet()
+        except ProtocolError as exc:
+            self.fail(exc)
+        if self.acceptor.bus.congested and not self.paused and self.transport is not None:
+            self.paused = True  # backpressure: stop reading until the bus drains
+            self.transport.pause_reading()
+            self.acceptor.paused.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_registered = self.state in (CONNECTING, CONNECTED)
+        self.state = CLOSED
+        self.acceptor.unregister(self)
+        if was_registered:
+            self.acceptor.to_worker(
+                self.shard, [env.CLOSED, self.conn_id, self.client_id, self.will_on_close, None]
+            )
+
+    # --- inbound packets ----------------------------------------------------------------------
+    def handle_packet(self, packet: Any) -> None:
+        kind = type(packet)
+        if kind is Publish:
+            self.on_publish(packet)
+        elif self.state == NEW:
+            if kind is not Connect:
+                raise ProtocolError("[MQTT-3.1.0-1] the first packet must be CONNECT")
+            self.on_connect(packet)
+        elif kind is Puback:
+            self._forward([env.PUBACK_IN, self.conn_id, self.client_id, packet.packet_id,
+                           packet.reason_code])
+        elif kind is Pubrec:
+            self._forward([env.PUBREC_IN, self.conn_id, self.client_id, packet.packet_id,
+                           packet.reason_code])
+        elif kind is Pubrel:
+            self._forward([env.PUBREL_IN, self.conn_id, self.client_id, packet.packet_id])
+        elif kind is Pubcomp:
+            self._forward([env.PUBCOMP_IN, self.conn_id, self.client_id, packet.packet_id])
+        elif kind is Pingreq:
+            self.write(PINGRESP_BYTES)
+        elif kind is Subscribe:
+            self.on_subscribe(packet)
+        elif kind is Unsubscribe:
+            self._forward([env.UNSUBSCRIBE, self.conn_id, self.client_id, packet.packet_id,
+                           list(packet.topic_filters)])
+        elif kind is Disconnect:
+            self.on_disconnect(packet)
+        elif kind is Connect:
+            raise ProtocolError("[MQTT-3.1.0-2] a second CONNECT is a protocol violation")
+        elif kind is Auth:
+            raise ProtocolError(
+                "enhanced authentication is not supported", ReasonCode.BAD_AUTHENTICATION_METHOD
+            )
+        else:
+            raise ProtocolError(f"a client may not send {kind.__name__.upper()}")
+
+    def _forward(self, envelope: list[Any]) -> None:
+        self.acceptor.to_worker(self.shard, envelope)
+
+    def on_connect(self, packet: Connect) -> None:
+        self.level = level = packet.protocol_level
+        self.keepalive = packet.keepalive
+        self.username = packet.username
+        props = packet.properties
+        client_id = packet.client_id
+        assigned = False
+        if not client_id:
+            if level < 5 and not packet.clean_start:
+                # [MQTT-3.1.3-8] zero-length id needs clean session 1
+                self.refuse_connect(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
+                return
+            client_id = "auto-" + uuid.uuid4().hex
+            assigned = level >= 5
+        self.client_id = client_id
+        acl = self.acceptor.acl
+        will = packet.will
+        will_env = None
+        if will is not None:
+            if acl is not None and not acl.can_publish(client_id, packet.username, will.topic):
+                self.acceptor.count("acl_denied_wills")
+                self.refuse_connect(ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
+                return
+            will_props = dict(will.properties)
+            delay = will_props.pop("will_delay_interval", 0)
+            will_env = [will.topic, will.payload, will.qos, will.retain, will_props or None, delay]
+        if level >= 5:
+            expiry = props.get("session_expiry_interval", 0)
+            self.max_outgoing_packet = props.get("maximum_packet_size", 0)
+        else:
+            expiry = 0 if packet.clean_start else NEVER_EXPIRES
+        self.shard = shard_of(client_id, self.acceptor.config.workers)
+        self.state = CONNECTING
+        self.acceptor.count("connects")
+        self._forward(
+            [env.CONNECT, self.conn_id, client_id, packet.clean_start, expiry, level,
+             packet.keepalive, packet.username, will_env, props.get("receive_maximum", 0),
+             assigned]
+        )
+
+    def on_publish(self, packet: Publish) -> None:
+        if self.state != CONNECTED and self.state != CONNECTING:
+            raise ProtocolError("[MQTT-3.1.0-1] the first packet must be CONNECT")
+        topic = packet.topic
+        props = packet.properties
+        if props:
+            props = dict(props)
+            alias = props.pop("topic_alias", None)
+            if alias is not None:
+                topic = self.resolve_alias(alias, topic)
+        acl = self.acceptor.acl
+        qos = packet.qos
+        if acl is not None and not acl.can_publish(self.client_id, self.username, topic):
+            # Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why.
+            self.acceptor.count("acl_denied_publishes")
+            log.info("client %s: publish to %r denied by ACL", self.client_id, topic)
+            if qos:
+                kind = 4 if qos == 1 else 5
+                rc = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0
+                self.write(self.acceptor.encode_ack(kind, packet.packet_id or 0, self.level, rc))
+            return
+        if qos == 0:
+            self.acceptor.to_router(
+                [env.ROUTE, self.client_id, topic, packet.payload, 0, packet.retain, props or None]
+            )
+        else:
+            self._forward(
+                [env.PUBLISH, self.conn_id, self.client_id, packet.packet_id, topic,
+                 packet.payload, qos, packet.retain, props or None]
+            )
+
+    def resolve_alias(self, alias: int, topic: str) -> str:
+        if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
+            raise ProtocolError(
+                f"[MQTT-3.3.2-9] topic alias {alias} out of range", ReasonCode.TOPIC_ALIAS_INVALID
+            )
+        if topic:
+            self.topic_aliases[alias] = topic
+            return topic
+        known = self.topic_aliases.get(alias)
+        if known is None:
+            raise ProtocolError(f"[MQTT-3.3.4-?] unknown topic alias {alias}")
+        return known
+
+    def on_subscribe(self, packet: Subscribe) -> None:
+        acl = self.acceptor.acl
+        sub_id = packet.properties.get("subscription_identifier")
+        entries = []
+        for sub in packet.subscriptions:
+            qos = sub.qos
+            if acl is not None and not acl.can_subscribe(
+                self.client_id, self.username, sub.topic_filter
+            ):
+                self.acceptor.count("acl_denied_subscriptions")
+                log.info("client %s: subscription %r denied by ACL", self.client_id,
+                         sub.topic_filter)
+                qos = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0x80
+            elif sub.topic_filter.startswith("$share/") and sub.no_local:
+                raise ProtocolError("[MQTT-3.8.3-4] no local on a shared subscription")
+            entries.append([sub.topic_filter, int(qos), sub.no_local, sub.retain_as_published,
+                            sub.retain_handling, sub_id])
+        self._forward([env.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries])
+
+    def on_disconnect(self, packet: Disconnect) -> None:
+        # A DISCONNECT discards the will [MQTT-3.14.4-3], unless v5 asks for it (0x04).
+        self.will_on_close = packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+        expiry = packet.properties.get("session_expiry_interval")
+        if expiry is not None and self.state in (CONNECTING, CONNECTED):
+            self._forward([env.CLOSED, self.conn_id, self.client_id, self.will_on_close, expiry])
+            self.state = CLOSED  # connection_lost must not report it again
+            self.acceptor.unregister(self)
+        self.close()
+
+    # --- outbound ----------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and self.state != CLOSED:
+            if self.max_outgoing_packet and len(data) > self.max_outgoing_packet:
+                self.acceptor.count("dropped_over_client_maximum_packet_size")
+                return
+            self.transport.write(data)
+
+    def on_connack(self, session_present: bool, rc: int, props: dict[str, Any] | None) -> None:
+        if self.state != CONNECTING:
+            return
+        if rc == 0:
+            self.state = CONNECTED
+            self.worker_incarnation = self.acceptor.worker_incarnations.get(self.shard)
+        if self.level >= 5:
+            props = dict(props or {})
+            props.setdefault("topic_alias_maximum", TOPIC_ALIAS_MAXIMUM)
+            props.setdefault("maximum_packet_size", self.acceptor.config.max_packet_size)
+            props.setdefault("shared_subscription_available", 1)
+            if self.keepalive > self.acceptor.config.max_keepalive:
+                self.keepalive = self.acceptor.config.max_keepalive
+                props["server_keep_alive"] = self.keepalive
+            self.write(encode(Connack(session_present, rc, props), 5))
+        else:
+            code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
+            self.write(encode(Connack(session_present and rc == 0, code), self.level))
+        if rc != 0:
+            self.close()
+
+    def refuse_connect(self, rc: ReasonCode, why: str) -> None:
+        self.acceptor.count("connects_refused")
+        log.info("refusing CONNECT from %s: %s (%s)", self.peer(), why, rc.name)
+        self.state = CONNECTING  # so on_connack writes the answer, then close
+        self.on_connack(False, rc, None)
+        self.state = CLOSED
+        self.acceptor.unregister(self)
+
+    def close(self, rc: int | None = None) -> None:
+        """Close the connection; for v5 with a reason, send DISCONNECT first."""
+        if self.transport is None:
+            return
+        if rc is not None and self.level >= 5 and self.state == CONNECTED:
+            self.transport.write(encode(Disconnect(rc), 5))
+        self.transport.close()
+
+    def fail(self, exc: ProtocolError) -> None:
+        """The one place a protocol error becomes its wire answer."""
+        self.acceptor.count("protocol_errors")
+        self.acceptor.count(f"protocol_errors_{exc.reason_code.name.lower()}")
+        log.warning("client %s (%s): %s [%s]", self.client_id or "-", self.peer(), exc,
+                    exc.reason_code.name)
+        if isinstance(exc, UnsupportedProtocolVersion) and self.state == NEW:
+            # [MQTT-3.1.2-2] CONNACK 0x01 (or 0x84) then close
+            self.level = exc.protocol_level if exc.protocol_level in (3, 4, 5) else 4
+            self.refuse_connect(exc.reason_code, str(exc))
+            self.close()
+            return
+        if self.level >= 5:
+            if self.state == NEW and self.decoder.protocol_level == 5:
+                self.refuse_connect(exc.reason_code, str(exc))
+            elif self.state == CONNECTED:
+                self.transport.write(encode(Disconnect(exc.reason_code), 5))  # type: ignore[union-attr]
+        self.will_on_close = True
+        self.close()
+
+    def check_timers(self, now: float) -> None:
+        """Connect timeout and keepalive [MQTT-3.1.2-24]: 1.5 x keepalive."""
+        if self.state == NEW or self.state == CONNECTING:
+            if now - self.created > self.acceptor.config.connect_timeout:
+                self.acceptor.count("connect_timeouts")
+                log.info("%s: no CONNECT/CONNACK within %.0fs: closing", self.peer(),
+                         self.acceptor.config.connect_timeout)
+                self.close()
+        elif self.keepalive and now - self.last_rx > 1.5 * self.keepalive:
+            self.acceptor.count("keepalive_timeouts")
+            log.info("client %s: keepalive of %ds expired: closing", self.client_id,
+                     self.keepalive)
+            self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
+
+    def peer(self) -> str:
+        if self.transport is None:
+            return "?"
+        addr = self.transport.get_extra_info("peername")
+        return f"{addr[0]}:{addr[1]}" if addr else "?"

@@ -1,0 +1,149 @@
+"""Start and stop the real broker for end-to-end tests, as a user does:
+`flockmq serve` in a subprocess, on a free 127.0.0.1 port, stopped by its PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from frontend.codec import Connack, Connect, StreamDecoder, encode
+
+FLOCKMQ = str(Path(sys.executable).parent / "flockmq")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def mqtt_ready(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a CONNECT on this port gets a CONNACK (workers are up too)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(encode(Connect("ready-probe", 4, True, 10), 4))
+            decoder = StreamDecoder(protocol_level=4)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                decoder.feed(data)
+                packet = decoder.next_packet()
+                if packet is not None:
+                    return isinstance(packet, Connack) and packet.reason_code == 0
+    except OSError:
+        return False
+    return False
+
+
+@dataclass
+class Broker:
+    data_dir: Path
+    acceptors: int = 2
+    workers: int = 2
+    extra_args: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> Broker:
+        if not self.port:
+            self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"broker-{self.port}.log"
+        cmd = [
+            FLOCKMQ, "serve", "--host", self.host, "--port", str(self.port),
+            "--acceptors", str(self.acceptors), "--workers", str(self.workers),
+            "--data-dir", str(self.data_dir), "--log-level", "info", *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"flockmq serve exited early:\n{self.log()}")
+            if mqtt_ready(self.host, self.port):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"broker not ready after {timeout}s:\n{self.log()}")
+
+    def children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def pid_of(self, role: str, index: int = 0) -> int:
+        """The PID of a child by role and index, read from its command line."""
+        for child in self.children():
+            try:
+                cmd = child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if "flockmq.child" in cmd:
+                i = cmd.index("flockmq.child")
+                if cmd[i + 1] == role and cmd[i + 2] == str(index):
+                    return child.pid
+        raise LookupError(f"no {role} {index} among the broker's children")
+
+    def kill(self, role: str, index: int = 0) -> int:
+        pid = self.pid_of(role, index)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, role: str, index: int, old_pid: int, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid = self.pid_of(role, index)
+                if pid != old_pid:
+                    return pid
+            except LookupError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{role} {index} was not restarted")
+
+    def log(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM the supervisor and wait; return its exit status."""
+        if self.proc is None:
+            return 0
+        children = self.children()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        for child in children:  # never leave strays behind a failed test
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        return code

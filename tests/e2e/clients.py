@@ -1,0 +1,163 @@
+"""Test clients: paho-mqtt wrapped so tests wait for events with timeouts, and a
+raw-socket client (our codec over a plain socket) for exact bytes and malformed
+input."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from frontend.codec import Packet, StreamDecoder, encode
+
+TIMEOUT = 10.0
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Client:
+    """A paho client that records what it receives."""
+
+    def __init__(self, port: int, client_id: str | None = None, *, protocol: int = 4,
+                 clean: bool = True, keepalive: int = 60, will: tuple[str, bytes, int, bool] | None = None,
+                 username: str | None = None, session_expiry: int | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.client_id = client_id if client_id is not None else unique("c")
+        version = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}[protocol]
+        kwargs: dict[str, Any] = {"protocol": version}
+        if protocol < 5:
+            kwargs["clean_session"] = clean
+        self.protocol = protocol
+        self.clean = clean
+        self.session_expiry = session_expiry
+        self.paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                reconnect_on_failure=False, **kwargs)
+        self.paho.max_inflight_messages_set(100)
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connack: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self.disconnected = threading.Event()
+        self.disconnect_reason: Any = None
+        self.subacks: queue.Queue[list[Any]] = queue.Queue()
+        self.paho.on_message = lambda c, u, m: self.messages.put(m)
+        self.paho.on_connect = lambda c, u, flags, rc, props: self.connack.put((flags, rc))
+        self.paho.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.put(rcs)
+        self.paho.on_disconnect = self._on_disconnect
+        if will is not None:
+            self.paho.will_set(will[0], will[1], will[2], will[3])
+        if username is not None:
+            self.paho.username_pw_set(username)
+        self.host = host
+        self.port = port
+        self.keepalive = keepalive
+
+    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.disconnect_reason = rc
+        self.disconnected.set()
+
+    def connect(self, expect_rc: int = 0) -> Any:
+        props = None
+        kwargs: dict[str, Any] = {}
+        if self.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.session_expiry is not None:
+                props.SessionExpiryInterval = self.session_expiry
+            kwargs["clean_start"] = self.clean
+            kwargs["properties"] = props
+        self.paho.connect(self.host, self.port, self.keepalive, **kwargs)
+        self.paho.loop_start()
+        flags, rc = self.connack.get(timeout=TIMEOUT)
+        assert rc == expect_rc, f"CONNACK {rc}, expected {expect_rc}"
+        return flags
+
+    def subscribe(self, topic: str, qos: int = 0) -> list[Any]:
+        result, _mid = self.paho.subscribe(topic, qos)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        return self.subacks.get(timeout=TIMEOUT)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        info = self.paho.publish(topic, payload, qos, retain)
+        if qos:
+            info.wait_for_publish(TIMEOUT)
+            assert info.is_published()
+
+    def expect(self, count: int = 1, timeout: float = TIMEOUT) -> list[mqtt.MQTTMessage]:
+        out = []
+        deadline = time.monotonic() + timeout
+        for _ in range(count):
+            out.append(self.messages.get(timeout=max(0.01, deadline - time.monotonic())))
+        return out
+
+    def expect_nothing(self, within: float = 0.5) -> None:
+        """Used only after a positive barrier showed the path is flushed."""
+        try:
+            msg = self.messages.get(timeout=within)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected message {msg.topic} {msg.payload!r}")
+
+    def disconnect(self) -> None:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+
+    def drop(self) -> None:
+        """Close the socket without DISCONNECT (as a crash or network loss would)."""
+        self.paho.loop_stop()
+        sock = self.paho.socket()
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class RawClient:
+    """Exact packets over a plain socket, using our codec."""
+
+    def __init__(self, port: int, level: int = 4, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        self.level = level
+        self.decoder = StreamDecoder(protocol_level=level)
+
+    def send(self, packet: Packet) -> None:
+        self.sock.sendall(encode(packet, self.level))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, timeout: float = TIMEOUT) -> Packet | None:
+        """The next packet, or None if the server closed the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            packet = self.decoder.next_packet()
+            if packet is not None:
+                return packet
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no packet from the broker")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            self.decoder.feed(data)
+
+    def expect_closed(self, timeout: float = TIMEOUT) -> list[Packet]:
+        """Read until the broker closes; return what came before the close."""
+        got = []
+        while True:
+            packet = self.recv(timeout)
+            if packet is None:
+                return got
+            got.append(packet)
+
+    def close(self) -> None:
+        self.sock.close()

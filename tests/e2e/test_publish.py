@@ -1,0 +1,74 @@
+"""PUBLISH flows end to end: QoS 0/1/2 both ways, downgrade, overlap, order."""
+
+from __future__ import annotations
+
+import pytest
+
+from .broker import Broker
+from .clients import Client, unique
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_publish_reaches_subscriber_at_each_qos(broker: Broker, qos: int) -> None:
+    topic = unique("t") + "/x"
+    sub = Client(broker.port)
+    sub.connect()
+    assert sub.subscribe(topic, qos)[0].value == qos
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(topic, b"payload-%d" % qos, qos)
+    (msg,) = sub.expect(1)
+    assert (msg.topic, msg.payload, msg.qos, msg.retain) == (topic, b"payload-%d" % qos, qos, False)
+    sub.disconnect()
+    pub.disconnect()
+
+
+@pytest.mark.parametrize(("pub_qos", "sub_qos", "delivered"), [(2, 0, 0), (2, 1, 1), (1, 0, 0), (0, 2, 0), (1, 2, 1)])
+def test_delivered_qos_is_min_of_published_and_granted(
+    broker: Broker, pub_qos: int, sub_qos: int, delivered: int
+) -> None:
+    topic = unique("down")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(topic, sub_qos)
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(topic, b"x", pub_qos)
+    (msg,) = sub.expect(1)
+    assert msg.qos == delivered
+    sub.disconnect()
+    pub.disconnect()
+
+
+def test_overlapping_subscriptions_deliver_one_copy_at_highest_qos(broker: Broker) -> None:
+    base = unique("ovl")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(f"{base}/#", 0)
+    sub.subscribe(f"{base}/+/c", 2)
+    sub.subscribe(f"{base}/b/c", 1)
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(f"{base}/b/c", b"one", 2)
+    pub.publish(f"{base}/barrier", b"end", 1)  # matched by # only: comes after
+    first, barrier = sub.expect(2)
+    assert (first.topic, first.qos) == (f"{base}/b/c", 2)
+    assert barrier.payload == b"end"
+    sub.disconnect()
+    pub.disconnect()
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_order_per_topic_per_publisher(broker: Broker, qos: int) -> None:
+    topic = unique("order")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(topic, qos)
+    pub = Client(broker.port)
+    pub.connect()
+    for i in range(200):
+        pub.paho.publish(topic, str(i).encode(), qos)
+    got = [int(m.payload) for m in sub.expect(200, timeout=30)]
+    assert got == list(range(200))
+    sub.disconnect()
+    pub.disconnect()

@@ -1,0 +1,75 @@
+"""One MQTT session's state, as a worker shard keeps it (sans-IO).
+
+Owns: subscriptions of record, packet-id allocation, outbound in-flight QoS 1/2
+messages (in send order), the queue of messages waiting for the in-flight window
+or for the client to come back, inbound QoS 2 packet ids awaiting PUBREL, and
+the will. Invariants: `inflight` holds at most `window` messages; a message is
+either in `inflight` or in `queue`, never both; `queued_bytes` is the payload
+total of `queue`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+NEVER_EXPIRES = 0xFFFFFFFF
+
+# OutMessage.state
+AWAIT_ACK = 0  # QoS 1 sent, awaiting PUBACK; QoS 2 sent, awaiting PUBREC
+AWAIT_COMP = 1  # QoS 2: PUBREL sent, awaiting PUBCOMP
+
+
+@dataclass(slots=True)
+class OutMessage:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    props: dict[str, Any] | None
+    packet_id: int = 0
+    state: int = AWAIT_ACK
+
+
+@dataclass(slots=True)
+class Subscription:
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    sub_id: int | None = None
+
+
+@dataclass(slots=True)
+class Session:
+    client_id: str
+    conn: int | None = None  # the connection currently attached, None when offline
+    protocol_level: int = 4
+    session_expiry: int = 0  # seconds after disconnect; 0: ends with the connection
+    receive_maximum: int = 65535
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    inflight: dict[int, OutMessage] = field(default_factory=dict)
+    queue: deque[OutMessage] = field(default_factory=deque)
+    queued_bytes: int = 0
+    inbound_qos2: set[int] = field(default_factory=set)
+    will: list[Any] | None = None
+    disconnected_at: float | None = None
+    next_packet_id: int = 1
+    dropped: int = 0  # messages this session could not hold (queue limits)
+
+    def allocate_packet_id(self) -> int:
+        """The next packet id not in flight [MQTT-2.3.1-2]; the window is far
+        below 65535, so the loop ends."""
+        pid = self.next_packet_id
+        while pid in self.inflight:
+            pid = pid % 65535 + 1
+        self.next_packet_id = pid % 65535 + 1
+        return pid
+
+    def expires_at(self) -> float | None:
+        if self.conn is not None or self.disconnected_at is None:
+            return None
+        if self.session_expiry >= NEVER_EXPIRES:
+            return None
+        return self.disconnected_at + self.session_expiry

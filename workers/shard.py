@@ -1,0 +1,447 @@
+"""A shard of session actors (sans-IO): envelopes in, envelopes out.
+
+The worker process feeds every envelope for its shard to `Shard.handle` and
+`Shard.handle_timer(now)`, then sends what accumulated in `to_router` and
+`to_acceptors`. Nothing here touches a socket or a clock.
+
+Decided here: client takeover, session present, clean-session discard, QoS
+downgrade (min of published and granted QoS), one copy per subscriber,
+the outbound in-flight window and its ordered queue, redelivery with DUP on
+resume [MQTT-4.4.0-1], inbound QoS 2 exactly-once (packet ids held until
+PUBREL [MQTT-4.3.3-2]), wills (published on any close but a clean DISCONNECT),
+and session expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from frontend.codec.packets import PacketType
+from frontend.codec.reason_codes import ReasonCode
+
+from .session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, Subscription
+
+log = logging.getLogger("flockmq.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLimits:
+    max_inflight: int = 64
+    max_queued_messages: int = 100_000
+    max_queued_bytes: int = 64 * 1024 * 1024
+    queue_qos0: bool = False
+    max_session_expiry: int = 0xFFFFFFFF
+
+
+class Shard:
+    def __init__(self, index: int, limits: ShardLimits) -> None:
+        self.index = index
+        self.limits = limits
+        self.sessions: dict[str, Session] = {}
+        self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
+        self.to_router: list[Envelope] = []
+        self.to_acceptors: dict[int, list[Envelope]] = {}
+        self.counters: Counter[str] = Counter()
+        self._handlers = {
+            env.CONNECT: self._on_connect,
+            env.PUBLISH: self._on_publish,
+            env.PUBREL_IN: self._on_pubrel,
+            env.PUBACK_IN: self._on_puback,
+            env.PUBREC_IN: self._on_pubrec,
+            env.PUBCOMP_IN: self._on_pubcomp,
+            env.SUBSCRIBE: self._on_subscribe,
+            env.UNSUBSCRIBE: self._on_unsubscribe,
+            env.CLOSED: self._on_closed,
+            env.ACCEPTOR_UP: self._on_acceptor_up,
+            env.DELIVER: self._on_deliver,
+            env.SUBSCRIBED: self._on_subscribed,
+            env.ROUTER_UP: self._on_router_up,
+        }
+
+    # --- entry points ---------------------------------------------------------
+    def handle(self, envelope: Envelope, now: float) -> None:
+        handler = self._handlers.get(envelope[0])
+        if handler is None:
+            self.counters["unknown_envelopes"] += 1
+            log.warning("shard %d: unknown envelope kind %r", self.index, envelope[0])
+            return
+        handler(envelope, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Publish delayed wills that are due and end expired sessions."""
+        for client_id, (due, will) in list(self.pending_wills.items()):
+            if due <= now:
+                del self.pending_wills[client_id]
+                self._route_will(client_id, will)
+        for session in list(self.sessions.values()):
+            expires = session.expires_at()
+            if expires is not None and expires <= now:
+                self.counters["sessions_expired"] += 1
+                self._end_session(session)
+
+    def next_timer(self) -> float | None:
+        """When handle_timer next has work, or None."""
+        times = [due for due, _ in self.pending_wills.values()]
+        times.extend(
+            t for t in (s.expires_at() for s in self.sessions.values()) if t is not None
+        )
+        return min(times, default=None)
+
+    def startup_envelopes(self, incarnation: int) -> None:
+        """Announce this shard (a restarted worker): the router forgets the
+        shard's stale subscriptions and acceptors drop its stale connections."""
+        self.to_router.append([env.WORKER_UP, self.index, incarnation])
+
+    # --- output helpers ---------------------------------------------------------
+    def _send(self, conn: int, envelope: Envelope) -> None:
+        acceptor = acceptor_of(conn)
+        out = self.to_acceptors.get(acceptor)
+        if out is None:
+            out = self.to_acceptors[acceptor] = []
+        out.append(envelope)
+
+    def _current(self, client_id: str, conn: int) -> Session | None:
+        """The session if `conn` is its attached connection; packets from a
+        connection that was taken over are ignored."""
+        session = self.sessions.get(client_id)
+        if session is None or session.conn != conn:
+            self.counters["stale_connection_packets"] += 1
+            return None
+        return session
+
+    # --- connect, close, takeover --------------------------------------------------
+    def _on_connect(self, e: Envelope, now: float) -> None:
+        (_, conn, client_id, clean_start, expiry, level, _keepalive, _username, will,
+         receive_maximum, assigned) = e
+        expiry = min(expiry, self.limits.max_session_expiry)
+        session = self.sessions.get(client_id)
+        if session is not None and session.conn is not None:
+            # Takeover [MQTT-3.1.4-2]: close the existing connection; its will
+            # goes out as for any close without DISCONNECT.
+            self.counters["takeovers"] += 1
+            log.info("client %s taken over: closing its previous connection", client_id)
+            self._send(session.conn, [env.CLOSE, session.conn, ReasonCode.SESSION_TAKEN_OVER])
+            self._detach(session, publish_will=True, now=now)
+        self.pending_wills.pop(client_id, None)  # a returning client cancels a delayed will
+        present = False
+        if session is not None and clean_start:
+            self._end_session(session)
+            session = None
+        if session is None:
+            session = self.sessions[client_id] = Session(client_id)
+            self.counters["sessions_created"] += 1
+        else:
+            present = True
+        session.conn = conn
+        session.protocol_level = level
+        session.session_expiry = expiry
+        session.receive_maximum = receive_maximum or 65535
+        session.will = will
+        session.disconnected_at = None
+        props = {"assigned_client_identifier": client_id} if assigned else None
+        self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
+        if present:
+            self._resend_inflight(session)
+            self._pump(session)
+
+    def _on_closed(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, publish_will, new_expiry = e
+        session = self.sessions.get(client_id)
+        if session is None or session.conn != conn:
+            return  # already taken over or ended
+        if new_expiry is not None:
+            session.session_expiry = min(new_expiry, self.limits.max_session_expiry)
+        self._detach(session, publish_will=publish_will, now=now)
+
+    def _on_acceptor_up(self, e: Envelope, now: float) -> None:
+        """A (re)started acceptor: connections of its previous incarnation are gone."""
+        _, acceptor, incarnation = e
+        for session in list(self.sessions.values()):
+            conn = session.conn
+            if (
+                conn is not None
+                and acceptor_of(conn) == acceptor
+                and incarnation_of(conn) != incarnation & 0xFFFF
+            ):
+                self.counters["connections_lost_with_acceptor"] += 1
+                self._detach(session, publish_will=True, now=now)
+
+    def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
+        session.conn = None
+        session.disconnected_at = now
+        will, session.will = session.will, None
+        if will is not None and publish_will:
+            delay = min(will[5] or 0, session.session_expiry)
+            if delay > 0:
+                self.pending_wills[session.client_id] = (now + delay, will)
+            else:
+                self._route_will(session.client_id, will)
+        if session.session_expiry == 0:
+            self._end_session(session)
+
+    def _route_will(self, client_id: str, will: list[Any]) -> None:
+        topic, payload, qos, retain, props, _delay = will
+        self.counters["wills_published"] += 1
+        self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props])
+
+    def _end_session(self, session: Session) -> None:
+        self.sessions.pop(session.client_id, None)
+        pending = self.pending_wills.pop(session.client_id, None)
+        if pending is not None:  # the session ends before the will delay [MQTT-3.1.3-9]
+            self._route_will(session.client_id, pending[1])
+        if session.subscriptions:
+            self.to_router.append([env.UNSUB_ALL, session.client_id])
+        self.counters["sessions_ended"] += 1
+
+    # --- inbound publish flows ------------------------------------------------
+    def _on_publish(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, topic, payload, qos, retain, props = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        if qos == 2:
+            if packet_id in session.inbound_qos2:
+                # A retransmission before PUBREL: acknowledge, do not deliver
+                # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
+                self.counters["qos2_duplicates_suppressed"] += 1
+            else:
+                session.inbound_qos2.add(packet_id)
+                self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props])
+            self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREC, packet_id, 0])
+        else:
+            self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props])
+            self._send(conn, [env.SEND_ACK, conn, PacketType.PUBACK, packet_id, 0])
+
+    def _on_pubrel(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        rc = 0
+        if packet_id in session.inbound_qos2:
+            session.inbound_qos2.discard(packet_id)
+        else:
+            rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
+        self._send(conn, [env.SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc])
+
+    # --- outbound acknowledgements ----------------------------------------------
+    def _on_puback(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, _rc = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.get(packet_id)
+        if msg is not None and msg.qos == 1:
+            del session.inflight[packet_id]
+            self._pump(session)
+        else:
+            self.counters["unexpected_acks"] += 1
+
+    def _on_pubrec(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, rc = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.get(packet_id)
+        if msg is None or msg.qos != 2:
+            self.counters["unexpected_acks"] += 1
+            self._send(
+                conn,
+                [env.SEND_ACK, conn, PacketType.PUBREL, packet_id,
+                 ReasonCode.PACKET_IDENTIFIER_NOT_FOUND],
+            )
+            return
+        if rc >= 0x80:  # v5: the receiver refused it; the flow ends here
+            del session.inflight[packet_id]
+            self._pump(session)
+            return
+        msg.state = AWAIT_COMP
+        self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0])
+
+    def _on_pubcomp(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.get(packet_id)
+        if msg is not None and msg.state == AWAIT_COMP:
+            del session.inflight[packet_id]
+            self._pump(session)
+        else:
+            self.counters["unexpected_acks"] += 1
+
+    # --- subscriptions ------------------------------------------------------------
+    def _on_subscribe(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, entries = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        route_entries: list[list[Any]] = []
+        codes: list[int] = []
+        for topic_filter, qos, no_local, rap, retain_handling, sub_id in entries:
+            if qos >= 0x80:
+                codes.append(qos)
+                continue
+            existed = topic_filter in session.subscriptions
+            session.subscriptions[topic_filter] = Subscription(
+                qos, bool(no_local), bool(rap), retain_handling, sub_id
+            )
+            # Retain handling [MQTT-3.3.1-9..11]: 0 always, 1 only if new, 2 never.
+            send_retained = retain_handling == 0 or (retain_handling == 1 and not existed)
+            route_entries.append([topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id])
+            codes.append(qos)
+        if route_entries:
+            # SUBACK waits for the router's SUBSCRIBED so a publish the client
+            # sends after SUBACK is matched against the new subscription.
+            self.to_router.append(
+                [env.SUB, self.index, client_id, conn, packet_id, route_entries, codes]
+            )
+        else:
+            self._send(conn, [env.SEND_SUBACK, conn, packet_id, codes])
+
+    def _on_subscribed(self, e: Envelope, now: float) -> None:
+        _, client_id, conn, packet_id, codes = e
+        session = self.sessions.get(client_id)
+        if session is not None and session.conn == conn:
+            self._send(conn, [env.SEND_SUBACK, conn, packet_id, codes])
+
+    def _on_unsubscribe(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, filters = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        codes = []
+        removed = []
+        for topic_filter in filters:
+            if session.subscriptions.pop(topic_filter, None) is None:
+                codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+            else:
+                removed.append(topic_filter)
+                codes.append(ReasonCode.SUCCESS)
+        if removed:
+            self.to_router.append([env.UNSUB, client_id, removed])
+        self._send(conn, [env.SEND_UNSUBACK, conn, packet_id, codes])
+
+    def _on_router_up(self, e: Envelope, now: float) -> None:
+        """A (re)started router has an empty topic tree: register every
+        subscription of this shard again (no SUBACK, no retained messages)."""
+        for session in self.sessions.values():
+            entries = [
+                [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id]
+                for f, s in session.subscriptions.items()
+            ]
+            if entries:
+                self.to_router.append([env.SUB, self.index, session.client_id, 0, 0, entries, []])
+
+    # --- delivery -----------------------------------------------------------------
+    def _on_deliver(self, e: Envelope, now: float) -> None:
+        _, topic, payload, qos, retain, props, targets = e
+        # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
+        fast: dict[tuple[int, bool], list[int]] = {}
+        for client_id, granted, rap, sub_ids in targets:
+            session = self.sessions.get(client_id)
+            if session is None:
+                self.counters["deliveries_without_session"] += 1
+                continue
+            out_qos = qos if qos < granted else granted
+            out_retain = retain and rap
+            msg_props = props
+            if sub_ids:
+                msg_props = dict(props or {})
+                msg_props["subscription_identifier"] = sub_ids
+            conn = session.conn
+            if out_qos == 0:
+                if conn is not None:
+                    if msg_props is props:
+                        fast.setdefault((acceptor_of(conn), out_retain), []).append(conn)
+                    else:
+                        self._send(
+                            conn,
+                            [env.SEND_PUBLISH, conn, None, topic, payload, 0, out_retain, False,
+                             msg_props],
+                        )
+                elif self.limits.queue_qos0 and session.session_expiry > 0:
+                    self._enqueue(session, OutMessage(topic, payload, 0, out_retain, msg_props))
+                continue
+            self._enqueue(session, OutMessage(topic, payload, out_qos, out_retain, msg_props))
+            if conn is not None:
+                self._pump(session)
+        for (acceptor, out_retain), conns in fast.items():
+            out = self.to_acceptors.get(acceptor)
+            if out is None:
+                out = self.to_acceptors[acceptor] = []
+            out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
+
+    def _enqueue(self, session: Session, msg: OutMessage) -> None:
+        limits = self.limits
+        size = len(msg.payload)
+        if (
+            len(session.queue) >= limits.max_queued_messages
+            or session.queued_bytes + size > limits.max_queued_bytes
+        ):
+            session.dropped += 1
+            self.counters["queue_full_drops"] += 1
+            if session.dropped == 1 or session.dropped % 1000 == 0:
+                log.warning(
+                    "client %s: queue full (%d messages, %d bytes): dropped %d message(s) so far",
+                    session.client_id, len(session.queue), session.queued_bytes, session.dropped,
+                )
+            return
+        session.queue.append(msg)
+        session.queued_bytes += size
+
+    def _window(self, session: Session) -> int:
+        limit = self.limits.max_inflight
+        return session.receive_maximum if session.receive_maximum < limit else limit
+
+    def _pump(self, session: Session) -> None:
+        """Move queued messages into flight while the window allows, in order."""
+        conn = session.conn
+        if conn is None:
+            return
+        window = self._window(session)
+        queue = session.queue
+        while queue and len(session.inflight) < window:
+            msg = queue.popleft()
+            session.queued_bytes -= len(msg.payload)
+            if msg.qos == 0:
+                self._send(
+                    conn,
+                    [env.SEND_PUBLISH, conn, None, msg.topic, msg.payload, 0, msg.retain, False,
+                     msg.props],
+                )
+                continue
+            msg.packet_id = session.allocate_packet_id()
+            msg.state = AWAIT_ACK
+            session.inflight[msg.packet_id] = msg
+            self._send(
+                conn,
+                [env.SEND_PUBLISH, conn, msg.packet_id, msg.topic, msg.payload, msg.qos,
+                 msg.retain, False, msg.props],
+            )
+
+    def _resend_inflight(self, session: Session) -> None:
+        """On resume, unacknowledged messages go again, in their original order:
+        PUBLISH with DUP=1, or PUBREL for QoS 2 past PUBREC [MQTT-4.4.0-1]."""
+        conn = session.conn
+        assert conn is not None
+        for msg in session.inflight.values():
+            self.counters["redeliveries"] += 1
+            if msg.state == AWAIT_COMP:
+                self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
+            else:
+                self._send(
+                    conn,
+                    [env.SEND_PUBLISH, conn, msg.packet_id, msg.topic, msg.payload, msg.qos,
+                     msg.retain, True, msg.props],
+                )
+
+    # --- introspection for tests and metrics -------------------------------------
+    def session_ids(self) -> Iterable[str]:
+        return self.sessions.keys()
