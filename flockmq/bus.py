@@ -11,6 +11,7 @@ high-water mark the frame waits in a backlog, the inbox stops being read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -35,7 +36,7 @@ class Bus:
         on_decongested: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.inbox = self.ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.RCVHWM, HWM)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -162,10 +163,8 @@ class Bus:
         self.flush()
         if self.backlog:
             self._retry_backlog()
-        try:
+        with contextlib.suppress(Exception):  # the loop may already be closed at shutdown
             self.loop.remove_reader(self.inbox.getsockopt(zmq.FD))
-        except Exception:  # the loop may already be closed at shutdown
-            pass
         self.inbox.close(0)
         for sock in self.peers.values():
             sock.close()

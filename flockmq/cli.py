@@ -19,27 +19,52 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file with the same keys as these flags (flags win).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file with the same keys as these flags (flags win).",
+)
 @click.option("--host", default=None, help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, default=None, help="TCP port for MQTT [1883].")
-@click.option("--acceptors", type=int, default=None,
-              help="Acceptor processes (client sockets) [CPU count].")
-@click.option("--workers", type=int, default=None,
-              help="Session-worker processes (shards) [CPU count].")
+@click.option(
+    "--acceptors", type=int, default=None, help="Acceptor processes (client sockets) [CPU count]."
+)
+@click.option(
+    "--workers", type=int, default=None, help="Session-worker processes (shards) [CPU count]."
+)
 @click.option("--data-dir", default=None, help="Where durable state lives.")
 @click.option("--acl-file", default=None, help="ACL file in Mosquitto's format.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None, help="[info]")
-@click.option("--max-inflight", type=int, default=None,
-              help="Outbound QoS 1/2 in-flight window per session [64].")
-@click.option("--max-queued-messages", type=int, default=None,
-              help="Queued messages per session before new ones are dropped [100000].")
-@click.option("--queue-qos0/--no-queue-qos0", default=None,
-              help="Queue QoS 0 messages for offline persistent sessions [off].")
-@click.option("--sys-interval", type=float, default=None,
-              help="Seconds between $SYS/broker counter updates [10].")
-@click.option("--transport", type=click.Choice(["ipc", "tcp"]), default=None,
-              help="ZeroMQ transport between the processes [ipc].")
+@click.option(
+    "--max-inflight",
+    type=int,
+    default=None,
+    help="Outbound QoS 1/2 in-flight window per session [64].",
+)
+@click.option(
+    "--max-queued-messages",
+    type=int,
+    default=None,
+    help="Queued messages per session before new ones are dropped [100000].",
+)
+@click.option(
+    "--queue-qos0/--no-queue-qos0",
+    default=None,
+    help="Queue QoS 0 messages for offline persistent sessions [off].",
+)
+@click.option(
+    "--sys-interval",
+    type=float,
+    default=None,
+    help="Seconds between $SYS/broker counter updates [10].",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["ipc", "tcp"]),
+    default=None,
+    help="ZeroMQ transport between the processes [ipc].",
+)
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run the broker: a supervisor that spawns acceptors, a router and workers."""
     from flockmq.supervisor import Supervisor

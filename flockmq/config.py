@@ -80,7 +80,9 @@ class Config:
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"workers: {self.workers} is outside 1-256")
         if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+            raise ConfigError(
+                f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
         if self.acl_file is not None and not Path(self.acl_file).is_file():

@@ -6,6 +6,7 @@ leaving no orphan processes and no stale socket files.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -87,8 +88,15 @@ class Supervisor:
 
     def spawn(self, child: Child) -> None:
         cmd = [
-            sys.executable, "-m", "flockmq.child", child.role, str(child.index),
-            "--config", self.config_path, "--incarnation", str(child.incarnation),
+            sys.executable,
+            "-m",
+            "flockmq.child",
+            child.role,
+            str(child.index),
+            "--config",
+            self.config_path,
+            "--incarnation",
+            str(child.incarnation),
         ]
         child.proc = subprocess.Popen(cmd, start_new_session=False)
         child.started = time.monotonic()
@@ -104,8 +112,11 @@ class Supervisor:
                 self.spawn(child)
             log.info(
                 "flockmq serving on %s:%d: %d acceptors, %d workers, 1 router (pid %d)",
-                self.config.host, self.config.port, self.config.acceptors,
-                self.config.workers, os.getpid(),
+                self.config.host,
+                self.config.port,
+                self.config.acceptors,
+                self.config.workers,
+                os.getpid(),
             )
             while not self.stopping:
                 self.watch()
@@ -128,13 +139,18 @@ class Supervisor:
                 child.proc = None
                 lived = now - child.started
                 child.backoff = (
-                    0.1 if lived > STABLE_SECONDS
+                    0.1
+                    if lived > STABLE_SECONDS
                     else min(max(child.backoff * 2, 0.1), self.config.restart_backoff_max)
                 )
                 child.restart_at = now + child.backoff
                 log.error(
                     "%s (pid %d) %s after %.1fs; restarting in %.1fs",
-                    child.name, proc.pid, describe_exit(code), lived, child.backoff,
+                    child.name,
+                    proc.pid,
+                    describe_exit(code),
+                    lived,
+                    child.backoff,
                 )
             if child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 child.incarnation += 1
@@ -146,10 +162,8 @@ class Supervisor:
             group = [c for c in self.children if c.role == role and c.proc is not None]
             for child in group:
                 assert child.proc is not None
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     child.proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + self.config.shutdown_timeout
             for child in group:
                 assert child.proc is not None

@@ -22,9 +22,7 @@ class SysStats:
         self.published.update(out)
         return out
 
-    def maybe_publish(
-        self, now: float, interval: float, send: Callable[[Envelope], None]
-    ) -> None:
+    def maybe_publish(self, now: float, interval: float, send: Callable[[Envelope], None]) -> None:
         if now - self.last < interval:
             return
         self.last = now

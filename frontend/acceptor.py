@@ -13,7 +13,6 @@ import logging
 import signal
 import socket
 from collections import Counter
-from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.bus import Bus
@@ -32,8 +31,9 @@ TIMER_INTERVAL = 0.5
 
 
 class Acceptor:
-    def __init__(self, config: Config, index: int, incarnation: int,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, config: Config, index: int, incarnation: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.config = config
         self.index = index
         self.incarnation = incarnation
@@ -45,8 +45,12 @@ class Acceptor:
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self._counter = 0
-        self.bus = Bus(loop, config.acceptor_endpoint(index), self.on_envelopes,
-                       on_decongested=self.resume_reading)
+        self.bus = Bus(
+            loop,
+            config.acceptor_endpoint(index),
+            self.on_envelopes,
+            on_decongested=self.resume_reading,
+        )
         self.bus.connect("router", config.router_endpoint())
         for shard in range(config.workers):
             self.bus.connect(shard, config.worker_endpoint(shard))
@@ -227,5 +231,3 @@ def run_acceptor(config: Config, index: int, incarnation: int) -> None:
         await acceptor.stop()
 
     uvloop.run(main())
-
-

@@ -118,11 +118,13 @@ class ClientConnection(asyncio.Protocol):
                 raise ProtocolError("[MQTT-3.1.0-1] the first packet must be CONNECT")
             self.on_connect(packet)
         elif kind is Puback:
-            self._forward([env.PUBACK_IN, self.conn_id, self.client_id, packet.packet_id,
-                           packet.reason_code])
+            self._forward(
+                [env.PUBACK_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code]
+            )
         elif kind is Pubrec:
-            self._forward([env.PUBREC_IN, self.conn_id, self.client_id, packet.packet_id,
-                           packet.reason_code])
+            self._forward(
+                [env.PUBREC_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code]
+            )
         elif kind is Pubrel:
             self._forward([env.PUBREL_IN, self.conn_id, self.client_id, packet.packet_id])
         elif kind is Pubcomp:
@@ -132,8 +134,15 @@ class ClientConnection(asyncio.Protocol):
         elif kind is Subscribe:
             self.on_subscribe(packet)
         elif kind is Unsubscribe:
-            self._forward([env.UNSUBSCRIBE, self.conn_id, self.client_id, packet.packet_id,
-                           list(packet.topic_filters)])
+            self._forward(
+                [
+                    env.UNSUBSCRIBE,
+                    self.conn_id,
+                    self.client_id,
+                    packet.packet_id,
+                    list(packet.topic_filters),
+                ]
+            )
         elif kind is Disconnect:
             self.on_disconnect(packet)
         elif kind is Connect:
@@ -183,9 +192,19 @@ class ClientConnection(asyncio.Protocol):
         self.state = CONNECTING
         self.acceptor.count("connects")
         self._forward(
-            [env.CONNECT, self.conn_id, client_id, packet.clean_start, expiry, level,
-             packet.keepalive, packet.username, will_env, props.get("receive_maximum", 0),
-             assigned]
+            [
+                env.CONNECT,
+                self.conn_id,
+                client_id,
+                packet.clean_start,
+                expiry,
+                level,
+                packet.keepalive,
+                packet.username,
+                will_env,
+                props.get("receive_maximum", 0),
+                assigned,
+            ]
         )
 
     def on_publish(self, packet: Publish) -> None:
@@ -215,8 +234,17 @@ class ClientConnection(asyncio.Protocol):
             )
         else:
             self._forward(
-                [env.PUBLISH, self.conn_id, self.client_id, packet.packet_id, topic,
-                 packet.payload, qos, packet.retain, props or None]
+                [
+                    env.PUBLISH,
+                    self.conn_id,
+                    self.client_id,
+                    packet.packet_id,
+                    topic,
+                    packet.payload,
+                    qos,
+                    packet.retain,
+                    props or None,
+                ]
             )
 
     def resolve_alias(self, alias: int, topic: str) -> str:
@@ -242,13 +270,22 @@ class ClientConnection(asyncio.Protocol):
                 self.client_id, self.username, sub.topic_filter
             ):
                 self.acceptor.count("acl_denied_subscriptions")
-                log.info("client %s: subscription %r denied by ACL", self.client_id,
-                         sub.topic_filter)
+                log.info(
+                    "client %s: subscription %r denied by ACL", self.client_id, sub.topic_filter
+                )
                 qos = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0x80
             elif sub.topic_filter.startswith("$share/") and sub.no_local:
                 raise ProtocolError("[MQTT-3.8.3-4] no local on a shared subscription")
-            entries.append([sub.topic_filter, int(qos), sub.no_local, sub.retain_as_published,
-                            sub.retain_handling, sub_id])
+            entries.append(
+                [
+                    sub.topic_filter,
+                    int(qos),
+                    sub.no_local,
+                    sub.retain_as_published,
+                    sub.retain_handling,
+                    sub_id,
+                ]
+            )
         self._forward([env.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries])
 
     def on_disconnect(self, packet: Disconnect) -> None:
@@ -310,8 +347,9 @@ class ClientConnection(asyncio.Protocol):
         """The one place a protocol error becomes its wire answer."""
         self.acceptor.count("protocol_errors")
         self.acceptor.count(f"protocol_errors_{exc.reason_code.name.lower()}")
-        log.warning("client %s (%s): %s [%s]", self.client_id or "-", self.peer(), exc,
-                    exc.reason_code.name)
+        log.warning(
+            "client %s (%s): %s [%s]", self.client_id or "-", self.peer(), exc, exc.reason_code.name
+        )
         if isinstance(exc, UnsupportedProtocolVersion) and self.state == NEW:
             # [MQTT-3.1.2-2] CONNACK 0x01 (or 0x84) then close
             self.level = exc.protocol_level if exc.protocol_level in (3, 4, 5) else 4
@@ -331,13 +369,15 @@ class ClientConnection(asyncio.Protocol):
         if self.state == NEW or self.state == CONNECTING:
             if now - self.created > self.acceptor.config.connect_timeout:
                 self.acceptor.count("connect_timeouts")
-                log.info("%s: no CONNECT/CONNACK within %.0fs: closing", self.peer(),
-                         self.acceptor.config.connect_timeout)
+                log.info(
+                    "%s: no CONNECT/CONNACK within %.0fs: closing",
+                    self.peer(),
+                    self.acceptor.config.connect_timeout,
+                )
                 self.close()
         elif self.keepalive and now - self.last_rx > 1.5 * self.keepalive:
             self.acceptor.count("keepalive_timeouts")
-            log.info("client %s: keepalive of %ds expired: closing", self.client_id,
-                     self.keepalive)
+            log.info("client %s: keepalive of %ds expired: closing", self.client_id, self.keepalive)
             self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
 
     def peer(self) -> str:

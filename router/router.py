@@ -106,7 +106,9 @@ class Router:
         for shard, targets in per_shard.items():
             self._out(shard).append([env.DELIVER, topic, payload, qos, retain, props, targets])
 
-    def store_retained(self, topic: str, payload: bytes, qos: int, props: dict[str, Any] | None) -> None:
+    def store_retained(
+        self, topic: str, payload: bytes, qos: int, props: dict[str, Any] | None
+    ) -> None:
         """The last retained message per topic; an empty payload deletes it
         [MQTT-3.3.1-10, -11]."""
         if payload:
@@ -131,8 +133,15 @@ class Router:
             for topic, msg in self.retained.match(topic_filter):
                 self.counters["retained_sent"] += 1
                 out.append(
-                    [env.DELIVER, topic, msg.payload, msg.qos, True, msg.props,
-                     [[client_id, qos, True, sub_ids]]]
+                    [
+                        env.DELIVER,
+                        topic,
+                        msg.payload,
+                        msg.qos,
+                        True,
+                        msg.props,
+                        [[client_id, qos, True, sub_ids]],
+                    ]
                 )
 
     def _on_unsub(self, e: Envelope) -> None:

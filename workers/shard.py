@@ -88,9 +88,7 @@ class Shard:
     def next_timer(self) -> float | None:
         """When handle_timer next has work, or None."""
         times = [due for due, _ in self.pending_wills.values()]
-        times.extend(
-            t for t in (s.expires_at() for s in self.sessions.values()) if t is not None
-        )
+        times.extend(t for t in (s.expires_at() for s in self.sessions.values()) if t is not None)
         return min(times, default=None)
 
     def startup_envelopes(self, incarnation: int) -> None:
@@ -117,8 +115,19 @@ class Shard:
 
     # --- connect, close, takeover --------------------------------------------------
     def _on_connect(self, e: Envelope, now: float) -> None:
-        (_, conn, client_id, clean_start, expiry, level, _keepalive, _username, will,
-         receive_maximum, assigned) = e
+        (
+            _,
+            conn,
+            client_id,
+            clean_start,
+            expiry,
+            level,
+            _keepalive,
+            _username,
+            will,
+            receive_maximum,
+            assigned,
+        ) = e
         expiry = min(expiry, self.limits.max_session_expiry)
         session = self.sessions.get(client_id)
         if session is not None and session.conn is not None:
@@ -253,8 +262,13 @@ class Shard:
             self.counters["unexpected_acks"] += 1
             self._send(
                 conn,
-                [env.SEND_ACK, conn, PacketType.PUBREL, packet_id,
-                 ReasonCode.PACKET_IDENTIFIER_NOT_FOUND],
+                [
+                    env.SEND_ACK,
+                    conn,
+                    PacketType.PUBREL,
+                    packet_id,
+                    ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
+                ],
             )
             return
         if rc >= 0x80:  # v5: the receiver refused it; the flow ends here
@@ -294,7 +308,9 @@ class Shard:
             )
             # Retain handling [MQTT-3.3.1-9..11]: 0 always, 1 only if new, 2 never.
             send_retained = retain_handling == 0 or (retain_handling == 1 and not existed)
-            route_entries.append([topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id])
+            route_entries.append(
+                [topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id]
+            )
             codes.append(qos)
         if route_entries:
             # SUBACK waits for the router's SUBSCRIBED so a publish the client
@@ -363,8 +379,17 @@ class Shard:
                     else:
                         self._send(
                             conn,
-                            [env.SEND_PUBLISH, conn, None, topic, payload, 0, out_retain, False,
-                             msg_props],
+                            [
+                                env.SEND_PUBLISH,
+                                conn,
+                                None,
+                                topic,
+                                payload,
+                                0,
+                                out_retain,
+                                False,
+                                msg_props,
+                            ],
                         )
                 elif self.limits.queue_qos0 and session.session_expiry > 0:
                     self._enqueue(session, OutMessage(topic, payload, 0, out_retain, msg_props))
@@ -390,7 +415,10 @@ class Shard:
             if session.dropped == 1 or session.dropped % 1000 == 0:
                 log.warning(
                     "client %s: queue full (%d messages, %d bytes): dropped %d message(s) so far",
-                    session.client_id, len(session.queue), session.queued_bytes, session.dropped,
+                    session.client_id,
+                    len(session.queue),
+                    session.queued_bytes,
+                    session.dropped,
                 )
             return
         session.queue.append(msg)
@@ -413,8 +441,17 @@ class Shard:
             if msg.qos == 0:
                 self._send(
                     conn,
-                    [env.SEND_PUBLISH, conn, None, msg.topic, msg.payload, 0, msg.retain, False,
-                     msg.props],
+                    [
+                        env.SEND_PUBLISH,
+                        conn,
+                        None,
+                        msg.topic,
+                        msg.payload,
+                        0,
+                        msg.retain,
+                        False,
+                        msg.props,
+                    ],
                 )
                 continue
             msg.packet_id = session.allocate_packet_id()
@@ -422,8 +459,17 @@ class Shard:
             session.inflight[msg.packet_id] = msg
             self._send(
                 conn,
-                [env.SEND_PUBLISH, conn, msg.packet_id, msg.topic, msg.payload, msg.qos,
-                 msg.retain, False, msg.props],
+                [
+                    env.SEND_PUBLISH,
+                    conn,
+                    msg.packet_id,
+                    msg.topic,
+                    msg.payload,
+                    msg.qos,
+                    msg.retain,
+                    False,
+                    msg.props,
+                ],
             )
 
     def _resend_inflight(self, session: Session) -> None:
@@ -438,8 +484,17 @@ class Shard:
             else:
                 self._send(
                     conn,
-                    [env.SEND_PUBLISH, conn, msg.packet_id, msg.topic, msg.payload, msg.qos,
-                     msg.retain, True, msg.props],
+                    [
+                        env.SEND_PUBLISH,
+                        conn,
+                        msg.packet_id,
+                        msg.topic,
+                        msg.payload,
+                        msg.qos,
+                        msg.retain,
+                        True,
+                        msg.props,
+                    ],
                 )
 
     # --- introspection for tests and metrics -------------------------------------

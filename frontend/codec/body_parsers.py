@@ -46,7 +46,7 @@ _PROTOCOLS = {("MQIsdp", 3), ("MQTT", 4), ("MQTT", 5)}
 
 # Cached slot descriptors: setting fields through them skips the frozen
 # dataclass __init__'s object.__setattr__ per field (about half the cost).
-_new = object.__new__
+new = object.__new__
 
 
 def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
@@ -54,15 +54,15 @@ def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     return setter
 
 
-_set_topic = _slot_setter(Publish, "topic")
-_set_payload = _slot_setter(Publish, "payload")
-_set_qos = _slot_setter(Publish, "qos")
-_set_retain = _slot_setter(Publish, "retain")
-_set_dup = _slot_setter(Publish, "dup")
-_set_packet_id = _slot_setter(Publish, "packet_id")
-_set_properties = _slot_setter(Publish, "properties")
+set_topic = _slot_setter(Publish, "topic")
+set_payload = _slot_setter(Publish, "payload")
+set_qos = _slot_setter(Publish, "qos")
+set_retain = _slot_setter(Publish, "retain")
+set_dup = _slot_setter(Publish, "dup")
+set_packet_id = _slot_setter(Publish, "packet_id")
+set_properties = _slot_setter(Publish, "properties")
 
-_topic_cache: dict[bytes, str] = {}
+topic_cache: dict[bytes, str] = {}
 _TOPIC_CACHE_SIZE = 4096
 
 
@@ -80,13 +80,13 @@ def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> P
     if pos > end:
         raise MalformedPacket("packet ends inside the PUBLISH topic name")
     raw_topic = buf[start + 2 : pos]
-    topic = _topic_cache.get(raw_topic)
+    topic = topic_cache.get(raw_topic)
     if topic is None:
         topic = decode_utf8(raw_topic, "topic name")
         if topic:
             validate_topic_name(topic)
-            if len(_topic_cache) < _TOPIC_CACHE_SIZE:
-                _topic_cache[raw_topic] = topic
+            if len(topic_cache) < _TOPIC_CACHE_SIZE:
+                topic_cache[raw_topic] = topic
     packet_id = None
     if qos:
         if pos + 2 > end:
@@ -105,14 +105,14 @@ def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> P
             pos = r.pos
     if not topic and "topic_alias" not in props:
         raise ProtocolError("[MQTT-3.3.2-1] PUBLISH topic name is empty and has no topic alias")
-    packet: Publish = _new(Publish)
-    _set_topic(packet, topic)
-    _set_payload(packet, buf[pos:end])
-    _set_qos(packet, qos)
-    _set_retain(packet, flags & 1 != 0)
-    _set_dup(packet, dup)
-    _set_packet_id(packet, packet_id)
-    _set_properties(packet, props)
+    packet: Publish = new(Publish)
+    set_topic(packet, topic)
+    set_payload(packet, buf[pos:end])
+    set_qos(packet, qos)
+    set_retain(packet, flags & 1 != 0)
+    set_dup(packet, dup)
+    set_packet_id(packet, packet_id)
+    set_properties(packet, props)
     return packet
 
 

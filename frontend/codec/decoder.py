@@ -17,12 +17,25 @@ body_parsers.py. Invariants:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 
-from .body_parsers import PARSERS, parse_publish
+from .body_parsers import (
+    PARSERS,
+    new,
+    parse_publish,
+    set_dup,
+    set_packet_id,
+    set_payload,
+    set_properties,
+    set_qos,
+    set_retain,
+    set_topic,
+    topic_cache,
+)
 from .data_types import Reader, varint_is_minimal
 from .errors import MalformedPacket, PacketTooLarge, ProtocolError
-from .packets import Connect, Packet, PacketType
+from .packets import EMPTY_PROPERTIES, Connect, Packet, PacketType, Publish
 
 DEFAULT_MAX_PACKET_SIZE = 268_435_460  # 1 + 4 header bytes + the largest remaining length
 
@@ -50,6 +63,7 @@ class StreamDecoder:
         "_pending",
         "_pending_len",
         "_pos",
+        "_ready",
         "protocol_level",
     )
 
@@ -67,6 +81,7 @@ class StreamDecoder:
         self._need = 2  # bytes needed from _pos before parsing can progress
         self._error: ProtocolError | None = None
         self._check_connect_minimal = False
+        self._ready: deque[Packet] = deque()
 
     @property
     def buffered(self) -> int:
@@ -86,54 +101,101 @@ class StreamDecoder:
             self._pending_len += len(data)
 
     def __iter__(self) -> Iterator[Packet]:
-        return iter(self.next_packet, None)
+        ready = self._ready
+        while True:
+            if not ready:
+                self._drain()
+                if not ready:
+                    return
+            yield ready.popleft()
 
     def next_packet(self) -> Packet | None:
         """The next complete packet, or None when more bytes are needed."""
+        ready = self._ready
+        if not ready:
+            self._drain()
+            if not ready:
+                return None
+        return ready.popleft()
+
+    def _drain(self) -> None:
+        """Decode every complete packet buffered into _ready. An error after
+        some packets is kept and raised once those have been taken."""
         if self._error is not None:
             raise self._error
         try:
-            buf = self._buf
-            pos = self._pos
-            avail = len(buf) - pos
-            if avail < self._need:
-                if avail + self._pending_len < self._need:
-                    return None
-                buf = self._join()
-                pos = 0
-                avail = len(buf)
-            b0 = buf[pos]
-            start = pos + 2
-            length = buf[pos + 1]
-            if length > 127:
-                start = self._long_header(buf, pos, avail)
-                if start < 0:
-                    return self._wait()
-                length = self._need - (start - pos)
-            end = start + length
-            if end - pos > self._max:
-                raise PacketTooLarge(
-                    f"[MQTT-3.1.2-24] packet of {end - pos} bytes is over the maximum "
-                    f"packet size {self._max}"
-                )
-            if end - pos > avail:
-                self._need = end - pos
-                return self._wait()
-            self._pos = end
-            self._need = 2
-            level = self.protocol_level
-            if b0 >> 4 == 3 and level is not None:
-                return parse_publish(buf, b0 & 15, start, end, level)
-            return self._decode_body(b0, buf, start, end)
+            self._decode_complete_packets()
         except ProtocolError as exc:
             self._error = exc
-            raise
+            if not self._ready:
+                raise
 
-    def _wait(self) -> Packet | None:
-        # Bytes fed since the last join may already complete the packet.
-        if self._pending_len and self.buffered >= self._need:
-            return self.next_packet()
-        return None
+    def _decode_complete_packets(self) -> None:
+        append = self._ready.append
+        buf = self._buf
+        pos = self._pos
+        n = len(buf)
+        level = self.protocol_level
+        max_size = self._max
+        cache = topic_cache
+        while True:
+            if n - pos < 2:
+                start, end = -1, pos + 2
+            else:
+                b0 = buf[pos]
+                length = buf[pos + 1]
+                if length < 128:
+                    start = pos + 2
+                    end = start + length
+                else:
+                    start, end = self._long_header(buf, pos, n - pos)
+                if end - pos > max_size:
+                    raise PacketTooLarge(
+                        f"[MQTT-3.1.2-24] packet of {end - pos} bytes is over the maximum "
+                        f"packet size {max_size}"
+                    )
+            if start < 0 or end > n:
+                # Incomplete: join what was fed since, or wait for more.
+                self._pos = pos
+                self._need = end - pos
+                if not self._pending_len or self.buffered < self._need:
+                    return
+                buf = self._join()
+                pos = 0
+                n = len(buf)
+                continue
+            if b0 >> 4 != 3 or level is None:
+                append(self._decode_body(b0, buf, start, end))
+                level = self.protocol_level
+                pos = end
+                continue
+            # PUBLISH fast path: a cached (so already valid) topic, no
+            # properties; anything else goes to the checking parser.
+            qos = (b0 >> 1) & 3
+            p = start + 2 + ((buf[start] << 8) | buf[start + 1]) if length > 1 else end + 1
+            topic = cache.get(buf[start + 2 : p]) if p <= end else None
+            if qos:
+                packet_id = (buf[p] << 8) | buf[p + 1] if p + 2 <= end else 0
+                p += 2
+            else:
+                packet_id = None
+            if level == 5:
+                if p >= end or buf[p]:
+                    topic = None
+                p += 1
+            if topic is None or not packet_id and qos or qos == 3 or b0 & 8 and not qos:
+                append(parse_publish(buf, b0 & 15, start, end, level))
+            else:
+                packet = new(Publish)
+                set_topic(packet, topic)
+                set_payload(packet, buf[p:end])
+                set_qos(packet, qos)
+                set_retain(packet, b0 & 1 != 0)
+                set_dup(packet, b0 & 8 != 0)
+                set_packet_id(packet, packet_id)
+                set_properties(packet, EMPTY_PROPERTIES)
+                append(packet)
+            pos = end
 
     def _join(self) -> bytes:
         self._pending.insert(0, self._buf[self._pos :])
@@ -144,21 +206,18 @@ class StreamDecoder:
         self._pos = 0
         return buf
 
-    def _long_header(self, buf: bytes, pos: int, avail: int) -> int:
-        """Parse a remaining length of 2-4 bytes. Returns the body's start and
-        sets _need to the whole packet's size, or returns -1 (with _need set)
-        when the header itself is incomplete."""
+    def _long_header(self, buf: bytes, pos: int, avail: int) -> tuple[int, int]:
+        """Parse a remaining length of 2-4 bytes: (body start, packet end), or
+        (-1, bytes needed) when the header itself is incomplete."""
         value = 0
         for i in range(4):
             if i + 2 > avail:
-                self._need = i + 2
-                return -1
+                return -1, pos + i + 2
             byte = buf[pos + 1 + i]
             value |= (byte & 0x7F) << (7 * i)
             if not byte & 0x80:
                 self._check_minimal(value, i + 1)
-                self._need = 2 + i + value
-                return pos + 2 + i
+                return pos + 2 + i, pos + 2 + i + value
         raise MalformedPacket("[MQTT-1.5.5] remaining length is longer than 4 bytes")
 
     def _check_minimal(self, value: int, length: int) -> None:
@@ -208,6 +267,6 @@ def decode(data: bytes, protocol_level: int | None = None) -> Packet:
     packet = decoder.next_packet()
     if packet is None:
         raise MalformedPacket(f"truncated packet: {len(data)} bytes is not a whole packet")
-    if decoder.buffered:
+    if decoder.buffered or decoder.next_packet() is not None:
         raise MalformedPacket(f"{decoder.buffered} bytes left over after one packet")
     return packet

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -67,13 +68,24 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"broker-{self.port}.log"
         cmd = [
-            FLOCKMQ, "serve", "--host", self.host, "--port", str(self.port),
-            "--acceptors", str(self.acceptors), "--workers", str(self.workers),
-            "--data-dir", str(self.data_dir), "--log-level", "info", *self.extra_args,
+            FLOCKMQ,
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--acceptors",
+            str(self.acceptors),
+            "--workers",
+            str(self.workers),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "info",
+            *self.extra_args,
         ]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         self.wait_ready(timeout)
         return self
 
@@ -142,8 +154,6 @@ class Broker:
             self.proc.kill()
             code = self.proc.wait()
         for child in children:  # never leave strays behind a failed test
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
         return code

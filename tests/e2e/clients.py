@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from frontend.codec import Packet, StreamDecoder, encode
 
@@ -27,10 +27,19 @@ def unique(prefix: str) -> str:
 class Client:
     """A paho client that records what it receives."""
 
-    def __init__(self, port: int, client_id: str | None = None, *, protocol: int = 4,
-                 clean: bool = True, keepalive: int = 60, will: tuple[str, bytes, int, bool] | None = None,
-                 username: str | None = None, session_expiry: int | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str | None = None,
+        *,
+        protocol: int = 4,
+        clean: bool = True,
+        keepalive: int = 60,
+        will: tuple[str, bytes, int, bool] | None = None,
+        username: str | None = None,
+        session_expiry: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.client_id = client_id if client_id is not None else unique("c")
         version = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}[protocol]
         kwargs: dict[str, Any] = {"protocol": version}
@@ -39,8 +48,12 @@ class Client:
         self.protocol = protocol
         self.clean = clean
         self.session_expiry = session_expiry
-        self.paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                reconnect_on_failure=False, **kwargs)
+        self.paho = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            reconnect_on_failure=False,
+            **kwargs,
+        )
         self.paho.max_inflight_messages_set(100)
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[tuple[Any, Any]] = queue.Queue()

@@ -27,8 +27,12 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     started: list[Broker] = []
 
     def factory(*extra_args: str, acceptors: int = 2, workers: int = 2) -> Broker:
-        b = Broker(tmp_path / f"b{len(started)}", acceptors, workers,
-                   ["--sys-interval", "0.5", *extra_args])
+        b = Broker(
+            tmp_path / f"b{len(started)}",
+            acceptors,
+            workers,
+            ["--sys-interval", "0.5", *extra_args],
+        )
         started.append(b)
         return b.start()
 

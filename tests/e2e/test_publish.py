@@ -23,7 +23,9 @@ def test_publish_reaches_subscriber_at_each_qos(broker: Broker, qos: int) -> Non
     pub.disconnect()
 
 
-@pytest.mark.parametrize(("pub_qos", "sub_qos", "delivered"), [(2, 0, 0), (2, 1, 1), (1, 0, 0), (0, 2, 0), (1, 2, 1)])
+@pytest.mark.parametrize(
+    ("pub_qos", "sub_qos", "delivered"), [(2, 0, 0), (2, 1, 1), (1, 0, 0), (0, 2, 0), (1, 2, 1)]
+)
 def test_delivered_qos_is_min_of_published_and_granted(
     broker: Broker, pub_qos: int, sub_qos: int, delivered: int
 ) -> None:
