@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from frontend.codec import Publish, StreamDecoder, encode, encode_publish  # noqa: E402
+from frontend.codec import Publish, StreamDecoder, encode, encode_publish
 
 CHUNK = 64 * 1024
 PAYLOAD = bytes(range(64))
@@ -38,7 +38,9 @@ def _best_rate(run: Any, count: int, repeat: int) -> float:
 
 def bench_decode(qos: int, level: int, packets: int, repeat: int) -> float:
     stream = b"".join(
-        encode_publish(TOPIC, PAYLOAD, qos, False, False, (i % 65535) + 1 if qos else None, None, level)
+        encode_publish(
+            TOPIC, PAYLOAD, qos, False, False, (i % 65535) + 1 if qos else None, None, level
+        )
         for i in range(packets)
     )
     chunks = [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
@@ -85,7 +87,9 @@ def run_all(packets: int = 200_000, repeat: int = 3) -> list[dict[str, Any]]:
                     "level": level,
                     "qos": qos,
                     "decode_per_s": round(bench_decode(qos, level, packets, repeat)),
-                    "encode_publish_per_s": round(bench_encode_publish(qos, level, packets, repeat)),
+                    "encode_publish_per_s": round(
+                        bench_encode_publish(qos, level, packets, repeat)
+                    ),
                     "encode_packet_per_s": round(bench_encode_packet(qos, level, packets, repeat)),
                 }
             )
@@ -98,7 +102,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     rows = run_all(args.packets, args.repeat)
-    print(f"{'level':>5} {'qos':>3} {'decode/s':>12} {'encode_publish/s':>17} {'encode(Publish)/s':>18}")
+    print(
+        f"{'level':>5} {'qos':>3} {'decode/s':>12} "
+        f"{'encode_publish/s':>17} {'encode(Publish)/s':>18}"
+    )
     for r in rows:
         print(
             f"{r['level']:>5} {r['qos']:>3} {r['decode_per_s']:>12,} "

@@ -18,19 +18,13 @@ body_parsers.py. Invariants:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .body_parsers import (
     PARSERS,
-    new,
+    PublishBuilder,
     parse_publish,
-    set_dup,
-    set_packet_id,
-    set_payload,
-    set_properties,
-    set_qos,
-    set_retain,
-    set_topic,
     topic_cache,
 )
 from .data_types import Reader, varint_is_minimal
@@ -45,6 +39,21 @@ _P = PacketType
 _REQUIRED_FLAGS = {ptype: 0 for ptype in range(1, 16)}
 _REQUIRED_FLAGS.update({_P.PUBREL: 0b0010, _P.SUBSCRIBE: 0b0010, _P.UNSUBSCRIBE: 0b0010})
 _QOS1_TYPES = frozenset({_P.PUBREL, _P.SUBSCRIBE, _P.UNSUBSCRIBE})
+
+
+def _publish_flags(first_byte: int) -> tuple[int, bool, bool] | None:
+    """(qos, retain, dup) for a valid PUBLISH first byte, else None."""
+    qos = (first_byte >> 1) & 3
+    dup = first_byte & 8 != 0
+    if first_byte >> 4 != _P.PUBLISH or qos == 3 or (dup and not qos):
+        return None
+    return qos, first_byte & 1 != 0, dup
+
+
+# Indexed by a packet's first byte: the decoder's fast path takes the
+# PUBLISHes this table has flags for, everything else takes _decode_body.
+_PUBLISH_FLAGS = tuple(_publish_flags(b) for b in range(256))
+_NO_FAST_PATH: tuple[None, ...] = (None,) * 256
 
 
 class StreamDecoder:
@@ -131,13 +140,16 @@ class StreamDecoder:
                 raise
 
     def _decode_complete_packets(self) -> None:
-        append = self._ready.append
+        append: Callable[[Any], None] = self._ready.append
         buf = self._buf
         pos = self._pos
         n = len(buf)
         level = self.protocol_level
         max_size = self._max
+        # Packets up to 129 bytes cannot break a limit of at least 129.
+        check_small = max_size < 129
         cache = topic_cache
+        fast = _NO_FAST_PATH if level is None else _PUBLISH_FLAGS
         while True:
             if n - pos < 2:
                 start, end = -1, pos + 2
@@ -147,13 +159,12 @@ class StreamDecoder:
                 if length < 128:
                     start = pos + 2
                     end = start + length
+                    if check_small and end - pos > max_size:
+                        raise self._too_large(end - pos)
                 else:
                     start, end = self._long_header(buf, pos, n - pos)
-                if end - pos > max_size:
-                    raise PacketTooLarge(
-                        f"[MQTT-3.1.2-24] packet of {end - pos} bytes is over the maximum "
-                        f"packet size {max_size}"
-                    )
+                    if end - pos > max_size:
+                        raise self._too_large(end - pos)
             if start < 0 or end > n:
                 # Incomplete: join what was fed since, or wait for more.
                 self._pos = pos
@@ -164,38 +175,50 @@ class StreamDecoder:
                 pos = 0
                 n = len(buf)
                 continue
-            if b0 >> 4 != 3 or level is None:
+            flags = fast[b0]
+            if flags is None:
                 append(self._decode_body(b0, buf, start, end))
-                level = self.protocol_level
+                if level is None and self.protocol_level is not None:
+                    level = self.protocol_level
+                    fast = _PUBLISH_FLAGS
                 pos = end
                 continue
-            # PUBLISH fast path: a cached (so already valid) topic, no
-            # properties; anything else goes to the checking parser.
-            qos = (b0 >> 1) & 3
-            p = start + 2 + ((buf[start] << 8) | buf[start + 1]) if length > 1 else end + 1
+            # PUBLISH fast path: valid flags, a cached (so already valid)
+            # topic, a non-zero packet id, no properties. Anything else goes
+            # to the parser that checks and reports every rule.
+            qos, retain, dup = flags
+            p = start + 2 + ((buf[start] << 8) | buf[start + 1]) if end - start > 1 else end + 1
             topic = cache.get(buf[start + 2 : p]) if p <= end else None
             if qos:
                 packet_id = (buf[p] << 8) | buf[p + 1] if p + 2 <= end else 0
                 p += 2
+                if not packet_id:
+                    topic = None
             else:
                 packet_id = None
             if level == 5:
                 if p >= end or buf[p]:
                     topic = None
                 p += 1
-            if topic is None or not packet_id and qos or qos == 3 or b0 & 8 and not qos:
-                append(parse_publish(buf, b0 & 15, start, end, level))
+            if topic is None:
+                append(parse_publish(buf, b0 & 15, start, end, level or 4))
             else:
-                packet = new(Publish)
-                set_topic(packet, topic)
-                set_payload(packet, buf[p:end])
-                set_qos(packet, qos)
-                set_retain(packet, b0 & 1 != 0)
-                set_dup(packet, b0 & 8 != 0)
-                set_packet_id(packet, packet_id)
-                set_properties(packet, EMPTY_PROPERTIES)
+                packet = PublishBuilder()
+                packet.topic = topic
+                packet.payload = buf[p:end]
+                packet.qos = qos
+                packet.retain = retain
+                packet.dup = dup
+                packet.packet_id = packet_id
+                packet.properties = EMPTY_PROPERTIES
+                packet.__class__ = Publish  # type: ignore[assignment]
                 append(packet)
             pos = end
+
+    def _too_large(self, size: int) -> PacketTooLarge:
+        return PacketTooLarge(
+            f"[MQTT-3.1.2-24] packet of {size} bytes is over the maximum packet size {self._max}"
+        )
 
     def _join(self) -> bytes:
         self._pending.insert(0, self._buf[self._pos :])

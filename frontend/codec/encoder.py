@@ -41,7 +41,12 @@ from .properties import WILL, encode_properties
 
 _P = PacketType
 _PROTOCOL_NAMES = {3: b"\x00\x06MQIsdp", 4: b"\x00\x04MQTT", 5: b"\x00\x04MQTT"}
-_ACK_FIRST_BYTE: dict[int, int] = {_P.PUBACK: 0x40, _P.PUBREC: 0x50, _P.PUBREL: 0x62, _P.PUBCOMP: 0x70}
+_ACK_FIRST_BYTE: dict[int, int] = {
+    _P.PUBACK: 0x40,
+    _P.PUBREC: 0x50,
+    _P.PUBREL: 0x62,
+    _P.PUBCOMP: 0x70,
+}
 _EMPTY_V5_PROPERTIES = b"\x00"
 
 
