@@ -4,7 +4,7 @@ A multi-process broker is a supervisor and its children (acceptors, router,
 workers): given the supervisor's pid we sum it and its descendants, found
 afresh at each sample since a crashed child is replaced by a new pid. Without
 a pid, the processes listening on the broker's port are found with psutil and
-each is climbed to its topmost ancestor that runs the same program, which is
+each is climbed to its topmost ancestor that runs a broker program, which is
 the supervisor of a flockmq and the process itself for mosquitto.
 """
 
@@ -39,25 +39,24 @@ def find_broker(port: int, pid: int | None = None) -> list[psutil.Process]:
     return list(roots.values())
 
 
-def _program(proc: psutil.Process) -> str:
-    """What a process runs: the script or entry point for Python, else the exe."""
-    cmdline: list[str] = proc.cmdline()
-    for arg in cmdline[:3]:
-        if "flockmq" in arg or "mosquitto" in arg:
-            return arg.rsplit("/", 1)[-1]
-    return cmdline[0] if cmdline else str(proc.name())
+BROKER_PROGRAMS = ("flockmq", "mosquitto")
+
+
+def _is_broker(proc: psutil.Process) -> bool:
+    """Whether a process runs a broker program: `flockmq serve`, one of its
+    children (`python -m flockmq.child ...`) or mosquitto."""
+    try:
+        cmdline: list[str] = proc.cmdline()
+    except psutil.Error:
+        return False
+    return any(arg.rsplit("/", 1)[-1].startswith(BROKER_PROGRAMS) for arg in cmdline[:3])
 
 
 def _climb(proc: psutil.Process) -> psutil.Process:
-    program = _program(proc)
+    """The topmost ancestor of `proc` (itself included) that is broker too."""
     while True:
         parent = proc.parent()
-        if parent is None or parent.pid <= 1:
-            return proc
-        try:
-            if _program(parent) != program:
-                return proc
-        except psutil.Error:
+        if parent is None or parent.pid <= 1 or not _is_broker(parent):
             return proc
         proc = parent
 
