@@ -4,8 +4,17 @@ one frame per peer per event-loop pass.
 Receiving: the inbox's ZMQ_FD is edge-triggered, so the reader drains until
 EVENTS says empty (a bounded number of frames per pass, then it yields to the
 loop and continues). Sending: PUSH never drops; when a peer's queue is at its
-high-water mark the frame waits in a backlog, the inbox stops being read
-(backpressure travels upstream) and sending is retried until it drains.
+high-water mark the frame waits in a backlog and sending is retried until it
+drains.
+
+Backpressure without deadlock: the processes form a cycle (acceptor -> worker
+-> router -> acceptor ...), so a process that stopped reading whenever any send
+backed up could wait on a peer that waits on it. The rule: a process pauses its
+inbox only for backlog towards the peers named in `pause_for` (router and
+workers: acceptors), and acceptors, which never pause their inbox for backlog,
+stop reading client sockets instead (`congested`), which is where new work
+enters. An acceptor pauses its inbox only for a client socket that is full, and
+for at most a grace period (see frontend/acceptor.py).
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from flockmq.envelopes import Envelope, pack_frame, unpack_frame
 
 log = logging.getLogger("flockmq.bus")
 
-HWM = 20_000  # frames, each a batch of envelopes
+HWM = 64  # frames per pipe: with MAX_BATCH this bounds memory and makes backpressure
+MAX_BATCH = 512  # envelopes per frame
 FRAMES_PER_PASS = 256
 RETRY_SECONDS = 0.002
 
@@ -34,6 +44,7 @@ class Bus:
         inbox_endpoint: str,
         on_envelopes: Callable[[list[Envelope]], None],
         on_decongested: Callable[[], None] | None = None,
+        pause_for: Callable[[Hashable], bool] | None = None,
     ) -> None:
         self.loop = loop
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
@@ -43,18 +54,18 @@ class Bus:
         self.inbox.bind(inbox_endpoint)
         self.on_envelopes = on_envelopes
         self.on_decongested = on_decongested
+        self.pause_for = pause_for
         self.peers: dict[Hashable, zmq.Socket[Any]] = {}
         self.outboxes: dict[Hashable, list[Envelope]] = {}
         self.backlog: dict[Hashable, list[bytes]] = {}
         self._flush_scheduled = False
-        self._reading = False
+        self._paused_by: set[str] = {"start"}
         self._drain_scheduled = False
         self.malformed_frames = 0
 
     def start(self) -> None:
         self.loop.add_reader(self.inbox.getsockopt(zmq.FD), self._on_readable)
-        self._reading = True
-        self._schedule_drain()
+        self.resume_reading("start")
 
     def connect(self, key: Hashable, endpoint: str) -> None:
         sock = self.ctx.socket(zmq.PUSH)
@@ -83,9 +94,9 @@ class Bus:
         self._flush_scheduled = False
         for key, pending in self.outboxes.items():
             if pending:
-                frame = pack_frame(pending)
+                for start in range(0, len(pending), MAX_BATCH):
+                    self._send_frame(key, pack_frame(pending[start : start + MAX_BATCH]))
                 pending.clear()
-                self._send_frame(key, frame)
 
     def _send_frame(self, key: Hashable, frame: bytes) -> None:
         backlog = self.backlog.get(key)
@@ -93,10 +104,11 @@ class Bus:
             backlog.append(frame)
             return
         try:
-            self.peers[key].send(frame, zmq.NOBLOCK, copy=False)
+            self.peers[key].send(frame, zmq.NOBLOCK)
         except zmq.Again:
             self.backlog.setdefault(key, []).append(frame)
-            self._pause_reading()
+            if self.pause_for is not None and self.pause_for(key):
+                self.pause_reading("backlog")
             self.loop.call_later(RETRY_SECONDS, self._retry_backlog)
 
     def _retry_backlog(self) -> None:
@@ -104,7 +116,7 @@ class Bus:
             sock = self.peers[key]
             while frames:
                 try:
-                    sock.send(frames[0], zmq.NOBLOCK, copy=False)
+                    sock.send(frames[0], zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 frames.pop(0)
@@ -113,7 +125,7 @@ class Bus:
         if self.backlog:
             self.loop.call_later(RETRY_SECONDS, self._retry_backlog)
         else:
-            self._resume_reading()
+            self.resume_reading("backlog")
             if self.on_decongested is not None:
                 self.on_decongested()
 
@@ -122,16 +134,18 @@ class Bus:
         return bool(self.backlog)
 
     # --- receiving -----------------------------------------------------------------------
-    def _pause_reading(self) -> None:
-        self._reading = False
+    def pause_reading(self, reason: str) -> None:
+        """Stop taking envelopes from the inbox until every reason is lifted."""
+        self._paused_by.add(reason)
 
-    def _resume_reading(self) -> None:
-        if not self._reading:
-            self._reading = True
-            self._schedule_drain()
+    def resume_reading(self, reason: str) -> None:
+        if reason in self._paused_by:
+            self._paused_by.discard(reason)
+            if not self._paused_by:
+                self._schedule_drain()
 
     def _on_readable(self) -> None:
-        if self._reading:
+        if not self._paused_by:
             self._schedule_drain()
 
     def _schedule_drain(self) -> None:
@@ -143,7 +157,7 @@ class Bus:
         self._drain_scheduled = False
         inbox = self.inbox
         for _ in range(FRAMES_PER_PASS):
-            if not self._reading:
+            if self._paused_by:
                 return
             try:
                 frame = inbox.recv(zmq.NOBLOCK)

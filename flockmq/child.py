@@ -8,6 +8,7 @@ so `ps` shows each process's role (acceptor, router, worker) and index.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -27,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.config, encoding="utf-8") as fh:
         config = Config.from_json(fh.read())
     setup_logging(config.log_level, f"{args.role}-{args.index}")
+    # Hot paths allocate many short-lived lists: collect young objects less
+    # often (the broker keeps few reference cycles), and keep start-up objects
+    # out of every collection.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         if args.role == "acceptor":
             from frontend.acceptor import run_acceptor

@@ -52,6 +52,7 @@ SEND_UNSUBACK = 24  # [SEND_UNSUBACK, conn, packet_id, [rc...]]
 CLOSE = 25  # [CLOSE, conn, rc]  close that connection (takeover, session error)
 SEND_PUBLISH_MANY = 26  # [SEND_PUBLISH_MANY, [conn...], topic, payload, retain, props]
 #   one QoS 0 message to several connections of one acceptor: encoded once
+#   (sent by workers, and by the router for online sessions)
 
 # --- worker -> router --------------------------------------------------------
 SUB = 40  # [SUB, shard, client_id, conn, packet_id, [route_entry...], [rc...]]
@@ -62,6 +63,9 @@ UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
 ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props]
 #   also acceptor -> router for QoS 0 publishes (they need no session state)
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
+ONLINE = 45  # [ONLINE, client_id, conn]  conn == 0: the session went offline
+#   lets the router send QoS 0 deliveries for online sessions straight to the
+#   acceptor (SEND_PUBLISH_MANY), skipping the worker hop
 
 # --- router -> worker --------------------------------------------------------
 DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...]]

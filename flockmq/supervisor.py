@@ -46,6 +46,9 @@ def check_port_free(host: str, port: int) -> None:
     """Fail early with a clear message if someone else holds the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
+        # SO_REUSEADDR: connections of a previous run in TIME_WAIT do not count,
+        # a live listener (without SO_REUSEPORT on our side) still does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

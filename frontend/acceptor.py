@@ -23,11 +23,12 @@ from frontend.acl import ACL, load_acl
 from frontend.codec import encode, encode_ack, encode_publish
 from frontend.codec.packets import Suback, Unsuback
 
-from .connection import CONNECTED, ClientConnection
+from .connection import CONNECTED, CONNECTING, ClientConnection
 
 log = logging.getLogger("flockmq.acceptor")
 
 TIMER_INTERVAL = 0.5
+SLOW_CONSUMER_GRACE = 2.0  # seconds a full client socket may hold up deliveries
 
 
 class Acceptor:
@@ -42,6 +43,8 @@ class Acceptor:
         self.acl: ACL | None = load_acl(config.acl_file) if config.acl_file else None
         self.connections: dict[int, ClientConnection] = {}
         self.paused: set[ClientConnection] = set()
+        self.blocked_writers: set[ClientConnection] = set()
+        self._grace_check_scheduled = False
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self._counter = 0
@@ -124,6 +127,41 @@ class Acceptor:
     def to_router(self, envelope: Envelope) -> None:
         self.bus.send("router", envelope)
 
+    def writer_paused(self, conn: ClientConnection) -> None:
+        self.blocked_writers.add(conn)
+        self.bus.pause_reading("client-writes")
+        if not self._grace_check_scheduled:
+            self._grace_check_scheduled = True
+            self.loop.call_later(SLOW_CONSUMER_GRACE, self._check_blocked_writers)
+
+    def writer_resumed(self, conn: ClientConnection) -> None:
+        self.blocked_writers.discard(conn)
+        if not self.blocked_writers:
+            self.bus.resume_reading("client-writes")
+
+    def _check_blocked_writers(self) -> None:
+        """Clients whose buffers stayed full past the grace period are slow
+        consumers: stop waiting for them."""
+        self._grace_check_scheduled = False
+        now = self.loop.time()
+        for conn in list(self.blocked_writers):
+            if (
+                conn.write_paused_at is not None
+                and now - conn.write_paused_at >= SLOW_CONSUMER_GRACE
+            ):
+                if not conn.slow:
+                    self.counters["slow_consumers"] += 1
+                    log.info(
+                        "client %s reads too slowly: QoS 0 copies may be dropped", conn.client_id
+                    )
+                conn.slow = True
+                self.blocked_writers.discard(conn)
+        if self.blocked_writers:
+            self._grace_check_scheduled = True
+            self.loop.call_later(SLOW_CONSUMER_GRACE / 2, self._check_blocked_writers)
+        else:
+            self.bus.resume_reading("client-writes")
+
     def resume_reading(self) -> None:
         for conn in self.paused:
             conn.paused = False
@@ -144,6 +182,11 @@ class Acceptor:
             if handler is None:
                 self.counters["unknown_envelopes"] += 1
                 continue
+            handler(e)
+
+    def handle_envelope(self, e: Envelope) -> None:
+        handler = self._handlers.get(e[0])
+        if handler is not None:
             handler(e)
 
     def _on_connack(self, e: Envelope) -> None:
@@ -168,6 +211,10 @@ class Acceptor:
         for conn_id in conn_ids:
             conn = connections.get(conn_id)
             if conn is None or conn.state != CONNECTED:
+                if conn is not None and conn.state == CONNECTING:
+                    # The router learnt of the session before its CONNACK got
+                    # here (another path): hold the message until then.
+                    conn.before_connack.append([e[0], [conn_id], *e[2:]])
                 continue
             level = 5 if conn.level >= 5 else 4
             data = encoded.get(level)
@@ -175,7 +222,7 @@ class Acceptor:
                 data = encoded[level] = encode_publish(
                     topic, payload, 0, retain, False, None, props if level >= 5 else None, level
                 )
-            conn.write(data)
+            conn.write_qos0(data)
 
     def _on_send_ack(self, e: Envelope) -> None:
         _, conn_id, kind, packet_id, rc = e

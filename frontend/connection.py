@@ -50,6 +50,13 @@ NEW, CONNECTING, CONNECTED, CLOSED = range(4)
 NEVER_EXPIRES = 0xFFFFFFFF
 TOPIC_ALIAS_MAXIMUM = 100
 PINGRESP_BYTES = encode(Pingresp(), 4)
+# Socket write buffer per client: over WRITE_HIGH the acceptor briefly stops
+# taking deliveries (backpressure towards publishers); a client still over it
+# after the grace period is a slow consumer, whose QoS 0 copies beyond
+# WRITE_CAP are dropped rather than stalling everyone else.
+WRITE_HIGH = 512 * 1024
+WRITE_LOW = 128 * 1024
+WRITE_CAP = 4 * 1024 * 1024
 
 
 class ClientConnection(asyncio.Protocol):
@@ -70,6 +77,9 @@ class ClientConnection(asyncio.Protocol):
         self.max_outgoing_packet = 0  # v5 Maximum Packet Size of the client; 0: no limit
         self.will_on_close = True
         self.paused = False
+        self.before_connack: list[list[Any]] = []
+        self.write_paused_at: float | None = None  # when the socket buffer passed high-water
+        self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +87,7 @@ class ClientConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)  # type: ignore[attr-defined]
         self.acceptor.register(self)
 
     def data_received(self, data: bytes) -> None:
@@ -99,10 +110,30 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
             self.acceptor.paused.add(self)
 
+    def pause_writing(self) -> None:
+        self.write_paused_at = self.acceptor.now
+        self.acceptor.writer_paused(self)
+
+    def resume_writing(self) -> None:
+        self.write_paused_at = None
+        self.slow = False
+        self.acceptor.writer_resumed(self)
+
+    def write_qos0(self, data: bytes) -> None:
+        """A QoS 0 copy: dropped (and counted) when this client reads too slowly
+        and its socket buffer is over the cap; QoS 1/2 are bounded by the window."""
+        transport = self.transport
+        if self.slow and transport is not None and transport.get_write_buffer_size() > WRITE_CAP:
+            self.acceptor.count("qos0_dropped_slow_consumer")
+            return
+        self.write(data)
+
     def connection_lost(self, exc: Exception | None) -> None:
         was_registered = self.state in (CONNECTING, CONNECTED)
         self.state = CLOSED
         self.acceptor.unregister(self)
+        if self.write_paused_at is not None:
+            self.acceptor.writer_resumed(self)
         if was_registered:
             self.acceptor.to_worker(
                 self.shard, [env.CLOSED, self.conn_id, self.client_id, self.will_on_close, None]
@@ -326,6 +357,10 @@ class ClientConnection(asyncio.Protocol):
             self.write(encode(Connack(session_present and rc == 0, code), self.level))
         if rc != 0:
             self.close()
+        elif self.before_connack:
+            held, self.before_connack = self.before_connack, []
+            for e in held:
+                self.acceptor.handle_envelope(e)
 
     def refuse_connect(self, rc: ReasonCode, why: str) -> None:
         self.acceptor.count("connects_refused")

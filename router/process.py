@@ -33,10 +33,21 @@ def run_router(config: Config, incarnation: int) -> None:
                 if out:
                     bus.extend(shard, out)
                     out.clear()
+            for acceptor, out in router.to_acceptors.items():
+                if out:
+                    bus.extend(("acceptor", acceptor), out)
+                    out.clear()
 
-        bus = Bus(loop, config.router_endpoint(), on_envelopes)
+        bus = Bus(
+            loop,
+            config.router_endpoint(),
+            on_envelopes,
+            pause_for=lambda key: isinstance(key, tuple),  # ("acceptor", i)
+        )
         for shard in range(config.workers):
             bus.connect(shard, config.worker_endpoint(shard))
+        for acceptor in range(config.acceptors):
+            bus.connect(("acceptor", acceptor), config.acceptor_endpoint(acceptor))
         bus.start()
         for shard in range(config.workers):
             bus.send(shard, [env.ROUTER_UP, incarnation])

@@ -1,10 +1,17 @@
 """The router's logic (sans-IO): subscriptions from every shard, matching, and
 the retained store.
 
-Envelopes in (`handle`), envelopes out (`to_workers[shard]`). Each publish is
-matched once (the topic tree caches per topic), merged to one copy per
-subscriber at the highest granted QoS [MQTT-3.3.5-1], and sent as one DELIVER
-per destination shard carrying every target on that shard.
+Envelopes in (`handle`), envelopes out (`to_workers[shard]`, `to_acceptors[i]`).
+Each publish is matched once, merged to one copy per subscriber at the highest
+granted QoS [MQTT-3.3.5-1], and sent as one DELIVER per destination shard that
+carries every target on that shard. A copy that goes out at QoS 0 to a session
+that is online needs no session state, so it goes straight to the acceptor that
+holds the connection (one SEND_PUBLISH_MANY per acceptor), skipping a hop.
+
+The routing plan of a topic (who gets it, through which shard or acceptor) is
+cached per (topic, QoS 0 or not) and dropped whenever a subscription or a
+session's online state changes. Plans that depend on the publisher (no_local)
+or rotate (shared subscriptions) are computed per message.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
 
 from .retained import RetainedStore
-from .topic_tree import TopicTree
+from .topic_tree import SHARE_PREFIX, TopicTree
 
 log = logging.getLogger("flockmq.router")
+
+MAX_PLANS = 50_000
 
 
 class Route(NamedTuple):
@@ -38,12 +47,28 @@ class RetainedMessage(NamedTuple):
     props: dict[str, Any] | None
 
 
+class Plan(NamedTuple):
+    """Where one topic's messages go. `direct`: (acceptor, retain_as_published,
+    [conn...]) for QoS 0 copies to online sessions; `shards`: (shard, [target...])
+    for everything that needs session state."""
+
+    direct: list[tuple[int, bool, list[int]]]
+    shards: list[tuple[int, list[list[Any]]]]
+    cacheable: bool
+
+
+EMPTY_PLAN = Plan([], [], True)
+
+
 class Router:
     def __init__(self) -> None:
         self.tree: TopicTree[str, Route] = TopicTree()
         self.retained: RetainedStore[RetainedMessage] = RetainedStore()
         self.shard_clients: dict[int, set[str]] = {}
+        self.online: dict[str, int] = {}  # client id -> conn, for online sessions
+        self.plans: dict[tuple[str, bool], Plan] = {}
         self.to_workers: dict[int, list[Envelope]] = {}
+        self.to_acceptors: dict[int, list[Envelope]] = {}
         self.counters: Counter[str] = Counter()
         self._handlers = {
             env.ROUTE: self._on_route,
@@ -52,6 +77,7 @@ class Router:
             env.UNSUB_ALL: self._on_unsub_all,
             env.WORKER_UP: self._on_worker_up,
             env.ACCEPTOR_UP: self._on_acceptor_up,
+            env.ONLINE: self._on_online,
         }
 
     def handle(self, envelope: Envelope) -> None:
@@ -68,21 +94,54 @@ class Router:
             out = self.to_workers[shard] = []
         return out
 
+    def _invalidate(self) -> None:
+        if self.plans:
+            self.plans.clear()
+
     # --- publishes ------------------------------------------------------------------
     def _on_route(self, e: Envelope) -> None:
         _, origin, topic, payload, qos, retain, props = e
         self.counters["messages_routed"] += 1
         if retain:
             self.store_retained(topic, payload, qos, props)
-        matches = self.tree.match(topic)
-        if not matches:
+        key = (topic, qos == 0)
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plan(topic, qos, origin)
+            if plan.cacheable:
+                if len(self.plans) >= MAX_PLANS:
+                    self.plans.clear()
+                self.plans[key] = plan
+        if plan is EMPTY_PLAN:
             self.counters["messages_without_subscribers"] += 1
             return
+        to_acceptors = self.to_acceptors
+        for acceptor, rap, conns in plan.direct:
+            out = to_acceptors.get(acceptor)
+            if out is None:
+                out = to_acceptors[acceptor] = []
+            out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, retain and rap, props])
+        to_workers = self.to_workers
+        for shard, targets in plan.shards:
+            out = to_workers.get(shard)
+            if out is None:
+                out = to_workers[shard] = []
+            out.append([env.DELIVER, topic, payload, qos, retain, props, targets])
+
+    def plan(self, topic: str, qos: int, origin: str) -> Plan:
+        matches = self.tree.match(topic)
+        if not matches:
+            return EMPTY_PLAN
+        cacheable = True
         # One copy per subscriber: highest QoS, every subscription identifier.
         merged: dict[str, list[Any]] = {}
-        for client_id, _filter, route in matches:
-            if route.no_local and client_id == origin:
-                continue  # [MQTT-3.8.3-3]
+        for client_id, topic_filter, route in matches:
+            if route.no_local:
+                cacheable = False
+                if client_id == origin:
+                    continue  # [MQTT-3.8.3-3]
+            if topic_filter.startswith(SHARE_PREFIX):
+                cacheable = False
             target = merged.get(client_id)
             if target is None:
                 merged[client_id] = [
@@ -97,14 +156,23 @@ class Router:
                 target[2] = target[2] or route.retain_as_published
                 if route.sub_id:
                     target[3].append(route.sub_id)
+        direct: dict[tuple[int, bool], list[int]] = {}
         per_shard: dict[int, list[list[Any]]] = {}
+        online = self.online
         for client_id, (shard, granted, rap, sub_ids) in merged.items():
+            conn = online.get(client_id)
+            if conn and (qos == 0 or granted == 0) and not sub_ids:
+                direct.setdefault((acceptor_of(conn), rap), []).append(conn)
+                continue
             targets = per_shard.get(shard)
             if targets is None:
                 targets = per_shard[shard] = []
             targets.append([client_id, granted, rap, sub_ids])
-        for shard, targets in per_shard.items():
-            self._out(shard).append([env.DELIVER, topic, payload, qos, retain, props, targets])
+        return Plan(
+            [(acceptor, rap, conns) for (acceptor, rap), conns in direct.items()],
+            list(per_shard.items()),
+            cacheable,
+        )
 
     def store_retained(
         self, topic: str, payload: bytes, qos: int, props: dict[str, Any] | None
@@ -119,6 +187,7 @@ class Router:
     # --- subscriptions ------------------------------------------------------------------
     def _on_sub(self, e: Envelope) -> None:
         _, shard, client_id, conn, packet_id, entries, codes = e
+        self._invalidate()
         self.shard_clients.setdefault(shard, set()).add(client_id)
         for topic_filter, qos, no_local, rap, _send_retained, sub_id in entries:
             self.tree.subscribe(topic_filter, client_id, Route(shard, qos, no_local, rap, sub_id))
@@ -146,23 +215,46 @@ class Router:
 
     def _on_unsub(self, e: Envelope) -> None:
         _, client_id, filters = e
+        self._invalidate()
         for topic_filter in filters:
             self.tree.unsubscribe(topic_filter, client_id)
 
     def _on_unsub_all(self, e: Envelope) -> None:
         _, client_id = e
+        self._invalidate()
         self.tree.unsubscribe_all(client_id)
         for clients in self.shard_clients.values():
             clients.discard(client_id)
 
+    def _on_online(self, e: Envelope) -> None:
+        _, client_id, conn = e
+        self._invalidate()
+        if conn:
+            self.online[client_id] = conn
+        else:
+            self.online.pop(client_id, None)
+
     def _on_worker_up(self, e: Envelope) -> None:
         """A (re)started worker re-sends what it has; forget what it had."""
         _, shard, _incarnation = e
+        self._invalidate()
         stale = self.shard_clients.pop(shard, set())
         for client_id in stale:
             self.tree.unsubscribe_all(client_id)
+            self.online.pop(client_id, None)
         if stale:
             log.info("router: worker %d restarted: dropped %d stale subscribers", shard, len(stale))
 
     def _on_acceptor_up(self, e: Envelope) -> None:
+        """Connections of the acceptor's previous incarnation are gone."""
+        _, acceptor, incarnation = e
         self.counters["acceptor_restarts"] += 1
+        gone = [
+            cid
+            for cid, conn in self.online.items()
+            if acceptor_of(conn) == acceptor and incarnation_of(conn) != incarnation & 0xFFFF
+        ]
+        for client_id in gone:
+            del self.online[client_id]
+        if gone:
+            self._invalidate()

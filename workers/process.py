@@ -51,7 +51,12 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 handle(e, now)
             drain()
 
-        bus = Bus(loop, config.worker_endpoint(index), on_envelopes)
+        bus = Bus(
+            loop,
+            config.worker_endpoint(index),
+            on_envelopes,
+            pause_for=lambda key: key != "router",
+        )
         bus.connect("router", config.router_endpoint())
         for acceptor in range(config.acceptors):
             bus.connect(acceptor, config.acceptor_endpoint(acceptor))

@@ -148,6 +148,7 @@ class Shard:
         else:
             present = True
         session.conn = conn
+        self.to_router.append([env.ONLINE, client_id, conn])
         session.protocol_level = level
         session.session_expiry = expiry
         session.receive_maximum = receive_maximum or 65535
@@ -183,6 +184,7 @@ class Shard:
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         session.conn = None
+        self.to_router.append([env.ONLINE, session.client_id, 0])
         session.disconnected_at = now
         will, session.will = session.will, None
         if will is not None and publish_will:
@@ -348,6 +350,8 @@ class Shard:
         """A (re)started router has an empty topic tree: register every
         subscription of this shard again (no SUBACK, no retained messages)."""
         for session in self.sessions.values():
+            if session.conn is not None:
+                self.to_router.append([env.ONLINE, session.client_id, session.conn])
             entries = [
                 [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id]
                 for f, s in session.subscriptions.items()
