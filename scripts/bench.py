@@ -1,0 +1,398 @@
+"""`make bench`: flockmq against Mosquitto on one machine, with the bundled
+load tester (scripts/loadtest.py), plus the codec micro-benchmark.
+
+    .venv/bin/python scripts/bench.py [--runs 3] [--quick] [--only ROW,...]
+                                      [--chart FILE.png] [--raw FILE.json]
+
+Each row runs the load tester against a freshly started broker, alternating
+the two brokers (and their order) for --runs rounds, and the table shows the
+medians with the ratio flockmq/Mosquitto, plus the lost/duplicate/out-of-order
+sums of every run so that a broken QoS guarantee is visible next to the speed.
+Every load-test run is bounded in time (--duration-limit) and every broker is
+stopped by its pid (SIGTERM, then SIGKILL). Benchmarks are not tests: this
+reports figures and exits 0 unless a run broke a QoS guarantee or failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen.brokers import BrokerError, BrokerProcess, find_mosquitto
+from loadgen.progress import human
+
+SCRIPTS = Path(__file__).resolve().parent
+LOADTEST = SCRIPTS / "loadtest.py"
+BENCH_CODEC = SCRIPTS / "bench_codec.py"
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    kind: str  # "flockmq" or "mosquitto"
+    args: tuple[str, ...] = ()
+
+
+FLOCKMQ = Target("flockmq", "flockmq", ("--acceptors", "2", "--workers", "2"))
+FLOCKMQ_1X1 = Target("flockmq 1x1", "flockmq", ("--acceptors", "1", "--workers", "1"))
+MOSQUITTO = Target("mosquitto", "mosquitto")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # a key of the load tester's JSON line
+    label: str
+    higher_is_better: bool = True
+
+
+DELIVERIES = Metric("deliveries_per_s", "deliveries/s")
+RSS = Metric("broker_rss_peak_mb", "broker RSS peak MB", higher_is_better=False)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    title: str
+    args: tuple[str, ...]  # load tester arguments, scenario first
+    quick: tuple[str, ...]  # appended in --quick mode (later options win in click)
+    metrics: tuple[Metric, ...] = (DELIVERIES, RSS)
+    targets: tuple[Target, Target] = (FLOCKMQ, MOSQUITTO)
+    checks_delivery: bool = True  # report lost/dup/out-of-order
+
+
+# Counts are sized so that a row takes ~5-10 s per broker on a 2-core machine.
+ROWS = (
+    Row(
+        "fanin-q0",
+        "fan-in 4->1, QoS 0",
+        ("fanin", "--publishers", "4", "--qos", "0", "--count", "300000"),
+        ("--count", "30000"),
+    ),
+    Row(
+        "fanin-q1",
+        "fan-in 4->1, QoS 1",
+        ("fanin", "--publishers", "4", "--qos", "1", "--count", "100000"),
+        ("--count", "10000"),
+    ),
+    Row(
+        "fanin-q2",
+        "fan-in 4->1, QoS 2",
+        ("fanin", "--publishers", "4", "--qos", "2", "--count", "50000"),
+        ("--count", "5000"),
+    ),
+    Row(
+        "fanout-q0",
+        "fan-out 1->100, QoS 0",
+        ("fanout", "--subscribers", "100", "--qos", "0", "--count", "10000"),
+        ("--count", "1000"),
+    ),
+    Row(
+        "pairs-q1",
+        "100 pairs, QoS 1",
+        ("pairs", "--pairs", "100", "--qos", "1", "--count", "100000"),
+        ("--count", "10000"),
+    ),
+    Row(
+        "latency",
+        "latency at 10k msg/s, QoS 0",
+        ("latency", "--rate", "10000", "--qos", "0", "--count", "60000"),
+        ("--count", "10000"),
+        metrics=(
+            Metric("latency_p50_us", "latency p50 µs", higher_is_better=False),
+            Metric("latency_p99_us", "latency p99 µs", higher_is_better=False),
+            Metric("latency_p999_us", "latency p99.9 µs", higher_is_better=False),
+        ),
+    ),
+    Row(
+        "connections",
+        "40,000 idle connections",
+        ("connections", "--connections", "40000", "--hold", "5"),
+        ("--connections", "5000", "--hold", "2"),
+        metrics=(
+            Metric("held", "connections held"),
+            Metric("connects_per_s", "connects/s"),
+            RSS,
+        ),
+        checks_delivery=False,
+    ),
+    Row(
+        "scaling-q1",
+        "fan-in 4->1 QoS 1: 2x2 vs 1x1 processes",
+        ("fanin", "--publishers", "4", "--qos", "1", "--count", "100000"),
+        ("--count", "10000"),
+        metrics=(DELIVERIES,),
+        targets=(FLOCKMQ, FLOCKMQ_1X1),
+    ),
+)
+
+
+def run_loadtest(
+    row: Row, target: Target, quick: bool, duration_limit: float, mosquitto: str | None
+) -> dict[str, Any]:
+    """One run: a fresh broker, one load test, the broker stopped."""
+    record: dict[str, Any] = {"row": row.name, "target": target.label, "result": None}
+    broker = BrokerProcess(target.kind, list(target.args))
+    try:
+        broker.start(mosquitto)
+    except BrokerError as error:
+        record["error"] = str(error)
+        return record
+    cmd = [
+        sys.executable,
+        str(LOADTEST),
+        *row.args,
+        *(row.quick if quick else ()),
+        "--port",
+        str(broker.port),
+        "--broker-pid",
+        str(broker.pid),
+        "--duration-limit",
+        str(duration_limit),
+        "--json",
+    ]
+    record["command"] = " ".join(cmd[1:])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_limit + 60)
+        record["exit_code"] = proc.returncode
+        lines = proc.stdout.strip().splitlines()
+        if lines:
+            record["result"] = json.loads(lines[-1])
+        else:
+            record["error"] = proc.stderr.strip()[-2000:] or "no output"
+    except subprocess.TimeoutExpired:
+        record["error"] = "load tester did not finish in time"
+    except json.JSONDecodeError as error:
+        record["error"] = f"unreadable output: {error}"
+    finally:
+        broker.stop()
+    return record
+
+
+def describe(record: dict[str, Any], row: Row) -> str:
+    result = record.get("result")
+    if result is None:
+        return f"error: {record.get('error', '?')[:200]}"
+    parts = [f"{m.label} {human(result.get(m.key) or 0)}" for m in row.metrics]
+    if row.checks_delivery:
+        parts.append(f"lost {result['lost']} dup {result['dup']} ooo {result['out_of_order']}")
+    parts.append(f"exit {record.get('exit_code')} ({result['duration_s']:.1f}s)")
+    return ", ".join(parts)
+
+
+def median_of(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r["result"][key] for r in records if r["result"] and r["result"].get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def delivery_sums(records: list[dict[str, Any]]) -> str:
+    done = [r["result"] for r in records if r["result"]]
+    if not done:
+        return "-"
+    return "/".join(str(sum(d[k] for d in done)) for k in ("lost", "dup", "out_of_order"))
+
+
+def summarize(rows: list[Row], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per (row, metric): the medians, the ratio and the QoS sums."""
+    lines = []
+    for row in rows:
+        a, b = row.targets
+        runs_a = [r for r in records if r["row"] == row.name and r["target"] == a.label]
+        runs_b = [r for r in records if r["row"] == row.name and r["target"] == b.label]
+        for metric in row.metrics:
+            med_a, med_b = median_of(runs_a, metric.key), median_of(runs_b, metric.key)
+            ratio = med_a / med_b if med_a is not None and med_b else None
+            lines.append(
+                {
+                    "row": row.name,
+                    "title": row.title,
+                    "metric": metric.label,
+                    "higher_is_better": metric.higher_is_better,
+                    "a": a.label,
+                    "b": b.label,
+                    "median_a": med_a,
+                    "median_b": med_b,
+                    "ratio": ratio,
+                    "lost_dup_ooo_a": delivery_sums(runs_a) if row.checks_delivery else "-",
+                    "lost_dup_ooo_b": delivery_sums(runs_b) if row.checks_delivery else "-",
+                    "failed_runs": sum(
+                        1 for r in runs_a + runs_b if r["result"] is None or r.get("exit_code")
+                    ),
+                }
+            )
+    return lines
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if abs(value) < 100 else human(value)
+
+
+def print_table(lines: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'row':<12} {'metric':<20} {'flockmq':>9} {'other':>9} {'ratio':>6}  "
+        f"{'lost/dup/ooo':>13} {'(other)':>13} {'other is':<12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for ln in lines:
+        ratio = "-" if ln["ratio"] is None else f"{ln['ratio']:.2f}"
+        mark = "" if ln["higher_is_better"] else " (lower is better)"
+        print(
+            f"{ln['row']:<12} {ln['metric']:<20} {fmt(ln['median_a']):>9} "
+            f"{fmt(ln['median_b']):>9} {ratio:>6}  {ln['lost_dup_ooo_a']:>13} "
+            f"{ln['lost_dup_ooo_b']:>13} {ln['b']:<12}{mark}"
+        )
+    print("ratio = flockmq / other (medians); lost/dup/ooo summed over all runs")
+
+
+def draw_chart(path: Path, lines: list[dict[str, Any]]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib is missing (pip install -e '.[bench]'); no chart", file=sys.stderr)
+        return False
+    shown = [ln for ln in lines if ln["ratio"] is not None]
+    if not shown:
+        return False
+    labels = [f"{ln['row']}: {ln['metric']}\n(vs {ln['b']})" for ln in shown]
+    ratios = [ln["ratio"] for ln in shown]
+    colors = [
+        "tab:green" if (r >= 1) == ln["higher_is_better"] else "tab:red"
+        for r, ln in zip(ratios, shown, strict=True)
+    ]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(shown) + 1.5))
+    ax.barh(range(len(shown)), ratios, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    for i, ln in enumerate(shown):
+        ax.text(
+            ratios[i],
+            i,
+            f"  {fmt(ln['median_a'])} / {fmt(ln['median_b'])}",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_xlabel("flockmq / other (medians); green = flockmq better")
+    ax.set_title("flockmq benchmark")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def run_codec_bench(quick: bool) -> dict[str, Any] | None:
+    """scripts/bench_codec.py's last JSON line, or None when it is absent or fails."""
+    if not BENCH_CODEC.exists():
+        print("bench: scripts/bench_codec.py is missing; codec benchmark skipped", file=sys.stderr)
+        return None
+    cmd = [sys.executable, str(BENCH_CODEC)]
+    if quick:
+        cmd += ["--packets", "20000", "--repeat", "1"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise ValueError(proc.stderr.strip()[-500:] or "no output")
+        print("\ncodec micro-benchmark (scripts/bench_codec.py):")
+        print("\n".join(lines[:-1]))
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+    except (subprocess.TimeoutExpired, ValueError) as error:
+        print(f"bench: codec benchmark failed: {error}", file=sys.stderr)
+        return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="flockmq vs Mosquitto benchmark")
+    parser.add_argument("--runs", type=int, default=3, help="rounds per row and broker")
+    parser.add_argument("--quick", action="store_true", help="small counts, 1 run")
+    parser.add_argument("--only", default="", help=f"rows, comma-separated: {row_names()}")
+    parser.add_argument("--chart", default="build/bench/bench.png", help="PNG of the table")
+    parser.add_argument("--raw", default="build/bench/bench-runs.json", help="every run, JSON")
+    parser.add_argument("--duration-limit", type=float, default=60.0, help="seconds per run")
+    parser.add_argument("--no-mosquitto", action="store_true", help="flockmq rows only")
+    parser.add_argument("--no-codec", action="store_true", help="skip the codec benchmark")
+    args = parser.parse_args(argv)
+    if args.quick and args.runs == 3:
+        args.runs = 1
+    return args
+
+
+def row_names() -> str:
+    return ", ".join(r.name for r in ROWS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = wanted - {r.name for r in ROWS}
+    if unknown:
+        print(f"bench: unknown row(s) {sorted(unknown)}; rows: {row_names()}", file=sys.stderr)
+        return 2
+    rows = [r for r in ROWS if not wanted or r.name in wanted]
+    mosquitto = None if args.no_mosquitto else find_mosquitto()
+    if mosquitto is None:
+        print("bench: no mosquitto; comparing flockmq rows only", file=sys.stderr)
+        rows = [r for r in rows if MOSQUITTO not in r.targets]
+    records: list[dict[str, Any]] = []
+    total = len(rows) * 2 * args.runs
+    started = time.time()
+    for run in range(args.runs):
+        for row in rows:
+            # Alternate the brokers, and which goes first, so that drift in
+            # the machine's state does not favour one.
+            order = row.targets if run % 2 == 0 else row.targets[::-1]
+            for target in order:
+                record = run_loadtest(row, target, args.quick, args.duration_limit, mosquitto)
+                record["run"] = run
+                records.append(record)
+                print(
+                    f"[{len(records)}/{total}] {row.name} {target.label} run {run + 1}: "
+                    f"{describe(record, row)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    lines = summarize(rows, records)
+    print()
+    print_table(lines)
+    codec = None if args.no_codec else run_codec_bench(args.quick)
+    raw = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "mosquitto": mosquitto,
+        "quick": args.quick,
+        "runs": records,
+        "table": lines,
+        "codec": codec,
+    }
+    raw_path = Path(args.raw)
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    raw_path.write_text(json.dumps(raw, indent=1))
+    print(f"\nraw runs: {raw_path}")
+    if args.chart and draw_chart(Path(args.chart), lines):
+        print(f"chart: {args.chart}")
+    broken = any(r.get("exit_code") or r["result"] is None for r in records)
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
