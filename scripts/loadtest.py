@@ -126,7 +126,7 @@ def main(
     if plot_path:
         from loadgen.plot import draw
 
-        draw(plot_path, outcome.summary, outcome.timeline, outcome.latency)
+        draw(plot_path, outcome.summary, outcome.series, outcome.latency)
     click.echo(json.dumps(outcome.summary))
     if not json_only:
         for line in outcome.summary["violations"] + outcome.summary["errors"]:

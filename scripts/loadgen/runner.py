@@ -35,7 +35,8 @@ EXIT_SETUP = 2
 class Outcome:
     summary: dict[str, Any]
     exit_code: int
-    timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (s, sent, delivered)
+    # per client process: (seconds since go, sent, delivered) samples
+    series: list[list[tuple[float, int, int]]] = field(default_factory=list)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
@@ -52,7 +53,9 @@ class Coordinator:
         self.results: dict[int, WorkerResult] = {}
         self.lost_workers: set[int] = set()
         self.crashes: list[str] = []
-        self.timeline: list[tuple[float, int, int]] = []
+        self.timeline: list[tuple[float, int, int]] = []  # coarse sums, for the bar
+        self.series: dict[int, list[tuple[float, int, int]]] = {}
+        self.go = 0.0
         self.broker = broker_rss.find_broker(settings.port, None)
         self.rss_peak = 0
         self.rss_last = 0
@@ -99,6 +102,9 @@ class Coordinator:
                 self.ready[index] = body
             elif kind == "progress":
                 self.progress[index] = body
+                if self.go:
+                    sample = (body.at - self.go, body.sent, body.unique)
+                    self.series.setdefault(index, []).append(sample)
             elif kind == "published":
                 self.published[index] = body
             elif kind == "result":
@@ -132,7 +138,7 @@ class Coordinator:
             self.await_ready(deadline)
             setup_failed = self.setup_failed()
             go_ns = time.monotonic_ns()
-            go = time.monotonic()
+            go = self.go = time.monotonic()
             if not setup_failed:
                 self.broadcast(("go", go_ns))
                 if self.settings.scenario == "connections":
@@ -187,7 +193,8 @@ class Coordinator:
             sent = sum(p.sent for p in self.progress.values())
             completed = sum(p.completed for p in self.progress.values())
             unique = sum(p.unique for p in self.progress.values())
-            self.timeline.append((now - go, sent, unique))
+            if not self.timeline or now - go - self.timeline[-1][0] >= 0.5:
+                self.timeline.append((now - go, sent, unique))
             self.draw(now - go, sent, unique, full)
             if unique != last_unique:
                 last_unique, quiet_since = unique, now
@@ -200,8 +207,8 @@ class Coordinator:
                 return
 
     def draw(self, elapsed: float, sent: int, unique: int, full: int) -> None:
-        if len(self.timeline) >= 6:
-            t0, _, u0 = self.timeline[-6]
+        if len(self.timeline) >= 3:
+            t0, _, u0 = self.timeline[-3]
             rate = (unique - u0) / max(elapsed - t0, 1e-9)
         else:
             rate = unique / max(elapsed, 1e-9)
@@ -306,7 +313,7 @@ class Coordinator:
         else:
             code = EXIT_OK
         summary["exit_code"] = code
-        return Outcome(summary, code, self.timeline, latency)
+        return Outcome(summary, code, list(self.series.values()), latency)
 
     def connection_summary(self, rss_idle: int) -> dict[str, Any]:
         reports = list(self.ready.values())

@@ -45,6 +45,7 @@ class Progress:
     unique: int
     alive: int
     dropped: int
+    at: float  # time.monotonic() when the counts were taken
 
 
 @dataclass(slots=True)
@@ -201,7 +202,15 @@ class Worker:
             self.conn.send(
                 (
                     "progress",
-                    Progress(c.sent, c.completed, c.received, c.unique, alive, c.dropped),
+                    Progress(
+                        c.sent,
+                        c.completed,
+                        c.received,
+                        c.unique,
+                        alive,
+                        c.dropped,
+                        time.monotonic(),
+                    ),
                 )
             )
 
