@@ -12,7 +12,10 @@ bottleneck.
 
 Prints one JSON line of results on stdout. Exit status: 0 fine, 1 a QoS 1/2
 guarantee was broken (loss or reordering at QoS 1/2, a duplicate at QoS 2),
-2 the run could not be set up (connection refused, a client process died).
+2 the run could not be set up (connection refused, a client process died),
+3 --duration-limit came before the run finished (and nothing was broken).
+"Lost" means completed by the publisher but not delivered by the end of the
+run, so a run cut short at QoS 1/2 can report losses that were only late.
 """
 
 from __future__ import annotations

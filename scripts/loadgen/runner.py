@@ -29,6 +29,7 @@ STOP_GRACE = 15.0  # seconds past the deadline to collect results before killing
 EXIT_OK = 0
 EXIT_VIOLATION = 1
 EXIT_SETUP = 2
+EXIT_INCOMPLETE = 3  # the deadline came first; nothing broken so far
 
 
 @dataclass
@@ -310,6 +311,8 @@ class Coordinator:
             code = EXIT_SETUP
         elif violations:
             code = EXIT_VIOLATION
+        elif self.timed_out:
+            code = EXIT_INCOMPLETE
         else:
             code = EXIT_OK
         summary["exit_code"] = code
