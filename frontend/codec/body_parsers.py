@@ -71,6 +71,9 @@ def _check_builder_layout() -> None:
 
 
 _check_builder_layout()
+# Raw topic bytes -> the topic, for topics already checked (well-formed UTF-8,
+# no U+0000, non-empty, no wildcards): the decoder's fast path trusts it.
+# Shared by all decoders (the value depends on the bytes only) and bounded.
 topic_cache: dict[bytes, str] = {}
 _TOPIC_CACHE_SIZE = 4096
 
@@ -94,8 +97,9 @@ def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> P
         topic = decode_utf8(raw_topic, "topic name")
         if topic:
             validate_topic_name(topic)
-            if len(topic_cache) < _TOPIC_CACHE_SIZE:
-                topic_cache[raw_topic] = topic
+            if len(topic_cache) >= _TOPIC_CACHE_SIZE:
+                topic_cache.clear()  # crude but bounded; hot topics come back at once
+            topic_cache[raw_topic] = topic
     packet_id = None
     if qos:
         if pos + 2 > end:

@@ -217,7 +217,7 @@ class StreamDecoder:
 
     def _too_large(self, size: int) -> PacketTooLarge:
         return PacketTooLarge(
-            f"[MQTT-3.1.2-24] packet of {size} bytes is over the maximum packet size {self._max}"
+            f"[MQTT-3.2.2-15] packet of {size} bytes is over the maximum packet size {self._max}"
         )
 
     def _join(self) -> bytes:

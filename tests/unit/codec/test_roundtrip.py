@@ -4,7 +4,7 @@ protocol level, fed whole and as a stream split at arbitrary points."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from frontend.codec import Packet, StreamDecoder, decode, encode
@@ -26,7 +26,7 @@ def test_round_trip(level: int, kind: str, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=50)
 @given(data=st.data())
 def test_stream_after_connect(level: int, data: st.DataObject) -> None:
     """A server-side decoder learns the level from CONNECT and decodes the
