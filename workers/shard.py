@@ -137,6 +137,8 @@ class Shard:
             log.info("client %s taken over: closing its previous connection", client_id)
             self._send(session.conn, [env.CLOSE, session.conn, ReasonCode.SESSION_TAKEN_OVER])
             self._detach(session, publish_will=True, now=now)
+            # A session that ended with that connection (expiry 0) is gone.
+            session = self.sessions.get(client_id)
         self.pending_wills.pop(client_id, None)  # a returning client cancels a delayed will
         present = False
         if session is not None and clean_start:
