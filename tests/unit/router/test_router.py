@@ -1,0 +1,282 @@
+"""Router (sans-IO): envelopes in, envelopes out. One copy per subscriber at the
+highest granted QoS, one DELIVER per destination shard, QoS 0 copies to online
+sessions straight to their acceptor, no_local, the retained store and retained
+messages after SUBSCRIBED, and WORKER_UP forgetting a restarted shard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flockmq import envelopes as env
+from flockmq.envelopes import make_conn_id
+from router.router import Router
+
+
+def sub(
+    router: Router,
+    shard: int,
+    client_id: str,
+    *filters: tuple[str, int],
+    conn: int = 7,
+    packet_id: int = 1,
+    no_local: bool = False,
+    rap: bool = False,
+    send_retained: bool = True,
+    sub_id: int | None = None,
+) -> None:
+    entries = [[f, q, no_local, rap, send_retained, sub_id] for f, q in filters]
+    router.handle([env.SUB, shard, client_id, conn, packet_id, entries, [q for _, q in filters]])
+
+
+def route(
+    router: Router,
+    topic: str,
+    payload: bytes = b"p",
+    qos: int = 1,
+    retain: bool = False,
+    origin: str = "pub",
+    props: dict[str, Any] | None = None,
+) -> None:
+    router.handle([env.ROUTE, origin, topic, payload, qos, retain, props])
+
+
+def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    """What the router queued since the last call, per shard and per acceptor."""
+    workers = {k: list(v) for k, v in router.to_workers.items() if v}
+    acceptors = {k: list(v) for k, v in router.to_acceptors.items() if v}
+    router.to_workers.clear()
+    router.to_acceptors.clear()
+    return workers, acceptors
+
+
+def targets_of(deliver: list[Any]) -> list[list[Any]]:
+    assert deliver[0] == env.DELIVER
+    return sorted(deliver[6])
+
+
+def test_overlapping_filters_merge_to_one_copy_at_highest_qos() -> None:
+    router = Router()
+    sub(router, 0, "alice", ("a/#", 0), ("a/+/c", 2), ("a/b/c", 1))
+    take(router)
+    route(router, "a/b/c", qos=2)
+    workers, acceptors = take(router)
+    assert acceptors == {}
+    assert list(workers) == [0]
+    (deliver,) = workers[0]
+    assert deliver[:6] == [env.DELIVER, "a/b/c", b"p", 2, False, None]
+    assert targets_of(deliver) == [["alice", 2, False, []]]
+
+
+def test_one_deliver_per_shard_carries_every_target_of_that_shard() -> None:
+    router = Router()
+    sub(router, 0, "a0", ("t/#", 1))
+    sub(router, 0, "b0", ("t/x", 2))
+    sub(router, 1, "c1", ("+/x", 0))
+    sub(router, 2, "d2", ("other", 1))
+    take(router)
+    route(router, "t/x", qos=1)
+    workers, _ = take(router)
+    assert sorted(workers) == [0, 1]
+    (d0,) = workers[0]
+    (d1,) = workers[1]
+    assert targets_of(d0) == [["a0", 1, False, []], ["b0", 2, False, []]]
+    assert targets_of(d1) == [["c1", 0, False, []]]
+
+
+def test_qos0_copies_to_online_sessions_go_straight_to_their_acceptor() -> None:
+    router = Router()
+    conn_a = make_conn_id(1, 0, 5)
+    conn_b = make_conn_id(1, 0, 6)
+    sub(router, 0, "a", ("q/#", 1), conn=conn_a)
+    sub(router, 1, "b", ("q/x", 0), conn=conn_b)
+    sub(router, 1, "offline", ("q/x", 0))
+    router.handle([env.ONLINE, "a", conn_a])
+    router.handle([env.ONLINE, "b", conn_b])
+    take(router)
+    route(router, "q/x", qos=0)
+    workers, acceptors = take(router)
+    (many,) = acceptors[1]
+    assert many[0] == env.SEND_PUBLISH_MANY
+    assert sorted(many[1]) == sorted([conn_a, conn_b])
+    assert many[2:] == ["q/x", b"p", False, None]
+    # the offline session still goes through its shard (queueing is decided there)
+    assert list(workers) == [1]
+    assert targets_of(workers[1][0]) == [["offline", 0, False, []]]
+    # a QoS 1 publish needs session state for the QoS 1 subscriber
+    route(router, "q/x", qos=1)
+    workers, acceptors = take(router)
+    assert targets_of(workers[0][0]) == [["a", 1, False, []]]
+    assert acceptors[1][0][1] == [conn_b]  # granted QoS 0: still direct
+
+
+def test_going_offline_invalidates_the_direct_plan() -> None:
+    router = Router()
+    conn = make_conn_id(0, 0, 1)
+    sub(router, 0, "a", ("z", 0), conn=conn)
+    router.handle([env.ONLINE, "a", conn])
+    take(router)
+    route(router, "z", qos=0)
+    assert take(router)[1] == {0: [[env.SEND_PUBLISH_MANY, [conn], "z", b"p", False, None]]}
+    router.handle([env.ONLINE, "a", 0])
+    route(router, "z", qos=0)
+    workers, acceptors = take(router)
+    assert acceptors == {}
+    assert targets_of(workers[0][0]) == [["a", 0, False, []]]
+
+
+def test_no_local_skips_the_publisher_only() -> None:
+    router = Router()
+    sub(router, 0, "me", ("n/#", 1), no_local=True)
+    sub(router, 1, "you", ("n/#", 1), no_local=True)
+    take(router)
+    route(router, "n/1", origin="me")
+    workers, _ = take(router)
+    assert list(workers) == [1]
+    assert targets_of(workers[1][0]) == [["you", 1, False, []]]
+    route(router, "n/1", origin="you")
+    workers, _ = take(router)
+    assert list(workers) == [0]
+    assert targets_of(workers[0][0]) == [["me", 1, False, []]]
+
+
+def test_subscription_identifiers_and_retain_as_published_are_merged() -> None:
+    router = Router()
+    sub(router, 0, "s", ("i/#", 0), sub_id=3)
+    sub(router, 0, "s", ("i/x", 1), rap=True, sub_id=9, packet_id=2)
+    take(router)
+    route(router, "i/x", qos=1)
+    workers, _ = take(router)
+    ((client_id, qos, rap, sub_ids),) = targets_of(workers[0][0])
+    assert (client_id, qos, rap, sorted(sub_ids)) == ("s", 1, True, [3, 9])
+
+
+def test_no_subscriber_is_counted_and_sends_nothing() -> None:
+    router = Router()
+    route(router, "nobody/home")
+    assert take(router) == ({}, {})
+    assert router.counters["messages_without_subscribers"] == 1
+
+
+def test_unsubscribe_stops_delivery() -> None:
+    router = Router()
+    sub(router, 0, "u", ("a/+", 1), ("a/b", 1))
+    take(router)
+    router.handle([env.UNSUB, "u", ["a/+"]])
+    route(router, "a/c")
+    assert take(router) == ({}, {})
+    route(router, "a/b")
+    assert targets_of(take(router)[0][0][0]) == [["u", 1, False, []]]
+    router.handle([env.UNSUB_ALL, "u"])
+    route(router, "a/b")
+    assert take(router) == ({}, {})
+
+
+def test_subscribed_reply_comes_before_retained_messages() -> None:
+    router = Router()
+    route(router, "r/1", b"one", qos=1, retain=True)
+    route(router, "r/2", b"two", qos=2, retain=True)
+    take(router)
+    sub(router, 1, "late", ("r/+", 1), conn=99, packet_id=4)
+    workers, _ = take(router)
+    out = workers[1]
+    assert out[0] == [env.SUBSCRIBED, "late", 99, 4, [1]]
+    retained = sorted(out[1:])
+    assert retained == [
+        [env.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, []]]],
+        [env.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, []]]],
+    ]
+
+
+def test_retained_replace_and_clear() -> None:
+    router = Router()
+    route(router, "r", b"first", retain=True)
+    route(router, "r", b"second", qos=0, retain=True)
+    sub(router, 0, "a", ("r", 2))
+    out = take(router)[0][0]
+    assert out[1:] == [[env.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, []]]]]
+    route(router, "r", b"", retain=True)  # empty payload deletes [MQTT-3.3.1-10]
+    assert "r" not in router.retained
+    take(router)
+    sub(router, 0, "b", ("r", 2))
+    assert take(router)[0][0] == [[env.SUBSCRIBED, "b", 7, 1, [2]]]
+
+
+def test_live_retained_publish_goes_to_existing_subscribers_with_retain_flag_as_is() -> None:
+    """The worker clears RETAIN for live copies unless retain-as-published."""
+    router = Router()
+    sub(router, 0, "a", ("l", 1))
+    take(router)
+    route(router, "l", b"x", retain=True)
+    (deliver,) = take(router)[0][0]
+    assert deliver[4] is True
+    assert targets_of(deliver) == [["a", 1, False, []]]
+
+
+def test_retained_not_sent_when_not_asked_or_to_shared_subscriptions() -> None:
+    router = Router()
+    route(router, "k/1", b"v", retain=True)
+    take(router)
+    sub(router, 0, "a", ("k/#", 1), send_retained=False)
+    assert take(router)[0][0] == [[env.SUBSCRIBED, "a", 7, 1, [1]]]
+    sub(router, 0, "b", ("$share/g/k/#", 1))
+    assert take(router)[0][0] == [[env.SUBSCRIBED, "b", 7, 1, [1]]]
+
+
+def test_resubscription_without_reply_sends_no_subscribed() -> None:
+    router = Router()
+    sub(router, 0, "a", ("x", 1), conn=0, packet_id=0, send_retained=False)
+    assert take(router) == ({}, {})
+    route(router, "x")
+    assert targets_of(take(router)[0][0][0]) == [["a", 1, False, []]]
+
+
+def test_dollar_topics_not_matched_by_leading_wildcards() -> None:
+    router = Router()
+    sub(router, 0, "all", ("#", 0), ("+/x", 0))
+    sub(router, 1, "sys", ("$SYS/#", 0))
+    take(router)
+    route(router, "$SYS/x")
+    workers, _ = take(router)
+    assert list(workers) == [1]
+    route(router, "a/x")
+    workers, _ = take(router)
+    assert list(workers) == [0]
+
+
+def test_worker_up_forgets_that_shards_subscribers_only() -> None:
+    router = Router()
+    conn = make_conn_id(0, 0, 1)
+    sub(router, 0, "gone", ("w", 1))
+    sub(router, 1, "kept", ("w", 1))
+    router.handle([env.ONLINE, "gone", conn])
+    take(router)
+    router.handle([env.WORKER_UP, 0, 1])
+    assert "gone" not in router.online
+    route(router, "w")
+    workers, acceptors = take(router)
+    assert list(workers) == [1] and acceptors == {}
+    assert targets_of(workers[1][0]) == [["kept", 1, False, []]]
+    # the restarted worker re-registers: delivery resumes
+    sub(router, 0, "gone", ("w", 1), conn=0, packet_id=0, send_retained=False)
+    route(router, "w")
+    workers, _ = take(router)
+    assert sorted(workers) == [0, 1]
+
+
+def test_acceptor_up_forgets_connections_of_its_previous_incarnation() -> None:
+    router = Router()
+    old = make_conn_id(1, 0, 3)
+    sub(router, 0, "a", ("t", 0))
+    router.handle([env.ONLINE, "a", old])
+    take(router)
+    router.handle([env.ACCEPTOR_UP, 1, 1])
+    route(router, "t", qos=0)
+    workers, acceptors = take(router)
+    assert acceptors == {}
+    assert targets_of(workers[0][0]) == [["a", 0, False, []]]
+
+
+def test_unknown_envelope_is_counted() -> None:
+    router = Router()
+    router.handle([250, "x"])
+    assert router.counters["unknown_envelopes"] == 1
