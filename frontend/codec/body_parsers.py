@@ -42,6 +42,7 @@ from .properties import WILL, decode_properties
 from .topics import validate_topic_filter, validate_topic_name
 
 _P = PacketType
+_NAMES = {t.value: t.name for t in PacketType}
 _PROTOCOLS = {("MQIsdp", 3), ("MQTT", 4), ("MQTT", 5)}
 
 
@@ -193,7 +194,7 @@ def parse_connack(r: Reader, flags: int, level: int) -> Connack:
 def _parse_ack(r: Reader, level: int, packet_type: PacketType) -> tuple[int, int, Properties]:
     """PUBACK, PUBREC, PUBREL, PUBCOMP (sections 3.4-3.7): in MQTT 5 the reason
     code and the properties may each be left off from the end."""
-    packet_id = _packet_id(r, packet_type.name)
+    packet_id = _packet_id(r, _NAMES[packet_type])
     code = 0
     props = EMPTY_PROPERTIES
     if level == 5 and r.remaining():
@@ -201,7 +202,7 @@ def _parse_ack(r: Reader, level: int, packet_type: PacketType) -> tuple[int, int
         check_reason_code(packet_type, code, level)
         if r.remaining():
             props = decode_properties(r, packet_type)
-    r.expect_end(packet_type.name)
+    r.expect_end(_NAMES[packet_type])
     return packet_id, code, props
 
 
@@ -312,7 +313,7 @@ def _parse_reason_and_properties(
         check_reason_code(packet_type, code, level)
         if r.remaining():
             props = decode_properties(r, packet_type)
-    r.expect_end(packet_type.name)
+    r.expect_end(_NAMES[packet_type])
     return code, props
 
 

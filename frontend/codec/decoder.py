@@ -29,7 +29,17 @@ from .body_parsers import (
 )
 from .data_types import Reader, varint_is_minimal
 from .errors import MalformedPacket, PacketTooLarge, ProtocolError
-from .packets import EMPTY_PROPERTIES, Connect, Packet, PacketType, Publish
+from .packets import (
+    EMPTY_PROPERTIES,
+    Connect,
+    Packet,
+    PacketType,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+)
 
 DEFAULT_MAX_PACKET_SIZE = 268_435_460  # 1 + 4 header bytes + the largest remaining length
 
@@ -54,6 +64,13 @@ def _publish_flags(first_byte: int) -> tuple[int, bool, bool] | None:
 # PUBLISHes this table has flags for, everything else takes _decode_body.
 _PUBLISH_FLAGS = tuple(_publish_flags(b) for b in range(256))
 _NO_FAST_PATH: tuple[None, ...] = (None,) * 256
+_ACKS: dict[int, type[Puback | Pubrec | Pubrel | Pubcomp]] = {
+    0x40: Puback,
+    0x50: Pubrec,
+    0x62: Pubrel,
+    0x70: Pubcomp,
+}
+_NO_ACKS: dict[int, type[Puback | Pubrec | Pubrel | Pubcomp]] = {}
 
 
 class StreamDecoder:
@@ -150,6 +167,7 @@ class StreamDecoder:
         check_small = max_size < 129
         cache = topic_cache
         fast = _NO_FAST_PATH if level is None else _PUBLISH_FLAGS
+        acks = _NO_ACKS if level is None else _ACKS
         while True:
             if n - pos < 2:
                 start, end = -1, pos + 2
@@ -177,10 +195,18 @@ class StreamDecoder:
                 continue
             flags = fast[b0]
             if flags is None:
+                # Ack fast path: PUBACK/PUBREC/PUBREL/PUBCOMP of just a
+                # non-zero packet id (every level's common form).
+                ack = acks.get(b0) if end - start == 2 else None
+                if ack is not None and (buf[start] or buf[start + 1]):
+                    append(ack((buf[start] << 8) | buf[start + 1]))
+                    pos = end
+                    continue
                 append(self._decode_body(b0, buf, start, end))
                 if level is None and self.protocol_level is not None:
                     level = self.protocol_level
                     fast = _PUBLISH_FLAGS
+                    acks = _ACKS
                 pos = end
                 continue
             # PUBLISH fast path: valid flags, a cached (so already valid)
