@@ -1,0 +1,594 @@
+"""The sans-IO session shard driven with envelopes and an explicit `now`, no
+processes: takeover, session present, clean-session discard, the QoS 1/2
+outbound window and its ordered queue, the PUBACK/PUBREC/PUBREL/PUBCOMP state
+machine, redelivery with DUP on resume, inbound QoS 2 duplicate suppression,
+queue limits, wills (and their delay) and session expiry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, make_conn_id
+from frontend.codec.packets import PacketType
+from frontend.codec.reason_codes import ReasonCode
+from workers.shard import Shard, ShardLimits
+
+NEVER = 0xFFFFFFFF
+CONN_A = make_conn_id(0, 1, 1)
+CONN_B = make_conn_id(1, 1, 2)
+CONN_C = make_conn_id(0, 1, 3)
+
+
+class Harness:
+    """A shard plus helpers that build envelopes and collect what it sends."""
+
+    def __init__(self, **limits: Any) -> None:
+        self.shard = Shard(0, ShardLimits(**limits))
+        self.now = 1000.0
+
+    # --- inputs -----------------------------------------------------------------
+    def connect(
+        self,
+        conn: int,
+        client_id: str,
+        *,
+        clean: bool,
+        expiry: int | None = None,
+        level: int = 4,
+        will: list[Any] | None = None,
+        receive_maximum: int = 0,
+    ) -> Envelope:
+        """CONNECT; returns the CONNACK envelope."""
+        if expiry is None:
+            expiry = 0 if clean else NEVER
+        self.shard.handle(
+            [
+                env.CONNECT,
+                conn,
+                client_id,
+                clean,
+                expiry,
+                level,
+                60,
+                None,
+                will,
+                receive_maximum,
+                False,
+            ],
+            self.now,
+        )
+        connacks = [e for e in self.peek_acceptors() if e[0] == env.CONNACK and e[1] == conn]
+        assert len(connacks) == 1
+        return connacks[0]
+
+    def close(self, conn: int, client_id: str, *, will: bool = True) -> None:
+        self.shard.handle([env.CLOSED, conn, client_id, will, None], self.now)
+
+    def subscribe(self, conn: int, client_id: str, topic_filter: str, qos: int) -> None:
+        self.shard.handle(
+            [env.SUBSCRIBE, conn, client_id, 1, [[topic_filter, qos, False, False, 0, None]]],
+            self.now,
+        )
+
+    def deliver(self, client_id: str, payload: bytes, qos: int, granted: int | None = None) -> None:
+        granted = qos if granted is None else granted
+        self.shard.handle(
+            [env.DELIVER, "t", payload, qos, False, None, [[client_id, granted, False, []]]],
+            self.now,
+        )
+
+    def ack(self, kind: int, conn: int, client_id: str, packet_id: int, rc: int = 0) -> None:
+        if kind in (env.PUBACK_IN, env.PUBREC_IN):
+            self.shard.handle([kind, conn, client_id, packet_id, rc], self.now)
+        else:
+            self.shard.handle([kind, conn, client_id, packet_id], self.now)
+
+    def publish_in(
+        self, conn: int, client_id: str, packet_id: int, qos: int, payload: bytes
+    ) -> None:
+        self.shard.handle(
+            [env.PUBLISH, conn, client_id, packet_id, "in/t", payload, qos, False, None], self.now
+        )
+
+    # --- outputs ----------------------------------------------------------------
+    def peek_acceptors(self) -> list[Envelope]:
+        return [e for out in self.shard.to_acceptors.values() for e in out]
+
+    def take(self) -> tuple[list[Envelope], list[Envelope]]:
+        """(to_router, to_acceptors) since the last take, then cleared."""
+        router = list(self.shard.to_router)
+        acceptors = self.peek_acceptors()
+        self.shard.to_router.clear()
+        for out in self.shard.to_acceptors.values():
+            out.clear()
+        return router, acceptors
+
+    def take_acceptors(self) -> list[Envelope]:
+        return self.take()[1]
+
+    def take_router(self) -> list[Envelope]:
+        return self.take()[0]
+
+
+def publishes(envelopes: list[Envelope]) -> list[tuple[int | None, bytes, int, bool]]:
+    """(packet_id, payload, qos, dup) of each SEND_PUBLISH, in order."""
+    return [(e[2], e[4], e[5], e[7]) for e in envelopes if e[0] == env.SEND_PUBLISH]
+
+
+def acks(envelopes: list[Envelope]) -> list[tuple[int, int, int]]:
+    """(packet_type, packet_id, rc) of each SEND_ACK, in order."""
+    return [(e[2], e[3], e[4]) for e in envelopes if e[0] == env.SEND_ACK]
+
+
+def routes(envelopes: list[Envelope]) -> list[tuple[str, bytes, int, bool]]:
+    return [(e[2], e[3], e[4], e[5]) for e in envelopes if e[0] == env.ROUTE]
+
+
+# --- connect, session present, clean session --------------------------------------------
+def test_new_session_has_no_session_present_and_goes_online() -> None:
+    h = Harness()
+    connack = h.connect(CONN_A, "c1", clean=False)
+    assert connack == [env.CONNACK, CONN_A, False, ReasonCode.SUCCESS, None]
+    router, _ = h.take()
+    assert router == [[env.ONLINE, "c1", CONN_A]]
+    assert h.shard.counters["sessions_created"] == 1
+
+
+def test_persistent_session_resumes_with_session_present_and_subscriptions() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=False)
+    h.subscribe(CONN_A, "c1", "a/#", 1)
+    h.close(CONN_A, "c1")
+    router, _ = h.take()
+    assert [env.ONLINE, "c1", 0] in router
+    assert not any(e[0] == env.UNSUB_ALL for e in router)
+    assert h.connect(CONN_B, "c1", clean=False)[2] is True
+    assert set(h.shard.sessions["c1"].subscriptions) == {"a/#"}
+
+
+def test_clean_session_discards_the_old_session() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=False)
+    h.subscribe(CONN_A, "c1", "a/#", 1)
+    h.close(CONN_A, "c1")
+    h.deliver("c1", b"queued", 1)
+    h.take()
+    assert h.connect(CONN_B, "c1", clean=True)[2] is False
+    router, acceptors = h.take()
+    assert [env.UNSUB_ALL, "c1"] in router
+    assert publishes(acceptors) == []
+    session = h.shard.sessions["c1"]
+    assert not session.subscriptions and not session.queue and not session.inflight
+
+
+def test_clean_session_ends_when_its_connection_closes() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=True)
+    h.subscribe(CONN_A, "c1", "a", 0)
+    h.take()
+    h.close(CONN_A, "c1")
+    assert "c1" not in h.shard.sessions
+    assert [env.UNSUB_ALL, "c1"] in h.take_router()
+    assert h.connect(CONN_B, "c1", clean=False)[2] is False
+
+
+# --- takeover ---------------------------------------------------------------------------
+def test_takeover_closes_old_connection_and_resumes_the_session() -> None:
+    h = Harness()
+    will = ["w/c1", b"gone", 1, False, None, 0]
+    h.connect(CONN_A, "c1", clean=False, will=will)
+    h.subscribe(CONN_A, "c1", "a", 1)
+    h.take()
+    connack = h.connect(CONN_B, "c1", clean=False)
+    assert connack[2] is True  # session present
+    router, acceptors = h.take()
+    assert [env.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
+    assert routes(router) == [("w/c1", b"gone", 1, False)]  # the old connection's will
+    assert router.index([env.ONLINE, "c1", 0]) < router.index([env.ONLINE, "c1", CONN_B])
+    assert h.shard.counters["takeovers"] == 1
+    # Packets from the old connection no longer reach the session.
+    h.publish_in(CONN_A, "c1", 5, 1, b"late")
+    assert h.take() == ([], [])
+    assert h.shard.counters["stale_connection_packets"] == 1
+    # ... and the old connection's CLOSED does not detach the new one.
+    h.close(CONN_A, "c1")
+    assert h.shard.sessions["c1"].conn == CONN_B
+    assert h.take() == ([], [])
+
+
+def test_takeover_with_clean_session_starts_fresh() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=False)
+    h.subscribe(CONN_A, "c1", "a", 1)
+    h.take()
+    assert h.connect(CONN_B, "c1", clean=True)[2] is False
+    assert h.shard.sessions["c1"].subscriptions == {}
+    assert h.shard.sessions["c1"].conn == CONN_B
+
+
+def test_takeover_of_a_clean_connection_by_a_persistent_one() -> None:
+    """The first connection's session ends with it (clean session 1): the new
+    one gets a fresh session (session present 0) that it can use."""
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=True)
+    h.take()
+    assert h.connect(CONN_B, "c1", clean=False)[2] is False
+    assert h.shard.sessions["c1"].conn == CONN_B
+    h.take()
+    h.subscribe(CONN_B, "c1", "a", 1)
+    router, _ = h.take()
+    assert router and router[0][0] == env.SUB
+
+
+# --- outbound QoS 1/2: window, queue, state machine -------------------------------------
+def connected(h: Harness, client_id: str = "c1", **kwargs: Any) -> None:
+    h.connect(CONN_A, client_id, clean=False, **kwargs)
+    h.take()
+
+
+def test_qos1_window_and_ordered_queue() -> None:
+    h = Harness(max_inflight=2)
+    connected(h)
+    for i in range(5):
+        h.deliver("c1", b"m%d" % i, 1)
+    sent = publishes(h.take_acceptors())
+    assert [(p, q, d) for _, p, q, d in sent] == [(b"m0", 1, False), (b"m1", 1, False)]
+    pids = [pid for pid, *_ in sent]
+    assert len(set(pids)) == 2 and all(pids)
+    session = h.shard.sessions["c1"]
+    assert len(session.inflight) == 2 and len(session.queue) == 3
+    h.ack(env.PUBACK_IN, CONN_A, "c1", pids[1])  # out of order: frees one slot
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"m2"]
+    h.ack(env.PUBACK_IN, CONN_A, "c1", pids[0])
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"m3"]
+    h.ack(env.PUBACK_IN, CONN_A, "c1", pids[0])  # a duplicate ack frees nothing
+    assert publishes(h.take_acceptors()) == []
+    assert h.shard.counters["unexpected_acks"] == 1
+    assert session.queued_bytes == len(b"m4")
+
+
+def test_receive_maximum_narrows_the_window() -> None:
+    h = Harness(max_inflight=10)
+    connected(h, level=5, receive_maximum=1)
+    h.deliver("c1", b"a", 1)
+    h.deliver("c1", b"b", 1)
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"a"]
+
+
+def test_qos2_outbound_state_machine() -> None:
+    h = Harness(max_inflight=1)
+    connected(h)
+    h.deliver("c1", b"one", 2)
+    h.deliver("c1", b"two", 2)
+    ((pid, payload, qos, dup),) = publishes(h.take_acceptors())
+    assert (payload, qos, dup) == (b"one", 2, False)
+    # PUBCOMP before PUBREC is not the expected step: nothing changes.
+    h.ack(env.PUBCOMP_IN, CONN_A, "c1", pid)
+    assert h.take_acceptors() == []
+    assert h.shard.counters["unexpected_acks"] == 1
+    h.ack(env.PUBREC_IN, CONN_A, "c1", pid)
+    assert acks(h.take_acceptors()) == [(PacketType.PUBREL, pid, 0)]
+    h.ack(env.PUBCOMP_IN, CONN_A, "c1", pid)
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"two"]
+    assert len(h.shard.sessions["c1"].inflight) == 1
+
+
+def test_pubrec_for_unknown_packet_id_answers_pubrel_not_found() -> None:
+    h = Harness()
+    connected(h)
+    h.ack(env.PUBREC_IN, CONN_A, "c1", 99)
+    assert acks(h.take_acceptors()) == [
+        (PacketType.PUBREL, 99, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
+    ]
+
+
+def test_v5_pubrec_error_ends_the_flow() -> None:
+    h = Harness(max_inflight=1)
+    connected(h, level=5)
+    h.deliver("c1", b"one", 2)
+    h.deliver("c1", b"two", 2)
+    ((pid, *_),) = publishes(h.take_acceptors())
+    h.ack(env.PUBREC_IN, CONN_A, "c1", pid, rc=0x80)
+    out = h.take_acceptors()
+    assert acks(out) == []
+    assert [p for _, p, _, _ in publishes(out)] == [b"two"]
+
+
+def test_qos_is_downgraded_to_the_granted_qos() -> None:
+    h = Harness()
+    connected(h)
+    h.deliver("c1", b"x", 2, granted=1)
+    ((pid, _, qos, _),) = publishes(h.take_acceptors())
+    assert (qos, pid is not None) == (1, True)
+
+
+def test_qos0_to_online_session_goes_out_encoded_once() -> None:
+    h = Harness()
+    connected(h)
+    h.deliver("c1", b"x", 0)
+    assert h.take_acceptors() == [[env.SEND_PUBLISH_MANY, [CONN_A], "t", b"x", False, None]]
+
+
+# --- offline queue and redelivery -------------------------------------------------------
+def test_offline_messages_are_delivered_in_order_on_resume() -> None:
+    h = Harness(max_inflight=100)
+    connected(h)
+    h.close(CONN_A, "c1")
+    for i in range(50):
+        h.deliver("c1", b"%d" % i, 1 + i % 2)
+    h.take()
+    h.connect(CONN_B, "c1", clean=False)
+    sent = publishes(h.take_acceptors())
+    assert [(p, q, d) for _, p, q, d in sent] == [(b"%d" % i, 1 + i % 2, False) for i in range(50)]
+
+
+def test_qos0_is_not_queued_offline_by_default() -> None:
+    h = Harness()
+    connected(h)
+    h.close(CONN_A, "c1")
+    h.deliver("c1", b"q0", 0)
+    h.deliver("c1", b"q1", 1)
+    h.connect(CONN_B, "c1", clean=False)
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"q1"]
+
+
+def test_qos0_is_queued_offline_when_configured() -> None:
+    h = Harness(queue_qos0=True)
+    connected(h)
+    h.close(CONN_A, "c1")
+    h.deliver("c1", b"q0", 0)
+    h.deliver("c1", b"q1", 1)
+    h.connect(CONN_B, "c1", clean=False)
+    sent = publishes(h.take_acceptors())
+    assert [(pid is None, p, q) for pid, p, q, _ in sent] == [(True, b"q0", 0), (False, b"q1", 1)]
+
+
+def test_resume_redelivers_inflight_with_dup_in_original_order_then_the_queue() -> None:
+    h = Harness(max_inflight=3)
+    connected(h)
+    h.deliver("c1", b"a", 1)
+    h.deliver("c1", b"b", 2)
+    h.deliver("c1", b"c", 2)
+    h.deliver("c1", b"d", 1)  # queued behind the window
+    first = publishes(h.take_acceptors())
+    pid_a, pid_b, pid_c = (pid for pid, *_ in first)
+    h.ack(env.PUBREC_IN, CONN_A, "c1", pid_b)  # b is past PUBREC: PUBREL is what is resent
+    h.take()
+    h.close(CONN_A, "c1")
+    h.deliver("c1", b"e", 1)
+    h.take()
+    assert h.connect(CONN_B, "c1", clean=False)[2] is True
+    out = h.take_acceptors()
+    resent = [
+        ("PUBLISH", e[2], e[4], e[7]) if e[0] == env.SEND_PUBLISH else ("PUBREL", e[3], None, None)
+        for e in out
+        if e[0] in (env.SEND_PUBLISH, env.SEND_ACK)
+    ]
+    assert resent == [
+        ("PUBLISH", pid_a, b"a", True),
+        ("PUBREL", pid_b, None, None),
+        ("PUBLISH", pid_c, b"c", True),
+    ]
+    assert [e[1] for e in out if e[0] == env.SEND_PUBLISH] == [CONN_B, CONN_B]
+    assert all(e[2] == PacketType.PUBREL for e in out if e[0] == env.SEND_ACK)
+    assert h.shard.counters["redeliveries"] == 3
+    # Acks on the new connection free the window; d and e follow in order.
+    h.ack(env.PUBACK_IN, CONN_B, "c1", pid_a)
+    h.ack(env.PUBCOMP_IN, CONN_B, "c1", pid_b)
+    sent = publishes(h.take_acceptors())
+    assert [(p, d) for _, p, _, d in sent] == [(b"d", False), (b"e", False)]
+    assert len({pid for pid, *_ in sent} | {pid_c}) == 3  # ids not in flight
+
+
+# --- inbound QoS 1/2 --------------------------------------------------------------------
+def test_inbound_qos1_routes_and_acks() -> None:
+    h = Harness()
+    connected(h)
+    h.publish_in(CONN_A, "c1", 3, 1, b"x")
+    router, acceptors = h.take()
+    assert routes(router) == [("in/t", b"x", 1, False)]
+    assert acks(acceptors) == [(PacketType.PUBACK, 3, 0)]
+
+
+def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
+    h = Harness()
+    connected(h)
+    h.publish_in(CONN_A, "c1", 7, 2, b"once")
+    h.publish_in(CONN_A, "c1", 7, 2, b"once")  # a retransmission (DUP)
+    router, acceptors = h.take()
+    assert routes(router) == [("in/t", b"once", 2, False)]
+    assert acks(acceptors) == [(PacketType.PUBREC, 7, 0), (PacketType.PUBREC, 7, 0)]
+    assert h.shard.counters["qos2_duplicates_suppressed"] == 1
+    h.ack(env.PUBREL_IN, CONN_A, "c1", 7)
+    assert acks(h.take_acceptors()) == [(PacketType.PUBCOMP, 7, 0)]
+    # After PUBREL the id is free: the same id now carries a new message.
+    h.publish_in(CONN_A, "c1", 7, 2, b"again")
+    assert routes(h.take_router()) == [("in/t", b"again", 2, False)]
+
+
+def test_inbound_qos2_state_survives_reconnect() -> None:
+    h = Harness()
+    connected(h)
+    h.publish_in(CONN_A, "c1", 7, 2, b"once")
+    h.close(CONN_A, "c1")
+    h.connect(CONN_B, "c1", clean=False)
+    h.take()
+    h.publish_in(CONN_B, "c1", 7, 2, b"once")
+    router, acceptors = h.take()
+    assert routes(router) == []
+    assert acks(acceptors) == [(PacketType.PUBREC, 7, 0)]
+
+
+def test_pubrel_for_unknown_packet_id() -> None:
+    h = Harness()
+    connected(h)
+    h.ack(env.PUBREL_IN, CONN_A, "c1", 9)
+    assert acks(h.take_acceptors()) == [
+        (PacketType.PUBCOMP, 9, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
+    ]
+
+
+# --- queue limits -----------------------------------------------------------------------
+def test_queue_limit_by_count_drops_and_counts() -> None:
+    h = Harness(max_queued_messages=3)
+    connected(h)
+    h.close(CONN_A, "c1")
+    for i in range(5):
+        h.deliver("c1", b"%d" % i, 1)
+    session = h.shard.sessions["c1"]
+    assert [m.payload for m in session.queue] == [b"0", b"1", b"2"]
+    assert session.dropped == 2
+    assert h.shard.counters["queue_full_drops"] == 2
+
+
+def test_queue_limit_by_bytes_drops_and_counts() -> None:
+    h = Harness(max_queued_bytes=25)
+    connected(h)
+    h.close(CONN_A, "c1")
+    h.deliver("c1", b"x" * 10, 1)
+    h.deliver("c1", b"y" * 10, 1)
+    h.deliver("c1", b"z" * 10, 1)  # 30 > 25: dropped
+    h.deliver("c1", b"w" * 5, 1)  # 25: fits
+    session = h.shard.sessions["c1"]
+    assert [m.payload[:1] for m in session.queue] == [b"x", b"y", b"w"]
+    assert session.queued_bytes == 25
+    assert session.dropped == 1
+    assert h.shard.counters["queue_full_drops"] == 1
+
+
+def test_queue_accounting_after_drain() -> None:
+    h = Harness(max_inflight=1, max_queued_messages=2)
+    connected(h)
+    for i in range(4):  # 1 in flight, 2 queued, 1 dropped
+        h.deliver("c1", b"%d" % i, 1)
+    ((pid, *_),) = publishes(h.take_acceptors())
+    session = h.shard.sessions["c1"]
+    assert session.dropped == 1
+    h.ack(env.PUBACK_IN, CONN_A, "c1", pid)
+    h.take()
+    assert len(session.queue) == 1 and session.queued_bytes == 1
+
+
+# --- wills ------------------------------------------------------------------------------
+WILL = ["will/c1", b"offline", 1, True, None, 0]
+
+
+def test_will_is_published_when_the_connection_closes_without_disconnect() -> None:
+    h = Harness()
+    connected(h, will=WILL)
+    h.close(CONN_A, "c1", will=True)
+    assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
+    assert h.shard.counters["wills_published"] == 1
+
+
+def test_will_is_discarded_on_disconnect() -> None:
+    h = Harness()
+    connected(h, will=WILL)
+    h.close(CONN_A, "c1", will=False)
+    assert routes(h.take_router()) == []
+    # ... and does not come back with the next connection's close.
+    h.connect(CONN_B, "c1", clean=False)
+    h.close(CONN_B, "c1", will=True)
+    assert routes(h.take_router()) == []
+
+
+def test_will_delay_publishes_after_the_delay() -> None:
+    h = Harness()
+    connected(h, level=5, expiry=100, will=[*WILL[:5], 5])
+    h.close(CONN_A, "c1")
+    assert routes(h.take_router()) == []
+    assert h.shard.next_timer() == h.now + 5
+    h.shard.handle_timer(h.now + 4.9)
+    assert routes(h.take_router()) == []
+    h.shard.handle_timer(h.now + 5)
+    assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
+    assert h.shard.next_timer() == h.now + 100  # the session expiry is what remains
+
+
+def test_reconnect_within_will_delay_cancels_the_will() -> None:
+    h = Harness()
+    connected(h, level=5, expiry=100, will=[*WILL[:5], 5])
+    h.close(CONN_A, "c1")
+    h.now += 2
+    h.connect(CONN_B, "c1", clean=False, level=5, expiry=100)
+    h.shard.handle_timer(h.now + 10)
+    assert routes(h.take_router()) == []
+
+
+def test_will_delay_is_capped_by_session_expiry() -> None:
+    """The will goes out when the session ends if that is first [MQTT-3.1.3-9]."""
+    h = Harness()
+    connected(h, level=5, expiry=3, will=[*WILL[:5], 60])
+    h.close(CONN_A, "c1")
+    assert routes(h.take_router()) == []
+    h.shard.handle_timer(h.now + 2.9)
+    assert routes(h.take_router()) == []
+    h.shard.handle_timer(h.now + 3)
+    assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
+    assert "c1" not in h.shard.sessions
+
+
+def test_will_delay_on_a_session_that_ends_with_the_connection_is_immediate() -> None:
+    h = Harness()
+    connected(h, level=5, expiry=0, will=[*WILL[:5], 30])
+    h.close(CONN_A, "c1")
+    assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
+
+
+# --- session expiry ---------------------------------------------------------------------
+def test_session_expiry_via_handle_timer() -> None:
+    h = Harness()
+    connected(h, level=5, expiry=10)
+    h.subscribe(CONN_A, "c1", "a", 1)
+    h.close(CONN_A, "c1")
+    h.take()
+    assert h.shard.next_timer() == h.now + 10
+    h.shard.handle_timer(h.now + 9.99)
+    assert "c1" in h.shard.sessions
+    h.shard.handle_timer(h.now + 10)
+    assert "c1" not in h.shard.sessions
+    assert [env.UNSUB_ALL, "c1"] in h.take_router()
+    assert h.shard.counters["sessions_expired"] == 1
+    assert h.shard.next_timer() is None
+    assert h.connect(CONN_B, "c1", clean=False, level=5, expiry=10)[2] is False
+
+
+def test_online_and_never_expiring_sessions_have_no_timer() -> None:
+    h = Harness()
+    connected(h, level=5, expiry=10)
+    assert h.shard.next_timer() is None
+    h.connect(CONN_C, "c2", clean=False)  # 3.1.1 persistent: never expires
+    h.close(CONN_C, "c2")
+    assert h.shard.next_timer() is None
+    h.shard.handle_timer(h.now + 10**9)
+    assert set(h.shard.sessions) == {"c1", "c2"}
+
+
+def test_v5_disconnect_can_change_session_expiry() -> None:
+    h = Harness()
+    connected(h, level=5, expiry=10)
+    h.shard.handle([env.CLOSED, CONN_A, "c1", False, 0], h.now)
+    assert "c1" not in h.shard.sessions
+
+
+def test_max_session_expiry_caps_the_requested_expiry() -> None:
+    h = Harness(max_session_expiry=5)
+    connected(h, level=5, expiry=3600)
+    h.close(CONN_A, "c1")
+    assert h.shard.next_timer() == h.now + 5
+
+
+@pytest.mark.parametrize("kind", [env.PUBACK_IN, env.PUBREC_IN, env.PUBCOMP_IN, env.PUBREL_IN])
+def test_acks_for_unknown_sessions_are_ignored(kind: int) -> None:
+    h = Harness()
+    h.ack(kind, CONN_A, "nobody", 1)
+    assert h.take() == ([], [])
+
+
+def test_unknown_envelope_is_counted() -> None:
+    h = Harness()
+    h.shard.handle([999], h.now)
+    assert h.shard.counters["unknown_envelopes"] == 1
