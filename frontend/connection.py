@@ -259,10 +259,24 @@ class ClientConnection(asyncio.Protocol):
                 rc = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0
                 self.write(self.acceptor.encode_ack(kind, packet.packet_id or 0, self.level, rc))
             return
-        if qos == 0:
+        if qos < 2:
+            # QoS 0 and 1 need no session state on the way in: straight to the
+            # router, and a QoS 1 PUBACK once the message is on its way (the
+            # PUSH socket does not drop it). QoS 2 goes to the session's shard,
+            # which holds packet ids until PUBREL for exactly-once.
             self.acceptor.to_router(
-                [env.ROUTE, self.client_id, topic, packet.payload, 0, packet.retain, props or None]
+                [
+                    env.ROUTE,
+                    self.client_id,
+                    topic,
+                    packet.payload,
+                    qos,
+                    packet.retain,
+                    props or None,
+                ]
             )
+            if qos:
+                self.write(self.acceptor.encode_ack(4, packet.packet_id or 0, self.level))
         else:
             self._forward(
                 [
