@@ -1,1 +1,94 @@
-"""Durable state behind one small interface; embedded backend by default."""
+"""Durable state behind one small interface; embedded backend by default.
+
+`open_store(kind, data_dir, durability)` returns a `Store`: "sqlite" (the
+default, one WAL-mode file `flockmq.db` in `data_dir`, shared by every process
+of the host) or "memory" (`--persistence none`: same behaviour, state dies with
+the process). Writes from an event loop go through a `Committer`, which group-
+commits them on its own thread. See `store.base` for the records, the ops and
+the invariants every backend keeps.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    DURABILITIES,
+    FORMAT_VERSION,
+    DeleteInbound,
+    DeleteInboundQos2,
+    DeleteMessage,
+    DeleteRetained,
+    DeleteSession,
+    DeleteSubscription,
+    InboundRecord,
+    MessageRecord,
+    Op,
+    PutInbound,
+    PutInboundQos2,
+    PutMessage,
+    PutRetained,
+    PutSession,
+    PutSubscription,
+    RetainedRecord,
+    SessionRecord,
+    Store,
+    StoreError,
+    SubscriptionRecord,
+    UpdateMessage,
+    Writer,
+)
+from .committer import Committer
+from .memory import MemoryStore
+from .sqlite import DB_NAME, DEFAULT_BUSY_TIMEOUT_MS, SqliteStore, open_sqlite
+
+KINDS = ("sqlite", "memory")
+
+__all__ = [
+    "DB_NAME",
+    "DURABILITIES",
+    "FORMAT_VERSION",
+    "KINDS",
+    "Committer",
+    "DeleteInbound",
+    "DeleteInboundQos2",
+    "DeleteMessage",
+    "DeleteRetained",
+    "DeleteSession",
+    "DeleteSubscription",
+    "InboundRecord",
+    "MemoryStore",
+    "MessageRecord",
+    "Op",
+    "PutInbound",
+    "PutInboundQos2",
+    "PutMessage",
+    "PutRetained",
+    "PutSession",
+    "PutSubscription",
+    "RetainedRecord",
+    "SessionRecord",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "SubscriptionRecord",
+    "UpdateMessage",
+    "Writer",
+    "open_store",
+]
+
+
+def open_store(
+    kind: str,
+    data_dir: str,
+    durability: str = "process",
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+) -> Store:
+    """Open the host's store. `kind`: "sqlite" or "memory" (`data_dir` unused);
+    `durability`: "process" or "power". StoreError when it cannot be opened."""
+    if durability not in DURABILITIES:
+        raise StoreError(f"durability must be one of {DURABILITIES}, not {durability!r}")
+    if kind == "sqlite":
+        return open_sqlite(data_dir, durability, busy_timeout_ms=busy_timeout_ms)
+    if kind == "memory":
+        return MemoryStore()
+    raise StoreError(f"store kind must be one of {KINDS}, not {kind!r}")

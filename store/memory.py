@@ -1,0 +1,214 @@
+"""In-memory store for `--persistence none`: the Store interface over dicts.
+
+Behaves like the SQLite store for every op and load (the tests run both), but
+its state dies with the process. Invariants: one lock guards all tables, so a
+batch from a committer thread is applied atomically with respect to loads; ops
+are validated before any is applied, so a failing batch changes nothing; loads
+return fresh records, never the dicts themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from .base import (
+    DeleteInbound,
+    DeleteInboundQos2,
+    DeleteMessage,
+    DeleteRetained,
+    DeleteSession,
+    DeleteSubscription,
+    InboundRecord,
+    MessageRecord,
+    Op,
+    PutInbound,
+    PutInboundQos2,
+    PutMessage,
+    PutRetained,
+    PutSession,
+    PutSubscription,
+    RetainedRecord,
+    SessionRecord,
+    Store,
+    StoreError,
+    SubscriptionRecord,
+    UpdateMessage,
+    Writer,
+)
+
+MEMORY_PATH = ":memory:"
+
+_OP_TYPES = (
+    PutSession,
+    DeleteSession,
+    PutSubscription,
+    DeleteSubscription,
+    PutMessage,
+    UpdateMessage,
+    DeleteMessage,
+    PutInboundQos2,
+    DeleteInboundQos2,
+    PutRetained,
+    DeleteRetained,
+    PutInbound,
+    DeleteInbound,
+)
+
+
+class _MemoryWriter(Writer):
+    """A committer's handle: the same tables, serialised by the store's lock."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        self._store._apply_batch(list(ops))
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self.path = MEMORY_PATH
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sessions: dict[str, PutSession] = {}
+        self._subs: dict[str, dict[str, SubscriptionRecord]] = {}
+        self._messages: dict[str, dict[int, MessageRecord]] = {}
+        self._qos2: dict[str, set[int]] = {}
+        self._retained: dict[str, RetainedRecord] = {}
+        self._inbound: dict[int, InboundRecord] = {}
+
+    def writer(self) -> Writer:
+        return _MemoryWriter(self)
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        self._check_open()
+        self._apply_batch(list(ops))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+
+    def _apply_batch(self, batch: list[Op]) -> None:
+        for op in batch:
+            if not isinstance(op, _OP_TYPES):
+                raise StoreError(f"{self.path}: not a store op: {op!r}")
+        with self._lock:
+            for op in batch:
+                self._apply_one(op)
+
+    def _apply_one(self, op: Op) -> None:
+        match op:
+            case PutSession():
+                self._sessions[op.client_id] = op
+            case DeleteSession(client_id=cid):
+                self._sessions.pop(cid, None)
+                self._subs.pop(cid, None)
+                self._messages.pop(cid, None)
+                self._qos2.pop(cid, None)
+            case PutSubscription():
+                self._subs.setdefault(op.client_id, {})[op.topic_filter] = SubscriptionRecord(
+                    op.topic_filter,
+                    op.qos,
+                    bool(op.no_local),
+                    bool(op.retain_as_published),
+                    op.retain_handling,
+                    op.sub_id,
+                )
+            case DeleteSubscription():
+                self._subs.get(op.client_id, {}).pop(op.topic_filter, None)
+            case PutMessage():
+                self._messages.setdefault(op.client_id, {})[op.seq] = MessageRecord(
+                    op.seq,
+                    op.topic,
+                    bytes(op.payload),
+                    op.qos,
+                    bool(op.retain),
+                    op.props,
+                    op.packet_id,
+                    op.state,
+                )
+            case UpdateMessage():
+                rows = self._messages.get(op.client_id, {})
+                old = rows.get(op.seq)
+                if old is not None:
+                    rows[op.seq] = MessageRecord(
+                        old.seq,
+                        old.topic,
+                        old.payload,
+                        old.qos,
+                        old.retain,
+                        old.props,
+                        op.packet_id,
+                        op.state,
+                    )
+            case DeleteMessage():
+                self._messages.get(op.client_id, {}).pop(op.seq, None)
+            case PutInboundQos2():
+                self._qos2.setdefault(op.client_id, set()).add(op.packet_id)
+            case DeleteInboundQos2():
+                self._qos2.get(op.client_id, set()).discard(op.packet_id)
+            case PutRetained():
+                self._retained[op.topic] = RetainedRecord(
+                    op.topic, bytes(op.payload), op.qos, op.props
+                )
+            case DeleteRetained():
+                self._retained.pop(op.topic, None)
+            case PutInbound():
+                self._inbound[op.msg_id] = InboundRecord(
+                    op.msg_id,
+                    op.origin,
+                    op.topic,
+                    bytes(op.payload),
+                    op.qos,
+                    bool(op.retain),
+                    op.props,
+                )
+            case DeleteInbound():
+                self._inbound.pop(op.msg_id, None)
+
+    def load_sessions(self, accept: Callable[[str], bool]) -> list[SessionRecord]:
+        self._check_open()
+        with self._lock:
+            out = []
+            for cid in sorted(self._sessions):
+                if not accept(cid):
+                    continue
+                s = self._sessions[cid]
+                subs = self._subs.get(cid, {})
+                msgs = self._messages.get(cid, {})
+                out.append(
+                    SessionRecord(
+                        cid,
+                        s.expiry,
+                        s.protocol_level,
+                        s.will,
+                        s.disconnected_at,
+                        tuple(subs[f] for f in sorted(subs)),
+                        tuple(msgs[q] for q in sorted(msgs)),
+                        tuple(sorted(self._qos2.get(cid, ()))),
+                    )
+                )
+            return out
+
+    def load_retained(self) -> list[RetainedRecord]:
+        self._check_open()
+        with self._lock:
+            return [self._retained[t] for t in sorted(self._retained)]
+
+    def load_inbound(self) -> list[InboundRecord]:
+        self._check_open()
+        with self._lock:
+            return [self._inbound[m] for m in sorted(self._inbound)]
+
+    def max_inbound_msg_id(self) -> int:
+        self._check_open()
+        with self._lock:
+            return max(self._inbound, default=0)
+
+    def close(self) -> None:
+        # Like a SQLite connection: this handle stops working, writers do not.
+        self._closed = True

@@ -1,0 +1,450 @@
+"""Embedded SQLite store (stdlib sqlite3): one WAL-mode file, `flockmq.db`.
+
+Several processes (the router and every worker) open the same file; each
+writes only its own rows, so writers contend only for SQLite's single write
+lock, which every connection waits for up to `busy_timeout_ms`. Transactions
+are short: one per `apply` call, `BEGIN IMMEDIATE` (take the write lock up
+front, so the busy handler applies) ... `COMMIT`.
+
+Invariants:
+
+- The file is never overwritten or discarded: a file that is not a database,
+  fails `PRAGMA quick_check`, lacks our `meta` table but has other tables, or
+  has a `format_version` newer than FORMAT_VERSION raises StoreError naming it.
+  A missing file (and its directory) is created with the current schema.
+- durability "process": `synchronous=NORMAL` in WAL, a commit survives any
+  process being killed; "power": `synchronous=FULL`, each commit is fsynced.
+- Every sqlite3/OS failure leaves this module as StoreError naming the file;
+  a failed `apply` has rolled back, and the handle works again once the cause
+  (lock held, disk full, permissions) goes away.
+- A connection is used only by the thread that opened it (sqlite3's default
+  check); the committer opens its own through `writer()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .base import (
+    DURABILITIES,
+    FORMAT_VERSION,
+    DeleteInbound,
+    DeleteInboundQos2,
+    DeleteMessage,
+    DeleteRetained,
+    DeleteSession,
+    DeleteSubscription,
+    InboundRecord,
+    MessageRecord,
+    Op,
+    PutInbound,
+    PutInboundQos2,
+    PutMessage,
+    PutRetained,
+    PutSession,
+    PutSubscription,
+    RetainedRecord,
+    SessionRecord,
+    Store,
+    StoreError,
+    SubscriptionRecord,
+    UpdateMessage,
+    Writer,
+)
+
+DB_NAME = "flockmq.db"
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+
+# Format 1. Changing any of this means FORMAT_VERSION 2 and a migration here,
+# and the golden file test (tests/unit/store/golden_v1.db) must still pass.
+SCHEMA_V1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL)",
+    "CREATE TABLE sessions ("
+    " client_id TEXT PRIMARY KEY, expiry INTEGER NOT NULL, protocol_level INTEGER NOT NULL,"
+    " will BLOB, disconnected_at REAL)",
+    "CREATE TABLE subscriptions ("
+    " client_id TEXT NOT NULL, topic_filter TEXT NOT NULL, qos INTEGER NOT NULL,"
+    " no_local INTEGER NOT NULL, retain_as_published INTEGER NOT NULL,"
+    " retain_handling INTEGER NOT NULL, sub_id INTEGER,"
+    " PRIMARY KEY (client_id, topic_filter)) WITHOUT ROWID",
+    "CREATE TABLE messages ("
+    " client_id TEXT NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL,"
+    " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, props BLOB,"
+    " packet_id INTEGER NOT NULL, state INTEGER NOT NULL,"
+    " PRIMARY KEY (client_id, seq))",
+    "CREATE TABLE inbound_qos2 ("
+    " client_id TEXT NOT NULL, packet_id INTEGER NOT NULL,"
+    " PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID",
+    "CREATE TABLE retained ("
+    " topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL, props BLOB)",
+    "CREATE TABLE inbound ("
+    " msg_id INTEGER PRIMARY KEY, origin TEXT NOT NULL, topic TEXT NOT NULL,"
+    " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, props BLOB)",
+)
+
+# Per op type: the statements it runs and its parameters. A run of ops of one
+# type goes through executemany, which keeps their order.
+_SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
+    PutSession: (
+        ("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)",),
+        lambda o: (o.client_id, o.expiry, o.protocol_level, o.will, o.disconnected_at),
+    ),
+    DeleteSession: (
+        (
+            "DELETE FROM sessions WHERE client_id = ?",
+            "DELETE FROM subscriptions WHERE client_id = ?",
+            "DELETE FROM messages WHERE client_id = ?",
+            "DELETE FROM inbound_qos2 WHERE client_id = ?",
+        ),
+        lambda o: (o.client_id,),
+    ),
+    PutSubscription: (
+        ("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?)",),
+        lambda o: (
+            o.client_id,
+            o.topic_filter,
+            o.qos,
+            int(o.no_local),
+            int(o.retain_as_published),
+            o.retain_handling,
+            o.sub_id,
+        ),
+    ),
+    DeleteSubscription: (
+        ("DELETE FROM subscriptions WHERE client_id = ? AND topic_filter = ?",),
+        lambda o: (o.client_id, o.topic_filter),
+    ),
+    PutMessage: (
+        ("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",),
+        lambda o: (
+            o.client_id,
+            o.seq,
+            o.topic,
+            o.payload,
+            o.qos,
+            int(o.retain),
+            o.props,
+            o.packet_id,
+            o.state,
+        ),
+    ),
+    UpdateMessage: (
+        ("UPDATE messages SET packet_id = ?, state = ? WHERE client_id = ? AND seq = ?",),
+        lambda o: (o.packet_id, o.state, o.client_id, o.seq),
+    ),
+    DeleteMessage: (
+        ("DELETE FROM messages WHERE client_id = ? AND seq = ?",),
+        lambda o: (o.client_id, o.seq),
+    ),
+    PutInboundQos2: (
+        ("INSERT OR IGNORE INTO inbound_qos2 VALUES (?, ?)",),
+        lambda o: (o.client_id, o.packet_id),
+    ),
+    DeleteInboundQos2: (
+        ("DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?",),
+        lambda o: (o.client_id, o.packet_id),
+    ),
+    PutRetained: (
+        ("INSERT OR REPLACE INTO retained VALUES (?, ?, ?, ?)",),
+        lambda o: (o.topic, o.payload, o.qos, o.props),
+    ),
+    DeleteRetained: (
+        ("DELETE FROM retained WHERE topic = ?",),
+        lambda o: (o.topic,),
+    ),
+    PutInbound: (
+        ("INSERT OR REPLACE INTO inbound VALUES (?, ?, ?, ?, ?, ?, ?)",),
+        lambda o: (o.msg_id, o.origin, o.topic, o.payload, o.qos, int(o.retain), o.props),
+    ),
+    DeleteInbound: (
+        ("DELETE FROM inbound WHERE msg_id = ?",),
+        lambda o: (o.msg_id,),
+    ),
+}
+
+
+def db_path(data_dir: str) -> str:
+    return os.path.join(data_dir, DB_NAME)
+
+
+def open_sqlite(
+    data_dir: str,
+    durability: str = "process",
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    check: bool = True,
+) -> SqliteStore:
+    """Open (creating if missing) `data_dir/flockmq.db`. `check` runs
+    `PRAGMA quick_check` (reads the whole file once)."""
+    if durability not in DURABILITIES:
+        raise StoreError(f"durability must be one of {DURABILITIES}, not {durability!r}")
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the data directory {data_dir}: {e}") from e
+    path = db_path(data_dir)
+    conn = _connect(path, durability, busy_timeout_ms)
+    try:
+        if check:
+            _quick_check(conn, path)
+        _prepare(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return SqliteStore(path, durability, busy_timeout_ms, conn)
+
+
+def _connect(path: str, durability: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open {path}: {e}") from e
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        level = "FULL" if durability == "power" else "NORMAL"
+        conn.execute(f"PRAGMA synchronous = {level}")
+    except sqlite3.Error as e:
+        conn.close()
+        raise StoreError(f"cannot open {path}: {e}") from e
+    return conn
+
+
+def _quick_check(conn: sqlite3.Connection, path: str) -> None:
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is not a readable flockmq store ({e}); left untouched") from e
+    if rows != [("ok",)]:
+        problem = rows[0][0] if rows else "no result"
+        raise StoreError(
+            f"{path} failed its integrity check (PRAGMA quick_check: {problem}); left untouched"
+        )
+
+
+def _prepare(conn: sqlite3.Connection, path: str) -> None:
+    """Check the format version; create the schema in an empty file. The empty
+    case re-checks under the write lock, since several processes start at once."""
+    try:
+        if _format_version(conn, path) is not None:
+            _set_wal(conn, path)
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _format_version(conn, path) is None:
+                for stmt in SCHEMA_V1:
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (FORMAT_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        _set_wal(conn, path)
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot open {path} as a flockmq store: {e}") from e
+
+
+def _set_wal(conn: sqlite3.Connection, path: str) -> None:
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise StoreError(f"cannot put {path} in WAL mode (journal_mode is {mode})")
+
+
+def _format_version(conn: sqlite3.Connection, path: str) -> int | None:
+    """The file's format version; None for an empty file (no tables at all)."""
+    try:
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} is not a readable flockmq store ({e}); left untouched") from e
+    if "meta" not in tables:
+        if tables:
+            raise StoreError(
+                f"{path} is a database but not a flockmq store (no meta table); left untouched"
+            )
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    if row is None or not isinstance(row[0], int):
+        raise StoreError(f"{path} has no valid format_version in its meta table; left untouched")
+    version: int = row[0]
+    if version > FORMAT_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer flockmq (format {version};"
+            f" this one reads up to {FORMAT_VERSION})"
+        )
+    if version < 1:
+        raise StoreError(f"{path} has an unknown format version {version}; left untouched")
+    return version
+
+
+def _apply_ops(conn: sqlite3.Connection, ops: Iterable[Op]) -> None:
+    """One transaction for all `ops`, in order; raises sqlite3.Error or StoreError
+    after rolling back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for kind, run in itertools.groupby(ops, type):
+            entry = _SQL.get(kind)
+            if entry is None:
+                raise StoreError(f"not a store op: {kind.__name__}")
+            statements, params = entry
+            rows = [params(op) for op in run]
+            for stmt in statements:
+                conn.executemany(stmt, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+class SqliteWriter(Writer):
+    """A committer thread's connection. After a failure whose rollback also
+    failed it reconnects on the next `apply`."""
+
+    def __init__(self, path: str, durability: str, busy_timeout_ms: int) -> None:
+        self.path = path
+        self._durability = durability
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        if self._conn is None:
+            self._conn = _connect(self.path, self._durability, self._busy_timeout_ms)
+        conn = self._conn
+        try:
+            _apply_ops(conn, ops)
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                self.close()
+            raise StoreError(f"{self.path}: commit failed: {e}") from e
+        except StoreError as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+
+class SqliteStore(Store):
+    def __init__(
+        self, path: str, durability: str, busy_timeout_ms: int, conn: sqlite3.Connection
+    ) -> None:
+        self.path = path
+        self.durability = durability
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = conn
+
+    def writer(self) -> Writer:
+        return SqliteWriter(self.path, self.durability, self._busy_timeout_ms)
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        conn = self._open_conn()
+        try:
+            _apply_ops(conn, ops)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: commit failed: {e}") from e
+        except StoreError as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: store is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every select inside sees one committed state."""
+        conn = self._open_conn()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: read failed: {e}") from e
+
+    def load_sessions(self, accept: Callable[[str], bool]) -> list[SessionRecord]:
+        with self._snapshot() as conn:
+            heads = [
+                row
+                for row in conn.execute("SELECT * FROM sessions ORDER BY client_id")
+                if accept(row[0])
+            ]
+            wanted = {row[0] for row in heads}
+            subs = _group(
+                conn.execute("SELECT * FROM subscriptions ORDER BY client_id, topic_filter"),
+                wanted,
+                lambda r: SubscriptionRecord(r[1], r[2], bool(r[3]), bool(r[4]), r[5], r[6]),
+            )
+            msgs = _group(
+                conn.execute("SELECT * FROM messages ORDER BY client_id, seq"),
+                wanted,
+                lambda r: MessageRecord(
+                    r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6], r[7], r[8]
+                ),
+            )
+            qos2 = _group(
+                conn.execute("SELECT * FROM inbound_qos2 ORDER BY client_id, packet_id"),
+                wanted,
+                lambda r: int(r[1]),
+            )
+        return [
+            SessionRecord(
+                cid,
+                expiry,
+                level,
+                will,
+                disconnected_at,
+                tuple(subs.get(cid, ())),
+                tuple(msgs.get(cid, ())),
+                tuple(qos2.get(cid, ())),
+            )
+            for cid, expiry, level, will, disconnected_at in heads
+        ]
+
+    def load_retained(self) -> list[RetainedRecord]:
+        with self._snapshot() as conn:
+            return [
+                RetainedRecord(t, bytes(p), q, props)
+                for t, p, q, props in conn.execute("SELECT * FROM retained ORDER BY topic")
+            ]
+
+    def load_inbound(self) -> list[InboundRecord]:
+        with self._snapshot() as conn:
+            return [
+                InboundRecord(m, o, t, bytes(p), q, bool(r), props)
+                for m, o, t, p, q, r, props in conn.execute("SELECT * FROM inbound ORDER BY msg_id")
+            ]
+
+    def max_inbound_msg_id(self) -> int:
+        with self._snapshot() as conn:
+            (top,) = conn.execute("SELECT COALESCE(MAX(msg_id), 0) FROM inbound").fetchone()
+        return int(top)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+
+def _group(
+    rows: Iterable[tuple[Any, ...]], wanted: set[str], make: Callable[[tuple[Any, ...]], Any]
+) -> dict[str, list[Any]]:
+    """Rows sorted by client id (column 0) -> {client id: [make(row)...]}, for
+    the wanted client ids only."""
+    out: dict[str, list[Any]] = {}
+    for row in rows:
+        if row[0] in wanted:
+            out.setdefault(row[0], []).append(make(row))
+    return out

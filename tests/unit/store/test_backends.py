@@ -1,0 +1,268 @@
+"""Every record type through every backend: put, reload, replace, delete; the
+DeleteSession cascade; message order by seq; the shard filter; one batch is
+one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from store import (
+    DeleteInbound,
+    DeleteInboundQos2,
+    DeleteMessage,
+    DeleteRetained,
+    DeleteSession,
+    DeleteSubscription,
+    InboundRecord,
+    MessageRecord,
+    PutInbound,
+    PutInboundQos2,
+    PutMessage,
+    PutRetained,
+    PutSession,
+    PutSubscription,
+    RetainedRecord,
+    SessionRecord,
+    Store,
+    StoreError,
+    SubscriptionRecord,
+    UpdateMessage,
+)
+
+Reopen = Callable[[], Store]
+
+
+def everyone(_cid: str) -> bool:
+    return True
+
+
+def test_empty_store_loads_nothing(store: Store) -> None:
+    assert store.load_sessions(everyone) == []
+    assert store.load_retained() == []
+    assert store.load_inbound() == []
+    assert store.max_inbound_msg_id() == 0
+
+
+def test_session_round_trip(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutSession("c1", 3600, 5, b"\x93will", 1700000000.25),
+            PutSession("c2", 0xFFFFFFFF, 4, None, None),
+            PutSession("ü/ñ", 0, 3, b"", 0.0),
+        ]
+    )
+    assert reopen().load_sessions(everyone) == [
+        SessionRecord("c1", 3600, 5, b"\x93will", 1700000000.25),
+        SessionRecord("c2", 0xFFFFFFFF, 4, None, None),
+        SessionRecord("ü/ñ", 0, 3, b"", 0.0),
+    ]
+    # Put replaces the row, and leaves the session's other tables alone.
+    store.apply(
+        [
+            PutSubscription("c1", "a/#", 1),
+            PutSession("c1", 60, 5, None, None),
+        ]
+    )
+    (c1,) = reopen().load_sessions(lambda cid: cid == "c1")
+    assert c1 == SessionRecord("c1", 60, 5, None, None, (SubscriptionRecord("a/#", 1),))
+
+
+def test_subscription_round_trip(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutSession("c", 10, 5, None, None),
+            PutSubscription("c", "b/+", 2, True, True, 2, 17),
+            PutSubscription("c", "a/#", 0),
+            PutSubscription("c", "$share/g/x", 1, False, True, 1, None),
+        ]
+    )
+    (s,) = reopen().load_sessions(everyone)
+    assert s.subscriptions == (
+        SubscriptionRecord("$share/g/x", 1, False, True, 1, None),
+        SubscriptionRecord("a/#", 0, False, False, 0, None),
+        SubscriptionRecord("b/+", 2, True, True, 2, 17),
+    )
+    assert all(isinstance(sub.no_local, bool) for sub in s.subscriptions)
+    store.apply([PutSubscription("c", "a/#", 1, sub_id=3), DeleteSubscription("c", "b/+")])
+    store.apply([DeleteSubscription("c", "never/subscribed")])  # no-op
+    (s,) = reopen().load_sessions(everyone)
+    assert s.subscriptions == (
+        SubscriptionRecord("$share/g/x", 1, False, True, 1, None),
+        SubscriptionRecord("a/#", 1, sub_id=3),
+    )
+
+
+def test_message_round_trip_update_delete(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutSession("c", 10, 5, None, None),
+            PutMessage("c", 1, "t/1", b"one", 1, False, None, 7, 0),
+            PutMessage("c", 2, "t/2", b"", 2, True, b"\x81\xa1k\x01", 8, 1),
+            PutMessage("c", 3, "t/3", bytes(range(256)) * 40, 1, False, None),
+        ]
+    )
+    (s,) = reopen().load_sessions(everyone)
+    assert s.messages == (
+        MessageRecord(1, "t/1", b"one", 1, False, None, 7, 0),
+        MessageRecord(2, "t/2", b"", 2, True, b"\x81\xa1k\x01", 8, 1),
+        MessageRecord(3, "t/3", bytes(range(256)) * 40, 1, False, None, 0, 0),
+    )
+    assert type(s.messages[0].payload) is bytes
+    store.apply(
+        [
+            DeleteMessage("c", 1),
+            UpdateMessage("c", 3, 9, 0),  # queued -> in flight
+            UpdateMessage("c", 2, 8, 1),
+            UpdateMessage("c", 99, 1, 1),  # no such message: no-op
+            DeleteMessage("c", 98),  # no-op
+        ]
+    )
+    (s,) = reopen().load_sessions(everyone)
+    assert [(m.seq, m.packet_id, m.state) for m in s.messages] == [(2, 8, 1), (3, 9, 0)]
+    assert s.messages[1].payload == bytes(range(256)) * 40
+
+
+def test_messages_load_in_seq_order(store: Store, reopen: Reopen) -> None:
+    seqs = [5, 1, 1000, 3, 2, 70000, 4]
+    store.apply([PutSession("c", 10, 4, None, None)])
+    store.apply([PutMessage("c", q, f"t/{q}", str(q).encode(), 1, False, None) for q in seqs])
+    (s,) = reopen().load_sessions(everyone)
+    assert [m.seq for m in s.messages] == sorted(seqs)
+    assert [m.payload for m in s.messages] == [str(q).encode() for q in sorted(seqs)]
+
+
+def test_inbound_qos2_round_trip(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutSession("c", 10, 5, None, None),
+            PutInboundQos2("c", 65535),
+            PutInboundQos2("c", 1),
+            PutInboundQos2("c", 1),  # twice is once
+            PutInboundQos2("c", 300),
+        ]
+    )
+    (s,) = reopen().load_sessions(everyone)
+    assert s.inbound_qos2 == (1, 300, 65535)
+    store.apply([DeleteInboundQos2("c", 300), DeleteInboundQos2("c", 4)])
+    (s,) = reopen().load_sessions(everyone)
+    assert s.inbound_qos2 == (1, 65535)
+
+
+def test_retained_round_trip(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutRetained("b", b"2", 1, None),
+            PutRetained("a/b", b"1", 0, b"\x80"),
+            PutRetained("$SYS/x", b"", 2, None),
+            PutRetained("b", b"2'", 2, b"\x81\x01\x02"),
+        ]
+    )
+    assert reopen().load_retained() == [
+        RetainedRecord("$SYS/x", b"", 2, None),
+        RetainedRecord("a/b", b"1", 0, b"\x80"),
+        RetainedRecord("b", b"2'", 2, b"\x81\x01\x02"),
+    ]
+    store.apply([DeleteRetained("a/b"), DeleteRetained("nothing/here")])
+    assert [r.topic for r in reopen().load_retained()] == ["$SYS/x", "b"]
+
+
+def test_inbound_log_round_trip(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutInbound(12, "pub", "x/y", b"late", 2, True, b"\x80"),
+            PutInbound(3, "pub", "x/y", b"early", 1, False, None),
+            PutInbound(7, "other", "z", b"", 1, False, None),
+        ]
+    )
+    fresh = reopen()
+    assert fresh.load_inbound() == [
+        InboundRecord(3, "pub", "x/y", b"early", 1, False, None),
+        InboundRecord(7, "other", "z", b"", 1, False, None),
+        InboundRecord(12, "pub", "x/y", b"late", 2, True, b"\x80"),
+    ]
+    assert fresh.max_inbound_msg_id() == 12
+    store.apply([DeleteInbound(12), DeleteInbound(3), DeleteInbound(100)])
+    fresh = reopen()
+    assert [r.msg_id for r in fresh.load_inbound()] == [7]
+    assert fresh.max_inbound_msg_id() == 7
+
+
+def _full_session(cid: str) -> list[object]:
+    return [
+        PutSession(cid, 10, 5, b"w", None),
+        PutSubscription(cid, "a/#", 1),
+        PutMessage(cid, 1, "a/b", b"m", 1, False, None, 4, 0),
+        PutInboundQos2(cid, 9),
+    ]
+
+
+def test_delete_session_cascades(store: Store, reopen: Reopen) -> None:
+    store.apply([*_full_session("gone"), *_full_session("kept")])  # type: ignore[list-item]
+    store.apply([PutRetained("r", b"x", 0, None), PutInbound(1, "gone", "t", b"p", 1, False, None)])
+    store.apply([DeleteSession("gone")])
+    fresh = reopen()
+    (kept,) = fresh.load_sessions(everyone)
+    assert kept.client_id == "kept"
+    assert (len(kept.subscriptions), len(kept.messages), kept.inbound_qos2) == (1, 1, (9,))
+    # The router's tables are not the session's.
+    assert len(fresh.load_retained()) == 1
+    assert len(fresh.load_inbound()) == 1
+    # A session put again under the same id starts empty.
+    store.apply([PutSession("gone", 10, 5, None, None)])
+    gone = [s for s in reopen().load_sessions(everyone) if s.client_id == "gone"]
+    assert gone == [SessionRecord("gone", 10, 5, None, None)]
+
+
+def test_load_sessions_takes_only_accepted_ids(store: Store, reopen: Reopen) -> None:
+    for cid in ("a1", "b1", "a2", "b2"):
+        store.apply(_full_session(cid))  # type: ignore[arg-type]
+    mine = reopen().load_sessions(lambda cid: cid.startswith("a"))
+    assert [s.client_id for s in mine] == ["a1", "a2"]
+    assert all(len(s.messages) == 1 and len(s.subscriptions) == 1 for s in mine)
+
+
+def test_rows_without_a_session_are_not_loaded(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [PutSubscription("orphan", "x", 0), PutMessage("orphan", 1, "x", b"", 0, False, None)]
+    )
+    assert reopen().load_sessions(everyone) == []
+
+
+def test_ops_apply_in_order_within_a_batch(store: Store, reopen: Reopen) -> None:
+    store.apply(
+        [
+            PutSession("c", 10, 5, None, None),
+            PutMessage("c", 1, "t", b"v1", 1, False, None),
+            DeleteSession("c"),
+            PutSession("c", 20, 5, None, None),
+            PutMessage("c", 1, "t", b"v2", 1, False, None),
+            UpdateMessage("c", 1, 5, 0),
+            PutRetained("r", b"1", 0, None),
+            DeleteRetained("r"),
+            PutRetained("r", b"2", 0, None),
+        ]
+    )
+    fresh = reopen()
+    (s,) = fresh.load_sessions(everyone)
+    assert s.expiry == 20
+    assert s.messages == (MessageRecord(1, "t", b"v2", 1, False, None, 5, 0),)
+    assert fresh.load_retained() == [RetainedRecord("r", b"2", 0, None)]
+
+
+def test_a_failing_batch_applies_nothing(store: Store, reopen: Reopen) -> None:
+    store.apply([PutSession("before", 1, 4, None, None)])
+    with pytest.raises(StoreError):
+        store.apply([PutSession("inside", 1, 4, None, None), ("not", "an", "op")])  # type: ignore[list-item]
+    assert [s.client_id for s in reopen().load_sessions(everyone)] == ["before"]
+    store.apply([PutSession("after", 1, 4, None, None)])  # the store still works
+    assert [s.client_id for s in reopen().load_sessions(everyone)] == ["after", "before"]
+
+
+def test_closed_store_raises(store: Store) -> None:
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.load_retained()
+    with pytest.raises(StoreError, match="closed"):
+        store.apply([DeleteRetained("x")])
