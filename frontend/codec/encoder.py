@@ -69,24 +69,21 @@ def encode_publish(
 ) -> bytes:
     """A PUBLISH from its fields, without building a Publish. The topic is
     written as given: checking it is the caller's job."""
-    raw_topic = topic.encode("utf-8")
+    raw_topic = topic.encode()
     n = len(raw_topic)
     if n > 0xFFFF:
         raise ValueError(f"topic of {n} bytes is over 65535")
-    head = bytes((n >> 8, n & 0xFF)) + raw_topic
     if qos:
-        if qos > 2 or qos < 0:
+        if qos != 1 and qos != 2:
             raise ValueError(f"QoS {qos} is not 0, 1 or 2")
-        if not packet_id or packet_id > 0xFFFF:
+        if not packet_id or not 0 < packet_id <= 0xFFFF:
             raise ValueError(f"QoS {qos} PUBLISH needs a packet id in 1..65535, not {packet_id}")
-        head += bytes((packet_id >> 8, packet_id & 0xFF))
+        head = pack_u16(n) + raw_topic + pack_u16(packet_id)
+    else:
+        head = pack_u16(n) + raw_topic
     if protocol_level == 5:
         head += encode_properties(properties, _P.PUBLISH) if properties else b"\x00"
-    first_byte = 0x30 | (qos << 1)
-    if retain:
-        first_byte |= 1
-    if dup:
-        first_byte |= 8
+    first_byte = 0x30 | (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
     n = len(head) + len(payload)
     if n < 128:
         return bytes((first_byte, n)) + head + payload
