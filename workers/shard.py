@@ -45,6 +45,7 @@ class Shard:
         self.limits = limits
         self.sessions: dict[str, Session] = {}
         self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
+        self.offline: set[str] = set()  # sessions kept without a connection
         self.to_router: list[Envelope] = []
         self.to_acceptors: dict[int, list[Envelope]] = {}
         self.counters: Counter[str] = Counter()
@@ -79,16 +80,22 @@ class Shard:
             if due <= now:
                 del self.pending_wills[client_id]
                 self._route_will(client_id, will)
-        for session in list(self.sessions.values()):
-            expires = session.expires_at()
-            if expires is not None and expires <= now:
+        for client_id in list(self.offline):
+            session = self.sessions.get(client_id)
+            expires = session.expires_at() if session is not None else None
+            if session is not None and expires is not None and expires <= now:
                 self.counters["sessions_expired"] += 1
                 self._end_session(session)
 
     def next_timer(self) -> float | None:
-        """When handle_timer next has work, or None."""
+        """When handle_timer next has work, or None. Only offline sessions can
+        expire, so only they are looked at (not every idle connection)."""
         times = [due for due, _ in self.pending_wills.values()]
-        times.extend(t for t in (s.expires_at() for s in self.sessions.values()) if t is not None)
+        for client_id in self.offline:
+            session = self.sessions.get(client_id)
+            expires = session.expires_at() if session is not None else None
+            if expires is not None:
+                times.append(expires)
         return min(times, default=None)
 
     def startup_envelopes(self, incarnation: int) -> None:
@@ -156,6 +163,7 @@ class Shard:
         session.receive_maximum = receive_maximum or 65535
         session.will = will
         session.disconnected_at = None
+        self.offline.discard(client_id)
         props = {"assigned_client_identifier": client_id} if assigned else None
         self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
         if present:
@@ -188,6 +196,7 @@ class Shard:
         session.conn = None
         self.to_router.append([env.ONLINE, session.client_id, 0])
         session.disconnected_at = now
+        self.offline.add(session.client_id)
         will, session.will = session.will, None
         if will is not None and publish_will:
             delay = min(will[5] or 0, session.session_expiry)
@@ -205,6 +214,7 @@ class Shard:
 
     def _end_session(self, session: Session) -> None:
         self.sessions.pop(session.client_id, None)
+        self.offline.discard(session.client_id)
         pending = self.pending_wills.pop(session.client_id, None)
         if pending is not None:  # the session ends before the will delay [MQTT-3.1.3-9]
             self._route_will(session.client_id, pending[1])
