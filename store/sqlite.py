@@ -168,6 +168,16 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
 }
 
 
+_UNREADABLE = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+
+
+def _explain(e: sqlite3.Error) -> str:
+    name = getattr(e, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        return f"{e} (the file and its directory must be writable by this user)"
+    return str(e)
+
+
 def db_path(data_dir: str) -> str:
     return os.path.join(data_dir, DB_NAME)
 
@@ -203,14 +213,16 @@ def _connect(path: str, durability: str, busy_timeout_ms: int) -> sqlite3.Connec
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
     except sqlite3.Error as e:
-        raise StoreError(f"cannot open {path}: {e}") from e
+        raise StoreError(f"cannot open {path}: {_explain(e)}") from e
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         level = "FULL" if durability == "power" else "NORMAL"
         conn.execute(f"PRAGMA synchronous = {level}")
     except sqlite3.Error as e:
         conn.close()
-        raise StoreError(f"cannot open {path}: {e}") from e
+        if getattr(e, "sqlite_errorname", "") in _UNREADABLE:
+            raise StoreError(f"{path} is not a readable flockmq store ({e}); left untouched") from e
+        raise StoreError(f"cannot open {path}: {_explain(e)}") from e
     return conn
 
 
@@ -246,7 +258,7 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
             raise
         _set_wal(conn, path)
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot open {path} as a flockmq store: {e}") from e
+        raise StoreError(f"cannot open {path} as a flockmq store: {_explain(e)}") from e
 
 
 def _set_wal(conn: sqlite3.Connection, path: str) -> None:
@@ -323,7 +335,7 @@ class SqliteWriter(Writer):
         except sqlite3.Error as e:
             if conn.in_transaction:
                 self.close()
-            raise StoreError(f"{self.path}: commit failed: {e}") from e
+            raise StoreError(f"{self.path}: commit failed: {_explain(e)}") from e
         except StoreError as e:
             raise StoreError(f"{self.path}: {e}") from e
 
@@ -351,7 +363,7 @@ class SqliteStore(Store):
         try:
             _apply_ops(conn, ops)
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: commit failed: {e}") from e
+            raise StoreError(f"{self.path}: commit failed: {_explain(e)}") from e
         except StoreError as e:
             raise StoreError(f"{self.path}: {e}") from e
 

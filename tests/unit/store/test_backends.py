@@ -17,6 +17,7 @@ from store import (
     DeleteSubscription,
     InboundRecord,
     MessageRecord,
+    Op,
     PutInbound,
     PutInboundQos2,
     PutMessage,
@@ -189,7 +190,7 @@ def test_inbound_log_round_trip(store: Store, reopen: Reopen) -> None:
     assert fresh.max_inbound_msg_id() == 7
 
 
-def _full_session(cid: str) -> list[object]:
+def _full_session(cid: str) -> list[Op]:
     return [
         PutSession(cid, 10, 5, b"w", None),
         PutSubscription(cid, "a/#", 1),
@@ -199,7 +200,7 @@ def _full_session(cid: str) -> list[object]:
 
 
 def test_delete_session_cascades(store: Store, reopen: Reopen) -> None:
-    store.apply([*_full_session("gone"), *_full_session("kept")])  # type: ignore[list-item]
+    store.apply([*_full_session("gone"), *_full_session("kept")])
     store.apply([PutRetained("r", b"x", 0, None), PutInbound(1, "gone", "t", b"p", 1, False, None)])
     store.apply([DeleteSession("gone")])
     fresh = reopen()
@@ -217,7 +218,7 @@ def test_delete_session_cascades(store: Store, reopen: Reopen) -> None:
 
 def test_load_sessions_takes_only_accepted_ids(store: Store, reopen: Reopen) -> None:
     for cid in ("a1", "b1", "a2", "b2"):
-        store.apply(_full_session(cid))  # type: ignore[arg-type]
+        store.apply(_full_session(cid))
     mine = reopen().load_sessions(lambda cid: cid.startswith("a"))
     assert [s.client_id for s in mine] == ["a1", "a2"]
     assert all(len(s.messages) == 1 and len(s.subscriptions) == 1 for s in mine)
