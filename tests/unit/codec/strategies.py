@@ -36,7 +36,7 @@ from frontend.codec.properties import PROPERTIES, WILL, WireType
 
 CODEC_SETTINGS = settings(
     deadline=None,
-    max_examples=120,
+    max_examples=80,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

@@ -4,7 +4,7 @@ one at a time gives the same packets and the same error."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from frontend.codec import Connect, Packet, ProtocolError, StreamDecoder, encode
@@ -43,7 +43,7 @@ levels = st.sampled_from([None, *LEVELS])
 max_sizes = st.sampled_from([1 << 20, 64, 7])
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=300)
 @given(data=st.binary(max_size=300), level=levels, max_size=max_sizes)
 def test_arbitrary_bytes(data: bytes, level: int | None, max_size: int) -> None:
     check_invariant(data, level, max_size)
@@ -80,7 +80,7 @@ def mutated_streams(draw: st.DrawFn) -> tuple[bytes, int | None]:
     return bytes(stream), None if server_side else level
 
 
-@CODEC_SETTINGS
+@settings(CODEC_SETTINGS, max_examples=200)
 @given(case=mutated_streams())
 def test_mutated_valid_packets(case: tuple[bytes, int | None]) -> None:
     check_invariant(*case)
