@@ -405,11 +405,12 @@ class ClientConnection(asyncio.Protocol):
             self.refuse_connect(exc.reason_code, str(exc))
             self.close()
             return
-        if self.level >= 5:
-            if self.state == NEW and self.decoder.protocol_level == 5:
-                self.refuse_connect(exc.reason_code, str(exc))
-            elif self.state == CONNECTED:
-                self.transport.write(encode(Disconnect(exc.reason_code), 5))  # type: ignore[union-attr]
+        if self.state == NEW and exc.protocol_level == 5:
+            # A bad v5 CONNECT: CONNACK with the reason, then close [MQTT-3.1.4-1].
+            self.level = 5
+            self.refuse_connect(exc.reason_code, str(exc))
+        elif self.level >= 5 and self.state == CONNECTED:
+            self.transport.write(encode(Disconnect(exc.reason_code), 5))  # type: ignore[union-attr]
         self.will_on_close = True
         self.close()
 

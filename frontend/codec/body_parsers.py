@@ -142,6 +142,15 @@ def parse_connect(r: Reader, flags: int, level: int) -> Connect:
             f"[MQTT-3.1.2-2] unsupported protocol name {name!r} / level {level}",
             protocol_level=level if level in (3, 4, 5) else 4,
         )
+    try:
+        return _parse_connect_fields(r, level)
+    except ProtocolError as exc:
+        # The level is known from here on: a v5 server answers with CONNACK.
+        exc.protocol_level = level
+        raise
+
+
+def _parse_connect_fields(r: Reader, level: int) -> Connect:
     cflags = r.u8("connect flags")
     if cflags & 0x01:
         raise MalformedPacket("[MQTT-3.1.2-3] reserved CONNECT flag is set")

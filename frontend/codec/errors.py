@@ -17,6 +17,10 @@ class ProtocolError(MQTTError):
     """Input that breaks the protocol. `reason_code` is what a v5 peer is told
     (CONNACK or DISCONNECT); a 3.1/3.1.1 peer has its connection closed."""
 
+    # For an error inside a CONNECT, the protocol level that CONNECT asked for
+    # (so a v5 client is told why with a CONNACK [MQTT-3.1.4-1]); else None.
+    protocol_level: int | None = None
+
     def __init__(self, message: str, reason_code: ReasonCode = ReasonCode.PROTOCOL_ERROR) -> None:
         super().__init__(message)
         self.reason_code = reason_code
