@@ -114,7 +114,8 @@ class StreamDecoder:
         """Bytes fed but not yet returned as packets."""
         return len(self._buf) - self._pos + self._pending_len
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer `data` (copied if mutable); parsing waits for next_packet()."""
         if self._error is not None:
             raise self._error
         if not data:
