@@ -276,14 +276,16 @@ def draw_chart(path: Path, lines: list[dict[str, Any]]) -> bool:
         for r, ln in zip(ratios, shown, strict=True)
     ]
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(shown) + 1.5))
-    ax.barh(range(len(shown)), ratios, color=colors)
+    # Bars grow from 1.0 (parity) to the ratio, left for below, right for above.
+    ax.barh(range(len(shown)), [r - 1 for r in ratios], left=1.0, color=colors)
+    ax.set_xscale("log")  # 0.5x and 2x are the same distance from 1
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_yticks(range(len(shown)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     for i, ln in enumerate(shown):
         ax.text(
-            ratios[i],
+            max(ratios[i], 1.0),
             i,
             f"  {fmt(ln['median_a'])} / {fmt(ln['median_b'])}",
             va="center",
