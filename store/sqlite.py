@@ -243,8 +243,9 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
     case re-checks under the write lock, since several processes start at once."""
     try:
         if _format_version(conn, path) is not None:
-            _set_wal(conn, path)
+            _set_wal(conn, path)  # ours, so already WAL: a no-op check
             return
+        _set_wal(conn, path)  # an empty file: WAL from its first transaction on
         conn.execute("BEGIN IMMEDIATE")
         try:
             if _format_version(conn, path) is None:
@@ -256,7 +257,6 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        _set_wal(conn, path)
     except sqlite3.DatabaseError as e:
         raise StoreError(f"cannot open {path} as a flockmq store: {_explain(e)}") from e
 
