@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,11 @@ PAYLOAD = bytes(range(64))
 TOPIC = "sensors/building-1/floor-2/temperature"
 
 
-def _best_rate(run: Any, count: int, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return count / best
+Case = Callable[[], None]
 
 
-def _decode_rate(stream: bytes, packets: int, level: int, repeat: int) -> float:
-    """Packets/s for one StreamDecoder fed `stream` in CHUNK-sized pieces."""
+def _decoding(stream: bytes, packets: int, level: int) -> Case:
+    """One StreamDecoder fed `stream` in CHUNK-sized pieces, drained each time."""
     chunks = [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
 
     def run() -> None:
@@ -57,60 +52,78 @@ def _decode_rate(stream: bytes, packets: int, level: int, repeat: int) -> float:
                 got += 1
         assert got == packets, got
 
-    return _best_rate(run, packets, repeat)
+    return run
 
 
-def bench_decode(qos: int, level: int, packets: int, repeat: int) -> float:
+def decode_publish_case(qos: int, level: int, packets: int) -> Case:
     stream = b"".join(
         encode_publish(
             TOPIC, PAYLOAD, qos, False, False, (i % 65535) + 1 if qos else None, None, level
         )
         for i in range(packets)
     )
-    return _decode_rate(stream, packets, level, repeat)
+    return _decoding(stream, packets, level)
 
 
-def bench_decode_puback(level: int, packets: int, repeat: int) -> float:
+def decode_puback_case(level: int, packets: int) -> Case:
     stream = b"".join(encode_ack(PacketType.PUBACK, (i % 65535) + 1, level) for i in range(packets))
-    return _decode_rate(stream, packets, level, repeat)
+    return _decoding(stream, packets, level)
 
 
-def bench_encode_publish(qos: int, level: int, packets: int, repeat: int) -> float:
+def encode_publish_case(qos: int, level: int, packets: int) -> Case:
     packet_id = 1 if qos else None
 
     def run() -> None:
         for _ in range(packets):
             encode_publish(TOPIC, PAYLOAD, qos, False, False, packet_id, None, level)
 
-    return _best_rate(run, packets, repeat)
+    return run
 
 
-def bench_encode_packet(qos: int, level: int, packets: int, repeat: int) -> float:
+def encode_packet_case(qos: int, level: int, packets: int) -> Case:
     packet = Publish(TOPIC, PAYLOAD, qos, packet_id=1 if qos else None)
 
     def run() -> None:
         for _ in range(packets):
             encode(packet, level)
 
-    return _best_rate(run, packets, repeat)
+    return run
 
 
-def run_all(packets: int = 200_000, repeat: int = 5) -> list[dict[str, Any]]:
-    rows = []
+def best_rates(cases: dict[str, Case], packets: int, repeat: int) -> dict[str, int]:
+    """Packets/s per case, best of `repeat` rounds. Rounds go over all cases in
+    turn so that a busy spell on a shared machine does not hit one case only."""
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(repeat):
+        for name, run in cases.items():
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: round(packets / seconds) for name, seconds in best.items()}
+
+
+def run_all(packets: int = 200_000, repeat: int = 5) -> dict[str, Any]:
+    cases: dict[str, Case] = {}
     for level in (4, 5):
         for qos in (0, 1):
-            rows.append(
-                {
-                    "level": level,
-                    "qos": qos,
-                    "decode_per_s": round(bench_decode(qos, level, packets, repeat)),
-                    "encode_publish_per_s": round(
-                        bench_encode_publish(qos, level, packets, repeat)
-                    ),
-                    "encode_packet_per_s": round(bench_encode_packet(qos, level, packets, repeat)),
-                }
-            )
-    return rows
+            cases[f"decode/{level}/{qos}"] = decode_publish_case(qos, level, packets)
+            cases[f"encode_publish/{level}/{qos}"] = encode_publish_case(qos, level, packets)
+            cases[f"encode_packet/{level}/{qos}"] = encode_packet_case(qos, level, packets)
+        cases[f"puback/{level}"] = decode_puback_case(level, packets)
+    rates = best_rates(cases, packets, repeat)
+    rows = [
+        {
+            "level": level,
+            "qos": qos,
+            "decode_per_s": rates[f"decode/{level}/{qos}"],
+            "encode_publish_per_s": rates[f"encode_publish/{level}/{qos}"],
+            "encode_packet_per_s": rates[f"encode_packet/{level}/{qos}"],
+        }
+        for level in (4, 5)
+        for qos in (0, 1)
+    ]
+    acks = {str(level): rates[f"puback/{level}"] for level in (4, 5)}
+    return {"results": rows, "puback_decode_per_s": acks}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -119,10 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     # parse_known_args: scripts/bench.py may call main() with its own argv.
     args, _ = parser.parse_known_args(argv)
-    rows = run_all(args.packets, args.repeat)
-    acks = {
-        str(level): round(bench_decode_puback(level, args.packets, args.repeat)) for level in (4, 5)
-    }
+    figures = run_all(args.packets, args.repeat)
+    rows, acks = figures["results"], figures["puback_decode_per_s"]
     print(
         f"{'level':>5} {'qos':>3} {'decode/s':>12} "
         f"{'encode_publish/s':>17} {'encode(Publish)/s':>18}"
