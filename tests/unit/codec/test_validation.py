@@ -227,3 +227,16 @@ def test_level_3_tolerates_dup_on_subscribe_and_missing_password() -> None:
 def test_shared_subscription_syntax_only_at_level_5() -> None:
     # Below 5, "$share//a" is an ordinary (valid) filter.
     assert decode(h(subscribe("$share//a")), 4).subscriptions[0].topic_filter == "$share//a"  # type: ignore[union-attr]
+
+
+def test_errors_inside_a_connect_carry_its_level() -> None:
+    """So the acceptor can answer a bad v5 CONNECT with a v5 CONNACK."""
+    with pytest.raises(MalformedPacket) as info:
+        decode(h(connect("03", level="05", rest="00 00 01 'c'")))
+    assert info.value.protocol_level == 5
+    with pytest.raises(MalformedPacket) as info:
+        decode(h(connect("03")))
+    assert info.value.protocol_level == 4
+    with pytest.raises(MalformedPacket) as info:
+        decode(h("c0 01 00"), 5)
+    assert info.value.protocol_level is None
