@@ -60,6 +60,19 @@ def main() -> None:
     help="Seconds between $SYS/broker counter updates [10].",
 )
 @click.option(
+    "--persistence",
+    type=click.Choice(["sqlite", "none"]),
+    default=None,
+    help="Durable state in DATA_DIR/flockmq.db, or none (memory only) [sqlite].",
+)
+@click.option(
+    "--durability",
+    type=click.Choice(["process", "power"]),
+    default=None,
+    help="process: survives any process being killed; power: also survives power loss "
+    "(fsync on every commit) [process].",
+)
+@click.option(
     "--transport",
     type=click.Choice(["ipc", "tcp"]),
     default=None,

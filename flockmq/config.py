@@ -37,6 +37,12 @@ class Config:
     data_dir: str = ""
     acl_file: str | None = None
     log_level: str = "info"
+    # durable state: "sqlite" (flockmq.db in data_dir) or "none" (memory only)
+    persistence: str = "sqlite"
+    durability: str = "process"  # "process": survives kill -9; "power": fsync each commit
+    # a QoS 1/2 publish not confirmed durable within this many seconds (a process
+    # died mid-way) closes the publisher's connection, so the client retransmits
+    publish_confirm_timeout: float = 10.0
     # ZeroMQ endpoints: "ipc" (a runtime directory) or "tcp" (tcp_host:tcp_base_port + n)
     transport: str = "ipc"
     runtime_dir: str = ""
@@ -83,6 +89,10 @@ class Config:
             raise ConfigError(
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
+        if self.persistence not in ("sqlite", "none"):
+            raise ConfigError(f"persistence: {self.persistence!r} is not 'sqlite' or 'none'")
+        if self.durability not in ("process", "power"):
+            raise ConfigError(f"durability: {self.durability!r} is not 'process' or 'power'")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
         if self.acl_file is not None and not Path(self.acl_file).is_file():

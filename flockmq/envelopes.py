@@ -50,6 +50,11 @@ SEND_ACK = 22  # [SEND_ACK, conn, packet_type, packet_id, rc]  PUBACK/PUBREC/PUB
 SEND_SUBACK = 23  # [SEND_SUBACK, conn, packet_id, [rc...]]
 SEND_UNSUBACK = 24  # [SEND_UNSUBACK, conn, packet_id, [rc...]]
 CLOSE = 25  # [CLOSE, conn, rc]  close that connection (takeover, session error)
+ROUTED = 27  # [ROUTED, conn, packet_id, shards]  router -> publisher's acceptor:
+#   how many STORED confirmations the publish waits for (0: none; -1 from a
+#   worker: a QoS 2 retransmission of a packet id already routed)
+STORED = 28  # [STORED, conn, packet_id, ok]  worker -> publisher's acceptor
+#   ok False: the store could not write; the publish must not be acknowledged
 SEND_PUBLISH_MANY = 26  # [SEND_PUBLISH_MANY, [conn...], topic, payload, retain, props]
 #   one QoS 0 message to several connections of one acceptor: encoded once
 #   (sent by workers, and by the router for online sessions)
@@ -60,16 +65,20 @@ SUB = 40  # [SUB, shard, client_id, conn, packet_id, [route_entry...], [rc...]]
 #   conn == 0: no reply wanted (re-registration after a router restart)
 UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
 UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
-ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props]
-#   also acceptor -> router for QoS 0 publishes (they need no session state)
+ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, reply]
+#   also acceptor -> router for QoS 0 and 1 publishes (they need no session state)
+#   reply: [conn, packet_id] of a QoS 1/2 publish whose acknowledgement waits
+#   until it is durable everywhere it goes (see ROUTED/STORED), or None
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
 ONLINE = 45  # [ONLINE, client_id, conn]  conn == 0: the session went offline
 #   lets the router send QoS 0 deliveries for online sessions straight to the
 #   acceptor (SEND_PUBLISH_MANY), skipping the worker hop
 
 # --- router -> worker --------------------------------------------------------
-DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...]]
+DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply]
 #   target = [client_id, granted_qos, retain_as_published, [sub_id...]]
+#   reply: as in ROUTE; the shard answers STORED to the publisher's acceptor
+#   once its copies are committed
 SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]
 ROUTER_UP = 62  # [ROUTER_UP, incarnation]  workers re-send every subscription
 

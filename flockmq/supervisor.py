@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 from flockmq.config import Config, ConfigError
+from flockmq.persistence import open_configured_store
+from store import StoreError
 
 log = logging.getLogger("flockmq.supervisor")
 
@@ -77,7 +79,16 @@ class Supervisor:
     def prepare(self) -> None:
         config = self.config
         check_port_free(config.host, config.port)
-        os.makedirs(config.data_dir, exist_ok=True)
+        try:
+            os.makedirs(config.data_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"data_dir: cannot create {config.data_dir}: {exc.strerror}") from exc
+        try:
+            # Refuse a store that is corrupt or from a newer flockmq before
+            # spawning anything; nothing is discarded or overwritten.
+            open_configured_store(config).close()
+        except StoreError as exc:
+            raise ConfigError(str(exc)) from exc
         self.runtime_dir = tempfile.mkdtemp(prefix="flockmq-")
         config.runtime_dir = self.runtime_dir
         self.config_path = os.path.join(self.runtime_dir, "config.json")

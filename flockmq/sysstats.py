@@ -27,4 +27,4 @@ class SysStats:
             return
         self.last = now
         for name, value in self.changed():
-            send([env.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None])
+            send([env.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None, None])

@@ -44,6 +44,7 @@ class Acceptor:
         self.connections: dict[int, ClientConnection] = {}
         self.paused: set[ClientConnection] = set()
         self.blocked_writers: set[ClientConnection] = set()
+        self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
         self._grace_check_scheduled = False
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
@@ -68,6 +69,8 @@ class Acceptor:
             env.SEND_UNSUBACK: self._on_send_unsuback,
             env.CLOSE: self._on_close,
             env.WORKER_UP: self._on_worker_up,
+            env.ROUTED: self._on_routed,
+            env.STORED: self._on_stored,
         }
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -101,6 +104,9 @@ class Acceptor:
         now = self.now = self.loop.time()
         for conn in list(self.connections.values()):
             conn.check_timers(now)
+        timeout = self.config.publish_confirm_timeout
+        for conn in list(self.awaiting_conns):
+            conn.check_confirmations(now, timeout)
         self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
         self.loop.call_later(TIMER_INTERVAL, self._tick)
 
@@ -188,6 +194,18 @@ class Acceptor:
         handler = self._handlers.get(e[0])
         if handler is not None:
             handler(e)
+
+    def _on_routed(self, e: Envelope) -> None:
+        _, conn_id, packet_id, shards = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.on_routed(packet_id, shards)
+
+    def _on_stored(self, e: Envelope) -> None:
+        _, conn_id, packet_id, ok = e
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.on_stored(packet_id, ok)
 
     def _on_connack(self, e: Envelope) -> None:
         _, conn_id, present, rc, props = e

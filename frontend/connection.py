@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flockmq.acceptor")
 
 NEW, CONNECTING, CONNECTED, CLOSED = range(4)
+PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits for
 NEVER_EXPIRES = 0xFFFFFFFF
 TOPIC_ALIAS_MAXIMUM = 100
 PINGRESP_BYTES = encode(Pingresp(), 4)
@@ -78,6 +79,8 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = True
         self.paused = False
         self.before_connack: list[list[Any]] = []
+        # packet id -> [shards expected (-1: not known yet), stored, since, ack kind, attempts]
+        self.awaiting: dict[int, list[Any]] = {}
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
 
@@ -132,6 +135,7 @@ class ClientConnection(asyncio.Protocol):
         was_registered = self.state in (CONNECTING, CONNECTED)
         self.state = CLOSED
         self.acceptor.unregister(self)
+        self.acceptor.awaiting_conns.discard(self)
         if self.write_paused_at is not None:
             self.acceptor.writer_resumed(self)
         if was_registered:
@@ -264,6 +268,10 @@ class ClientConnection(asyncio.Protocol):
             # router, and a QoS 1 PUBACK once the message is on its way (the
             # PUSH socket does not drop it). QoS 2 goes to the session's shard,
             # which holds packet ids until PUBREL for exactly-once.
+            reply = None
+            if qos:
+                reply = [self.conn_id, packet.packet_id]
+                self.await_confirmation(packet.packet_id or 0, PUBACK)
             self.acceptor.to_router(
                 [
                     env.ROUTE,
@@ -273,11 +281,11 @@ class ClientConnection(asyncio.Protocol):
                     qos,
                     packet.retain,
                     props or None,
+                    reply,
                 ]
             )
-            if qos:
-                self.write(self.acceptor.encode_ack(4, packet.packet_id or 0, self.level))
         else:
+            self.await_confirmation(packet.packet_id or 0, PUBREC)
             self._forward(
                 [
                     env.PUBLISH,
@@ -291,6 +299,73 @@ class ClientConnection(asyncio.Protocol):
                     props or None,
                 ]
             )
+
+    # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
+    def await_confirmation(self, packet_id: int, ack_kind: int) -> None:
+        """PUBACK/PUBREC go out only when the router said how many shards hold
+        copies (ROUTED) and each confirmed them durable (STORED)."""
+        entry = self.awaiting.get(packet_id)
+        if entry is not None:
+            entry[4] += 1  # a retransmission of a publish still being confirmed
+            return
+        self.awaiting[packet_id] = [-1, 0, self.acceptor.now, ack_kind, 1]
+        self.acceptor.awaiting_conns.add(self)
+
+    def on_routed(self, packet_id: int, shards: int) -> None:
+        """shards < 0: the session's shard saw a QoS 2 retransmission of a
+        packet id it already routed; acknowledge it, unless an earlier attempt
+        is still being confirmed (that one acknowledges)."""
+        entry = self.awaiting.get(packet_id)
+        if entry is None:
+            return
+        if shards < 0:
+            if entry[4] > 1:
+                entry[4] -= 1
+                return
+            shards = 0
+        entry[0] = shards
+        self._maybe_acknowledge(packet_id, entry)
+
+    def on_stored(self, packet_id: int, ok: bool) -> None:
+        entry = self.awaiting.get(packet_id)
+        if entry is None:
+            return
+        if not ok:
+            self.acceptor.count("publishes_not_stored")
+            log.error(
+                "client %s: publish %d could not be stored: closing the connection "
+                "so the client retransmits it",
+                self.client_id,
+                packet_id,
+            )
+            self.will_on_close = True
+            self.close(ReasonCode.UNSPECIFIED_ERROR)
+            return
+        entry[1] += 1
+        self._maybe_acknowledge(packet_id, entry)
+
+    def _maybe_acknowledge(self, packet_id: int, entry: list[Any]) -> None:
+        expected, stored, _since, ack_kind, _attempts = entry
+        if expected >= 0 and stored >= expected:
+            del self.awaiting[packet_id]
+            if not self.awaiting:
+                self.acceptor.awaiting_conns.discard(self)
+            self.write(self.acceptor.encode_ack(ack_kind, packet_id, self.level))
+
+    def check_confirmations(self, now: float, timeout: float) -> None:
+        """A publish that stays unconfirmed (a router or worker died with it)
+        is never acknowledged: close, so the client retransmits on reconnect."""
+        for _expected, _stored, since, _kind, _attempts in self.awaiting.values():
+            if now - since > timeout:
+                self.acceptor.count("publish_confirm_timeouts")
+                log.warning(
+                    "client %s: a publish was not confirmed durable within %.0fs: "
+                    "closing the connection so the client retransmits it",
+                    self.client_id,
+                    timeout,
+                )
+                self.close(ReasonCode.UNSPECIFIED_ERROR)
+                return
 
     def resolve_alias(self, alias: int, topic: str) -> str:
         if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:

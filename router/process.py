@@ -1,4 +1,4 @@
-"""The router process: a thin adapter between ZeroMQ and `Router`."""
+"""The router process: a thin adapter between ZeroMQ, the store and `Router`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Envelope
+from flockmq.persistence import open_configured_store
 from flockmq.sysstats import SysStats
+from store import Committer, StoreError
 
 from .router import Router
 
@@ -24,11 +26,32 @@ def run_router(config: Config, incarnation: int) -> None:
         loop = asyncio.get_running_loop()
         router = Router()
         stats = SysStats("router", 0, router.counters)
+        store = open_configured_store(config)
+        retained = store.load_retained()
+        router.load_retained(retained)
+        if retained:
+            log.info("router: restored %d retained messages", len(retained))
+        committer = Committer(store, loop)
+
+        def send_later(later: list[tuple[int, Envelope]], error: StoreError | None) -> None:
+            if error is not None:
+                router.counters["store_failures"] += 1
+                log.error("router: store write failed: %s", error)
+            for acceptor, e in later:
+                if error is not None and e[0] == env.ROUTED:
+                    # The retained message was not kept: do not acknowledge.
+                    e = [env.STORED, e[1], e[2], False]
+                bus.send(("acceptor", acceptor), e)
 
         def on_envelopes(envelopes: list[Envelope]) -> None:
             handle = router.handle
             for e in envelopes:
                 handle(e)
+            ops, later = router.take_durable()
+            if ops:
+                committer.submit(ops, lambda error: send_later(later, error))
+            elif later:
+                send_later(later, None)
             for shard, out in router.to_workers.items():
                 if out:
                     bus.extend(shard, out)
@@ -65,6 +88,8 @@ def run_router(config: Config, incarnation: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         log.info("router up (incarnation %d)", incarnation)
         await stop.wait()
+        committer.close()
         bus.close()
+        store.close()
 
     uvloop.run(main())

@@ -1,16 +1,26 @@
-"""The session-worker process: a thin adapter between ZeroMQ, the clock and `Shard`."""
+"""The session-worker process: a thin adapter between ZeroMQ, the clock, the
+store and `Shard`.
+
+Each event-loop pass: feed envelopes to the shard, send what it produced, and
+submit its store ops to the group committer; envelopes that promise durability
+(`after_commit`) leave only when that commit is done.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import time
 
 from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Envelope
+from flockmq.persistence import open_configured_store
+from flockmq.sharding import shard_of
 from flockmq.sysstats import SysStats
+from store import Committer, StoreError
 
 from .shard import Shard, ShardLimits
 
@@ -27,6 +37,18 @@ def limits_from(config: Config) -> ShardLimits:
     )
 
 
+def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
+    """What to send instead of a durability promise whose commit failed."""
+    if e[0] == env.STORED:
+        return dest, [env.STORED, e[1], e[2], False]
+    if e[0] == env.ROUTE and e[7] is not None:  # a QoS 2 publish whose packet id was not kept
+        conn, packet_id = e[7]
+        return env.acceptor_of(conn), [env.STORED, conn, packet_id, False]
+    if e[0] == env.SEND_SUBACK:
+        return dest, [env.SEND_SUBACK, e[1], e[2], [0x80 for _ in e[3]]]
+    return dest, e
+
+
 def run_worker(config: Config, index: int, incarnation: int) -> None:
     import uvloop
 
@@ -34,8 +56,26 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         loop = asyncio.get_running_loop()
         shard = Shard(index, limits_from(config))
         stats = SysStats("worker", index, shard.counters)
+        store = open_configured_store(config)
+        workers = config.workers
+        records = store.load_sessions(lambda client_id: shard_of(client_id, workers) == index)
+        committer = Committer(store, loop)
+
+        def send_later(later: list[tuple[str | int, Envelope]], error: StoreError | None) -> None:
+            if error is not None:
+                shard.counters["store_failures"] += 1
+                log.error("worker %d: store write failed: %s", index, error)
+            for dest, e in later:
+                if error is not None:
+                    dest, e = failed_envelope(dest, e)
+                bus.send(dest, e)
 
         def drain() -> None:
+            ops, later = shard.take_durable()
+            if ops:
+                committer.submit(ops, lambda error: send_later(later, error))
+            elif later:
+                send_later(later, None)
             if shard.to_router:
                 bus.extend("router", shard.to_router)
                 shard.to_router.clear()
@@ -45,7 +85,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                     out.clear()
 
         def on_envelopes(envelopes: list[Envelope]) -> None:
-            now = loop.time()
+            now = time.time()
             handle = shard.handle
             for e in envelopes:
                 handle(e, now)
@@ -64,14 +104,17 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         shard.startup_envelopes(incarnation)
         for acceptor in range(config.acceptors):
             bus.send(acceptor, [env.WORKER_UP, index, incarnation])
+        shard.load(records, time.time())
+        if records:
+            log.info("worker %d: restored %d persistent sessions", index, len(records))
         drain()
 
         def tick() -> None:
-            now = loop.time()
+            now = time.time()
             due = shard.next_timer()
             if due is not None and due <= now:
                 shard.handle_timer(now)
-            stats.maybe_publish(now, config.sys_interval, shard.to_router.append)
+            stats.maybe_publish(loop.time(), config.sys_interval, shard.to_router.append)
             drain()
             loop.call_later(0.25, tick)
 
@@ -81,6 +124,8 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         log.info("worker %d up (incarnation %d)", index, incarnation)
         await stop.wait()
+        committer.close()
         bus.close()
+        store.close()
 
     uvloop.run(main())

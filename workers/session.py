@@ -30,6 +30,7 @@ class OutMessage:
     props: dict[str, Any] | None
     packet_id: int = 0
     state: int = AWAIT_ACK
+    seq: int = 0  # position in the session's stored message order (persistent sessions)
 
 
 @dataclass(slots=True)
@@ -57,6 +58,13 @@ class Session:
     disconnected_at: float | None = None
     next_packet_id: int = 1
     dropped: int = 0  # messages this session could not hold (queue limits)
+    next_seq: int = 1
+    persisted: bool = False  # has rows in the store that must go when it ends
+
+    @property
+    def persistent(self) -> bool:
+        """Outlives its connection, so its state goes to the store."""
+        return self.session_expiry > 0
 
     def allocate_packet_id(self) -> int:
         """The next packet id not in flight [MQTT-2.3.1-2]; the window is far

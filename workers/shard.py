@@ -10,6 +10,13 @@ the outbound in-flight window and its ordered queue, redelivery with DUP on
 resume [MQTT-4.4.0-1], inbound QoS 2 exactly-once (packet ids held until
 PUBREL [MQTT-4.3.3-2]), wills (published on any close but a clean DISCONNECT),
 and session expiry.
+
+Durability: for sessions that outlive their connection (`Session.persistent`)
+every change is also recorded as a store op in `ops`. Envelopes that promise
+durability (STORED confirmations to the publisher's acceptor, a QoS 2 publish
+whose packet id must be stored before it is routed) go to `after_commit`: the
+process sends them only once this pass's ops are committed. QoS 0 messages and
+clean sessions never produce ops.
 """
 
 from __future__ import annotations
@@ -22,8 +29,22 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from flockmq.persistence import pack_blob, unpack_blob
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
+from store import (
+    DeleteInboundQos2,
+    DeleteMessage,
+    DeleteSession,
+    DeleteSubscription,
+    Op,
+    PutInboundQos2,
+    PutMessage,
+    PutSession,
+    PutSubscription,
+    SessionRecord,
+    UpdateMessage,
+)
 
 from .session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, Subscription
 
@@ -48,6 +69,10 @@ class Shard:
         self.offline: set[str] = set()  # sessions kept without a connection
         self.to_router: list[Envelope] = []
         self.to_acceptors: dict[int, list[Envelope]] = {}
+        self.ops: list[Op] = []  # store writes of this pass
+        # (destination, envelope): sent once `ops` are committed; destination is
+        # "router" or an acceptor index
+        self.after_commit: list[tuple[str | int, Envelope]] = []
         self.counters: Counter[str] = Counter()
         self._handlers = {
             env.CONNECT: self._on_connect,
@@ -97,6 +122,75 @@ class Shard:
             if expires is not None:
                 times.append(expires)
         return min(times, default=None)
+
+    def load(self, records: Iterable[SessionRecord], now: float) -> None:
+        """Sessions of this shard from the store (a restart). Each is offline;
+        one that was online when its worker died lost its connection now, so its
+        will goes out. Their subscriptions are registered with the router."""
+        for rec in records:
+            session = Session(
+                rec.client_id,
+                protocol_level=rec.protocol_level,
+                session_expiry=rec.expiry,
+                persisted=True,
+            )
+            session.disconnected_at = rec.disconnected_at if rec.disconnected_at else now
+            for sub in rec.subscriptions:
+                session.subscriptions[sub.topic_filter] = Subscription(
+                    sub.qos,
+                    sub.no_local,
+                    sub.retain_as_published,
+                    sub.retain_handling,
+                    sub.sub_id,
+                )
+            for m in rec.messages:
+                props = unpack_blob(m.props)
+                msg = OutMessage(
+                    m.topic,
+                    m.payload,
+                    m.qos,
+                    m.retain,
+                    props if isinstance(props, dict) else None,
+                    m.packet_id,
+                    m.state,
+                    m.seq,
+                )
+                if m.packet_id:
+                    session.inflight[m.packet_id] = msg
+                else:
+                    session.queue.append(msg)
+                    session.queued_bytes += len(m.payload)
+                session.next_seq = m.seq + 1
+            if session.inflight:
+                session.next_packet_id = max(session.inflight) % 65535 + 1
+            session.inbound_qos2.update(rec.inbound_qos2)
+            self.sessions[rec.client_id] = session
+            self.offline.add(rec.client_id)
+            will = unpack_blob(rec.will)
+            if rec.disconnected_at is None and isinstance(will, list):
+                self._route_will(rec.client_id, will)
+            self._persist_session(session)
+            self.counters["sessions_loaded"] += 1
+        self._on_router_up([env.ROUTER_UP, 0], now)
+
+    def _persist_session(self, session: Session) -> None:
+        if session.persistent:
+            session.persisted = True
+            self.ops.append(
+                PutSession(
+                    session.client_id,
+                    session.session_expiry,
+                    session.protocol_level,
+                    pack_blob(session.will),
+                    session.disconnected_at,
+                )
+            )
+
+    def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Envelope]]]:
+        """This pass's store ops and the envelopes that must wait for them."""
+        ops, later = self.ops, self.after_commit
+        self.ops, self.after_commit = [], []
+        return ops, later
 
     def startup_envelopes(self, incarnation: int) -> None:
         """Announce this shard (a restarted worker): the router forgets the
@@ -164,6 +258,7 @@ class Shard:
         session.will = will
         session.disconnected_at = None
         self.offline.discard(client_id)
+        self._persist_session(session)
         props = {"assigned_client_identifier": client_id} if assigned else None
         self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
         if present:
@@ -206,11 +301,13 @@ class Shard:
                 self._route_will(session.client_id, will)
         if session.session_expiry == 0:
             self._end_session(session)
+        else:
+            self._persist_session(session)
 
     def _route_will(self, client_id: str, will: list[Any]) -> None:
         topic, payload, qos, retain, props, _delay = will
         self.counters["wills_published"] += 1
-        self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props])
+        self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props, None])
 
     def _end_session(self, session: Session) -> None:
         self.sessions.pop(session.client_id, None)
@@ -220,6 +317,8 @@ class Shard:
             self._route_will(session.client_id, pending[1])
         if session.subscriptions:
             self.to_router.append([env.UNSUB_ALL, session.client_id])
+        if session.persisted:
+            self.ops.append(DeleteSession(session.client_id))
         self.counters["sessions_ended"] += 1
 
     # --- inbound publish flows ------------------------------------------------
@@ -233,13 +332,23 @@ class Shard:
                 # A retransmission before PUBREL: acknowledge, do not deliver
                 # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
                 self.counters["qos2_duplicates_suppressed"] += 1
-            else:
-                session.inbound_qos2.add(packet_id)
-                self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props])
-            self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREC, packet_id, 0])
+                self._send(conn, [env.ROUTED, conn, packet_id, -1])
+                return
+            session.inbound_qos2.add(packet_id)
+            if session.persistent:
+                self.ops.append(PutInboundQos2(client_id, packet_id))
+            # Routed once the packet id is stored; the acceptor sends PUBREC
+            # when every destination confirmed the message durable.
+            self.after_commit.append(
+                (
+                    "router",
+                    [env.ROUTE, client_id, topic, payload, qos, retain, props, [conn, packet_id]],
+                )
+            )
         else:
-            self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props])
-            self._send(conn, [env.SEND_ACK, conn, PacketType.PUBACK, packet_id, 0])
+            self.to_router.append(
+                [env.ROUTE, client_id, topic, payload, qos, retain, props, [conn, packet_id]]
+            )
 
     def _on_pubrel(self, e: Envelope, now: float) -> None:
         _, conn, client_id, packet_id = e
@@ -249,6 +358,8 @@ class Shard:
         rc = 0
         if packet_id in session.inbound_qos2:
             session.inbound_qos2.discard(packet_id)
+            if session.persistent:
+                self.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
             rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
         self._send(conn, [env.SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc])
@@ -262,6 +373,7 @@ class Shard:
         msg = session.inflight.get(packet_id)
         if msg is not None and msg.qos == 1:
             del session.inflight[packet_id]
+            self._forget(session, msg)
             self._pump(session)
         else:
             self.counters["unexpected_acks"] += 1
@@ -287,9 +399,12 @@ class Shard:
             return
         if rc >= 0x80:  # v5: the receiver refused it; the flow ends here
             del session.inflight[packet_id]
+            self._forget(session, msg)
             self._pump(session)
             return
         msg.state = AWAIT_COMP
+        if session.persistent:
+            self.ops.append(UpdateMessage(client_id, msg.seq, packet_id, AWAIT_COMP))
         self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0])
 
     def _on_pubcomp(self, e: Envelope, now: float) -> None:
@@ -300,9 +415,15 @@ class Shard:
         msg = session.inflight.get(packet_id)
         if msg is not None and msg.state == AWAIT_COMP:
             del session.inflight[packet_id]
+            self._forget(session, msg)
             self._pump(session)
         else:
             self.counters["unexpected_acks"] += 1
+
+    def _forget(self, session: Session, msg: OutMessage) -> None:
+        """An acknowledged message leaves the store."""
+        if session.persisted and msg.seq:
+            self.ops.append(DeleteMessage(session.client_id, msg.seq))
 
     # --- subscriptions ------------------------------------------------------------
     def _on_subscribe(self, e: Envelope, now: float) -> None:
@@ -325,6 +446,18 @@ class Shard:
             route_entries.append(
                 [topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id]
             )
+            if session.persistent:
+                self.ops.append(
+                    PutSubscription(
+                        client_id,
+                        topic_filter,
+                        qos,
+                        bool(no_local),
+                        bool(rap),
+                        retain_handling,
+                        sub_id,
+                    )
+                )
             codes.append(qos)
         if route_entries:
             # SUBACK waits for the router's SUBSCRIBED so a publish the client
@@ -339,7 +472,11 @@ class Shard:
         _, client_id, conn, packet_id, codes = e
         session = self.sessions.get(client_id)
         if session is not None and session.conn == conn:
-            self._send(conn, [env.SEND_SUBACK, conn, packet_id, codes])
+            suback = [env.SEND_SUBACK, conn, packet_id, codes]
+            if session.persistent:  # a SUBACK promises the subscription is kept
+                self.after_commit.append((acceptor_of(conn), suback))
+            else:
+                self._send(conn, suback)
 
     def _on_unsubscribe(self, e: Envelope, now: float) -> None:
         _, conn, client_id, packet_id, filters = e
@@ -353,6 +490,8 @@ class Shard:
                 codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
             else:
                 removed.append(topic_filter)
+                if session.persistent:
+                    self.ops.append(DeleteSubscription(client_id, topic_filter))
                 codes.append(ReasonCode.SUCCESS)
         if removed:
             self.to_router.append([env.UNSUB, client_id, removed])
@@ -373,7 +512,14 @@ class Shard:
 
     # --- delivery -----------------------------------------------------------------
     def _on_deliver(self, e: Envelope, now: float) -> None:
-        _, topic, payload, qos, retain, props, targets = e
+        _, topic, payload, qos, retain, props, targets, reply = e
+        if reply is not None:
+            # The publisher's acceptor acknowledges once every shard confirmed:
+            # ours goes out after this pass's store writes are committed.
+            conn_of_publisher, packet_id = reply
+            self.after_commit.append(
+                (acceptor_of(conn_of_publisher), [env.STORED, conn_of_publisher, packet_id, True])
+            )
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
         for client_id, granted, rap, sub_ids in targets:
@@ -439,6 +585,21 @@ class Shard:
             return
         session.queue.append(msg)
         session.queued_bytes += size
+        if msg.qos and session.persistent:
+            msg.seq = session.next_seq
+            session.next_seq += 1
+            session.persisted = True
+            self.ops.append(
+                PutMessage(
+                    session.client_id,
+                    msg.seq,
+                    msg.topic,
+                    msg.payload,
+                    msg.qos,
+                    msg.retain,
+                    pack_blob(msg.props),
+                )
+            )
 
     def _window(self, session: Session) -> int:
         limit = self.limits.max_inflight
@@ -473,6 +634,8 @@ class Shard:
             msg.packet_id = session.allocate_packet_id()
             msg.state = AWAIT_ACK
             session.inflight[msg.packet_id] = msg
+            if msg.seq:
+                self.ops.append(UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK))
             self._send(
                 conn,
                 [

@@ -186,11 +186,6 @@ def test_killed_router_restarts_and_subscriptions_are_resent(victim: Broker) -> 
         c.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retained messages live only in the router's memory: the store is not "
-    "wired into the router yet, so a router restart loses them",
-)
 def test_retained_messages_survive_a_router_restart(victim: Broker) -> None:
     topic = unique("keep")
     pub = Client(victim.port)

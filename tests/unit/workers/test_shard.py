@@ -76,7 +76,7 @@ class Harness:
     def deliver(self, client_id: str, payload: bytes, qos: int, granted: int | None = None) -> None:
         granted = qos if granted is None else granted
         self.shard.handle(
-            [env.DELIVER, "t", payload, qos, False, None, [[client_id, granted, False, []]]],
+            [env.DELIVER, "t", payload, qos, False, None, [[client_id, granted, False, []]], None],
             self.now,
         )
 
@@ -98,9 +98,13 @@ class Harness:
         return [e for out in self.shard.to_acceptors.values() for e in out]
 
     def take(self) -> tuple[list[Envelope], list[Envelope]]:
-        """(to_router, to_acceptors) since the last take, then cleared."""
+        """(to_router, to_acceptors) since the last take, then cleared; what
+        waited for a store commit is included, as if the commit succeeded."""
         router = list(self.shard.to_router)
         acceptors = self.peek_acceptors()
+        self.ops, later = self.shard.take_durable()
+        for dest, e in later:
+            (router if dest == "router" else acceptors).append(e)
         self.shard.to_router.clear()
         for out in self.shard.to_acceptors.values():
             out.clear()
@@ -125,6 +129,16 @@ def acks(envelopes: list[Envelope]) -> list[tuple[int, int, int]]:
 
 def routes(envelopes: list[Envelope]) -> list[tuple[str, bytes, int, bool]]:
     return [(e[2], e[3], e[4], e[5]) for e in envelopes if e[0] == env.ROUTE]
+
+
+def replies(envelopes: list[Envelope]) -> list[Any]:
+    """The reply address each ROUTE carries (whose acknowledgement waits on it)."""
+    return [e[7] for e in envelopes if e[0] == env.ROUTE]
+
+
+def duplicates_routed(envelopes: list[Envelope]) -> list[int]:
+    """Packet ids the shard answered as QoS 2 retransmissions (ROUTED -1)."""
+    return [e[2] for e in envelopes if e[0] == env.ROUTED and e[3] == -1]
 
 
 # --- connect, session present, clean session --------------------------------------------
@@ -384,13 +398,15 @@ def test_resume_redelivers_inflight_with_dup_in_original_order_then_the_queue() 
 
 
 # --- inbound QoS 1/2 --------------------------------------------------------------------
-def test_inbound_qos1_routes_and_acks() -> None:
+def test_inbound_qos1_is_routed_with_a_reply_address() -> None:
+    # The PUBACK is the acceptor's, once every destination confirmed.
     h = Harness()
     connected(h)
     h.publish_in(CONN_A, "c1", 3, 1, b"x")
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"x", 1, False)]
-    assert acks(acceptors) == [(PacketType.PUBACK, 3, 0)]
+    assert replies(router) == [[CONN_A, 3]]
+    assert acks(acceptors) == []
 
 
 def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
@@ -400,7 +416,8 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
     h.publish_in(CONN_A, "c1", 7, 2, b"once")  # a retransmission (DUP)
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert acks(acceptors) == [(PacketType.PUBREC, 7, 0), (PacketType.PUBREC, 7, 0)]
+    assert replies(router) == [[CONN_A, 7]]
+    assert duplicates_routed(acceptors) == [7]
     assert h.shard.counters["qos2_duplicates_suppressed"] == 1
     h.ack(env.PUBREL_IN, CONN_A, "c1", 7)
     assert acks(h.take_acceptors()) == [(PacketType.PUBCOMP, 7, 0)]
@@ -419,7 +436,7 @@ def test_inbound_qos2_state_survives_reconnect() -> None:
     h.publish_in(CONN_B, "c1", 7, 2, b"once")
     router, acceptors = h.take()
     assert routes(router) == []
-    assert acks(acceptors) == [(PacketType.PUBREC, 7, 0)]
+    assert duplicates_routed(acceptors) == [7]
 
 
 def test_pubrel_for_unknown_packet_id() -> None:

@@ -1,0 +1,26 @@
+"""Opening the durable store for a broker process, as the configuration says."""
+
+from __future__ import annotations
+
+import msgpack
+
+from flockmq.config import Config
+from store import Store, open_store
+
+
+def open_configured_store(config: Config) -> Store:
+    kind = "memory" if config.persistence == "none" else "sqlite"
+    return open_store(kind, config.data_dir, config.durability)
+
+
+def pack_blob(value: object) -> bytes | None:
+    """Props and wills are stored as msgpack blobs (None stays None)."""
+    if value is None:
+        return None
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack_blob(blob: bytes | None) -> object:
+    if blob is None:
+        return None
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)

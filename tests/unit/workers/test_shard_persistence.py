@@ -1,0 +1,105 @@
+"""The shard's durability contract, without processes: persistent sessions
+produce store ops (clean sessions and QoS 0 never do), STORED confirmations
+wait for the commit, and a shard rebuilt from the store resumes the session:
+subscriptions, queue order, in-flight messages resent with DUP, QoS 2 ids."""
+
+from __future__ import annotations
+
+from flockmq import envelopes as env
+from frontend.codec.packets import PacketType
+from store import DeleteMessage, MemoryStore, PutMessage, PutSession, PutSubscription
+from workers.shard import Shard, ShardLimits
+
+from .test_shard import CONN_A, CONN_B, NEVER, Harness, acks, publishes
+
+
+def persistent_subscriber(h: Harness, conn: int = CONN_A) -> None:
+    h.connect(conn, "p1", clean=False, expiry=NEVER)
+    h.subscribe(conn, "p1", "t", 1)
+    h.shard.handle([env.SUBSCRIBED, "p1", conn, 1, [1]], h.now)
+    h.take()
+
+
+def test_clean_sessions_and_qos0_never_touch_the_store() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=True)
+    h.subscribe(CONN_A, "c1", "t", 1)
+    h.deliver("c1", b"a", 1)
+    h.take()
+    assert h.ops == []
+    h2 = Harness()
+    persistent_subscriber(h2)
+    h2.deliver("p1", b"zero", 0)
+    h2.take()
+    assert h2.ops == []
+
+
+def test_persistent_session_records_its_state() -> None:
+    h = Harness()
+    h.connect(CONN_A, "p1", clean=False, expiry=NEVER)
+    h.subscribe(CONN_A, "p1", "t", 1)
+    h.take()
+    kinds = [type(op) for op in h.ops]
+    assert PutSession in kinds
+    assert PutSubscription in kinds
+    h.shard.handle([env.SUBSCRIBED, "p1", CONN_A, 1, [1]], h.now)
+    _, acceptors = h.take()
+    # The SUBACK promises the subscription is kept: it waited for the commit.
+    assert [e[0] for e in acceptors] == [env.SEND_SUBACK]
+    h.deliver("p1", b"m", 1)
+    h.take()
+    puts = [op for op in h.ops if isinstance(op, PutMessage)]
+    assert [(op.payload, op.qos) for op in puts] == [(b"m", 1)]
+    h.ack(env.PUBACK_IN, CONN_A, "p1", 1)
+    h.take()
+    assert [type(op) for op in h.ops] == [DeleteMessage]
+
+
+def test_deliver_with_reply_confirms_after_commit() -> None:
+    h = Harness()
+    persistent_subscriber(h)
+    h.shard.handle(
+        [env.DELIVER, "t", b"x", 1, False, None, [["p1", 1, False, []]], [CONN_B, 9]], h.now
+    )
+    ops, later = h.shard.take_durable()
+    assert any(isinstance(op, PutMessage) for op in ops)
+    assert later == [(1, [env.STORED, CONN_B, 9, True])]
+
+
+def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
+    store = MemoryStore()
+    h = Harness()
+    persistent_subscriber(h)
+    store.apply(h.ops)
+    h.shard.handle([env.PUBLISH, CONN_A, "p1", 5, "in/t", b"q2", 2, False, None], h.now)
+    for i in range(3):
+        h.deliver("p1", b"%d" % i, 1)
+    h.take()
+    store.apply(h.ops)
+    # 0, 1, 2 went in flight (window 64); take 0's ack, then the worker dies.
+    h.ack(env.PUBACK_IN, CONN_A, "p1", 1)
+    h.take()
+    store.apply(h.ops)
+
+    shard = Shard(0, ShardLimits())
+    shard.load(store.load_sessions(lambda _cid: True), h.now + 5)
+    router = list(shard.to_router)
+    assert [e[0] for e in router].count(env.SUB) == 1
+    restored = shard.sessions["p1"]
+    assert restored.conn is None
+    assert list(restored.subscriptions) == ["t"]
+    assert restored.inbound_qos2 == {5}
+
+    h2 = Harness()
+    h2.shard = shard
+    connack = h2.connect(CONN_B, "p1", clean=False, expiry=NEVER)
+    assert connack[2] is True  # session present
+    out = h2.take_acceptors()
+    assert publishes(out) == [(2, b"1", 1, True), (3, b"2", 1, True)]
+    # The QoS 2 packet id is still known: a retransmission is not routed again.
+    h2.shard.handle([env.PUBLISH, CONN_B, "p1", 5, "in/t", b"q2", 2, False, None], h2.now)
+    router, acceptors = h2.take()
+    assert [e for e in router if e[0] == env.ROUTE] == []
+    assert [e[3] for e in acceptors if e[0] == env.ROUTED] == [-1]
+    h2.ack(env.PUBREL_IN, CONN_B, "p1", 5)
+    assert acks(h2.take_acceptors()) == [(PacketType.PUBCOMP, 5, 0)]
