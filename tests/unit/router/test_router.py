@@ -36,8 +36,9 @@ def route(
     retain: bool = False,
     origin: str = "pub",
     props: dict[str, Any] | None = None,
+    reply: list[int] | None = None,
 ) -> None:
-    router.handle([env.ROUTE, origin, topic, payload, qos, retain, props])
+    router.handle([env.ROUTE, origin, topic, payload, qos, retain, props, reply])
 
 
 def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
@@ -182,8 +183,8 @@ def test_subscribed_reply_comes_before_retained_messages() -> None:
     assert out[0] == [env.SUBSCRIBED, "late", 99, 4, [1]]
     retained = sorted(out[1:])
     assert retained == [
-        [env.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, []]]],
-        [env.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, []]]],
+        [env.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, []]], None],
+        [env.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, []]], None],
     ]
 
 
@@ -193,7 +194,7 @@ def test_retained_replace_and_clear() -> None:
     route(router, "r", b"second", qos=0, retain=True)
     sub(router, 0, "a", ("r", 2))
     out = take(router)[0][0]
-    assert out[1:] == [[env.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, []]]]]
+    assert out[1:] == [[env.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, []]], None]]
     route(router, "r", b"", retain=True)  # empty payload deletes [MQTT-3.3.1-10]
     assert "r" not in router.retained
     take(router)
@@ -274,6 +275,26 @@ def test_acceptor_up_forgets_connections_of_its_previous_incarnation() -> None:
     workers, acceptors = take(router)
     assert acceptors == {}
     assert targets_of(workers[0][0]) == [["a", 0, False, []]]
+
+
+def test_publish_with_reply_address_tells_the_acceptor_how_many_shards_confirm() -> None:
+    router = Router()
+    publisher = make_conn_id(1, 0, 42)
+    sub(router, 0, "a", ("d/#", 1))
+    sub(router, 1, "b", ("d/x", 1))
+    take(router)
+    route(router, "d/x", qos=1, reply=[publisher, 5])
+    workers, acceptors = take(router)
+    assert acceptors == {1: [[env.ROUTED, publisher, 5, 2]]}
+    assert [d[7] for d in (*workers[0], *workers[1])] == [[publisher, 5], [publisher, 5]]
+    route(router, "nobody", qos=1, reply=[publisher, 6])
+    assert take(router) == ({}, {1: [[env.ROUTED, publisher, 6, 0]]})
+    # a retained publish is confirmed only after its store write commits
+    route(router, "d/x", qos=1, retain=True, reply=[publisher, 7])
+    assert take(router)[1] == {}
+    ops, later = router.take_durable()
+    assert len(ops) == 1
+    assert later == [(1, [env.ROUTED, publisher, 7, 2])]
 
 
 def test_unknown_envelope_is_counted() -> None:
