@@ -25,7 +25,7 @@ from frontend.codec import (
 
 from .broker import Broker
 from .clients import Client, RawClient, unique
-from .test_connect import raw_connect, raw_on_acceptor
+from .test_connect import id_on_same_shard, raw_connect, raw_on_acceptor
 
 
 def watch(broker: Broker, topic_filter: str) -> Client:
@@ -84,9 +84,15 @@ def test_clean_session_discards_subscriptions_and_queued_messages(broker: Broker
     sub.connect()
     sub.subscribe(f"{base}/t", 1)
     go_offline(sub, watcher)
+    # A subscriber on the same shard gets each message in the same DELIVER:
+    # once it has "queued", so has the offline session's queue.
+    witness = Client(broker.port, id_on_same_shard(client_id))
+    witness.connect()
+    witness.subscribe(f"{base}/t", 1)
     pub = Client(broker.port)
     pub.connect()
     pub.publish(f"{base}/t", b"queued", 1)
+    assert witness.expect(1)[0].payload == b"queued"
     fresh = Client(broker.port, client_id, clean=True)
     assert fresh.connect().session_present is False
     fresh.subscribe(f"{base}/marker", 1)
@@ -101,6 +107,7 @@ def test_clean_session_discards_subscriptions_and_queued_messages(broker: Broker
     assert later.connect().session_present is False
     later.disconnect()
     pub.disconnect()
+    witness.disconnect()
     watcher.disconnect()
 
 

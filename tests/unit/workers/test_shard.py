@@ -609,3 +609,21 @@ def test_unknown_envelope_is_counted() -> None:
     h = Harness()
     h.shard.handle([999], h.now)
     assert h.shard.counters["unknown_envelopes"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a DELIVER the router sent before it handled UNSUB_ALL reaches the new clean "
+    "session (no ordering between the discard and in-flight deliveries; needs a "
+    "router acknowledgement or a session epoch in DELIVER: a design change)",
+)
+def test_delivery_routed_to_the_discarded_session_does_not_reach_the_clean_one() -> None:
+    h = Harness()
+    connected(h)
+    h.subscribe(CONN_A, "c1", "t", 1)
+    h.close(CONN_A, "c1")
+    h.connect(CONN_B, "c1", clean=True)
+    h.take()
+    h.deliver("c1", b"routed to the old session", 1)  # was in the router->shard pipe
+    assert publishes(h.take_acceptors()) == []
+    assert not h.shard.sessions["c1"].queue
