@@ -70,6 +70,9 @@ ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, repl
 #   reply: [conn, packet_id] of a QoS 1/2 publish whose acknowledgement waits
 #   until it is durable everywhere it goes (see ROUTED/STORED), or None
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
+SYNCED = 46  # [SYNCED, shard]  after re-sending its subscriptions for ROUTER_UP: a
+#   restarted router holds publishes until every shard is synced, so none is
+#   matched against a half-rebuilt topic tree
 ONLINE = 45  # [ONLINE, client_id, conn]  conn == 0: the session went offline
 #   lets the router send QoS 0 deliveries for online sessions straight to the
 #   acceptor (SEND_PUBLISH_MANY), skipping the worker hop

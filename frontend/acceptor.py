@@ -268,8 +268,11 @@ class Acceptor:
             conn.close(rc)
 
     def _on_worker_up(self, e: Envelope) -> None:
-        """A restarted worker lost its in-memory sessions: close the connections
-        it served, so their clients reconnect and start over."""
+        """A restarted worker reloaded its persistent sessions from the store:
+        their connections stay open and are attached again (the client sees a
+        pause, and unacknowledged messages come again with DUP). Clean sessions
+        lived only in the dead worker's memory: those connections are closed so
+        their clients reconnect and subscribe again."""
         _, shard, incarnation = e
         self.worker_incarnations[shard] = incarnation
         for conn in list(self.connections.values()):
@@ -278,8 +281,16 @@ class Acceptor:
                 and conn.state == CONNECTED
                 and conn.worker_incarnation != incarnation
             ):
-                self.counters["closed_for_worker_restart"] += 1
-                conn.close(0x88)  # Server unavailable
+                conn.worker_incarnation = incarnation
+                connect = conn.connect_envelope
+                if connect and connect[4] > 0:  # session expiry: a persistent session
+                    self.counters["reattached_after_worker_restart"] += 1
+                    # clean_start False resumes the stored session; its CONNACK is
+                    # not forwarded (the connection is already CONNECTED).
+                    self.to_worker(shard, [*connect[:3], False, *connect[4:10], False])
+                else:
+                    self.counters["closed_for_worker_restart"] += 1
+                    conn.close(0x88)  # Server unavailable
 
 
 def run_acceptor(config: Config, index: int, incarnation: int) -> None:

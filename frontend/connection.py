@@ -79,6 +79,7 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = True
         self.paused = False
         self.before_connack: list[list[Any]] = []
+        self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         # packet id -> [shards expected (-1: not known yet), stored, since, ack kind, attempts]
         self.awaiting: dict[int, list[Any]] = {}
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
@@ -226,21 +227,20 @@ class ClientConnection(asyncio.Protocol):
         self.shard = shard_of(client_id, self.acceptor.config.workers)
         self.state = CONNECTING
         self.acceptor.count("connects")
-        self._forward(
-            [
-                env.CONNECT,
-                self.conn_id,
-                client_id,
-                packet.clean_start,
-                expiry,
-                level,
-                packet.keepalive,
-                packet.username,
-                will_env,
-                props.get("receive_maximum", 0),
-                assigned,
-            ]
-        )
+        self.connect_envelope = [
+            env.CONNECT,
+            self.conn_id,
+            client_id,
+            packet.clean_start,
+            expiry,
+            level,
+            packet.keepalive,
+            packet.username,
+            will_env,
+            props.get("receive_maximum", 0),
+            assigned,
+        ]
+        self._forward(self.connect_envelope)
 
     def on_publish(self, packet: Publish) -> None:
         if self.state != CONNECTED and self.state != CONNECTING:

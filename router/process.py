@@ -18,6 +18,8 @@ from .router import Router
 
 log = logging.getLogger("flockmq.router")
 
+SYNC_TIMEOUT = 10.0  # seconds to wait for every worker to re-send its subscriptions
+
 
 def run_router(config: Config, incarnation: int) -> None:
     import uvloop
@@ -72,8 +74,15 @@ def run_router(config: Config, incarnation: int) -> None:
         for acceptor in range(config.acceptors):
             bus.connect(("acceptor", acceptor), config.acceptor_endpoint(acceptor))
         bus.start()
+        router.expect_sync(config.workers)
         for shard in range(config.workers):
             bus.send(shard, [env.ROUTER_UP, incarnation])
+
+        def sync_timeout() -> None:
+            router.stop_waiting_for_sync()
+            on_envelopes([])  # send what the held publishes produced
+
+        loop.call_later(SYNC_TIMEOUT, sync_timeout)
 
         def tick() -> None:
             sys_envelopes: list[Envelope] = []

@@ -87,7 +87,12 @@ class Router:
             env.WORKER_UP: self._on_worker_up,
             env.ACCEPTOR_UP: self._on_acceptor_up,
             env.ONLINE: self._on_online,
+            env.SYNCED: self._on_synced,
         }
+        # Shards that have not re-sent their subscriptions since this router
+        # started; publishes wait (in order) until none is left.
+        self.unsynced: set[int] = set()
+        self.held: list[Envelope] = []
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
         for rec in records:
@@ -102,7 +107,33 @@ class Router:
         self.ops, self.after_commit = [], []
         return ops, later
 
+    def expect_sync(self, shards: int) -> None:
+        self.unsynced = set(range(shards))
+
+    def stop_waiting_for_sync(self) -> None:
+        """A shard that never answered (it is dead; it re-sends its
+        subscriptions when it restarts): route what was held."""
+        if self.unsynced:
+            log.warning(
+                "router: shards %s did not re-send subscriptions in time", sorted(self.unsynced)
+            )
+            self.unsynced.clear()
+            self._release_held()
+
+    def _on_synced(self, e: Envelope) -> None:
+        self.unsynced.discard(e[1])
+        if not self.unsynced:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, []
+        for envelope in held:
+            self._on_route(envelope)
+
     def handle(self, envelope: Envelope) -> None:
+        if self.unsynced and envelope[0] == env.ROUTE:
+            self.held.append(envelope)
+            return
         handler = self._handlers.get(envelope[0])
         if handler is None:
             self.counters["unknown_envelopes"] += 1

@@ -50,6 +50,8 @@ from .session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, Subscription
 
 log = logging.getLogger("flockmq.worker")
 
+REATTACH_GRACE = 10.0  # seconds a reloaded session's connection has to come back
+
 
 @dataclass(frozen=True, slots=True)
 class ShardLimits:
@@ -168,7 +170,10 @@ class Shard:
             self.offline.add(rec.client_id)
             will = unpack_blob(rec.will)
             if rec.disconnected_at is None and isinstance(will, list):
-                self._route_will(rec.client_id, will)
+                # It was online when its worker died. Its acceptor may still hold
+                # the connection and attach it again (which cancels this); if
+                # not, the connection is gone and the will goes out.
+                self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, will)
             self._persist_session(session)
             self.counters["sessions_loaded"] += 1
         self._on_router_up([env.ROUTER_UP, 0], now)
@@ -509,6 +514,7 @@ class Shard:
             ]
             if entries:
                 self.to_router.append([env.SUB, self.index, session.client_id, 0, 0, entries, []])
+        self.to_router.append([env.SYNCED, self.index])
 
     # --- delivery -----------------------------------------------------------------
     def _on_deliver(self, e: Envelope, now: float) -> None:

@@ -1,0 +1,80 @@
+"""Recovery around a restarted process, seen from the clients: persistent
+sessions keep their connections through a worker's kill -9 (a pause, not a
+disconnect), clean sessions on that shard are closed and can reconnect, and a
+router restart keeps every subscription working."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+from .broker import Broker
+from .clients import Client, unique
+
+
+def id_on_shard(prefix: str, shard: int, workers: int = 2) -> str:
+    while True:
+        client_id = unique(prefix)
+        if zlib.crc32(client_id.encode()) % workers == shard:
+            return client_id
+
+
+def test_persistent_session_keeps_its_connection_through_a_worker_kill(
+    make_broker: Callable[..., Broker],
+) -> None:
+    broker = make_broker()
+    topic = unique("pause")
+    sub = Client(broker.port, id_on_shard("sub", 1), clean=False)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = Client(broker.port, id_on_shard("pub", 0))
+    pub.connect()
+    pub.publish(topic, b"before", 1)
+    assert sub.expect(1)[0].payload == b"before"
+
+    old = broker.kill("worker", 1)
+    broker.wait_restarted("worker", 1, old)
+    pub.publish(topic, b"after", 1)
+
+    (msg,) = sub.expect(1, timeout=30)
+    assert msg.payload == b"after"
+    assert not sub.disconnected.is_set(), "the subscriber's connection was dropped"
+    assert "restored 1 persistent sessions" in broker.log()
+    sub.disconnect()
+    pub.disconnect()
+
+
+def test_clean_session_on_a_killed_worker_is_closed_and_can_reconnect(
+    make_broker: Callable[..., Broker],
+) -> None:
+    broker = make_broker()
+    client_id = id_on_shard("clean", 1)
+    c = Client(broker.port, client_id)
+    c.connect()
+    old = broker.kill("worker", 1)
+    broker.wait_restarted("worker", 1, old)
+    # Its subscriptions lived only in the dead worker: the broker closes it.
+    assert c.disconnected.wait(20)
+    again = Client(broker.port, client_id)
+    again.connect()
+    topic = unique("back")
+    again.subscribe(topic, 1)
+    again.publish(topic, b"works", 1)
+    assert again.expect(1)[0].payload == b"works"
+    again.disconnect()
+
+
+def test_subscriptions_work_after_a_router_kill(make_broker: Callable[..., Broker]) -> None:
+    broker = make_broker()
+    topic = unique("router")
+    sub = Client(broker.port, clean=False)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    old = broker.kill("router", 0)
+    broker.wait_restarted("router", 0, old)
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(topic, b"re-registered", 1)
+    assert sub.expect(1, timeout=30)[0].payload == b"re-registered"
+    sub.disconnect()
+    pub.disconnect()
