@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy flockmq frontend router workers store scripts
+
+loadtest: install
+	$(BIN)/python scripts/loadtest.py $(ARGS)
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
