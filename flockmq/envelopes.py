@@ -79,7 +79,9 @@ ONLINE = 45  # [ONLINE, client_id, conn]  conn == 0: the session went offline
 
 # --- router -> worker --------------------------------------------------------
 DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply]
-#   target = [client_id, granted_qos, retain_as_published, [sub_id...]]
+#   target = [client_id, granted_qos, retain_as_published, [sub_id...], topic_filter]
+#   (topic_filter: one filter that matched; a session that no longer holds it,
+#   e.g. one recreated by a clean start, does not get the message)
 #   reply: as in ROUTE; the shard answers STORED to the publisher's acceptor
 #   once its copies are committed
 SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]

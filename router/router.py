@@ -212,6 +212,7 @@ class Router:
                     route.qos,
                     route.retain_as_published,
                     [route.sub_id] if route.sub_id else [],
+                    topic_filter,
                 ]
             else:
                 if route.qos > target[1]:
@@ -222,7 +223,7 @@ class Router:
         direct: dict[tuple[int, bool], list[int]] = {}
         per_shard: dict[int, list[list[Any]]] = {}
         online = self.online
-        for client_id, (shard, granted, rap, sub_ids) in merged.items():
+        for client_id, (shard, granted, rap, sub_ids, topic_filter) in merged.items():
             conn = online.get(client_id)
             if conn and (qos == 0 or granted == 0) and not sub_ids:
                 direct.setdefault((acceptor_of(conn), rap), []).append(conn)
@@ -230,7 +231,7 @@ class Router:
             targets = per_shard.get(shard)
             if targets is None:
                 targets = per_shard[shard] = []
-            targets.append([client_id, granted, rap, sub_ids])
+            targets.append([client_id, granted, rap, sub_ids, topic_filter])
         return Plan(
             [(acceptor, rap, conns) for (acceptor, rap), conns in direct.items()],
             list(per_shard.items()),
@@ -278,7 +279,7 @@ class Router:
                         msg.qos,
                         True,
                         msg.props,
-                        [[client_id, qos, True, sub_ids]],
+                        [[client_id, qos, True, sub_ids, topic_filter]],
                         None,
                     ]
                 )

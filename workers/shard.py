@@ -528,10 +528,15 @@ class Shard:
             )
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
-        for client_id, granted, rap, sub_ids in targets:
+        for client_id, granted, rap, sub_ids, topic_filter in targets:
             session = self.sessions.get(client_id)
             if session is None:
                 self.counters["deliveries_without_session"] += 1
+                continue
+            if topic_filter not in session.subscriptions:
+                # Routed before the router learnt the subscription was dropped
+                # (unsubscribe, or the session recreated by a clean start).
+                self.counters["deliveries_for_dropped_subscriptions"] += 1
                 continue
             out_qos = qos if qos < granted else granted
             out_retain = retain and rap

@@ -51,8 +51,14 @@ def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
 
 
 def targets_of(deliver: list[Any]) -> list[list[Any]]:
+    """[client_id, granted, retain_as_published, sub_ids] of each target."""
     assert deliver[0] == env.DELIVER
-    return sorted(deliver[6])
+    return sorted(t[:4] for t in deliver[6])
+
+
+def filters_of(deliver: list[Any]) -> dict[str, str]:
+    """The matched filter each target carries (the worker checks it still holds it)."""
+    return {t[0]: t[4] for t in deliver[6]}
 
 
 def test_overlapping_filters_merge_to_one_copy_at_highest_qos() -> None:
@@ -66,6 +72,7 @@ def test_overlapping_filters_merge_to_one_copy_at_highest_qos() -> None:
     (deliver,) = workers[0]
     assert deliver[:6] == [env.DELIVER, "a/b/c", b"p", 2, False, None]
     assert targets_of(deliver) == [["alice", 2, False, []]]
+    assert filters_of(deliver)["alice"] in ("a/#", "a/+/c", "a/b/c")
 
 
 def test_one_deliver_per_shard_carries_every_target_of_that_shard() -> None:
@@ -183,8 +190,8 @@ def test_subscribed_reply_comes_before_retained_messages() -> None:
     assert out[0] == [env.SUBSCRIBED, "late", 99, 4, [1]]
     retained = sorted(out[1:])
     assert retained == [
-        [env.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, []]], None],
-        [env.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, []]], None],
+        [env.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, [], "r/+"]], None],
+        [env.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, [], "r/+"]], None],
     ]
 
 
@@ -194,7 +201,9 @@ def test_retained_replace_and_clear() -> None:
     route(router, "r", b"second", qos=0, retain=True)
     sub(router, 0, "a", ("r", 2))
     out = take(router)[0][0]
-    assert out[1:] == [[env.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, []]], None]]
+    assert out[1:] == [
+        [env.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, [], "r"]], None]
+    ]
     route(router, "r", b"", retain=True)  # empty payload deletes [MQTT-3.3.1-10]
     assert "r" not in router.retained
     take(router)

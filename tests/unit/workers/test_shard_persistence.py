@@ -59,7 +59,7 @@ def test_deliver_with_reply_confirms_after_commit() -> None:
     h = Harness()
     persistent_subscriber(h)
     h.shard.handle(
-        [env.DELIVER, "t", b"x", 1, False, None, [["p1", 1, False, []]], [CONN_B, 9]], h.now
+        [env.DELIVER, "t", b"x", 1, False, None, [["p1", 1, False, [], "t"]], [CONN_B, 9]], h.now
     )
     ops, later = h.shard.take_durable()
     assert any(isinstance(op, PutMessage) for op in ops)
