@@ -61,7 +61,9 @@ SEND_PUBLISH_MANY = 26  # [SEND_PUBLISH_MANY, [conn...], topic, payload, retain,
 
 # --- worker -> router --------------------------------------------------------
 SUB = 40  # [SUB, shard, client_id, conn, packet_id, [route_entry...], [rc...]]
-#   route_entry = [topic_filter, qos, no_local, retain_as_published, send_retained, sub_id]
+#   route_entry = [topic_filter, qos, no_local, retain_as_published, send_retained, sub_id,
+#                  persistent]   (persistent: the session outlives its connection, so
+#                  a QoS 1/2 publish waits for its shard to store the copy)
 #   conn == 0: no reply wanted (re-registration after a router restart)
 UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
 UNSUB_ALL = 42  # [UNSUB_ALL, client_id]

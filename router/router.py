@@ -46,6 +46,7 @@ class Route(NamedTuple):
     no_local: bool
     retain_as_published: bool
     sub_id: int | None
+    persistent: bool = False  # the session's copies must be stored before a PUBACK
 
 
 class RetainedMessage(NamedTuple):
@@ -60,7 +61,7 @@ class Plan(NamedTuple):
     for everything that needs session state."""
 
     direct: list[tuple[int, bool, list[int]]]
-    shards: list[tuple[int, list[list[Any]]]]
+    shards: list[tuple[int, list[list[Any]], bool]]  # (shard, targets, must confirm)
     cacheable: bool
 
 
@@ -167,7 +168,8 @@ class Router:
                 self.plans[key] = plan
         if reply is not None:
             conn, packet_id = reply
-            routed = [env.ROUTED, conn, packet_id, len(plan.shards)]
+            confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
+            routed = [env.ROUTED, conn, packet_id, confirming]
             if retain:
                 self.after_commit.append((acceptor_of(conn), routed))
             else:
@@ -185,11 +187,22 @@ class Router:
                 out = to_acceptors[acceptor] = []
             out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, retain and rap, props])
         to_workers = self.to_workers
-        for shard, targets in plan.shards:
+        for shard, targets, confirm in plan.shards:
             out = to_workers.get(shard)
             if out is None:
                 out = to_workers[shard] = []
-            out.append([env.DELIVER, topic, payload, qos, retain, props, targets, reply])
+            out.append(
+                [
+                    env.DELIVER,
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                    props,
+                    targets,
+                    reply if confirm else None,
+                ]
+            )
 
     def plan(self, topic: str, qos: int, origin: str) -> Plan:
         matches = self.tree.match(topic)
@@ -213,6 +226,7 @@ class Router:
                     route.retain_as_published,
                     [route.sub_id] if route.sub_id else [],
                     topic_filter,
+                    route.persistent,
                 ]
             else:
                 if route.qos > target[1]:
@@ -222,8 +236,9 @@ class Router:
                     target[3].append(route.sub_id)
         direct: dict[tuple[int, bool], list[int]] = {}
         per_shard: dict[int, list[list[Any]]] = {}
+        confirming: set[int] = set()
         online = self.online
-        for client_id, (shard, granted, rap, sub_ids, topic_filter) in merged.items():
+        for client_id, (shard, granted, rap, sub_ids, topic_filter, persistent) in merged.items():
             conn = online.get(client_id)
             if conn and (qos == 0 or granted == 0) and not sub_ids:
                 direct.setdefault((acceptor_of(conn), rap), []).append(conn)
@@ -232,9 +247,11 @@ class Router:
             if targets is None:
                 targets = per_shard[shard] = []
             targets.append([client_id, granted, rap, sub_ids, topic_filter])
+            if persistent:
+                confirming.add(shard)
         return Plan(
             [(acceptor, rap, conns) for (acceptor, rap), conns in direct.items()],
-            list(per_shard.items()),
+            [(shard, targets, shard in confirming) for shard, targets in per_shard.items()],
             cacheable,
         )
 
@@ -259,13 +276,15 @@ class Router:
         _, shard, client_id, conn, packet_id, entries, codes = e
         self._invalidate()
         self.shard_clients.setdefault(shard, set()).add(client_id)
-        for topic_filter, qos, no_local, rap, _send_retained, sub_id in entries:
-            self.tree.subscribe(topic_filter, client_id, Route(shard, qos, no_local, rap, sub_id))
+        for topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent in entries:
+            self.tree.subscribe(
+                topic_filter, client_id, Route(shard, qos, no_local, rap, sub_id, persistent)
+            )
         out = self._out(shard)
         if conn:
             out.append([env.SUBSCRIBED, client_id, conn, packet_id, codes])
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].
-        for topic_filter, qos, _no_local, _rap, send_retained, sub_id in entries:
+        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in entries:
             if not send_retained:
                 continue
             sub_ids = [sub_id] if sub_id else []

@@ -449,7 +449,15 @@ class Shard:
             # Retain handling [MQTT-3.3.1-9..11]: 0 always, 1 only if new, 2 never.
             send_retained = retain_handling == 0 or (retain_handling == 1 and not existed)
             route_entries.append(
-                [topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id]
+                [
+                    topic_filter,
+                    qos,
+                    bool(no_local),
+                    bool(rap),
+                    send_retained,
+                    sub_id,
+                    session.persistent,
+                ]
             )
             if session.persistent:
                 self.ops.append(
@@ -509,7 +517,7 @@ class Shard:
             if session.conn is not None:
                 self.to_router.append([env.ONLINE, session.client_id, session.conn])
             entries = [
-                [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id]
+                [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent]
                 for f, s in session.subscriptions.items()
             ]
             if entries:

@@ -23,8 +23,9 @@ def sub(
     rap: bool = False,
     send_retained: bool = True,
     sub_id: int | None = None,
+    persistent: bool = True,
 ) -> None:
-    entries = [[f, q, no_local, rap, send_retained, sub_id] for f, q in filters]
+    entries = [[f, q, no_local, rap, send_retained, sub_id, persistent] for f, q in filters]
     router.handle([env.SUB, shard, client_id, conn, packet_id, entries, [q for _, q in filters]])
 
 
@@ -310,3 +311,18 @@ def test_unknown_envelope_is_counted() -> None:
     router = Router()
     router.handle([250, "x"])
     assert router.counters["unknown_envelopes"] == 1
+
+
+def test_only_shards_with_persistent_sessions_confirm() -> None:
+    # A clean session's copy dies with its connection: its shard need not
+    # store it, so the publish waits only for shards holding persistent ones.
+    router = Router()
+    publisher = make_conn_id(1, 0, 42)
+    sub(router, 0, "clean", ("e/x", 1), persistent=False)
+    sub(router, 1, "kept", ("e/x", 1), persistent=True)
+    take(router)
+    route(router, "e/x", qos=1, reply=[publisher, 8])
+    workers, acceptors = take(router)
+    assert acceptors == {1: [[env.ROUTED, publisher, 8, 1]]}
+    assert workers[0][0][7] is None
+    assert workers[1][0][7] == [publisher, 8]
