@@ -29,7 +29,9 @@ Envelope = list[Any]
 # --- acceptor -> worker (everything about one session goes to its shard) -----
 CONNECT = 1  # [CONNECT, conn, client_id, clean_start, session_expiry, level, keepalive,
 #               username, will, receive_maximum, assigned_id]
-PUBLISH = 2  # [PUBLISH, conn, client_id, packet_id, topic, payload, qos, retain, props]
+PUBLISH = 2  # [PUBLISH, conn, client_id, packet_id, topic, payload, qos, retain, props,
+#               attempt, retry]   (QoS 2 only; attempt: see reply below; retry True:
+#               the acceptor got no confirmation in time, route it again)
 PUBREL_IN = 3  # [PUBREL_IN, conn, client_id, packet_id]
 PUBACK_IN = 4  # [PUBACK_IN, conn, client_id, packet_id, rc]
 PUBREC_IN = 5  # [PUBREC_IN, conn, client_id, packet_id, rc]
@@ -50,10 +52,10 @@ SEND_ACK = 22  # [SEND_ACK, conn, packet_type, packet_id, rc]  PUBACK/PUBREC/PUB
 SEND_SUBACK = 23  # [SEND_SUBACK, conn, packet_id, [rc...]]
 SEND_UNSUBACK = 24  # [SEND_UNSUBACK, conn, packet_id, [rc...]]
 CLOSE = 25  # [CLOSE, conn, rc]  close that connection (takeover, session error)
-ROUTED = 27  # [ROUTED, conn, packet_id, shards]  router -> publisher's acceptor:
+ROUTED = 27  # [ROUTED, conn, packet_id, shards, attempt]  router -> publisher's acceptor:
 #   how many STORED confirmations the publish waits for (0: none; -1 from a
 #   worker: a QoS 2 retransmission of a packet id already routed)
-STORED = 28  # [STORED, conn, packet_id, ok]  worker -> publisher's acceptor
+STORED = 28  # [STORED, conn, packet_id, ok, attempt]  worker -> publisher's acceptor
 #   ok False: the store could not write; the publish must not be acknowledged
 SEND_PUBLISH_MANY = 26  # [SEND_PUBLISH_MANY, [conn...], topic, payload, retain, props]
 #   one QoS 0 message to several connections of one acceptor: encoded once
@@ -69,8 +71,10 @@ UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
 UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
 ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, reply]
 #   also acceptor -> router for QoS 0 and 1 publishes (they need no session state)
-#   reply: [conn, packet_id] of a QoS 1/2 publish whose acknowledgement waits
-#   until it is durable everywhere it goes (see ROUTED/STORED), or None
+#   reply: [conn, packet_id, attempt] of a QoS 1/2 publish whose acknowledgement
+#   waits until it is durable everywhere it goes (see ROUTED/STORED), or None.
+#   attempt counts the acceptor's retries: confirmations of an older attempt
+#   (from before a process died) are ignored
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
 SYNCED = 46  # [SYNCED, shard]  after re-sending its subscriptions for ROUTER_UP: a
 #   restarted router holds publishes until every shard is synced, so none is

@@ -196,16 +196,16 @@ class Acceptor:
             handler(e)
 
     def _on_routed(self, e: Envelope) -> None:
-        _, conn_id, packet_id, shards = e
+        _, conn_id, packet_id, shards, attempt = e
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.on_routed(packet_id, shards)
+            conn.on_routed(packet_id, shards, attempt)
 
     def _on_stored(self, e: Envelope) -> None:
-        _, conn_id, packet_id, ok = e
+        _, conn_id, packet_id, ok, attempt = e
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.on_stored(packet_id, ok)
+            conn.on_stored(packet_id, ok, attempt)
 
     def _on_connack(self, e: Envelope) -> None:
         _, conn_id, present, rc, props = e

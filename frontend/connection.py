@@ -60,6 +60,37 @@ WRITE_LOW = 128 * 1024
 WRITE_CAP = 4 * 1024 * 1024
 
 
+MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
+
+
+class PendingPublish:
+    """An inbound QoS 1/2 publish waiting to be confirmed durable."""
+
+    __slots__ = ("ack_kind", "attempt", "duplicates", "envelope", "expected", "since", "stored")
+
+    def __init__(self, ack_kind: int, envelope: list[Any], now: float) -> None:
+        self.ack_kind = ack_kind  # PUBACK or PUBREC
+        self.envelope = envelope  # what to send again (ROUTE, or PUBLISH to the shard)
+        self.since = now
+        self.attempt = 0
+        self.expected = -1  # shards that will confirm; -1 until ROUTED says
+        self.stored = 0
+        self.duplicates = 0  # client retransmissions while this one is pending
+
+    def retry(self, now: float) -> None:
+        """Start a new attempt: confirmations of the old one no longer count."""
+        self.attempt += 1
+        self.since = now
+        self.expected = -1
+        self.stored = 0
+        env_ = self.envelope
+        if env_[0] == env.ROUTE:
+            env_[7] = [env_[7][0], env_[7][1], self.attempt]
+        else:  # PUBLISH to the session's shard: route again despite the known packet id
+            env_[9] = self.attempt
+            env_[10] = True
+
+
 class ClientConnection(asyncio.Protocol):
     def __init__(self, acceptor: Acceptor) -> None:
         self.acceptor = acceptor
@@ -80,8 +111,7 @@ class ClientConnection(asyncio.Protocol):
         self.paused = False
         self.before_connack: list[list[Any]] = []
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
-        # packet id -> [shards expected (-1: not known yet), stored, since, ack kind, attempts]
-        self.awaiting: dict[int, list[Any]] = {}
+        self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
 
@@ -268,67 +298,69 @@ class ClientConnection(asyncio.Protocol):
             # router, and a QoS 1 PUBACK once the message is on its way (the
             # PUSH socket does not drop it). QoS 2 goes to the session's shard,
             # which holds packet ids until PUBREL for exactly-once.
-            reply = None
+            route = [
+                env.ROUTE,
+                self.client_id,
+                topic,
+                packet.payload,
+                qos,
+                packet.retain,
+                props or None,
+                None,
+            ]
             if qos:
-                reply = [self.conn_id, packet.packet_id]
-                self.await_confirmation(packet.packet_id or 0, PUBACK)
-            self.acceptor.to_router(
-                [
-                    env.ROUTE,
-                    self.client_id,
-                    topic,
-                    packet.payload,
-                    qos,
-                    packet.retain,
-                    props or None,
-                    reply,
-                ]
-            )
+                route[7] = [self.conn_id, packet.packet_id, 0]
+                if not self.await_confirmation(packet.packet_id or 0, PUBACK, route):
+                    return  # the first transmission is still being confirmed
+            self.acceptor.to_router(route)
         else:
-            self.await_confirmation(packet.packet_id or 0, PUBREC)
-            self._forward(
-                [
-                    env.PUBLISH,
-                    self.conn_id,
-                    self.client_id,
-                    packet.packet_id,
-                    topic,
-                    packet.payload,
-                    qos,
-                    packet.retain,
-                    props or None,
-                ]
-            )
+            publish = [
+                env.PUBLISH,
+                self.conn_id,
+                self.client_id,
+                packet.packet_id,
+                topic,
+                packet.payload,
+                qos,
+                packet.retain,
+                props or None,
+                0,
+                False,
+            ]
+            self.await_confirmation(packet.packet_id or 0, PUBREC, publish)
+            self._forward(publish)
 
     # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
-    def await_confirmation(self, packet_id: int, ack_kind: int) -> None:
+    def await_confirmation(self, packet_id: int, ack_kind: int, envelope: list[Any]) -> bool:
         """PUBACK/PUBREC go out only when the router said how many shards hold
-        copies (ROUTED) and each confirmed them durable (STORED)."""
-        entry = self.awaiting.get(packet_id)
-        if entry is not None:
-            entry[4] += 1  # a retransmission of a publish still being confirmed
-            return
-        self.awaiting[packet_id] = [-1, 0, self.acceptor.now, ack_kind, 1]
+        copies (ROUTED) and each confirmed them durable (STORED). False: a
+        retransmission of a publish still being confirmed (nothing to send)."""
+        pending = self.awaiting.get(packet_id)
+        if pending is not None:
+            pending.duplicates += 1
+            return False
+        self.awaiting[packet_id] = PendingPublish(ack_kind, envelope, self.acceptor.now)
         self.acceptor.awaiting_conns.add(self)
+        return True
 
-    def on_routed(self, packet_id: int, shards: int) -> None:
+    def on_routed(self, packet_id: int, shards: int, attempt: int) -> None:
         """shards < 0: the session's shard saw a QoS 2 retransmission of a
-        packet id it already routed; acknowledge it, unless an earlier attempt
-        is still being confirmed (that one acknowledges)."""
-        entry = self.awaiting.get(packet_id)
-        if entry is None:
-            return
+        packet id it already routed; acknowledge it, unless an earlier
+        transmission is still being confirmed (that one acknowledges)."""
+        pending = self.awaiting.get(packet_id)
+        if pending is None or attempt != pending.attempt:
+            return  # confirmation of an attempt that was given up
         if shards < 0:
-            if entry[4] > 1:
-                entry[4] -= 1
+            if pending.duplicates:
+                pending.duplicates -= 1
                 return
             shards = 0
-        entry[0] = shards
-        self._maybe_acknowledge(packet_id, entry)
+        pending.expected = shards
+        self._maybe_acknowledge(packet_id, pending)
 
-    def on_stored(self, packet_id: int, ok: bool) -> None:
-        entry = self.awaiting.get(packet_id)
-        if entry is None:
+    def on_stored(self, packet_id: int, ok: bool, attempt: int) -> None:
+        pending = self.awaiting.get(packet_id)
+        if pending is None or attempt != pending.attempt:
             return
         if not ok:
             self.acceptor.count("publishes_not_stored")
@@ -341,31 +373,47 @@ class ClientConnection(asyncio.Protocol):
             self.will_on_close = True
             self.close(ReasonCode.UNSPECIFIED_ERROR)
             return
-        entry[1] += 1
-        self._maybe_acknowledge(packet_id, entry)
+        pending.stored += 1
+        self._maybe_acknowledge(packet_id, pending)
 
-    def _maybe_acknowledge(self, packet_id: int, entry: list[Any]) -> None:
-        expected, stored, _since, ack_kind, _attempts = entry
-        if expected >= 0 and stored >= expected:
+    def _maybe_acknowledge(self, packet_id: int, pending: PendingPublish) -> None:
+        if pending.expected >= 0 and pending.stored >= pending.expected:
             del self.awaiting[packet_id]
             if not self.awaiting:
                 self.acceptor.awaiting_conns.discard(self)
-            self.write(self.acceptor.encode_ack(ack_kind, packet_id, self.level))
+            self.write(self.acceptor.encode_ack(pending.ack_kind, packet_id, self.level))
 
     def check_confirmations(self, now: float, timeout: float) -> None:
-        """A publish that stays unconfirmed (a router or worker died with it)
-        is never acknowledged: close, so the client retransmits on reconnect."""
-        for _expected, _stored, since, _kind, _attempts in self.awaiting.values():
-            if now - since > timeout:
-                self.acceptor.count("publish_confirm_timeouts")
+        """A publish left unconfirmed (a router or worker died holding it) is
+        sent again as a new attempt; after MAX_ATTEMPTS the connection is
+        closed, so the client retransmits it itself. Never acknowledged
+        unconfirmed."""
+        for packet_id, pending in list(self.awaiting.items()):
+            if now - pending.since <= timeout:
+                continue
+            self.acceptor.count("publish_confirm_timeouts")
+            if pending.attempt + 1 >= MAX_ATTEMPTS:
                 log.warning(
-                    "client %s: a publish was not confirmed durable within %.0fs: "
+                    "client %s: publish %d not confirmed durable after %d attempts: "
                     "closing the connection so the client retransmits it",
                     self.client_id,
-                    timeout,
+                    packet_id,
+                    MAX_ATTEMPTS,
                 )
                 self.close(ReasonCode.UNSPECIFIED_ERROR)
                 return
+            pending.retry(now)
+            log.info(
+                "client %s: publish %d not confirmed in %.0fs: attempt %d",
+                self.client_id,
+                packet_id,
+                timeout,
+                pending.attempt + 1,
+            )
+            if pending.envelope[0] == env.ROUTE:
+                self.acceptor.to_router(pending.envelope)
+            else:
+                self._forward(pending.envelope)
 
     def resolve_alias(self, alias: int, topic: str) -> str:
         if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:

@@ -42,7 +42,7 @@ def run_router(config: Config, incarnation: int) -> None:
             for acceptor, e in later:
                 if error is not None and e[0] == env.ROUTED:
                     # The retained message was not kept: do not acknowledge.
-                    e = [env.STORED, e[1], e[2], False]
+                    e = [env.STORED, e[1], e[2], False, e[4]]
                 bus.send(("acceptor", acceptor), e)
 
         def on_envelopes(envelopes: list[Envelope]) -> None:

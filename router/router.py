@@ -167,9 +167,9 @@ class Router:
                     self.plans.clear()
                 self.plans[key] = plan
         if reply is not None:
-            conn, packet_id = reply
+            conn, packet_id, attempt = reply
             confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
-            routed = [env.ROUTED, conn, packet_id, confirming]
+            routed = [env.ROUTED, conn, packet_id, confirming, attempt]
             if retain:
                 self.after_commit.append((acceptor_of(conn), routed))
             else:

@@ -40,10 +40,10 @@ def limits_from(config: Config) -> ShardLimits:
 def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
     """What to send instead of a durability promise whose commit failed."""
     if e[0] == env.STORED:
-        return dest, [env.STORED, e[1], e[2], False]
+        return dest, [env.STORED, e[1], e[2], False, e[4]]
     if e[0] == env.ROUTE and e[7] is not None:  # a QoS 2 publish whose packet id was not kept
-        conn, packet_id = e[7]
-        return env.acceptor_of(conn), [env.STORED, conn, packet_id, False]
+        conn, packet_id, attempt = e[7]
+        return env.acceptor_of(conn), [env.STORED, conn, packet_id, False, attempt]
     if e[0] == env.SEND_SUBACK:
         return dest, [env.SEND_SUBACK, e[1], e[2], [0x80 for _ in e[3]]]
     return dest, e

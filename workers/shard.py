@@ -328,32 +328,41 @@ class Shard:
 
     # --- inbound publish flows ------------------------------------------------
     def _on_publish(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id, topic, payload, qos, retain, props = e
+        _, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry = e
         session = self._current(client_id, conn)
         if session is None:
             return
-        if qos == 2:
-            if packet_id in session.inbound_qos2:
-                # A retransmission before PUBREL: acknowledge, do not deliver
-                # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
-                self.counters["qos2_duplicates_suppressed"] += 1
-                self._send(conn, [env.ROUTED, conn, packet_id, -1])
+        route = [
+            env.ROUTE,
+            client_id,
+            topic,
+            payload,
+            qos,
+            retain,
+            props,
+            [conn, packet_id, attempt],
+        ]
+        if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
+            self.to_router.append(route)
+            return
+        if packet_id in session.inbound_qos2:
+            if retry:
+                # The acceptor got no confirmation for it (the router or a
+                # worker died holding it): route it again.
+                self.counters["qos2_rerouted"] += 1
+                self.to_router.append(route)
                 return
-            session.inbound_qos2.add(packet_id)
-            if session.persistent:
-                self.ops.append(PutInboundQos2(client_id, packet_id))
-            # Routed once the packet id is stored; the acceptor sends PUBREC
-            # when every destination confirmed the message durable.
-            self.after_commit.append(
-                (
-                    "router",
-                    [env.ROUTE, client_id, topic, payload, qos, retain, props, [conn, packet_id]],
-                )
-            )
-        else:
-            self.to_router.append(
-                [env.ROUTE, client_id, topic, payload, qos, retain, props, [conn, packet_id]]
-            )
+            # A retransmission before PUBREL: acknowledge, do not deliver
+            # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
+            self.counters["qos2_duplicates_suppressed"] += 1
+            self._send(conn, [env.ROUTED, conn, packet_id, -1, attempt])
+            return
+        session.inbound_qos2.add(packet_id)
+        if session.persistent:
+            self.ops.append(PutInboundQos2(client_id, packet_id))
+        # Routed once the packet id is stored; the acceptor sends PUBREC when
+        # every destination confirmed the message durable.
+        self.after_commit.append(("router", route))
 
     def _on_pubrel(self, e: Envelope, now: float) -> None:
         _, conn, client_id, packet_id = e
@@ -530,9 +539,12 @@ class Shard:
         if reply is not None:
             # The publisher's acceptor acknowledges once every shard confirmed:
             # ours goes out after this pass's store writes are committed.
-            conn_of_publisher, packet_id = reply
+            conn_of_publisher, packet_id, attempt = reply
             self.after_commit.append(
-                (acceptor_of(conn_of_publisher), [env.STORED, conn_of_publisher, packet_id, True])
+                (
+                    acceptor_of(conn_of_publisher),
+                    [env.STORED, conn_of_publisher, packet_id, True, attempt],
+                )
             )
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}

@@ -104,7 +104,8 @@ class Harness:
         self, conn: int, client_id: str, packet_id: int, qos: int, payload: bytes
     ) -> None:
         self.shard.handle(
-            [env.PUBLISH, conn, client_id, packet_id, "in/t", payload, qos, False, None], self.now
+            [env.PUBLISH, conn, client_id, packet_id, "in/t", payload, qos, False, None, 0, False],
+            self.now,
         )
 
     # --- outputs ----------------------------------------------------------------
@@ -422,7 +423,7 @@ def test_inbound_qos1_is_routed_with_a_reply_address() -> None:
     h.publish_in(CONN_A, "c1", 3, 1, b"x")
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"x", 1, False)]
-    assert replies(router) == [[CONN_A, 3]]
+    assert replies(router) == [[CONN_A, 3, 0]]
     assert acks(acceptors) == []
 
 
@@ -433,7 +434,7 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
     h.publish_in(CONN_A, "c1", 7, 2, b"once")  # a retransmission (DUP)
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert replies(router) == [[CONN_A, 7]]
+    assert replies(router) == [[CONN_A, 7, 0]]
     assert duplicates_routed(acceptors) == [7]
     assert h.shard.counters["qos2_duplicates_suppressed"] == 1
     h.ack(env.PUBREL_IN, CONN_A, "c1", 7)
@@ -638,3 +639,17 @@ def test_delivery_routed_to_the_discarded_session_does_not_reach_the_clean_one()
     h.deliver("c1", b"routed to the old session", 1)  # was in the router->shard pipe
     assert publishes(h.take_acceptors()) == []
     assert not h.shard.sessions["c1"].queue
+
+
+def test_qos2_retry_from_the_acceptor_is_routed_again() -> None:
+    # The acceptor got no confirmation (a process died holding the message):
+    # its retry must be routed, although the packet id is known.
+    h = Harness()
+    connected(h)
+    h.publish_in(CONN_A, "c1", 7, 2, b"once")
+    h.take()
+    h.shard.handle([env.PUBLISH, CONN_A, "c1", 7, "in/t", b"once", 2, False, None, 1, True], h.now)
+    router, acceptors = h.take()
+    assert routes(router) == [("in/t", b"once", 2, False)]
+    assert replies(router) == [[CONN_A, 7, 1]]
+    assert duplicates_routed(acceptors) == []
