@@ -65,6 +65,7 @@ class Bus:
         self._paused_by: set[str] = {"start"}
         self._drain_scheduled = False
         self.malformed_frames = 0
+        self.handler_errors = 0
 
     def start(self) -> None:
         self.loop.add_reader(self.inbox.getsockopt(zmq.FD), self._on_readable)
@@ -175,7 +176,14 @@ class Bus:
                 self.malformed_frames += 1
                 log.exception("dropping an undecodable frame (%d bytes)", len(frame))
                 continue
-            self.on_envelopes(envelopes)
+            try:
+                self.on_envelopes(envelopes)
+            except Exception:
+                # The dispatch boundary of every process: a bug met by one
+                # envelope is logged with its traceback and counted, and the
+                # process goes on serving everyone else.
+                self.handler_errors += 1
+                log.exception("error while handling a frame of %d envelopes", len(envelopes))
         # More may be waiting: the edge-triggered FD will not fire again for it.
         self._schedule_drain()
 

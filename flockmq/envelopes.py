@@ -30,7 +30,7 @@ Envelope = list[Any]
 CONNECT = 1  # [CONNECT, conn, client_id, clean_start, session_expiry, level, keepalive,
 #               username, will, receive_maximum, assigned_id]
 PUBLISH = 2  # [PUBLISH, conn, client_id, packet_id, topic, payload, qos, retain, props,
-#               attempt, retry]   (QoS 2 only; attempt: see reply below; retry True:
+#               attempt, retry, uid]   (QoS 2 only; attempt: see reply below; retry True:
 #               the acceptor got no confirmation in time, route it again)
 PUBREL_IN = 3  # [PUBREL_IN, conn, client_id, packet_id]
 PUBACK_IN = 4  # [PUBACK_IN, conn, client_id, packet_id, rc]
@@ -71,10 +71,12 @@ UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
 UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
 ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, reply]
 #   also acceptor -> router for QoS 0 and 1 publishes (they need no session state)
-#   reply: [conn, packet_id, attempt] of a QoS 1/2 publish whose acknowledgement
-#   waits until it is durable everywhere it goes (see ROUTED/STORED), or None.
-#   attempt counts the acceptor's retries: confirmations of an older attempt
-#   (from before a process died) are ignored
+#   reply: [conn, packet_id, attempt, uid] of a QoS 1/2 publish whose
+#   acknowledgement waits until it is durable everywhere it goes (see
+#   ROUTED/STORED), or None. attempt counts the acceptor's retries:
+#   confirmations of an older attempt (from before a process died) are
+#   ignored. uid numbers the connection's publishes: (conn, uid) names one
+#   message across its retries, so shards drop a QoS 2 retry they already took
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
 SYNCED = 46  # [SYNCED, shard]  after re-sending its subscriptions for ROUTER_UP: a
 #   restarted router holds publishes until every shard is synced, so none is
@@ -88,10 +90,12 @@ DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply
 #   target = [client_id, granted_qos, retain_as_published, [sub_id...], topic_filter]
 #   (topic_filter: one filter that matched; a session that no longer holds it,
 #   e.g. one recreated by a clean start, does not get the message)
-#   reply: as in ROUTE; the shard answers STORED to the publisher's acceptor
-#   once its copies are committed
+#   reply: as in ROUTE plus a confirm flag: [conn, packet_id, attempt, uid, confirm];
+#   with confirm the shard answers STORED to the publisher's acceptor once its
+#   copies are committed
 SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]
-ROUTER_UP = 62  # [ROUTER_UP, incarnation]  workers re-send every subscription
+ROUTER_UP = 62  # [ROUTER_UP, incarnation]  workers re-send every subscription;
+#   acceptors send again every publish still waiting for confirmation
 
 KIND_NAMES = {
     value: name

@@ -21,7 +21,7 @@ from flockmq.envelopes import Envelope, make_conn_id
 from flockmq.sysstats import SysStats
 from frontend.acl import ACL, load_acl
 from frontend.codec import encode, encode_ack, encode_publish
-from frontend.codec.packets import Suback, Unsuback
+from frontend.codec.packets import PacketType, Suback, Unsuback
 
 from .connection import CONNECTED, CONNECTING, ClientConnection
 
@@ -69,6 +69,7 @@ class Acceptor:
             env.SEND_UNSUBACK: self._on_send_unsuback,
             env.CLOSE: self._on_close,
             env.WORKER_UP: self._on_worker_up,
+            env.ROUTER_UP: self._on_router_up,
             env.ROUTED: self._on_routed,
             env.STORED: self._on_stored,
         }
@@ -195,6 +196,15 @@ class Acceptor:
         if handler is not None:
             handler(e)
 
+    def _on_router_up(self, e: Envelope) -> None:
+        """The router restarted: what it held is gone. Publishes still waiting
+        for confirmation go again now, in arrival order, not after a timeout."""
+        self.retry_unconfirmed("router restarted")
+
+    def retry_unconfirmed(self, why: str) -> None:
+        for conn in list(self.awaiting_conns):
+            conn.retry_unconfirmed(self.now, why)
+
     def _on_routed(self, e: Envelope) -> None:
         _, conn_id, packet_id, shards, attempt = e
         conn = self.connections.get(conn_id)
@@ -246,6 +256,8 @@ class Acceptor:
         _, conn_id, kind, packet_id, rc = e
         conn = self.connections.get(conn_id)
         if conn is not None:
+            if kind == PacketType.PUBCOMP:
+                conn.pubrels.discard(packet_id)
             conn.write(encode_ack(kind, packet_id, conn.level, rc if conn.level >= 5 else 0))
 
     def _on_send_suback(self, e: Envelope) -> None:
@@ -274,6 +286,7 @@ class Acceptor:
         lived only in the dead worker's memory: those connections are closed so
         their clients reconnect and subscribe again."""
         _, shard, incarnation = e
+        previous = self.worker_incarnations.get(shard)
         self.worker_incarnations[shard] = incarnation
         for conn in list(self.connections.values()):
             if (
@@ -288,9 +301,18 @@ class Acceptor:
                     # clean_start False resumes the stored session; its CONNACK is
                     # not forwarded (the connection is already CONNECTED).
                     self.to_worker(shard, [*connect[:3], False, *connect[4:10], False])
+                    for packet_id in sorted(conn.pubrels):
+                        self.to_worker(
+                            shard, [env.PUBREL_IN, conn.conn_id, conn.client_id, packet_id]
+                        )
                 else:
                     self.counters["closed_for_worker_restart"] += 1
                     conn.close(0x88)  # Server unavailable
+        if previous is not None and previous != incarnation:
+            # Its unconfirmed copies died with it (QoS 2 retries that other
+            # shards already took are dropped there). After the re-attaches
+            # above, so the restarted shard knows the connections.
+            self.retry_unconfirmed(f"worker {shard} restarted")
 
 
 def run_acceptor(config: Config, index: int, incarnation: int) -> None:

@@ -85,7 +85,7 @@ class PendingPublish:
         self.stored = 0
         env_ = self.envelope
         if env_[0] == env.ROUTE:
-            env_[7] = [env_[7][0], env_[7][1], self.attempt]
+            env_[7] = [env_[7][0], env_[7][1], self.attempt, env_[7][3]]
         else:  # PUBLISH to the session's shard: route again despite the known packet id
             env_[9] = self.attempt
             env_[10] = True
@@ -112,6 +112,8 @@ class ClientConnection(asyncio.Protocol):
         self.before_connack: list[list[Any]] = []
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
+        self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
+        self.pubrels: set[int] = set()  # PUBRELs forwarded, awaiting their PUBCOMP
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
 
@@ -192,6 +194,10 @@ class ClientConnection(asyncio.Protocol):
                 [env.PUBREC_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code]
             )
         elif kind is Pubrel:
+            # Kept until its PUBCOMP: if the session's worker dies holding it,
+            # it goes again to the restarted one (a client re-sends PUBREL only
+            # when it reconnects, and this connection stays open).
+            self.pubrels.add(packet.packet_id)
             self._forward([env.PUBREL_IN, self.conn_id, self.client_id, packet.packet_id])
         elif kind is Pubcomp:
             self._forward([env.PUBCOMP_IN, self.conn_id, self.client_id, packet.packet_id])
@@ -309,7 +315,8 @@ class ClientConnection(asyncio.Protocol):
                 None,
             ]
             if qos:
-                route[7] = [self.conn_id, packet.packet_id, 0]
+                self.publishes += 1
+                route[7] = [self.conn_id, packet.packet_id, 0, self.publishes]
                 if not self.await_confirmation(packet.packet_id or 0, PUBACK, route):
                     return  # the first transmission is still being confirmed
             self.acceptor.to_router(route)
@@ -326,8 +333,10 @@ class ClientConnection(asyncio.Protocol):
                 props or None,
                 0,
                 False,
+                self.publishes + 1,
             ]
-            self.await_confirmation(packet.packet_id or 0, PUBREC, publish)
+            if self.await_confirmation(packet.packet_id or 0, PUBREC, publish):
+                self.publishes += 1
             self._forward(publish)
 
     # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
@@ -402,18 +411,27 @@ class ClientConnection(asyncio.Protocol):
                 )
                 self.close(ReasonCode.UNSPECIFIED_ERROR)
                 return
-            pending.retry(now)
-            log.info(
-                "client %s: publish %d not confirmed in %.0fs: attempt %d",
-                self.client_id,
-                packet_id,
-                timeout,
-                pending.attempt + 1,
-            )
-            if pending.envelope[0] == env.ROUTE:
-                self.acceptor.to_router(pending.envelope)
-            else:
-                self._forward(pending.envelope)
+            self._retry(packet_id, pending, now, f"not confirmed in {timeout:.0f}s")
+
+    def retry_unconfirmed(self, now: float, why: str) -> None:
+        """Send every unconfirmed publish again now, in arrival order."""
+        for packet_id, pending in list(self.awaiting.items()):
+            self._retry(packet_id, pending, now, why)
+
+    def _retry(self, packet_id: int, pending: PendingPublish, now: float, why: str) -> None:
+        pending.retry(now)
+        self.acceptor.count("publish_retries")
+        log.info(
+            "client %s: publish %d %s: attempt %d",
+            self.client_id,
+            packet_id,
+            why,
+            pending.attempt + 1,
+        )
+        if pending.envelope[0] == env.ROUTE:
+            self.acceptor.to_router(pending.envelope)
+        else:
+            self._forward(pending.envelope)
 
     def resolve_alias(self, alias: int, topic: str) -> str:
         if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:

@@ -77,6 +77,8 @@ def run_router(config: Config, incarnation: int) -> None:
         router.expect_sync(config.workers)
         for shard in range(config.workers):
             bus.send(shard, [env.ROUTER_UP, incarnation])
+        for acceptor in range(config.acceptors):
+            bus.send(("acceptor", acceptor), [env.ROUTER_UP, incarnation])
 
         def sync_timeout() -> None:
             router.stop_waiting_for_sync()

@@ -167,7 +167,7 @@ class Router:
                     self.plans.clear()
                 self.plans[key] = plan
         if reply is not None:
-            conn, packet_id, attempt = reply
+            conn, packet_id, attempt, _uid = reply
             confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
             routed = [env.ROUTED, conn, packet_id, confirming, attempt]
             if retain:
@@ -200,7 +200,7 @@ class Router:
                     retain,
                     props,
                     targets,
-                    reply if confirm else None,
+                    None if reply is None else [*reply, confirm],
                 ]
             )
 

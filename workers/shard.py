@@ -51,6 +51,7 @@ from .session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, Subscription
 log = logging.getLogger("flockmq.worker")
 
 REATTACH_GRACE = 10.0  # seconds a reloaded session's connection has to come back
+SEEN_QOS2_MAX = 200_000  # QoS 2 publishes remembered to drop their retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Shard:
         self.sessions: dict[str, Session] = {}
         self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
         self.offline: set[str] = set()  # sessions kept without a connection
+        self.seen_qos2: dict[tuple[int, int], None] = {}  # insertion-ordered, bounded
         self.to_router: list[Envelope] = []
         self.to_acceptors: dict[int, list[Envelope]] = {}
         self.ops: list[Op] = []  # store writes of this pass
@@ -328,7 +330,7 @@ class Shard:
 
     # --- inbound publish flows ------------------------------------------------
     def _on_publish(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry = e
+        _, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry, uid = e
         session = self._current(client_id, conn)
         if session is None:
             return
@@ -340,7 +342,7 @@ class Shard:
             qos,
             retain,
             props,
-            [conn, packet_id, attempt],
+            [conn, packet_id, attempt, uid],
         ]
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
             self.to_router.append(route)
@@ -537,15 +539,21 @@ class Shard:
     def _on_deliver(self, e: Envelope, now: float) -> None:
         _, topic, payload, qos, retain, props, targets, reply = e
         if reply is not None:
-            # The publisher's acceptor acknowledges once every shard confirmed:
-            # ours goes out after this pass's store writes are committed.
-            conn_of_publisher, packet_id, attempt = reply
-            self.after_commit.append(
-                (
-                    acceptor_of(conn_of_publisher),
-                    [env.STORED, conn_of_publisher, packet_id, True, attempt],
+            conn_of_publisher, packet_id, attempt, uid, confirm = reply
+            if confirm:
+                # The publisher's acceptor acknowledges once every shard
+                # confirmed: ours goes out after this pass's commit.
+                self.after_commit.append(
+                    (
+                        acceptor_of(conn_of_publisher),
+                        [env.STORED, conn_of_publisher, packet_id, True, attempt],
+                    )
                 )
-            )
+            if qos == 2 and self._seen_before(conn_of_publisher, uid):
+                # A retry of a QoS 2 message this shard already took (the
+                # router died before the acceptor heard of it): exactly once.
+                self.counters["qos2_retries_deduplicated"] += 1
+                return
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
         for client_id, granted, rap, sub_ids, topic_filter in targets:
@@ -595,6 +603,17 @@ class Shard:
             if out is None:
                 out = self.to_acceptors[acceptor] = []
             out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
+
+    def _seen_before(self, conn: int, uid: int) -> bool:
+        """Remember the QoS 2 publishes this shard took, by (connection, uid),
+        bounded: retries come within seconds of the original."""
+        key = (conn, uid)
+        if key in self.seen_qos2:
+            return True
+        self.seen_qos2[key] = None
+        if len(self.seen_qos2) > SEEN_QOS2_MAX:
+            del self.seen_qos2[next(iter(self.seen_qos2))]
+        return False
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits

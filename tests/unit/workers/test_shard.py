@@ -104,7 +104,20 @@ class Harness:
         self, conn: int, client_id: str, packet_id: int, qos: int, payload: bytes
     ) -> None:
         self.shard.handle(
-            [env.PUBLISH, conn, client_id, packet_id, "in/t", payload, qos, False, None, 0, False],
+            [
+                env.PUBLISH,
+                conn,
+                client_id,
+                packet_id,
+                "in/t",
+                payload,
+                qos,
+                False,
+                None,
+                0,
+                False,
+                1,
+            ],
             self.now,
         )
 
@@ -423,7 +436,7 @@ def test_inbound_qos1_is_routed_with_a_reply_address() -> None:
     h.publish_in(CONN_A, "c1", 3, 1, b"x")
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"x", 1, False)]
-    assert replies(router) == [[CONN_A, 3, 0]]
+    assert replies(router) == [[CONN_A, 3, 0, 1]]
     assert acks(acceptors) == []
 
 
@@ -434,7 +447,7 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
     h.publish_in(CONN_A, "c1", 7, 2, b"once")  # a retransmission (DUP)
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert replies(router) == [[CONN_A, 7, 0]]
+    assert replies(router) == [[CONN_A, 7, 0, 1]]
     assert duplicates_routed(acceptors) == [7]
     assert h.shard.counters["qos2_duplicates_suppressed"] == 1
     h.ack(env.PUBREL_IN, CONN_A, "c1", 7)
@@ -648,8 +661,35 @@ def test_qos2_retry_from_the_acceptor_is_routed_again() -> None:
     connected(h)
     h.publish_in(CONN_A, "c1", 7, 2, b"once")
     h.take()
-    h.shard.handle([env.PUBLISH, CONN_A, "c1", 7, "in/t", b"once", 2, False, None, 1, True], h.now)
+    h.shard.handle(
+        [env.PUBLISH, CONN_A, "c1", 7, "in/t", b"once", 2, False, None, 1, True, 1], h.now
+    )
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert replies(router) == [[CONN_A, 7, 1]]
+    assert replies(router) == [[CONN_A, 7, 1, 1]]
     assert duplicates_routed(acceptors) == []
+
+
+def test_a_qos2_retry_the_shard_already_took_is_confirmed_but_not_delivered_twice() -> None:
+    h = Harness()
+    connected(h)
+    publisher = CONN_B
+    for attempt in (0, 1):  # the original, then the acceptor's retry
+        h.shard.handle(
+            [
+                env.DELIVER,
+                "t",
+                b"once",
+                2,
+                False,
+                None,
+                [["c1", 2, False, [], "t"]],
+                [publisher, 4, attempt, 77, True],
+            ],
+            h.now,
+        )
+    out = h.take_acceptors()
+    assert [p for _, p, _, _ in publishes(out)] == [b"once"]
+    stored = [e for e in out if e[0] == env.STORED]
+    assert [(e[2], e[4]) for e in stored] == [(4, 0), (4, 1)]  # both attempts confirmed
+    assert h.shard.counters["qos2_retries_deduplicated"] == 1

@@ -59,7 +59,17 @@ def test_deliver_with_reply_confirms_after_commit() -> None:
     h = Harness()
     persistent_subscriber(h)
     h.shard.handle(
-        [env.DELIVER, "t", b"x", 1, False, None, [["p1", 1, False, [], "t"]], [CONN_B, 9, 0]], h.now
+        [
+            env.DELIVER,
+            "t",
+            b"x",
+            1,
+            False,
+            None,
+            [["p1", 1, False, [], "t"]],
+            [CONN_B, 9, 0, 1, True],
+        ],
+        h.now,
     )
     ops, later = h.shard.take_durable()
     assert any(isinstance(op, PutMessage) for op in ops)
@@ -71,7 +81,9 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
     h = Harness()
     persistent_subscriber(h)
     store.apply(h.ops)
-    h.shard.handle([env.PUBLISH, CONN_A, "p1", 5, "in/t", b"q2", 2, False, None, 0, False], h.now)
+    h.shard.handle(
+        [env.PUBLISH, CONN_A, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h.now
+    )
     for i in range(3):
         h.deliver("p1", b"%d" % i, 1)
     h.take()
@@ -97,7 +109,9 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
     out = h2.take_acceptors()
     assert publishes(out) == [(2, b"1", 1, True), (3, b"2", 1, True)]
     # The QoS 2 packet id is still known: a retransmission is not routed again.
-    h2.shard.handle([env.PUBLISH, CONN_B, "p1", 5, "in/t", b"q2", 2, False, None, 0, False], h2.now)
+    h2.shard.handle(
+        [env.PUBLISH, CONN_B, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h2.now
+    )
     router, acceptors = h2.take()
     assert [e for e in router if e[0] == env.ROUTE] == []
     assert [e[3] for e in acceptors if e[0] == env.ROUTED] == [-1]
