@@ -1,0 +1,332 @@
+"""Durability end to end: what a QoS 1/2 acknowledgment promised survives any
+process being killed (-9), the whole broker being killed, and a restart; a
+store that is corrupt or from a newer flockmq is refused and left untouched; a
+publish that cannot be stored is not acknowledged.
+
+The kill tests run a small load (2 publishers x 300 messages into persistent
+sessions: 2 subscribers online, 2 offline) and kill a process once a third of
+the messages were acknowledged. Publishers are paho clients with clean session
+0 that reconnect and retransmit whatever was not acknowledged. See
+`load.check_delivery` for exactly what is asserted per subscriber.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .broker import FLOCKMQ, Broker, free_port
+from .clients import Client, unique
+from .load import WAIT, WINDOW, Publisher, Subscriber, check_delivery, id_on_shard, wait_for
+
+COUNT = 300  # messages per publisher
+RATE = 200.0  # messages per second per publisher: 1.5 s of load
+# An unconfirmed publish (its router or worker died) closes the publisher's
+# connection after this long, so it retransmits; 2 s keeps the tests short.
+CONFIG = "publish_confirm_timeout = 2.0\n"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> str:
+    path = tmp_path / "flockmq.toml"
+    path.write_text(CONFIG)
+    return str(path)
+
+
+@pytest.fixture
+def extra_brokers() -> Iterator[list[Broker]]:
+    """Brokers a test starts itself (on a data dir it reuses); always stopped."""
+    started: list[Broker] = []
+    yield started
+    for b in started:
+        b.stop()
+
+
+def freeze_then_kill(pids: list[int], publishers: list[Publisher]) -> None:
+    """kill -9 with messages certainly in flight through the victims: stop
+    them (SIGSTOP), wait until every publisher has a full window of
+    unacknowledged messages (each has a destination behind every victim),
+    then SIGKILL."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: all(p.unacked() >= WINDOW for p in publishers), WAIT, "full publisher windows"
+        )
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+
+def restart_on_same_dir(broker: Broker, extra: list[Broker], port: int | None = None) -> Broker:
+    again = Broker(
+        broker.data_dir,
+        broker.acceptors,
+        broker.workers,
+        list(broker.extra_args),
+        port=broker.port if port is None else port,
+    )
+    extra.append(again)
+    return again.start()
+
+
+def kill_mid_load(
+    role: str, broker: Broker, extra: list[Broker], publishers: list[Publisher]
+) -> None:
+    if role == "acceptor":
+        # Both, so every client connection is certainly hit (the kernel
+        # spreads connections over the acceptors at random).
+        olds = [broker.pid_of("acceptor", i) for i in range(broker.acceptors)]
+        freeze_then_kill(olds, publishers)
+        for i, old in enumerate(olds):
+            broker.wait_restarted("acceptor", i, old)
+    elif role in ("router", "worker"):
+        # Worker 0: its shard holds one online and one offline subscriber
+        # and a publisher.
+        old = broker.pid_of(role, 0)
+        freeze_then_kill([old], publishers)
+        broker.wait_restarted(role, 0, old)
+    else:
+        # The whole broker: the supervisor first (so it restarts nothing),
+        # then every child; then `flockmq serve` again on the same data dir.
+        children = broker.children()
+        assert len(children) >= 5, "expected a router, 2 workers and 2 acceptors"
+        freeze_then_kill([broker.pid, *(c.pid for c in children)], publishers)
+        psutil.wait_procs(children, timeout=WAIT)
+        assert broker.proc is not None
+        broker.proc.wait(WAIT)
+        restart_on_same_dir(broker, extra)
+
+
+QOS2_RETRANSMISSION_GAP = pytest.mark.xfail(
+    strict=False,  # whether the kill hits the window depends on timing
+    reason="QoS 2: a PUBLISH retransmitted on a new connection (DUP, after the publisher "
+    "reconnects) whose packet id the shard already stored is acknowledged as a duplicate "
+    "(workers/shard.py _on_publish: ROUTED -1) although its first routing may have died "
+    "with the router/worker: the acknowledged message is lost. Also, a PUBREL that died "
+    "with the publisher's worker is never answered (the connection stays open, so the "
+    "client never resends it): the publisher waits for PUBCOMP forever. Needs a design "
+    "change (an unconfirmed packet id must be routed again; PUBRELs re-sent on re-attach)",
+)
+KILLS = [
+    pytest.param(role, qos, marks=[QOS2_RETRANSMISSION_GAP] if xfail else [])
+    for role, qos, xfail in [
+        ("acceptor", 1, False),
+        ("acceptor", 2, False),
+        ("router", 1, False),
+        ("router", 2, False),
+        ("worker", 1, False),
+        ("worker", 2, True),
+        ("broker", 1, False),
+        ("broker", 2, True),
+    ]
+]
+
+
+@pytest.mark.parametrize(("role", "qos"), KILLS)
+def test_no_acknowledged_message_is_lost_when_a_process_is_killed(
+    make_broker: Callable[..., Broker],
+    config_file: str,
+    extra_brokers: list[Broker],
+    role: str,
+    qos: int,
+) -> None:
+    broker = make_broker("--config", config_file)
+    port = broker.port
+    base = unique("dur")
+    online = [Subscriber(port, id_on_shard("on", shard)) for shard in (0, 1)]
+    offline = [Subscriber(port, id_on_shard("off", shard)) for shard in (0, 1)]
+    subscribers = online + offline
+    for sub in subscribers:
+        sub.start()
+        sub.subscribe(f"{base}/#", qos)
+    for sub in offline:
+        sub.stop()  # DISCONNECT; the session (clean session 0) queues meanwhile
+    publishers = [
+        Publisher(port, id_on_shard("pub", shard), f"{base}/{shard}", qos, COUNT, RATE)
+        for shard in (0, 1)
+    ]
+    for pub in publishers:
+        pub.start()
+    for pub in publishers:
+        pub.begin()
+
+    def acked() -> int:
+        return sum(len(p.acked()) for p in publishers)
+
+    wait_for(lambda: acked() >= len(publishers) * COUNT // 3, WAIT, "a third of the load acked")
+    acked_before_kill = acked()
+    kill_mid_load(role, broker, extra_brokers, publishers)
+    for pub in publishers:
+        pub.mark_in_flight()
+
+    # The dust settles: every message is eventually acknowledged (the
+    # publishers reconnect and retransmit), then the offline subscribers return.
+    try:
+        wait_for(lambda: all(p.all_acked() for p in publishers), 30, "every publish acked")
+    except AssertionError as exc:
+        state = [
+            (
+                p.client_id,
+                p.connects,
+                p.disconnects,
+                [
+                    (seq, str(getattr(p.paho._out_messages.get(p.mids[seq]), "state", "?")))
+                    for seq in sorted(set(range(COUNT)) - p.acked())[:10]
+                ],
+            )
+            for p in publishers
+        ]
+        raise AssertionError(
+            f"{exc}: (publisher, connects, disconnects, [(unacked seq, paho state)]) {state}"
+        ) from None
+    for sub in offline:
+        sub.start()
+    # Markers, published after everything was acknowledged, are barriers: a
+    # session delivers in order, so every earlier message is ahead of them.
+    marker = f"marker-1-{base}".encode()
+    publishers[0].paho.publish(f"{base}/marker", marker, qos).wait_for_publish(WAIT)
+    wait_for(lambda: all(marker in s.distinct() for s in subscribers), WAIT, "marker 1")
+    expected = {p.payload(seq) for p in publishers for seq in range(COUNT)}
+    # A little slack for stragglers (that would be an ordering problem);
+    # check_delivery below names what is missing.
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: all(expected <= s.distinct() for s in subscribers), 5, "deliveries")
+
+    # One more session each: whatever arrives before marker 2 is a leftover
+    # redelivery (a duplicate; for QoS 2 an error).
+    for sub in subscribers:
+        sub.stop()
+        sub.start()
+    marker = f"marker-2-{base}".encode()
+    publishers[0].paho.publish(f"{base}/marker", marker, qos).wait_for_publish(WAIT)
+    wait_for(lambda: all(marker in s.distinct() for s in subscribers), WAIT, "marker 2")
+
+    stats = {sub.client_id: check_delivery(sub, publishers, qos) for sub in subscribers}
+    for sub in subscribers:
+        # Every reconnection found its session (clean session 0).
+        assert sub.session_present[0] is False
+        assert all(sub.session_present[1:]), (sub.client_id, sub.session_present)
+    for pub in publishers:
+        assert all(pub.session_present[1:]), (pub.client_id, pub.session_present)
+    if role in ("acceptor", "broker"):
+        for peer in [*publishers, *online]:
+            assert peer.disconnects >= 1, f"{peer.client_id} was not disconnected by the kill"
+    for peer in [*publishers, *subscribers]:
+        peer.stop()
+    print(
+        f"{role} qos {qos}: {acked_before_kill} acked before the kill; "
+        f"publisher reconnects {[p.connects - 1 for p in publishers]}; "
+        f"retransmittable {[len(p.retransmittable) for p in publishers]}; {stats}"
+    )
+
+
+# --- restart with a populated data dir ------------------------------------------------
+
+
+def test_restart_restores_sessions_queues_and_retained_messages(
+    make_broker: Callable[..., Broker], extra_brokers: list[Broker]
+) -> None:
+    broker = make_broker()
+    base = unique("restart")
+    sub_id = unique("sub")
+    sub = Client(broker.port, sub_id, clean=False)
+    sub.connect()
+    sub.subscribe(f"{base}/q/#", 2)
+    sub.disconnect()
+    pub = Client(broker.port)
+    pub.connect()
+    sent = []
+    for i in range(10):
+        for qos in (1, 2):
+            payload = f"m{i}-q{qos}".encode()
+            pub.publish(f"{base}/q/{qos}", payload, qos)  # waits for PUBACK / PUBCOMP
+            sent.append((payload, qos))
+    pub.publish(f"{base}/ret/a", b"retained-a", 1, retain=True)
+    pub.publish(f"{base}/ret/b", b"retained-b", 2, retain=True)
+    pub.publish(f"{base}/ret/gone", b"deleted", 1, retain=True)
+    pub.publish(f"{base}/ret/gone", b"", 1, retain=True)  # deletes it
+    pub.disconnect()
+    assert broker.stop() == 0
+
+    again = restart_on_same_dir(broker, extra_brokers, port=free_port())
+    sub = Client(again.port, sub_id, clean=False)
+    flags = sub.connect()
+    assert flags.session_present, "the persistent session was not restored"
+    got = [(m.payload, m.qos) for m in sub.expect(len(sent), timeout=WAIT)]
+    # In order per topic (one topic per QoS here; paho hands a QoS 2 message
+    # over only at PUBREL, so QoS 1 and 2 interleave differently on arrival).
+    for qos in (1, 2):
+        assert [g for g in got if g[1] == qos] == [x for x in sent if x[1] == qos], (
+            f"queued QoS {qos} messages lost, reordered or downgraded: {got}"
+        )
+    # The subscription itself survived: a new publish arrives without SUBSCRIBE.
+    pub = Client(again.port)
+    pub.connect()
+    pub.publish(f"{base}/q/1", b"after-restart", 1)
+    assert sub.expect(1)[0].payload == b"after-restart"
+    sub.disconnect()
+    reader = Client(again.port)
+    reader.connect()
+    reader.subscribe(f"{base}/ret/#", 2)
+    retained = {(m.topic, m.payload, m.qos, m.retain) for m in reader.expect(2)}
+    assert retained == {
+        (f"{base}/ret/a", b"retained-a", 1, True),
+        (f"{base}/ret/b", b"retained-b", 2, True),
+    }
+    # Barrier: a live message after the retained ones; nothing else came first.
+    pub.publish(f"{base}/ret/live", b"live", 1)
+    assert reader.expect(1)[0].payload == b"live"
+    reader.disconnect()
+    pub.disconnect()
+
+
+# --- stores that must be refused ------------------------------------------------------
+
+
+def serve(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FLOCKMQ, "serve", "--port", str(free_port()), "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+
+
+def assert_refused(data_dir: Path) -> None:
+    db = data_dir / "flockmq.db"
+    before = db.read_bytes()
+    result = serve(data_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, f"exit {result.returncode}: {output}"
+    assert str(db) in output, f"the message does not name {db}: {output}"
+    assert db.read_bytes() == before, "the refused store was modified"
+
+
+def test_a_corrupt_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "flockmq.db").write_bytes(b"this is not a database\n" * 4096)
+    assert_refused(data_dir)
+
+
+def test_a_store_from_a_newer_flockmq_is_refused_and_left_untouched(
+    make_broker: Callable[..., Broker],
+) -> None:
+    broker = make_broker()
+    c = Client(broker.port, unique("keep"), clean=False)
+    c.connect()
+    c.subscribe(unique("t"), 1)
+    c.disconnect()
+    assert broker.stop() == 0
+    with contextlib.closing(sqlite3.connect(broker.data_dir / "flockmq.db")) as db, db:
+        db.execute("UPDATE meta SET value = 99 WHERE key = 'format_version'")
+    assert_refused(broker.data_dir)
