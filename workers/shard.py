@@ -665,41 +665,32 @@ class Shard:
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
             session.queued_bytes -= len(msg.payload)
-            if msg.qos == 0:
-                self._send(
-                    conn,
-                    [
-                        env.SEND_PUBLISH,
-                        conn,
-                        None,
-                        msg.topic,
-                        msg.payload,
-                        0,
-                        msg.retain,
-                        False,
-                        msg.props,
-                    ],
-                )
-                continue
-            msg.packet_id = session.allocate_packet_id()
-            msg.state = AWAIT_ACK
-            session.inflight[msg.packet_id] = msg
-            if msg.seq:
-                self.ops.append(UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK))
-            self._send(
+            if msg.qos:
+                msg.packet_id = session.allocate_packet_id()
+                msg.state = AWAIT_ACK
+                session.inflight[msg.packet_id] = msg
+                if msg.seq:
+                    self.ops.append(
+                        UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)
+                    )
+            self._send_message(conn, msg, dup=False)
+
+    def _send_message(self, conn: int, msg: OutMessage, *, dup: bool) -> None:
+        packet_id = msg.packet_id if msg.qos else None
+        self._send(
+            conn,
+            [
+                env.SEND_PUBLISH,
                 conn,
-                [
-                    env.SEND_PUBLISH,
-                    conn,
-                    msg.packet_id,
-                    msg.topic,
-                    msg.payload,
-                    msg.qos,
-                    msg.retain,
-                    False,
-                    msg.props,
-                ],
-            )
+                packet_id,
+                msg.topic,
+                msg.payload,
+                msg.qos,
+                msg.retain,
+                dup,
+                msg.props,
+            ],
+        )
 
     def _resend_inflight(self, session: Session) -> None:
         """On resume, unacknowledged messages go again, in their original order:
@@ -711,20 +702,7 @@ class Shard:
             if msg.state == AWAIT_COMP:
                 self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
             else:
-                self._send(
-                    conn,
-                    [
-                        env.SEND_PUBLISH,
-                        conn,
-                        msg.packet_id,
-                        msg.topic,
-                        msg.payload,
-                        msg.qos,
-                        msg.retain,
-                        True,
-                        msg.props,
-                    ],
-                )
+                self._send_message(conn, msg, dup=True)
 
     # --- introspection for tests and metrics -------------------------------------
     def session_ids(self) -> Iterable[str]:
