@@ -46,6 +46,9 @@ class Target:
 
 FLOCKMQ = Target("flockmq", "flockmq", ("--acceptors", "2", "--workers", "2"))
 FLOCKMQ_1X1 = Target("flockmq 1x1", "flockmq", ("--acceptors", "1", "--workers", "1"))
+# Each process may hold 20,000 descriptors here: two acceptors cannot hold
+# 40,000 sockets plus their own descriptors, three can.
+FLOCKMQ_3X2 = Target("flockmq 3x2", "flockmq", ("--acceptors", "3", "--workers", "2"))
 MOSQUITTO = Target("mosquitto", "mosquitto")
 
 
@@ -125,6 +128,19 @@ ROWS = (
             RSS,
         ),
         checks_delivery=False,
+    ),
+    Row(
+        "connections-3x2",
+        "40,000 idle connections, 3 acceptors",
+        ("connections", "--connections", "40000", "--hold", "5"),
+        ("--connections", "5000", "--hold", "2"),
+        metrics=(
+            Metric("held", "connections held"),
+            Metric("connects_per_s", "connects/s"),
+            RSS,
+        ),
+        checks_delivery=False,
+        targets=(FLOCKMQ_3X2, MOSQUITTO),
     ),
     Row(
         "scaling-q1",
