@@ -107,26 +107,33 @@ def kill_mid_load(
 
 
 QOS2_RETRANSMISSION_GAP = pytest.mark.xfail(
-    strict=False,  # whether the kill hits the window depends on timing
-    reason="QoS 2: a PUBLISH retransmitted on a new connection (DUP, after the publisher "
-    "reconnects) whose packet id the shard already stored is acknowledged as a duplicate "
-    "(workers/shard.py _on_publish: ROUTED -1) although its first routing may have died "
-    "with the router/worker: the acknowledged message is lost. Also, a PUBREL that died "
-    "with the publisher's worker is never answered (the connection stays open, so the "
-    "client never resends it): the publisher waits for PUBCOMP forever. Needs a design "
-    "change (an unconfirmed packet id must be routed again; PUBRELs re-sent on re-attach)",
+    strict=False,  # whether the kill hits the window depends on timing (fails ~2 runs in 3)
+    reason="QoS 2: a PUBLISH retransmitted (DUP) on a new connection after the publisher "
+    "reconnects, whose packet id the shard already stored, is acknowledged as a duplicate "
+    "(workers/shard.py _on_publish: ROUTED -1, no re-route without the acceptor's retry flag) "
+    "although its first routing died with the killed router/worker: acknowledged messages "
+    "lost. Needs a design change: a stored but unconfirmed packet id must be routed again "
+    "(with de-duplication at the destinations)",
+)
+QOS2_WORKER_KILL = pytest.mark.xfail(
+    strict=False,  # timing-dependent (fails ~1 run in 2)
+    reason="QoS 2, publisher's worker killed: seen (a) one publish never completed and the "
+    "connection never closed (consistent with a PUBREL that died with the worker: the "
+    "connection stays open through the restart, so the client never resends it and no "
+    "timeout covers PUBREL), (b) one acknowledged message lost; needs PUBREL tracking "
+    "across re-attach and the same fix as for the whole-broker kill",
 )
 KILLS = [
-    pytest.param(role, qos, marks=[QOS2_RETRANSMISSION_GAP] if xfail else [])
-    for role, qos, xfail in [
-        ("acceptor", 1, False),
-        ("acceptor", 2, False),
-        ("router", 1, False),
-        ("router", 2, False),
-        ("worker", 1, False),
-        ("worker", 2, True),
-        ("broker", 1, False),
-        ("broker", 2, True),
+    pytest.param(role, qos, marks=marks)
+    for role, qos, marks in [
+        ("acceptor", 1, []),
+        ("acceptor", 2, []),
+        ("router", 1, []),
+        ("router", 2, []),
+        ("worker", 1, []),
+        ("worker", 2, [QOS2_WORKER_KILL]),
+        ("broker", 1, []),
+        ("broker", 2, [QOS2_RETRANSMISSION_GAP]),
     ]
 ]
 
@@ -330,3 +337,49 @@ def test_a_store_from_a_newer_flockmq_is_refused_and_left_untouched(
     with contextlib.closing(sqlite3.connect(broker.data_dir / "flockmq.db")) as db, db:
         db.execute("UPDATE meta SET value = 99 WHERE key = 'format_version'")
     assert_refused(broker.data_dir)
+
+
+# --- a store that cannot write ----------------------------------------------------------
+
+
+def set_fsize_limit(pids: list[int], limit: int | None) -> None:
+    """RLIMIT_FSIZE stops file writes even for root (EFBIG; Python ignores
+    SIGXFSZ); None restores no limit."""
+    for pid in pids:
+        proc = psutil.Process(pid)
+        _soft, hard = proc.rlimit(psutil.RLIMIT_FSIZE)
+        proc.rlimit(psutil.RLIMIT_FSIZE, (psutil.RLIM_INFINITY if limit is None else limit, hard))
+
+
+def test_a_publish_that_cannot_be_stored_is_not_acknowledged(
+    make_broker: Callable[..., Broker],
+) -> None:
+    broker = make_broker()
+    topic = unique("nostore")
+    sub = Subscriber(broker.port, unique("sub"))
+    sub.start()
+    sub.subscribe(topic, 1)
+    watcher = Client(broker.port)
+    watcher.connect()
+    watcher.subscribe("$SYS/broker/acceptor/+/publishes_not_stored", 0)
+    pub = Publisher(broker.port, unique("pub"), topic, 1, 1, 1.0)
+    pub.start()
+    workers = [broker.pid_of("worker", i) for i in range(broker.workers)]
+    set_fsize_limit(workers, 1)
+    try:
+        info = pub.paho.publish(topic, pub.payload(0), 1)
+        # Not acknowledged: the acceptor closes the publisher's connection.
+        wait_for(lambda: pub.disconnects >= 1, WAIT, "the publisher's connection closed")
+        assert not info.is_published()
+        counted = watcher.expect(1, timeout=WAIT)[0]
+        assert int(counted.payload) >= 1
+    finally:
+        set_fsize_limit(workers, None)
+    # The store writes again: paho retransmits on reconnect and is acknowledged.
+    info.wait_for_publish(WAIT)
+    assert info.is_published()
+    wait_for(lambda: pub.payload(0) in sub.distinct(), WAIT, "the message delivered")
+    assert broker.pid_of("worker", 0) in workers, "a worker died instead of failing the write"
+    for peer in (pub, sub):
+        peer.stop()
+    watcher.disconnect()
