@@ -44,6 +44,8 @@ CLOSED = 9  # [CLOSED, conn, client_id, publish_will, session_expiry_or_None]
 #   publish_will: False after a DISCONNECT (unless v5 reason 0x04), True otherwise;
 #   session_expiry: a v5 DISCONNECT may change it; None keeps the CONNECT's value
 ACCEPTOR_UP = 10  # [ACCEPTOR_UP, acceptor, incarnation]  (also sent to the router)
+QOS2_CONFIRMED = 11  # [QOS2_CONFIRMED, conn, client_id, packet_id]  PUBREC went out:
+#   a resend of that packet id is a duplicate, not a message that may be lost
 
 # --- worker -> acceptor ------------------------------------------------------
 CONNACK = 20  # [CONNACK, conn, session_present, rc, props]
@@ -71,12 +73,14 @@ UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
 UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
 ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, reply]
 #   also acceptor -> router for QoS 0 and 1 publishes (they need no session state)
-#   reply: [conn, packet_id, attempt, uid] of a QoS 1/2 publish whose
+#   reply: [conn, packet_id, attempt, uid, key] of a QoS 1/2 publish whose
 #   acknowledgement waits until it is durable everywhere it goes (see
 #   ROUTED/STORED), or None. attempt counts the acceptor's retries:
 #   confirmations of an older attempt (from before a process died) are
 #   ignored. uid numbers the connection's publishes: (conn, uid) names one
-#   message across its retries, so shards drop a QoS 2 retry they already took
+#   message across its retries. key ([client_id, packet_id, first conn, first uid], QoS 2,
+#   set by the publisher's shard) names it across resends on new connections;
+#   shards drop a QoS 2 copy whose key they already took
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
 SYNCED = 46  # [SYNCED, shard]  after re-sending its subscriptions for ROUTER_UP: a
 #   restarted router holds publishes until every shard is synced, so none is
@@ -90,7 +94,7 @@ DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply
 #   target = [client_id, granted_qos, retain_as_published, [sub_id...], topic_filter]
 #   (topic_filter: one filter that matched; a session that no longer holds it,
 #   e.g. one recreated by a clean start, does not get the message)
-#   reply: as in ROUTE plus a confirm flag: [conn, packet_id, attempt, uid, confirm];
+#   reply: as in ROUTE plus a confirm flag: [conn, packet_id, attempt, uid, key, confirm];
 #   with confirm the shard answers STORED to the publisher's acceptor once its
 #   copies are committed
 SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]

@@ -85,7 +85,7 @@ class PendingPublish:
         self.stored = 0
         env_ = self.envelope
         if env_[0] == env.ROUTE:
-            env_[7] = [env_[7][0], env_[7][1], self.attempt, env_[7][3]]
+            env_[7] = [env_[7][0], env_[7][1], self.attempt, env_[7][3], None]
         else:  # PUBLISH to the session's shard: route again despite the known packet id
             env_[9] = self.attempt
             env_[10] = True
@@ -316,7 +316,7 @@ class ClientConnection(asyncio.Protocol):
             ]
             if qos:
                 self.publishes += 1
-                route[7] = [self.conn_id, packet.packet_id, 0, self.publishes]
+                route[7] = [self.conn_id, packet.packet_id, 0, self.publishes, None]
                 if not self.await_confirmation(packet.packet_id or 0, PUBACK, route):
                     return  # the first transmission is still being confirmed
             self.acceptor.to_router(route)
@@ -391,6 +391,8 @@ class ClientConnection(asyncio.Protocol):
             if not self.awaiting:
                 self.acceptor.awaiting_conns.discard(self)
             self.write(self.acceptor.encode_ack(pending.ack_kind, packet_id, self.level))
+            if pending.ack_kind == PUBREC:
+                self._forward([env.QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id])
 
     def check_confirmations(self, now: float, timeout: float) -> None:
         """A publish left unconfirmed (a router or worker died holding it) is

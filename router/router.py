@@ -167,7 +167,7 @@ class Router:
                     self.plans.clear()
                 self.plans[key] = plan
         if reply is not None:
-            conn, packet_id, attempt, _uid = reply
+            conn, packet_id, attempt, _uid, _key = reply
             confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
             routed = [env.ROUTED, conn, packet_id, confirming, attempt]
             if retain:

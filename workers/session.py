@@ -16,6 +16,8 @@ from typing import Any
 
 NEVER_EXPIRES = 0xFFFFFFFF
 
+CONFIRMED = -1  # Session.inbound_qos2: the publish was confirmed (PUBREC sent)
+
 # OutMessage.state
 AWAIT_ACK = 0  # QoS 1 sent, awaiting PUBACK; QoS 2 sent, awaiting PUBREC
 AWAIT_COMP = 1  # QoS 2: PUBREL sent, awaiting PUBCOMP
@@ -53,7 +55,11 @@ class Session:
     inflight: dict[int, OutMessage] = field(default_factory=dict)
     queue: deque[OutMessage] = field(default_factory=deque)
     queued_bytes: int = 0
-    inbound_qos2: set[int] = field(default_factory=set)
+    # packet id -> [state, first connection, first uid]: state is the connection
+    # it last arrived on while unconfirmed, CONFIRMED once its PUBREC went out,
+    # or 0 when unknown (reloaded from the store); the first connection and the
+    # acceptor's uid of the first receipt key the message
+    inbound_qos2: dict[int, list[int]] = field(default_factory=dict)
     will: list[Any] | None = None
     disconnected_at: float | None = None
     next_packet_id: int = 1

@@ -46,7 +46,7 @@ from store import (
     UpdateMessage,
 )
 
-from .session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, Subscription
+from .session import AWAIT_ACK, AWAIT_COMP, CONFIRMED, OutMessage, Session, Subscription
 
 log = logging.getLogger("flockmq.worker")
 
@@ -70,7 +70,7 @@ class Shard:
         self.sessions: dict[str, Session] = {}
         self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
         self.offline: set[str] = set()  # sessions kept without a connection
-        self.seen_qos2: dict[tuple[int, int], None] = {}  # insertion-ordered, bounded
+        self.seen_qos2: dict[tuple[Any, ...], None] = {}  # insertion-ordered, bounded
         self.to_router: list[Envelope] = []
         self.to_acceptors: dict[int, list[Envelope]] = {}
         self.ops: list[Op] = []  # store writes of this pass
@@ -82,6 +82,7 @@ class Shard:
             env.CONNECT: self._on_connect,
             env.PUBLISH: self._on_publish,
             env.PUBREL_IN: self._on_pubrel,
+            env.QOS2_CONFIRMED: self._on_qos2_confirmed,
             env.PUBACK_IN: self._on_puback,
             env.PUBREC_IN: self._on_pubrec,
             env.PUBCOMP_IN: self._on_pubcomp,
@@ -167,7 +168,8 @@ class Shard:
                 session.next_seq = m.seq + 1
             if session.inflight:
                 session.next_packet_id = max(session.inflight) % 65535 + 1
-            session.inbound_qos2.update(rec.inbound_qos2)
+            for packet_id in rec.inbound_qos2:
+                session.inbound_qos2[packet_id] = [0, 0, 0]
             self.sessions[rec.client_id] = session
             self.offline.add(rec.client_id)
             will = unpack_blob(rec.will)
@@ -334,6 +336,10 @@ class Shard:
         session = self._current(client_id, conn)
         if session is None:
             return
+        known = session.inbound_qos2.get(packet_id)
+        # The message's key for de-duplication at the destinations: the same
+        # from first receipt to PUBREL, whichever connection resends it.
+        first = [conn, uid] if known is None else known[1:]
         route = [
             env.ROUTE,
             client_id,
@@ -342,29 +348,43 @@ class Shard:
             qos,
             retain,
             props,
-            [conn, packet_id, attempt, uid],
+            [conn, packet_id, attempt, uid, [client_id, packet_id, *first]],
         ]
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
             self.to_router.append(route)
             return
-        if packet_id in session.inbound_qos2:
-            if retry:
-                # The acceptor got no confirmation for it (the router or a
-                # worker died holding it): route it again.
+        if known is not None:
+            if retry or known[0] not in (CONFIRMED, conn):
+                # Never confirmed, so its first routing may have died: with the
+                # router or a worker (the acceptor's retry), or with the
+                # connection it came on (resent on a new one, maybe after the
+                # whole broker restarted). Route it again rather than lose it.
+                # Shards drop an acceptor retry they already took; a resend
+                # after a crash they cannot tell apart, so it may arrive twice
+                # (the known gap in the README).
                 self.counters["qos2_rerouted"] += 1
+                known[0] = conn
                 self.to_router.append(route)
                 return
-            # A retransmission before PUBREL: acknowledge, do not deliver
+            # Confirmed, or still being confirmed on this connection: a
+            # retransmission before PUBREL is acknowledged, not delivered
             # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
             self.counters["qos2_duplicates_suppressed"] += 1
             self._send(conn, [env.ROUTED, conn, packet_id, -1, attempt])
             return
-        session.inbound_qos2.add(packet_id)
+        session.inbound_qos2[packet_id] = [conn, conn, uid]
         if session.persistent:
             self.ops.append(PutInboundQos2(client_id, packet_id))
         # Routed once the packet id is stored; the acceptor sends PUBREC when
         # every destination confirmed the message durable.
         self.after_commit.append(("router", route))
+
+    def _on_qos2_confirmed(self, e: Envelope, now: float) -> None:
+        _, _conn, client_id, packet_id = e
+        session = self.sessions.get(client_id)
+        known = session.inbound_qos2.get(packet_id) if session is not None else None
+        if known is not None:
+            known[0] = CONFIRMED
 
     def _on_pubrel(self, e: Envelope, now: float) -> None:
         _, conn, client_id, packet_id = e
@@ -373,7 +393,7 @@ class Shard:
             return
         rc = 0
         if packet_id in session.inbound_qos2:
-            session.inbound_qos2.discard(packet_id)
+            del session.inbound_qos2[packet_id]
             if session.persistent:
                 self.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
@@ -419,9 +439,14 @@ class Shard:
             self._pump(session)
             return
         msg.state = AWAIT_COMP
-        if session.persistent:
+        pubrel = [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0]
+        if session.persisted and msg.seq:
+            # After PUBREL the PUBLISH must never be sent again [MQTT-4.3.3-3]:
+            # the new state is committed before PUBREL goes out.
             self.ops.append(UpdateMessage(client_id, msg.seq, packet_id, AWAIT_COMP))
-        self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0])
+            self.after_commit.append((acceptor_of(conn), pubrel))
+        else:
+            self._send(conn, pubrel)
 
     def _on_pubcomp(self, e: Envelope, now: float) -> None:
         _, conn, client_id, packet_id = e
@@ -539,7 +564,7 @@ class Shard:
     def _on_deliver(self, e: Envelope, now: float) -> None:
         _, topic, payload, qos, retain, props, targets, reply = e
         if reply is not None:
-            conn_of_publisher, packet_id, attempt, uid, confirm = reply
+            conn_of_publisher, packet_id, attempt, uid, key, confirm = reply
             if confirm:
                 # The publisher's acceptor acknowledges once every shard
                 # confirmed: ours goes out after this pass's commit.
@@ -549,7 +574,7 @@ class Shard:
                         [env.STORED, conn_of_publisher, packet_id, True, attempt],
                     )
                 )
-            if qos == 2 and self._seen_before(conn_of_publisher, uid):
+            if qos == 2 and self._seen_before(tuple(key) if key else (conn_of_publisher, uid)):
                 # A retry of a QoS 2 message this shard already took (the
                 # router died before the acceptor heard of it): exactly once.
                 self.counters["qos2_retries_deduplicated"] += 1
@@ -604,10 +629,11 @@ class Shard:
                 out = self.to_acceptors[acceptor] = []
             out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
 
-    def _seen_before(self, conn: int, uid: int) -> bool:
-        """Remember the QoS 2 publishes this shard took, by (connection, uid),
-        bounded: retries come within seconds of the original."""
-        key = (conn, uid)
+    def _seen_before(self, key: tuple[Any, ...]) -> bool:
+        """Remember the QoS 2 publishes this shard took, by their key (origin
+        client id, packet id, connection and uid of the first receipt; a packet
+        id reused after PUBREL has a new uid), bounded: resends come within
+        seconds or minutes of the original."""
         if key in self.seen_qos2:
             return True
         self.seen_qos2[key] = None

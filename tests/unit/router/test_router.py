@@ -293,17 +293,17 @@ def test_publish_with_reply_address_tells_the_acceptor_how_many_shards_confirm()
     sub(router, 0, "a", ("d/#", 1))
     sub(router, 1, "b", ("d/x", 1))
     take(router)
-    route(router, "d/x", qos=1, reply=[publisher, 5, 0, 5])
+    route(router, "d/x", qos=1, reply=[publisher, 5, 0, 5, None])
     workers, acceptors = take(router)
     assert acceptors == {1: [[env.ROUTED, publisher, 5, 2, 0]]}
     assert [d[7] for d in (*workers[0], *workers[1])] == [
-        [publisher, 5, 0, 5, True],
-        [publisher, 5, 0, 5, True],
+        [publisher, 5, 0, 5, None, True],
+        [publisher, 5, 0, 5, None, True],
     ]
-    route(router, "nobody", qos=1, reply=[publisher, 6, 0, 6])
+    route(router, "nobody", qos=1, reply=[publisher, 6, 0, 6, None])
     assert take(router) == ({}, {1: [[env.ROUTED, publisher, 6, 0, 0]]})
     # a retained publish is confirmed only after its store write commits
-    route(router, "d/x", qos=1, retain=True, reply=[publisher, 7, 0, 7])
+    route(router, "d/x", qos=1, retain=True, reply=[publisher, 7, 0, 7, None])
     assert take(router)[1] == {}
     ops, later = router.take_durable()
     assert len(ops) == 1
@@ -324,8 +324,8 @@ def test_only_shards_with_persistent_sessions_confirm() -> None:
     sub(router, 0, "clean", ("e/x", 1), persistent=False)
     sub(router, 1, "kept", ("e/x", 1), persistent=True)
     take(router)
-    route(router, "e/x", qos=1, reply=[publisher, 8, 0, 8])
+    route(router, "e/x", qos=1, reply=[publisher, 8, 0, 8, None])
     workers, acceptors = take(router)
     assert acceptors == {1: [[env.ROUTED, publisher, 8, 1, 0]]}
-    assert workers[0][0][7] == [publisher, 8, 0, 8, False]
-    assert workers[1][0][7] == [publisher, 8, 0, 8, True]
+    assert workers[0][0][7] == [publisher, 8, 0, 8, None, False]
+    assert workers[1][0][7] == [publisher, 8, 0, 8, None, True]

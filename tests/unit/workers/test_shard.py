@@ -436,7 +436,7 @@ def test_inbound_qos1_is_routed_with_a_reply_address() -> None:
     h.publish_in(CONN_A, "c1", 3, 1, b"x")
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"x", 1, False)]
-    assert replies(router) == [[CONN_A, 3, 0, 1]]
+    assert [r[:4] for r in replies(router)] == [[CONN_A, 3, 0, 1]]
     assert acks(acceptors) == []
 
 
@@ -447,7 +447,7 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
     h.publish_in(CONN_A, "c1", 7, 2, b"once")  # a retransmission (DUP)
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert replies(router) == [[CONN_A, 7, 0, 1]]
+    assert [r[:4] for r in replies(router)] == [[CONN_A, 7, 0, 1]]
     assert duplicates_routed(acceptors) == [7]
     assert h.shard.counters["qos2_duplicates_suppressed"] == 1
     h.ack(env.PUBREL_IN, CONN_A, "c1", 7)
@@ -458,9 +458,12 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
 
 
 def test_inbound_qos2_state_survives_reconnect() -> None:
+    # Confirmed (its PUBREC went out), then resent on a new connection: a
+    # duplicate, acknowledged and not delivered again.
     h = Harness()
     connected(h)
     h.publish_in(CONN_A, "c1", 7, 2, b"once")
+    h.shard.handle([env.QOS2_CONFIRMED, CONN_A, "c1", 7], h.now)
     h.close(CONN_A, "c1")
     h.connect(CONN_B, "c1", clean=False)
     h.take()
@@ -468,6 +471,21 @@ def test_inbound_qos2_state_survives_reconnect() -> None:
     router, acceptors = h.take()
     assert routes(router) == []
     assert duplicates_routed(acceptors) == [7]
+
+
+def test_unconfirmed_qos2_resent_on_a_new_connection_is_routed_again() -> None:
+    # Never confirmed: its first routing may have died with the connection or a
+    # process, so the resend is routed (a loss is worse than a duplicate).
+    h = Harness()
+    connected(h)
+    h.publish_in(CONN_A, "c1", 7, 2, b"maybe lost")
+    h.close(CONN_A, "c1")
+    h.connect(CONN_B, "c1", clean=False)
+    h.take()
+    h.publish_in(CONN_B, "c1", 7, 2, b"maybe lost")
+    router, acceptors = h.take()
+    assert routes(router) == [("in/t", b"maybe lost", 2, False)]
+    assert duplicates_routed(acceptors) == []
 
 
 def test_pubrel_for_unknown_packet_id() -> None:
@@ -666,7 +684,7 @@ def test_qos2_retry_from_the_acceptor_is_routed_again() -> None:
     )
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert replies(router) == [[CONN_A, 7, 1, 1]]
+    assert [r[:4] for r in replies(router)] == [[CONN_A, 7, 1, 1]]
     assert duplicates_routed(acceptors) == []
 
 
@@ -684,7 +702,7 @@ def test_a_qos2_retry_the_shard_already_took_is_confirmed_but_not_delivered_twic
                 False,
                 None,
                 [["c1", 2, False, [], "t"]],
-                [publisher, 4, attempt, 77, True],
+                [publisher, 4, attempt, 77, None, True],
             ],
             h.now,
         )
