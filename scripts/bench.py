@@ -106,6 +106,21 @@ ROWS = (
         ("pairs", "--pairs", "100", "--qos", "1", "--count", "100000"),
         ("--count", "10000"),
     ),
+    # The cost of durability: the same loads into persistent sessions (clean
+    # session 0), which flockmq commits to its store (durability=process) before
+    # acknowledging; compare with fanin-q1 and pairs-q1 above.
+    Row(
+        "fanin-q1-persistent",
+        "fan-in 4->1, QoS 1, persistent sessions",
+        ("fanin", "--publishers", "4", "--qos", "1", "--count", "100000", "--persistent"),
+        ("--count", "10000"),
+    ),
+    Row(
+        "pairs-q1-persistent",
+        "100 pairs, QoS 1, persistent sessions",
+        ("pairs", "--pairs", "100", "--qos", "1", "--count", "100000", "--persistent"),
+        ("--count", "10000"),
+    ),
     Row(
         "latency",
         "latency at 10k msg/s, QoS 0",
