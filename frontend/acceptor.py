@@ -264,12 +264,14 @@ class Acceptor:
         _, conn_id, packet_id, codes = e
         conn = self.connections.get(conn_id)
         if conn is not None:
+            conn.unanswered.pop(packet_id, None)
             conn.write(encode(Suback(packet_id, tuple(codes)), conn.level))
 
     def _on_send_unsuback(self, e: Envelope) -> None:
         _, conn_id, packet_id, codes = e
         conn = self.connections.get(conn_id)
         if conn is not None:
+            conn.unanswered.pop(packet_id, None)
             reason_codes = tuple(codes) if conn.level >= 5 else ()
             conn.write(encode(Unsuback(packet_id, reason_codes), conn.level))
 
@@ -301,10 +303,7 @@ class Acceptor:
                     # clean_start False resumes the stored session; its CONNACK is
                     # not forwarded (the connection is already CONNECTED).
                     self.to_worker(shard, [*connect[:3], False, *connect[4:10], False])
-                    for packet_id in sorted(conn.pubrels):
-                        self.to_worker(
-                            shard, [env.PUBREL_IN, conn.conn_id, conn.client_id, packet_id]
-                        )
+                    conn.resend_after_reattach()
                 else:
                     self.counters["closed_for_worker_restart"] += 1
                     conn.close(0x88)  # Server unavailable

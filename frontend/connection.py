@@ -114,6 +114,7 @@ class ClientConnection(asyncio.Protocol):
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
         self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
         self.pubrels: set[int] = set()  # PUBRELs forwarded, awaiting their PUBCOMP
+        self.unanswered: dict[int, list[Any]] = {}  # SUBSCRIBE/UNSUBSCRIBE awaiting their ack
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
 
@@ -206,14 +207,15 @@ class ClientConnection(asyncio.Protocol):
         elif kind is Subscribe:
             self.on_subscribe(packet)
         elif kind is Unsubscribe:
-            self._forward(
+            self._forward_until_answered(
+                packet.packet_id,
                 [
                     env.UNSUBSCRIBE,
                     self.conn_id,
                     self.client_id,
                     packet.packet_id,
                     list(packet.topic_filters),
-                ]
+                ],
             )
         elif kind is Disconnect:
             self.on_disconnect(packet)
@@ -228,6 +230,20 @@ class ClientConnection(asyncio.Protocol):
 
     def _forward(self, envelope: list[Any]) -> None:
         self.acceptor.to_worker(self.shard, envelope)
+
+    def _forward_until_answered(self, packet_id: int, envelope: list[Any]) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE: kept until SUBACK/UNSUBACK, so that if the
+        session's worker dies holding it, it goes again to the restarted one
+        (this connection stays open; the client would wait forever)."""
+        self.unanswered[packet_id] = envelope
+        self._forward(envelope)
+
+    def resend_after_reattach(self) -> None:
+        """What the dead worker may have held for this connection, in order."""
+        for envelope in self.unanswered.values():
+            self._forward(envelope)
+        for packet_id in sorted(self.pubrels):
+            self._forward([env.PUBREL_IN, self.conn_id, self.client_id, packet_id])
 
     def on_connect(self, packet: Connect) -> None:
         self.level = level = packet.protocol_level
@@ -474,7 +490,10 @@ class ClientConnection(asyncio.Protocol):
                     sub_id,
                 ]
             )
-        self._forward([env.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries])
+        self._forward_until_answered(
+            packet.packet_id,
+            [env.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries],
+        )
 
     def on_disconnect(self, packet: Disconnect) -> None:
         # A DISCONNECT discards the will [MQTT-3.14.4-3], unless v5 asks for it (0x04).

@@ -5,8 +5,13 @@ router restart keeps every subscription working."""
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
 import zlib
 from collections.abc import Callable
+
+import pytest
 
 from .broker import Broker
 from .clients import Client, unique
@@ -76,5 +81,33 @@ def test_subscriptions_work_after_a_router_kill(make_broker: Callable[..., Broke
     pub.connect()
     pub.publish(topic, b"re-registered", 1)
     assert sub.expect(1, timeout=30)[0].payload == b"re-registered"
+    sub.disconnect()
+    pub.disconnect()
+
+
+def test_a_subscribe_held_by_a_dying_worker_is_answered_after_its_restart(
+    make_broker: Callable[..., Broker],
+) -> None:
+    broker = make_broker()
+    topic = unique("held")
+    sub = Client(broker.port, id_on_shard("held", 1), clean=False)
+    sub.connect()
+    worker = broker.pid_of("worker", 1)
+    os.kill(worker, signal.SIGSTOP)  # the SUBSCRIBE reaches a worker that will die with it
+    try:
+        result, _mid = sub.paho.subscribe(topic, 1)
+        assert result == 0
+        with pytest.raises(queue.Empty):
+            sub.subacks.get(timeout=0.5)  # frozen: no answer yet
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    broker.wait_restarted("worker", 1, worker)
+    (granted,) = sub.subacks.get(timeout=30)  # the SUBACK comes after the restart
+    assert granted.value == 1
+    pub = Client(broker.port, id_on_shard("pub", 0))
+    pub.connect()
+    pub.publish(topic, b"subscribed", 1)
+    assert sub.expect(1, timeout=30)[0].payload == b"subscribed"
+    assert not sub.disconnected.is_set()
     sub.disconnect()
     pub.disconnect()
