@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import psutil
 import pytest
 
-from .broker import Broker
+from .broker import Broker, free_port
 from .clients import Client, unique
 
 
@@ -72,5 +76,26 @@ def test_order_per_topic_per_publisher(broker: Broker, qos: int) -> None:
         pub.paho.publish(topic, str(i).encode(), qos)
     got = [int(m.payload) for m in sub.expect(200, timeout=30)]
     assert got == list(range(200))
+    sub.disconnect()
+    pub.disconnect()
+
+
+def test_processes_can_talk_over_zeromq_tcp(make_broker: Any, tmp_path: Path) -> None:
+    # Endpoints are configuration: tcp:// works as ipc:// does (multi-host setups).
+    config = tmp_path / "tcp.toml"
+    base = free_port()
+    config.write_text(f'transport = "tcp"\ntcp_base_port = {base}\n')
+    broker = make_broker("--config", str(config))
+    router = psutil.Process(broker.pid_of("router", 0))
+    listening = {c.laddr.port for c in router.net_connections("tcp") if c.status == "LISTEN"}
+    assert base in listening  # the router's inbox is a tcp:// endpoint
+    topic = unique("tcp")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(topic, b"over tcp", 1)
+    assert sub.expect(1)[0].payload == b"over tcp"
     sub.disconnect()
     pub.disconnect()
