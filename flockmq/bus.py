@@ -138,9 +138,6 @@ class Bus:
         return bool(self.backlog)
 
     # --- receiving -----------------------------------------------------------------------
-    def outboxes_pending(self) -> bool:
-        return self._flush_scheduled
-
     def pause_reading(self, reason: str) -> None:
         """Stop taking envelopes from the inbox until every reason is lifted."""
         self._paused_by.add(reason)

@@ -729,7 +729,3 @@ class Shard:
                 self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
             else:
                 self._send_message(conn, msg, dup=True)
-
-    # --- introspection for tests and metrics -------------------------------------
-    def session_ids(self) -> Iterable[str]:
-        return self.sessions.keys()
