@@ -176,10 +176,6 @@ class Acceptor:
                 conn.transport.resume_reading()
         self.paused.clear()
 
-    @staticmethod
-    def encode_ack(kind: int, packet_id: int, level: int, rc: int = 0) -> bytes:
-        return encode_ack(kind, packet_id, level, rc)
-
     # --- envelopes from workers ----------------------------------------------------------------
     def on_envelopes(self, envelopes: list[Envelope]) -> None:
         self.now = self.loop.time()

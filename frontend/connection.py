@@ -26,6 +26,7 @@ from frontend.codec import (
     ReasonCode,
     StreamDecoder,
     encode,
+    encode_ack,
 )
 from frontend.codec.errors import UnsupportedProtocolVersion
 from frontend.codec.packets import (
@@ -313,7 +314,7 @@ class ClientConnection(asyncio.Protocol):
             if qos:
                 kind = 4 if qos == 1 else 5
                 rc = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0
-                self.write(self.acceptor.encode_ack(kind, packet.packet_id or 0, self.level, rc))
+                self.write(encode_ack(kind, packet.packet_id or 0, self.level, rc))
             return
         if qos < 2:
             # QoS 0 and 1 need no session state on the way in: straight to the
@@ -406,7 +407,7 @@ class ClientConnection(asyncio.Protocol):
             del self.awaiting[packet_id]
             if not self.awaiting:
                 self.acceptor.awaiting_conns.discard(self)
-            self.write(self.acceptor.encode_ack(pending.ack_kind, packet_id, self.level))
+            self.write(encode_ack(pending.ack_kind, packet_id, self.level))
             if pending.ack_kind == PUBREC:
                 self._forward([env.QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id])
 
