@@ -9,7 +9,8 @@ then schedules each `on_done(error_or_None)` on the loop with
 Invariants:
 
 - Ops are applied in submission order; a batch is all submissions pending when
-  the thread wakes, applied whole or not at all.
+  the thread wakes, applied whole or not at all, after `store.compact` folded
+  the message rows that are put and acknowledged within it.
 - Every `on_done` is called exactly once, on the loop's thread, after its ops
   are committed (None) or known not to be (a StoreError). Callbacks run in
   submission order.
@@ -30,6 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .base import Op, Store, StoreError, Writer
+from .compact import compact
 
 log = logging.getLogger("flockmq.store")
 
@@ -116,8 +118,10 @@ class Committer:
             return None
 
     def _commit(self, writer: Writer, batch: Batch) -> StoreError | None:
-        ops = [op for submitted, _ in batch for op in submitted]
+        ops = compact([op for submitted, _ in batch for op in submitted])
         self.batches += 1
+        if not ops:  # everything folded away (see store.compact): nothing to write
+            return None
         try:
             writer.apply(ops)
         except StoreError as e:
