@@ -78,9 +78,11 @@ ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, repl
 #   ROUTED/STORED), or None. attempt counts the acceptor's retries:
 #   confirmations of an older attempt (from before a process died) are
 #   ignored. uid numbers the connection's publishes: (conn, uid) names one
-#   message across its retries. key ([client_id, packet_id, first conn, first uid], QoS 2,
-#   set by the publisher's shard) names it across resends on new connections;
-#   shards drop a QoS 2 copy whose key they already took
+#   message across its retries. key ([client_id, packet_id, token, durable], QoS 2,
+#   set by the publisher's shard; token stored with the packet id) names it
+#   across resends on new connections and restarts; shards drop a QoS 2 copy
+#   whose key they already took, and with durable (a persistent publisher)
+#   persistent destinations store the key with their copies
 WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
 SYNCED = 46  # [SYNCED, shard]  after re-sending its subscriptions for ROUTER_UP: a
 #   restarted router holds publishes until every shard is synced, so none is

@@ -1,10 +1,16 @@
 """The durable-state interface: records, write ops, the Store ABC, StoreError.
 
-A store holds six tables of rows, each written by exactly one process:
+A store holds seven tables of rows:
 
 - sessions (client id, expiry, protocol level, will, when disconnected), and per
-  session its subscriptions, its messages and its inbound QoS 2 packet ids:
-  written by the worker whose shard owns the client id;
+  session its subscriptions, its messages, its inbound QoS 2 packet ids (each
+  with the token that names the message across resends) and the QoS 2 messages
+  it took from other clients that their publishers may still resend (origin,
+  packet id, token: `seen_qos2`): written by the worker whose shard owns the
+  client id, except that the publisher's PUBREL (`DeleteInboundQos2`) and the
+  end of the publisher's session (`DeleteSession`) also delete the `seen_qos2`
+  rows of that publish / publisher at every destination (once released, it is
+  never resent);
 - retained messages and the inbound write-ahead log: written by the router.
 
 Invariants:
@@ -16,11 +22,13 @@ Invariants:
   increasing) orders the offline queue and the outbound in-flight window alike;
   `packet_id` is 0 while a message is queued, `state` is AWAIT_ACK (0) or
   AWAIT_COMP (1) as in `workers.session`.
-- `DeleteSession` also deletes the session's subscriptions, messages and inbound
-  QoS 2 ids. Deleting or updating a row that is not there is a no-op.
+- `DeleteSession` also deletes the session's subscriptions, messages, inbound
+  QoS 2 ids and seen rows, and every seen row whose origin it is. Deleting or
+  updating a row that is not there is a no-op.
 - Wills and properties are opaque bytes (the caller msgpacks them) or None.
 - Loads return plain records, sorted (sessions by client id, subscriptions by
-  filter, messages by seq, qos2 ids ascending, inbound by msg_id), and never
+  filter, messages by seq, qos2 ids ascending, seen rows by (origin, packet id),
+  inbound by msg_id), and never
   alias the store's own state.
 - Every backend failure surfaces as `StoreError`, whose message names the file.
 """
@@ -31,8 +39,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-FORMAT_VERSION = 1
-"""The store format this code writes, and the newest it reads."""
+FORMAT_VERSION = 2
+"""The store format this code writes, and the newest it reads. Older formats
+are migrated in place when opened (1 -> 2: inbound QoS 2 tokens, seen_qos2)."""
 
 DURABILITIES = ("process", "power")
 """process: a commit survives any process being killed (WAL, synchronous=NORMAL).
@@ -69,6 +78,19 @@ class MessageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundQos2Record:
+    packet_id: int
+    token: int  # names the message across resends; 0 for rows from format 1
+
+
+@dataclass(frozen=True, slots=True)
+class SeenQos2Record:
+    origin: str  # the publisher's client id
+    packet_id: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRecord:
     client_id: str
     expiry: int
@@ -77,7 +99,8 @@ class SessionRecord:
     disconnected_at: float | None
     subscriptions: tuple[SubscriptionRecord, ...] = ()
     messages: tuple[MessageRecord, ...] = ()  # in seq order
-    inbound_qos2: tuple[int, ...] = ()  # ascending
+    inbound_qos2: tuple[InboundQos2Record, ...] = ()  # by packet id
+    seen_qos2: tuple[SeenQos2Record, ...] = ()  # by (origin, packet id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +193,40 @@ class DeleteMessage:
 
 @dataclass(frozen=True, slots=True)
 class PutInboundQos2:
+    """A QoS 2 publish received and not yet released (PUBREL). Putting a packet
+    id that is already there keeps the existing row (and its token)."""
+
+    client_id: str
+    packet_id: int
+    token: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteInboundQos2:
+    """PUBREL: the packet id is free, and the publish is never resent, so every
+    destination's seen row for it goes too."""
+
     client_id: str
     packet_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteInboundQos2:
+class PutSeenQos2:
+    """Session `client_id` took the QoS 2 message (origin, packet_id, token):
+    a resend of it must not be delivered again. Replaces the row of an older
+    message with the same (origin, packet_id)."""
+
     client_id: str
+    origin: str
     packet_id: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneSeenQos2:
+    """Delete every seen row whose publish is no longer held by its publisher's
+    session (no inbound QoS 2 row with that packet id and token): released or
+    ended while the row was being written by another process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +271,8 @@ Op = (
     | DeleteMessage
     | PutInboundQos2
     | DeleteInboundQos2
+    | PutSeenQos2
+    | PruneSeenQos2
     | PutRetained
     | DeleteRetained
     | PutInbound
@@ -262,7 +313,8 @@ class Store(ABC):
     @abstractmethod
     def load_sessions(self, accept: Callable[[str], bool]) -> list[SessionRecord]:
         """Every session whose client id `accept`s, with its subscriptions,
-        messages (seq order) and inbound QoS 2 ids; sorted by client id."""
+        messages (seq order), inbound QoS 2 ids and seen QoS 2 messages; sorted
+        by client id."""
 
     @abstractmethod
     def load_retained(self) -> list[RetainedRecord]:

@@ -19,16 +19,20 @@ from .base import (
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
+    InboundQos2Record,
     InboundRecord,
     MessageRecord,
     Op,
+    PruneSeenQos2,
     PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
+    PutSeenQos2,
     PutSession,
     PutSubscription,
     RetainedRecord,
+    SeenQos2Record,
     SessionRecord,
     Store,
     StoreError,
@@ -49,6 +53,8 @@ _OP_TYPES = (
     DeleteMessage,
     PutInboundQos2,
     DeleteInboundQos2,
+    PutSeenQos2,
+    PruneSeenQos2,
     PutRetained,
     DeleteRetained,
     PutInbound,
@@ -77,7 +83,11 @@ class MemoryStore(Store):
         self._sessions: dict[str, PutSession] = {}
         self._subs: dict[str, dict[str, SubscriptionRecord]] = {}
         self._messages: dict[str, dict[int, MessageRecord]] = {}
-        self._qos2: dict[str, set[int]] = {}
+        self._qos2: dict[str, dict[int, int]] = {}  # client id -> packet id -> token
+        # destination client id -> (origin, packet id) -> token, and the reverse
+        # index (origin, packet id) -> destinations
+        self._seen: dict[str, dict[tuple[str, int], int]] = {}
+        self._seen_at: dict[tuple[str, int], set[str]] = {}
         self._retained: dict[str, RetainedRecord] = {}
         self._inbound: dict[int, InboundRecord] = {}
 
@@ -109,6 +119,10 @@ class MemoryStore(Store):
                 self._subs.pop(cid, None)
                 self._messages.pop(cid, None)
                 self._qos2.pop(cid, None)
+                for key in self._seen.pop(cid, {}):
+                    self._seen_at[key].discard(cid)
+                for key in [k for k in self._seen_at if k[0] == cid]:
+                    self._forget_seen(key)
             case PutSubscription():
                 self._subs.setdefault(op.client_id, {})[op.topic_filter] = SubscriptionRecord(
                     op.topic_filter,
@@ -148,9 +162,21 @@ class MemoryStore(Store):
             case DeleteMessage():
                 self._messages.get(op.client_id, {}).pop(op.seq, None)
             case PutInboundQos2():
-                self._qos2.setdefault(op.client_id, set()).add(op.packet_id)
+                self._qos2.setdefault(op.client_id, {}).setdefault(op.packet_id, op.token)
             case DeleteInboundQos2():
-                self._qos2.get(op.client_id, set()).discard(op.packet_id)
+                self._qos2.get(op.client_id, {}).pop(op.packet_id, None)
+                self._forget_seen((op.client_id, op.packet_id))
+            case PutSeenQos2():
+                key = (op.origin, op.packet_id)
+                self._seen.setdefault(op.client_id, {})[key] = op.token
+                self._seen_at.setdefault(key, set()).add(op.client_id)
+            case PruneSeenQos2():
+                for key in list(self._seen_at):
+                    origin, packet_id = key
+                    for dest in list(self._seen_at[key]):
+                        if self._qos2.get(origin, {}).get(packet_id) != self._seen[dest][key]:
+                            del self._seen[dest][key]
+                            self._seen_at[key].discard(dest)
             case PutRetained():
                 self._retained[op.topic] = RetainedRecord(
                     op.topic, bytes(op.payload), op.qos, op.props
@@ -170,6 +196,10 @@ class MemoryStore(Store):
             case DeleteInbound():
                 self._inbound.pop(op.msg_id, None)
 
+    def _forget_seen(self, key: tuple[str, int]) -> None:
+        for dest in self._seen_at.pop(key, ()):
+            self._seen.get(dest, {}).pop(key, None)
+
     def load_sessions(self, accept: Callable[[str], bool]) -> list[SessionRecord]:
         self._check_open()
         with self._lock:
@@ -180,6 +210,8 @@ class MemoryStore(Store):
                 s = self._sessions[cid]
                 subs = self._subs.get(cid, {})
                 msgs = self._messages.get(cid, {})
+                qos2 = self._qos2.get(cid, {})
+                seen = self._seen.get(cid, {})
                 out.append(
                     SessionRecord(
                         cid,
@@ -189,7 +221,8 @@ class MemoryStore(Store):
                         s.disconnected_at,
                         tuple(subs[f] for f in sorted(subs)),
                         tuple(msgs[q] for q in sorted(msgs)),
-                        tuple(sorted(self._qos2.get(cid, ()))),
+                        tuple(InboundQos2Record(p, qos2[p]) for p in sorted(qos2)),
+                        tuple(SeenQos2Record(o, p, seen[(o, p)]) for o, p in sorted(seen)),
                     )
                 )
             return out

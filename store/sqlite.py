@@ -11,7 +11,10 @@ Invariants:
 - The file is never overwritten or discarded: a file that is not a database,
   fails `PRAGMA quick_check`, lacks our `meta` table but has other tables, or
   has a `format_version` newer than FORMAT_VERSION raises StoreError naming it.
-  A missing file (and its directory) is created with the current schema.
+  A missing file (and its directory) is created with the current schema. An
+  older format is migrated in place, in one transaction, with a log line
+  (format 1 -> 2: inbound QoS 2 tokens and the qos2_seen table); after that an
+  older flockmq refuses the file as newer, it never misreads it.
 - durability "process": `synchronous=NORMAL` in WAL, a commit survives any
   process being killed; "power": `synchronous=FULL`, each commit is fsynced.
 - Every sqlite3/OS failure leaves this module as StoreError naming the file;
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -39,16 +43,20 @@ from .base import (
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
+    InboundQos2Record,
     InboundRecord,
     MessageRecord,
     Op,
+    PruneSeenQos2,
     PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
+    PutSeenQos2,
     PutSession,
     PutSubscription,
     RetainedRecord,
+    SeenQos2Record,
     SessionRecord,
     Store,
     StoreError,
@@ -57,11 +65,15 @@ from .base import (
     Writer,
 )
 
+log = logging.getLogger("flockmq.store")
+
 DB_NAME = "flockmq.db"
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 
-# Format 1. Changing any of this means FORMAT_VERSION 2 and a migration here,
-# and the golden file test (tests/unit/store/golden_v1.db) must still pass.
+# Format 1, as it was first written. A new store is created as format 1 and
+# migrated up (MIGRATIONS), so every store takes the same path to the current
+# format. Never edit SCHEMA_V1 or a migration: add one (FORMAT_VERSION + 1),
+# with its golden file; the golden file tests of the older formats must pass.
 SCHEMA_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL)",
     "CREATE TABLE sessions ("
@@ -87,6 +99,20 @@ SCHEMA_V1 = (
     " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, props BLOB)",
 )
 
+# MIGRATIONS[n]: the statements that turn format n - 1 into format n.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Inbound QoS 2 ids keep the token that names their message across resends,
+    # and destinations remember the QoS 2 messages they took until the
+    # publisher releases them, so a resend after a crash is not delivered twice.
+    2: (
+        "ALTER TABLE inbound_qos2 ADD COLUMN token INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE qos2_seen ("
+        " origin TEXT NOT NULL, packet_id INTEGER NOT NULL, client_id TEXT NOT NULL,"
+        " token INTEGER NOT NULL, PRIMARY KEY (origin, packet_id, client_id)) WITHOUT ROWID",
+        "CREATE INDEX qos2_seen_by_client ON qos2_seen (client_id)",
+    ),
+}
+
 # Per op type: the statements it runs and its parameters. A run of ops of one
 # type goes through executemany, which keeps their order.
 _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
@@ -100,6 +126,8 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
             "DELETE FROM subscriptions WHERE client_id = ?",
             "DELETE FROM messages WHERE client_id = ?",
             "DELETE FROM inbound_qos2 WHERE client_id = ?",
+            "DELETE FROM qos2_seen WHERE client_id = ?",
+            "DELETE FROM qos2_seen WHERE origin = ?",
         ),
         lambda o: (o.client_id,),
     ),
@@ -142,12 +170,30 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
         lambda o: (o.client_id, o.seq),
     ),
     PutInboundQos2: (
-        ("INSERT OR IGNORE INTO inbound_qos2 VALUES (?, ?)",),
-        lambda o: (o.client_id, o.packet_id),
+        ("INSERT OR IGNORE INTO inbound_qos2 (client_id, packet_id, token) VALUES (?, ?, ?)",),
+        lambda o: (o.client_id, o.packet_id, o.token),
     ),
     DeleteInboundQos2: (
-        ("DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?",),
+        (
+            "DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?",
+            "DELETE FROM qos2_seen WHERE origin = ? AND packet_id = ?",
+        ),
         lambda o: (o.client_id, o.packet_id),
+    ),
+    PutSeenQos2: (
+        (
+            "INSERT OR REPLACE INTO qos2_seen (origin, packet_id, client_id, token)"
+            " VALUES (?, ?, ?, ?)",
+        ),
+        lambda o: (o.origin, o.packet_id, o.client_id, o.token),
+    ),
+    PruneSeenQos2: (
+        (
+            "DELETE FROM qos2_seen WHERE NOT EXISTS (SELECT 1 FROM inbound_qos2 AS i"
+            " WHERE i.client_id = qos2_seen.origin AND i.packet_id = qos2_seen.packet_id"
+            " AND i.token = qos2_seen.token)",
+        ),
+        lambda o: (),
     ),
     PutRetained: (
         ("INSERT OR REPLACE INTO retained VALUES (?, ?, ?, ?)",),
@@ -239,19 +285,32 @@ def _quick_check(conn: sqlite3.Connection, path: str) -> None:
 
 
 def _prepare(conn: sqlite3.Connection, path: str) -> None:
-    """Check the format version; create the schema in an empty file. The empty
-    case re-checks under the write lock, since several processes start at once."""
+    """Check the format version; create the schema in an empty file, migrate an
+    older one. Both re-check under the write lock, since several processes
+    open the file at once."""
     try:
-        if _format_version(conn, path) is not None:
-            _set_wal(conn, path)  # ours, so already WAL: a no-op check
+        version = _format_version(conn, path)
+        _set_wal(conn, path)  # ours: already WAL (a no-op); empty: WAL from now on
+        if version == FORMAT_VERSION:
             return
-        _set_wal(conn, path)  # an empty file: WAL from its first transaction on
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if _format_version(conn, path) is None:
+            version = _format_version(conn, path)
+            if version is None:
                 for stmt in SCHEMA_V1:
                     conn.execute(stmt)
-                conn.execute("INSERT INTO meta VALUES ('format_version', ?)", (FORMAT_VERSION,))
+                conn.execute("INSERT INTO meta VALUES ('format_version', 1)")
+                version = 1
+            elif version < FORMAT_VERSION:
+                log.warning(
+                    "%s: migrating the store from format %d to %d", path, version, FORMAT_VERSION
+                )
+            for target in range(version + 1, FORMAT_VERSION + 1):
+                for stmt in MIGRATIONS[target]:
+                    conn.execute(stmt)
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION,)
+            )
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -406,9 +465,20 @@ class SqliteStore(Store):
                 ),
             )
             qos2 = _group(
-                conn.execute("SELECT * FROM inbound_qos2 ORDER BY client_id, packet_id"),
+                conn.execute(
+                    "SELECT client_id, packet_id, token FROM inbound_qos2"
+                    " ORDER BY client_id, packet_id"
+                ),
                 wanted,
-                lambda r: int(r[1]),
+                lambda r: InboundQos2Record(r[1], r[2]),
+            )
+            seen = _group(
+                conn.execute(
+                    "SELECT client_id, origin, packet_id, token FROM qos2_seen"
+                    " ORDER BY client_id, origin, packet_id"
+                ),
+                wanted,
+                lambda r: SeenQos2Record(r[1], r[2], r[3]),
             )
         return [
             SessionRecord(
@@ -420,6 +490,7 @@ class SqliteStore(Store):
                 tuple(subs.get(cid, ())),
                 tuple(msgs.get(cid, ())),
                 tuple(qos2.get(cid, ())),
+                tuple(seen.get(cid, ())),
             )
             for cid, expiry, level, will, disconnected_at in heads
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import time
 
@@ -54,7 +55,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        shard = Shard(index, limits_from(config))
+        shard = Shard(index, limits_from(config), nonce=secrets.randbits(31))
         stats = SysStats("worker", index, shard.counters)
         store = open_configured_store(config)
         workers = config.workers

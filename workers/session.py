@@ -55,10 +55,11 @@ class Session:
     inflight: dict[int, OutMessage] = field(default_factory=dict)
     queue: deque[OutMessage] = field(default_factory=deque)
     queued_bytes: int = 0
-    # packet id -> [state, first connection, first uid]: state is the connection
-    # it last arrived on while unconfirmed, CONFIRMED once its PUBREC went out,
-    # or 0 when unknown (reloaded from the store); the first connection and the
-    # acceptor's uid of the first receipt key the message
+    # packet id -> [state, token]: state is the connection it last arrived on
+    # while unconfirmed, CONFIRMED once its PUBREC went out, or 0 when unknown
+    # (reloaded from the store); the token (stored with the packet id) names
+    # the message at its destinations from first receipt to PUBREL, whichever
+    # connection or broker incarnation resends it
     inbound_qos2: dict[int, list[int]] = field(default_factory=dict)
     will: list[Any] | None = None
     disconnected_at: float | None = None

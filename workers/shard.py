@@ -38,8 +38,10 @@ from store import (
     DeleteSession,
     DeleteSubscription,
     Op,
+    PruneSeenQos2,
     PutInboundQos2,
     PutMessage,
+    PutSeenQos2,
     PutSession,
     PutSubscription,
     SessionRecord,
@@ -64,13 +66,19 @@ class ShardLimits:
 
 
 class Shard:
-    def __init__(self, index: int, limits: ShardLimits) -> None:
+    def __init__(self, index: int, limits: ShardLimits, nonce: int = 0) -> None:
+        """`nonce`: a random number per process start (31 bits), so that the
+        QoS 2 tokens of this incarnation differ from every earlier one's."""
         self.index = index
         self.limits = limits
+        self._token_base = (nonce & 0x7FFFFFFF) << 32
+        self._tokens = 0
         self.sessions: dict[str, Session] = {}
         self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
         self.offline: set[str] = set()  # sessions kept without a connection
-        self.seen_qos2: dict[tuple[Any, ...], None] = {}  # insertion-ordered, bounded
+        # QoS 2 messages this shard took, by key (see _seen_before);
+        # insertion-ordered, bounded
+        self.seen_qos2: dict[tuple[Any, ...], None] = {}
         self.to_router: list[Envelope] = []
         self.to_acceptors: dict[int, list[Envelope]] = {}
         self.ops: list[Op] = []  # store writes of this pass
@@ -168,8 +176,10 @@ class Shard:
                 session.next_seq = m.seq + 1
             if session.inflight:
                 session.next_packet_id = max(session.inflight) % 65535 + 1
-            for packet_id in rec.inbound_qos2:
-                session.inbound_qos2[packet_id] = [0, 0, 0]
+            for q in rec.inbound_qos2:
+                session.inbound_qos2[q.packet_id] = [0, q.token]
+            for seen in rec.seen_qos2:
+                self._seen_before((seen.origin, seen.packet_id, seen.token, True))
             self.sessions[rec.client_id] = session
             self.offline.add(rec.client_id)
             will = unpack_blob(rec.will)
@@ -180,6 +190,9 @@ class Shard:
                 self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, will)
             self._persist_session(session)
             self.counters["sessions_loaded"] += 1
+        # Seen rows of publishes released (or publishers gone) while their row
+        # was being written elsewhere; they can never match again.
+        self.ops.append(PruneSeenQos2())
         self._on_router_up([env.ROUTER_UP, 0], now)
 
     def _persist_session(self, session: Session) -> None:
@@ -338,8 +351,10 @@ class Shard:
             return
         known = session.inbound_qos2.get(packet_id)
         # The message's key for de-duplication at the destinations: the same
-        # from first receipt to PUBREL, whichever connection resends it.
-        first = [conn, uid] if known is None else known[1:]
+        # from first receipt to PUBREL, whichever connection resends it, even
+        # after a crash (the token is stored with the packet id, and a
+        # persistent destination stores the keys it took: `durable`).
+        token = self._next_token() if known is None else known[1]
         route = [
             env.ROUTE,
             client_id,
@@ -348,7 +363,7 @@ class Shard:
             qos,
             retain,
             props,
-            [conn, packet_id, attempt, uid, [client_id, packet_id, *first]],
+            [conn, packet_id, attempt, uid, [client_id, packet_id, token, session.persistent]],
         ]
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
             self.to_router.append(route)
@@ -358,10 +373,8 @@ class Shard:
                 # Never confirmed, so its first routing may have died: with the
                 # router or a worker (the acceptor's retry), or with the
                 # connection it came on (resent on a new one, maybe after the
-                # whole broker restarted). Route it again rather than lose it.
-                # Shards drop an acceptor retry they already took; a resend
-                # after a crash they cannot tell apart, so it may arrive twice
-                # (the known gap in the README).
+                # whole broker restarted). Route it again rather than lose it:
+                # destinations that already took it drop it by its key.
                 self.counters["qos2_rerouted"] += 1
                 known[0] = conn
                 self.to_router.append(route)
@@ -372,9 +385,9 @@ class Shard:
             self.counters["qos2_duplicates_suppressed"] += 1
             self._send(conn, [env.ROUTED, conn, packet_id, -1, attempt])
             return
-        session.inbound_qos2[packet_id] = [conn, conn, uid]
+        session.inbound_qos2[packet_id] = [conn, token]
         if session.persistent:
-            self.ops.append(PutInboundQos2(client_id, packet_id))
+            self.ops.append(PutInboundQos2(client_id, packet_id, token))
         # Routed once the packet id is stored; the acceptor sends PUBREC when
         # every destination confirmed the message durable.
         self.after_commit.append(("router", route))
@@ -394,7 +407,7 @@ class Shard:
         rc = 0
         if packet_id in session.inbound_qos2:
             del session.inbound_qos2[packet_id]
-            if session.persistent:
+            if session.persisted:  # also releases the destinations' seen rows
                 self.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
             rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
@@ -574,11 +587,14 @@ class Shard:
                         [env.STORED, conn_of_publisher, packet_id, True, attempt],
                     )
                 )
-            if qos == 2 and self._seen_before(tuple(key) if key else (conn_of_publisher, uid)):
-                # A retry of a QoS 2 message this shard already took (the
-                # router died before the acceptor heard of it): exactly once.
-                self.counters["qos2_retries_deduplicated"] += 1
-                return
+            if qos == 2:
+                if self._seen_before(tuple(key) if key else (conn_of_publisher, uid)):
+                    # A retry or resend of a QoS 2 message this shard already
+                    # took (a process died before its publisher heard): once.
+                    self.counters["qos2_retries_deduplicated"] += 1
+                    return
+                if key and key[3]:
+                    self._record_seen(key, targets)
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
         for client_id, granted, rap, sub_ids, topic_filter in targets:
@@ -629,11 +645,30 @@ class Shard:
                 out = self.to_acceptors[acceptor] = []
             out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
 
+    def _next_token(self) -> int:
+        self._tokens += 1
+        return self._token_base | (self._tokens & 0xFFFFFFFF)
+
+    def _record_seen(self, key: list[Any], targets: list[list[Any]]) -> None:
+        """A QoS 2 message from a persistent publisher reaches persistent
+        sessions here: they store its key in the same commit as their copies,
+        so a resend after this worker restarted is still recognised. (The
+        publisher's PUBREL deletes these rows: it never resends after that.)"""
+        origin, packet_id, token, _ = key
+        sessions = self.sessions
+        for client_id, *_ in targets:
+            session = sessions.get(client_id)
+            if session is not None and session.persistent:
+                session.persisted = True
+                self.ops.append(PutSeenQos2(client_id, origin, packet_id, token))
+
     def _seen_before(self, key: tuple[Any, ...]) -> bool:
-        """Remember the QoS 2 publishes this shard took, by their key (origin
-        client id, packet id, connection and uid of the first receipt; a packet
-        id reused after PUBREL has a new uid), bounded: resends come within
-        seconds or minutes of the original."""
+        """Remember the QoS 2 publishes this shard took, by their key: (origin
+        client id, packet id, token, durable), where the token is unique per
+        message (a packet id reused after PUBREL gets a new one); or (publisher's
+        connection, uid) for a publish without a key. Bounded: resends come
+        within seconds or minutes of the original, and the store keeps the keys
+        of persistent sessions across restarts (reloaded here by `load`)."""
         if key in self.seen_qos2:
             return True
         self.seen_qos2[key] = None

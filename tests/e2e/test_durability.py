@@ -106,40 +106,17 @@ def kill_mid_load(
         restart_on_same_dir(broker, extra)
 
 
-QOS2_RETRANSMISSION_GAP = pytest.mark.xfail(
-    strict=False,  # whether the kill hits the window depends on timing
-    reason="QoS 2, whole broker killed: nothing acknowledged is lost, but a message that was "
-    "stored at its destinations and not yet confirmed to the publisher arrives twice: the "
-    "publisher resends it after the restart, its shard no longer knows whether it was "
-    "confirmed (not in the store) and routes it again, and the destinations' de-duplication "
-    "keys (in memory) died with them. Needs the keys persisted with the inbound packet ids "
-    "and the queued messages (a store format change)",
-)
-QOS2_SHARD_RESTART_GAP = pytest.mark.xfail(
-    strict=False,  # timing: passed 5 runs in a row alone, failed under a loaded full run
-    reason="QoS 2, publisher's worker killed: nothing acknowledged is lost, but a message "
-    "stored at its destinations and not yet confirmed can arrive twice: the restarted shard "
-    "reloads the publisher's packet ids without their de-duplication keys (not in the store) "
-    "and routes the client's resend again. Same fix as the whole-broker case",
-)
-QOS2_ACCEPTOR_KILL_DUPLICATE = pytest.mark.xfail(
-    strict=False,  # seen once in 4 runs
-    reason="QoS 2, both acceptors killed: nothing acknowledged is lost, but one duplicate was "
-    "seen once in 4 runs; cause not confirmed (suspected: a subscriber's PUBREC that died "
-    "with its acceptor, so the resumed session resends the PUBLISH with DUP and the "
-    "reconnected paho client delivers it again)",
-)
 KILLS = [
     pytest.param(role, qos, marks=marks)
     for role, qos, marks in [
         ("acceptor", 1, []),
-        ("acceptor", 2, [QOS2_ACCEPTOR_KILL_DUPLICATE]),
+        ("acceptor", 2, []),
         ("router", 1, []),
         ("router", 2, []),
         ("worker", 1, []),
-        ("worker", 2, [QOS2_SHARD_RESTART_GAP]),
+        ("worker", 2, []),
         ("broker", 1, []),
-        ("broker", 2, [QOS2_RETRANSMISSION_GAP]),
+        ("broker", 2, []),
     ]
 ]
 

@@ -15,16 +15,20 @@ from store import (
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
+    InboundQos2Record,
     InboundRecord,
     MessageRecord,
     Op,
+    PruneSeenQos2,
     PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
+    PutSeenQos2,
     PutSession,
     PutSubscription,
     RetainedRecord,
+    SeenQos2Record,
     SessionRecord,
     Store,
     StoreError,
@@ -138,17 +142,84 @@ def test_inbound_qos2_round_trip(store: Store, reopen: Reopen) -> None:
     store.apply(
         [
             PutSession("c", 10, 5, None, None),
-            PutInboundQos2("c", 65535),
-            PutInboundQos2("c", 1),
-            PutInboundQos2("c", 1),  # twice is once
+            PutInboundQos2("c", 65535, 2**62),
+            PutInboundQos2("c", 1, 7),
+            PutInboundQos2("c", 1, 8),  # twice is once: the first token stays
             PutInboundQos2("c", 300),
         ]
     )
     (s,) = reopen().load_sessions(everyone)
-    assert s.inbound_qos2 == (1, 300, 65535)
+    assert s.inbound_qos2 == (
+        InboundQos2Record(1, 7),
+        InboundQos2Record(300, 0),
+        InboundQos2Record(65535, 2**62),
+    )
     store.apply([DeleteInboundQos2("c", 300), DeleteInboundQos2("c", 4)])
     (s,) = reopen().load_sessions(everyone)
-    assert s.inbound_qos2 == (1, 65535)
+    assert [r.packet_id for r in s.inbound_qos2] == [1, 65535]
+
+
+def test_seen_qos2_round_trip_and_release(store: Store, reopen: Reopen) -> None:
+    """Destinations remember the QoS 2 messages they took until the publisher's
+    PUBREL (DeleteInboundQos2) or the end of its session releases them."""
+    store.apply(
+        [
+            PutSession("pub", 10, 4, None, None),
+            PutSession("other", 10, 4, None, None),
+            PutSession("sub1", 10, 4, None, None),
+            PutSession("sub2", 10, 4, None, None),
+            PutInboundQos2("pub", 5, 111),
+            PutInboundQos2("pub", 6, 222),
+            PutSeenQos2("sub1", "pub", 5, 111),
+            PutSeenQos2("sub2", "pub", 5, 111),
+            PutSeenQos2("sub1", "pub", 6, 222),
+            PutSeenQos2("sub1", "other", 5, 9),
+            PutSeenQos2("sub2", "other", 1, 3),
+            PutSeenQos2("sub2", "other", 1, 4),  # a newer message with that packet id
+        ]
+    )
+    seen = {s.client_id: s.seen_qos2 for s in reopen().load_sessions(everyone)}
+    assert seen == {
+        "pub": (),
+        "other": (),
+        "sub1": (
+            SeenQos2Record("other", 5, 9),
+            SeenQos2Record("pub", 5, 111),
+            SeenQos2Record("pub", 6, 222),
+        ),
+        "sub2": (SeenQos2Record("other", 1, 4), SeenQos2Record("pub", 5, 111)),
+    }
+    store.apply([DeleteInboundQos2("pub", 5)])  # PUBREL: released everywhere
+    seen = {s.client_id: s.seen_qos2 for s in reopen().load_sessions(everyone)}
+    assert seen["sub1"] == (SeenQos2Record("other", 5, 9), SeenQos2Record("pub", 6, 222))
+    assert seen["sub2"] == (SeenQos2Record("other", 1, 4),)
+    store.apply([DeleteSession("other")])  # the publisher's session ended
+    store.apply([DeleteSession("sub2")])  # a destination's session ended
+    seen = {s.client_id: s.seen_qos2 for s in reopen().load_sessions(everyone)}
+    assert seen == {"pub": (), "sub1": (SeenQos2Record("pub", 6, 222),)}
+    store.apply([PutSession("sub2", 10, 4, None, None)])
+    (again,) = [s for s in reopen().load_sessions(everyone) if s.client_id == "sub2"]
+    assert again.seen_qos2 == ()
+
+
+def test_prune_drops_seen_rows_of_released_publishes(store: Store, reopen: Reopen) -> None:
+    """A seen row written after its publish was released (another process's
+    commit came first) matches no inbound QoS 2 row any more: pruned."""
+    store.apply(
+        [
+            PutSession("pub", 10, 4, None, None),
+            PutSession("sub", 10, 4, None, None),
+            PutInboundQos2("pub", 5, 111),
+            PutInboundQos2("pub", 6, 222),
+            PutSeenQos2("sub", "pub", 5, 111),  # still held: kept
+            PutSeenQos2("sub", "pub", 6, 999),  # packet id 6 now names another message
+            PutSeenQos2("sub", "pub", 7, 333),  # released
+            PutSeenQos2("sub", "gone", 1, 1),  # publisher's session ended
+        ]
+    )
+    store.apply([PruneSeenQos2()])
+    (_, sub) = reopen().load_sessions(everyone)
+    assert sub.seen_qos2 == (SeenQos2Record("pub", 5, 111),)
 
 
 def test_retained_round_trip(store: Store, reopen: Reopen) -> None:
@@ -195,7 +266,8 @@ def _full_session(cid: str) -> list[Op]:
         PutSession(cid, 10, 5, b"w", None),
         PutSubscription(cid, "a/#", 1),
         PutMessage(cid, 1, "a/b", b"m", 1, False, None, 4, 0),
-        PutInboundQos2(cid, 9),
+        PutInboundQos2(cid, 9, 99),
+        PutSeenQos2(cid, "someone", 3, 33),
     ]
 
 
@@ -206,7 +278,9 @@ def test_delete_session_cascades(store: Store, reopen: Reopen) -> None:
     fresh = reopen()
     (kept,) = fresh.load_sessions(everyone)
     assert kept.client_id == "kept"
-    assert (len(kept.subscriptions), len(kept.messages), kept.inbound_qos2) == (1, 1, (9,))
+    assert (len(kept.subscriptions), len(kept.messages)) == (1, 1)
+    assert kept.inbound_qos2 == (InboundQos2Record(9, 99),)
+    assert kept.seen_qos2 == (SeenQos2Record("someone", 3, 33),)
     # The router's tables are not the session's.
     assert len(fresh.load_retained()) == 1
     assert len(fresh.load_inbound()) == 1

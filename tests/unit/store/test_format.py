@@ -1,5 +1,6 @@
 """The SQLite file: created when missing, never overwritten when it is not ours
-or not readable, refused when newer, read back from the golden format-1 file;
+or not readable, refused when newer, read back from the golden format-1 file
+(migrated) and format-2 file;
 WAL mode and the durability setting; several processes writing at once."""
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import pytest
 
 from store import (
     FORMAT_VERSION,
+    DeleteInboundQos2,
+    InboundQos2Record,
     InboundRecord,
     MessageRecord,
     PutRetained,
+    PutSeenQos2,
     PutSession,
     RetainedRecord,
+    SeenQos2Record,
     SessionRecord,
     SqliteStore,
     StoreError,
@@ -31,6 +36,7 @@ from store import (
 from store.sqlite import db_path
 
 GOLDEN_V1 = Path(__file__).with_name("golden_v1.db")
+GOLDEN_V2 = Path(__file__).with_name("golden_v2.db")
 
 
 def everyone(_cid: str) -> bool:
@@ -53,7 +59,8 @@ def test_missing_file_is_created_with_parents(tmp_path: Path) -> None:
         assert s.path == str(data / "flockmq.db")
         s.apply([PutRetained("t", b"x", 0, None)])
     raw = sqlite3.connect(data / "flockmq.db")
-    assert raw.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone() == (1,)
+    version = raw.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    assert version == (FORMAT_VERSION,) == (2,)
     assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     raw.close()
 
@@ -80,16 +87,18 @@ def test_durability_sets_synchronous(tmp_path: Path, durability: str, level: int
 def test_newer_format_is_refused(tmp_path: Path) -> None:
     path = make_store(tmp_path / "data")
     raw = sqlite3.connect(path)
-    raw.execute("UPDATE meta SET value = 2 WHERE key = 'format_version'")
+    newer = FORMAT_VERSION + 1
+    raw.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (newer,))
     raw.commit()
     raw.close()
     with pytest.raises(StoreError) as err:
         open_store("sqlite", str(tmp_path / "data"), "process")
     assert str(err.value) == (
-        f"{path} was written by a newer flockmq (format 2; this one reads up to {FORMAT_VERSION})"
+        f"{path} was written by a newer flockmq (format {newer};"
+        f" this one reads up to {FORMAT_VERSION})"
     )
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT value FROM meta").fetchone() == (2,)
+    assert raw.execute("SELECT value FROM meta").fetchone() == (newer,)
     assert raw.execute("SELECT count(*) FROM sessions").fetchone() == (200,)
     raw.close()
 
@@ -185,9 +194,10 @@ def test_bad_kind_or_durability(tmp_path: Path) -> None:
         open_store("memory", str(tmp_path), "eventually")
 
 
-def test_golden_v1_file_reads_back(tmp_path: Path) -> None:
+def test_golden_v1_file_reads_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """tests/unit/store/golden_v1.db was written once by make_golden_v1.py with
-    format 1. If this fails, the change breaks reading existing stores."""
+    format 1. If this fails, the change breaks reading existing stores. Opening
+    it migrates it to the current format, in place, saying so."""
     data = tmp_path / "data"
     data.mkdir()
     shutil.copyfile(GOLDEN_V1, data / "flockmq.db")  # never open the checked-in file
@@ -208,7 +218,7 @@ def test_golden_v1_file_reads_back(tmp_path: Path) -> None:
                     MessageRecord(11, "cmd/b", b"", 1, True, None, 8, 0),
                     MessageRecord(12, "cmd/c", b"\x00\xff queued", 1, False, None, 0, 0),
                 ),
-                (3, 65535),
+                (InboundQos2Record(3, 0), InboundQos2Record(65535, 0)),  # no tokens in v1
             ),
             SessionRecord(
                 "älterer-client",
@@ -230,6 +240,39 @@ def test_golden_v1_file_reads_back(tmp_path: Path) -> None:
         assert s.max_inbound_msg_id() == 41
         s.apply([PutRetained("status/x", b"\x02", 0, None)])  # and it stays writable
         assert s.load_retained()[0].payload == b"\x02"
+        s.apply([PutSeenQos2("sensor-1", "pub", 3, 77)])  # format 2 rows, too
+        assert s.load_sessions(everyone)[0].seen_qos2 == (SeenQos2Record("pub", 3, 77),)
+    assert f"{data / 'flockmq.db'}: migrating the store from format 1 to 2" in caplog.text
+    raw = sqlite3.connect(data / "flockmq.db")
+    assert raw.execute("SELECT value FROM meta").fetchone() == (2,)
+    raw.close()
+
+
+def test_golden_v2_file_reads_back(tmp_path: Path) -> None:
+    """tests/unit/store/golden_v2.db was written once by make_golden_v2.py with
+    format 2: the format 1 rows plus inbound QoS 2 tokens and seen rows."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copyfile(GOLDEN_V2, data / "flockmq.db")
+    with open_store("sqlite", str(data), "process") as s:
+        pub, sensor, older = s.load_sessions(everyone)  # sorted by client id
+        assert (pub.client_id, sensor.client_id, older.client_id) == (
+            "pub",
+            "sensor-1",
+            "älterer-client",
+        )
+        assert [m.seq for m in sensor.messages] == [10, 11, 12]
+        assert sensor.inbound_qos2 == (InboundQos2Record(3, 5), InboundQos2Record(65535, 2**62))
+        assert sensor.seen_qos2 == (
+            SeenQos2Record("pub", 1, 2**63 - 1),
+            SeenQos2Record("pub", 2, 8),
+        )
+        assert older.seen_qos2 == (SeenQos2Record("pub", 2, 8),)
+        assert pub.inbound_qos2 == (InboundQos2Record(1, 2**63 - 1), InboundQos2Record(2, 8))
+        s.apply([DeleteInboundQos2("pub", 2)])  # PUBREL of pub's packet id 2
+        pub, sensor, older = s.load_sessions(everyone)
+        assert sensor.seen_qos2 == (SeenQos2Record("pub", 1, 2**63 - 1),)
+        assert older.seen_qos2 == ()
 
 
 WRITER_SCRIPT = textwrap.dedent(

@@ -1,16 +1,27 @@
 """The shard's durability contract, without processes: persistent sessions
 produce store ops (clean sessions and QoS 0 never do), STORED confirmations
 wait for the commit, and a shard rebuilt from the store resumes the session:
-subscriptions, queue order, in-flight messages resent with DUP, QoS 2 ids."""
+subscriptions, queue order, in-flight messages resent with DUP, QoS 2 ids, and
+QoS 2 exactly-once across a restart (tokens and seen rows)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flockmq import envelopes as env
 from frontend.codec.packets import PacketType
-from store import DeleteMessage, MemoryStore, PutMessage, PutSession, PutSubscription
+from store import (
+    DeleteMessage,
+    MemoryStore,
+    PutMessage,
+    PutSeenQos2,
+    PutSession,
+    PutSubscription,
+)
+from workers.session import Subscription
 from workers.shard import Shard, ShardLimits
 
-from .test_shard import CONN_A, CONN_B, NEVER, Harness, acks, publishes
+from .test_shard import CONN_A, CONN_B, CONN_C, NEVER, Harness, acks, publishes
 
 
 def persistent_subscriber(h: Harness, conn: int = CONN_A) -> None:
@@ -118,3 +129,89 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
     assert [e for e in acceptors if e[0] == env.ROUTED] == []
     h2.ack(env.PUBREL_IN, CONN_B, "p1", 5)
     assert acks(h2.take_acceptors()) == [(PacketType.PUBCOMP, 5, 0)]
+
+
+def route_to_deliver(route: list[Any], target: str, confirm: bool = True) -> list[Any]:
+    """The DELIVER a router makes of a shard's QoS 2 ROUTE for one target."""
+    _, _origin, topic, payload, qos, retain, props, reply = route
+    return [
+        env.DELIVER,
+        topic,
+        payload,
+        qos,
+        retain,
+        props,
+        [[target, 2, False, [], "in/#"]],
+        [*reply, confirm],
+    ]
+
+
+def test_qos2_resend_after_the_worker_restarted_is_delivered_once() -> None:
+    """Publisher and subscriber persistent, on this shard: the message reached
+    the subscriber's queue and was committed, the PUBREC never went out, the
+    worker died. The publisher resends on a new connection to the restarted
+    worker: it is confirmed (so the publisher gets its PUBREC) and not queued
+    again; the seen row goes with the publisher's PUBREL."""
+    store = MemoryStore()
+    h = Harness()
+    h.connect(CONN_A, "pub", clean=False, expiry=NEVER)
+    h.connect(CONN_C, "sub", clean=False, expiry=NEVER)
+    h.subscribe(CONN_C, "sub", "in/#", 2)
+    h.close(CONN_C, "sub")  # offline: the message waits in its queue
+    h.take()
+    store.apply(h.ops)
+    h.publish_in(CONN_A, "pub", 5, 2, b"once")
+    router, _ = h.take()
+    store.apply(h.ops)  # the packet id (with its token) is committed, then routed
+    (route,) = [e for e in router if e[0] == env.ROUTE]
+    h.shard.handle(route_to_deliver(route, "sub"), h.now)
+    _, acceptors = h.take()
+    store.apply(h.ops)  # the copy and its seen row, in one commit
+    assert [e[0] for e in acceptors] == [env.STORED]
+    assert any(isinstance(op, PutSeenQos2) for op in h.ops)
+
+    shard = Shard(0, ShardLimits(), nonce=99)  # the restarted worker
+    shard.load(store.load_sessions(lambda _cid: True), h.now + 5)
+    h2 = Harness()
+    h2.shard = shard
+    h2.take()
+    h2.connect(CONN_B, "pub", clean=False, expiry=NEVER)
+    h2.take()
+    h2.shard.handle(
+        [env.PUBLISH, CONN_B, "pub", 5, "in/t", b"once", 2, False, None, 0, False, 1], h2.now
+    )
+    router, _ = h2.take()
+    (again,) = [e for e in router if e[0] == env.ROUTE]
+    assert again[7][4] == route[7][4]  # the same key, from the store
+    h2.shard.handle(route_to_deliver(again, "sub"), h2.now)
+    _, acceptors = h2.take()
+    assert [e[0] for e in acceptors] == [env.STORED]  # confirmed: PUBREC can go out
+    assert h2.shard.counters["qos2_retries_deduplicated"] == 1
+    assert [m.payload for m in shard.sessions["sub"].queue] == [b"once"]
+    h2.ack(env.PUBREL_IN, CONN_B, "pub", 5)
+    h2.take()
+    store.apply(h2.ops)
+    assert store.load_sessions(lambda cid: cid == "sub")[0].seen_qos2 == ()
+
+
+def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
+    h = Harness()
+    h.connect(CONN_A, "pub", clean=True)
+    h.connect(CONN_C, "sub", clean=False, expiry=NEVER)
+    h.shard.sessions["sub"].subscriptions["in/#"] = Subscription(2)
+    h.take()
+    h.publish_in(CONN_A, "pub", 5, 2, b"m")
+    router, _ = h.take()
+    (route,) = [e for e in router if e[0] == env.ROUTE]
+    assert route[7][4][3] is False  # not durable: the publisher's state dies with it
+    h.shard.handle(route_to_deliver(route, "sub"), h.now)
+    h.take()
+    assert not any(isinstance(op, PutSeenQos2) for op in h.ops)
+    h.shard.handle(route_to_deliver(route, "sub"), h.now)  # an acceptor retry
+    h.take()
+    assert len(h.shard.sessions["sub"].inflight) == 1
+
+
+def test_tokens_differ_between_incarnations() -> None:
+    a, b = Shard(0, ShardLimits(), nonce=1), Shard(0, ShardLimits(), nonce=2)
+    assert a._next_token() != b._next_token()
