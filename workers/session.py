@@ -33,6 +33,9 @@ class OutMessage:
     packet_id: int = 0
     state: int = AWAIT_ACK
     seq: int = 0  # position in the session's stored message order (persistent sessions)
+    # its PutMessage is still to be made from it (Shard.take_durable), so
+    # changes until then need no op of their own
+    unsaved: bool = False
 
 
 @dataclass(slots=True)

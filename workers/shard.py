@@ -81,7 +81,10 @@ class Shard:
         self.seen_qos2: dict[tuple[Any, ...], None] = {}
         self.to_router: list[Envelope] = []
         self.to_acceptors: dict[int, list[Envelope]] = {}
-        self.ops: list[Op] = []  # store writes of this pass
+        # store writes of this pass; (client id, OutMessage) stands for the
+        # PutMessage of a message queued in it (see take_durable)
+        self.ops: list[Op | tuple[str, OutMessage]] = []
+        self._unsaved = 0  # such placeholders in ops
         # (destination, envelope): sent once `ops` are committed; destination is
         # "router" or an acceptor index
         self.after_commit: list[tuple[str | int, Envelope]] = []
@@ -209,10 +212,17 @@ class Shard:
             )
 
     def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Envelope]]]:
-        """This pass's store ops and the envelopes that must wait for them."""
+        """This pass's store ops and the envelopes that must wait for them. A
+        message queued in this pass becomes its PutMessage only now, in its
+        place, with the packet id and state it has now (most go in flight in
+        the pass that queued them: one row written instead of a put and an
+        update); one acknowledged in the same pass is not written at all."""
         ops, later = self.ops, self.after_commit
         self.ops, self.after_commit = [], []
-        return ops, later
+        if self._unsaved:
+            self._unsaved = 0
+            ops = [op for op in map(_resolve, ops) if op is not None]
+        return ops, later  # type: ignore[return-value]
 
     def startup_envelopes(self, incarnation: int) -> None:
         """Announce this shard (a restarted worker): the router forgets the
@@ -456,7 +466,8 @@ class Shard:
         if session.persisted and msg.seq:
             # After PUBREL the PUBLISH must never be sent again [MQTT-4.3.3-3]:
             # the new state is committed before PUBREL goes out.
-            self.ops.append(UpdateMessage(client_id, msg.seq, packet_id, AWAIT_COMP))
+            if not msg.unsaved:
+                self.ops.append(UpdateMessage(client_id, msg.seq, packet_id, AWAIT_COMP))
             self.after_commit.append((acceptor_of(conn), pubrel))
         else:
             self._send(conn, pubrel)
@@ -477,7 +488,11 @@ class Shard:
     def _forget(self, session: Session, msg: OutMessage) -> None:
         """An acknowledged message leaves the store."""
         if session.persisted and msg.seq:
-            self.ops.append(DeleteMessage(session.client_id, msg.seq))
+            if msg.unsaved:  # never written: its placeholder resolves to nothing
+                msg.unsaved = False
+                msg.seq = 0
+            else:
+                self.ops.append(DeleteMessage(session.client_id, msg.seq))
 
     # --- subscriptions ------------------------------------------------------------
     def _on_subscribe(self, e: Envelope, now: float) -> None:
@@ -700,17 +715,9 @@ class Shard:
             msg.seq = session.next_seq
             session.next_seq += 1
             session.persisted = True
-            self.ops.append(
-                PutMessage(
-                    session.client_id,
-                    msg.seq,
-                    msg.topic,
-                    msg.payload,
-                    msg.qos,
-                    msg.retain,
-                    pack_blob(msg.props),
-                )
-            )
+            msg.unsaved = True
+            self._unsaved += 1
+            self.ops.append((session.client_id, msg))
 
     def _window(self, session: Session) -> int:
         limit = self.limits.max_inflight
@@ -730,7 +737,7 @@ class Shard:
                 msg.packet_id = session.allocate_packet_id()
                 msg.state = AWAIT_ACK
                 session.inflight[msg.packet_id] = msg
-                if msg.seq:
+                if msg.seq and not msg.unsaved:
                     self.ops.append(
                         UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)
                     )
@@ -764,3 +771,25 @@ class Shard:
                 self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
             else:
                 self._send_message(conn, msg, dup=True)
+
+
+def _resolve(op: Op | tuple[str, OutMessage]) -> Op | None:
+    """A placeholder of `Shard.ops` as its PutMessage (None: acknowledged
+    before it was written); any other op as it is."""
+    if type(op) is not tuple:
+        return op  # type: ignore[return-value]
+    client_id, msg = op
+    if not msg.unsaved:
+        return None
+    msg.unsaved = False
+    return PutMessage(
+        client_id,
+        msg.seq,
+        msg.topic,
+        msg.payload,
+        msg.qos,
+        msg.retain,
+        pack_blob(msg.props),
+        msg.packet_id,
+        msg.state,
+    )

@@ -49,6 +49,13 @@ def test_ops_on_rows_of_earlier_batches_are_kept() -> None:
     assert compact(ops) == ops
 
 
+def test_a_row_of_an_earlier_batch_sent_and_acked_in_this_one_is_only_deleted() -> None:
+    ops: list[Op] = [UpdateMessage("a", 1, 7, 0), put("b", 1), DeleteMessage("a", 1)]
+    assert compact(ops) == [put("b", 1), DeleteMessage("a", 1)]
+    ops = [UpdateMessage("a", 1, 7, 0), put("b", 1), UpdateMessage("a", 1, 7, 1)]
+    assert compact(ops) == [UpdateMessage("a", 1, 7, 1), put("b", 1)]
+
+
 def test_nothing_reaches_back_over_a_session_delete() -> None:
     ops: list[Op] = [put("a", 1), DeleteSession("a"), UpdateMessage("a", 1, 3, 0)]
     assert compact(ops) == ops

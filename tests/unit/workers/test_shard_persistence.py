@@ -17,6 +17,7 @@ from store import (
     PutSeenQos2,
     PutSession,
     PutSubscription,
+    UpdateMessage,
 )
 from workers.session import Subscription
 from workers.shard import Shard, ShardLimits
@@ -215,3 +216,37 @@ def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
 def test_tokens_differ_between_incarnations() -> None:
     a, b = Shard(0, ShardLimits(), nonce=1), Shard(0, ShardLimits(), nonce=2)
     assert a._next_token() != b._next_token()
+
+
+def test_a_message_sent_in_the_pass_that_queued_it_is_one_row() -> None:
+    """Queued and put in flight in one pass: one PutMessage with its packet id
+    (no UpdateMessage); queued while offline, sent in a later pass: an update."""
+    h = Harness()
+    persistent_subscriber(h)
+    h.deliver("p1", b"now", 1)
+    h.take()
+    assert h.ops == [PutMessage("p1", 1, "t", b"now", 1, False, None, 1, 0)]
+    h.close(CONN_A, "p1")
+    h.deliver("p1", b"later", 1)
+    h.take()
+    assert [(type(op), getattr(op, "packet_id", None)) for op in h.ops] == [
+        (PutSession, None),
+        (PutMessage, 0),  # queued: no packet id yet
+    ]
+    h.connect(CONN_B, "p1", clean=False, expiry=NEVER)
+    h.take()
+    assert UpdateMessage("p1", 2, 2, 0) in h.ops
+
+
+def test_a_message_acknowledged_before_it_was_written_is_never_written() -> None:
+    h = Harness()
+    persistent_subscriber(h)
+    h.deliver("p1", b"quick", 2)
+    h.ack(env.PUBREC_IN, CONN_A, "p1", 1)  # same pass: the row has the new state
+    _, acceptors = h.take()
+    assert h.ops == [PutMessage("p1", 1, "t", b"quick", 2, False, None, 1, 1)]
+    assert acks(acceptors) == [(PacketType.PUBREL, 1, 0)]  # after that commit
+    h.deliver("p1", b"gone", 1)
+    h.ack(env.PUBACK_IN, CONN_A, "p1", 2)
+    h.take()
+    assert h.ops == []
