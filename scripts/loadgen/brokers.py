@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadgen import wire
+from flockmq.probe import free_port, mqtt_ready
 
 VENV_BIN = Path(sys.executable).parent
 FLOCKMQ_INFLIGHT = 64  # flockmq's default max_inflight; Mosquitto is set to match
@@ -29,34 +28,6 @@ FLOCKMQ_INFLIGHT = 64  # flockmq's default max_inflight; Mosquitto is set to mat
 
 class BrokerError(Exception):
     """A broker could not be found, started or made ready."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def mqtt_ready(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a CONNECT on this port gets a successful CONNACK."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            sock.sendall(wire.encode_connect(f"bench-probe-{os.getpid()}", keepalive=10))
-            reader = wire.PacketReader()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                data = sock.recv(4096)
-                if not data:
-                    return False
-                for first, body in reader.feed(data):
-                    ok = first >> 4 == wire.CONNACK and len(body) >= 2 and body[1] == 0
-                    if ok:
-                        sock.sendall(wire.DISCONNECT_BYTES)
-                    return ok
-    except (OSError, wire.WireError):
-        return False
-    return False
 
 
 def _which_mosquitto() -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,35 +14,9 @@ from pathlib import Path
 
 import psutil
 
-from frontend.codec import Connack, Connect, StreamDecoder, encode
+from flockmq.probe import free_port, mqtt_ready
 
 FLOCKMQ = str(Path(sys.executable).parent / "flockmq")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def mqtt_ready(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a CONNECT on this port gets a CONNACK (workers are up too)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(encode(Connect("ready-probe", 4, True, 10), 4))
-            decoder = StreamDecoder(protocol_level=4)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                data = sock.recv(4096)
-                if not data:
-                    return False
-                decoder.feed(data)
-                packet = decoder.next_packet()
-                if packet is not None:
-                    return isinstance(packet, Connack) and packet.reason_code == 0
-    except OSError:
-        return False
-    return False
 
 
 @dataclass

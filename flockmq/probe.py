@@ -1,0 +1,44 @@
+"""Is an MQTT broker up on host:port? Used by `make bench` (scripts/loadgen)
+and the end-to-end tests to wait for a broker they started, flockmq or
+Mosquitto: ready means a CONNECT gets a successful CONNACK (for flockmq, an
+acceptor and the client's session worker answered), not merely an open port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from frontend.codec import Connack, Connect, Disconnect, ProtocolError, StreamDecoder, encode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the caller binds it soon after)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def mqtt_ready(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when an MQTT 3.1.1 CONNECT (clean session) on host:port gets a
+    CONNACK with return code 0 within `timeout`; the probe then disconnects."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(encode(Connect(f"ready-probe-{os.getpid()}", 4, True, 10), 4))
+            decoder = StreamDecoder(protocol_level=4)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                decoder.feed(data)
+                packet = decoder.next_packet()
+                if packet is not None:
+                    ok = isinstance(packet, Connack) and packet.reason_code == 0
+                    if ok:
+                        sock.sendall(encode(Disconnect(), 4))
+                    return ok
+    except (OSError, ProtocolError):
+        return False
+    return False
