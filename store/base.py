@@ -1,6 +1,6 @@
 """The durable-state interface: records, write ops, the Store ABC, StoreError.
 
-A store holds seven tables of rows:
+A store holds six tables of rows:
 
 - sessions (client id, expiry, protocol level, will, when disconnected), and per
   session its subscriptions, its messages, its inbound QoS 2 packet ids (each
@@ -11,7 +11,7 @@ A store holds seven tables of rows:
   end of the publisher's session (`DeleteSession`) also delete the `seen_qos2`
   rows of that publish / publisher at every destination (once released, it is
   never resent);
-- retained messages and the inbound write-ahead log: written by the router.
+- retained messages: written by the router.
 
 Invariants:
 
@@ -28,8 +28,7 @@ Invariants:
 - Wills and properties are opaque bytes (the caller msgpacks them) or None.
 - Loads return plain records, sorted (sessions by client id, subscriptions by
   filter, messages by seq, qos2 ids ascending, seen rows by (origin, packet id),
-  inbound by msg_id), and never
-  alias the store's own state.
+  retained messages by topic), and never alias the store's own state.
 - Every backend failure surfaces as `StoreError`, whose message names the file.
 """
 
@@ -41,7 +40,8 @@ from dataclasses import dataclass
 
 FORMAT_VERSION = 2
 """The store format this code writes, and the newest it reads. Older formats
-are migrated in place when opened (1 -> 2: inbound QoS 2 tokens, seen_qos2)."""
+are migrated in place when opened (1 -> 2: inbound QoS 2 tokens, seen_qos2, the
+unused inbound table dropped)."""
 
 DURABILITIES = ("process", "power")
 """process: a commit survives any process being killed (WAL, synchronous=NORMAL).
@@ -108,17 +108,6 @@ class RetainedRecord:
     topic: str
     payload: bytes
     qos: int
-    props: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
-    msg_id: int
-    origin: str  # the publisher's client id
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
     props: bytes | None
 
 
@@ -242,25 +231,6 @@ class DeleteRetained:
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
-class PutInbound:
-    """Log a publish that was acknowledged to its publisher, until every
-    destination has it (then `DeleteInbound`)."""
-
-    msg_id: int
-    origin: str
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    props: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteInbound:
-    msg_id: int
-
-
 Op = (
     PutSession
     | DeleteSession
@@ -275,8 +245,6 @@ Op = (
     | PruneSeenQos2
     | PutRetained
     | DeleteRetained
-    | PutInbound
-    | DeleteInbound
 )
 
 
@@ -319,14 +287,6 @@ class Store(ABC):
     @abstractmethod
     def load_retained(self) -> list[RetainedRecord]:
         """Every retained message, sorted by topic."""
-
-    @abstractmethod
-    def load_inbound(self) -> list[InboundRecord]:
-        """The inbound write-ahead log in msg_id order."""
-
-    @abstractmethod
-    def max_inbound_msg_id(self) -> int:
-        """The highest msg_id in the inbound log, 0 when it is empty."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -13,18 +13,15 @@ import threading
 from collections.abc import Callable, Iterable
 
 from .base import (
-    DeleteInbound,
     DeleteInboundQos2,
     DeleteMessage,
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
     InboundQos2Record,
-    InboundRecord,
     MessageRecord,
     Op,
     PruneSeenQos2,
-    PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
@@ -57,8 +54,6 @@ _OP_TYPES = (
     PruneSeenQos2,
     PutRetained,
     DeleteRetained,
-    PutInbound,
-    DeleteInbound,
 )
 
 
@@ -89,7 +84,6 @@ class MemoryStore(Store):
         self._seen: dict[str, dict[tuple[str, int], int]] = {}
         self._seen_at: dict[tuple[str, int], set[str]] = {}
         self._retained: dict[str, RetainedRecord] = {}
-        self._inbound: dict[int, InboundRecord] = {}
 
     def writer(self) -> Writer:
         return _MemoryWriter(self)
@@ -183,18 +177,6 @@ class MemoryStore(Store):
                 )
             case DeleteRetained():
                 self._retained.pop(op.topic, None)
-            case PutInbound():
-                self._inbound[op.msg_id] = InboundRecord(
-                    op.msg_id,
-                    op.origin,
-                    op.topic,
-                    bytes(op.payload),
-                    op.qos,
-                    bool(op.retain),
-                    op.props,
-                )
-            case DeleteInbound():
-                self._inbound.pop(op.msg_id, None)
 
     def _forget_seen(self, key: tuple[str, int]) -> None:
         for dest in self._seen_at.pop(key, ()):
@@ -231,16 +213,6 @@ class MemoryStore(Store):
         self._check_open()
         with self._lock:
             return [self._retained[t] for t in sorted(self._retained)]
-
-    def load_inbound(self) -> list[InboundRecord]:
-        self._check_open()
-        with self._lock:
-            return [self._inbound[m] for m in sorted(self._inbound)]
-
-    def max_inbound_msg_id(self) -> int:
-        self._check_open()
-        with self._lock:
-            return max(self._inbound, default=0)
 
     def close(self) -> None:
         # Like a SQLite connection: this handle stops working, writers do not.

@@ -13,8 +13,9 @@ Invariants:
   has a `format_version` newer than FORMAT_VERSION raises StoreError naming it.
   A missing file (and its directory) is created with the current schema. An
   older format is migrated in place, in one transaction, with a log line
-  (format 1 -> 2: inbound QoS 2 tokens and the qos2_seen table); after that an
-  older flockmq refuses the file as newer, it never misreads it.
+  (format 1 -> 2: inbound QoS 2 tokens, the qos2_seen table, and the unused
+  inbound table dropped); after that an older flockmq refuses the file as
+  newer, it never misreads it.
 - durability "process": `synchronous=NORMAL` in WAL, a commit survives any
   process being killed; "power": `synchronous=FULL`, each commit is fsynced.
 - Every sqlite3/OS failure leaves this module as StoreError naming the file;
@@ -37,18 +38,15 @@ from typing import Any
 from .base import (
     DURABILITIES,
     FORMAT_VERSION,
-    DeleteInbound,
     DeleteInboundQos2,
     DeleteMessage,
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
     InboundQos2Record,
-    InboundRecord,
     MessageRecord,
     Op,
     PruneSeenQos2,
-    PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
@@ -110,6 +108,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " origin TEXT NOT NULL, packet_id INTEGER NOT NULL, client_id TEXT NOT NULL,"
         " token INTEGER NOT NULL, PRIMARY KEY (origin, packet_id, client_id)) WITHOUT ROWID",
         "CREATE INDEX qos2_seen_by_client ON qos2_seen (client_id)",
+        # The inbound write-ahead log of format 1 was never written by any
+        # flockmq (acknowledgements wait for the destinations' commits instead).
+        # Appended while format 2 was still unreleased.
+        "DROP TABLE inbound",
     ),
 }
 
@@ -202,14 +204,6 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     DeleteRetained: (
         ("DELETE FROM retained WHERE topic = ?",),
         lambda o: (o.topic,),
-    ),
-    PutInbound: (
-        ("INSERT OR REPLACE INTO inbound VALUES (?, ?, ?, ?, ?, ?, ?)",),
-        lambda o: (o.msg_id, o.origin, o.topic, o.payload, o.qos, int(o.retain), o.props),
-    ),
-    DeleteInbound: (
-        ("DELETE FROM inbound WHERE msg_id = ?",),
-        lambda o: (o.msg_id,),
     ),
 }
 
@@ -501,18 +495,6 @@ class SqliteStore(Store):
                 RetainedRecord(t, bytes(p), q, props)
                 for t, p, q, props in conn.execute("SELECT * FROM retained ORDER BY topic")
             ]
-
-    def load_inbound(self) -> list[InboundRecord]:
-        with self._snapshot() as conn:
-            return [
-                InboundRecord(m, o, t, bytes(p), q, bool(r), props)
-                for m, o, t, p, q, r, props in conn.execute("SELECT * FROM inbound ORDER BY msg_id")
-            ]
-
-    def max_inbound_msg_id(self) -> int:
-        with self._snapshot() as conn:
-            (top,) = conn.execute("SELECT COALESCE(MAX(msg_id), 0) FROM inbound").fetchone()
-        return int(top)
 
     def close(self) -> None:
         if self._conn is not None:

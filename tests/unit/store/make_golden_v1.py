@@ -1,6 +1,13 @@
 """Write golden_v1.db: a small format-1 store with one of every row kind.
 
-Run once, by hand, when format 1 was defined:
+Historical: this only ran with the code of format 1 (git history: the commit
+before a260d0b, which added format 2). The current code migrates every store
+it opens to the newest format, so it cannot write a format-1 file any more
+(main() refuses to run), and the inbound write-ahead log ops (PutInbound) that
+wrote two of its rows are gone; the script is kept as the record of what
+golden_v1.db holds.
+
+Ran once, by hand, when format 1 was defined:
 
     .venv/bin/python tests/unit/store/make_golden_v1.py
 
@@ -22,7 +29,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 from store import (
     FORMAT_VERSION,
     Op,
-    PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
@@ -46,8 +52,11 @@ OPS: list[Op] = [
     PutSubscription("älterer-client", "a/b", 0),
     PutRetained("status/€", b"online", 1, b"\x81\xa2ct\xa4text"),
     PutRetained("status/x", b"\x01", 0, None),
-    PutInbound(41, "sensor-1", "cmd/a", b"in flight", 2, False, b"\x81\xa1k\xa1v"),
-    PutInbound(40, "pub", "a/b", b"logged", 1, True, None),
+    # Format 1 also had the inbound write-ahead log (table inbound: msg_id,
+    # origin, topic, payload, qos, retain, props), since removed. Two rows were
+    # written here with PutInbound, which no longer exists:
+    #   (41, "sensor-1", "cmd/a", b"in flight", 2, False, b"\x81\xa1k\xa1v")
+    #   (40, "pub", "a/b", b"logged", 1, True, None)
 ]
 
 

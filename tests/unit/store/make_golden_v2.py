@@ -4,10 +4,11 @@ Run once, by hand, when format 2 was defined:
 
     .venv/bin/python tests/unit/store/make_golden_v2.py
 
-and never again: test_format.py checks that the current code reads the
-checked-in file with exactly these contents (spelled out there on their own,
-so that editing this script cannot change what the test expects). A new
-format gets its own golden file and script.
+(and once more before format 2 was released, when its migration came to drop
+the unused inbound table) and never again: test_format.py checks that the
+current code reads the checked-in file with exactly these contents (spelled
+out there on their own, so that editing this script cannot change what the
+test expects). A new format gets its own golden file and script.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 from store import (
     FORMAT_VERSION,
     Op,
-    PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
@@ -53,8 +53,6 @@ OPS: list[Op] = [
     PutSubscription("älterer-client", "a/b", 0),
     PutRetained("status/€", b"online", 1, b"\x81\xa2ct\xa4text"),
     PutRetained("status/x", b"\x01", 0, None),
-    PutInbound(41, "sensor-1", "cmd/a", b"in flight", 2, False, b"\x81\xa1k\xa1v"),
-    PutInbound(40, "pub", "a/b", b"logged", 1, True, None),
 ]
 
 

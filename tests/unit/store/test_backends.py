@@ -9,18 +9,15 @@ from collections.abc import Callable
 import pytest
 
 from store import (
-    DeleteInbound,
     DeleteInboundQos2,
     DeleteMessage,
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
     InboundQos2Record,
-    InboundRecord,
     MessageRecord,
     Op,
     PruneSeenQos2,
-    PutInbound,
     PutInboundQos2,
     PutMessage,
     PutRetained,
@@ -46,8 +43,6 @@ def everyone(_cid: str) -> bool:
 def test_empty_store_loads_nothing(store: Store) -> None:
     assert store.load_sessions(everyone) == []
     assert store.load_retained() == []
-    assert store.load_inbound() == []
-    assert store.max_inbound_msg_id() == 0
 
 
 def test_session_round_trip(store: Store, reopen: Reopen) -> None:
@@ -240,27 +235,6 @@ def test_retained_round_trip(store: Store, reopen: Reopen) -> None:
     assert [r.topic for r in reopen().load_retained()] == ["$SYS/x", "b"]
 
 
-def test_inbound_log_round_trip(store: Store, reopen: Reopen) -> None:
-    store.apply(
-        [
-            PutInbound(12, "pub", "x/y", b"late", 2, True, b"\x80"),
-            PutInbound(3, "pub", "x/y", b"early", 1, False, None),
-            PutInbound(7, "other", "z", b"", 1, False, None),
-        ]
-    )
-    fresh = reopen()
-    assert fresh.load_inbound() == [
-        InboundRecord(3, "pub", "x/y", b"early", 1, False, None),
-        InboundRecord(7, "other", "z", b"", 1, False, None),
-        InboundRecord(12, "pub", "x/y", b"late", 2, True, b"\x80"),
-    ]
-    assert fresh.max_inbound_msg_id() == 12
-    store.apply([DeleteInbound(12), DeleteInbound(3), DeleteInbound(100)])
-    fresh = reopen()
-    assert [r.msg_id for r in fresh.load_inbound()] == [7]
-    assert fresh.max_inbound_msg_id() == 7
-
-
 def _full_session(cid: str) -> list[Op]:
     return [
         PutSession(cid, 10, 5, b"w", None),
@@ -273,7 +247,7 @@ def _full_session(cid: str) -> list[Op]:
 
 def test_delete_session_cascades(store: Store, reopen: Reopen) -> None:
     store.apply([*_full_session("gone"), *_full_session("kept")])
-    store.apply([PutRetained("r", b"x", 0, None), PutInbound(1, "gone", "t", b"p", 1, False, None)])
+    store.apply([PutRetained("r", b"x", 0, None)])
     store.apply([DeleteSession("gone")])
     fresh = reopen()
     (kept,) = fresh.load_sessions(everyone)
@@ -281,9 +255,8 @@ def test_delete_session_cascades(store: Store, reopen: Reopen) -> None:
     assert (len(kept.subscriptions), len(kept.messages)) == (1, 1)
     assert kept.inbound_qos2 == (InboundQos2Record(9, 99),)
     assert kept.seen_qos2 == (SeenQos2Record("someone", 3, 33),)
-    # The router's tables are not the session's.
+    # The router's table is not the session's.
     assert len(fresh.load_retained()) == 1
-    assert len(fresh.load_inbound()) == 1
     # A session put again under the same id starts empty.
     store.apply([PutSession("gone", 10, 5, None, None)])
     gone = [s for s in reopen().load_sessions(everyone) if s.client_id == "gone"]
