@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -275,6 +276,40 @@ def test_restart_restores_sessions_queues_and_retained_messages(
     # Barrier: a live message after the retained ones; nothing else came first.
     pub.publish(f"{base}/ret/live", b"live", 1)
     assert reader.expect(1)[0].payload == b"live"
+    reader.disconnect()
+    pub.disconnect()
+
+
+def test_a_format_1_store_is_migrated_and_its_sessions_resume(
+    tmp_path: Path, extra_brokers: list[Broker]
+) -> None:
+    """Upgrading: `flockmq serve` on a data dir written by format 1 (the checked
+    in golden file) migrates it and resumes what it holds."""
+    data = tmp_path / "data"
+    data.mkdir()
+    golden = Path(__file__).parents[1] / "unit" / "store" / "golden_v1.db"
+    shutil.copyfile(golden, data / "flockmq.db")
+    broker = Broker(data)
+    extra_brokers.append(broker)
+    broker.start()
+    assert "migrating the store from format 1 to 2" in broker.log()
+    raw = sqlite3.connect(data / "flockmq.db")
+    assert raw.execute("SELECT value FROM meta").fetchone() == (2,)
+    raw.close()
+    # "älterer-client": persistent (expiry never), subscribed to a/b at QoS 0.
+    old = Client(broker.port, "älterer-client", clean=False)
+    assert old.connect().session_present
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish("a/b", b"after the upgrade", 1)
+    (got,) = old.expect(1)
+    assert (got.topic, got.payload, got.qos) == ("a/b", b"after the upgrade", 0)
+    old.disconnect()
+    reader = Client(broker.port)
+    reader.connect()
+    reader.subscribe("status/#", 1)
+    retained = {(m.topic, m.payload, m.qos, m.retain) for m in reader.expect(2)}
+    assert retained == {("status/€", b"online", 1, True), ("status/x", b"\x01", 0, True)}
     reader.disconnect()
     pub.disconnect()
 
