@@ -89,9 +89,6 @@ def test_processes_can_talk_over_zeromq_tcp(make_broker: Any, tmp_path: Path) ->
     base = free_port()
     config.write_text(f'transport = "tcp"\ntcp_base_port = {base}\n')
     broker = make_broker("--config", str(config))
-    router = psutil.Process(broker.pid_of("router", 0))
-    listening = {c.laddr.port for c in router.net_connections("tcp") if c.status == "LISTEN"}
-    assert base in listening  # the router's inbox is a tcp:// endpoint
     topic = unique("tcp")
     sub = Client(broker.port)
     sub.connect()
@@ -100,5 +97,10 @@ def test_processes_can_talk_over_zeromq_tcp(make_broker: Any, tmp_path: Path) ->
     pub.connect()
     pub.publish(topic, b"over tcp", 1)
     assert sub.expect(1)[0].payload == b"over tcp"
+    # The message crossed the router, so it is up (ready only needs an
+    # acceptor and a worker): its inbox is a tcp:// endpoint.
+    router = psutil.Process(broker.pid_of("router", 0))
+    listening = {c.laddr.port for c in router.net_connections("tcp") if c.status == "LISTEN"}
+    assert base in listening
     sub.disconnect()
     pub.disconnect()

@@ -127,8 +127,13 @@ def test_killed_worker_restarts_while_the_other_shard_keeps_working(victim: Brok
     finally:
         stop.set()
         publisher.join()
+    # QoS 1: a publish that was waiting for its routing confirmation when
+    # worker 1 came back is routed again (the acceptor cannot tell which shards
+    # it went to), so a copy may arrive twice; none may be lost or reordered.
     got = [int(m.payload) for m in sub0.expect(len(sent), timeout=20)]
-    assert got == sent
+    while set(got) != set(sent):
+        got.append(int(sub0.expect(1, timeout=20)[0].payload))
+    assert list(dict.fromkeys(got)) == sent
     assert sub0.disconnected.is_set() is False and pub0.disconnected.is_set() is False
 
     log = victim.log()
