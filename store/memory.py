@@ -80,9 +80,9 @@ class MemoryStore(Store):
         self._messages: dict[str, dict[int, MessageRecord]] = {}
         self._qos2: dict[str, dict[int, int]] = {}  # client id -> packet id -> token
         # destination client id -> (origin, packet id) -> token, and the reverse
-        # index (origin, packet id) -> destinations
+        # index origin -> packet id -> destinations
         self._seen: dict[str, dict[tuple[str, int], int]] = {}
-        self._seen_at: dict[tuple[str, int], set[str]] = {}
+        self._seen_at: dict[str, dict[int, set[str]]] = {}
         self._retained: dict[str, RetainedRecord] = {}
 
     def writer(self) -> Writer:
@@ -113,10 +113,10 @@ class MemoryStore(Store):
                 self._subs.pop(cid, None)
                 self._messages.pop(cid, None)
                 self._qos2.pop(cid, None)
-                for key in self._seen.pop(cid, {}):
-                    self._seen_at[key].discard(cid)
-                for key in [k for k in self._seen_at if k[0] == cid]:
-                    self._forget_seen(key)
+                for origin, packet_id in self._seen.pop(cid, {}):
+                    self._seen_at[origin][packet_id].discard(cid)
+                for packet_id in list(self._seen_at.get(cid, ())):
+                    self._forget_seen(cid, packet_id)
             case PutSubscription():
                 self._subs.setdefault(op.client_id, {})[op.topic_filter] = SubscriptionRecord(
                     op.topic_filter,
@@ -159,18 +159,17 @@ class MemoryStore(Store):
                 self._qos2.setdefault(op.client_id, {}).setdefault(op.packet_id, op.token)
             case DeleteInboundQos2():
                 self._qos2.get(op.client_id, {}).pop(op.packet_id, None)
-                self._forget_seen((op.client_id, op.packet_id))
+                self._forget_seen(op.client_id, op.packet_id)
             case PutSeenQos2():
-                key = (op.origin, op.packet_id)
-                self._seen.setdefault(op.client_id, {})[key] = op.token
-                self._seen_at.setdefault(key, set()).add(op.client_id)
+                self._seen.setdefault(op.client_id, {})[(op.origin, op.packet_id)] = op.token
+                at = self._seen_at.setdefault(op.origin, {})
+                at.setdefault(op.packet_id, set()).add(op.client_id)
             case PruneSeenQos2():
-                for key in list(self._seen_at):
-                    origin, packet_id = key
-                    for dest in list(self._seen_at[key]):
-                        if self._qos2.get(origin, {}).get(packet_id) != self._seen[dest][key]:
-                            del self._seen[dest][key]
-                            self._seen_at[key].discard(dest)
+                for dest, seen in self._seen.items():
+                    for origin, packet_id in list(seen):
+                        if self._qos2.get(origin, {}).get(packet_id) != seen[(origin, packet_id)]:
+                            del seen[(origin, packet_id)]
+                            self._seen_at[origin][packet_id].discard(dest)
             case PutRetained():
                 self._retained[op.topic] = RetainedRecord(
                     op.topic, bytes(op.payload), op.qos, op.props
@@ -178,9 +177,11 @@ class MemoryStore(Store):
             case DeleteRetained():
                 self._retained.pop(op.topic, None)
 
-    def _forget_seen(self, key: tuple[str, int]) -> None:
-        for dest in self._seen_at.pop(key, ()):
-            self._seen.get(dest, {}).pop(key, None)
+    def _forget_seen(self, origin: str, packet_id: int) -> None:
+        """Every destination's seen row of (origin, packet id)."""
+        dests = self._seen_at.get(origin, {}).pop(packet_id, ())
+        for dest in dests:
+            self._seen.get(dest, {}).pop((origin, packet_id), None)
 
     def load_sessions(self, accept: Callable[[str], bool]) -> list[SessionRecord]:
         self._check_open()
