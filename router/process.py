@@ -50,10 +50,8 @@ def run_router(config: Config, incarnation: int) -> None:
             for e in envelopes:
                 handle(e)
             ops, later = router.take_durable()
-            if ops:
-                committer.submit(ops, lambda error: send_later(later, error))
-            elif later:
-                send_later(later, None)
+            if ops or later:
+                committer.release(ops, lambda error: send_later(later, error))
             for shard, out in router.to_workers.items():
                 if out:
                     bus.extend(shard, out)

@@ -18,6 +18,9 @@ Invariants:
   submissions; the thread carries on, and the next batch succeeds once the
   store can write again. Ops of a failed batch are NOT retried: the caller
   knows from the error and must re-put what it still wants durable.
+- `release(ops, on_done)` is `submit` for envelopes that must not overtake
+  earlier ones waiting for a commit: with no ops and nothing outstanding it
+  calls `on_done(None)` at once, otherwise it queues behind the rest.
 - `flush_sync()` blocks until everything submitted before it is settled;
   `close()` flushes, stops the thread and closes the writer. Nothing submitted
   before `close()` is dropped.
@@ -50,6 +53,7 @@ class Committer:
         self._submitted = 0  # submissions ever made
         self._settled = 0  # submissions committed or failed
         self._closing = False
+        self._outstanding = 0  # callbacks submitted and not yet run (loop side only)
         self.batches = 0
         self.failures = 0
         self._thread = threading.Thread(target=self._run, name="flockmq-committer", daemon=True)
@@ -64,9 +68,28 @@ class Committer:
         with self._cond:
             if self._closing:
                 raise StoreError(f"{self.store.path}: committer is closed")
-            self._pending.append((ops, on_done))
+            self._pending.append((ops, on_done if on_done is None else self._counted(on_done)))
             self._submitted += 1
             self._cond.notify()
+        if on_done is not None:
+            self._outstanding += 1
+
+    def release(self, ops: Sequence[Op], on_done: OnDone) -> None:
+        """`on_done` once `ops` are committed and every callback submitted
+        before has run: what a process holds back for durability leaves in
+        the order it was produced (a pass without ops of its own must not
+        overtake an earlier pass still being committed)."""
+        if ops or self._outstanding:
+            self.submit(ops, on_done)
+        else:
+            on_done(None)
+
+    def _counted(self, on_done: OnDone) -> OnDone:
+        def done(error: StoreError | None) -> None:
+            self._outstanding -= 1
+            on_done(error)
+
+        return done
 
     def flush_sync(self, timeout: float | None = None) -> bool:
         """Block until everything submitted so far is committed or failed; False

@@ -73,10 +73,8 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
 
         def drain() -> None:
             ops, later = shard.take_durable()
-            if ops:
-                committer.submit(ops, lambda error: send_later(later, error))
-            elif later:
-                send_later(later, None)
+            if ops or later:
+                committer.release(ops, lambda error: send_later(later, error))
             if shard.to_router:
                 bus.extend("router", shard.to_router)
                 shard.to_router.clear()

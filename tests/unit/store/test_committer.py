@@ -81,6 +81,29 @@ def test_batches_apply_in_order_and_call_back_on_the_loop(store: Store) -> None:
     assert [m.seq for m in s.messages] == list(range(200))
 
 
+def test_release_keeps_the_order_of_what_waits_for_commits(store: Store) -> None:
+    """A pass with nothing to write must not overtake an earlier pass still
+    being committed (a QoS 2 publish routed after its commit, then one from
+    a clean session with no ops: same publisher, same order)."""
+    order: list[str] = []
+
+    async def main() -> None:
+        committer = Committer(store)
+        done = asyncio.get_running_loop().create_future()
+        committer.release([PutRetained("r", b"1", 0, None)], lambda e: order.append("first"))
+        committer.release([], lambda e: order.append("second"))
+        committer.release([], lambda e: done.set_result(order.append("third")))
+        assert order == []  # all three wait for the first commit
+        await done
+        # With nothing outstanding, a release without ops runs at once.
+        committer.release([], lambda e: order.append("now"))
+        assert order[-1] == "now"
+        committer.close()
+
+    asyncio.run(main())
+    assert order == ["first", "second", "third", "now"]
+
+
 def test_flush_sync_and_close_drain_pending(store: Store) -> None:
     committer = Committer(store)
     for i in range(100):
