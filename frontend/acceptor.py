@@ -286,8 +286,16 @@ class Acceptor:
         _, shard, incarnation = e
         previous = self.worker_incarnations.get(shard)
         self.worker_incarnations[shard] = incarnation
+        restarted = previous is not None and previous != incarnation
         for conn in list(self.connections.values()):
-            if (
+            if conn.shard == shard and conn.state == CONNECTING and restarted:
+                # Its CONNECT may have died with the old worker (or be waiting
+                # there for a takeover): the new one gets it again. A CONNACK
+                # that comes twice is taken once.
+                self.counters["connects_resent_after_worker_restart"] += 1
+                self.to_worker(shard, conn.connect_envelope)
+                conn.resend_after_reattach()
+            elif (
                 conn.shard == shard
                 and conn.state == CONNECTED
                 and conn.worker_incarnation != incarnation
@@ -303,7 +311,7 @@ class Acceptor:
                 else:
                     self.counters["closed_for_worker_restart"] += 1
                     conn.close(0x88)  # Server unavailable
-        if previous is not None and previous != incarnation:
+        if restarted:
             # Its unconfirmed copies died with it (QoS 2 retries that other
             # shards already took are dropped there). After the re-attaches
             # above, so the restarted shard knows the connections.

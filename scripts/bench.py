@@ -49,6 +49,9 @@ FLOCKMQ_1X1 = Target("flockmq 1x1", "flockmq", ("--acceptors", "1", "--workers",
 # Each process may hold 20,000 descriptors here: two acceptors cannot hold
 # 40,000 sockets plus their own descriptors, three can.
 FLOCKMQ_3X2 = Target("flockmq 3x2", "flockmq", ("--acceptors", "3", "--workers", "2"))
+FLOCKMQ_POWER = Target(
+    "flockmq power", "flockmq", ("--acceptors", "2", "--workers", "2", "--durability", "power")
+)
 MOSQUITTO = Target("mosquitto", "mosquitto")
 
 
@@ -120,6 +123,14 @@ ROWS = (
         "100 pairs, QoS 1, persistent sessions",
         ("pairs", "--pairs", "100", "--qos", "1", "--count", "100000", "--persistent"),
         ("--count", "10000"),
+    ),
+    # durability=power: an fsync per group commit (see README, "Durability").
+    Row(
+        "pairs-q1-power",
+        "100 pairs, QoS 1, persistent sessions, durability=power",
+        ("pairs", "--pairs", "100", "--qos", "1", "--count", "100000", "--persistent"),
+        ("--count", "10000"),
+        targets=(FLOCKMQ_POWER, MOSQUITTO),
     ),
     Row(
         "latency",
@@ -264,6 +275,26 @@ def summarize(rows: list[Row], records: list[dict[str, Any]]) -> list[dict[str, 
     return lines
 
 
+# (row, row it is compared with): flockmq's own figures, same run, same metric
+COSTS = (
+    ("fanin-q1-persistent", "fanin-q1", "persistent / clean sessions"),
+    ("pairs-q1-persistent", "pairs-q1", "persistent / clean sessions"),
+    ("pairs-q1-power", "pairs-q1-persistent", "durability power / process"),
+)
+
+
+def durability_costs(lines: list[dict[str, Any]]) -> list[tuple[str, str, float, float, float]]:
+    """(row, what, flockmq median, flockmq median of the row compared with,
+    ratio) for every pair in COSTS that this run measured."""
+    medians = {ln["row"]: ln["median_a"] for ln in lines if ln["metric"] == DELIVERIES.label}
+    out = []
+    for row, base, what in COSTS:
+        value, reference = medians.get(row), medians.get(base)
+        if value is not None and reference:
+            out.append((row, what, value, reference, value / reference))
+    return out
+
+
 def fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -286,6 +317,11 @@ def print_table(lines: list[dict[str, Any]]) -> None:
             f"{ln['lost_dup_ooo_b']:>13} {ln['b']:<12}{mark}"
         )
     print("ratio = flockmq / other (medians); lost/dup/ooo summed over all runs")
+    costs = durability_costs(lines)
+    if costs:
+        print("\nthe cost of durability (flockmq against itself, deliveries/s):")
+        for row, what, value, reference, cost in costs:
+            print(f"  {row:<20} {what:<28} {fmt(value):>9} / {fmt(reference):>9} = {cost:.2f}")
 
 
 def draw_chart(path: Path, lines: list[dict[str, Any]]) -> bool:
@@ -418,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "runs": records,
         "table": lines,
+        "durability_costs": durability_costs(lines),
         "codec": codec,
     }
     raw_path = Path(args.raw)

@@ -49,6 +49,7 @@ from store import (
 )
 
 from .session import AWAIT_ACK, AWAIT_COMP, CONFIRMED, OutMessage, Session, Subscription
+from .takeover import TAKEOVER_WAIT, Takeover, Takeovers
 
 log = logging.getLogger("flockmq.worker")
 
@@ -75,6 +76,7 @@ class Shard:
         self._tokens = 0
         self.sessions: dict[str, Session] = {}
         self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
+        self.takeovers = Takeovers()
         self.offline: set[str] = set()  # sessions kept without a connection
         # QoS 2 messages this shard took, by key (see _seen_before);
         # insertion-ordered, bounded
@@ -108,6 +110,8 @@ class Shard:
 
     # --- entry points ---------------------------------------------------------
     def handle(self, envelope: Envelope, now: float) -> None:
+        if self.takeovers.pending and self.takeovers.hold(envelope):
+            return  # from a connection waiting to take over its session
         handler = self._handlers.get(envelope[0])
         if handler is None:
             self.counters["unknown_envelopes"] += 1
@@ -116,7 +120,20 @@ class Shard:
         handler(envelope, now)
 
     def handle_timer(self, now: float) -> None:
-        """Publish delayed wills that are due and end expired sessions."""
+        """Publish delayed wills that are due, end expired sessions, and
+        finish takeovers whose old connection's acceptor never answered."""
+        for client_id, waiting in self.takeovers.overdue(now):
+            self.counters["takeovers_unconfirmed"] += 1
+            log.warning(
+                "client %s: its previous connection was not reported closed in %.0fs: "
+                "taking over anyway",
+                client_id,
+                TAKEOVER_WAIT,
+            )
+            session = self.sessions.get(client_id)
+            if session is not None and session.conn == waiting.old:
+                self._detach(session, publish_will=True, now=now)
+            self._complete_takeover(waiting, now)
         for client_id, (due, will) in list(self.pending_wills.items()):
             if due <= now:
                 del self.pending_wills[client_id]
@@ -132,6 +149,9 @@ class Shard:
         """When handle_timer next has work, or None. Only offline sessions can
         expire, so only they are looked at (not every idle connection)."""
         times = [due for due, _ in self.pending_wills.values()]
+        takeover = self.takeovers.next_due()
+        if takeover is not None:
+            times.append(takeover)
         for client_id in self.offline:
             session = self.sessions.get(client_id)
             expires = session.expires_at() if session is not None else None
@@ -248,6 +268,42 @@ class Shard:
 
     # --- connect, close, takeover --------------------------------------------------
     def _on_connect(self, e: Envelope, now: float) -> None:
+        conn, client_id = e[1], e[2]
+        session = self.sessions.get(client_id)
+        waiting = self.takeovers.pending.get(client_id)
+        if waiting is not None and waiting.conn == conn:
+            return  # sent again (a re-attach) while it waits: it is attached once
+        if waiting is not None or (
+            session is not None and session.conn is not None and session.conn != conn
+        ):
+            self._begin_takeover(e, now)
+        else:
+            self._attach(e, now)
+
+    def _begin_takeover(self, e: Envelope, now: float) -> None:
+        """Takeover [MQTT-3.1.4-2]: close the attached connection and attach
+        this one when its CLOSED comes (see workers/takeover.py); its will goes
+        out as for any close without DISCONNECT."""
+        client_id = e[2]
+        session = self.sessions.get(client_id)
+        if session is None or session.conn is None:  # nothing attached any more
+            stale = self.takeovers.pending.pop(client_id)
+            self._send(stale.conn, [env.CLOSE, stale.conn, ReasonCode.SESSION_TAKEN_OVER])
+            self._attach(e, now)
+            return
+        replaced = self.takeovers.begin(client_id, session.conn, e, now)
+        # A connection still waiting is taken over before it was attached.
+        closing = session.conn if replaced is None else replaced.conn
+        self.counters["takeovers"] += 1
+        log.info("client %s taken over: closing its previous connection", client_id)
+        self._send(closing, [env.CLOSE, closing, ReasonCode.SESSION_TAKEN_OVER])
+
+    def _complete_takeover(self, waiting: Takeover, now: float) -> None:
+        self._attach(waiting.connect, now)
+        for envelope in waiting.held:
+            self.handle(envelope, now)
+
+    def _attach(self, e: Envelope, now: float) -> None:
         (
             _,
             conn,
@@ -263,15 +319,6 @@ class Shard:
         ) = e
         expiry = min(expiry, self.limits.max_session_expiry)
         session = self.sessions.get(client_id)
-        if session is not None and session.conn is not None:
-            # Takeover [MQTT-3.1.4-2]: close the existing connection; its will
-            # goes out as for any close without DISCONNECT.
-            self.counters["takeovers"] += 1
-            log.info("client %s taken over: closing its previous connection", client_id)
-            self._send(session.conn, [env.CLOSE, session.conn, ReasonCode.SESSION_TAKEN_OVER])
-            self._detach(session, publish_will=True, now=now)
-            # A session that ended with that connection (expiry 0) is gone.
-            session = self.sessions.get(client_id)
         self.pending_wills.pop(client_id, None)  # a returning client cancels a delayed will
         present = False
         if session is not None and clean_start:
@@ -299,6 +346,8 @@ class Shard:
 
     def _on_closed(self, e: Envelope, now: float) -> None:
         _, conn, client_id, publish_will, new_expiry = e
+        if self.takeovers.pending and self.takeovers.abandon(client_id, conn):
+            return  # it closed while waiting to take over: never attached
         session = self.sessions.get(client_id)
         if session is None or session.conn != conn:
             return  # already taken over or ended
@@ -318,9 +367,15 @@ class Shard:
             ):
                 self.counters["connections_lost_with_acceptor"] += 1
                 self._detach(session, publish_will=True, now=now)
+        for client_id, waiting in list(self.takeovers.pending.items()):
+            if (
+                acceptor_of(waiting.conn) == acceptor
+                and incarnation_of(waiting.conn) != incarnation & 0xFFFF
+            ):
+                self.takeovers.abandon(client_id, waiting.conn)
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
-        session.conn = None
+        old, session.conn = session.conn, None
         self.to_router.append([env.ONLINE, session.client_id, 0])
         session.disconnected_at = now
         self.offline.add(session.client_id)
@@ -335,6 +390,10 @@ class Shard:
             self._end_session(session)
         else:
             self._persist_session(session)
+        if self.takeovers.pending and old is not None:
+            waiting = self.takeovers.waiting_for(session.client_id, old)
+            if waiting is not None:
+                self._complete_takeover(waiting, now)
 
     def _route_will(self, client_id: str, will: list[Any]) -> None:
         topic, payload, qos, retain, props, _delay = will

@@ -60,9 +60,37 @@ class Harness:
             ],
             self.now,
         )
+        return self.connack_of(conn)
+
+    def connack_of(self, conn: int) -> Envelope:
         connacks = [e for e in self.peek_acceptors() if e[0] == env.CONNACK and e[1] == conn]
         assert len(connacks) == 1
         return connacks[0]
+
+    def take_over(self, conn: int, old: int, client_id: str, *, clean: bool) -> Envelope:
+        """CONNECT on `conn` while `old` is attached: the shard asks to close
+        `old` and attaches `conn` once `old` is reported CLOSED; returns the
+        CONNACK."""
+        self.shard.handle(
+            [
+                env.CONNECT,
+                conn,
+                client_id,
+                clean,
+                0 if clean else NEVER,
+                4,
+                60,
+                None,
+                None,
+                0,
+                False,
+            ],
+            self.now,
+        )
+        assert [env.CLOSE, old, ReasonCode.SESSION_TAKEN_OVER] in self.peek_acceptors()
+        assert not [e for e in self.peek_acceptors() if e[0] == env.CONNACK and e[1] == conn]
+        self.close(old, client_id)
+        return self.connack_of(conn)
 
     def close(self, conn: int, client_id: str, *, will: bool = True) -> None:
         self.shard.handle([env.CLOSED, conn, client_id, will, None], self.now)
@@ -137,6 +165,11 @@ class Harness:
         for out in self.shard.to_acceptors.values():
             out.clear()
         return router, acceptors
+
+    @staticmethod
+    def connack_of_taken(acceptors: list[Envelope], conn: int) -> Envelope:
+        (connack,) = [e for e in acceptors if e[0] == env.CONNACK and e[1] == conn]
+        return connack
 
     def take_acceptors(self) -> list[Envelope]:
         return self.take()[1]
@@ -224,7 +257,7 @@ def test_takeover_closes_old_connection_and_resumes_the_session() -> None:
     h.connect(CONN_A, "c1", clean=False, will=will)
     h.subscribe(CONN_A, "c1", "a", 1)
     h.take()
-    connack = h.connect(CONN_B, "c1", clean=False)
+    connack = h.take_over(CONN_B, CONN_A, "c1", clean=False)
     assert connack[2] is True  # session present
     router, acceptors = h.take()
     assert [env.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
@@ -235,10 +268,80 @@ def test_takeover_closes_old_connection_and_resumes_the_session() -> None:
     h.publish_in(CONN_A, "c1", 5, 1, b"late")
     assert h.take() == ([], [])
     assert h.shard.counters["stale_connection_packets"] == 1
-    # ... and the old connection's CLOSED does not detach the new one.
+    # ... and a second CLOSED of the old connection does not detach the new one.
     h.close(CONN_A, "c1")
     assert h.shard.sessions["c1"].conn == CONN_B
     assert h.take() == ([], [])
+
+
+def test_takeover_waits_for_what_the_old_connection_sent_last() -> None:
+    """The old connection's PUBACK travels on its own acceptor's pipe and may
+    come after the new connection's CONNECT: it still counts, so the message
+    is not sent again on the new connection."""
+    h = Harness()
+    connected(h)
+    h.deliver("c1", b"m1", 1)
+    ((pid, _payload, _qos, _dup),) = publishes(h.take_acceptors())
+    h.shard.handle([env.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    # Sent by the new connection before its CONNACK: held, not dropped as stale.
+    h.subscribe(CONN_B, "c1", "b", 1)
+    assert h.take_router() == []
+    h.ack(env.PUBACK_IN, CONN_A, "c1", pid)  # the old connection's last words
+    h.close(CONN_A, "c1")
+    router, acceptors = h.take()
+    assert h.connack_of_taken(acceptors, CONN_B)[2] is True
+    assert publishes(acceptors) == []  # m1 was acknowledged: not redelivered
+    assert [e[0] for e in router if e[0] == env.SUB] == [env.SUB]  # the held SUBSCRIBE
+    assert h.shard.sessions["c1"].inflight == {}
+    assert h.shard.counters["stale_connection_packets"] == 0
+
+
+def test_takeover_attaches_anyway_when_the_old_acceptor_never_answers() -> None:
+    h = Harness()
+    connected(h)
+    h.deliver("c1", b"m1", 1)
+    h.take()
+    h.shard.handle([env.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    due = h.shard.next_timer()
+    assert due is not None and h.now < due <= h.now + 10
+    h.shard.handle_timer(due - 0.01)
+    assert h.shard.sessions["c1"].conn == CONN_A  # still waiting
+    h.shard.handle_timer(due)
+    _router, acceptors = h.take()
+    assert h.connack_of_taken(acceptors, CONN_B)[2] is True
+    assert [(p, d) for _, p, _, d in publishes(acceptors)] == [(b"m1", True)]  # DUP
+    assert h.shard.counters["takeovers_unconfirmed"] == 1
+    # The old connection's CLOSED, when it finally comes, changes nothing.
+    h.close(CONN_A, "c1")
+    assert h.shard.sessions["c1"].conn == CONN_B
+
+
+def test_a_waiting_connection_that_closes_is_forgotten() -> None:
+    h = Harness()
+    connected(h)
+    h.shard.handle([env.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    h.close(CONN_B, "c1")  # gave up before it was attached
+    h.close(CONN_A, "c1")  # then the old one is closed as asked
+    _router, acceptors = h.take()
+    assert not [e for e in acceptors if e[0] == env.CONNACK]
+    assert h.shard.sessions["c1"].conn is None
+    assert h.shard.takeovers.pending == {}
+
+
+def test_a_third_connection_takes_over_the_waiting_one() -> None:
+    h = Harness()
+    connected(h)
+    for conn in (CONN_B, CONN_C):
+        h.shard.handle([env.CONNECT, conn, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    acceptors = h.peek_acceptors()
+    assert [env.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
+    assert [env.CLOSE, CONN_B, ReasonCode.SESSION_TAKEN_OVER] in acceptors
+    h.close(CONN_B, "c1")
+    assert h.shard.sessions["c1"].conn == CONN_A
+    h.close(CONN_A, "c1")
+    _router, acceptors = h.take()
+    assert [e[1] for e in acceptors if e[0] == env.CONNACK] == [CONN_C]
+    assert h.shard.sessions["c1"].conn == CONN_C
 
 
 def test_takeover_with_clean_session_starts_fresh() -> None:
@@ -246,7 +349,7 @@ def test_takeover_with_clean_session_starts_fresh() -> None:
     h.connect(CONN_A, "c1", clean=False)
     h.subscribe(CONN_A, "c1", "a", 1)
     h.take()
-    assert h.connect(CONN_B, "c1", clean=True)[2] is False
+    assert h.take_over(CONN_B, CONN_A, "c1", clean=True)[2] is False
     assert h.shard.sessions["c1"].subscriptions == {}
     assert h.shard.sessions["c1"].conn == CONN_B
 
@@ -257,7 +360,7 @@ def test_takeover_of_a_clean_connection_by_a_persistent_one() -> None:
     h = Harness()
     h.connect(CONN_A, "c1", clean=True)
     h.take()
-    assert h.connect(CONN_B, "c1", clean=False)[2] is False
+    assert h.take_over(CONN_B, CONN_A, "c1", clean=False)[2] is False
     assert h.shard.sessions["c1"].conn == CONN_B
     h.take()
     h.subscribe(CONN_B, "c1", "a", 1)
