@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from flockmq import envelopes as env
 from flockmq.bus import Bus
@@ -46,6 +47,7 @@ def run_router(config: Config, incarnation: int) -> None:
                 bus.send(("acceptor", acceptor), e)
 
         def on_envelopes(envelopes: list[Envelope]) -> None:
+            router.now = time.time()
             handle = router.handle
             for e in envelopes:
                 handle(e)
@@ -87,8 +89,8 @@ def run_router(config: Config, incarnation: int) -> None:
         def tick() -> None:
             sys_envelopes: list[Envelope] = []
             stats.maybe_publish(loop.time(), config.sys_interval, sys_envelopes.append)
-            if sys_envelopes:
-                on_envelopes(sys_envelopes)
+            router.expire_retained(time.time())
+            on_envelopes(sys_envelopes)
             loop.call_later(1.0, tick)
 
         tick()

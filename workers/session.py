@@ -36,6 +36,9 @@ class OutMessage:
     # its PutMessage is still to be made from it (Shard.take_durable), so
     # changes until then need no op of their own
     unsaved: bool = False
+    # MQTT 5 message expiry: when an unsent copy is dropped (NEVER: it is not);
+    # see flockmq/message_expiry.py
+    deadline: float = 0.0
 
 
 @dataclass(slots=True)

@@ -29,6 +29,13 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from flockmq.message_expiry import (
+    deadline_of,
+    has_expired,
+    pack_stored_props,
+    props_to_send,
+    unpack_stored_props,
+)
 from flockmq.persistence import pack_blob, unpack_blob
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
@@ -72,6 +79,7 @@ class Shard:
         QoS 2 tokens of this incarnation differ from every earlier one's."""
         self.index = index
         self.limits = limits
+        self.now = 0.0  # the time of the envelope or timer being handled
         self._token_base = (nonce & 0x7FFFFFFF) << 32
         self._tokens = 0
         self.sessions: dict[str, Session] = {}
@@ -110,6 +118,7 @@ class Shard:
 
     # --- entry points ---------------------------------------------------------
     def handle(self, envelope: Envelope, now: float) -> None:
+        self.now = now
         if self.takeovers.pending and self.takeovers.hold(envelope):
             return  # from a connection waiting to take over its session
         handler = self._handlers.get(envelope[0])
@@ -122,6 +131,7 @@ class Shard:
     def handle_timer(self, now: float) -> None:
         """Publish delayed wills that are due, end expired sessions, and
         finish takeovers whose old connection's acceptor never answered."""
+        self.now = now
         for client_id, waiting in self.takeovers.overdue(now):
             self.counters["takeovers_unconfirmed"] += 1
             log.warning(
@@ -163,6 +173,7 @@ class Shard:
         """Sessions of this shard from the store (a restart). Each is offline;
         one that was online when its worker died lost its connection now, so its
         will goes out. Their subscriptions are registered with the router."""
+        self.now = now
         for rec in records:
             session = Session(
                 rec.client_id,
@@ -180,16 +191,17 @@ class Shard:
                     sub.sub_id,
                 )
             for m in rec.messages:
-                props = unpack_blob(m.props)
+                props, deadline = unpack_stored_props(m.props)
                 msg = OutMessage(
                     m.topic,
                     m.payload,
                     m.qos,
                     m.retain,
-                    props if isinstance(props, dict) else None,
+                    props,
                     m.packet_id,
                     m.state,
                     m.seq,
+                    deadline=deadline,
                 )
                 if m.packet_id:
                     session.inflight[m.packet_id] = msg
@@ -669,6 +681,7 @@ class Shard:
                     return
                 if key and key[3]:
                     self._record_seen(key, targets)
+        deadline = deadline_of(props, now)  # MQTT 5 message expiry
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
         for client_id, granted, rap, sub_ids, topic_filter in targets:
@@ -708,9 +721,15 @@ class Shard:
                             ],
                         )
                 elif self.limits.queue_qos0 and session.session_expiry > 0:
-                    self._enqueue(session, OutMessage(topic, payload, 0, out_retain, msg_props))
+                    self._enqueue(
+                        session,
+                        OutMessage(topic, payload, 0, out_retain, msg_props, deadline=deadline),
+                    )
                 continue
-            self._enqueue(session, OutMessage(topic, payload, out_qos, out_retain, msg_props))
+            self._enqueue(
+                session,
+                OutMessage(topic, payload, out_qos, out_retain, msg_props, deadline=deadline),
+            )
             if conn is not None:
                 self._pump(session)
         for (acceptor, out_retain), conns in fast.items():
@@ -792,6 +811,11 @@ class Shard:
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
             session.queued_bytes -= len(msg.payload)
+            if msg.deadline and has_expired(msg.deadline, self.now):
+                # Not sent before it expired: deleted for this subscriber [MQTT-3.3.2-5].
+                self.counters["messages_expired"] += 1
+                self._forget(session, msg)
+                continue
             if msg.qos:
                 msg.packet_id = session.allocate_packet_id()
                 msg.state = AWAIT_ACK
@@ -815,7 +839,7 @@ class Shard:
                 msg.qos,
                 msg.retain,
                 dup,
-                msg.props,
+                msg.props if not msg.deadline else props_to_send(msg.props, msg.deadline, self.now),
             ],
         )
 
@@ -848,7 +872,7 @@ def _resolve(op: Op | tuple[str, OutMessage]) -> Op | None:
         msg.payload,
         msg.qos,
         msg.retain,
-        pack_blob(msg.props),
+        pack_stored_props(msg.props, msg.deadline),
         msg.packet_id,
         msg.state,
     )

@@ -1,0 +1,170 @@
+"""MQTT 5 message expiry end to end [MQTT-3.3.2-5, -6]: a message queued for
+an offline session, or retained, is not delivered after its Message Expiry
+Interval has passed; one delivered later carries the interval minus the time
+it waited in the broker; the deadline holds across a broker restart.
+
+These tests wait for time to pass on purpose (the feature is time); the
+intervals are a few seconds and the assertions allow for a loaded machine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .broker import Broker
+from .clients import TIMEOUT, Client, unique
+
+SHORT = 2  # seconds: expires during the test
+LONG = 3600  # seconds: does not
+
+
+def expiring(seconds: int) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = seconds
+    return props
+
+
+def publish(
+    client: Client,
+    topic: str,
+    payload: bytes,
+    qos: int,
+    *,
+    retain: bool = False,
+    expiry: int | None = None,
+) -> float:
+    """Publish and wait for the acknowledgement; returns when it was sent."""
+    sent = time.monotonic()
+    props = expiring(expiry) if expiry is not None else None
+    info = client.paho.publish(topic, payload, qos, retain, properties=props)
+    if qos:
+        info.wait_for_publish(TIMEOUT)
+        assert info.is_published()
+    return sent
+
+
+def interval_of(msg: object) -> int | None:
+    props = getattr(msg, "properties", None)
+    return getattr(props, "MessageExpiryInterval", None)
+
+
+def wait_past(moment: float) -> None:
+    """Until the monotonic clock is past `moment` (the broker's clock moves alike)."""
+    time.sleep(max(0.0, moment - time.monotonic()) + 0.2)
+
+
+def test_a_queued_message_expires_for_an_offline_session(broker: Broker) -> None:
+    topic = unique("exp")
+    client_id = unique("sub")
+    sub = Client(broker.port, client_id, protocol=5, clean=True, session_expiry=LONG)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    sub.disconnect()
+    pub = Client(broker.port, protocol=5)
+    pub.connect()
+    sent = publish(pub, topic, b"short-lived", 1, expiry=SHORT)
+    publish(pub, topic, b"long-lived", 1, expiry=LONG)
+    publish(pub, topic, b"forever", 1)
+    wait_past(sent + SHORT)
+
+    back = Client(broker.port, client_id, protocol=5, clean=False, session_expiry=LONG)
+    assert back.connect().session_present
+    got = back.expect(2)
+    assert [m.payload for m in got] == [b"long-lived", b"forever"]
+    # Counted down by the time it waited (at least SHORT seconds), never 0.
+    remaining = interval_of(got[0])
+    assert remaining is not None and 0 < remaining <= LONG - SHORT
+    assert interval_of(got[1]) is None
+    # Nothing else is queued: a barrier comes next.
+    publish(pub, topic, b"barrier", 1)
+    assert back.expect(1)[0].payload == b"barrier"
+    back.disconnect()
+    pub.disconnect()
+
+
+def test_an_expired_retained_message_is_no_longer_sent(broker: Broker) -> None:
+    base = unique("rexp")
+    pub = Client(broker.port, protocol=5)
+    pub.connect()
+    sent = publish(pub, f"{base}/short", b"gone soon", 1, retain=True, expiry=SHORT)
+    publish(pub, f"{base}/long", b"stays", 1, retain=True, expiry=LONG)
+    early = Client(broker.port, protocol=5)
+    early.connect()
+    early.subscribe(f"{base}/#", 1)
+    assert sorted(m.payload for m in early.expect(2)) == [b"gone soon", b"stays"]
+    early.disconnect()
+    wait_past(sent + SHORT)
+
+    late = Client(broker.port, protocol=5)
+    late.connect()
+    late.subscribe(f"{base}/#", 1)
+    (msg,) = late.expect(1)
+    assert (msg.topic, msg.payload, msg.retain) == (f"{base}/long", b"stays", True)
+    remaining = interval_of(msg)
+    assert remaining is not None and 0 < remaining <= LONG - SHORT
+    publish(pub, f"{base}/live", b"barrier", 1)
+    assert late.expect(1)[0].payload == b"barrier"  # the expired one did not come
+    late.disconnect()
+    pub.disconnect()
+
+
+def test_a_3_1_1_subscriber_gets_no_expired_message_either(broker: Broker) -> None:
+    topic = unique("exp4")
+    client_id = unique("sub4")
+    sub = Client(broker.port, client_id, clean=False)  # MQTT 3.1.1, persistent
+    sub.connect()
+    sub.subscribe(topic, 1)
+    sub.disconnect()
+    pub = Client(broker.port, protocol=5)
+    pub.connect()
+    sent = publish(pub, topic, b"short-lived", 1, expiry=SHORT)
+    publish(pub, topic, b"barrier", 1)
+    wait_past(sent + SHORT)
+    back = Client(broker.port, client_id, clean=False)
+    assert back.connect().session_present
+    assert back.expect(1)[0].payload == b"barrier"
+    back.disconnect()
+    pub.disconnect()
+
+
+def test_deadlines_hold_across_a_broker_restart(
+    make_broker: Callable[..., Broker],
+) -> None:
+    broker = make_broker()
+    topic = unique("rest")
+    client_id = unique("sub")
+    sub = Client(broker.port, client_id, protocol=5, clean=True, session_expiry=LONG)
+    sub.connect()
+    sub.subscribe(f"{topic}/#", 1)
+    sub.disconnect()
+    pub = Client(broker.port, protocol=5)
+    pub.connect()
+    sent = publish(pub, f"{topic}/q", b"queued short", 1, expiry=SHORT)
+    publish(pub, f"{topic}/q", b"queued long", 1, expiry=LONG)
+    publish(pub, f"{topic}/r", b"retained short", 1, retain=True, expiry=SHORT)
+    pub.disconnect()
+    assert broker.stop() == 0
+    wait_past(sent + SHORT)
+
+    # `flockmq serve` again on the same data directory
+    again = Broker(broker.data_dir, broker.acceptors, broker.workers, list(broker.extra_args))
+    again.start()
+    try:
+        back = Client(again.port, client_id, protocol=5, clean=False, session_expiry=LONG)
+        assert back.connect().session_present
+        (msg,) = back.expect(1)
+        assert msg.payload == b"queued long"
+        reader = Client(again.port, protocol=5)
+        reader.connect()
+        reader.subscribe(f"{topic}/r", 1)
+        probe = Client(again.port, protocol=5)
+        probe.connect()
+        publish(probe, f"{topic}/r", b"barrier", 1)
+        assert reader.expect(1)[0].payload == b"barrier"  # no retained message first
+        for c in (back, reader, probe):
+            c.disconnect()
+    finally:
+        again.stop()

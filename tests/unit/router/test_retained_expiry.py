@@ -1,0 +1,90 @@
+"""Retained messages and MQTT 5 message expiry [MQTT-3.3.2-5, -6]: an expired
+retained message is no longer sent and is deleted (from the store too); one
+sent before its deadline carries the interval minus the time it was kept; the
+deadline is stored with it and survives a router restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flockmq import envelopes as env
+from router.router import Router
+from store import DeleteRetained, MemoryStore, PutRetained
+
+from .test_router import route, sub, take
+
+INTERVAL = "message_expiry_interval"
+
+
+def retained_sent(router: Router, shard: int = 0) -> list[tuple[str, bytes, Any]]:
+    """(topic, payload, props) of the retained DELIVERs a new subscription got."""
+    sub(router, shard, "reader", ("r/#", 1))
+    workers, _ = take(router)
+    return [(e[1], e[2], e[5]) for e in workers.get(shard, []) if e[0] == env.DELIVER]
+
+
+def test_a_retained_message_is_sent_with_what_is_left_of_its_interval() -> None:
+    router = Router()
+    router.now = 1000.0
+    route(router, "r/a", b"a", retain=True, props={INTERVAL: 30, "user_property": [("k", "v")]})
+    route(router, "r/b", b"b", retain=True)
+    take(router)
+    router.now = 1012.5
+    assert sorted(retained_sent(router)) == [
+        ("r/a", b"a", {INTERVAL: 18, "user_property": [("k", "v")]}),
+        ("r/b", b"b", None),
+    ]
+
+
+def test_an_expired_retained_message_is_not_sent_and_is_deleted() -> None:
+    router = Router()
+    router.now = 1000.0
+    route(router, "r/a", b"a", retain=True, props={INTERVAL: 5})
+    route(router, "$SYS/x", b"1", retain=True, props={INTERVAL: 5})
+    take(router)
+    router.take_durable()
+    router.now = 1005.0
+    assert retained_sent(router) == []  # its deadline has come
+    router.expire_retained(1004.9)
+    assert "r/a" in router.retained
+    router.expire_retained(1005.0)
+    assert "r/a" not in router.retained and "$SYS/x" not in router.retained
+    ops, _ = router.take_durable()
+    assert ops == [DeleteRetained("r/a")]  # $SYS is never stored
+    assert router.counters["retained_expired"] == 2
+
+
+def test_a_replaced_retained_message_keeps_its_own_deadline() -> None:
+    router = Router()
+    router.now = 1000.0
+    route(router, "r/a", b"short", retain=True, props={INTERVAL: 5})
+    router.now = 1001.0
+    route(router, "r/a", b"long", retain=True, props={INTERVAL: 100})
+    route(router, "r/b", b"no expiry", retain=True, props={INTERVAL: 5})
+    route(router, "r/b", b"no expiry", retain=True)
+    take(router)
+    router.expire_retained(1010.0)
+    assert router.retained.get("r/a") is not None
+    assert router.retained.get("r/b") is not None
+    router.now = 1010.0
+    assert sorted(retained_sent(router)) == [
+        ("r/a", b"long", {INTERVAL: 91}),
+        ("r/b", b"no expiry", None),
+    ]
+
+
+def test_the_deadline_is_stored_and_reloaded() -> None:
+    store = MemoryStore()
+    router = Router()
+    router.now = 1000.0
+    route(router, "r/a", b"a", retain=True, props={INTERVAL: 60})
+    ops, _ = router.take_durable()
+    assert [type(op) for op in ops] == [PutRetained]
+    store.apply(ops)
+
+    again = Router()
+    again.load_retained(store.load_retained())
+    again.now = 1030.0
+    assert retained_sent(again) == [("r/a", b"a", {INTERVAL: 30})]
+    again.expire_retained(1060.0)
+    assert "r/a" not in again.retained
