@@ -45,7 +45,7 @@ def test_persistent_session_keeps_its_connection_through_a_worker_kill(
     while msg.payload == b"before" and msg.dup:
         # Its PUBACK may have died with the worker: sent again (QoS 1 allows it).
         (msg,) = sub.expect(1, timeout=30)
-    assert msg.payload == b"after"
+    assert msg.payload == b"after", (msg.payload, msg.dup, msg.mid, broker.log()[-4000:])
     assert not sub.disconnected.is_set(), "the subscriber's connection was dropped"
     assert "restored 1 persistent sessions" in broker.log()
     sub.disconnect()

@@ -1,0 +1,174 @@
+"""Connection flows of a shard: CONNECT, takeover, close (sans-IO).
+
+Owns: session present and clean-start discard, takeover of a session whose
+connection is still attached (it waits for the old connection's CLOSED, see
+`takeover.py`) [MQTT-3.1.4-2], detaching on close or when an acceptor
+restarted, wills (published on any close but a clean DISCONNECT, after their
+delay) and the end of a session (its expiry, or clean session).
+
+Invariants: a session has at most one attached connection (`Session.conn`);
+a connection waiting to take over is never attached until the old one is
+detached; a session that ends leaves the router (UNSUB_ALL) and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from frontend.codec.reason_codes import ReasonCode
+from store import DeleteSession
+from workers.outbound import OutboundFlows
+from workers.session import Session
+from workers.takeover import Takeover
+
+log = logging.getLogger("flockmq.worker")
+
+
+class ConnectionFlows(OutboundFlows):
+    def _on_connect(self, e: Envelope, now: float) -> None:
+        conn, client_id = e[1], e[2]
+        session = self.sessions.get(client_id)
+        waiting = self.takeovers.pending.get(client_id)
+        if waiting is not None and waiting.conn == conn:
+            return  # sent again (a re-attach) while it waits: it is attached once
+        if waiting is not None or (
+            session is not None and session.conn is not None and session.conn != conn
+        ):
+            self._begin_takeover(e, now)
+        else:
+            self._attach(e, now)
+
+    def _begin_takeover(self, e: Envelope, now: float) -> None:
+        """Takeover [MQTT-3.1.4-2]: close the attached connection and attach
+        this one when its CLOSED comes (see workers/takeover.py); its will goes
+        out as for any close without DISCONNECT."""
+        client_id = e[2]
+        session = self.sessions.get(client_id)
+        if session is None or session.conn is None:  # nothing attached any more
+            stale = self.takeovers.pending.pop(client_id)
+            self._send(stale.conn, [env.CLOSE, stale.conn, ReasonCode.SESSION_TAKEN_OVER])
+            self._attach(e, now)
+            return
+        replaced = self.takeovers.begin(client_id, session.conn, e, now)
+        # A connection still waiting is taken over before it was attached.
+        closing = session.conn if replaced is None else replaced.conn
+        self.counters["takeovers"] += 1
+        log.info("client %s taken over: closing its previous connection", client_id)
+        self._send(closing, [env.CLOSE, closing, ReasonCode.SESSION_TAKEN_OVER])
+
+    def _complete_takeover(self, waiting: Takeover, now: float) -> None:
+        self._attach(waiting.connect, now)
+        for envelope in waiting.held:
+            self.handle(envelope, now)
+
+    def _attach(self, e: Envelope, now: float) -> None:
+        (
+            _,
+            conn,
+            client_id,
+            clean_start,
+            expiry,
+            level,
+            _keepalive,
+            _username,
+            will,
+            receive_maximum,
+            assigned,
+        ) = e
+        expiry = min(expiry, self.limits.max_session_expiry)
+        session = self.sessions.get(client_id)
+        self.pending_wills.pop(client_id, None)  # a returning client cancels a delayed will
+        present = False
+        if session is not None and clean_start:
+            self._end_session(session)
+            session = None
+        if session is None:
+            session = self.sessions[client_id] = Session(client_id)
+            self.counters["sessions_created"] += 1
+        else:
+            present = True
+        session.conn = conn
+        self.to_router.append([env.ONLINE, client_id, conn])
+        session.protocol_level = level
+        session.session_expiry = expiry
+        session.receive_maximum = receive_maximum or 65535
+        session.will = will
+        session.disconnected_at = None
+        self.offline.discard(client_id)
+        self._persist_session(session)
+        props = {"assigned_client_identifier": client_id} if assigned else None
+        self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
+        if present:
+            self._resend_inflight(session)
+            self._pump(session)
+
+    def _on_closed(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, publish_will, new_expiry = e
+        if self.takeovers.pending and self.takeovers.abandon(client_id, conn):
+            return  # it closed while waiting to take over: never attached
+        session = self.sessions.get(client_id)
+        if session is None or session.conn != conn:
+            return  # already taken over or ended
+        if new_expiry is not None:
+            session.session_expiry = min(new_expiry, self.limits.max_session_expiry)
+        self._detach(session, publish_will=publish_will, now=now)
+
+    def _on_acceptor_up(self, e: Envelope, now: float) -> None:
+        """A (re)started acceptor: connections of its previous incarnation are gone."""
+        _, acceptor, incarnation = e
+        for session in list(self.sessions.values()):
+            conn = session.conn
+            if (
+                conn is not None
+                and acceptor_of(conn) == acceptor
+                and incarnation_of(conn) != incarnation & 0xFFFF
+            ):
+                self.counters["connections_lost_with_acceptor"] += 1
+                self._detach(session, publish_will=True, now=now)
+        for client_id, waiting in list(self.takeovers.pending.items()):
+            if (
+                acceptor_of(waiting.conn) == acceptor
+                and incarnation_of(waiting.conn) != incarnation & 0xFFFF
+            ):
+                self.takeovers.abandon(client_id, waiting.conn)
+
+    def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
+        old, session.conn = session.conn, None
+        self.to_router.append([env.ONLINE, session.client_id, 0])
+        session.disconnected_at = now
+        self.offline.add(session.client_id)
+        will, session.will = session.will, None
+        if will is not None and publish_will:
+            delay = min(will[5] or 0, session.session_expiry)
+            if delay > 0:
+                self.pending_wills[session.client_id] = (now + delay, will)
+            else:
+                self._route_will(session.client_id, will)
+        if session.session_expiry == 0:
+            self._end_session(session)
+        else:
+            self._persist_session(session)
+        if self.takeovers.pending and old is not None:
+            waiting = self.takeovers.waiting_for(session.client_id, old)
+            if waiting is not None:
+                self._complete_takeover(waiting, now)
+
+    def _route_will(self, client_id: str, will: list[Any]) -> None:
+        topic, payload, qos, retain, props, _delay = will
+        self.counters["wills_published"] += 1
+        self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props, None])
+
+    def _end_session(self, session: Session) -> None:
+        self.sessions.pop(session.client_id, None)
+        self.offline.discard(session.client_id)
+        pending = self.pending_wills.pop(session.client_id, None)
+        if pending is not None:  # the session ends before the will delay [MQTT-3.1.3-9]
+            self._route_will(session.client_id, pending[1])
+        if session.subscriptions:
+            self.to_router.append([env.UNSUB_ALL, session.client_id])
+        if session.persisted:
+            self.ops.append(DeleteSession(session.client_id))
+        self.counters["sessions_ended"] += 1

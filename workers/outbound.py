@@ -1,0 +1,267 @@
+"""Outbound flows of a shard: delivering to sessions (sans-IO).
+
+Owns: one copy per subscriber at min(published, granted) QoS, QoS 0 copies
+to online sessions grouped per acceptor (encoded once there), the ordered
+queue and the in-flight window per session, packet-id allocation on sending,
+redelivery with DUP on resume [MQTT-4.4.0-1], the PUBACK / PUBREC / PUBREL /
+PUBCOMP state machine of messages sent to clients, QoS 2 copies taken once
+(by their key), queue limits (what they drop is counted) and MQTT 5 message
+expiry of queued copies [MQTT-3.3.2-5].
+
+Invariants: a message is in a session's `queue` or its `inflight`, never
+both; `inflight` never holds more than the window; a persistent session's
+message leaves the store only when acknowledged (or expired unsent); after
+PUBREL is sent the PUBLISH never is again [MQTT-4.3.3-3] (its new state is
+committed first).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.message_expiry import deadline_of, has_expired, props_to_send
+from frontend.codec.packets import PacketType
+from frontend.codec.reason_codes import ReasonCode
+from store import DeleteMessage, UpdateMessage
+from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session
+from workers.shard_state import ShardState
+
+log = logging.getLogger("flockmq.worker")
+
+
+class OutboundFlows(ShardState):
+    def _on_deliver(self, e: Envelope, now: float) -> None:
+        _, topic, payload, qos, retain, props, targets, reply = e
+        if reply is not None:
+            conn_of_publisher, packet_id, attempt, uid, key, confirm = reply
+            if confirm:
+                # The publisher's acceptor acknowledges once every shard
+                # confirmed: ours goes out after this pass's commit.
+                self.after_commit.append(
+                    (
+                        acceptor_of(conn_of_publisher),
+                        [env.STORED, conn_of_publisher, packet_id, True, attempt],
+                    )
+                )
+            if qos == 2:
+                if self._seen_before(tuple(key) if key else (conn_of_publisher, uid)):
+                    # A retry or resend of a QoS 2 message this shard already
+                    # took (a process died before its publisher heard): once.
+                    self.counters["qos2_retries_deduplicated"] += 1
+                    return
+                if key and key[3]:
+                    self._record_seen(key, targets)
+        deadline = deadline_of(props, now)  # MQTT 5 message expiry
+        # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
+        fast: dict[tuple[int, bool], list[int]] = {}
+        for client_id, granted, rap, sub_ids, topic_filter in targets:
+            session = self.sessions.get(client_id)
+            if session is None:
+                self.counters["deliveries_without_session"] += 1
+                continue
+            if topic_filter not in session.subscriptions:
+                # Routed before the router learnt the subscription was dropped
+                # (unsubscribe, or the session recreated by a clean start).
+                self.counters["deliveries_for_dropped_subscriptions"] += 1
+                continue
+            out_qos = qos if qos < granted else granted
+            out_retain = retain and rap
+            msg_props = props
+            if sub_ids:
+                msg_props = dict(props or {})
+                msg_props["subscription_identifier"] = sub_ids
+            conn = session.conn
+            if out_qos == 0:
+                if conn is not None:
+                    if msg_props is props:
+                        fast.setdefault((acceptor_of(conn), out_retain), []).append(conn)
+                    else:
+                        self._send(
+                            conn,
+                            [
+                                env.SEND_PUBLISH,
+                                conn,
+                                None,
+                                topic,
+                                payload,
+                                0,
+                                out_retain,
+                                False,
+                                msg_props,
+                            ],
+                        )
+                elif self.limits.queue_qos0 and session.session_expiry > 0:
+                    self._enqueue(
+                        session,
+                        OutMessage(topic, payload, 0, out_retain, msg_props, deadline=deadline),
+                    )
+                continue
+            self._enqueue(
+                session,
+                OutMessage(topic, payload, out_qos, out_retain, msg_props, deadline=deadline),
+            )
+            if conn is not None:
+                self._pump(session)
+        for (acceptor, out_retain), conns in fast.items():
+            out = self.to_acceptors.get(acceptor)
+            if out is None:
+                out = self.to_acceptors[acceptor] = []
+            out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
+
+    def _enqueue(self, session: Session, msg: OutMessage) -> None:
+        limits = self.limits
+        size = len(msg.payload)
+        if (
+            len(session.queue) >= limits.max_queued_messages
+            or session.queued_bytes + size > limits.max_queued_bytes
+        ):
+            session.dropped += 1
+            self.counters["queue_full_drops"] += 1
+            if session.dropped == 1 or session.dropped % 1000 == 0:
+                log.warning(
+                    "client %s: queue full (%d messages, %d bytes): dropped %d message(s) so far",
+                    session.client_id,
+                    len(session.queue),
+                    session.queued_bytes,
+                    session.dropped,
+                )
+            return
+        session.queue.append(msg)
+        session.queued_bytes += size
+        if msg.qos and session.persistent:
+            msg.seq = session.next_seq
+            session.next_seq += 1
+            session.persisted = True
+            msg.unsaved = True
+            self._unsaved += 1
+            self.ops.append((session.client_id, msg))
+
+    def _window(self, session: Session) -> int:
+        limit = self.limits.max_inflight
+        return session.receive_maximum if session.receive_maximum < limit else limit
+
+    def _pump(self, session: Session) -> None:
+        """Move queued messages into flight while the window allows, in order."""
+        conn = session.conn
+        if conn is None:
+            return
+        window = self._window(session)
+        queue = session.queue
+        while queue and len(session.inflight) < window:
+            msg = queue.popleft()
+            session.queued_bytes -= len(msg.payload)
+            if msg.deadline and has_expired(msg.deadline, self.now):
+                # Not sent before it expired: deleted for this subscriber [MQTT-3.3.2-5].
+                self.counters["messages_expired"] += 1
+                self._forget(session, msg)
+                continue
+            if msg.qos:
+                msg.packet_id = session.allocate_packet_id()
+                msg.state = AWAIT_ACK
+                session.inflight[msg.packet_id] = msg
+                if msg.seq and not msg.unsaved:
+                    self.ops.append(
+                        UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)
+                    )
+            self._send_message(conn, msg, dup=False)
+
+    def _send_message(self, conn: int, msg: OutMessage, *, dup: bool) -> None:
+        packet_id = msg.packet_id if msg.qos else None
+        self._send(
+            conn,
+            [
+                env.SEND_PUBLISH,
+                conn,
+                packet_id,
+                msg.topic,
+                msg.payload,
+                msg.qos,
+                msg.retain,
+                dup,
+                msg.props if not msg.deadline else props_to_send(msg.props, msg.deadline, self.now),
+            ],
+        )
+
+    def _resend_inflight(self, session: Session) -> None:
+        """On resume, unacknowledged messages go again, in their original order:
+        PUBLISH with DUP=1, or PUBREL for QoS 2 past PUBREC [MQTT-4.4.0-1]."""
+        conn = session.conn
+        assert conn is not None
+        for msg in session.inflight.values():
+            self.counters["redeliveries"] += 1
+            if msg.state == AWAIT_COMP:
+                self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
+            else:
+                self._send_message(conn, msg, dup=True)
+
+    def _on_puback(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, _rc = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.get(packet_id)
+        if msg is not None and msg.qos == 1:
+            del session.inflight[packet_id]
+            self._forget(session, msg)
+            self._pump(session)
+        else:
+            self.counters["unexpected_acks"] += 1
+
+    def _on_pubrec(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, rc = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.get(packet_id)
+        if msg is None or msg.qos != 2:
+            self.counters["unexpected_acks"] += 1
+            self._send(
+                conn,
+                [
+                    env.SEND_ACK,
+                    conn,
+                    PacketType.PUBREL,
+                    packet_id,
+                    ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
+                ],
+            )
+            return
+        if rc >= 0x80:  # v5: the receiver refused it; the flow ends here
+            del session.inflight[packet_id]
+            self._forget(session, msg)
+            self._pump(session)
+            return
+        msg.state = AWAIT_COMP
+        pubrel = [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0]
+        if session.persisted and msg.seq:
+            # After PUBREL the PUBLISH must never be sent again [MQTT-4.3.3-3]:
+            # the new state is committed before PUBREL goes out.
+            if not msg.unsaved:
+                self.ops.append(UpdateMessage(client_id, msg.seq, packet_id, AWAIT_COMP))
+            self.after_commit.append((acceptor_of(conn), pubrel))
+        else:
+            self._send(conn, pubrel)
+
+    def _on_pubcomp(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.get(packet_id)
+        if msg is not None and msg.state == AWAIT_COMP:
+            del session.inflight[packet_id]
+            self._forget(session, msg)
+            self._pump(session)
+        else:
+            self.counters["unexpected_acks"] += 1
+
+    def _forget(self, session: Session, msg: OutMessage) -> None:
+        """An acknowledged message leaves the store."""
+        if session.persisted and msg.seq:
+            if msg.unsaved:  # never written: its placeholder resolves to nothing
+                msg.unsaved = False
+                msg.seq = 0
+            else:
+                self.ops.append(DeleteMessage(session.client_id, msg.seq))

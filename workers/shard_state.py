@@ -1,0 +1,186 @@
+"""The state every part of a shard works on, and what they share (sans-IO).
+
+`ShardState` owns the sessions, the outputs of a pass (`to_router`,
+`to_acceptors`, store `ops`, and `after_commit`: envelopes sent only once
+this pass's ops are committed), the QoS 2 de-duplication keys, and the
+helpers every flow uses: sending to a connection, finding the session a
+connection is attached to, recording a session in the store. The flows are
+in `outbound.py`, `connections.py`, `inbound.py` and `subscriptions.py`;
+`shard.py` puts them together.
+
+Invariants: `ops` holds store ops in the order they were made, and
+(client id, OutMessage) placeholders for messages queued in this pass
+(`take_durable` resolves them to their PutMessage); `_unsaved` counts the
+placeholders. Nothing here touches a socket or a clock: time comes in with
+each envelope (`now`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.message_expiry import pack_stored_props
+from flockmq.persistence import pack_blob
+from store import Op, PutMessage, PutSeenQos2, PutSession
+from workers.session import OutMessage, Session
+from workers.takeover import Takeovers
+
+log = logging.getLogger("flockmq.worker")
+
+SEEN_QOS2_MAX = 200_000  # QoS 2 publishes remembered to drop their retries
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLimits:
+    max_inflight: int = 64
+    max_queued_messages: int = 100_000
+    max_queued_bytes: int = 64 * 1024 * 1024
+    queue_qos0: bool = False
+    max_session_expiry: int = 0xFFFFFFFF
+
+
+class ShardState:
+    def __init__(self, index: int, limits: ShardLimits, nonce: int = 0) -> None:
+        """`nonce`: a random number per process start (31 bits), so that the
+        QoS 2 tokens of this incarnation differ from every earlier one's."""
+        self.index = index
+        self.limits = limits
+        self.now = 0.0  # the time of the envelope or timer being handled
+        self._token_base = (nonce & 0x7FFFFFFF) << 32
+        self._tokens = 0
+        self.sessions: dict[str, Session] = {}
+        self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
+        self.takeovers = Takeovers()
+        self.offline: set[str] = set()  # sessions kept without a connection
+        # QoS 2 messages this shard took, by key (see _seen_before);
+        # insertion-ordered, bounded
+        self.seen_qos2: dict[tuple[Any, ...], None] = {}
+        self.to_router: list[Envelope] = []
+        self.to_acceptors: dict[int, list[Envelope]] = {}
+        # store writes of this pass; (client id, OutMessage) stands for the
+        # PutMessage of a message queued in it (see take_durable)
+        self.ops: list[Op | tuple[str, OutMessage]] = []
+        self._unsaved = 0  # such placeholders in ops
+        # (destination, envelope): sent once `ops` are committed; destination is
+        # "router" or an acceptor index
+        self.after_commit: list[tuple[str | int, Envelope]] = []
+        self.counters: Counter[str] = Counter()
+        # envelope kind -> handler, filled in by `Shard`
+        self._handlers: dict[int, Callable[[Envelope, float], None]] = {}
+
+    def handle(self, envelope: Envelope, now: float) -> None:
+        self.now = now
+        if self.takeovers.pending and self.takeovers.hold(envelope):
+            return  # from a connection waiting to take over its session
+        handler = self._handlers.get(envelope[0])
+        if handler is None:
+            self.counters["unknown_envelopes"] += 1
+            log.warning("shard %d: unknown envelope kind %r", self.index, envelope[0])
+            return
+        handler(envelope, now)
+
+    def _persist_session(self, session: Session) -> None:
+        if session.persistent:
+            session.persisted = True
+            self.ops.append(
+                PutSession(
+                    session.client_id,
+                    session.session_expiry,
+                    session.protocol_level,
+                    pack_blob(session.will),
+                    session.disconnected_at,
+                )
+            )
+
+    def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Envelope]]]:
+        """This pass's store ops and the envelopes that must wait for them. A
+        message queued in this pass becomes its PutMessage only now, in its
+        place, with the packet id and state it has now (most go in flight in
+        the pass that queued them: one row written instead of a put and an
+        update); one acknowledged in the same pass is not written at all."""
+        ops, later = self.ops, self.after_commit
+        self.ops, self.after_commit = [], []
+        if self._unsaved:
+            self._unsaved = 0
+            ops = [op for op in map(_resolve, ops) if op is not None]
+        return ops, later  # type: ignore[return-value]
+
+    def startup_envelopes(self, incarnation: int) -> None:
+        """Announce this shard (a restarted worker): the router forgets the
+        shard's stale subscriptions and acceptors drop its stale connections."""
+        self.to_router.append([env.WORKER_UP, self.index, incarnation])
+
+    def _send(self, conn: int, envelope: Envelope) -> None:
+        acceptor = acceptor_of(conn)
+        out = self.to_acceptors.get(acceptor)
+        if out is None:
+            out = self.to_acceptors[acceptor] = []
+        out.append(envelope)
+
+    def _current(self, client_id: str, conn: int) -> Session | None:
+        """The session if `conn` is its attached connection; packets from a
+        connection that was taken over are ignored."""
+        session = self.sessions.get(client_id)
+        if session is None or session.conn != conn:
+            self.counters["stale_connection_packets"] += 1
+            return None
+        return session
+
+    def _next_token(self) -> int:
+        self._tokens += 1
+        return self._token_base | (self._tokens & 0xFFFFFFFF)
+
+    def _record_seen(self, key: list[Any], targets: list[list[Any]]) -> None:
+        """A QoS 2 message from a persistent publisher reaches persistent
+        sessions here: they store its key in the same commit as their copies,
+        so a resend after this worker restarted is still recognised. (The
+        publisher's PUBREL deletes these rows: it never resends after that.)"""
+        origin, packet_id, token, _ = key
+        sessions = self.sessions
+        for client_id, *_ in targets:
+            session = sessions.get(client_id)
+            if session is not None and session.persistent:
+                session.persisted = True
+                self.ops.append(PutSeenQos2(client_id, origin, packet_id, token))
+
+    def _seen_before(self, key: tuple[Any, ...]) -> bool:
+        """Remember the QoS 2 publishes this shard took, by their key: (origin
+        client id, packet id, token, durable), where the token is unique per
+        message (a packet id reused after PUBREL gets a new one); or (publisher's
+        connection, uid) for a publish without a key. Bounded: resends come
+        within seconds or minutes of the original, and the store keeps the keys
+        of persistent sessions across restarts (reloaded here by `load`)."""
+        if key in self.seen_qos2:
+            return True
+        self.seen_qos2[key] = None
+        if len(self.seen_qos2) > SEEN_QOS2_MAX:
+            del self.seen_qos2[next(iter(self.seen_qos2))]
+        return False
+
+
+def _resolve(op: Op | tuple[str, OutMessage]) -> Op | None:
+    """A placeholder of `Shard.ops` as its PutMessage (None: acknowledged
+    before it was written); any other op as it is."""
+    if type(op) is not tuple:
+        return op  # type: ignore[return-value]
+    client_id, msg = op
+    if not msg.unsaved:
+        return None
+    msg.unsaved = False
+    return PutMessage(
+        client_id,
+        msg.seq,
+        msg.topic,
+        msg.payload,
+        msg.qos,
+        msg.retain,
+        pack_stored_props(msg.props, msg.deadline),
+        msg.packet_id,
+        msg.state,
+    )

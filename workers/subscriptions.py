@@ -1,0 +1,116 @@
+"""Subscription flows of a shard: SUBSCRIBE, UNSUBSCRIBE, and re-registering
+with a restarted router (sans-IO).
+
+Owns the subscriptions of record of each session and their retain handling
+[MQTT-3.3.1-9..11]; the router holds a copy for matching.
+
+Invariants: SUBACK goes out after the router has the subscription (a publish
+the client sends after SUBACK is matched against it) and, for a persistent
+session, after it is committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, acceptor_of
+from frontend.codec.reason_codes import ReasonCode
+from store import DeleteSubscription, PutSubscription
+from workers.session import Subscription
+from workers.shard_state import ShardState
+
+
+class SubscriptionFlows(ShardState):
+    def _on_subscribe(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, entries = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        route_entries: list[list[Any]] = []
+        codes: list[int] = []
+        for topic_filter, qos, no_local, rap, retain_handling, sub_id in entries:
+            if qos >= 0x80:
+                codes.append(qos)
+                continue
+            existed = topic_filter in session.subscriptions
+            session.subscriptions[topic_filter] = Subscription(
+                qos, bool(no_local), bool(rap), retain_handling, sub_id
+            )
+            # Retain handling [MQTT-3.3.1-9..11]: 0 always, 1 only if new, 2 never.
+            send_retained = retain_handling == 0 or (retain_handling == 1 and not existed)
+            route_entries.append(
+                [
+                    topic_filter,
+                    qos,
+                    bool(no_local),
+                    bool(rap),
+                    send_retained,
+                    sub_id,
+                    session.persistent,
+                ]
+            )
+            if session.persistent:
+                self.ops.append(
+                    PutSubscription(
+                        client_id,
+                        topic_filter,
+                        qos,
+                        bool(no_local),
+                        bool(rap),
+                        retain_handling,
+                        sub_id,
+                    )
+                )
+            codes.append(qos)
+        if route_entries:
+            # SUBACK waits for the router's SUBSCRIBED so a publish the client
+            # sends after SUBACK is matched against the new subscription.
+            self.to_router.append(
+                [env.SUB, self.index, client_id, conn, packet_id, route_entries, codes]
+            )
+        else:
+            self._send(conn, [env.SEND_SUBACK, conn, packet_id, codes])
+
+    def _on_subscribed(self, e: Envelope, now: float) -> None:
+        _, client_id, conn, packet_id, codes = e
+        session = self.sessions.get(client_id)
+        if session is not None and session.conn == conn:
+            suback = [env.SEND_SUBACK, conn, packet_id, codes]
+            if session.persistent:  # a SUBACK promises the subscription is kept
+                self.after_commit.append((acceptor_of(conn), suback))
+            else:
+                self._send(conn, suback)
+
+    def _on_unsubscribe(self, e: Envelope, now: float) -> None:
+        _, conn, client_id, packet_id, filters = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        codes = []
+        removed = []
+        for topic_filter in filters:
+            if session.subscriptions.pop(topic_filter, None) is None:
+                codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+            else:
+                removed.append(topic_filter)
+                if session.persistent:
+                    self.ops.append(DeleteSubscription(client_id, topic_filter))
+                codes.append(ReasonCode.SUCCESS)
+        if removed:
+            self.to_router.append([env.UNSUB, client_id, removed])
+        self._send(conn, [env.SEND_UNSUBACK, conn, packet_id, codes])
+
+    def _on_router_up(self, e: Envelope, now: float) -> None:
+        """A (re)started router has an empty topic tree: register every
+        subscription of this shard again (no SUBACK, no retained messages)."""
+        for session in self.sessions.values():
+            if session.conn is not None:
+                self.to_router.append([env.ONLINE, session.client_id, session.conn])
+            entries = [
+                [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent]
+                for f, s in session.subscriptions.items()
+            ]
+            if entries:
+                self.to_router.append([env.SUB, self.index, session.client_id, 0, 0, entries, []])
+        self.to_router.append([env.SYNCED, self.index])
