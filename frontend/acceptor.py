@@ -226,7 +226,16 @@ class Acceptor:
             self.counters["deliveries_to_gone_connections"] += 1
             return
         props = props if conn.level >= 5 else None
-        conn.write(encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level))
+        data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level)
+        if conn.max_outgoing_packet and len(data) > conn.max_outgoing_packet:
+            # Over the client's Maximum Packet Size: discarded, and done with as
+            # if sent and acknowledged [MQTT-3.1.2-25], or it would hold a slot
+            # of the client's receive window for ever.
+            self.counters["dropped_over_client_maximum_packet_size"] += 1
+            if qos:
+                self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
+            return
+        conn.write(data)
 
     def _on_send_publish_many(self, e: Envelope) -> None:
         _, conn_ids, topic, payload, retain, props = e

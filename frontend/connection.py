@@ -497,9 +497,15 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def on_disconnect(self, packet: Disconnect) -> None:
+        expiry = packet.properties.get("session_expiry_interval")
+        if expiry and self.connect_envelope and self.connect_envelope[4] == 0:
+            # Not a valid DISCONNECT: the will stays, the session ends as agreed.
+            raise ProtocolError(
+                "MQTT 5 section 3.14.2.2.2: DISCONNECT sets a Session Expiry Interval "
+                "after CONNECT set none"
+            )
         # A DISCONNECT discards the will [MQTT-3.14.4-3], unless v5 asks for it (0x04).
         self.will_on_close = packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
-        expiry = packet.properties.get("session_expiry_interval")
         if expiry is not None and self.state in (CONNECTING, CONNECTED):
             self._forward([env.CLOSED, self.conn_id, self.client_id, self.will_on_close, expiry])
             self.state = CLOSED  # connection_lost must not report it again

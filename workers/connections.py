@@ -80,11 +80,14 @@ class ConnectionFlows(OutboundFlows):
         ) = e
         expiry = min(expiry, self.limits.max_session_expiry)
         session = self.sessions.get(client_id)
-        self.pending_wills.pop(client_id, None)  # a returning client cancels a delayed will
         present = False
         if session is not None and clean_start:
+            # The old session ends now: a will still waiting for its delay goes
+            # out [MQTT-3.1.2-8] (_end_session publishes it).
             self._end_session(session)
             session = None
+        # A client that resumes its session cancels a delayed will [MQTT-3.1.3-9].
+        self.pending_wills.pop(client_id, None)
         if session is None:
             session = self.sessions[client_id] = Session(client_id)
             self.counters["sessions_created"] += 1

@@ -257,6 +257,18 @@ class OutboundFlows(ShardState):
         else:
             self.counters["unexpected_acks"] += 1
 
+    def _on_discarded(self, e: Envelope, now: float) -> None:
+        """Too large for the client [MQTT-3.1.2-25]: the flow ends as if completed."""
+        _, conn, client_id, packet_id = e
+        session = self._current(client_id, conn)
+        if session is None:
+            return
+        msg = session.inflight.pop(packet_id, None)
+        if msg is not None:
+            self.counters["discarded_over_client_maximum_packet_size"] += 1
+            self._forget(session, msg)
+            self._pump(session)
+
     def _forget(self, session: Session, msg: OutMessage) -> None:
         """An acknowledged message leaves the store."""
         if session.persisted and msg.seq:

@@ -61,6 +61,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             env.PUBACK_IN: self._on_puback,
             env.PUBREC_IN: self._on_pubrec,
             env.PUBCOMP_IN: self._on_pubcomp,
+            env.DISCARDED: self._on_discarded,
             env.SUBSCRIBE: self._on_subscribe,
             env.UNSUBSCRIBE: self._on_unsubscribe,
             env.CLOSED: self._on_closed,

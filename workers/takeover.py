@@ -33,6 +33,7 @@ HELD_KINDS = frozenset(
         env.PUBACK_IN,
         env.PUBREC_IN,
         env.PUBCOMP_IN,
+        env.DISCARDED,
         env.SUBSCRIBE,
         env.UNSUBSCRIBE,
         env.QOS2_CONFIRMED,

@@ -687,6 +687,20 @@ def test_reconnect_within_will_delay_cancels_the_will() -> None:
     assert routes(h.take_router()) == []
 
 
+def test_a_clean_start_within_the_will_delay_publishes_the_will() -> None:
+    """Clean Start ends the old session, and the will goes out when the session
+    ends [MQTT-3.1.2-8]; only resuming it cancels the will [MQTT-3.1.3-9]."""
+    h = Harness()
+    connected(h, level=5, expiry=100, will=[*WILL[:5], 60])
+    h.close(CONN_A, "c1")
+    assert routes(h.take_router()) == []
+    h.now += 2
+    h.connect(CONN_B, "c1", clean=True, level=5, expiry=100)
+    assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
+    h.shard.handle_timer(h.now + 100)
+    assert routes(h.take_router()) == []  # once
+
+
 def test_will_delay_is_capped_by_session_expiry() -> None:
     """The will goes out when the session ends if that is first [MQTT-3.1.3-9]."""
     h = Harness()
@@ -814,3 +828,18 @@ def test_a_qos2_retry_the_shard_already_took_is_confirmed_but_not_delivered_twic
     stored = [e for e in out if e[0] == env.STORED]
     assert [(e[2], e[4]) for e in stored] == [(4, 0), (4, 1)]  # both attempts confirmed
     assert h.shard.counters["qos2_retries_deduplicated"] == 1
+
+
+def test_a_message_too_large_for_the_client_frees_its_window_slot() -> None:
+    """The acceptor did not send it (over the client's Maximum Packet Size):
+    done with as if acknowledged [MQTT-3.1.2-25], so the next one goes."""
+    h = Harness()
+    connected(h, receive_maximum=1)
+    h.deliver("c1", b"huge", 1)
+    h.deliver("c1", b"next", 1)
+    ((pid, payload, _, _),) = publishes(h.take_acceptors())
+    assert payload == b"huge"
+    h.shard.handle([env.DISCARDED, CONN_A, "c1", pid], h.now)
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"next"]
+    assert h.shard.counters["discarded_over_client_maximum_packet_size"] == 1
+    assert pid not in h.shard.sessions["c1"].inflight
