@@ -14,6 +14,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from frontend.codec import Packet, StreamDecoder, encode
 
@@ -39,6 +41,7 @@ class Client:
         username: str | None = None,
         session_expiry: int | None = None,
         host: str = "127.0.0.1",
+        will_properties: Properties | None = None,
     ) -> None:
         self.client_id = client_id if client_id is not None else unique("c")
         version = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}[protocol]
@@ -65,7 +68,7 @@ class Client:
         self.paho.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.put(rcs)
         self.paho.on_disconnect = self._on_disconnect
         if will is not None:
-            self.paho.will_set(will[0], will[1], will[2], will[3])
+            self.paho.will_set(will[0], will[1], will[2], will[3], will_properties)
         if username is not None:
             self.paho.username_pw_set(username)
         self.host = host
@@ -91,13 +94,32 @@ class Client:
         assert rc == expect_rc, f"CONNACK {rc}, expected {expect_rc}"
         return flags
 
-    def subscribe(self, topic: str, qos: int = 0) -> list[Any]:
-        result, _mid = self.paho.subscribe(topic, qos)
+    def subscribe(
+        self,
+        topic: str,
+        qos: int = 0,
+        *,
+        options: SubscribeOptions | None = None,
+        sub_id: int | None = None,
+    ) -> list[Any]:
+        """MQTT 5: `options` (then `qos` is not used) and a Subscription Identifier."""
+        props = None
+        if sub_id is not None:
+            props = Properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = sub_id
+        result, _mid = self.paho.subscribe(topic, qos, options, props)
         assert result == mqtt.MQTT_ERR_SUCCESS
         return self.subacks.get(timeout=TIMEOUT)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
-        info = self.paho.publish(topic, payload, qos, retain)
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        info = self.paho.publish(topic, payload, qos, retain, properties)
         if qos:
             info.wait_for_publish(TIMEOUT)
             assert info.is_published()
@@ -117,8 +139,12 @@ class Client:
             return
         raise AssertionError(f"unexpected message {msg.topic} {msg.payload!r}")
 
-    def disconnect(self) -> None:
-        self.paho.disconnect()
+    def disconnect(self, reason_code: int | None = None) -> None:
+        """MQTT 5: `reason_code` for the DISCONNECT (0x04: publish the will)."""
+        reason = None
+        if reason_code is not None:
+            reason = ReasonCode(PacketTypes.DISCONNECT, identifier=reason_code)
+        self.paho.disconnect(reason)
         self.paho.loop_stop()
 
     def drop(self) -> None:
