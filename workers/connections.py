@@ -78,7 +78,7 @@ class ConnectionFlows(OutboundFlows):
             receive_maximum,
             assigned,
         ) = e
-        expiry = min(expiry, self.limits.max_session_expiry)
+        asked, expiry = expiry, min(expiry, self.limits.max_session_expiry)
         session = self.sessions.get(client_id)
         present = False
         if session is not None and clean_start:
@@ -102,7 +102,12 @@ class ConnectionFlows(OutboundFlows):
         session.disconnected_at = None
         self.offline.discard(client_id)
         self._persist_session(session)
-        props = {"assigned_client_identifier": client_id} if assigned else None
+        props: dict[str, Any] | None = None
+        if assigned:
+            props = {"assigned_client_identifier": client_id}
+        if expiry != asked and level >= 5:
+            # The broker's limit applies: say so (MQTT 5 section 3.2.2.3.2).
+            props = {**(props or {}), "session_expiry_interval": expiry}
         self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
         if present:
             self._resend_inflight(session)

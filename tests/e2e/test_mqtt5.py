@@ -703,6 +703,20 @@ def test_server_keep_alive_caps_the_keepalive(
     raw.close()
 
 
+def test_a_capped_session_expiry_is_told_in_the_connack(
+    make_broker: Callable[..., Broker], tmp_path: Path
+) -> None:
+    config = tmp_path / "flockmq.toml"
+    config.write_text("max_session_expiry = 600\n")
+    capped = make_broker("--config", str(config))
+    raw, connack = raw_connected(capped, properties={"session_expiry_interval": 86400})
+    assert connack.properties["session_expiry_interval"] == 600  # section 3.2.2.3.2
+    raw.close()
+    raw, connack = raw_connected(capped, properties={"session_expiry_interval": 60})
+    assert "session_expiry_interval" not in connack.properties
+    raw.close()
+
+
 # --- reason codes, section 2.4 ----------------------------------------------------------------
 def test_unsuback_reason_codes(broker: Broker) -> None:
     base = unique("unsub")

@@ -843,3 +843,15 @@ def test_a_message_too_large_for_the_client_frees_its_window_slot() -> None:
     assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"next"]
     assert h.shard.counters["discarded_over_client_maximum_packet_size"] == 1
     assert pid not in h.shard.sessions["c1"].inflight
+
+
+def test_a_session_expiry_over_the_limit_is_capped_and_the_connack_says_so() -> None:
+    h = Harness(max_session_expiry=3600)
+    connack = h.connect(CONN_A, "c1", clean=False, level=5, expiry=86400)
+    assert connack[4] == {"session_expiry_interval": 3600}
+    assert h.shard.sessions["c1"].session_expiry == 3600
+    connack = h.connect(CONN_B, "c2", clean=False, level=5, expiry=60)
+    assert connack[4] is None  # within the limit: nothing to say
+    # MQTT 3.1.1 has no such property: its "never expires" is capped silently
+    connack = h.connect(CONN_C, "c3", clean=False, level=4)
+    assert connack[4] is None and h.shard.sessions["c3"].session_expiry == 3600
