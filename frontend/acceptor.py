@@ -29,6 +29,7 @@ log = logging.getLogger("flockmq.acceptor")
 
 TIMER_INTERVAL = 0.5
 SLOW_CONSUMER_GRACE = 2.0  # seconds a full client socket may hold up deliveries
+TAKEOVER_READ_GRACE = 0.002  # seconds a taken-over connection is still read
 
 
 class Acceptor:
@@ -281,10 +282,15 @@ class Acceptor:
             conn.write(encode(Unsuback(packet_id, reason_codes), conn.level))
 
     def _on_close(self, e: Envelope) -> None:
+        """Taken over by a new connection. What this client sent before it is
+        already in the socket's buffer (a client that reconnects at once may
+        have written its last PUBACK just before): it is read and forwarded in
+        the next I/O pass, ahead of the CLOSED, so it still counts; then the
+        connection is closed (MQTT 5: DISCONNECT 0x8E first)."""
         _, conn_id, rc = e
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.close(rc)
+            self.loop.call_later(TAKEOVER_READ_GRACE, conn.close, rc)
 
     def _on_worker_up(self, e: Envelope) -> None:
         """A restarted worker reloaded its persistent sessions from the store:
