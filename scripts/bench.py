@@ -35,6 +35,7 @@ from loadgen.progress import human
 SCRIPTS = Path(__file__).resolve().parent
 LOADTEST = SCRIPTS / "loadtest.py"
 BENCH_CODEC = SCRIPTS / "bench_codec.py"
+BENCH_BUS = SCRIPTS / "bench_bus.py"
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,25 @@ def run_codec_bench(quick: bool) -> dict[str, Any] | None:
         return None
 
 
+def run_bus_bench(quick: bool) -> dict[str, Any] | None:
+    """scripts/bench_bus.py's JSON line (one inter-process hop, no MQTT), or None."""
+    cmd = [sys.executable, str(BENCH_BUS)]
+    if quick:
+        cmd += ["--count", "2000"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise ValueError(proc.stderr.strip()[-500:] or "no output")
+        print("\nbus round trips between two processes (scripts/bench_bus.py):")
+        print("\n".join(lines[:-1]))
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+    except (subprocess.TimeoutExpired, ValueError) as error:
+        print(f"bench: bus benchmark failed: {error}", file=sys.stderr)
+        return None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="flockmq vs Mosquitto benchmark")
     parser.add_argument("--runs", type=int, default=3, help="rounds per row and broker")
@@ -398,7 +418,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raw", default="build/bench/bench-runs.json", help="every run, JSON")
     parser.add_argument("--duration-limit", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--no-mosquitto", action="store_true", help="flockmq rows only")
-    parser.add_argument("--no-codec", action="store_true", help="skip the codec benchmark")
+    parser.add_argument(
+        "--no-codec", action="store_true", help="skip the codec and bus micro-benchmarks"
+    )
     args = parser.parse_args(argv)
     if args.quick and args.runs == 3:
         args.runs = 1
@@ -446,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(lines)
     codec = None if args.no_codec else run_codec_bench(args.quick)
+    bus = None if args.no_codec else run_bus_bench(args.quick)
     raw = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
@@ -456,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": lines,
         "durability_costs": durability_costs(lines),
         "codec": codec,
+        "bus": bus,
     }
     raw_path = Path(args.raw)
     raw_path.parent.mkdir(parents=True, exist_ok=True)
