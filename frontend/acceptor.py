@@ -228,11 +228,10 @@ class Acceptor:
             return
         props = props if conn.level >= 5 else None
         data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level)
-        if conn.max_outgoing_packet and len(data) > conn.max_outgoing_packet:
-            # Over the client's Maximum Packet Size: discarded, and done with as
-            # if sent and acknowledged [MQTT-3.1.2-25], or it would hold a slot
-            # of the client's receive window for ever.
-            self.counters["dropped_over_client_maximum_packet_size"] += 1
+        if conn.too_large(data):
+            # Discarded, and done with as if sent and acknowledged
+            # [MQTT-3.1.2-25], or it would hold a slot of the client's receive
+            # window for ever.
             if qos:
                 self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
             return

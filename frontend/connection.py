@@ -514,11 +514,15 @@ class ClientConnection(asyncio.Protocol):
 
     # --- outbound ----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and self.state != CLOSED:
-            if self.max_outgoing_packet and len(data) > self.max_outgoing_packet:
-                self.acceptor.count("dropped_over_client_maximum_packet_size")
-                return
+        if self.transport is not None and self.state != CLOSED and not self.too_large(data):
             self.transport.write(data)
+
+    def too_large(self, data: bytes) -> bool:
+        """Over the client's Maximum Packet Size: not sent [MQTT-3.1.2-25], counted."""
+        if self.max_outgoing_packet and len(data) > self.max_outgoing_packet:
+            self.acceptor.count("dropped_over_client_maximum_packet_size")
+            return True
+        return False
 
     def on_connack(self, session_present: bool, rc: int, props: dict[str, Any] | None) -> None:
         if self.state != CONNECTING:

@@ -48,16 +48,17 @@ class ConnectionFlows(OutboundFlows):
         client_id = e[2]
         session = self.sessions.get(client_id)
         if session is None or session.conn is None:  # nothing attached any more
-            stale = self.takeovers.pending.pop(client_id)
-            self._send(stale.conn, [env.CLOSE, stale.conn, ReasonCode.SESSION_TAKEN_OVER])
+            self._close_taken_over(self.takeovers.pending.pop(client_id).conn)
             self._attach(e, now)
             return
         replaced = self.takeovers.begin(client_id, session.conn, e, now)
         # A connection still waiting is taken over before it was attached.
-        closing = session.conn if replaced is None else replaced.conn
         self.counters["takeovers"] += 1
         log.info("client %s taken over: closing its previous connection", client_id)
-        self._send(closing, [env.CLOSE, closing, ReasonCode.SESSION_TAKEN_OVER])
+        self._close_taken_over(session.conn if replaced is None else replaced.conn)
+
+    def _close_taken_over(self, conn: int) -> None:
+        self._send(conn, [env.CLOSE, conn, ReasonCode.SESSION_TAKEN_OVER])
 
     def _complete_takeover(self, waiting: Takeover, now: float) -> None:
         self._attach(waiting.connect, now)
