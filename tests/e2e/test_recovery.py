@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
+from frontend.codec import Connack, Connect, Suback, Subscribe, Subscription
+
 from .broker import Broker
-from .clients import Client, unique
+from .clients import Client, RawClient, unique
 
 
 def id_on_shard(prefix: str, shard: int, workers: int = 2) -> str:
@@ -119,3 +121,34 @@ def test_a_subscribe_held_by_a_dying_worker_is_answered_after_its_restart(
     assert not sub.disconnected.is_set()
     sub.disconnect()
     pub.disconnect()
+
+
+def test_a_connect_held_by_a_dying_worker_is_answered_after_its_restart(
+    make_broker: Callable[..., Broker],
+) -> None:
+    """The CONNECT reaches a worker that dies with it: the acceptor sends it
+    again to the restarted worker, so the client gets its CONNACK instead of
+    waiting until the connect timeout closes it."""
+    broker = make_broker()
+    # Connections on shard 1 through both acceptors (the kernel picks one at
+    # random): their pipes to worker 1 are up, so the CONNECT below is in the
+    # frozen worker when it dies (not queued for whichever worker comes next).
+    for _ in range(8):
+        warm = Client(broker.port, id_on_shard("warm", 1))
+        warm.connect()
+        warm.disconnect()
+    client_id = id_on_shard("late", 1)
+    worker = broker.pid_of("worker", 1)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        raw = RawClient(broker.port)
+        raw.send(Connect(client_id, 4, False, 60))
+        with pytest.raises(TimeoutError):
+            raw.recv(timeout=0.5)  # frozen: no answer yet
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    broker.wait_restarted("worker", 1, worker)
+    assert raw.recv(timeout=30) == Connack(False, 0)
+    raw.send(Subscribe(1, (Subscription("late/t", 1),)))
+    assert raw.recv(timeout=30) == Suback(1, (1,))
+    raw.close()
