@@ -52,6 +52,8 @@ class Config:
     max_packet_size: int = 1024 * 1024
     connect_timeout: float = 10.0
     max_keepalive: int = 65535
+    # topic names and filters (wills too) with more levels are refused
+    max_topic_levels: int = 200
     # session limits
     max_inflight: int = 64  # outbound QoS 1/2 window per session (v5: min with Receive Maximum)
     max_queued_messages: int = 100_000  # offline/over-window queue per session, by count
@@ -97,7 +99,13 @@ class Config:
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
         if self.acl_file is not None and not Path(self.acl_file).is_file():
             raise ConfigError(f"acl_file: {self.acl_file} does not exist")
-        for name in ("max_packet_size", "max_inflight", "max_queued_messages", "max_queued_bytes"):
+        for name in (
+            "max_packet_size",
+            "max_inflight",
+            "max_queued_messages",
+            "max_queued_bytes",
+            "max_topic_levels",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
         if self.max_inflight > 65535:

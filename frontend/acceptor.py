@@ -18,6 +18,7 @@ from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 from frontend.acl import ACL, load_acl
 from frontend.codec import encode, encode_ack, encode_publish
@@ -49,6 +50,10 @@ class Acceptor:
         self._grace_check_scheduled = False
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
+        self.guard = EnvelopeGuard(f"acceptor {index}", self.counters, log)
+        # Log lines caused by clients (refused input): rate limited, since a
+        # client can cause them as fast as it can reconnect.
+        self.client_log = RateLimitedLog(log, burst=50)
         self._counter = 0
         self.bus = Bus(
             loop,
@@ -180,18 +185,20 @@ class Acceptor:
     # --- envelopes from workers ----------------------------------------------------------------
     def on_envelopes(self, envelopes: list[Envelope]) -> None:
         self.now = self.loop.time()
-        handlers = self._handlers
         for e in envelopes:
-            handler = handlers.get(e[0])
-            if handler is None:
-                self.counters["unknown_envelopes"] += 1
-                continue
-            handler(e)
+            self.handle_envelope(e)
 
     def handle_envelope(self, e: Envelope) -> None:
-        handler = self._handlers.get(e[0])
-        if handler is not None:
+        """One envelope; one that raises is logged and counted alone (see
+        flockmq/isolation.py), the others of its frame are still handled."""
+        try:
+            handler = self._handlers.get(e[0])
+            if handler is None:
+                self.counters["unknown_envelopes"] += 1
+                return
             handler(e)
+        except Exception:
+            self.guard.failed(e)
 
     def _on_router_up(self, e: Envelope) -> None:
         """The router restarted: what it held is gone. Publishes still waiting

@@ -41,6 +41,7 @@ from frontend.codec.packets import (
     Unsubscribe,
 )
 from frontend.codec.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
+from frontend.codec.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
 
 if TYPE_CHECKING:
     from frontend.acceptor import Acceptor
@@ -61,6 +62,7 @@ WRITE_LOW = 128 * 1024
 WRITE_CAP = 4 * 1024 * 1024
 
 
+CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
 MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
 
 
@@ -118,6 +120,8 @@ class ClientConnection(asyncio.Protocol):
         self.unanswered: dict[int, list[Any]] = {}  # SUBSCRIBE/UNSUBSCRIBE awaiting their ack
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
+        self.closing = False  # close() was called: nothing more is read or written
+        self.lost = False  # connection_lost was called
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,8 +133,8 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.register(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.state == CLOSED:
-            return
+        if self.state == CLOSED or self.closing:
+            return  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = self.acceptor.now
         decoder = self.decoder
         decoder.feed(data)
@@ -138,7 +142,7 @@ class ClientConnection(asyncio.Protocol):
             packet = decoder.next_packet()
             while packet is not None:
                 self.handle_packet(packet)
-                if self.state == CLOSED:
+                if self.state == CLOSED or self.closing:
                     return
                 packet = decoder.next_packet()
         except ProtocolError as exc:
@@ -167,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
         self.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         was_registered = self.state in (CONNECTING, CONNECTED)
         self.state = CLOSED
         self.acceptor.unregister(self)
@@ -261,11 +266,19 @@ class ClientConnection(asyncio.Protocol):
             client_id = "auto-" + uuid.uuid4().hex
             assigned = level >= 5
         self.client_id = client_id
-        acl = self.acceptor.acl
+        if level >= 5 and "authentication_method" in props:
+            # Enhanced authentication is not supported: refuse it rather than
+            # accept a client that believes it authenticated [MQTT-4.12.0-1].
+            self.refuse_connect(
+                ReasonCode.BAD_AUTHENTICATION_METHOD,
+                f"authentication method {props['authentication_method']!r} not supported",
+            )
+            return
         will = packet.will
         will_env = None
         if will is not None:
-            if acl is not None and not acl.can_publish(client_id, packet.username, will.topic):
+            self.check_topic_depth(will.topic)
+            if not self.may_publish(will.topic, packet.username):
                 self.acceptor.count("acl_denied_wills")
                 self.refuse_connect(ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
                 return
@@ -301,16 +314,22 @@ class ClientConnection(asyncio.Protocol):
         topic = packet.topic
         props = packet.properties
         if props:
+            if "subscription_identifier" in props:
+                raise ProtocolError(
+                    "[MQTT-3.3.4-6] a PUBLISH from a client carries a Subscription Identifier"
+                )
             props = dict(props)
             alias = props.pop("topic_alias", None)
             if alias is not None:
                 topic = self.resolve_alias(alias, topic)
-        acl = self.acceptor.acl
+        self.check_topic_depth(topic)
         qos = packet.qos
-        if acl is not None and not acl.can_publish(self.client_id, self.username, topic):
+        if not self.may_publish(topic, self.username):
             # Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why.
             self.acceptor.count("acl_denied_publishes")
-            log.info("client %s: publish to %r denied by ACL", self.client_id, topic)
+            self.acceptor.client_log.log(
+                logging.INFO, "client %s: publish to %r denied", self.client_id, topic
+            )
             if qos:
                 kind = 4 if qos == 1 else 5
                 rc = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0
@@ -452,6 +471,32 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._forward(pending.envelope)
 
+    def may_publish(self, topic: str, username: str | None) -> bool:
+        """`$SYS` belongs to the broker: a client may publish there only when
+        an ACL line grants that topic by name (`#` and `+` never match a
+        `$` topic at the first level, so no ordinary grant does)."""
+        acl = self.acceptor.acl
+        if acl is not None:
+            return acl.can_publish(self.client_id, username, topic)
+        if topic == "$SYS" or topic.startswith("$SYS/"):
+            self.acceptor.count("sys_publishes_refused")
+            return False
+        return True
+
+    def check_topic_depth(self, topic: str) -> None:
+        """A topic name over `max_topic_levels` levels: TOPIC_NAME_INVALID
+        (DISCONNECT 0x90, or CONNACK 0x90 for a will; 3.1.1: closed)."""
+        limit = self.acceptor.config.max_topic_levels
+        if topic_levels(topic) > limit:
+            self.acceptor.count("topics_too_deep")
+            exc = ProtocolError(
+                f"topic name has {topic_levels(topic)} levels, more than max_topic_levels "
+                f"({limit})",
+                ReasonCode.TOPIC_NAME_INVALID,
+            )
+            exc.protocol_level = self.level  # a will's: answered with CONNACK in v5
+            raise exc
+
     def resolve_alias(self, alias: int, topic: str) -> str:
         if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
             raise ProtocolError(
@@ -469,9 +514,13 @@ class ClientConnection(asyncio.Protocol):
         acl = self.acceptor.acl
         sub_id = packet.properties.get("subscription_identifier")
         entries = []
+        max_levels = self.acceptor.config.max_topic_levels
         for sub in packet.subscriptions:
             qos = sub.qos
-            if acl is not None and not acl.can_subscribe(
+            refused = self.refuse_filter(sub.topic_filter, max_levels)
+            if refused:
+                qos = refused
+            elif acl is not None and not acl.can_subscribe(
                 self.client_id, self.username, sub.topic_filter
             ):
                 self.acceptor.count("acl_denied_subscriptions")
@@ -496,6 +545,22 @@ class ClientConnection(asyncio.Protocol):
             [env.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries],
         )
 
+    def refuse_filter(self, topic_filter: str, max_levels: int) -> int:
+        """The SUBACK code refusing a filter this broker does not take, or 0.
+        MQTT 3.1/3.1.1 have no shared subscriptions: `$share/...` is refused
+        (0x80) rather than taken as an ordinary filter nothing can publish
+        to. A filter deeper than `max_topic_levels` is refused (v5: 0x8F)."""
+        if self.level < 5 and topic_filter.startswith(SHARE_PREFIX):
+            self.acceptor.count("shared_subscriptions_refused")
+            return 0x80
+        if topic_levels(topic_filter) > max_levels + (2 if self.level >= 5 else 0):
+            # (+2: `$share/{group}/` before a v5 shared filter's own levels)
+            real = parse_topic_filter(topic_filter, self.level).filter
+            if topic_levels(real) > max_levels:
+                self.acceptor.count("topics_too_deep")
+                return ReasonCode.TOPIC_FILTER_INVALID if self.level >= 5 else 0x80
+        return 0
+
     def on_disconnect(self, packet: Disconnect) -> None:
         expiry = packet.properties.get("session_expiry_interval")
         if expiry and self.connect_envelope and self.connect_envelope[4] == 0:
@@ -514,7 +579,12 @@ class ClientConnection(asyncio.Protocol):
 
     # --- outbound ----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and self.state != CLOSED and not self.too_large(data):
+        if (
+            self.transport is not None
+            and self.state != CLOSED
+            and not self.closing
+            and not self.too_large(data)
+        ):
             self.transport.write(data)
 
     def too_large(self, data: bytes) -> bool:
@@ -538,7 +608,14 @@ class ClientConnection(asyncio.Protocol):
             if self.keepalive > self.acceptor.config.max_keepalive:
                 self.keepalive = self.acceptor.config.max_keepalive
                 props["server_keep_alive"] = self.keepalive
-            self.write(encode(Connack(session_present, rc, props), 5))
+            data = encode(Connack(session_present, rc, props), 5)
+            if self.too_large(data):
+                # Not even the CONNACK fits the client's Maximum Packet Size
+                # [MQTT-3.1.2-24]: the connection cannot work, close it.
+                self.acceptor.count("connack_over_client_maximum_packet_size")
+                self.close()
+                return
+            self.write(data)
         else:
             code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
             self.write(encode(Connack(session_present and rc == 0, code), self.level))
@@ -551,26 +628,44 @@ class ClientConnection(asyncio.Protocol):
 
     def refuse_connect(self, rc: ReasonCode, why: str) -> None:
         self.acceptor.count("connects_refused")
-        log.info("refusing CONNECT from %s: %s (%s)", self.peer(), why, rc.name)
+        self.acceptor.client_log.log(
+            logging.INFO, "refusing CONNECT from %s: %s (%s)", self.peer(), why, rc.name
+        )
         self.state = CONNECTING  # so on_connack writes the answer, then close
         self.on_connack(False, rc, None)
         self.state = CLOSED
         self.acceptor.unregister(self)
 
     def close(self, rc: int | None = None) -> None:
-        """Close the connection; for v5 with a reason, send DISCONNECT first."""
-        if self.transport is None:
+        """Close the connection; for v5 with a reason, send DISCONNECT first.
+        Nothing the client sent after this is acted on. A close waits for the
+        socket buffer to drain, which never happens for a client that stopped
+        reading: after CLOSE_GRACE the connection is aborted."""
+        transport = self.transport
+        if transport is None or self.closing:
             return
+        self.closing = True
         if rc is not None and self.level >= 5 and self.state == CONNECTED:
-            self.transport.write(encode(Disconnect(rc), 5))
-        self.transport.close()
+            transport.write(encode(Disconnect(rc), 5))
+        transport.close()
+        self.acceptor.loop.call_later(CLOSE_GRACE, self._abort_unless_closed)
+
+    def _abort_unless_closed(self) -> None:
+        if not self.lost and self.transport is not None:
+            self.acceptor.count("closes_aborted")
+            self.transport.abort()
 
     def fail(self, exc: ProtocolError) -> None:
         """The one place a protocol error becomes its wire answer."""
         self.acceptor.count("protocol_errors")
         self.acceptor.count(f"protocol_errors_{exc.reason_code.name.lower()}")
-        log.warning(
-            "client %s (%s): %s [%s]", self.client_id or "-", self.peer(), exc, exc.reason_code.name
+        self.acceptor.client_log.log(
+            logging.WARNING,
+            "client %s (%s): %s [%s]",
+            self.client_id or "-",
+            self.peer(),
+            exc,
+            exc.reason_code.name,
         )
         if isinstance(exc, UnsupportedProtocolVersion) and self.state == NEW:
             # [MQTT-3.1.2-2] CONNACK 0x01 (or 0x84) then close

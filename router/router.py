@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import (
     NEVER,
     deadline_of,
@@ -36,6 +37,7 @@ from flockmq.message_expiry import (
     props_to_send,
     unpack_stored_props,
 )
+from frontend.codec.errors import ProtocolError
 from store import DeleteRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore
@@ -44,6 +46,9 @@ from .topic_tree import SHARE_PREFIX, TopicTree
 log = logging.getLogger("flockmq.router")
 
 MAX_PLANS = 50_000
+MAX_PLANS_BYTES = 16 * 1024 * 1024
+PLAN_BYTES = 300  # a plan's own objects, estimated
+TARGET_BYTES = 100  # one target (or connection) in a plan, estimated
 
 
 class Route(NamedTuple):
@@ -84,6 +89,7 @@ class Router:
         self.shard_clients: dict[int, set[str]] = {}
         self.online: dict[str, int] = {}  # client id -> conn, for online sessions
         self.plans: dict[tuple[str, bool], Plan] = {}
+        self.plans_bytes = 0  # estimated bytes held by `plans`
         self.to_workers: dict[int, list[Envelope]] = {}
         self.to_acceptors: dict[int, list[Envelope]] = {}
         self.ops: list[Op] = []
@@ -91,6 +97,7 @@ class Router:
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
         self.after_commit: list[tuple[int, Envelope]] = []  # (acceptor, envelope)
         self.counters: Counter[str] = Counter()
+        self.guard = EnvelopeGuard("router", self.counters, log)
         self._handlers = {
             env.ROUTE: self._on_route,
             env.SUB: self._on_sub,
@@ -162,18 +169,23 @@ class Router:
     def _release_held(self) -> None:
         held, self.held = self.held, []
         for envelope in held:
-            self._on_route(envelope)
+            self.handle(envelope)
 
     def handle(self, envelope: Envelope) -> None:
+        """One envelope; one that raises is logged and counted alone (see
+        flockmq/isolation.py), the others of its frame are still handled."""
         if self.unsynced and envelope[0] == env.ROUTE:
             self.held.append(envelope)
             return
-        handler = self._handlers.get(envelope[0])
-        if handler is None:
-            self.counters["unknown_envelopes"] += 1
-            log.warning("router: unknown envelope kind %r", envelope[0])
-            return
-        handler(envelope)
+        try:
+            handler = self._handlers.get(envelope[0])
+            if handler is None:
+                self.counters["unknown_envelopes"] += 1
+                self.guard.limited.warning("router: unknown envelope kind %r", envelope[0])
+                return
+            handler(envelope)
+        except Exception:
+            self.guard.failed(envelope)
 
     def _out(self, shard: int) -> list[Envelope]:
         out = self.to_workers.get(shard)
@@ -184,6 +196,20 @@ class Router:
     def _invalidate(self) -> None:
         if self.plans:
             self.plans.clear()
+            self.plans_bytes = 0
+
+    def _cache_plan(self, key: tuple[str, bool], plan: Plan) -> None:
+        """Plans are cached per topic, bounded in entries and in bytes (a topic
+        may be 64 KB long); a topic nobody subscribes to is never cached."""
+        targets = sum(len(conns) for _, _, conns in plan.direct) + sum(
+            len(targets) for _, targets, _ in plan.shards
+        )
+        cost = PLAN_BYTES + len(key[0]) + TARGET_BYTES * targets
+        if len(self.plans) >= MAX_PLANS or self.plans_bytes + cost > MAX_PLANS_BYTES:
+            self._invalidate()
+        if cost <= MAX_PLANS_BYTES:
+            self.plans[key] = plan
+            self.plans_bytes += cost
 
     # --- publishes ------------------------------------------------------------------
     def _on_route(self, e: Envelope) -> None:
@@ -195,10 +221,8 @@ class Router:
         plan = self.plans.get(key)
         if plan is None:
             plan = self.plan(topic, qos, origin)
-            if plan.cacheable:
-                if len(self.plans) >= MAX_PLANS:
-                    self.plans.clear()
-                self.plans[key] = plan
+            if plan.cacheable and plan is not EMPTY_PLAN:
+                self._cache_plan(key, plan)
         if reply is not None:
             conn, packet_id, attempt, _uid, _key = reply
             confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
@@ -311,15 +335,28 @@ class Router:
         _, shard, client_id, conn, packet_id, entries, codes = e
         self._invalidate()
         self.shard_clients.setdefault(shard, set()).add(client_id)
-        for topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent in entries:
-            self.tree.subscribe(
-                topic_filter, client_id, Route(shard, qos, no_local, rap, sub_id, persistent)
-            )
+        taken = []
+        for entry in entries:
+            topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent = entry
+            try:
+                self.tree.subscribe(
+                    topic_filter, client_id, Route(shard, qos, no_local, rap, sub_id, persistent)
+                )
+            except ProtocolError as exc:
+                # Acceptors and workers refuse such filters first; one that
+                # still comes (a store written by an older flockmq) is
+                # skipped, never allowed to stop the others.
+                self.counters["invalid_subscriptions"] += 1
+                self.guard.limited.warning(
+                    "router: skipping subscription of %r: %s", client_id, exc
+                )
+                continue
+            taken.append(entry)
         out = self._out(shard)
         if conn:
             out.append([env.SUBSCRIBED, client_id, conn, packet_id, codes])
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].
-        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in entries:
+        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in taken:
             if not send_retained:
                 continue
             sub_ids = [sub_id] if sub_id else []

@@ -15,7 +15,8 @@ Invariants:
   filter `f` (full filter string, `$share/...` included), so `len(self)` and
   `unsubscribe_all` never scan the trie.
 - The match cache only ever holds results computed since the last change to
-  the subscriptions; every subscribe/unsubscribe clears it.
+  the subscriptions; every subscribe/unsubscribe clears it. It holds only
+  topics with at least one match, and is bounded in entries and in bytes.
 - Shared groups are chosen round-robin on every `match`, cached or not: the
   cache stores the group objects, never the chosen member.
 """
@@ -25,14 +26,17 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Generic, NamedTuple, TypeVar
 
-from frontend.codec.errors import ProtocolError
-from frontend.codec.reason_codes import ReasonCode
+from frontend.codec.topics import SHARE_PREFIX, parse_topic_filter
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-SHARE_PREFIX = "$share/"
+__all__ = ["SHARE_PREFIX", "TopicTree", "check_topic_filter", "split_shared_filter"]
+
 DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
+_ENTRY_BYTES = 200  # a cache entry's own objects, estimated
+_MATCH_BYTES = 80  # one (subscriber, filter, value) tuple in it, estimated
 
 
 class CacheInfo(NamedTuple):
@@ -45,50 +49,16 @@ class CacheInfo(NamedTuple):
 def split_shared_filter(topic_filter: str) -> tuple[str, str] | None:
     """`$share/{group}/{filter}` -> (group, filter); None for a non-shared filter.
 
-    Raises ProtocolError(TOPIC_FILTER_INVALID) for a malformed shared filter.
-    """
-    if not topic_filter.startswith(SHARE_PREFIX):
-        return None
-    group, sep, real = topic_filter[len(SHARE_PREFIX) :].partition("/")
-    # [MQTT-4.8.2-1] ShareName is at least one character and has no "/", "+", "#".
-    if not group or "+" in group or "#" in group:
-        raise ProtocolError(
-            f"[MQTT-4.8.2-1] invalid share name in {topic_filter!r}",
-            ReasonCode.TOPIC_FILTER_INVALID,
-        )
-    # [MQTT-4.8.2-2] a topic filter follows the share name.
-    if not sep or not real:
-        raise ProtocolError(
-            f"[MQTT-4.8.2-2] shared subscription {topic_filter!r} has no topic filter",
-            ReasonCode.TOPIC_FILTER_INVALID,
-        )
-    return group, real
+    Raises ProtocolError(TOPIC_FILTER_INVALID) for a malformed filter
+    (`parse_topic_filter` is the one definition)."""
+    share_name, real = parse_topic_filter(topic_filter)
+    return None if share_name is None else (share_name, real)
 
 
 def check_topic_filter(topic_filter: str) -> None:
     """Raise ProtocolError(TOPIC_FILTER_INVALID) unless `topic_filter` is a
     valid (possibly shared) topic filter."""
-    shared = split_shared_filter(topic_filter)
-    real = shared[1] if shared is not None else topic_filter
-    if not real:
-        raise ProtocolError("[MQTT-4.7.3-1] topic filter is empty", ReasonCode.TOPIC_FILTER_INVALID)
-    if "\x00" in real:
-        raise ProtocolError(
-            "[MQTT-4.7.3-2] topic filter contains U+0000", ReasonCode.TOPIC_FILTER_INVALID
-        )
-    levels = real.split("/")
-    last = len(levels) - 1
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != last):
-            raise ProtocolError(
-                f"[MQTT-4.7.1-2] '#' must be the whole last level: {topic_filter!r}",
-                ReasonCode.TOPIC_FILTER_INVALID,
-            )
-        if "+" in level and level != "+":
-            raise ProtocolError(
-                f"[MQTT-4.7.1-3] '+' must occupy a whole level: {topic_filter!r}",
-                ReasonCode.TOPIC_FILTER_INVALID,
-            )
+    parse_topic_filter(topic_filter)
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -153,10 +123,15 @@ class _SharedGroup(Generic[K, V]):
 
 
 class _Node(Generic[K, V]):
+    """One level of the trie. A node knows its own level only through its
+    parent's `children` key; `filter` (the whole filter, for reporting a
+    match) is set only on nodes where ordinary subscriptions end, so memory
+    stays linear in the filters' length, not quadratic in their depth."""
+
     __slots__ = ("children", "filter", "shared", "subs")
 
-    def __init__(self, topic_filter: str) -> None:
-        self.filter = topic_filter
+    def __init__(self) -> None:
+        self.filter = ""
         self.children: dict[str, _Node[K, V]] = {}
         self.subs: dict[K, V] = {}
         self.shared: dict[str, _SharedGroup[K, V]] = {}
@@ -172,13 +147,17 @@ _CacheEntry = tuple[list[tuple[K, str, V]], list[_SharedGroup[K, V]]]
 class TopicTree(Generic[K, V]):
     """Subscriptions keyed by (subscriber, filter), each with an opaque value."""
 
-    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
-        self._root: _Node[K, V] = _Node("")
+    def __init__(
+        self, cache_size: int = DEFAULT_CACHE_SIZE, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
+        self._root: _Node[K, V] = _Node()
         self._by_subscriber: dict[K, dict[str, V]] = {}
         self._count = 0
         self._filters = 0
         self._cache: dict[str, _CacheEntry[K, V]] = {}
         self._cache_size = cache_size
+        self._cache_budget = cache_bytes
+        self._cache_bytes = 0  # estimated bytes held by _cache
         self._hits = 0
         self._misses = 0
 
@@ -187,33 +166,29 @@ class TopicTree(Generic[K, V]):
     def subscribe(self, topic_filter: str, subscriber: K, value: V) -> bool:
         """Add or replace `subscriber`'s subscription on `topic_filter`.
         True if it is new, False if it replaced one [MQTT-3.8.4-3]."""
-        check_topic_filter(topic_filter)
-        shared = split_shared_filter(topic_filter)
-        real = shared[1] if shared is not None else topic_filter
+        share_name, real = parse_topic_filter(topic_filter)
         node = self._root
-        prefix = ""
         for level in real.split("/"):
             child = node.children.get(level)
             if child is None:
-                child = _Node(prefix + level)
-                node.children[level] = child
+                child = node.children[level] = _Node()
             node = child
-            prefix = node.filter + "/"
-        if shared is None:
+        if share_name is None:
             new = subscriber not in node.subs
             if not node.subs:
                 self._filters += 1
+                node.filter = topic_filter
             node.subs[subscriber] = value
         else:
-            group = node.shared.get(shared[0])
+            group = node.shared.get(share_name)
             if group is None:
-                group = node.shared[shared[0]] = _SharedGroup(topic_filter)
+                group = node.shared[share_name] = _SharedGroup(topic_filter)
                 self._filters += 1
             new = group.add(subscriber, value)
         self._by_subscriber.setdefault(subscriber, {})[topic_filter] = value
         if new:
             self._count += 1
-        self._cache.clear()
+        self._clear_cache()
         return new
 
     def unsubscribe(self, topic_filter: str, subscriber: K) -> bool:
@@ -226,7 +201,7 @@ class TopicTree(Generic[K, V]):
             del self._by_subscriber[subscriber]
         self._remove_from_trie(topic_filter, subscriber)
         self._count -= 1
-        self._cache.clear()
+        self._clear_cache()
         return True
 
     def unsubscribe_all(self, subscriber: K) -> int:
@@ -237,7 +212,7 @@ class TopicTree(Generic[K, V]):
         for topic_filter in mine:
             self._remove_from_trie(topic_filter, subscriber)
         self._count -= len(mine)
-        self._cache.clear()
+        self._clear_cache()
         return len(mine)
 
     def _remove_from_trie(self, topic_filter: str, subscriber: K) -> None:
@@ -252,6 +227,7 @@ class TopicTree(Generic[K, V]):
             del node.subs[subscriber]
             if not node.subs:
                 self._filters -= 1
+                node.filter = ""
         else:
             group = node.shared[shared[0]]
             group.remove(subscriber)
@@ -298,6 +274,15 @@ class TopicTree(Generic[K, V]):
             stack.extend(node.children.values())
         return count
 
+    def _clear_cache(self) -> None:
+        if self._cache:
+            self._cache.clear()
+            self._cache_bytes = 0
+
+    def cache_bytes(self) -> int:
+        """Estimated bytes the match cache holds (bounded by `cache_bytes`)."""
+        return self._cache_bytes
+
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, len(self._cache), self._cache_size)
 
@@ -312,10 +297,19 @@ class TopicTree(Generic[K, V]):
         if entry is None:
             self._misses += 1
             entry = self._collect(topic)
-            if self._cache_size > 0:
-                if len(self._cache) >= self._cache_size:
-                    self._cache.clear()
-                self._cache[topic] = entry
+            if self._cache_size > 0 and (entry[0] or entry[1]):
+                # Bounded in entries and in bytes; a topic nobody subscribes
+                # to is not cached, so publishing to many such topics (each
+                # up to 64 KB long) costs nothing here.
+                cost = _ENTRY_BYTES + len(topic) + _MATCH_BYTES * (len(entry[0]) + len(entry[1]))
+                if (
+                    len(self._cache) >= self._cache_size
+                    or self._cache_bytes + cost > self._cache_budget
+                ):
+                    self._clear_cache()
+                if cost <= self._cache_budget:
+                    self._cache[topic] = entry
+                    self._cache_bytes += cost
         else:
             self._hits += 1
         plain, groups = entry

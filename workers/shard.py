@@ -33,7 +33,9 @@ from collections.abc import Iterable
 from flockmq import envelopes as env
 from flockmq.message_expiry import unpack_stored_props
 from flockmq.persistence import unpack_blob
-from store import PruneSeenQos2, SessionRecord
+from frontend.codec.errors import ProtocolError
+from frontend.codec.topics import parse_topic_filter
+from store import DeleteSubscription, PruneSeenQos2, SessionRecord
 from workers.connections import ConnectionFlows
 from workers.inbound import InboundFlows
 from workers.session import OutMessage, Session, Subscription
@@ -112,6 +114,21 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
                 times.append(expires)
         return min(times, default=None)
 
+    def _loadable(self, client_id: str, topic_filter: str) -> bool:
+        """A stored filter that is not valid today (a 3.1.1 `$share/g` kept by
+        an older flockmq) is dropped with a log line; it must never stop the
+        session, or the router's resync, from loading."""
+        try:
+            parse_topic_filter(topic_filter)
+        except ProtocolError as exc:
+            self.counters["invalid_stored_subscriptions"] += 1
+            self.guard.limited.warning(
+                "client %s: dropping stored subscription %r: %s", client_id, topic_filter, exc
+            )
+            self.ops.append(DeleteSubscription(client_id, topic_filter))
+            return False
+        return True
+
     def load(self, records: Iterable[SessionRecord], now: float) -> None:
         """Sessions of this shard from the store (a restart). Each is offline;
         one that was online when its worker died lost its connection now, so its
@@ -126,6 +143,8 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             )
             session.disconnected_at = rec.disconnected_at if rec.disconnected_at else now
             for sub in rec.subscriptions:
+                if not self._loadable(rec.client_id, sub.topic_filter):
+                    continue
                 session.subscriptions[sub.topic_filter] = Subscription(
                     sub.qos,
                     sub.no_local,

@@ -25,6 +25,7 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import pack_stored_props
 from flockmq.persistence import pack_blob
 from store import Op, PutMessage, PutSeenQos2, PutSession
@@ -71,19 +72,27 @@ class ShardState:
         # "router" or an acceptor index
         self.after_commit: list[tuple[str | int, Envelope]] = []
         self.counters: Counter[str] = Counter()
+        self.guard = EnvelopeGuard(f"shard {index}", self.counters, log)
         # envelope kind -> handler, filled in by `Shard`
         self._handlers: dict[int, Callable[[Envelope, float], None]] = {}
 
     def handle(self, envelope: Envelope, now: float) -> None:
+        """One envelope; one that raises is logged and counted alone (see
+        flockmq/isolation.py), the others of its frame are still handled."""
         self.now = now
-        if self.takeovers.pending and self.takeovers.hold(envelope):
-            return  # from a connection waiting to take over its session
-        handler = self._handlers.get(envelope[0])
-        if handler is None:
-            self.counters["unknown_envelopes"] += 1
-            log.warning("shard %d: unknown envelope kind %r", self.index, envelope[0])
-            return
-        handler(envelope, now)
+        try:
+            if self.takeovers.pending and self.takeovers.hold(envelope):
+                return  # from a connection waiting to take over its session
+            handler = self._handlers.get(envelope[0])
+            if handler is None:
+                self.counters["unknown_envelopes"] += 1
+                self.guard.limited.warning(
+                    "shard %d: unknown envelope kind %r", self.index, envelope[0]
+                )
+                return
+            handler(envelope, now)
+        except Exception:
+            self.guard.failed(envelope)
 
     def _persist_session(self, session: Session) -> None:
         if session.persistent:

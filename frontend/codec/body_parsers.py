@@ -77,6 +77,7 @@ _check_builder_layout()
 # Shared by all decoders (the value depends on the bytes only) and bounded.
 topic_cache: dict[bytes, str] = {}
 _TOPIC_CACHE_SIZE = 4096
+_TOPIC_CACHE_MAX_LENGTH = 256  # bytes; longer topics are checked on every PUBLISH
 
 
 def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> Publish:
@@ -98,9 +99,13 @@ def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> P
         topic = decode_utf8(raw_topic, "topic name")
         if topic:
             validate_topic_name(topic)
-            if len(topic_cache) >= _TOPIC_CACHE_SIZE:
-                topic_cache.clear()  # crude but bounded; hot topics come back at once
-            topic_cache[raw_topic] = topic
+            # Bounded in entries and, by leaving long topics out, in bytes
+            # (at most 4096 x 256 bytes, as bytes and as str): a client
+            # publishing to many distinct 64 KB topics costs nothing here.
+            if len(raw_topic) <= _TOPIC_CACHE_MAX_LENGTH:
+                if len(topic_cache) >= _TOPIC_CACHE_SIZE:
+                    topic_cache.clear()  # crude but bounded; hot topics come back at once
+                topic_cache[raw_topic] = topic
     packet_id = None
     if qos:
         if pos + 2 > end:
