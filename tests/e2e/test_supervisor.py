@@ -1,6 +1,7 @@
 """The supervisor end to end: named child processes, restarts after SIGKILL
 (worker, router, acceptor) while the rest keeps serving, a clean SIGTERM stop,
-and clear refusals of a taken port and of a bad configuration."""
+one broker per data dir, and clear refusals of a taken
+port and of a bad configuration."""
 
 from __future__ import annotations
 
@@ -318,3 +319,39 @@ def test_invalid_config_is_refused_naming_the_key(tmp_path: Path, toml: str, key
     assert result.returncode == 2
     assert key in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- one broker per data dir ----------------------------------------------------------------
+def test_a_second_broker_on_the_same_data_dir_is_refused_naming_the_first(
+    make_broker: Callable[..., Broker],
+) -> None:
+    first = make_broker()
+    children = {c.pid for c in first.children()}
+    second = subprocess.Popen(
+        [FLOCKMQ, "serve", "--port", str(free_port()), "--data-dir", str(first.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _out, err = second.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        second.terminate()  # SIGTERM: it stops its children
+        second.communicate(timeout=30)
+        pytest.fail("a second broker is serving on the same data dir")
+    assert second.returncode != 0
+    assert f"pid {first.pid}" in err, err
+    assert str(first.data_dir) in err and "in use" in err
+    assert "Traceback" not in err
+    # The first one was not disturbed: the same processes, still serving.
+    assert first.proc is not None and first.proc.poll() is None
+    assert {c.pid for c in first.children()} == children
+    topic = unique("first")
+    sub = Client(first.port)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = Client(first.port)
+    pub.connect()
+    roundtrip(sub, pub, topic, b"still serving")
+    sub.disconnect()
+    pub.disconnect()
