@@ -5,7 +5,8 @@ leaving no orphan processes and no stale socket files.
 
 It holds the data directory's lock (`flockmq.data_dir_lock`) and passes it to
 its children, so no second broker opens the same store while any of them
-runs.
+runs. Each child is told the supervisor's pid and stops if the supervisor
+dies, even by kill -9 (`flockmq.parent_watch`).
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ class Supervisor:
             self.config_path,
             "--incarnation",
             str(child.incarnation),
+            "--supervisor",
+            str(os.getpid()),
         ]
         # The child inherits the data dir's lock: it is released only when
         # the last process of this broker is gone.
