@@ -1,8 +1,9 @@
 """Entry point of every broker child process, as the supervisor spawns it:
 
-    python -m flockmq.child ROLE INDEX --config FILE --incarnation N
+    python -m flockmq.child ROLE INDEX --config FILE --incarnation N --supervisor PID
 
-so `ps` shows each process's role (acceptor, router, worker) and index.
+so `ps` shows each process's role (acceptor, router, worker) and index. A
+child stops when its supervisor (PID) dies (`flockmq.parent_watch`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
+import shutil
 import sys
 
 from flockmq.config import Config
 from flockmq.logsetup import setup_logging
+from flockmq.parent_watch import stop_with_parent
 
 ROLES = ("acceptor", "router", "worker")
 
@@ -24,32 +28,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("index", type=int)
     parser.add_argument("--config", required=True)
     parser.add_argument("--incarnation", type=int, default=0)
+    parser.add_argument("--supervisor", type=int, default=None, help="the supervisor's pid")
     args = parser.parse_args(argv)
     with open(args.config, encoding="utf-8") as fh:
         config = Config.from_json(fh.read())
     setup_logging(config.log_level, f"{args.role}-{args.index}")
+    if args.supervisor is not None and not stop_with_parent(
+        args.supervisor, config.shutdown_timeout
+    ):
+        logging.getLogger("flockmq").error(
+            "%s %d: the supervisor (pid %d) died before it started: not starting",
+            args.role,
+            args.index,
+            args.supervisor,
+        )
+        return 1
     # Hot paths allocate many short-lived lists: collect young objects less
     # often (the broker keeps few reference cycles), and keep start-up objects
     # out of every collection.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    code = run_role(args.role, args.index, args.incarnation, config)
+    if args.supervisor is not None and os.getppid() != args.supervisor:
+        logging.getLogger("flockmq").warning(
+            "%s %d stopped: the supervisor (pid %d) is gone",
+            args.role,
+            args.index,
+            args.supervisor,
+        )
+        # The supervisor removes the runtime dir (ipc sockets, config) after
+        # its children stop; killed, it cannot, and nothing in it is of use to
+        # anyone now (every child is stopping and a new broker makes its own).
+        if config.runtime_dir:
+            shutil.rmtree(config.runtime_dir, ignore_errors=True)
+    return code
+
+
+def run_role(role: str, index: int, incarnation: int, config: Config) -> int:
     try:
-        if args.role == "acceptor":
+        if role == "acceptor":
             from frontend.acceptor import run_acceptor
 
-            run_acceptor(config, args.index, args.incarnation)
-        elif args.role == "router":
+            run_acceptor(config, index, incarnation)
+        elif role == "router":
             from router.process import run_router
 
-            run_router(config, args.incarnation)
+            run_router(config, incarnation)
         else:
             from workers.process import run_worker
 
-            run_worker(config, args.index, args.incarnation)
+            run_worker(config, index, incarnation)
     except KeyboardInterrupt:
         return 0
     except Exception:  # the process entry point: log why it died, exit non-zero
-        logging.getLogger("flockmq").exception("%s %d crashed", args.role, args.index)
+        logging.getLogger("flockmq").exception("%s %d crashed", role, index)
         return 1
     return 0
 

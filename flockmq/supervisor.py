@@ -2,6 +2,11 @@
 acceptors, restarts any that dies (with backoff), and on SIGTERM/SIGINT stops
 them in order — acceptors first (no new input), then workers, then the router —
 leaving no orphan processes and no stale socket files.
+
+It holds the data directory's lock (`flockmq.data_dir_lock`) and passes it to
+its children, so no second broker opens the same store while any of them
+runs. Each child is told the supervisor's pid and stops if the supervisor
+dies, even by kill -9 (`flockmq.parent_watch`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from flockmq.config import Config, ConfigError
+from flockmq.data_dir_lock import lock_data_dir
 from flockmq.persistence import open_configured_store
 from store import StoreError
 
@@ -75,14 +81,20 @@ class Supervisor:
         self.stopping = False
         self.runtime_dir = ""
         self.config_path = ""
+        self.lock_fd: int | None = None  # holds the data dir's lock; never closed
 
     def prepare(self) -> None:
         config = self.config
-        check_port_free(config.host, config.port)
         try:
             os.makedirs(config.data_dir, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"data_dir: cannot create {config.data_dir}: {exc.strerror}") from exc
+        if config.persistence != "none":
+            # Before anything else touches the store (opening it may migrate
+            # it) or the port: a second broker on this data dir is told who
+            # holds it rather than that the port is taken.
+            self.lock_fd = lock_data_dir(config.data_dir)
+        check_port_free(config.host, config.port)
         try:
             # Refuse a store that is corrupt or from a newer flockmq before
             # spawning anything; nothing is discarded or overwritten.
@@ -111,8 +123,13 @@ class Supervisor:
             self.config_path,
             "--incarnation",
             str(child.incarnation),
+            "--supervisor",
+            str(os.getpid()),
         ]
-        child.proc = subprocess.Popen(cmd, start_new_session=False)
+        # The child inherits the data dir's lock: it is released only when
+        # the last process of this broker is gone.
+        pass_fds = () if self.lock_fd is None else (self.lock_fd,)
+        child.proc = subprocess.Popen(cmd, start_new_session=False, pass_fds=pass_fds)
         child.started = time.monotonic()
         child.restart_at = None
         log.debug("started %s (pid %d)", child.name, child.proc.pid)

@@ -4,7 +4,8 @@ Owns: session present and clean-start discard, takeover of a session whose
 connection is still attached (it waits for the old connection's CLOSED, see
 `takeover.py`) [MQTT-3.1.4-2], detaching on close or when an acceptor
 restarted, wills (published on any close but a clean DISCONNECT, after their
-delay) and the end of a session (its expiry, or clean session).
+delay unless a new connection for the client id comes first) and the end of a
+session (its expiry, or clean session).
 
 Invariants: a session has at most one attached connection (`Session.conn`);
 a connection waiting to take over is never attached until the old one is
@@ -82,13 +83,20 @@ class ConnectionFlows(OutboundFlows):
         asked, expiry = expiry, min(expiry, self.limits.max_session_expiry)
         session = self.sessions.get(client_id)
         present = False
+        # A new connection for the client id within the will delay cancels the
+        # delayed will, whether it resumes the session or starts a clean one:
+        # "If a new Network Connection to this Session is made before the Will
+        # Delay Interval has passed, the Server MUST NOT send the Will Message"
+        # [MQTT-3.1.3-9], and the will is published "unless ... a new Network
+        # Connection for the ClientID is opened before the Will Delay Interval
+        # has elapsed" [MQTT-3.1.2-8]. The will was for a connection loss that
+        # turned out to be temporary: the client is back (Mosquitto does the
+        # same). So it is dropped before a Clean Start ends the old session,
+        # or _end_session would publish it.
+        self.pending_wills.pop(client_id, None)
         if session is not None and clean_start:
-            # The old session ends now: a will still waiting for its delay goes
-            # out [MQTT-3.1.2-8] (_end_session publishes it).
             self._end_session(session)
             session = None
-        # A client that resumes its session cancels a delayed will [MQTT-3.1.3-9].
-        self.pending_wills.pop(client_id, None)
         if session is None:
             session = self.sessions[client_id] = Session(client_id)
             self.counters["sessions_created"] += 1
@@ -174,7 +182,10 @@ class ConnectionFlows(OutboundFlows):
         self.sessions.pop(session.client_id, None)
         self.offline.discard(session.client_id)
         pending = self.pending_wills.pop(session.client_id, None)
-        if pending is not None:  # the session ends before the will delay [MQTT-3.1.3-9]
+        if pending is not None:
+            # The session ends (it expired) before the will delay: the will
+            # goes out now [MQTT-3.1.3-9]. A new connection never gets here
+            # with a will pending: _attach cancels it first.
             self._route_will(session.client_id, pending[1])
         if session.subscriptions:
             self.to_router.append([env.UNSUB_ALL, session.client_id])

@@ -39,11 +39,23 @@ def limits_from(config: Config) -> ShardLimits:
 
 
 def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
-    """What to send instead of a durability promise whose commit failed."""
+    """What to send instead of a durability promise whose commit failed.
+
+    Every kind a shard holds back for a commit (`after_commit`):
+
+    - STORED (a copy for this shard's persistent sessions): ok becomes False,
+      so the publisher's acceptor does not acknowledge the publish.
+    - ROUTE of a QoS 2 publish from a persistent session (its packet id and
+      token were not kept): not routed; the publisher's acceptor gets STORED
+      False instead (no PUBREC; it closes the connection and the client
+      resends). The reply is `[conn, packet_id, attempt, uid, key]`.
+    - SEND_SUBACK for a persistent session: every subscription refused (0x80).
+    - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
+    """
     if e[0] == env.STORED:
         return dest, [env.STORED, e[1], e[2], False, e[4]]
     if e[0] == env.ROUTE and e[7] is not None:  # a QoS 2 publish whose packet id was not kept
-        conn, packet_id, attempt = e[7]
+        conn, packet_id, attempt, _uid, _key = e[7]
         return env.acceptor_of(conn), [env.STORED, conn, packet_id, False, attempt]
     if e[0] == env.SEND_SUBACK:
         return dest, [env.SEND_SUBACK, e[1], e[2], [0x80 for _ in e[3]]]

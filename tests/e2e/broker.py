@@ -97,6 +97,15 @@ class Broker:
         os.kill(pid, signal.SIGKILL)
         return pid
 
+    def kill_supervisor(self) -> list[psutil.Process]:
+        """kill -9 `flockmq serve` alone; returns the children it had (the
+        caller waits for them, and kills them if they outlive the test)."""
+        children = self.children()
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        return children
+
     def wait_restarted(self, role: str, index: int, old_pid: int, timeout: float = 20.0) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,7 +1,7 @@
 """Durability end to end: what a QoS 1/2 acknowledgment promised survives any
 process being killed (-9), the whole broker being killed, and a restart; a
 store that is corrupt or from a newer flockmq is refused and left untouched; a
-publish that cannot be stored is not acknowledged.
+publish (QoS 1 or 2) that cannot be stored is not acknowledged.
 
 The kill tests run a small load (2 publishers x 300 messages into persistent
 sessions: 2 subscribers online, 2 offline) and kill a process once a third of
@@ -24,7 +24,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from frontend.codec import Connack, Connect, Publish, Suback, Subscribe, Subscription
+from frontend.codec import (
+    Connack,
+    Connect,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+)
 
 from .broker import FLOCKMQ, Broker, free_port
 from .clients import Client, RawClient, unique
@@ -411,3 +421,72 @@ def test_a_publish_that_cannot_be_stored_is_not_acknowledged(
     pub.stop()
     sub.close()
     watcher.disconnect()
+
+
+def qos2_handshake_in(raw: RawClient, packet_id: int) -> None:
+    """The receiver's side of QoS 2: PUBREC, then PUBCOMP for the PUBREL."""
+    raw.send(Pubrec(packet_id))
+    assert raw.recv() == Pubrel(packet_id)
+    raw.send(Pubcomp(packet_id))
+
+
+def test_a_qos2_publish_that_cannot_be_stored_gets_no_pubrec_and_is_delivered_once_later(
+    make_broker: Callable[..., Broker], tmp_path: Path
+) -> None:
+    """A persistent publisher's QoS 2 packet id is stored before the publish is
+    routed; when that write fails the publish is neither routed nor
+    acknowledged (no PUBREC) and the connection is closed at once, so the
+    client resends it; once the store writes again it is delivered once."""
+    # The acceptor's own retry (after publish_confirm_timeout) would also end
+    # in a close: make it later than the close this test waits for.
+    config = tmp_path / "slow-retry.toml"
+    config.write_text("publish_confirm_timeout = 60.0\n")
+    broker = make_broker("--config", str(config))
+    topic = unique("nostore2")
+    sub = RawClient(broker.port)
+    sub.send(Connect(unique("sub"), 4, False, 60))
+    assert sub.recv() == Connack(False, 0)
+    sub.send(Subscribe(1, (Subscription(topic, 2),)))
+    assert sub.recv() == Suback(1, (2,))
+    pub_id = unique("pub")
+    pub = RawClient(broker.port)
+    pub.send(Connect(pub_id, 4, False, 60))  # persistent: its packet id is stored
+    assert pub.recv() == Connack(False, 0)
+    message = Publish(topic, b"exactly once", 2, packet_id=1)
+    workers = [broker.pid_of("worker", i) for i in range(broker.workers)]
+    set_fsize_limit(workers, 1)
+    try:
+        pub.send(message)
+        # Closed well before the acceptor's retry, with no PUBREC first.
+        assert pub.expect_closed(timeout=20) == []
+    finally:
+        set_fsize_limit(workers, None)
+    pub.close()
+    # The store writes again: the client resends the PUBLISH on a new
+    # connection, and the QoS 2 flow completes.
+    pub = RawClient(broker.port)
+    pub.send(Connect(pub_id, 4, False, 60))
+    assert pub.recv() == Connack(True, 0)
+    pub.send(Publish(topic, message.payload, 2, dup=True, packet_id=1))
+    assert pub.recv(timeout=WAIT) == Pubrec(1)
+    pub.send(Pubrel(1))
+    assert pub.recv() == Pubcomp(1)
+    got = sub.recv(timeout=WAIT)
+    assert isinstance(got, Publish) and (got.payload, got.qos) == (message.payload, 2)
+    assert got.packet_id is not None
+    qos2_handshake_in(sub, got.packet_id)
+    # Barrier: the same publisher's next QoS 2 message on the same topic comes
+    # after any second copy of the first.
+    pub.send(Publish(topic, b"after", 2, packet_id=2))
+    assert pub.recv(timeout=WAIT) == Pubrec(2)
+    pub.send(Pubrel(2))
+    assert pub.recv() == Pubcomp(2)
+    barrier = sub.recv(timeout=WAIT)
+    assert isinstance(barrier, Publish) and barrier.payload == b"after", barrier
+    assert barrier.packet_id is not None
+    qos2_handshake_in(sub, barrier.packet_id)
+    assert [broker.pid_of("worker", i) for i in range(broker.workers)] == workers, (
+        "a worker died instead of failing the write"
+    )
+    pub.close()
+    sub.close()

@@ -1,6 +1,8 @@
 """The supervisor end to end: named child processes, restarts after SIGKILL
 (worker, router, acceptor) while the rest keeps serving, a clean SIGTERM stop,
-and clear refusals of a taken port and of a bad configuration."""
+children that stop when the supervisor itself is killed (-9) with nothing
+acknowledged lost, one broker per data dir, and clear refusals of a taken
+port and of a bad configuration."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from flockmq.sharding import shard_of
 
 from .broker import FLOCKMQ, Broker, free_port
 from .clients import Client, unique
+from .load import WAIT, Publisher, Subscriber, check_delivery
 
 WORKERS = 2
 ROLES = [("router", 0), ("worker", 0), ("worker", 1), ("acceptor", 0), ("acceptor", 1)]
@@ -318,3 +321,106 @@ def test_invalid_config_is_refused_naming_the_key(tmp_path: Path, toml: str, key
     assert result.returncode == 2
     assert key in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- kill -9 of the supervisor; one broker per data dir ------------------------------------
+COUNT = 300  # QoS 1 messages
+RATE = 200.0  # per second: 1.5 s of load
+
+
+@pytest.fixture
+def strays() -> Iterator[list[psutil.Process]]:
+    """Processes a test must not leave running, even when it fails."""
+    procs: list[psutil.Process] = []
+    yield procs
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+@pytest.mark.parametrize("subscriber", ["offline", "online"])
+def test_children_stop_when_the_supervisor_is_killed_and_nothing_acknowledged_is_lost(
+    make_broker: Callable[..., Broker], strays: list[psutil.Process], subscriber: str
+) -> None:
+    """kill -9 of `flockmq serve` under QoS 1 load into a persistent session:
+    every child stops (none is left serving with nobody to restart it, holding
+    the port and the data dir), `flockmq serve` starts again on the same data
+    dir and port, and every message the publisher saw acknowledged reaches the
+    subscriber (QoS 1: maybe twice, never not at all)."""
+    broker = make_broker()
+    port = broker.port
+    topic = unique("orphans")
+    sub = Subscriber(port, unique("sub"))  # clean session 0
+    sub.start()
+    sub.subscribe(topic, 1)
+    if subscriber == "offline":
+        sub.stop()  # DISCONNECT: the session queues meanwhile
+    pub = Publisher(port, unique("pub"), topic, 1, COUNT, RATE)
+    pub.start()
+    pub.begin()
+    wait_for(lambda: len(pub.acked()) >= COUNT // 3, WAIT, "a third of the load acknowledged")
+
+    cmd = broker.children()[0].cmdline()
+    runtime_dir = Path(cmd[cmd.index("--config") + 1]).parent
+    children = broker.kill_supervisor()
+    strays.extend(children)
+    assert len(children) == len(ROLES)
+    _gone, alive = psutil.wait_procs(children, timeout=20)
+    assert alive == [], f"children left running after the supervisor was killed: {alive}"
+    assert not runtime_dir.exists(), "the stopping children left the ipc sockets behind"
+    assert "stopped: the supervisor (pid" in broker.log()
+    pub.mark_in_flight()  # what was unacknowledged may come again, after newer ones
+
+    again = Broker(broker.data_dir, port=port, extra_args=list(broker.extra_args))
+    again.start()
+    try:
+        # The publisher reconnects by itself and retransmits what was not
+        # acknowledged; the online subscriber reconnects by itself too.
+        wait_for(pub.all_acked, WAIT, "every publish acknowledged")
+        if subscriber == "offline":
+            sub.start()
+        # A barrier: the session delivers in order, so everything before it
+        # was delivered when it arrives.
+        pub.paho.publish(topic, b"marker", 1).wait_for_publish(WAIT)
+        wait_for(lambda: b"marker" in sub.distinct(), WAIT, "the marker")
+        assert all(sub.session_present[1:]), sub.session_present
+        check_delivery(sub, [pub], 1)  # none acknowledged is missing (all are, by now)
+        pub.stop()
+        sub.stop()
+    finally:
+        again.stop()
+
+
+def test_a_second_broker_on_the_same_data_dir_is_refused_naming_the_first(
+    make_broker: Callable[..., Broker],
+) -> None:
+    first = make_broker()
+    children = {c.pid for c in first.children()}
+    second = subprocess.Popen(
+        [FLOCKMQ, "serve", "--port", str(free_port()), "--data-dir", str(first.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _out, err = second.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        second.terminate()  # SIGTERM: it stops its children
+        second.communicate(timeout=30)
+        pytest.fail("a second broker is serving on the same data dir")
+    assert second.returncode != 0
+    assert f"pid {first.pid}" in err, err
+    assert str(first.data_dir) in err and "in use" in err
+    assert "Traceback" not in err
+    # The first one was not disturbed: the same processes, still serving.
+    assert first.proc is not None and first.proc.poll() is None
+    assert {c.pid for c in first.children()} == children
+    topic = unique("first")
+    sub = Client(first.port)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = Client(first.port)
+    pub.connect()
+    roundtrip(sub, pub, topic, b"still serving")
+    sub.disconnect()
+    pub.disconnect()

@@ -687,18 +687,26 @@ def test_reconnect_within_will_delay_cancels_the_will() -> None:
     assert routes(h.take_router()) == []
 
 
-def test_a_clean_start_within_the_will_delay_publishes_the_will() -> None:
-    """Clean Start ends the old session, and the will goes out when the session
-    ends [MQTT-3.1.2-8]; only resuming it cancels the will [MQTT-3.1.3-9]."""
+def test_a_clean_start_within_the_will_delay_cancels_the_will() -> None:
+    """A new connection for the client id within the will delay cancels the
+    will, with Clean Start 1 too: "If a new Network Connection to this Session
+    is made before the Will Delay Interval has passed, the Server MUST NOT send
+    the Will Message" [MQTT-3.1.3-9]; the will is published "unless ... a new
+    Network Connection for the ClientID is opened before the Will Delay
+    Interval has elapsed" [MQTT-3.1.2-8]. The clean start still ends the old
+    session (a new one, session present 0)."""
     h = Harness()
     connected(h, level=5, expiry=100, will=[*WILL[:5], 60])
     h.close(CONN_A, "c1")
-    assert routes(h.take_router()) == []
+    h.take()
     h.now += 2
-    h.connect(CONN_B, "c1", clean=True, level=5, expiry=100)
-    assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
+    assert h.connect(CONN_B, "c1", clean=True, level=5, expiry=100)[2] is False
+    router = h.take_router()
+    assert routes(router) == []
+    assert [env.UNSUB_ALL, "c1"] in router  # the old session ended
+    assert h.shard.next_timer() is None
     h.shard.handle_timer(h.now + 100)
-    assert routes(h.take_router()) == []  # once
+    assert routes(h.take_router()) == []  # and not later either
 
 
 def test_will_delay_is_capped_by_session_expiry() -> None:
