@@ -44,6 +44,7 @@ from frontend.codec.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 
 if TYPE_CHECKING:
     from frontend.acceptor import Acceptor
+    from frontend.acl import ClientRules
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -101,6 +102,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = NEW
         self.client_id = ""
         self.username: str | None = None
+        self.acl_rules: ClientRules | None = None  # with an ACL file: set at CONNECT
         self.level = 4
         self.keepalive = 0
         self.shard = 0
@@ -262,10 +264,12 @@ class ClientConnection(asyncio.Protocol):
             assigned = level >= 5
         self.client_id = client_id
         acl = self.acceptor.acl
+        if acl is not None:
+            self.acl_rules = acl.rules_for(client_id, packet.username)
         will = packet.will
         will_env = None
         if will is not None:
-            if acl is not None and not acl.can_publish(client_id, packet.username, will.topic):
+            if self.acl_rules is not None and not self.acl_rules.can_publish(will.topic):
                 self.acceptor.count("acl_denied_wills")
                 self.refuse_connect(ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
                 return
@@ -305,9 +309,9 @@ class ClientConnection(asyncio.Protocol):
             alias = props.pop("topic_alias", None)
             if alias is not None:
                 topic = self.resolve_alias(alias, topic)
-        acl = self.acceptor.acl
+        rules = self.acl_rules
         qos = packet.qos
-        if acl is not None and not acl.can_publish(self.client_id, self.username, topic):
+        if rules is not None and not rules.can_publish(topic):
             # Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why.
             self.acceptor.count("acl_denied_publishes")
             log.info("client %s: publish to %r denied by ACL", self.client_id, topic)
@@ -466,14 +470,12 @@ class ClientConnection(asyncio.Protocol):
         return known
 
     def on_subscribe(self, packet: Subscribe) -> None:
-        acl = self.acceptor.acl
+        rules = self.acl_rules
         sub_id = packet.properties.get("subscription_identifier")
         entries = []
         for sub in packet.subscriptions:
             qos = sub.qos
-            if acl is not None and not acl.can_subscribe(
-                self.client_id, self.username, sub.topic_filter
-            ):
+            if rules is not None and not rules.can_subscribe(sub.topic_filter):
                 self.acceptor.count("acl_denied_subscriptions")
                 log.info(
                     "client %s: subscription %r denied by ACL", self.client_id, sub.topic_filter

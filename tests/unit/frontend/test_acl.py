@@ -1,5 +1,7 @@
-"""ACL in Mosquitto's format: parsing, anonymous/user/pattern rules, %c and %u,
-deny precedence, and subscription filters granted only when fully covered."""
+"""ACL in Mosquitto's format: parsing, anonymous/user/pattern rules, %c and %u
+(substituted in one pass, never widened by what a client chose as its id or
+username), deny precedence, and subscription filters granted only when fully
+covered."""
 
 from __future__ import annotations
 
@@ -167,3 +169,84 @@ def test_covers(acl_filter: str, topic_filter: str, expected: bool) -> None:
 def test_overlaps(a: str, b: str, expected: bool) -> None:
     assert overlaps(a, b) is expected
     assert overlaps(b, a) is expected
+
+
+# --- pattern injection ------------------------------------------------------------
+
+INJECTION = """\
+user bob
+topic readwrite chat/#
+
+pattern readwrite devices/%c/#
+pattern read users/%u/#
+pattern deny chat/%u/%c
+pattern readwrite %c/#
+"""
+
+
+@pytest.fixture
+def patterns(tmp_path: Path) -> ACL:
+    path = tmp_path / "patterns"
+    path.write_text(INJECTION)
+    return load_acl(str(path))
+
+
+def test_client_id_percent_u_with_username_hash_reaches_nothing(patterns: ACL) -> None:
+    """%c then %u in the result turned devices/%c/# into devices/#/#."""
+    acl = patterns
+    assert not acl.can_subscribe("%u", "#", "devices/victim/#")
+    assert not acl.can_subscribe("%u", "#", "devices/#")
+    assert not acl.can_read("%u", "#", "devices/victim/secret")
+    assert not acl.can_publish("%u", "#", "devices/victim/cmd")
+    assert not acl.can_read("%u", "#", "users/victim/inbox")
+
+
+def test_substitution_is_one_pass(patterns: ACL) -> None:
+    """A %u inside the client id is text, not a second placeholder: the deny
+    line names chat/bob/%u for client id `%u`, not chat/bob/bob."""
+    assert not patterns.can_publish("%u", "bob", "chat/bob/%u")
+    assert patterns.can_publish("%u", "bob", "chat/bob/bob")
+    assert not patterns.can_publish("bob", "bob", "chat/bob/bob")
+
+
+@pytest.mark.parametrize("value", ["%u", "%c", "50%"])
+def test_client_id_with_percent_does_not_widen_a_pattern(patterns: ACL, value: str) -> None:
+    """Client ids with `+`, `#` or `/` were already kept out of %c (see
+    test_client_id_with_wildcards_or_slash_does_not_widen_a_pattern); `%` was
+    not: `%u` became the username, and the line applies to no such client now,
+    not even to its literal text."""
+    acl = patterns
+    assert not acl.can_read(value, "other", "devices/other/x")
+    assert not acl.can_subscribe(value, "other", "devices/other/#")
+    assert not acl.can_publish(value, "other", f"devices/{value}/x")
+    assert not acl.can_read(value, "other", f"{value}/x")  # the `%c/#` line
+
+
+@pytest.mark.parametrize("value", ["+", "#", "a/b", "dev/+", "a/#", "%c", "%u", "50%"])
+def test_unsafe_username_does_not_widen_a_pattern(patterns: ACL, value: str) -> None:
+    acl = patterns
+    assert not acl.can_subscribe("cid", value, "users/+/inbox")
+    assert not acl.can_subscribe("cid", value, "users/#")
+    assert not acl.can_read("cid", value, "users/other/inbox")
+    assert not acl.can_read("cid", value, f"users/{value}/inbox")
+    assert acl.can_read("cid", value, "devices/cid/x")  # its own %c lines still apply
+
+
+def test_client_id_cannot_reach_dollar_topics_through_a_pattern(patterns: ACL) -> None:
+    assert not patterns.can_read("$SYS", None, "$SYS/broker/uptime")
+    assert not patterns.can_subscribe("$SYS", None, "$SYS/#")
+    assert patterns.can_read("dev", None, "dev/x")
+
+
+def test_deny_pattern_takes_an_unsafe_value_literally(patterns: ACL) -> None:
+    """Dropping a deny line would widen access: it applies, naming exactly the
+    topic it names for this client, with the value's characters as text."""
+    assert not patterns.can_publish("a/b", "bob", "chat/bob/a/b")
+    assert patterns.can_publish("a/b", "bob", "chat/bob/a")
+    assert patterns.can_publish("+", "bob", "chat/bob/x")  # '+' is not a wildcard here
+
+
+def test_rules_are_shared_between_clients_with_the_same_lines(acl: ACL) -> None:
+    dev1 = acl.rules_for("dev1", "bob")
+    assert acl.rules_for("dev1", "bob") is dev1
+    assert acl.rules_for("dev2", "bob") is not dev1  # devices/%c/# differs
