@@ -1,4 +1,4 @@
-"""Access control in Mosquitto's ACL file format.
+"""Access control in Mosquitto's ACL file format, with Mosquitto's semantics.
 
     # lines before any `user` line apply to anonymous clients
     topic read public/#
@@ -13,10 +13,26 @@ Which lines apply to a client: with a username, the lines after `user <name>`
 `user` line; and to every client the `pattern` lines, with `%c` and `%u`
 substituted (src/security_default.c, mosquitto_acl_check_default).
 
-With an ACL file, what no line grants is refused; a `deny` line that matches
-wins over any grant. A subscription filter is allowed when every topic it can
-match is covered by a granting line and no deny line overlaps it (so `a/#`
-grants `a/b/+`, but `a/+` does not grant `a/#`).
+What they mean, decided per topic (one message's topic, a publish's topic):
+- what no line grants is refused; a `deny` line that matches wins over every
+  grant (Mosquitto puts deny lines first: "Any deny topics are handled before
+  topics that grant read/write access", mosquitto.conf(5)). Here a deny line
+  wins over all grants, also a `pattern deny` over a `user` grant, where
+  Mosquitto would let the user's section decide before the patterns: stricter
+  in that one corner, and what this file format meant in flockmq before.
+- `+` and `#` in a line match as in subscriptions, and a line whose first level
+  is a wildcard matches no `$` topic (`#` does not grant `$SYS/...`).
+- READ is checked for every message when it is delivered, retained ones
+  included (Mosquitto: subs__send and retain__process check MOSQ_ACL_READ);
+  WRITE for every publish and for the will at CONNECT.
+
+Subscriptions: Mosquitto's acl_file grants every SUBSCRIBE (its check returns
+success for MOSQ_ACL_SUBSCRIBE, "FIXME - implement ACL subscription strings")
+and relies on the READ check at delivery. flockmq does the same, except that a
+filter that can match no readable topic at all (no read grant overlaps it, or
+every overlap lies inside one deny line) gets 0x80 / 0x87, so a client learns
+at once that it will receive nothing. `#` with `topic readwrite #` and
+`topic deny x` is granted, and x is filtered out of it message by message.
 
 Patterns are substituted in one pass (`%c` inside a client id is not expanded
 again as `%u`). A client id or username containing `+`, `#`, `/` or `%`, or
@@ -26,12 +42,14 @@ that client. A `pattern deny` line substitutes the value as literal text (its
 `+` and `#` are not wildcards), which denies exactly the topic it names.
 
 Rules are compiled once per client (`ACL.rules_for`) and shared between
-clients with the same lines.
+clients with the same lines; `DecisionCache` keeps per-(rules, topic)
+decisions for the delivery path, bounded in bytes.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -172,16 +190,20 @@ class ClientRules:
         return bool(self.access(topic) & READ)
 
     def can_subscribe(self, topic_filter: str) -> bool:
-        """Every topic the filter can match must be granted, none denied. A
-        shared subscription is checked on its filter."""
+        """Granted unless no topic the filter can match is readable (see the
+        module docstring). A shared subscription is checked on its filter."""
         if topic_filter.startswith(SHARE_PREFIX):
             topic_filter = topic_filter.split("/", 2)[2] if topic_filter.count("/") >= 2 else ""
         if not topic_filter:
             return False
         wanted = parse_filter(topic_filter)
-        if any(intersect(deny, wanted) is not None for deny in self.denies):
-            return False
-        return any(access & READ and filter_covers(g, wanted) for access, g in self.grants)
+        for access, grant in self.grants:
+            if not access & READ:
+                continue
+            common = intersect(grant, wanted)
+            if common is not None and not any(filter_covers(d, common) for d in self.denies):
+                return True
+        return False
 
 
 @dataclass
@@ -260,6 +282,43 @@ def _substitute_literally(pattern: str, values: dict[str, str]) -> Filter:
 
 def _compile(lines: list[tuple[int, _Line]]) -> list[tuple[int, Filter]]:
     return [(access, parse_filter(t) if isinstance(t, str) else t) for access, t in lines]
+
+
+# What one cached decision costs besides its topic: the key tuple, the dict slot.
+DECISION_OVERHEAD = 120
+
+
+class DecisionCache:
+    """Access decisions per (rules, topic) for the hot paths (every delivery,
+    every publish), bounded in bytes: when full it is emptied and refilled,
+    which costs only the checks again. Counts its clears."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.clears = 0
+        self._bytes = 0
+        self._decisions: dict[tuple[ClientRules, str], int] = {}
+
+    def access(self, rules: ClientRules | None, topic: str) -> int:
+        """A connection without rules (not yet connected) gets nothing."""
+        if rules is None:
+            return 0
+        key = (rules, topic)
+        allowed = self._decisions.get(key)
+        if allowed is None:
+            allowed = rules.access(topic)
+            cost = sys.getsizeof(topic) + DECISION_OVERHEAD
+            if self._bytes + cost > self.max_bytes:
+                self._decisions.clear()
+                self._bytes = 0
+                self.clears += 1
+            self._decisions[key] = allowed
+            self._bytes += cost
+        return allowed
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
 
 
 def load_acl(path: str) -> ACL:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
 from flockmq.sharding import shard_of
+from frontend.acl import WRITE
 from frontend.codec import (
     Connack,
     Connect,
@@ -309,12 +310,11 @@ class ClientConnection(asyncio.Protocol):
             alias = props.pop("topic_alias", None)
             if alias is not None:
                 topic = self.resolve_alias(alias, topic)
-        rules = self.acl_rules
+        decisions = self.acceptor.acl_decisions
         qos = packet.qos
-        if rules is not None and not rules.can_publish(topic):
+        if decisions is not None and not decisions.access(self.acl_rules, topic) & WRITE:
             # Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why.
-            self.acceptor.count("acl_denied_publishes")
-            log.info("client %s: publish to %r denied by ACL", self.client_id, topic)
+            self.acceptor.acl_denied("acl_denied_publishes", self, "publish to", topic)
             if qos:
                 kind = 4 if qos == 1 else 5
                 rc = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0
@@ -476,9 +476,10 @@ class ClientConnection(asyncio.Protocol):
         for sub in packet.subscriptions:
             qos = sub.qos
             if rules is not None and not rules.can_subscribe(sub.topic_filter):
-                self.acceptor.count("acl_denied_subscriptions")
-                log.info(
-                    "client %s: subscription %r denied by ACL", self.client_id, sub.topic_filter
+                # Only a filter no readable topic can match; what a granted one
+                # matches is checked message by message on delivery.
+                self.acceptor.acl_denied(
+                    "acl_denied_subscriptions", self, "subscription to", sub.topic_filter
                 )
                 qos = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0x80
             elif sub.topic_filter.startswith("$share/") and sub.no_local:
