@@ -98,6 +98,15 @@ class Config:
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
         if self.acl_file is not None and not Path(self.acl_file).is_file():
             raise ConfigError(f"acl_file: {self.acl_file} does not exist")
+        if self.acl_file is not None:
+            # Read once here, so a bad line stops `flockmq serve` with its line
+            # number instead of every acceptor failing at start-up.
+            from frontend.acl import ACLError, load_acl
+
+            try:
+                load_acl(self.acl_file)
+            except (ACLError, OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"acl_file: {exc}") from exc
         for name in (
             "max_packet_size",
             "max_inflight",

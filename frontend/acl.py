@@ -321,6 +321,17 @@ class DecisionCache:
         return self._bytes
 
 
+def _validate_line_filter(topic: str) -> str | None:
+    """Why `topic` is not a valid filter, or None."""
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the last level and occupy it whole"
+        if "+" in level and level != "+":
+            return "'+' must occupy a whole level"
+    return None
+
+
 def load_acl(path: str) -> ACL:
     acl = ACL()
     current: list[tuple[int, str]] = acl.anonymous
@@ -343,6 +354,11 @@ def load_acl(path: str) -> ACL:
                     access, topic = READ | WRITE, rest
                 if not topic:
                     raise ACLError(f"{path}:{lineno}: `{keyword}` needs a topic")
+                # Mosquitto ignores a malformed filter (it never matches); a
+                # line that cannot mean anything is refused here instead.
+                problem = _validate_line_filter(topic)
+                if problem is not None:
+                    raise ACLError(f"{path}:{lineno}: {topic!r}: {problem}")
                 (current if keyword == "topic" else acl.patterns).append((access, topic))
             else:
                 raise ACLError(f"{path}:{lineno}: unknown keyword {keyword!r}")

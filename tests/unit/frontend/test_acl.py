@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flockmq.config import Config, ConfigError
 from frontend.acl import (
     ACL,
     READ,
@@ -342,3 +343,18 @@ def test_decision_cache_is_bounded_in_bytes(acl: ACL) -> None:
     assert cache.access(rules, "alice/secret/x") == 0
     assert cache.access(rules, "sensors/k/temp") == READ | WRITE
     assert cache.access(None, "alice/x") == 0  # no rules: nothing
+
+
+@pytest.mark.parametrize("line", ["topic read a/#/b", "topic a+/b", "pattern read x/#%c"])
+def test_malformed_filters_are_refused_with_their_line(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "bad"
+    path.write_text("topic read ok/#\n" + line + "\n")
+    with pytest.raises(ACLError, match=r":2: "):
+        load_acl(str(path))
+
+
+def test_a_bad_acl_file_stops_the_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "bad"
+    path.write_text("topic read a/#/b\n")
+    with pytest.raises(ConfigError, match=r"acl_file: .*:1: "):
+        Config(acl_file=str(path), acceptors=1, workers=1).resolved()
