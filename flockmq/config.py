@@ -36,6 +36,7 @@ class Config:
     workers: int = 0  # 0: the host's CPU count
     data_dir: str = ""
     acl_file: str | None = None
+    acl_cache_bytes: int = 4 * 1024 * 1024  # per acceptor: cached per-topic ACL decisions
     log_level: str = "info"
     # durable state: "sqlite" (flockmq.db in data_dir) or "none" (memory only)
     persistence: str = "sqlite"
@@ -99,12 +100,22 @@ class Config:
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
         if self.acl_file is not None and not Path(self.acl_file).is_file():
             raise ConfigError(f"acl_file: {self.acl_file} does not exist")
+        if self.acl_file is not None:
+            # Read once here, so a bad line stops `flockmq serve` with its line
+            # number instead of every acceptor failing at start-up.
+            from frontend.acl import ACLError, load_acl
+
+            try:
+                load_acl(self.acl_file)
+            except (ACLError, OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"acl_file: {exc}") from exc
         for name in (
             "max_packet_size",
             "max_inflight",
             "max_queued_messages",
             "max_queued_bytes",
             "max_topic_levels",
+            "acl_cache_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")

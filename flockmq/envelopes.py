@@ -47,8 +47,8 @@ ACCEPTOR_UP = 10  # [ACCEPTOR_UP, acceptor, incarnation]  (also sent to the rout
 QOS2_CONFIRMED = 11  # [QOS2_CONFIRMED, conn, client_id, packet_id]  PUBREC went out:
 #   a resend of that packet id is a duplicate, not a message that may be lost
 DISCARDED = 12  # [DISCARDED, conn, client_id, packet_id]  a QoS 1/2 PUBLISH over the
-#   client's Maximum Packet Size was not sent: done with, as if acknowledged
-#   [MQTT-3.1.2-25]
+#   client's Maximum Packet Size [MQTT-3.1.2-25], or on a topic the ACL does not
+#   let the connection read, was not sent: done with, as if acknowledged
 
 # --- worker -> acceptor ------------------------------------------------------
 CONNACK = 20  # [CONNACK, conn, session_present, rc, props]

@@ -4,6 +4,11 @@ client connections, and writes what workers send them.
 Envelopes from workers name a connection by its 64-bit id; this process maps
 ids to live connections and encodes each outgoing packet for the connection's
 protocol level (a QoS 0 message to many connections is encoded once per level).
+
+With an ACL file, every delivery is checked here, where the connection's
+client id and username are known: a message whose topic the connection may not
+read is not written (a QoS 1/2 copy is reported DISCARDED so it does not hold a
+slot of the session's window). Decisions are cached per (rules, topic).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from flockmq.config import Config
 from flockmq.envelopes import Envelope, make_conn_id
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
-from frontend.acl import ACL, load_acl
+from frontend.acl import ACL, READ, DecisionCache, load_acl
 from frontend.codec import encode, encode_ack, encode_publish
 from frontend.codec.packets import PacketType, Suback, Unsuback
 
@@ -31,6 +36,7 @@ log = logging.getLogger("flockmq.acceptor")
 TIMER_INTERVAL = 0.5
 SLOW_CONSUMER_GRACE = 2.0  # seconds a full client socket may hold up deliveries
 TAKEOVER_READ_GRACE = 0.002  # seconds a taken-over connection is still read
+ACL_LOG_INTERVAL = 10.0  # seconds between log lines about one kind of ACL denial
 
 
 class Acceptor:
@@ -43,6 +49,10 @@ class Acceptor:
         self.loop = loop
         self.now = loop.time()
         self.acl: ACL | None = load_acl(config.acl_file) if config.acl_file else None
+        # None without an ACL file: then no path checks anything.
+        self.acl_decisions = DecisionCache(config.acl_cache_bytes) if self.acl else None
+        self._acl_log_after: dict[str, float] = {}  # counter -> when the next line may go
+        self._acl_unlogged: Counter[str] = Counter()  # denials since that counter's last line
         self.connections: dict[int, ClientConnection] = {}
         self.paused: set[ClientConnection] = set()
         self.blocked_writers: set[ClientConnection] = set()
@@ -114,6 +124,8 @@ class Acceptor:
         timeout = self.config.publish_confirm_timeout
         for conn in list(self.awaiting_conns):
             conn.check_confirmations(now, timeout)
+        if self.acl_decisions is not None:
+            self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
         self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
         self.loop.call_later(TIMER_INTERVAL, self._tick)
 
@@ -133,6 +145,25 @@ class Acceptor:
 
     def count(self, name: str) -> None:
         self.counters[name] += 1
+
+    def acl_denied(self, counter: str, conn: ClientConnection, what: str, topic: str) -> None:
+        """Count a denial; log at most one line per kind every ACL_LOG_INTERVAL
+        (a client may send, or be sent, denied topics at any rate), saying how
+        many went unlogged since the last one."""
+        self.counters[counter] += 1
+        self._acl_unlogged[counter] += 1
+        if self.now < self._acl_log_after.get(counter, 0.0):
+            return
+        self._acl_log_after[counter] = self.now + ACL_LOG_INTERVAL
+        count = self._acl_unlogged.pop(counter)
+        log.info(
+            "client %s: %s %r denied by ACL (%s: %d since the last such line)",
+            conn.client_id,
+            what,
+            topic,
+            counter,
+            count,
+        )
 
     def to_worker(self, shard: int, envelope: Envelope) -> None:
         self.bus.send(shard, envelope)
@@ -233,6 +264,14 @@ class Acceptor:
         if conn is None or conn.state != CONNECTED:
             self.counters["deliveries_to_gone_connections"] += 1
             return
+        decisions = self.acl_decisions
+        if decisions is not None and not decisions.access(conn.acl_rules, topic) & READ:
+            # Not written; a QoS 1/2 copy is done with as if acknowledged (as
+            # Mosquitto skips it), or it would hold a slot of the window for ever.
+            self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
+            if qos:
+                self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
+            return
         props = props if conn.level >= 5 else None
         data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level)
         if conn.too_large(data):
@@ -248,6 +287,7 @@ class Acceptor:
         _, conn_ids, topic, payload, retain, props = e
         encoded: dict[int, bytes] = {}
         connections = self.connections
+        decisions = self.acl_decisions
         for conn_id in conn_ids:
             conn = connections.get(conn_id)
             if conn is None or conn.state != CONNECTED:
@@ -255,6 +295,9 @@ class Acceptor:
                     # The router learnt of the session before its CONNACK got
                     # here (another path): hold the message until then.
                     conn.before_connack.append([e[0], [conn_id], *e[2:]])
+                continue
+            if decisions is not None and not decisions.access(conn.acl_rules, topic) & READ:
+                self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
                 continue
             level = 5 if conn.level >= 5 else 4
             data = encoded.get(level)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
 from flockmq.sharding import shard_of
+from frontend.acl import WRITE
 from frontend.codec import (
     Connack,
     Connect,
@@ -45,6 +46,7 @@ from frontend.codec.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
 
 if TYPE_CHECKING:
     from frontend.acceptor import Acceptor
+    from frontend.acl import ClientRules
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -103,6 +105,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = NEW
         self.client_id = ""
         self.username: str | None = None
+        self.acl_rules: ClientRules | None = None  # with an ACL file: set at CONNECT
         self.level = 4
         self.keepalive = 0
         self.shard = 0
@@ -274,11 +277,14 @@ class ClientConnection(asyncio.Protocol):
                 f"authentication method {props['authentication_method']!r} not supported",
             )
             return
+        acl = self.acceptor.acl
+        if acl is not None:
+            self.acl_rules = acl.rules_for(client_id, packet.username)
         will = packet.will
         will_env = None
         if will is not None:
             self.check_topic_depth(will.topic)
-            if not self.may_publish(will.topic, packet.username):
+            if not self.may_publish(will.topic):
                 self.acceptor.count("acl_denied_wills")
                 self.refuse_connect(ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
                 return
@@ -324,12 +330,9 @@ class ClientConnection(asyncio.Protocol):
                 topic = self.resolve_alias(alias, topic)
         self.check_topic_depth(topic)
         qos = packet.qos
-        if not self.may_publish(topic, self.username):
+        if not self.may_publish(topic):
             # Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why.
-            self.acceptor.count("acl_denied_publishes")
-            self.acceptor.client_log.log(
-                logging.INFO, "client %s: publish to %r denied", self.client_id, topic
-            )
+            self.acceptor.acl_denied("acl_denied_publishes", self, "publish to", topic)
             if qos:
                 kind = 4 if qos == 1 else 5
                 rc = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0
@@ -471,13 +474,14 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._forward(pending.envelope)
 
-    def may_publish(self, topic: str, username: str | None) -> bool:
-        """`$SYS` belongs to the broker: a client may publish there only when
-        an ACL line grants that topic by name (`#` and `+` never match a
-        `$` topic at the first level, so no ordinary grant does)."""
-        acl = self.acceptor.acl
-        if acl is not None:
-            return acl.can_publish(self.client_id, username, topic)
+    def may_publish(self, topic: str) -> bool:
+        """Whether the ACL lets this client publish to `topic`. `$SYS` belongs
+        to the broker: a client may publish there only when an ACL line grants
+        that topic by name (`#` and `+` never match a `$` topic at the first
+        level, so no ordinary grant does)."""
+        decisions = self.acceptor.acl_decisions
+        if decisions is not None and self.acl_rules is not None:
+            return bool(decisions.access(self.acl_rules, topic) & WRITE)
         if topic == "$SYS" or topic.startswith("$SYS/"):
             self.acceptor.count("sys_publishes_refused")
             return False
@@ -511,7 +515,7 @@ class ClientConnection(asyncio.Protocol):
         return known
 
     def on_subscribe(self, packet: Subscribe) -> None:
-        acl = self.acceptor.acl
+        rules = self.acl_rules
         sub_id = packet.properties.get("subscription_identifier")
         entries = []
         max_levels = self.acceptor.config.max_topic_levels
@@ -520,12 +524,11 @@ class ClientConnection(asyncio.Protocol):
             refused = self.refuse_filter(sub.topic_filter, max_levels)
             if refused:
                 qos = refused
-            elif acl is not None and not acl.can_subscribe(
-                self.client_id, self.username, sub.topic_filter
-            ):
-                self.acceptor.count("acl_denied_subscriptions")
-                log.info(
-                    "client %s: subscription %r denied by ACL", self.client_id, sub.topic_filter
+            elif rules is not None and not rules.can_subscribe(sub.topic_filter):
+                # Only a filter no readable topic can match; what a granted one
+                # matches is checked message by message on delivery.
+                self.acceptor.acl_denied(
+                    "acl_denied_subscriptions", self, "subscription to", sub.topic_filter
                 )
                 qos = ReasonCode.NOT_AUTHORIZED if self.level >= 5 else 0x80
             elif sub.topic_filter.startswith("$share/") and sub.no_local:
