@@ -254,8 +254,10 @@ class ClientConnection(asyncio.Protocol):
         client_id = packet.client_id
         assigned = False
         if not client_id:
-            if level < 5 and not packet.clean_start:
-                # [MQTT-3.1.3-8] zero-length id needs clean session 1
+            if level == 3 or (level == 4 and not packet.clean_start):
+                # 3.1.1: a zero-length id needs clean session 1 [MQTT-3.1.3-8];
+                # 3.1 requires 1-23 characters (longer ones are accepted, as
+                # Mosquitto does): CONNACK 0x02 Identifier Rejected.
                 self.refuse_connect(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
                 return
             client_id = "auto-" + uuid.uuid4().hex

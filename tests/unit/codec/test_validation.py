@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from frontend.codec import (
+    Connect,
     MalformedPacket,
     ProtocolError,
     ReasonCode,
@@ -163,7 +164,6 @@ def test_bad_packet_raises_with_reason_code(
 
 
 UNSUPPORTED = [
-    ("unknown name", "00 04 'MQTX' 04", 4),
     ("unknown level", "00 04 'MQTT' 06", 4),
     ("MQTT with level 3", "00 04 'MQTT' 03", 3),
     ("MQIsdp with level 4", "00 06 'MQIsdp' 04", 4),
@@ -181,6 +181,28 @@ def test_unsupported_protocol(head: str, answer_level: int) -> None:
     assert info.value.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
     assert info.value.protocol_level == answer_level
     assert "[MQTT-3.1.2-2]" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["MQTX", "MQTU", "mqtt", "MQIsdp ", "", "MQTT\u00e9"])
+@pytest.mark.parametrize("level", [3, 4, 5])
+def test_unknown_protocol_name_is_not_answered_with_a_connack(name: str, level: int) -> None:
+    """Not MQTT: closed without CONNACK [MQTT-3.1.2-1], whatever the level;
+    no protocol level is taken from it (so no v5 CONNACK either)."""
+    raw = name.encode()
+    body = len(raw).to_bytes(2, "big") + raw + bytes((level,)) + h("02 00 3c 00 01 'c'")
+    with pytest.raises(ProtocolError) as info:
+        decode(bytes((0x10, len(body))) + body)
+    assert not isinstance(info.value, UnsupportedProtocolVersion)
+    assert info.value.reason_code == PROTOCOL
+    assert info.value.protocol_level is None
+    assert "[MQTT-3.1.2-1]" in str(info.value)
+
+
+def test_level_3_has_no_reserved_connect_flag() -> None:
+    """MQTT 3.1 does not reserve bit 0 of the connect flags; 3.1.1 and 5.0 do."""
+    body = h("00 06 'MQIsdp' 03 03 00 3c 00 01 'c'")
+    packet = decode(bytes((0x10, len(body))) + body)
+    assert packet == Connect("c", 3, True, 60)
 
 
 def test_password_without_user_name_is_fine_at_level_5() -> None:
