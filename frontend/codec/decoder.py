@@ -317,7 +317,9 @@ class StreamDecoder:
         packet = PARSERS[ptype](Reader(buf, start, end), flags, level or 4)
         if isinstance(packet, Connect):
             if packet.protocol_level == 5 and self._check_connect_minimal:
-                raise MalformedPacket("[MQTT-1.5.5-1] remaining length is not minimally encoded")
+                exc = MalformedPacket("[MQTT-1.5.5-1] remaining length is not minimally encoded")
+                exc.protocol_level = 5  # a v5 CONNECT: told with a CONNACK [MQTT-3.1.4-1]
+                raise exc
             if level is None:
                 self.protocol_level = packet.protocol_level
         return packet

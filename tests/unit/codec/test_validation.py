@@ -215,8 +215,9 @@ def test_non_minimal_remaining_length_in_v5_connect() -> None:
     """Before CONNECT the level is unknown: the minimal-length rule of 5.0 is
     applied once the CONNECT says it is level 5, and not for 3.1.1."""
     v5 = h("00 04 'MQTT' 05 02 00 00 00 00 00")
-    with pytest.raises(MalformedPacket, match=r"MQTT-1\.5\.5-1"):
+    with pytest.raises(MalformedPacket, match=r"MQTT-1\.5\.5-1") as info:
         decode(bytes((0x10, 0x80 | len(v5), 0x00)) + v5)
+    assert info.value.protocol_level == 5  # answered with a v5 CONNACK
     v4 = h("00 04 'MQTT' 04 02 00 00 00 00")
     assert decode(bytes((0x10, 0x80 | len(v4), 0x00)) + v4).client_id == ""  # type: ignore[union-attr]
 
