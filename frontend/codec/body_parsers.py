@@ -166,7 +166,12 @@ def _parse_connect_fields(r: Reader, level: int) -> Connect:
     will_qos = (cflags >> 3) & 3
     will_retain = cflags & 0x20 != 0
     if not will_flag and (will_qos or will_retain):
-        raise MalformedPacket("[MQTT-3.1.2-11] will QoS or will retain set without the will flag")
+        # The spec names no code here, unlike for will QoS 3 ("a Malformed
+        # Packet"): the packet parses, its data is not allowed, so by the
+        # definitions of 5.0 section 1.2 it is a Protocol Error.
+        raise ProtocolError(
+            "[MQTT-3.1.2-11] [MQTT-3.1.2-13] will QoS or will retain set without the will flag"
+        )
     if will_qos == 3:
         raise MalformedPacket("[MQTT-3.1.2-14] will QoS is 3")
     has_password = cflags & 0x40

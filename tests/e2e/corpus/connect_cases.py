@@ -67,7 +67,8 @@ def connect_packet(c: Corpus) -> None:
             ok() if level == 3 else refuse(level, MALFORMED),
         )
         # Will QoS 3 is a Malformed Packet [MQTT-3.1.2-14]; QoS or retain without the
-        # will flag are not allowed [MQTT-3.1.2-11], [MQTT-3.1.2-13] (flag byte: Malformed).
+        # will flag are not allowed [MQTT-3.1.2-11], [MQTT-3.1.2-13], and the spec names
+        # no code: the packet parses, so a Protocol Error (section 1.2).
         add(
             "will-qos-3",
             connect(level, flags=0x1E, will=will_fields(level, "w/t")),
@@ -79,7 +80,7 @@ def connect_packet(c: Corpus) -> None:
             (0x22, "will-retain-no-will"),
             (0x3A, "will-all-no-will"),
         ):
-            add(what, connect(level, flags=flags), refuse(level, MALFORMED))
+            add(what, connect(level, flags=flags), refuse(level, PROTOCOL))
         if level == 4:  # [MQTT-3.1.2-22]: 3.1.1 only (5.0 allows it)
             add("password-without-username", connect(4, flags=0x42, password=s(b"pw")), CLOSE)
         if level == 5:

@@ -117,8 +117,8 @@ BAD: list[tuple[str, int | None, str, int, str]] = [
     ("no local on shared", 5, subscribe5("$share/g/a", "04"), PROTOCOL, "[MQTT-3.8.3-4]"),
     # CONNECT
     ("reserved connect flag", None, connect("03"), MALFORMED, "[MQTT-3.1.2-3]"),
-    ("will qos without will", None, connect("0a"), MALFORMED, "[MQTT-3.1.2-11]"),
-    ("will retain without will", None, connect("22"), MALFORMED, "[MQTT-3.1.2-11]"),
+    ("will qos without will", None, connect("0a"), PROTOCOL, "[MQTT-3.1.2-11]"),
+    ("will retain without will", None, connect("22"), PROTOCOL, "[MQTT-3.1.2-13]"),
     ("will qos 3", None, connect("1e", "00 01 'c' 00 01 'w' 00 00"), MALFORMED, "[MQTT-3.1.2-14]"),
     ("password without user v4", None, connect("42", "00 01 'c' 00 01 'p'"), PROTOCOL, "-22]"),
     ("will topic wildcard", None, connect("06", "00 01 'c' 00 01 '#' 00 00"), PROTOCOL, "3.3.2-2"),
