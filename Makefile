@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install run test lint bench loadtest clean
+.PHONY: install run test lint bench loadtest fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: install
 
 loadtest: install
 	$(BIN)/python scripts/loadtest.py $(ARGS)
+
+# Not in CI: 10 million random and mutated inputs to the codec on every core
+# (ARGS="--inputs 1000000" for a shorter run).
+fuzz: install
+	$(BIN)/python scripts/fuzz_codec.py $(ARGS)
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

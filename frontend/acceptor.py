@@ -26,7 +26,7 @@ from flockmq.envelopes import Envelope, make_conn_id
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 from frontend.acl import ACL, READ, DecisionCache, load_acl
-from frontend.codec import encode, encode_ack, encode_publish
+from frontend.codec import ProtocolError, ReasonCode, encode, encode_ack, encode_publish
 from frontend.codec.packets import PacketType, Suback, Unsuback
 
 from .connection import CONNECTED, CONNECTING, ClientConnection
@@ -335,11 +335,23 @@ class Acceptor:
         already in the socket's buffer (a client that reconnects at once may
         have written its last PUBACK just before): it is read and forwarded in
         the next I/O pass, ahead of the CLOSED, so it still counts; then the
-        connection is closed (MQTT 5: DISCONNECT 0x8E first)."""
+        connection is closed (MQTT 5: DISCONNECT 0x8E first).
+
+        Any other reason is a protocol violation the session's worker found
+        (an acknowledgement of the wrong type for a message in flight): closed
+        at once, as a protocol error found here would be [MQTT-4.8.0-1]."""
         _, conn_id, rc = e
         conn = self.connections.get(conn_id)
-        if conn is not None:
+        if conn is None:
+            return
+        if rc == ReasonCode.SESSION_TAKEN_OVER:
             self.loop.call_later(TAKEOVER_READ_GRACE, conn.close, rc)
+        else:
+            conn.fail(
+                ProtocolError(
+                    "[MQTT-4.8.0-1] the session's worker found a protocol violation", ReasonCode(rc)
+                )
+            )
 
     def _on_worker_up(self, e: Envelope) -> None:
         """A restarted worker reloaded its persistent sessions from the store:

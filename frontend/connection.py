@@ -116,6 +116,7 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = True
         self.paused = False
         self.before_connack: list[list[Any]] = []
+        self.before_connack_writes: list[bytes] = []  # answers that wait for the CONNACK
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
         self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
@@ -231,9 +232,9 @@ class ClientConnection(asyncio.Protocol):
         elif kind is Connect:
             raise ProtocolError("[MQTT-3.1.0-2] a second CONNECT is a protocol violation")
         elif kind is Auth:
-            raise ProtocolError(
-                "enhanced authentication is not supported", ReasonCode.BAD_AUTHENTICATION_METHOD
-            )
+            # Only a client whose CONNECT named an Authentication Method may
+            # send AUTH (5.0 section 3.15), and such a CONNECT is refused.
+            raise ProtocolError("[MQTT-4.12.0-1] AUTH without an Authentication Method in CONNECT")
         else:
             raise ProtocolError(f"a client may not send {kind.__name__.upper()}")
 
@@ -262,8 +263,10 @@ class ClientConnection(asyncio.Protocol):
         client_id = packet.client_id
         assigned = False
         if not client_id:
-            if level < 5 and not packet.clean_start:
-                # [MQTT-3.1.3-8] zero-length id needs clean session 1
+            if level == 3 or (level == 4 and not packet.clean_start):
+                # 3.1.1: a zero-length id needs clean session 1 [MQTT-3.1.3-8];
+                # 3.1 requires 1-23 characters (longer ones are accepted, as
+                # Mosquitto does): CONNACK 0x02 Identifier Rejected.
                 self.refuse_connect(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
                 return
             client_id = "auto-" + uuid.uuid4().hex
@@ -588,6 +591,16 @@ class ClientConnection(asyncio.Protocol):
             and not self.closing
             and not self.too_large(data)
         ):
+            if self.state == CONNECTING:
+                # The first packet the server sends is CONNACK [MQTT-3.2.0-1]:
+                # a PINGRESP (or refusal PUBACK) for what the client sent
+                # right after CONNECT waits for it.
+                self.before_connack_writes.append(data)
+                return
+            self.transport.write(data)
+
+    def _write_connack(self, data: bytes) -> None:
+        if self.transport is not None and not self.closing:
             self.transport.write(data)
 
     def too_large(self, data: bytes) -> bool:
@@ -618,13 +631,17 @@ class ClientConnection(asyncio.Protocol):
                 self.acceptor.count("connack_over_client_maximum_packet_size")
                 self.close()
                 return
-            self.write(data)
+            self._write_connack(data)
         else:
             code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
-            self.write(encode(Connack(session_present and rc == 0, code), self.level))
+            self._write_connack(encode(Connack(session_present and rc == 0, code), self.level))
+        early, self.before_connack_writes = self.before_connack_writes, []
         if rc != 0:
             self.close()
-        elif self.before_connack:
+            return
+        for data in early:
+            self.write(data)
+        if self.before_connack:
             held, self.before_connack = self.before_connack, []
             for e in held:
                 self.acceptor.handle_envelope(e)
@@ -647,11 +664,16 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closing:
             return
-        self.closing = True
         if rc is not None and self.level >= 5 and self.state == CONNECTED:
-            transport.write(encode(Disconnect(rc), 5))
+            self._write_disconnect(rc)
+        self.closing = True
         transport.close()
         self.acceptor.loop.call_later(CLOSE_GRACE, self._abort_unless_closed)
+
+    def _write_disconnect(self, rc: int) -> None:
+        data = encode(Disconnect(rc), 5)
+        if self.transport is not None and not self.closing and not self.too_large(data):
+            self.transport.write(data)  # not even a DISCONNECT over the client's maximum
 
     def _abort_unless_closed(self) -> None:
         if not self.lost and self.transport is not None:
@@ -681,7 +703,7 @@ class ClientConnection(asyncio.Protocol):
             self.level = 5
             self.refuse_connect(exc.reason_code, str(exc))
         elif self.level >= 5 and self.state == CONNECTED:
-            self.transport.write(encode(Disconnect(exc.reason_code), 5))  # type: ignore[union-attr]
+            self._write_disconnect(exc.reason_code)
         self.will_on_close = True
         self.close()
 

@@ -202,12 +202,15 @@ class OutboundFlows(ShardState):
         if session is None:
             return
         msg = session.inflight.get(packet_id)
-        if msg is not None and msg.qos == 1:
+        if msg is None:
+            # Not in flight: a late duplicate (e.g. after a resume), not a violation.
+            self.counters["unexpected_acks"] += 1
+        elif msg.qos != 1:
+            self._wrong_ack(session, conn, "PUBACK", msg)
+        else:
             del session.inflight[packet_id]
             self._forget(session, msg)
             self._pump(session)
-        else:
-            self.counters["unexpected_acks"] += 1
 
     def _on_pubrec(self, e: Envelope, now: float) -> None:
         _, conn, client_id, packet_id, rc = e
@@ -215,8 +218,10 @@ class OutboundFlows(ShardState):
         if session is None:
             return
         msg = session.inflight.get(packet_id)
-        if msg is None or msg.qos != 2:
+        if msg is None:
             self.counters["unexpected_acks"] += 1
+            if rc >= 0x80:
+                return  # a failed PUBREC ends the flow: nothing to release (5.0 section 4.3.3)
             self._send(
                 conn,
                 [
@@ -227,6 +232,9 @@ class OutboundFlows(ShardState):
                     ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
                 ],
             )
+            return
+        if msg.qos != 2:
+            self._wrong_ack(session, conn, "PUBREC", msg)
             return
         if rc >= 0x80:  # v5: the receiver refused it; the flow ends here
             del session.inflight[packet_id]
@@ -250,12 +258,39 @@ class OutboundFlows(ShardState):
         if session is None:
             return
         msg = session.inflight.get(packet_id)
-        if msg is not None and msg.state == AWAIT_COMP:
+        if msg is None:
+            self.counters["unexpected_acks"] += 1
+        elif msg.state != AWAIT_COMP:
+            # A QoS 1 message, or a QoS 2 one that was never released.
+            self._wrong_ack(session, conn, "PUBCOMP", msg)
+        else:
             del session.inflight[packet_id]
             self._forget(session, msg)
             self._pump(session)
-        else:
-            self.counters["unexpected_acks"] += 1
+
+    def _wrong_ack(self, session: Session, conn: int, ack: str, msg: OutMessage) -> None:
+        """An acknowledgement of the wrong type for a message in flight is a
+        protocol violation: the connection is closed [MQTT-4.8.0-1] (MQTT 5:
+        DISCONNECT 0x82 first; the acceptor answers it as any protocol error,
+        will included). The session lets go of the connection now, so nothing
+        it sent after the violation is acted on here; the message stays in
+        flight for a resume."""
+        step = "after PUBREL" if msg.state == AWAIT_COMP else "before PUBREL"
+        self.counters["wrong_acks"] += 1
+        log.warning(
+            "client %s: %s for QoS %d message %d (%s): protocol violation, closing",
+            session.client_id,
+            ack,
+            msg.qos,
+            msg.packet_id,
+            step if msg.qos == 2 else "awaiting PUBACK",
+        )
+        self._send(conn, [env.CLOSE, conn, ReasonCode.PROTOCOL_ERROR])
+        self._detach(session, publish_will=True, now=self.now)
+
+    def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
+        """Let go of the session's connection (workers/connections.py)."""
+        raise NotImplementedError
 
     def _on_discarded(self, e: Envelope, now: float) -> None:
         """Too large for the client [MQTT-3.1.2-25]: the flow ends as if completed."""

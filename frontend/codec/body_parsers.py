@@ -44,6 +44,7 @@ from .topics import validate_topic_filter, validate_topic_name
 _P = PacketType
 _NAMES = {t.value: t.name for t in PacketType}
 _PROTOCOLS = {("MQIsdp", 3), ("MQTT", 4), ("MQTT", 5)}
+_PROTOCOL_NAMES = frozenset(name for name, _ in _PROTOCOLS)
 
 
 class PublishBuilder:
@@ -141,6 +142,11 @@ def _properties(r: Reader, packet_type: int, level: int) -> Properties:
 def parse_connect(r: Reader, flags: int, level: int) -> Connect:
     """CONNECT (section 3.1). The packet carries its own protocol level."""
     name = r.utf8("protocol name")
+    if name not in _PROTOCOL_NAMES:
+        # Not MQTT at all: the server may close without a CONNACK, and must not
+        # go on under this specification [MQTT-3.1.2-1] (5.0 alike). CONNACK
+        # 0x01 is for a known name with a level this server does not speak.
+        raise ProtocolError(f"[MQTT-3.1.2-1] unknown protocol name {name!r}")
     level = r.u8("protocol level")
     if (name, level) not in _PROTOCOLS:
         raise UnsupportedProtocolVersion(
@@ -157,13 +163,20 @@ def parse_connect(r: Reader, flags: int, level: int) -> Connect:
 
 def _parse_connect_fields(r: Reader, level: int) -> Connect:
     cflags = r.u8("connect flags")
-    if cflags & 0x01:
+    if cflags & 0x01 and level > 3:
+        # 3.1.1 and 5.0 reserve bit 0 [MQTT-3.1.2-3]; MQTT 3.1 leaves it
+        # unused, so a 3.1 client that sets it is not at fault.
         raise MalformedPacket("[MQTT-3.1.2-3] reserved CONNECT flag is set")
     will_flag = cflags & 0x04
     will_qos = (cflags >> 3) & 3
     will_retain = cflags & 0x20 != 0
     if not will_flag and (will_qos or will_retain):
-        raise MalformedPacket("[MQTT-3.1.2-11] will QoS or will retain set without the will flag")
+        # The spec names no code here, unlike for will QoS 3 ("a Malformed
+        # Packet"): the packet parses, its data is not allowed, so by the
+        # definitions of 5.0 section 1.2 it is a Protocol Error.
+        raise ProtocolError(
+            "[MQTT-3.1.2-11] [MQTT-3.1.2-13] will QoS or will retain set without the will flag"
+        )
     if will_qos == 3:
         raise MalformedPacket("[MQTT-3.1.2-14] will QoS is 3")
     has_password = cflags & 0x40

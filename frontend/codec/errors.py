@@ -37,8 +37,10 @@ class PacketTooLarge(ProtocolError):
 
 
 class UnsupportedProtocolVersion(ProtocolError):
-    """CONNECT with an unknown protocol name or level: answered with CONNACK
-    0x01 (3.1.1) / 0x84 (v5) before closing [MQTT-3.1.2-2]."""
+    """CONNECT with a known protocol name ("MQTT", "MQIsdp") and a level this
+    server does not speak with it: answered with CONNACK 0x01 (3.1.1) / 0x84
+    (v5) before closing [MQTT-3.1.2-2]. An unknown name is a plain
+    ProtocolError: closed without a CONNACK [MQTT-3.1.2-1]."""
 
     def __init__(self, message: str, protocol_level: int = 4) -> None:
         super().__init__(message, ReasonCode.UNSUPPORTED_PROTOCOL_VERSION)

@@ -122,7 +122,6 @@ def test_connect_is_accepted(broker: Broker, level: int) -> None:
         (b"MQTT", 3, 3, Connack(False, 0x01)),  # level 3 must be called MQIsdp
         (b"MQIsdp", 4, 4, Connack(False, 0x01)),  # ... and MQIsdp is only level 3
         (b"MQIsdp", 5, 5, Connack(False, 0x84)),  # v5-looking: v5 Unsupported Protocol Version
-        (b"MQTX", 4, 4, Connack(False, 0x01)),  # unknown protocol name
     ],
 )
 def test_unsupported_protocol_gets_connack_then_close(
@@ -133,6 +132,42 @@ def test_unsupported_protocol_gets_connack_then_close(
     (connack,) = raw.expect_closed()
     assert isinstance(connack, Connack)
     assert (connack.session_present, connack.reason_code) == (False, expected.reason_code)
+
+
+@pytest.mark.parametrize("level", [3, 4, 5])
+@pytest.mark.parametrize("name", [b"MQTU", b"MQTX", b"mqtt", b"MQIsdp\x00"])
+def test_unknown_protocol_name_is_closed_without_connack(
+    broker: Broker, name: bytes, level: int
+) -> None:
+    """Not MQTT: the server closes [MQTT-3.1.2-1] (3.1.1 and 5.0); CONNACK
+    0x01 would tell a client that is not speaking MQTT an MQTT answer."""
+    raw = RawClient(broker.port, 4)
+    raw.send_raw(connect_bytes(name, level))
+    assert raw.expect_closed() == []
+
+
+def test_mqtt31_reserved_connect_flag_is_accepted(broker: Broker) -> None:
+    """MQTT 3.1 does not reserve bit 0 of the connect flags (3.1.1 does:
+    see test_malformed.py)."""
+    raw = RawClient(broker.port, 3)
+    raw.send_raw(connect_bytes(b"MQIsdp", 3, unique("r31").encode()[:23], flags=0x03))
+    assert raw.recv() == Connack(False, 0)
+    raw.send(Pingreq())
+    assert raw.recv() == Pingresp()
+    raw.close()
+
+
+def test_mqtt31_client_id_length(broker: Broker) -> None:
+    """MQTT 3.1 asks for 1-23 characters: an empty id is rejected (CONNACK
+    0x02) even with clean session; a longer one is accepted, as Mosquitto
+    does."""
+    raw = RawClient(broker.port, 3)
+    raw.send(Connect("", 3, True, 60))
+    assert raw.expect_closed() == [Connack(False, 0x02)]
+    long_id = unique("a-client-id-longer-than-23-characters")
+    raw, connack = raw_connect(broker.port, long_id, level=3)
+    assert connack == Connack(False, 0)
+    raw.close()
 
 
 def test_zero_length_client_id_with_clean_session_is_accepted(broker: Broker) -> None:

@@ -16,7 +16,13 @@ from frontend.codec import (
     Connack,
     Connect,
     Disconnect,
+    Puback,
+    Pubcomp,
     Publish,
+    Pubrec,
+    Suback,
+    Subscribe,
+    Subscription,
     Will,
     encode,
 )
@@ -253,3 +259,48 @@ def test_max_packet_size_from_config(make_broker: Callable[..., Broker], tmp_pat
     assert sub.expect(1)[0].payload == b"after"
     sub.disconnect()
     pub.disconnect()
+
+
+def wait_for_log(broker: Broker, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in broker.log():
+        assert time.monotonic() < deadline, f"{text!r} not in the broker's log"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("qos", "wrong"),
+    [(1, Pubcomp), (1, Pubrec), (2, Puback), (2, Pubcomp)],
+    ids=["pubcomp-for-qos1", "pubrec-for-qos1", "puback-for-qos2", "pubcomp-before-pubrel"],
+)
+@pytest.mark.parametrize("level", [4, 5])
+def test_wrong_ack_for_a_message_in_flight_is_a_protocol_error(
+    broker: Broker, level: int, qos: int, wrong: type[Puback | Pubrec | Pubcomp]
+) -> None:
+    """Decided by the session's worker, answered by the acceptor as any
+    protocol error [MQTT-4.8.0-1]: 3.1.1 closes, MQTT 5 sends DISCONNECT 0x82
+    first; the will goes out and the error is counted and logged."""
+    topic, will_topic = unique("inflight"), unique("will")
+    watcher = Client(broker.port)
+    watcher.connect()
+    watcher.subscribe(will_topic, 1)
+    client_id = unique("wrong-ack")
+    raw = RawClient(broker.port, level=level)
+    raw.send(Connect(client_id, level, True, 30, will=Will(will_topic, b"violated", 1)))
+    connack = raw.recv()
+    assert isinstance(connack, Connack) and connack.reason_code == 0
+    raw.send(Subscribe(1, (Subscription(topic, 2),)))
+    assert isinstance(raw.recv(), Suback)
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(topic, b"m", qos)
+    publish = raw.recv()
+    assert isinstance(publish, Publish) and publish.qos == qos and publish.packet_id
+    raw.send(wrong(publish.packet_id))
+    assert raw.expect_closed() == ([Disconnect(PROTOCOL_ERROR)] if level == 5 else [])
+    (msg,) = watcher.expect(1)
+    assert (msg.topic, msg.payload) == (will_topic, b"violated")
+    wait_for_log(broker, f"client {client_id} (")  # the acceptor's protocol-error line
+    assert "the session's worker found a protocol violation" in broker.log()
+    pub.disconnect()
+    watcher.disconnect()

@@ -3,6 +3,9 @@ the fixed header alone, the protocol level, and iteration."""
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import pytest
 
 from frontend.codec import (
@@ -102,3 +105,73 @@ def test_unknown_level_is_refused() -> None:
         StreamDecoder(protocol_level=6)
     with pytest.raises(ValueError):
         encode(Pingreq(), 6)
+
+
+def _trickle_memory(piece: int) -> tuple[int, int, int]:
+    """Feed a 1 MiB PUBLISH `piece` bytes at a time, draining after each feed
+    as the acceptor does; return (bytes buffered before the last piece, the
+    decoder's traced memory then, the peak while feeding)."""
+    wire = encode(Publish("big/t", b"x" * (1024 * 1024 - 16), 1, packet_id=7), 4)
+    assert 1024 * 1024 - 16 < len(wire) <= 1024 * 1024
+    pieces = [wire[i : i + piece] for i in range(0, len(wire), piece)]
+    last = pieces.pop()
+    tracemalloc.start()
+    try:
+        decoder = StreamDecoder(max_packet_size=1024 * 1024, protocol_level=4)
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for p in pieces:
+            decoder.feed(p)
+            assert decoder.next_packet() is None
+        current, peak = tracemalloc.get_traced_memory()
+        buffered = decoder.buffered
+    finally:
+        tracemalloc.stop()
+    decoder.feed(last)
+    packet = decoder.next_packet()
+    assert isinstance(packet, Publish) and len(packet.payload) == 1024 * 1024 - 16
+    assert decoder.buffered == 0
+    return buffered, current - base, peak - base
+
+
+def test_trickled_packet_costs_about_its_size_in_memory() -> None:
+    """A packet fed in tiny segments is kept in one growing buffer, not as a
+    list of small bytes objects (~40 bytes of overhead each: 15 MB for a
+    1 MiB packet in 2-byte pieces)."""
+    buffered, current, peak = _trickle_memory(2)  # ~6 s: tracemalloc slows every feed
+    assert buffered > 1024 * 1024 - 32
+    assert current < 1.5 * buffered + 64 * 1024, (current, buffered)
+    assert peak < 2 * buffered + 64 * 1024, (peak, buffered)
+
+
+def test_trickled_packet_is_linear_in_time() -> None:
+    """Joining only when the packet can be complete keeps 1 MiB in 1-byte
+    pieces linear, drained after every piece or not at all: a join per piece
+    would copy ~500 GB."""
+    payload = b"y" * (1024 * 1024 - 16)
+    wire = encode(Publish("big/t", payload, 1, packet_id=7), 4)
+    for drain in (True, False):
+        decoder = StreamDecoder(max_packet_size=1024 * 1024, protocol_level=4)
+        start = time.perf_counter()
+        for i in range(len(wire) - 1):
+            decoder.feed(wire[i : i + 1])
+            if drain:
+                assert decoder.next_packet() is None
+        decoder.feed(wire[-1:])
+        assert decoder.next_packet() == Publish("big/t", payload, 1, packet_id=7)
+        assert time.perf_counter() - start < 15
+
+
+def test_partial_packet_then_many_feeds_without_draining() -> None:
+    """Feeds that arrive between drains are kept in order."""
+    wire = b"".join(
+        encode(Publish(f"t/{i}", bytes([i]) * i, 1, packet_id=i + 1), 5) for i in range(50)
+    )
+    decoder = StreamDecoder(protocol_level=5)
+    decoder.feed(wire[:3])
+    assert decoder.next_packet() is None
+    for i in range(3, len(wire), 5):
+        decoder.feed(bytearray(wire[i : i + 5]))
+    got = list(decoder)
+    assert got == [Publish(f"t/{i}", bytes([i]) * i, 1, packet_id=i + 1) for i in range(50)]
+    assert decoder.buffered == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from frontend.codec import (
+    Connect,
     MalformedPacket,
     ProtocolError,
     ReasonCode,
@@ -116,8 +117,8 @@ BAD: list[tuple[str, int | None, str, int, str]] = [
     ("no local on shared", 5, subscribe5("$share/g/a", "04"), PROTOCOL, "[MQTT-3.8.3-4]"),
     # CONNECT
     ("reserved connect flag", None, connect("03"), MALFORMED, "[MQTT-3.1.2-3]"),
-    ("will qos without will", None, connect("0a"), MALFORMED, "[MQTT-3.1.2-11]"),
-    ("will retain without will", None, connect("22"), MALFORMED, "[MQTT-3.1.2-11]"),
+    ("will qos without will", None, connect("0a"), PROTOCOL, "[MQTT-3.1.2-11]"),
+    ("will retain without will", None, connect("22"), PROTOCOL, "[MQTT-3.1.2-13]"),
     ("will qos 3", None, connect("1e", "00 01 'c' 00 01 'w' 00 00"), MALFORMED, "[MQTT-3.1.2-14]"),
     ("password without user v4", None, connect("42", "00 01 'c' 00 01 'p'"), PROTOCOL, "-22]"),
     ("will topic wildcard", None, connect("06", "00 01 'c' 00 01 '#' 00 00"), PROTOCOL, "3.3.2-2"),
@@ -163,7 +164,6 @@ def test_bad_packet_raises_with_reason_code(
 
 
 UNSUPPORTED = [
-    ("unknown name", "00 04 'MQTX' 04", 4),
     ("unknown level", "00 04 'MQTT' 06", 4),
     ("MQTT with level 3", "00 04 'MQTT' 03", 3),
     ("MQIsdp with level 4", "00 06 'MQIsdp' 04", 4),
@@ -183,6 +183,28 @@ def test_unsupported_protocol(head: str, answer_level: int) -> None:
     assert "[MQTT-3.1.2-2]" in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["MQTX", "MQTU", "mqtt", "MQIsdp ", "", "MQTT\u00e9"])
+@pytest.mark.parametrize("level", [3, 4, 5])
+def test_unknown_protocol_name_is_not_answered_with_a_connack(name: str, level: int) -> None:
+    """Not MQTT: closed without CONNACK [MQTT-3.1.2-1], whatever the level;
+    no protocol level is taken from it (so no v5 CONNACK either)."""
+    raw = name.encode()
+    body = len(raw).to_bytes(2, "big") + raw + bytes((level,)) + h("02 00 3c 00 01 'c'")
+    with pytest.raises(ProtocolError) as info:
+        decode(bytes((0x10, len(body))) + body)
+    assert not isinstance(info.value, UnsupportedProtocolVersion)
+    assert info.value.reason_code == PROTOCOL
+    assert info.value.protocol_level is None
+    assert "[MQTT-3.1.2-1]" in str(info.value)
+
+
+def test_level_3_has_no_reserved_connect_flag() -> None:
+    """MQTT 3.1 does not reserve bit 0 of the connect flags; 3.1.1 and 5.0 do."""
+    body = h("00 06 'MQIsdp' 03 03 00 3c 00 01 'c'")
+    packet = decode(bytes((0x10, len(body))) + body)
+    assert packet == Connect("c", 3, True, 60)
+
+
 def test_password_without_user_name_is_fine_at_level_5() -> None:
     body = h("00 04 'MQTT' 05 42 00 00 00 00 01 'c' 00 01 'p'")
     packet = decode(bytes((0x10, len(body))) + body)
@@ -193,8 +215,9 @@ def test_non_minimal_remaining_length_in_v5_connect() -> None:
     """Before CONNECT the level is unknown: the minimal-length rule of 5.0 is
     applied once the CONNECT says it is level 5, and not for 3.1.1."""
     v5 = h("00 04 'MQTT' 05 02 00 00 00 00 00")
-    with pytest.raises(MalformedPacket, match=r"MQTT-1\.5\.5-1"):
+    with pytest.raises(MalformedPacket, match=r"MQTT-1\.5\.5-1") as info:
         decode(bytes((0x10, 0x80 | len(v5), 0x00)) + v5)
+    assert info.value.protocol_level == 5  # answered with a v5 CONNACK
     v4 = h("00 04 'MQTT' 04 02 00 00 00 00")
     assert decode(bytes((0x10, 0x80 | len(v4), 0x00)) + v4).client_id == ""  # type: ignore[union-attr]
 

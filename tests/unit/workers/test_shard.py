@@ -413,10 +413,6 @@ def test_qos2_outbound_state_machine() -> None:
     h.deliver("c1", b"two", 2)
     ((pid, payload, qos, dup),) = publishes(h.take_acceptors())
     assert (payload, qos, dup) == (b"one", 2, False)
-    # PUBCOMP before PUBREC is not the expected step: nothing changes.
-    h.ack(env.PUBCOMP_IN, CONN_A, "c1", pid)
-    assert h.take_acceptors() == []
-    assert h.shard.counters["unexpected_acks"] == 1
     h.ack(env.PUBREC_IN, CONN_A, "c1", pid)
     assert acks(h.take_acceptors()) == [(PacketType.PUBREL, pid, 0)]
     h.ack(env.PUBCOMP_IN, CONN_A, "c1", pid)
@@ -431,6 +427,78 @@ def test_pubrec_for_unknown_packet_id_answers_pubrel_not_found() -> None:
     assert acks(h.take_acceptors()) == [
         (PacketType.PUBREL, 99, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
     ]
+
+
+def test_failed_pubrec_for_unknown_packet_id_gets_no_pubrel() -> None:
+    """A PUBREC with a failure reason code ends the flow: there is nothing to
+    release, so no PUBREL 0x92 either (MQTT 5.0 section 4.3.3)."""
+    h = Harness()
+    connected(h, level=5)
+    for rc in (0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99):
+        h.ack(env.PUBREC_IN, CONN_A, "c1", 99, rc=rc)
+    assert h.take_acceptors() == []
+    h.ack(env.PUBREC_IN, CONN_A, "c1", 99, rc=0x10)  # 0x10 is a success code
+    assert acks(h.take_acceptors()) == [
+        (PacketType.PUBREL, 99, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
+    ]
+
+
+# (QoS delivered, acknowledgements that come first, the wrong acknowledgement)
+WRONG_ACKS = {
+    "puback-for-qos2": (2, [], env.PUBACK_IN),
+    "puback-after-pubrel": (2, [env.PUBREC_IN], env.PUBACK_IN),
+    "pubcomp-for-qos1": (1, [], env.PUBCOMP_IN),
+    "pubcomp-before-pubrel": (2, [], env.PUBCOMP_IN),
+    "pubrec-for-qos1": (1, [], env.PUBREC_IN),
+    "failed-pubrec-for-qos1": (1, [], env.PUBREC_IN),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_ACKS))
+@pytest.mark.parametrize("level", [4, 5])
+def test_wrong_ack_for_a_message_in_flight_closes_the_connection(name: str, level: int) -> None:
+    """[MQTT-4.8.0-1]: the acceptor is asked to close the connection with
+    0x82 (DISCONNECT for MQTT 5); the will goes out; the session lets go of
+    the connection at once, so what it sent after is ignored; the message
+    stays in flight and goes again with DUP on resume."""
+    qos, before, wrong = WRONG_ACKS[name]
+    h = Harness()
+    connected(h, level=level, will=WILL)
+    h.deliver("c1", b"m", qos)
+    ((pid, *_),) = publishes(h.take_acceptors())
+    for kind in before:
+        h.ack(kind, CONN_A, "c1", pid)
+    h.take()
+    h.ack(wrong, CONN_A, "c1", pid, rc=0x80 if name.startswith("failed") else 0)
+    router, acceptors = h.take()
+    assert acceptors == [[env.CLOSE, CONN_A, ReasonCode.PROTOCOL_ERROR]]
+    assert routes(router) == [("will/c1", b"offline", 1, True)]
+    assert h.shard.counters["wrong_acks"] == 1
+    session = h.shard.sessions["c1"]
+    assert session.conn is None and list(session.inflight) == [pid]
+    for kind in (env.PUBACK_IN, env.PUBREC_IN, env.PUBCOMP_IN):
+        h.ack(kind, CONN_A, "c1", pid)  # after the violation: not acted on
+    assert h.take() == ([], [])
+    assert list(session.inflight) == [pid]
+    h.connect(CONN_B, "c1", clean=False, level=level)
+    out = h.take_acceptors()
+    if before:  # past PUBREC: PUBREL again
+        assert acks(out) == [(PacketType.PUBREL, pid, 0)]
+    else:
+        assert publishes(out) == [(pid, b"m", qos, True)]
+
+
+@pytest.mark.parametrize("kind", [env.PUBACK_IN, env.PUBCOMP_IN])
+def test_acks_for_packet_ids_not_in_flight_are_ignored(kind: int) -> None:
+    """A late duplicate (after a resume, or a retransmission) is not a violation."""
+    h = Harness()
+    connected(h)
+    h.deliver("c1", b"m", 1)
+    ((pid, *_),) = publishes(h.take_acceptors())
+    h.ack(kind, CONN_A, "c1", pid + 1)
+    assert h.take() == ([], [])
+    assert h.shard.sessions["c1"].conn == CONN_A
+    assert h.shard.counters["unexpected_acks"] == 1
 
 
 def test_v5_pubrec_error_ends_the_flow() -> None:
