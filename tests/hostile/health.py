@@ -1,0 +1,62 @@
+"""What every hostile test checks after its attack: the broker's processes
+are the ones it started with, a fresh pub/sub pair still works, the log has
+no traceback; and how much memory the broker's processes hold."""
+
+from __future__ import annotations
+
+import psutil
+
+from tests.e2e.broker import Broker
+from tests.e2e.clients import Client, unique
+
+MB = 1024 * 1024
+
+
+def child_pids(broker: Broker) -> dict[tuple[str, int], int]:
+    """(role, index) -> pid of every broker child."""
+    pids = {}
+    for child in broker.children():
+        try:
+            cmd = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "flockmq.child" in cmd:
+            i = cmd.index("flockmq.child")
+            pids[(cmd[i + 1], int(cmd[i + 2]))] = child.pid
+    return pids
+
+
+def rss(broker: Broker) -> dict[tuple[str, int], int]:
+    """Resident bytes per child."""
+    out = {}
+    for key, pid in child_pids(broker).items():
+        try:
+            out[key] = psutil.Process(pid).memory_info().rss
+        except psutil.NoSuchProcess:
+            out[key] = 0
+    return out
+
+
+def total_rss(broker: Broker) -> int:
+    return sum(rss(broker).values())
+
+
+def assert_round_trip(broker: Broker) -> None:
+    topic = unique("alive")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = Client(broker.port)
+    pub.connect()
+    pub.publish(topic, b"still here", 1)
+    assert sub.expect(1)[0].payload == b"still here"
+    sub.disconnect()
+    pub.disconnect()
+
+
+def assert_healthy(broker: Broker, pids: dict[tuple[str, int], int]) -> None:
+    """No broker process died or restarted, others are served, no traceback."""
+    assert broker.proc is not None and broker.proc.poll() is None
+    assert child_pids(broker) == pids
+    assert_round_trip(broker)
+    assert "Traceback" not in broker.log()
