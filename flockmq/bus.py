@@ -1,20 +1,29 @@
-"""ZeroMQ plumbing shared by every process: one PULL inbox, one PUSH per peer,
-one frame per peer per event-loop pass.
+"""ZeroMQ plumbing shared by every process: PULL inboxes, one PUSH per peer,
+frames batched per peer per event-loop pass, and every pipe bounded in bytes.
 
-Receiving: the inbox's ZMQ_FD is edge-triggered, so the reader drains until
-EVENTS says empty (a bounded number of frames per pass, then it yields to the
-loop and continues). Sending: PUSH never drops; when a peer's queue is at its
-high-water mark the frame waits in a backlog and sending is retried until it
-drains.
+Frames: a msgpack array `[FRAME_VERSION, sender, incarnation, credit,
+[envelope...]]` (see flockmq/envelopes.py), at most MAX_BATCH envelopes and,
+unless one envelope alone is larger, MAX_FRAME_BYTES bytes.
 
-Backpressure without deadlock: the processes form a cycle (acceptor -> worker
--> router -> acceptor ...), so a process that stopped reading whenever any send
-backed up could wait on a peer that waits on it. The rule: a process pauses its
-inbox only for backlog towards the peers named in `pause_for` (router and
-workers: acceptors), and acceptors, which never pause their inbox for backlog,
-stop reading client sockets instead (`congested`), which is where new work
-enters. An acceptor pauses its inbox only for a client socket that is full, and
-for at most a grace period (see frontend/acceptor.py).
+Bytes, not frames, bound a pipe. ZeroMQ's high-water mark counts messages, and
+a frame can carry anything from 10 bytes to megabytes, so each sender counts
+the bytes it sent to a peer that the peer has not yet reported handled
+(`in_flight`); past `pipe_bytes` further frames wait in the sender's backlog.
+The receiver reports what it handled in credit frames (no envelopes) once a
+quarter of `pipe_bytes` is due. What a pipe holds (ZeroMQ's queues, the
+kernel's buffer) is thus at most `pipe_bytes` plus one frame. When a peer
+restarts (a frame from it carries a new incarnation), what was sent to its
+previous incarnation no longer counts.
+
+Who waits for whom (no deadlock in the cycle acceptor -> worker -> router ->
+acceptor): routers and workers read two inboxes. The core inbox (from the
+router and workers, and credit from acceptors) is always read; the work inbox
+(what acceptors send: new work) is paused while this process has a backlog
+towards any peer. Acceptors read their one inbox always (a slow client is the
+connection's problem, never its acceptor's: see frontend/connection.py) and
+stop reading client sockets while they have a backlog (`congested`). So new
+work waits at the edge, and every process keeps draining what is already
+inside.
 """
 
 from __future__ import annotations
@@ -22,62 +31,112 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import msgpack
 import zmq
 
-from flockmq.envelopes import Envelope, pack_frame, unpack_frame
+from flockmq.envelopes import FRAME_VERSION, Envelope
 
 log = logging.getLogger("flockmq.bus")
 
-# Frames per pipe. With MAX_BATCH this bounds what a pipe holds. Not lower:
-# libzmq returns send credit lazily, and at HWM 64 a lightly loaded pipe
-# stalled for 20 ms per message (measured); at 1000 a hop costs ~90 us.
+# ZeroMQ's own limit, in frames; the byte limit (pipe_bytes) normally binds
+# first. Not lower: libzmq returns send credit lazily, and at HWM 64 a lightly
+# loaded pipe stalled for 20 ms per message (measured).
 HWM = 1000
 MAX_BATCH = 256  # envelopes per frame
+MAX_FRAME_BYTES = 256 * 1024  # a frame is split below this (one envelope may exceed it)
 FRAMES_PER_PASS = 256
 RETRY_SECONDS = 0.002
+DEFAULT_PIPE_BYTES = 4 * 1024 * 1024
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+class _Inbox:
+    __slots__ = ("drain_scheduled", "pausable", "sock")
+
+    def __init__(self, sock: zmq.Socket[Any], pausable: bool) -> None:
+        self.sock = sock
+        self.pausable = pausable
+        self.drain_scheduled = False
 
 
 class Bus:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        inbox_endpoint: str,
+        me: int,
+        incarnation: int,
         on_envelopes: Callable[[list[Envelope]], None],
         on_decongested: Callable[[], None] | None = None,
-        pause_for: Callable[[Hashable], bool] | None = None,
+        pipe_bytes: int = DEFAULT_PIPE_BYTES,
     ) -> None:
+        """`me`: this process's id on the bus (see Config.process_id), sent
+        with every frame so that receivers know whom to credit."""
         self.loop = loop
+        self.me = me
+        self.incarnation = incarnation
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
-        self.inbox = self.ctx.socket(zmq.PULL)
-        self.inbox.setsockopt(zmq.RCVHWM, HWM)
-        self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.bind(inbox_endpoint)
         self.on_envelopes = on_envelopes
         self.on_decongested = on_decongested
-        self.pause_for = pause_for
+        self.pipe_bytes = pipe_bytes
+        self.credit_threshold = max(1, pipe_bytes // 4)
+        self.inboxes: list[_Inbox] = []
         self.peers: dict[Hashable, zmq.Socket[Any]] = {}
         self.outboxes: dict[Hashable, list[Envelope]] = {}
-        self.backlog: dict[Hashable, list[bytes]] = {}
+        self.in_flight: dict[Hashable, int] = {}  # bytes sent, not yet credited
+        self.backlog: dict[Hashable, deque[bytes]] = {}
+        self.backlog_bytes = 0
+        self.key_of: dict[int, Hashable] = {}  # peer id -> key
+        self.control: dict[int, zmq.Socket[Any]] = {}  # where credit for a peer goes
+        self.peer_incarnations: dict[int, int] = {}
+        self.due: dict[int, int] = {}  # bytes handled per sender, not yet credited
+        self._credit_blocked: set[int] = set()
         self._flush_scheduled = False
+        self._retry_scheduled = False
         self._paused_by: set[str] = {"start"}
-        self._drain_scheduled = False
         self.malformed_frames = 0
-        self.handler_errors = 0
 
-    def start(self) -> None:
-        self.loop.add_reader(self.inbox.getsockopt(zmq.FD), self._on_readable)
-        self.resume_reading("start")
+    # --- wiring ---------------------------------------------------------------------------
+    def bind(self, endpoint: str, *, pausable: bool) -> None:
+        """An inbox. A pausable one is not read while this process has a
+        backlog (it brings new work); the others are always read."""
+        sock = self.ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(endpoint)
+        self.inboxes.append(_Inbox(sock, pausable))
 
-    def connect(self, key: Hashable, endpoint: str) -> None:
-        sock = self.ctx.socket(zmq.PUSH)
+    def connect(
+        self, key: Hashable, endpoint: str, peer_id: int, control_endpoint: str | None = None
+    ) -> None:
+        """A peer: frames for `key` go to `endpoint`; credit for what the peer
+        sends us goes to `control_endpoint` (an inbox of the peer that it
+        always reads), or to `endpoint` when that is one."""
+        sock = self._push(endpoint)
+        self.peers[key] = sock
+        self.outboxes[key] = []
+        self.in_flight[key] = 0
+        self.key_of[peer_id] = key
+        self.control[peer_id] = sock if control_endpoint is None else self._push(control_endpoint)
+
+    def _push(self, endpoint: str) -> zmq.Socket[Any]:
+        sock: zmq.Socket[Any] = self.ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, HWM)
         sock.setsockopt(zmq.LINGER, 2000)
         sock.connect(endpoint)
-        self.peers[key] = sock
-        self.outboxes[key] = []
+        return sock
+
+    def start(self) -> None:
+        for inbox in self.inboxes:
+            fd: int = inbox.sock.getsockopt(zmq.FD)  # type: ignore[assignment]
+            self.loop.add_reader(fd, self._on_readable, inbox)  # edge-triggered: drain all
+        self._paused_by.discard("start")
+        for inbox in self.inboxes:
+            self._schedule_drain(inbox)
 
     # --- sending ------------------------------------------------------------------------
     def outbox(self, key: Hashable) -> list[Envelope]:
@@ -99,97 +158,179 @@ class Bus:
         for key, pending in self.outboxes.items():
             if pending:
                 for start in range(0, len(pending), MAX_BATCH):
-                    self._send_frame(key, pack_frame(pending[start : start + MAX_BATCH]))
+                    self._send_chunk(key, pending[start : start + MAX_BATCH])
                 pending.clear()
+
+    def _send_chunk(self, key: Hashable, chunk: list[Envelope]) -> None:
+        frame: bytes = _packer.pack([FRAME_VERSION, self.me, self.incarnation, 0, chunk])
+        if len(frame) > MAX_FRAME_BYTES and len(chunk) > 1:
+            half = len(chunk) // 2  # large messages: smaller frames, so pipes stay bounded
+            self._send_chunk(key, chunk[:half])
+            self._send_chunk(key, chunk[half:])
+            return
+        self._send_frame(key, frame)
 
     def _send_frame(self, key: Hashable, frame: bytes) -> None:
         backlog = self.backlog.get(key)
         if backlog:
             backlog.append(frame)
+            self.backlog_bytes += len(frame)
             return
+        if not self._try_send(key, frame):
+            self.backlog[key] = deque([frame])
+            self.backlog_bytes += len(frame)
+            self.pause_reading("backlog")
+
+    def _try_send(self, key: Hashable, frame: bytes) -> bool:
+        """Send now if the pipe's byte budget and ZeroMQ allow it. A frame
+        larger than the whole budget goes when nothing else is in flight."""
+        in_flight = self.in_flight[key]
+        if in_flight and in_flight + len(frame) > self.pipe_bytes:
+            return False  # waits for credit (see _on_frame)
         try:
             self.peers[key].send(frame, zmq.NOBLOCK)
         except zmq.Again:
-            self.backlog.setdefault(key, []).append(frame)
-            if self.pause_for is not None and self.pause_for(key):
-                self.pause_reading("backlog")
-            self.loop.call_later(RETRY_SECONDS, self._retry_backlog)
+            self._schedule_retry()
+            return False
+        self.in_flight[key] = in_flight + len(frame)
+        return True
 
-    def _retry_backlog(self) -> None:
-        for key, frames in list(self.backlog.items()):
-            sock = self.peers[key]
-            while frames:
-                try:
-                    sock.send(frames[0], zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                frames.pop(0)
-            if not frames:
-                del self.backlog[key]
-        if self.backlog:
-            self.loop.call_later(RETRY_SECONDS, self._retry_backlog)
-        else:
-            self.resume_reading("backlog")
-            if self.on_decongested is not None:
-                self.on_decongested()
+    def _drain_backlog(self, key: Hashable) -> None:
+        frames = self.backlog.get(key)
+        if not frames:
+            return
+        while frames and self._try_send(key, frames[0]):
+            self.backlog_bytes -= len(frames.popleft())
+        if not frames:
+            del self.backlog[key]
+            if not self.backlog:
+                self.resume_reading("backlog")
+                if self.on_decongested is not None:
+                    self.on_decongested()
+
+    def _schedule_retry(self) -> None:
+        if not self._retry_scheduled:
+            self._retry_scheduled = True
+            self.loop.call_later(RETRY_SECONDS, self._retry)
+
+    def _retry(self) -> None:
+        """ZeroMQ's queue was full (its HWM), or a credit frame could not go."""
+        self._retry_scheduled = False
+        for key in list(self.backlog):
+            self._drain_backlog(key)
+        for sender in list(self._credit_blocked):
+            self._send_credit(sender)
 
     @property
     def congested(self) -> bool:
         return bool(self.backlog)
 
+    # --- credit ----------------------------------------------------------------------------
+    def _send_credit(self, sender: int) -> None:
+        due = self.due.get(sender, 0)
+        sock = self.control.get(sender)
+        if not due or sock is None:
+            self._credit_blocked.discard(sender)
+            return
+        try:
+            sock.send(
+                _packer.pack([FRAME_VERSION, self.me, self.incarnation, due, []]), zmq.NOBLOCK
+            )
+        except zmq.Again:
+            self._credit_blocked.add(sender)
+            self._schedule_retry()
+            return
+        self._credit_blocked.discard(sender)
+        self.due[sender] = 0
+
+    def _on_credit(self, sender: int, incarnation: int, credit: int) -> None:
+        key = self.key_of.get(sender)
+        if key is None:
+            return
+        last = self.peer_incarnations.get(sender)
+        if last != incarnation:
+            self.peer_incarnations[sender] = incarnation
+            if last is not None or incarnation > 0:
+                # A restarted peer: what its previous incarnation was sent is
+                # gone with it (or will be credited by the new one, which at
+                # worst over-admits one pipe's worth once).
+                self.in_flight[key] = 0
+        if credit:
+            left = self.in_flight[key] - credit
+            self.in_flight[key] = left if left > 0 else 0
+        if key in self.backlog:
+            self._drain_backlog(key)
+
     # --- receiving -----------------------------------------------------------------------
     def pause_reading(self, reason: str) -> None:
-        """Stop taking envelopes from the inbox until every reason is lifted."""
+        """Stop reading the pausable inboxes until every reason is lifted."""
         self._paused_by.add(reason)
 
     def resume_reading(self, reason: str) -> None:
         if reason in self._paused_by:
             self._paused_by.discard(reason)
             if not self._paused_by:
-                self._schedule_drain()
+                for inbox in self.inboxes:
+                    if inbox.pausable:
+                        self._schedule_drain(inbox)
 
-    def _on_readable(self) -> None:
-        if not self._paused_by:
-            self._drain()
+    def _on_readable(self, inbox: _Inbox) -> None:
+        self._drain(inbox)
 
-    def _schedule_drain(self) -> None:
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self.loop.call_soon(self._drain)
+    def _schedule_drain(self, inbox: _Inbox) -> None:
+        if not inbox.drain_scheduled:
+            inbox.drain_scheduled = True
+            self.loop.call_soon(self._drain, inbox)
 
-    def _drain(self) -> None:
-        self._drain_scheduled = False
-        inbox = self.inbox
+    def _paused(self, inbox: _Inbox) -> bool:
+        paused = self._paused_by
+        return bool(paused) and (inbox.pausable or "start" in paused)
+
+    def _drain(self, inbox: _Inbox) -> None:
+        inbox.drain_scheduled = False
+        sock = inbox.sock
         for _ in range(FRAMES_PER_PASS):
-            if self._paused_by:
+            if self._paused(inbox):
                 return
             try:
-                frame = inbox.recv(zmq.NOBLOCK)
+                frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                envelopes = unpack_frame(frame)
-            except Exception:  # a corrupt frame must not stop the process
-                self.malformed_frames += 1
-                log.exception("dropping an undecodable frame (%d bytes)", len(frame))
-                continue
+            self._on_frame(frame)
+        # More may be waiting: the edge-triggered FD will not fire again for it.
+        self._schedule_drain(inbox)
+
+    def _on_frame(self, frame: bytes) -> None:
+        try:
+            version, sender, incarnation, credit, envelopes = msgpack.unpackb(
+                frame, raw=False, strict_map_key=False, use_list=True
+            )
+            if version != FRAME_VERSION or not isinstance(envelopes, list):
+                raise ValueError(f"frame version {version!r}")
+            self._on_credit(sender, incarnation, credit)
+        except Exception:  # a corrupt frame must not stop the process
+            self.malformed_frames += 1
+            log.exception("dropping an undecodable frame (%d bytes)", len(frame))
+            return
+        if envelopes:
+            # Roles catch a failing envelope themselves (flockmq/isolation.py);
+            # this is the last line of defence for a bug in a role's loop.
             try:
                 self.on_envelopes(envelopes)
             except Exception:
-                # The dispatch boundary of every process: a bug met by one
-                # envelope is logged with its traceback and counted, and the
-                # process goes on serving everyone else.
-                self.handler_errors += 1
                 log.exception("error while handling a frame of %d envelopes", len(envelopes))
-        # More may be waiting: the edge-triggered FD will not fire again for it.
-        self._schedule_drain()
+            due = self.due.get(sender, 0) + len(frame)
+            self.due[sender] = due
+            if due >= self.credit_threshold:
+                self._send_credit(sender)
 
     def close(self) -> None:
         self.flush()
         if self.backlog:
-            self._retry_backlog()
-        with contextlib.suppress(Exception):  # the loop may already be closed at shutdown
-            self.loop.remove_reader(self.inbox.getsockopt(zmq.FD))
-        self.inbox.close(0)
-        for sock in self.peers.values():
+            self._retry()
+        for inbox in self.inboxes:
+            with contextlib.suppress(Exception):  # the loop may already be closed at shutdown
+                self.loop.remove_reader(inbox.sock.getsockopt(zmq.FD))  # type: ignore[arg-type]
+            inbox.sock.close(0)
+        for sock in {*self.peers.values(), *self.control.values()}:
             sock.close()

@@ -55,6 +55,15 @@ class Config:
     max_keepalive: int = 65535
     # topic names and filters (wills too) with more levels are refused
     max_topic_levels: int = 200
+    # flow control: bytes in flight on each pipe between two processes
+    max_pipe_bytes: int = 4 * 1024 * 1024
+    # a client's socket buffer: over this QoS 0 copies for it are dropped
+    # (counted); the acceptor's total over its clients is bounded too
+    max_client_buffer: int = 4 * 1024 * 1024
+    max_acceptor_buffer: int = 256 * 1024 * 1024
+    # a client that reads nothing (its buffer stays over the high-water mark)
+    # for this many seconds is disconnected
+    write_timeout: float = 30.0
     # session limits
     max_inflight: int = 64  # outbound QoS 1/2 window per session (v5: min with Receive Maximum)
     max_queued_messages: int = 100_000  # offline/over-window queue per session, by count
@@ -115,6 +124,10 @@ class Config:
             "max_queued_messages",
             "max_queued_bytes",
             "max_topic_levels",
+            "max_pipe_bytes",
+            "max_client_buffer",
+            "max_acceptor_buffer",
+            "write_timeout",
             "acl_cache_bytes",
         ):
             if getattr(self, name) <= 0:
@@ -130,6 +143,11 @@ class Config:
             return f"tcp://{self.tcp_host}:{self.tcp_base_port + offset}"
         return f"ipc://{self.runtime_dir}/{name}.sock"
 
+    # Each process has a core inbox (always read: what the router and the
+    # workers send, and credit); the router and the workers also have a work
+    # inbox for what acceptors send, which they stop reading when congested
+    # (see flockmq/bus.py). Ports for tcp: core inboxes from the base port
+    # (router, workers, acceptors), then the work inboxes (router, workers).
     def router_endpoint(self) -> str:
         return self._endpoint("router", 0)
 
@@ -138,6 +156,21 @@ class Config:
 
     def acceptor_endpoint(self, index: int) -> str:
         return self._endpoint(f"acceptor-{index}", 1 + self.workers + index)
+
+    def router_work_endpoint(self) -> str:
+        return self._endpoint("router-work", 1 + self.workers + self.acceptors)
+
+    def worker_work_endpoint(self, index: int) -> str:
+        return self._endpoint(f"worker-{index}-work", 2 + self.workers + self.acceptors + index)
+
+    # --- ids on the bus (flockmq/bus.py): who sent a frame ---------------
+    ROUTER_ID = 0
+
+    def worker_id(self, index: int) -> int:
+        return 1 + index
+
+    def acceptor_id(self, index: int) -> int:
+        return 1 + self.workers + index
 
     # --- serialisation -----------------------------------------------------
     def to_json(self) -> str:

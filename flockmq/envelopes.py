@@ -3,10 +3,10 @@ frame codec. Nothing else in flockmq knows these layouts.
 
 An envelope is a msgpack array whose first element is its kind; a ZeroMQ frame
 carries a msgpack array of envelopes (one frame per destination per event-loop
-pass: "batch every hop"). Every process owns one PULL socket (its inbox) and
-one PUSH socket per peer it talks to; PUSH never drops, it queues up to the
-high-water mark and then blocks the sender, which is the backpressure we want
-for QoS 1/2 traffic.
+pass: "batch every hop") behind a small header (FRAME_VERSION below). Every
+process owns PULL sockets (its inboxes) and one PUSH socket per peer it talks
+to; PUSH never drops, and flockmq/bus.py bounds each pipe in bytes, which is
+the backpressure we want for QoS 1/2 traffic.
 
 Connections are named by a 64-bit `conn` id that also says where they live:
 `acceptor << 48 | incarnation << 32 | counter` (see `make_conn_id`), so a worker
@@ -21,8 +21,6 @@ empty); `will` is `[topic, payload, qos, retain, props, delay_interval]` or None
 from __future__ import annotations
 
 from typing import Any
-
-import msgpack
 
 Envelope = list[Any]
 
@@ -132,16 +130,10 @@ def incarnation_of(conn: int) -> int:
     return (conn >> INCARNATION_SHIFT) & 0xFFFF
 
 
-_packer = msgpack.Packer(use_bin_type=True)
-
-
-def pack_frame(envelopes: list[Envelope]) -> bytes:
-    """One ZeroMQ frame: a msgpack array of envelopes."""
-    return _packer.pack(envelopes)  # type: ignore[no-any-return]
-
-
-def unpack_frame(frame: bytes) -> list[Envelope]:
-    result = msgpack.unpackb(frame, raw=False, strict_map_key=False, use_list=True)
-    if not isinstance(result, list):
-        raise ValueError("envelope frame is not an array")
-    return result
+# A frame: [FRAME_VERSION, sender, incarnation, credit, [envelope...]], packed
+# and read by flockmq/bus.py. `sender` is the process's id on the bus (see
+# Config.process_id), `incarnation` its restart count, `credit` the bytes of
+# the receiver's frames it has handled (flow control, see bus.py); a frame
+# that only returns credit carries no envelopes. A frame of another version is
+# dropped and counted.
+FRAME_VERSION = 2

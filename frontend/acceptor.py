@@ -29,12 +29,11 @@ from frontend.acl import ACL, READ, DecisionCache, load_acl
 from frontend.codec import ProtocolError, ReasonCode, encode, encode_ack, encode_publish
 from frontend.codec.packets import PacketType, Suback, Unsuback
 
-from .connection import CONNECTED, CONNECTING, ClientConnection
+from .connection import CONNECTED, CONNECTING, WRITE_HIGH, ClientConnection
 
 log = logging.getLogger("flockmq.acceptor")
 
 TIMER_INTERVAL = 0.5
-SLOW_CONSUMER_GRACE = 2.0  # seconds a full client socket may hold up deliveries
 TAKEOVER_READ_GRACE = 0.002  # seconds a taken-over connection is still read
 ACL_LOG_INTERVAL = 10.0  # seconds between log lines about one kind of ACL denial
 
@@ -55,9 +54,8 @@ class Acceptor:
         self._acl_unlogged: Counter[str] = Counter()  # denials since that counter's last line
         self.connections: dict[int, ClientConnection] = {}
         self.paused: set[ClientConnection] = set()
-        self.blocked_writers: set[ClientConnection] = set()
+        self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
-        self._grace_check_scheduled = False
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"acceptor {index}", self.counters, log)
@@ -67,13 +65,25 @@ class Acceptor:
         self._counter = 0
         self.bus = Bus(
             loop,
-            config.acceptor_endpoint(index),
+            config.acceptor_id(index),
+            incarnation,
             self.on_envelopes,
             on_decongested=self.resume_reading,
+            pipe_bytes=config.max_pipe_bytes,
         )
-        self.bus.connect("router", config.router_endpoint())
+        # One inbox, always read: a slow client never stops its acceptor from
+        # taking envelopes for everyone else (see write_qos0, check_timers).
+        self.bus.bind(config.acceptor_endpoint(index), pausable=False)
+        self.bus.connect(
+            "router", config.router_work_endpoint(), config.ROUTER_ID, config.router_endpoint()
+        )
         for shard in range(config.workers):
-            self.bus.connect(shard, config.worker_endpoint(shard))
+            self.bus.connect(
+                shard,
+                config.worker_work_endpoint(shard),
+                config.worker_id(shard),
+                config.worker_endpoint(shard),
+            )
         self.stats = SysStats("acceptor", index, self.counters)
         self.server: asyncio.Server | None = None
         self._handlers = {
@@ -171,40 +181,18 @@ class Acceptor:
     def to_router(self, envelope: Envelope) -> None:
         self.bus.send("router", envelope)
 
-    def writer_paused(self, conn: ClientConnection) -> None:
-        self.blocked_writers.add(conn)
-        self.bus.pause_reading("client-writes")
-        if not self._grace_check_scheduled:
-            self._grace_check_scheduled = True
-            self.loop.call_later(SLOW_CONSUMER_GRACE, self._check_blocked_writers)
+    def writer_full(self, conn: ClientConnection) -> None:
+        self.full_writers.add(conn)
 
-    def writer_resumed(self, conn: ClientConnection) -> None:
-        self.blocked_writers.discard(conn)
-        if not self.blocked_writers:
-            self.bus.resume_reading("client-writes")
+    def writer_drained(self, conn: ClientConnection) -> None:
+        self.full_writers.discard(conn)
 
-    def _check_blocked_writers(self) -> None:
-        """Clients whose buffers stayed full past the grace period are slow
-        consumers: stop waiting for them."""
-        self._grace_check_scheduled = False
-        now = self.loop.time()
-        for conn in list(self.blocked_writers):
-            if (
-                conn.write_paused_at is not None
-                and now - conn.write_paused_at >= SLOW_CONSUMER_GRACE
-            ):
-                if not conn.slow:
-                    self.counters["slow_consumers"] += 1
-                    log.info(
-                        "client %s reads too slowly: QoS 0 copies may be dropped", conn.client_id
-                    )
-                conn.slow = True
-                self.blocked_writers.discard(conn)
-        if self.blocked_writers:
-            self._grace_check_scheduled = True
-            self.loop.call_later(SLOW_CONSUMER_GRACE / 2, self._check_blocked_writers)
-        else:
-            self.bus.resume_reading("client-writes")
+    def qos0_buffer_cap(self) -> int:
+        """How full a client's socket buffer may get with QoS 0 copies: its
+        own limit, shared out of the acceptor's limit when many are full."""
+        config = self.config
+        share = config.max_acceptor_buffer // (len(self.full_writers) or 1)
+        return max(WRITE_HIGH, min(config.max_client_buffer, share))
 
     def resume_reading(self) -> None:
         for conn in self.paused:

@@ -55,13 +55,13 @@ PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits fo
 NEVER_EXPIRES = 0xFFFFFFFF
 TOPIC_ALIAS_MAXIMUM = 100
 PINGRESP_BYTES = encode(Pingresp(), 4)
-# Socket write buffer per client: over WRITE_HIGH the acceptor briefly stops
-# taking deliveries (backpressure towards publishers); a client still over it
-# after the grace period is a slow consumer, whose QoS 0 copies beyond
-# WRITE_CAP are dropped rather than stalling everyone else.
+# Socket write buffer per client. Over WRITE_HIGH the client is behind: QoS 0
+# copies for it are dropped (counted) once its buffer passes the acceptor's
+# qos0_buffer_cap, and if it stays behind for write_timeout it is disconnected
+# (QoS 1/2 copies are bounded by the in-flight window). Nothing a client does
+# makes its acceptor stop serving the others.
 WRITE_HIGH = 512 * 1024
 WRITE_LOW = 128 * 1024
-WRITE_CAP = 4 * 1024 * 1024
 
 
 CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
@@ -123,7 +123,6 @@ class ClientConnection(asyncio.Protocol):
         self.pubrels: set[int] = set()  # PUBRELs forwarded, awaiting their PUBCOMP
         self.unanswered: dict[int, list[Any]] = {}  # SUBSCRIBE/UNSUBSCRIBE awaiting their ack
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
-        self.slow = False  # stayed full past the grace period: QoS 0 over the cap is dropped
         self.closing = False  # close() was called: nothing more is read or written
         self.lost = False  # connection_lost was called
 
@@ -157,19 +156,22 @@ class ClientConnection(asyncio.Protocol):
             self.acceptor.paused.add(self)
 
     def pause_writing(self) -> None:
-        self.write_paused_at = self.acceptor.now
-        self.acceptor.writer_paused(self)
+        self.write_paused_at = self.acceptor.loop.time()
+        self.acceptor.writer_full(self)
 
     def resume_writing(self) -> None:
         self.write_paused_at = None
-        self.slow = False
-        self.acceptor.writer_resumed(self)
+        self.acceptor.writer_drained(self)
 
     def write_qos0(self, data: bytes) -> None:
-        """A QoS 0 copy: dropped (and counted) when this client reads too slowly
-        and its socket buffer is over the cap; QoS 1/2 are bounded by the window."""
+        """A QoS 0 copy: dropped (and counted) when this client is behind and
+        its socket buffer is over the cap; QoS 1/2 are bounded by the window."""
         transport = self.transport
-        if self.slow and transport is not None and transport.get_write_buffer_size() > WRITE_CAP:
+        if (
+            self.write_paused_at is not None
+            and transport is not None
+            and transport.get_write_buffer_size() + len(data) > self.acceptor.qos0_buffer_cap()
+        ):
             self.acceptor.count("qos0_dropped_slow_consumer")
             return
         self.write(data)
@@ -181,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.unregister(self)
         self.acceptor.awaiting_conns.discard(self)
         if self.write_paused_at is not None:
-            self.acceptor.writer_resumed(self)
+            self.acceptor.writer_drained(self)
         if was_registered:
             self.acceptor.to_worker(
                 self.shard, [env.CLOSED, self.conn_id, self.client_id, self.will_on_close, None]
@@ -718,6 +720,20 @@ class ClientConnection(asyncio.Protocol):
                     self.acceptor.config.connect_timeout,
                 )
                 self.close()
+        elif (
+            self.write_paused_at is not None
+            and now - self.write_paused_at > self.acceptor.config.write_timeout
+        ):
+            # A client that reads nothing is disconnected on time, so neither
+            # its buffer nor its session's window is held for ever.
+            self.acceptor.count("slow_consumers_disconnected")
+            self.acceptor.client_log.log(
+                logging.INFO,
+                "client %s read nothing for %.0fs: closing",
+                self.client_id,
+                self.acceptor.config.write_timeout,
+            )
+            self.close()
         elif self.keepalive and now - self.last_rx > 1.5 * self.keepalive:
             self.acceptor.count("keepalive_timeouts")
             log.info("client %s: keepalive of %ds expired: closing", self.client_id, self.keepalive)

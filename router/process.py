@@ -64,15 +64,18 @@ def run_router(config: Config, incarnation: int) -> None:
                     out.clear()
 
         bus = Bus(
-            loop,
-            config.router_endpoint(),
-            on_envelopes,
-            pause_for=lambda key: isinstance(key, tuple),  # ("acceptor", i)
+            loop, config.ROUTER_ID, incarnation, on_envelopes, pipe_bytes=config.max_pipe_bytes
         )
+        bus.bind(config.router_endpoint(), pausable=False)  # from workers
+        bus.bind(config.router_work_endpoint(), pausable=True)  # from acceptors
         for shard in range(config.workers):
-            bus.connect(shard, config.worker_endpoint(shard))
+            bus.connect(shard, config.worker_endpoint(shard), config.worker_id(shard))
         for acceptor in range(config.acceptors):
-            bus.connect(("acceptor", acceptor), config.acceptor_endpoint(acceptor))
+            bus.connect(
+                ("acceptor", acceptor),
+                config.acceptor_endpoint(acceptor),
+                config.acceptor_id(acceptor),
+            )
         bus.start()
         router.expect_sync(config.workers)
         for shard in range(config.workers):

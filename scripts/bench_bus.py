@@ -40,8 +40,9 @@ def echo(endpoint: str, reply_to: str) -> None:
         def on_envelopes(envelopes: list[Envelope]) -> None:
             bus.extend("back", envelopes)
 
-        bus = Bus(loop, endpoint, on_envelopes)
-        bus.connect("back", reply_to)
+        bus = Bus(loop, 1, 0, on_envelopes)
+        bus.bind(endpoint, pausable=False)
+        bus.connect("back", reply_to, 0)
         bus.start()
         await asyncio.Event().wait()
 
@@ -74,8 +75,9 @@ async def measure(endpoint: str, peer: str, count: int, rate: float) -> dict[str
         if len(paced) >= count and not done.done():
             done.set_result(None)
 
-    bus = Bus(loop, endpoint, on_envelopes)
-    bus.connect("echo", peer)
+    bus = Bus(loop, 0, 0, on_envelopes)
+    bus.bind(endpoint, pausable=False)
+    bus.connect("echo", peer, 1)
     bus.start()
     # Until the echo answers (it may still be starting).
     while True:

@@ -104,13 +104,16 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
 
         bus = Bus(
             loop,
-            config.worker_endpoint(index),
+            config.worker_id(index),
+            incarnation,
             on_envelopes,
-            pause_for=lambda key: key != "router",
+            pipe_bytes=config.max_pipe_bytes,
         )
-        bus.connect("router", config.router_endpoint())
+        bus.bind(config.worker_endpoint(index), pausable=False)  # from the router
+        bus.bind(config.worker_work_endpoint(index), pausable=True)  # from acceptors
+        bus.connect("router", config.router_endpoint(), config.ROUTER_ID)
         for acceptor in range(config.acceptors):
-            bus.connect(acceptor, config.acceptor_endpoint(acceptor))
+            bus.connect(acceptor, config.acceptor_endpoint(acceptor), config.acceptor_id(acceptor))
         bus.start()
         shard.startup_envelopes(incarnation)
         for acceptor in range(config.acceptors):

@@ -1,0 +1,179 @@
+"""flockmq/bus.py: pipes bounded in bytes by credit, frames split by size,
+credit on the always-read inbox, restarted peers, corrupt frames.
+
+Two or three `Bus` objects in one event loop over ipc endpoints in a
+temporary directory: real ZeroMQ, no broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import uvloop
+import zmq
+
+from flockmq.bus import MAX_FRAME_BYTES, Bus
+from flockmq.envelopes import FRAME_VERSION, Envelope
+
+PIPE = 256 * 1024
+BIG = b"x" * (64 * 1024)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = uvloop.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def run_until(
+    loop: asyncio.AbstractEventLoop, done: Callable[[], bool], timeout: float = 10.0
+) -> None:
+    async def wait() -> None:
+        deadline = loop.time() + timeout
+        while not done():
+            assert loop.time() < deadline, "timed out"
+            await asyncio.sleep(0.001)
+
+    loop.run_until_complete(wait())
+
+
+class Node:
+    """A bus and what it received."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, me: int, incarnation: int = 0) -> None:
+        self.got: list[Envelope] = []
+        self.bus = Bus(loop, me, incarnation, self.got.extend, pipe_bytes=PIPE)
+
+
+def endpoint(tmp_path: Path, name: str) -> str:
+    return f"ipc://{tmp_path / name}"
+
+
+def pair(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, receiver_pausable: bool = False
+) -> tuple[Node, Node]:
+    a, b = Node(loop, 1), Node(loop, 2)
+    a.bus.bind(endpoint(tmp_path, "a"), pausable=False)
+    b.bus.bind(endpoint(tmp_path, "b"), pausable=receiver_pausable)
+    if receiver_pausable:  # b's core inbox, for credit
+        b.bus.bind(endpoint(tmp_path, "b-core"), pausable=False)
+        a.bus.connect("b", endpoint(tmp_path, "b"), 2, endpoint(tmp_path, "b-core"))
+    else:
+        a.bus.connect("b", endpoint(tmp_path, "b"), 2)
+    b.bus.connect("a", endpoint(tmp_path, "a"), 1)
+    a.bus.start()
+    b.bus.start()
+    return a, b
+
+
+def test_a_pipe_holds_at_most_its_bytes_while_the_receiver_does_not_read(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    a, b = pair(loop, tmp_path, receiver_pausable=True)
+    b.bus.pause_reading("test")
+    for i in range(100):  # 6.4 MB for a 256 KB pipe
+        a.bus.send("b", [7, i, BIG])
+    run_until(loop, lambda: a.bus.congested)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert a.bus.in_flight["b"] <= PIPE + MAX_FRAME_BYTES
+    assert a.bus.backlog_bytes >= 100 * len(BIG) - PIPE - MAX_FRAME_BYTES
+    assert b.got == []
+    b.bus.resume_reading("test")
+    run_until(loop, lambda: len(b.got) == 100)
+    assert [e[1] for e in b.got] == list(range(100))  # in order
+    run_until(loop, lambda: not a.bus.congested)
+    assert a.bus.backlog_bytes == 0
+    assert a.bus.in_flight["b"] < b.bus.credit_threshold + MAX_FRAME_BYTES
+
+
+def test_credit_reaches_a_sender_whose_data_inbox_is_paused(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    """As a router paused towards an acceptor: the acceptor's credit goes to
+    the router's core inbox, which is always read, or neither could move."""
+    a, b = pair(loop, tmp_path, receiver_pausable=True)
+    b.bus.pause_reading("test")  # b stops reading what a sends (its work inbox)
+    for i in range(40):  # b -> a: more than a pipe's worth, needs a's credit
+        b.bus.send("a", [7, i, BIG])
+    run_until(loop, lambda: len(a.got) == 40)
+    run_until(loop, lambda: not b.bus.congested)
+
+
+def test_large_envelopes_are_split_into_frames_under_the_limit(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    sizes: list[int] = []
+    a, b = pair(loop, tmp_path)
+    real = b.bus._on_frame
+
+    def spy(frame: bytes) -> None:
+        sizes.append(len(frame))
+        real(frame)
+
+    b.bus._on_frame = spy  # type: ignore[method-assign]
+    for i in range(12):
+        a.bus.send("b", [7, i, BIG])
+    a.bus.send("b", [7, 99, b"y" * (MAX_FRAME_BYTES * 2)])  # one envelope alone is larger
+    run_until(loop, lambda: len(b.got) == 13)
+    data_frames = [s for s in sizes if s > 100]
+    assert max(data_frames[:-1]) <= MAX_FRAME_BYTES
+    assert len(data_frames) >= 4
+
+
+def test_a_restarted_peer_is_not_owed_what_its_previous_incarnation_was_sent(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    a, b = pair(loop, tmp_path, receiver_pausable=True)
+    b.bus.pause_reading("test")
+    for i in range(20):
+        a.bus.send("b", [7, i, BIG])
+    run_until(loop, lambda: a.bus.congested)
+    # b "restarts": a frame from b's next incarnation (nothing was handled)
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.connect(endpoint(tmp_path, "a"))
+    push.send(msgpack.packb([FRAME_VERSION, 2, 1, 0, [[8, "hello"]]]))
+    run_until(loop, lambda: [8, "hello"] in a.got)
+    assert a.bus.in_flight["b"] <= PIPE + MAX_FRAME_BYTES  # reset, then refilled
+    assert a.bus.backlog_bytes < 20 * len(BIG) - PIPE  # the backlog moved on
+    push.close(0)
+
+
+def test_a_corrupt_frame_is_counted_and_the_next_one_handled(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    a, b = pair(loop, tmp_path)
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.connect(endpoint(tmp_path, "b"))
+    for junk in (
+        b"\xc1",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb([FRAME_VERSION + 9, 1, 0, 0, []]),
+    ):
+        push.send(junk)
+    a.bus.send("b", [7, "after"])
+    run_until(loop, lambda: b.got == [[7, "after"]])
+    assert b.bus.malformed_frames == 3
+    push.close(0)
+
+
+def test_a_failing_handler_does_not_stop_the_bus(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    a, b = pair(loop, tmp_path)
+    seen: list[Any] = []
+
+    def handler(envelopes: list[Envelope]) -> None:
+        seen.extend(envelopes)
+        if envelopes[0][1] == "boom":
+            raise RuntimeError("a bug")
+
+    b.bus.on_envelopes = handler
+    a.bus.send("b", [7, "boom"])
+    a.bus.flush()
+    a.bus.send("b", [7, "next"])
+    run_until(loop, lambda: [7, "next"] in seen)
