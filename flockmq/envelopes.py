@@ -70,7 +70,10 @@ SUB = 40  # [SUB, shard, client_id, conn, packet_id, [route_entry...], [rc...]]
 #                  persistent]   (persistent: the session outlives its connection, so
 #                  a QoS 1/2 publish waits for its shard to store the copy)
 #   conn == 0: no reply wanted (re-registration after a router restart)
-UNSUB = 41  # [UNSUB, client_id, [topic_filter...]]
+UNSUB = 41  # [UNSUB, client_id, [topic_filter...], shard, conn, packet_id, [rc...]]
+#   conn == 0: no reply wanted; otherwise the router answers UNSUBSCRIBED, and
+#   the UNSUBACK waits for it (a publish the client sends after UNSUBSCRIBE is
+#   matched without the filters)
 UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
 ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, reply]
 #   also acceptor -> router for QoS 0 and 1 publishes (they need no session state)
@@ -92,6 +95,13 @@ ONLINE = 45  # [ONLINE, client_id, conn]  conn == 0: the session went offline
 #   lets the router send QoS 0 deliveries for online sessions straight to the
 #   acceptor (SEND_PUBLISH_MANY), skipping the worker hop
 
+FENCE = 47  # [FENCE, acceptor, seq]  acceptor -> router, on the pipe its ROUTEs take:
+#   the router answers FENCED once it has handled everything sent before it
+#   (see frontend/ordering.py: what one connection sends takes effect in order)
+
+# --- router -> acceptor ------------------------------------------------------
+FENCED = 64  # [FENCED, seq]
+
 # --- router -> worker --------------------------------------------------------
 DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply]
 #   target = [client_id, granted_qos, retain_as_published, [sub_id...], topic_filter]
@@ -101,6 +111,7 @@ DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply
 #   with confirm the shard answers STORED to the publisher's acceptor once its
 #   copies are committed
 SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]
+UNSUBSCRIBED = 63  # [UNSUBSCRIBED, client_id, conn, packet_id, [rc...]]
 ROUTER_UP = 62  # [ROUTER_UP, incarnation]  workers re-send every subscription;
 #   acceptors send again every publish still waiting for confirmation
 

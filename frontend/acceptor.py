@@ -30,6 +30,7 @@ from frontend.codec import ProtocolError, ReasonCode, encode, encode_ack, encode
 from frontend.codec.packets import PacketType, Suback, Unsuback
 
 from .connection import CONNECTED, CONNECTING, WRITE_HIGH, ClientConnection
+from .ordering import Fences
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -56,6 +57,8 @@ class Acceptor:
         self.paused: set[ClientConnection] = set()
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
+        self.fences = Fences(index)  # one connection's order (frontend/ordering.py)
+        self.holding: set[ClientConnection] = set()  # a packet waits for its turn
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"acceptor {index}", self.counters, log)
@@ -98,6 +101,7 @@ class Acceptor:
             env.ROUTER_UP: self._on_router_up,
             env.ROUTED: self._on_routed,
             env.STORED: self._on_stored,
+            env.FENCED: self._on_fenced,
         }
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -134,6 +138,11 @@ class Acceptor:
         timeout = self.config.publish_confirm_timeout
         for conn in list(self.awaiting_conns):
             conn.check_confirmations(now, timeout)
+        for waiter in self.fences.overdue(now, timeout):
+            self.count("fences_timed_out")
+            waiter.on_fenced()
+        for conn in list(self.holding):
+            conn.check_held(now, timeout)
         if self.acl_decisions is not None:
             self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
         self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
@@ -197,7 +206,7 @@ class Acceptor:
     def resume_reading(self) -> None:
         for conn in self.paused:
             conn.paused = False
-            if conn.transport is not None:
+            if conn.transport is not None and conn.held is None:  # else: when let go
                 conn.transport.resume_reading()
         self.paused.clear()
 
@@ -223,6 +232,16 @@ class Acceptor:
         """The router restarted: what it held is gone. Publishes still waiting
         for confirmation go again now, in arrival order, not after a timeout."""
         self.retry_unconfirmed("router restarted")
+        # Fences sent to the old router may have died with it: again, after
+        # the publishes retried above.
+        for fence in self.fences.refence(self.now):
+            self.to_router(fence)
+
+    def _on_fenced(self, e: Envelope) -> None:
+        _, seq = e
+        waiter = self.fences.answered(seq)
+        if waiter is not None:
+            waiter.on_fenced()
 
     def retry_unconfirmed(self, why: str) -> None:
         for conn in list(self.awaiting_conns):
@@ -309,6 +328,8 @@ class Acceptor:
         if conn is not None:
             conn.unanswered.pop(packet_id, None)
             conn.write(encode(Suback(packet_id, tuple(codes)), conn.level))
+            if conn.held is not None and not conn.unanswered and not conn.fence_seq:
+                conn.release_held()  # a publish that waited for this SUBACK
 
     def _on_send_unsuback(self, e: Envelope) -> None:
         _, conn_id, packet_id, codes = e
@@ -317,6 +338,8 @@ class Acceptor:
             conn.unanswered.pop(packet_id, None)
             reason_codes = tuple(codes) if conn.level >= 5 else ()
             conn.write(encode(Unsuback(packet_id, reason_codes), conn.level))
+            if conn.held is not None and not conn.unanswered and not conn.fence_seq:
+                conn.release_held()  # a publish that waited for this UNSUBACK
 
     def _on_close(self, e: Envelope) -> None:
         """Taken over by a new connection. What this client sent before it is

@@ -125,6 +125,12 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.closing = False  # close() was called: nothing more is read or written
         self.lost = False  # connection_lost was called
+        # Order of what this connection sends (frontend/ordering.py):
+        self.last_routed = 0  # number of its last ROUTE (acceptor.fences.sent)
+        self.fence_seq = 0  # the FENCE it waits for, or 0
+        self.held: Any = None  # the packet that waits (nothing after it is read)
+        self.held_since = 0.0
+        self.closed_report: list[Any] | None = None  # CLOSED waiting for its fence
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,21 +145,96 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED or self.closing:
             return  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = self.acceptor.now
+        self.decoder.feed(data)
+        if self.held is None:
+            self.handle_packets(None)
+        if self.acceptor.bus.congested and not self.paused and self.transport is not None:
+            self.paused = True  # backpressure: stop reading until the bus drains
+            self.transport.pause_reading()
+            self.acceptor.paused.add(self)
+
+    def handle_packets(self, packet: Any) -> None:
+        """`packet` (one that waited), then what the decoder has, in order,
+        until one must wait (frontend/ordering.py)."""
         decoder = self.decoder
-        decoder.feed(data)
         try:
-            packet = decoder.next_packet()
+            if packet is None:
+                packet = decoder.next_packet()
             while packet is not None:
+                if self.must_wait(packet):
+                    return
                 self.handle_packet(packet)
                 if self.state == CLOSED or self.closing:
                     return
                 packet = decoder.next_packet()
         except ProtocolError as exc:
             self.fail(exc)
-        if self.acceptor.bus.congested and not self.paused and self.transport is not None:
-            self.paused = True  # backpressure: stop reading until the bus drains
+
+    def must_wait(self, packet: Any) -> bool:
+        """Hold `packet` (and stop reading) when it would overtake what this
+        connection sent before it: a SUBSCRIBE/UNSUBSCRIBE behind ROUTEs the
+        router may not have handled (a FENCE goes), a QoS 0/1 PUBLISH behind
+        an unanswered SUBSCRIBE/UNSUBSCRIBE."""
+        kind = type(packet)
+        if kind is Publish:
+            if not self.unanswered or packet.qos == 2:
+                return False
+        elif kind is Subscribe or kind is Unsubscribe:
+            acceptor = self.acceptor
+            if not acceptor.fences.needed(self.last_routed) or self.state == NEW:
+                return False
+            acceptor.to_router(acceptor.fences.fence(self, acceptor.now))
+            acceptor.count("fences_sent")
+        else:
+            return False
+        self.held = packet
+        self.held_since = self.acceptor.now
+        self.acceptor.holding.add(self)
+        if not self.paused and self.transport is not None:
             self.transport.pause_reading()
-            self.acceptor.paused.add(self)
+        return True
+
+    def release_held(self) -> None:
+        """What held this connection is answered: go on reading."""
+        packet, self.held = self.held, None
+        self.acceptor.holding.discard(self)
+        if packet is None or self.state == CLOSED or self.closing:
+            return
+        self.handle_packets(packet)
+        if self.held is None and not self.paused and self.transport is not None:
+            if self.acceptor.bus.congested:
+                self.paused = True  # as in data_received: the bus first
+                self.acceptor.paused.add(self)
+            else:
+                self.transport.resume_reading()
+
+    def on_fenced(self) -> None:
+        """The router has handled every ROUTE this connection sent before its FENCE."""
+        if self.closed_report is not None:
+            report, self.closed_report = self.closed_report, None
+            self.acceptor.to_worker(self.shard, report)
+        elif self.held is not None:
+            self.release_held()
+
+    def check_held(self, now: float, timeout: float) -> None:
+        """A SUBSCRIBE/UNSUBSCRIBE never answered (a process died with it):
+        the publish behind it goes, rather than the connection hanging."""
+        if self.held is not None and not self.fence_seq and now - self.held_since > timeout:
+            self.acceptor.count("ordering_holds_timed_out")
+            self.release_held()
+
+    def report_closed(self, envelope: list[Any]) -> None:
+        """CLOSED (a will may follow, or the session's end) after the ROUTEs
+        this connection sent: a retained will must not be overwritten by an
+        earlier publish."""
+        acceptor = self.acceptor
+        if self.fence_seq or acceptor.fences.needed(self.last_routed):
+            self.closed_report = envelope
+            if not self.fence_seq:
+                acceptor.to_router(acceptor.fences.fence(self, acceptor.now))
+                acceptor.count("fences_sent")
+            return
+        acceptor.to_worker(self.shard, envelope)
 
     def pause_writing(self) -> None:
         self.write_paused_at = self.acceptor.loop.time()
@@ -184,10 +265,10 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.awaiting_conns.discard(self)
         if self.write_paused_at is not None:
             self.acceptor.writer_drained(self)
+        self.held = None  # nothing more of this connection is acted on
+        self.acceptor.holding.discard(self)
         if was_registered:
-            self.acceptor.to_worker(
-                self.shard, [env.CLOSED, self.conn_id, self.client_id, self.will_on_close, None]
-            )
+            self.report_closed([env.CLOSED, self.conn_id, self.client_id, self.will_on_close, None])
 
     # --- inbound packets ----------------------------------------------------------------------
     def handle_packet(self, packet: Any) -> None:
@@ -363,7 +444,7 @@ class ClientConnection(asyncio.Protocol):
                 route[7] = [self.conn_id, packet.packet_id, 0, self.publishes, None]
                 if not self.await_confirmation(packet.packet_id or 0, PUBACK, route):
                     return  # the first transmission is still being confirmed
-            self.acceptor.to_router(route)
+            self.route(route)
         else:
             publish = [
                 env.PUBLISH,
@@ -382,6 +463,14 @@ class ClientConnection(asyncio.Protocol):
             if self.await_confirmation(packet.packet_id or 0, PUBREC, publish):
                 self.publishes += 1
             self._forward(publish)
+
+    def route(self, envelope: list[Any]) -> None:
+        """A ROUTE to the router, numbered (the only cost of ordering on
+        the publish path: frontend/ordering.py)."""
+        fences = self.acceptor.fences
+        fences.sent += 1
+        self.last_routed = fences.sent
+        self.acceptor.to_router(envelope)
 
     # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
     def await_confirmation(self, packet_id: int, ack_kind: int, envelope: list[Any]) -> bool:
@@ -475,7 +564,7 @@ class ClientConnection(asyncio.Protocol):
             pending.attempt + 1,
         )
         if pending.envelope[0] == env.ROUTE:
-            self.acceptor.to_router(pending.envelope)
+            self.route(pending.envelope)
         else:
             self._forward(pending.envelope)
 
@@ -580,7 +669,9 @@ class ClientConnection(asyncio.Protocol):
         # A DISCONNECT discards the will [MQTT-3.14.4-3], unless v5 asks for it (0x04).
         self.will_on_close = packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
         if expiry is not None and self.state in (CONNECTING, CONNECTED):
-            self._forward([env.CLOSED, self.conn_id, self.client_id, self.will_on_close, expiry])
+            self.report_closed(
+                [env.CLOSED, self.conn_id, self.client_id, self.will_on_close, expiry]
+            )
             self.state = CLOSED  # connection_lost must not report it again
             self.acceptor.unregister(self)
         self.close()

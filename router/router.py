@@ -107,6 +107,7 @@ class Router:
             env.ACCEPTOR_UP: self._on_acceptor_up,
             env.ONLINE: self._on_online,
             env.SYNCED: self._on_synced,
+            env.FENCE: self._on_fence,
         }
         # Shards that have not re-sent their subscriptions since this router
         # started; publishes wait (in order) until none is left.
@@ -174,8 +175,8 @@ class Router:
     def handle(self, envelope: Envelope) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
-        if self.unsynced and envelope[0] == env.ROUTE:
-            self.held.append(envelope)
+        if self.unsynced and (envelope[0] == env.ROUTE or envelope[0] == env.FENCE):
+            self.held.append(envelope)  # a FENCE answers after the ROUTEs before it
             return
         try:
             handler = self._handlers.get(envelope[0])
@@ -379,10 +380,21 @@ class Router:
                 )
 
     def _on_unsub(self, e: Envelope) -> None:
-        _, client_id, filters = e
+        _, client_id, filters, shard, conn, packet_id, codes = e
         self._invalidate()
         for topic_filter in filters:
             self.tree.unsubscribe(topic_filter, client_id)
+        if conn:
+            self._out(shard).append([env.UNSUBSCRIBED, client_id, conn, packet_id, codes])
+
+    def _on_fence(self, e: Envelope) -> None:
+        """Everything the acceptor sent before this FENCE, on the same pipe,
+        has been handled (envelopes are handled in the order they come)."""
+        _, acceptor, seq = e
+        out = self.to_acceptors.get(acceptor)
+        if out is None:
+            out = self.to_acceptors[acceptor] = []
+        out.append([env.FENCED, seq])
 
     def _on_unsub_all(self, e: Envelope) -> None:
         _, client_id = e

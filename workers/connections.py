@@ -103,7 +103,7 @@ class ConnectionFlows(OutboundFlows):
         else:
             present = True
         session.conn = conn
-        self.to_router.append([env.ONLINE, client_id, conn])
+        self._to_router([env.ONLINE, client_id, conn])
         session.protocol_level = level
         session.session_expiry = expiry
         session.receive_maximum = receive_maximum or 65535
@@ -154,7 +154,7 @@ class ConnectionFlows(OutboundFlows):
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         old, session.conn = session.conn, None
-        self.to_router.append([env.ONLINE, session.client_id, 0])
+        self._to_router([env.ONLINE, session.client_id, 0])
         session.disconnected_at = now
         self.offline.add(session.client_id)
         will, session.will = session.will, None
@@ -176,7 +176,7 @@ class ConnectionFlows(OutboundFlows):
     def _route_will(self, client_id: str, will: list[Any]) -> None:
         topic, payload, qos, retain, props, _delay = will
         self.counters["wills_published"] += 1
-        self.to_router.append([env.ROUTE, client_id, topic, payload, qos, retain, props, None])
+        self._to_router([env.ROUTE, client_id, topic, payload, qos, retain, props, None])
 
     def _end_session(self, session: Session) -> None:
         self.sessions.pop(session.client_id, None)
@@ -188,7 +188,7 @@ class ConnectionFlows(OutboundFlows):
             # with a will pending: _attach cancels it first.
             self._route_will(session.client_id, pending[1])
         if session.subscriptions:
-            self.to_router.append([env.UNSUB_ALL, session.client_id])
+            self._to_router([env.UNSUB_ALL, session.client_id])
         if session.persisted:
             self.ops.append(DeleteSession(session.client_id))
         self.counters["sessions_ended"] += 1

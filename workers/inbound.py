@@ -45,7 +45,7 @@ class InboundFlows(ShardState):
             [conn, packet_id, attempt, uid, [client_id, packet_id, token, session.persistent]],
         ]
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
-            self.to_router.append(route)
+            self._to_router(route)
             return
         if known is not None:
             if retry or known[0] not in (CONFIRMED, conn):
@@ -56,7 +56,7 @@ class InboundFlows(ShardState):
                 # destinations that already took it drop it by its key.
                 self.counters["qos2_rerouted"] += 1
                 known[0] = conn
-                self.to_router.append(route)
+                self._to_router(route)
                 return
             # Confirmed, or still being confirmed on this connection: a
             # retransmission before PUBREL is acknowledged, not delivered
@@ -69,7 +69,7 @@ class InboundFlows(ShardState):
             self.ops.append(PutInboundQos2(client_id, packet_id, token))
         # Routed once the packet id is stored; the acceptor sends PUBREC when
         # every destination confirmed the message durable.
-        self.after_commit.append(("router", route))
+        self._to_router_after_commit(route)
 
     def _on_qos2_confirmed(self, e: Envelope, now: float) -> None:
         _, _conn, client_id, packet_id = e

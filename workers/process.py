@@ -51,6 +51,8 @@ def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
       resends). The reply is `[conn, packet_id, attempt, uid, key]`.
     - SEND_SUBACK for a persistent session: every subscription refused (0x80).
     - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
+    - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
+      ONLINE, a will: see Shard._to_router): sent as it is, in its order.
     """
     if e[0] == env.STORED:
         return dest, [env.STORED, e[1], e[2], False, e[4]]
@@ -74,7 +76,9 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         records = store.load_sessions(lambda client_id: shard_of(client_id, workers) == index)
         committer = Committer(store, loop)
 
-        def send_later(later: list[tuple[str | int, Envelope]], error: StoreError | None) -> None:
+        def send_later(
+            later: list[tuple[str | int, Envelope]], error: StoreError | None, to_router: bool
+        ) -> None:
             if error is not None:
                 shard.counters["store_failures"] += 1
                 log.error("worker %d: store write failed: %s", index, error)
@@ -82,11 +86,18 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 if error is not None:
                     dest, e = failed_envelope(dest, e)
                 bus.send(dest, e)
+            if to_router:
+                shard.router_commits_pending -= 1
 
         def drain() -> None:
             ops, later = shard.take_durable()
             if ops or later:
-                committer.release(ops, lambda error: send_later(later, error))
+                # Envelopes for the router made after these wait for them
+                # (Shard._to_router): commits complete in order.
+                to_router = any(dest == "router" for dest, _ in later)
+                if to_router:
+                    shard.router_commits_pending += 1
+                committer.release(ops, lambda error: send_later(later, error, to_router))
             if shard.to_router:
                 bus.extend("router", shard.to_router)
                 shard.to_router.clear()

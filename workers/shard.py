@@ -70,6 +70,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             env.ACCEPTOR_UP: self._on_acceptor_up,
             env.DELIVER: self._on_deliver,
             env.SUBSCRIBED: self._on_subscribed,
+            env.UNSUBSCRIBED: self._on_unsubscribed,
             env.ROUTER_UP: self._on_router_up,
         }
 

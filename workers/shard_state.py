@@ -71,6 +71,16 @@ class ShardState:
         # (destination, envelope): sent once `ops` are committed; destination is
         # "router" or an acceptor index
         self.after_commit: list[tuple[str | int, Envelope]] = []
+        # What goes to the router leaves in the order it was made: once one
+        # envelope for it waits for a commit (this pass: _router_waits, or
+        # earlier passes not yet committed: set by the process), the ones
+        # after it wait too (see _to_router).
+        self.router_commits_pending = 0
+        self._router_waits = False
+        # SUBACK/UNSUBACK waiting for the router's answer, by (conn, packet
+        # id): sent anyway when a restarted router has re-taken the
+        # subscriptions (the answer died with the old one)
+        self.awaiting_router: dict[tuple[int, int], Envelope] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"shard {index}", self.counters, log)
         # envelope kind -> handler, filled in by `Shard`
@@ -115,10 +125,24 @@ class ShardState:
         update); one acknowledged in the same pass is not written at all."""
         ops, later = self.ops, self.after_commit
         self.ops, self.after_commit = [], []
+        self._router_waits = False
         if self._unsaved:
             self._unsaved = 0
             ops = [op for op in map(_resolve, ops) if op is not None]
         return ops, later  # type: ignore[return-value]
+
+    def _to_router(self, envelope: Envelope) -> None:
+        """To the router, after everything sent there before: a QoS 2 publish
+        waiting for its commit must not be overtaken by a SUB, UNSUB, will or
+        session end made after it (one connection's order, item 22)."""
+        if self._router_waits or self.router_commits_pending:
+            self.after_commit.append(("router", envelope))
+        else:
+            self.to_router.append(envelope)
+
+    def _to_router_after_commit(self, envelope: Envelope) -> None:
+        self.after_commit.append(("router", envelope))
+        self._router_waits = True
 
     def startup_envelopes(self, incarnation: int) -> None:
         """Announce this shard (a restarted worker): the router forgets the

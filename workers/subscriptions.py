@@ -6,7 +6,8 @@ Owns the subscriptions of record of each session and their retain handling
 
 Invariants: SUBACK goes out after the router has the subscription (a publish
 the client sends after SUBACK is matched against it) and, for a persistent
-session, after it is committed.
+session, after it is committed; UNSUBACK after the router dropped the filters.
+Both are given even if the router restarts before it answers.
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ class SubscriptionFlows(ShardState):
         if route_entries:
             # SUBACK waits for the router's SUBSCRIBED so a publish the client
             # sends after SUBACK is matched against the new subscription.
-            self.to_router.append(
-                [env.SUB, self.index, client_id, conn, packet_id, route_entries, codes]
-            )
+            self._to_router([env.SUB, self.index, client_id, conn, packet_id, route_entries, codes])
+            self.awaiting_router[conn, packet_id] = [env.SEND_SUBACK, conn, packet_id, codes]
         else:
             self._send(conn, [env.SEND_SUBACK, conn, packet_id, codes])
 
     def _on_subscribed(self, e: Envelope, now: float) -> None:
         _, client_id, conn, packet_id, codes = e
+        self.awaiting_router.pop((conn, packet_id), None)
         session = self.sessions.get(client_id)
         if session is not None and session.conn == conn:
             suback = [env.SEND_SUBACK, conn, packet_id, codes]
@@ -97,20 +98,37 @@ class SubscriptionFlows(ShardState):
                 if session.persistent:
                     self.ops.append(DeleteSubscription(client_id, topic_filter))
                 codes.append(ReasonCode.SUCCESS)
+        unsuback = [env.SEND_UNSUBACK, conn, packet_id, codes]
         if removed:
-            self.to_router.append([env.UNSUB, client_id, removed])
-        self._send(conn, [env.SEND_UNSUBACK, conn, packet_id, codes])
+            # UNSUBACK waits for the router's UNSUBSCRIBED, so a publish the
+            # client sends after UNSUBSCRIBE is matched without the filters.
+            self._to_router([env.UNSUB, client_id, removed, self.index, conn, packet_id, codes])
+            self.awaiting_router[conn, packet_id] = unsuback
+        else:
+            self._send(conn, unsuback)
+
+    def _on_unsubscribed(self, e: Envelope, now: float) -> None:
+        _, client_id, conn, packet_id, codes = e
+        self.awaiting_router.pop((conn, packet_id), None)
+        session = self.sessions.get(client_id)
+        if session is not None and session.conn == conn:
+            self._send(conn, [env.SEND_UNSUBACK, conn, packet_id, codes])
 
     def _on_router_up(self, e: Envelope, now: float) -> None:
         """A (re)started router has an empty topic tree: register every
         subscription of this shard again (no SUBACK, no retained messages)."""
         for session in self.sessions.values():
             if session.conn is not None:
-                self.to_router.append([env.ONLINE, session.client_id, session.conn])
+                self._to_router([env.ONLINE, session.client_id, session.conn])
             entries = [
                 [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent]
                 for f, s in session.subscriptions.items()
             ]
             if entries:
-                self.to_router.append([env.SUB, self.index, session.client_id, 0, 0, entries, []])
-        self.to_router.append([env.SYNCED, self.index])
+                self._to_router([env.SUB, self.index, session.client_id, 0, 0, entries, []])
+        self._to_router([env.SYNCED, self.index])
+        # The answers to SUB/UNSUB the old router had not given: the new one
+        # took them with the resync above, ahead of any publish it routes.
+        awaiting, self.awaiting_router = self.awaiting_router, {}
+        for (conn, _packet_id), ack in awaiting.items():
+            self._send(conn, ack)

@@ -170,7 +170,7 @@ def test_unsubscribe_stops_delivery() -> None:
     router = Router()
     sub(router, 0, "u", ("a/+", 1), ("a/b", 1))
     take(router)
-    router.handle([env.UNSUB, "u", ["a/+"]])
+    router.handle([env.UNSUB, "u", ["a/+"], 0, 0, 0, []])
     route(router, "a/c")
     assert take(router) == ({}, {})
     route(router, "a/b")
