@@ -138,15 +138,20 @@ class Acceptor:
         timeout = self.config.publish_confirm_timeout
         for conn in list(self.awaiting_conns):
             conn.check_confirmations(now, timeout)
+        self.check_order(now, timeout)
+        if self.acl_decisions is not None:
+            self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
+        self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
+        self.loop.call_later(TIMER_INTERVAL, self._tick)
+
+    def check_order(self, now: float, timeout: float) -> None:
+        """Fences and holds waiting longer than `timeout` (a process died
+        with what they wait for) are let go, counted (frontend/ordering.py)."""
         for waiter in self.fences.overdue(now, timeout):
             self.count("fences_timed_out")
             waiter.on_fenced()
         for conn in list(self.holding):
             conn.check_held(now, timeout)
-        if self.acl_decisions is not None:
-            self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
-        self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
-        self.loop.call_later(TIMER_INTERVAL, self._tick)
 
     # --- used by connections --------------------------------------------------------------------
     def next_conn_id(self) -> int:

@@ -153,15 +153,14 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
             self.acceptor.paused.add(self)
 
-    def handle_packets(self, packet: Any) -> None:
-        """`packet` (one that waited), then what the decoder has, in order,
-        until one must wait (frontend/ordering.py)."""
+    def handle_packets(self, waited: Any) -> None:
+        """`waited` (a packet let go: it waits no more), then what the
+        decoder has, in order, until one must wait (frontend/ordering.py)."""
         decoder = self.decoder
         try:
-            if packet is None:
-                packet = decoder.next_packet()
+            packet = decoder.next_packet() if waited is None else waited
             while packet is not None:
-                if self.must_wait(packet):
+                if packet is not waited and self.must_wait(packet):
                     return
                 self.handle_packet(packet)
                 if self.state == CLOSED or self.closing:

@@ -329,3 +329,40 @@ def test_only_shards_with_persistent_sessions_confirm() -> None:
     assert acceptors == {1: [[env.ROUTED, publisher, 8, 1, 0]]}
     assert workers[0][0][7] == [publisher, 8, 0, 8, None, False]
     assert workers[1][0][7] == [publisher, 8, 0, 8, None, True]
+
+
+def test_fence_is_answered_after_the_routes_before_it() -> None:
+    """FENCED goes to the acceptor that sent the FENCE, after the ROUTEs it
+    sent before (they are handled first: a SUBSCRIBE let go by it sees the
+    retained message they set)."""
+    router = Router()
+    route(router, "t", b"r", qos=0, retain=True)
+    router.handle([env.FENCE, 2, 17])
+    _, acceptors = take(router)
+    assert acceptors == {2: [[env.FENCED, 17]]}
+    sub(router, 0, "s", ("t", 0), conn=make_conn_id(2, 1, 5))
+    workers, _ = take(router)
+    assert [e[4] for e in workers[0] if e[0] == env.DELIVER] == [True]  # retained
+
+
+def test_fence_waits_with_the_routes_while_shards_resync() -> None:
+    router = Router()
+    router.expect_sync(1)
+    route(router, "t", b"r", qos=0, retain=True)
+    router.handle([env.FENCE, 0, 3])
+    assert take(router) == ({}, {})
+    router.handle([env.SYNCED, 0])
+    _, acceptors = take(router)
+    assert acceptors == {0: [[env.FENCED, 3]]}
+    assert router.retained.get("t") is not None
+
+
+def test_unsub_with_a_connection_is_answered() -> None:
+    router = Router()
+    sub(router, 1, "u", ("a/+", 0))
+    take(router)
+    router.handle([env.UNSUB, "u", ["a/+"], 1, 9, 4, [0]])
+    workers, _ = take(router)
+    assert workers == {1: [[env.UNSUBSCRIBED, "u", 9, 4, [0]]]}
+    route(router, "a/b")
+    assert take(router) == ({}, {})

@@ -1,0 +1,91 @@
+"""What a shard sends the router leaves in the order it was made (issue 9
+item 22): a QoS 2 publish waiting for its commit is not overtaken by a SUB,
+UNSUB, will or session end made after it; UNSUBACK waits for the router's
+UNSUBSCRIBED; answers the router never gave come after a ROUTER_UP."""
+
+from __future__ import annotations
+
+from flockmq import envelopes as env
+
+from .test_shard import CONN_A, Harness
+
+
+def subscribe(h: Harness, packet_id: int, topic_filter: str) -> None:
+    h.shard.handle(
+        [env.SUBSCRIBE, CONN_A, "c", packet_id, [[topic_filter, 0, False, False, 0, None]]],
+        h.now,
+    )
+
+
+def test_subscribe_after_a_qos2_publish_waits_behind_its_route() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    h.take()
+    h.publish_in(CONN_A, "c", 1, 2, b"q2")
+    subscribe(h, 1, "in/t")
+    assert h.shard.to_router == []  # nothing overtakes the ROUTE waiting for its commit
+    _ops, later = h.shard.take_durable()
+    assert [(dest, e[0]) for dest, e in later] == [("router", env.ROUTE), ("router", env.SUB)]
+
+
+def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    h.take()
+    h.shard.router_commits_pending = 1  # as the process sets it for an earlier pass
+    h.close(CONN_A, "c")
+    _ops, later = h.shard.take_durable()
+    assert h.shard.to_router == []
+    assert [e[0] for _, e in later] == [env.ONLINE]
+    h.shard.router_commits_pending = 0
+    h.connect(CONN_A, "c", clean=True)
+    assert [e[0] for e in h.shard.to_router] == [env.ONLINE]
+
+
+def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    h.take()
+    subscribe(h, 1, "t")
+    assert [e[0] for e in h.shard.to_router] == [env.SUB]
+
+
+def test_unsuback_waits_for_the_router() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    subscribe(h, 1, "t")
+    h.shard.handle([env.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
+    h.take()
+    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 2, ["t", "nope"]], h.now)
+    router, acceptors = h.take()
+    assert router == [[env.UNSUB, "c", ["t"], 0, CONN_A, 2, [0, 0x11]]]
+    assert acceptors == []
+    h.shard.handle([env.UNSUBSCRIBED, "c", CONN_A, 2, [0, 0x11]], h.now)
+    assert h.take_acceptors() == [[env.SEND_UNSUBACK, CONN_A, 2, [0, 0x11]]]
+
+
+def test_unsubscribe_of_nothing_is_answered_at_once() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    h.take()
+    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 2, ["nope"]], h.now)
+    router, acceptors = h.take()
+    assert router == [] and acceptors == [[env.SEND_UNSUBACK, CONN_A, 2, [0x11]]]
+
+
+def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    subscribe(h, 1, "t")
+    subscribe(h, 2, "u")
+    h.shard.handle([env.SUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
+    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 3, ["u"]], h.now)
+    h.take()
+    h.shard.handle([env.ROUTER_UP, 5], h.now)
+    router, acceptors = h.take()
+    assert [e[0] for e in router] == [env.ONLINE, env.SUB, env.SYNCED]
+    assert acceptors == [
+        [env.SEND_SUBACK, CONN_A, 1, [0]],
+        [env.SEND_UNSUBACK, CONN_A, 3, [0]],
+    ]
+    assert h.shard.awaiting_router == {}
