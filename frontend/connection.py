@@ -160,7 +160,11 @@ class ClientConnection(asyncio.Protocol):
         try:
             packet = decoder.next_packet() if waited is None else waited
             while packet is not None:
-                if packet is not waited and self.must_wait(packet):
+                if (
+                    packet is not waited
+                    and (self.unanswered or type(packet) is not Publish)  # the publish path
+                    and self.must_wait(packet)
+                ):
                     return
                 self.handle_packet(packet)
                 if self.state == CLOSED or self.closing:

@@ -75,7 +75,9 @@ class OutboundFlows(ShardState):
             conn = session.conn
             if out_qos == 0:
                 if conn is not None:
-                    if msg_props is props:
+                    if msg_props is props and not (
+                        self.behind_suback and conn in self.behind_suback
+                    ):
                         fast.setdefault((acceptor_of(conn), out_retain), []).append(conn)
                     else:
                         self._send(

@@ -53,6 +53,8 @@ def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
     - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
     - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
       ONLINE, a will: see Shard._to_router): sent as it is, in its order.
+    - Anything for a connection made after its held-back SUBACK (the retained
+      messages: see ShardState.behind_suback): sent as it is, in its order.
     """
     if e[0] == env.STORED:
         return dest, [env.STORED, e[1], e[2], False, e[4]]
@@ -77,7 +79,9 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         committer = Committer(store, loop)
 
         def send_later(
-            later: list[tuple[str | int, Envelope]], error: StoreError | None, to_router: bool
+            later: list[tuple[str | int, Envelope]],
+            error: StoreError | None,
+            hold: tuple[bool, list[int]],
         ) -> None:
             if error is not None:
                 shard.counters["store_failures"] += 1
@@ -86,18 +90,15 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 if error is not None:
                     dest, e = failed_envelope(dest, e)
                 bus.send(dest, e)
-            if to_router:
-                shard.router_commits_pending -= 1
+            shard.commit_done(hold)
 
         def drain() -> None:
             ops, later = shard.take_durable()
             if ops or later:
-                # Envelopes for the router made after these wait for them
-                # (Shard._to_router): commits complete in order.
-                to_router = any(dest == "router" for dest, _ in later)
-                if to_router:
-                    shard.router_commits_pending += 1
-                committer.release(ops, lambda error: send_later(later, error, to_router))
+                # What follows these to the router, or to a connection whose
+                # SUBACK is among them, waits for them (commits complete in order).
+                hold = shard.hold_for_commit(later)
+                committer.release(ops, lambda error: send_later(later, error, hold))
             if shard.to_router:
                 bus.extend("router", shard.to_router)
                 shard.to_router.clear()

@@ -77,6 +77,10 @@ class ShardState:
         # after it wait too (see _to_router).
         self.router_commits_pending = 0
         self._router_waits = False
+        # Connections whose SUBACK waits for a commit (a persistent session),
+        # with how many: what is sent to them meanwhile (the retained
+        # messages) waits too, so SUBACK comes first.
+        self.behind_suback: dict[int, int] = {}
         # SUBACK/UNSUBACK waiting for the router's answer, by (conn, packet
         # id): sent anyway when a restarted router has re-taken the
         # subscriptions (the answer died with the old one)
@@ -140,6 +144,31 @@ class ShardState:
         else:
             self.to_router.append(envelope)
 
+    def hold_for_commit(self, later: list[tuple[str | int, Envelope]]) -> tuple[bool, list[int]]:
+        """The process commits a pass's ops; `later` waits for it: until
+        `commit_done`, what follows it to the router or to a connection whose
+        SUBACK is in it waits too."""
+        to_router = any(dest == "router" for dest, _ in later)
+        if to_router:
+            self.router_commits_pending += 1
+        return to_router, [e[1] for _, e in later if e[0] == env.SEND_SUBACK]
+
+    def commit_done(self, hold: tuple[bool, list[int]]) -> None:
+        to_router, subacks = hold
+        if to_router:
+            self.router_commits_pending -= 1
+        behind = self.behind_suback
+        for conn in subacks:
+            left = behind.get(conn, 0) - 1
+            if left > 0:
+                behind[conn] = left
+            else:
+                behind.pop(conn, None)
+
+    def _send_suback_after_commit(self, conn: int, suback: Envelope) -> None:
+        self.after_commit.append((acceptor_of(conn), suback))
+        self.behind_suback[conn] = self.behind_suback.get(conn, 0) + 1
+
     def _to_router_after_commit(self, envelope: Envelope) -> None:
         self.after_commit.append(("router", envelope))
         self._router_waits = True
@@ -151,6 +180,9 @@ class ShardState:
 
     def _send(self, conn: int, envelope: Envelope) -> None:
         acceptor = acceptor_of(conn)
+        if self.behind_suback and conn in self.behind_suback:
+            self.after_commit.append((acceptor, envelope))  # after its SUBACK
+            return
         out = self.to_acceptors.get(acceptor)
         if out is None:
             out = self.to_acceptors[acceptor] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.envelopes import Envelope
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteSubscription, PutSubscription
 from workers.session import Subscription
@@ -79,7 +79,7 @@ class SubscriptionFlows(ShardState):
         if session is not None and session.conn == conn:
             suback = [env.SEND_SUBACK, conn, packet_id, codes]
             if session.persistent:  # a SUBACK promises the subscription is kept
-                self.after_commit.append((acceptor_of(conn), suback))
+                self._send_suback_after_commit(conn, suback)
             else:
                 self._send(conn, suback)
 

@@ -80,11 +80,12 @@ class Session:
     """A raw connection that answers the acknowledgements a test does not
     look at, and records every other packet in arrival order."""
 
-    def __init__(self, port: int, level: int) -> None:
+    def __init__(self, port: int, level: int, persistent: bool = False) -> None:
         self.raw = RawClient(port, level)
         self.level = level
         self.next_id = 0
-        self.raw.send(Connect(unique("ord"), level, True, 60))
+        props = {"session_expiry_interval": 60} if persistent and level >= 5 else {}
+        self.raw.send(Connect(unique("ord"), level, not persistent, 60, properties=props))
         assert isinstance(self.raw.recv(), Connack)
 
     def packet_id(self) -> int:
@@ -114,8 +115,8 @@ class Session:
                 return got
 
 
-def sessions(broker: Broker, level: int) -> list[Session]:
-    return [Session(broker.port, level) for _ in range(CONNECTIONS)]
+def sessions(broker: Broker, level: int, persistent: bool = False) -> list[Session]:
+    return [Session(broker.port, level, persistent) for _ in range(CONNECTIONS)]
 
 
 def _name(packet: Packet) -> str:
@@ -128,15 +129,16 @@ def is_publish(payload: bytes) -> Callable[[Packet], bool]:
     return lambda p: isinstance(p, Publish) and p.payload == payload
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["clean", "persistent"])
 @pytest.mark.parametrize("level", [4, 5])
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_publish_retained_then_subscribe(
-    busy_broker: Broker, flood: None, level: int, qos: int
+    busy_broker: Broker, flood: None, level: int, qos: int, persistent: bool
 ) -> None:
     """SUBACK, then exactly one copy, with RETAIN=1 [MQTT-3.3.1-8] — never a
     live copy (RETAIN=0) from the SUBSCRIBE overtaking the PUBLISH."""
     failures = []
-    conns = sessions(busy_broker, level)
+    conns = sessions(busy_broker, level, persistent)
     for round_ in range(ROUNDS):
         for conn in conns:
             topic = unique(f"ord/{round_}")

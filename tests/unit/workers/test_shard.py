@@ -159,6 +159,7 @@ class Harness:
         router = list(self.shard.to_router)
         acceptors = self.peek_acceptors()
         self.ops, later = self.shard.take_durable()
+        self.shard.commit_done(self.shard.hold_for_commit(later))  # as if committed
         for dest, e in later:
             (router if dest == "router" else acceptors).append(e)
         self.shard.to_router.clear()

@@ -10,9 +10,9 @@ from flockmq import envelopes as env
 from .test_shard import CONN_A, Harness
 
 
-def subscribe(h: Harness, packet_id: int, topic_filter: str) -> None:
+def subscribe(h: Harness, packet_id: int, topic_filter: str, client_id: str = "c") -> None:
     h.shard.handle(
-        [env.SUBSCRIBE, CONN_A, "c", packet_id, [[topic_filter, 0, False, False, 0, None]]],
+        [env.SUBSCRIBE, CONN_A, client_id, packet_id, [[topic_filter, 0, False, False, 0, None]]],
         h.now,
     )
 
@@ -89,3 +89,26 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
         [env.SEND_UNSUBACK, CONN_A, 3, [0]],
     ]
     assert h.shard.awaiting_router == {}
+
+
+def test_retained_messages_wait_behind_a_suback_that_waits_for_its_commit() -> None:
+    """A persistent session's SUBACK waits for the commit of its
+    subscription; the retained copies the router sends after SUBSCRIBED
+    wait behind it (QoS 0 too, which would otherwise go at once)."""
+    h = Harness()
+    h.connect(CONN_A, "p", clean=False, expiry=0xFFFFFFFF)
+    h.take()
+    subscribe(h, 1, "t", "p")
+    h.shard.handle([env.SUBSCRIBED, "p", CONN_A, 1, [0]], h.now)
+    retained = [env.DELIVER, "t", b"r", 0, True, None, [["p", 0, True, [], "t"]], None]
+    h.shard.handle(retained, h.now)
+    assert h.peek_acceptors() == []
+    _ops, later = h.shard.take_durable()
+    assert [e[0] for _, e in later] == [env.SEND_SUBACK, env.SEND_PUBLISH]
+    hold = h.shard.hold_for_commit(later)
+    h.shard.handle(retained, h.now)  # a later pass, before the commit is done
+    assert h.peek_acceptors() == []
+    h.shard.commit_done(hold)
+    h.shard.take_durable()
+    h.shard.handle(retained, h.now)
+    assert [e[0] for e in h.peek_acceptors()] == [env.SEND_PUBLISH_MANY]
