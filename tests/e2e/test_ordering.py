@@ -30,6 +30,7 @@ from frontend.codec.packets import (
     Subscription,
     Unsuback,
     Unsubscribe,
+    Will,
 )
 
 from .broker import Broker
@@ -227,3 +228,36 @@ def test_publish_then_unsubscribe(busy_broker: Broker, flood: None, level: int) 
     for conn in conns:
         conn.raw.close()
     assert not failures, f"{len(failures)} of {CONNECTIONS * ROUNDS} out of order: {failures[:5]}"
+
+
+WILLS = 50
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_a_will_comes_after_what_the_client_published(
+    busy_broker: Broker, flood: None, level: int
+) -> None:
+    """PUBLISH retained "up", then the connection drops: the will ("down",
+    retained, same topic) goes out after it, so "down" is what stays."""
+    failures = []
+    watcher = Session(busy_broker.port, level)
+    for i in range(WILLS):
+        topic = unique(f"will/{i}")
+        watcher.send(Subscribe(watcher.packet_id(), (Subscription(topic, 0),)))
+        watcher.until(lambda p: isinstance(p, Suback))
+        client = RawClient(busy_broker.port, level)
+        client.send(Connect(unique("w"), level, True, 60, will=Will(topic, b"down", 0, True)))
+        assert isinstance(client.recv(), Connack)
+        client.send(Publish(topic, b"up", 0, True))
+        client.close()  # no DISCONNECT: the will goes
+        got = watcher.until(is_publish(b"down"))
+        live = [p.payload for p in got if isinstance(p, Publish) and p.payload]
+        fresh = Session(busy_broker.port, level)
+        fresh.send(Subscribe(1, (Subscription(topic, 0),)))
+        kept = fresh.until(lambda p: isinstance(p, Publish))
+        fresh.raw.close()
+        if live != [b"up", b"down"] or kept[-1].payload != b"down":  # type: ignore[union-attr]
+            failures.append((live, kept[-1]))
+        watcher.send(Publish(topic, b"", 0, True))
+    watcher.raw.close()
+    assert not failures, f"{len(failures)} of {WILLS} out of order: {failures[:5]}"
