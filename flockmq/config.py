@@ -67,7 +67,7 @@ class Config:
     # session limits
     max_inflight: int = 64  # outbound QoS 1/2 window per session (v5: min with Receive Maximum)
     max_queued_messages: int = 100_000  # offline/over-window queue per session, by count
-    max_queued_bytes: int = 64 * 1024 * 1024  # ... and by payload bytes
+    max_queued_bytes: int = 64 * 1024 * 1024  # ... and by bytes (topic, payload, properties)
     queue_qos0: bool = False  # queue QoS 0 messages for offline persistent sessions
     max_session_expiry: int = 0xFFFFFFFF
     # observability: counters published as retained $SYS/broker/... messages

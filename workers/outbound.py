@@ -25,7 +25,7 @@ from flockmq.message_expiry import deadline_of, has_expired, props_to_send
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteMessage, UpdateMessage
-from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session
+from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, stored_size
 from workers.shard_state import ShardState
 
 log = logging.getLogger("flockmq.worker")
@@ -112,7 +112,7 @@ class OutboundFlows(ShardState):
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits
-        size = len(msg.payload)
+        size = msg.size = stored_size(msg.topic, msg.payload, msg.props)
         if (
             len(session.queue) >= limits.max_queued_messages
             or session.queued_bytes + size > limits.max_queued_bytes
@@ -151,7 +151,7 @@ class OutboundFlows(ShardState):
         queue = session.queue
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
-            session.queued_bytes -= len(msg.payload)
+            session.queued_bytes -= msg.size
             if msg.deadline and has_expired(msg.deadline, self.now):
                 # Not sent before it expired: deleted for this subscriber [MQTT-3.3.2-5].
                 self.counters["messages_expired"] += 1

@@ -38,7 +38,7 @@ from frontend.codec.topics import parse_topic_filter
 from store import DeleteSubscription, PruneSeenQos2, SessionRecord
 from workers.connections import ConnectionFlows
 from workers.inbound import InboundFlows
-from workers.session import OutMessage, Session, Subscription
+from workers.session import OutMessage, Session, Subscription, stored_size
 from workers.shard_state import ShardLimits, ShardState
 from workers.subscriptions import SubscriptionFlows
 from workers.takeover import TAKEOVER_WAIT
@@ -168,8 +168,9 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
                 if m.packet_id:
                     session.inflight[m.packet_id] = msg
                 else:
+                    msg.size = stored_size(m.topic, m.payload, props)
                     session.queue.append(msg)
-                    session.queued_bytes += len(m.payload)
+                    session.queued_bytes += msg.size
                 session.next_seq = m.seq + 1
             if session.inflight:
                 session.next_packet_id = max(session.inflight) % 65535 + 1
