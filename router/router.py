@@ -81,6 +81,20 @@ class Plan(NamedTuple):
 
 EMPTY_PLAN = Plan([], [], True)
 
+# Publishes held while shards re-send their subscriptions after a router
+# restart: past this, routing starts without waiting for the rest.
+MAX_HELD_BYTES = 64 * 1024 * 1024
+
+
+def held_size(route: Envelope) -> int:
+    """About what a held ROUTE holds: topic, payload and a fixed overhead."""
+    topic, payload = route[2], route[3]
+    return (
+        256
+        + (len(topic) if isinstance(topic, str) else 0)
+        + (len(payload) if isinstance(payload, bytes) else 0)
+    )
+
 
 class Router:
     def __init__(self) -> None:
@@ -112,6 +126,7 @@ class Router:
         # started; publishes wait (in order) until none is left.
         self.unsynced: set[int] = set()
         self.held: list[Envelope] = []
+        self.held_bytes = 0
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
         for rec in records:
@@ -151,12 +166,13 @@ class Router:
     def expect_sync(self, shards: int) -> None:
         self.unsynced = set(range(shards))
 
-    def stop_waiting_for_sync(self) -> None:
+    def stop_waiting_for_sync(self, why: str = "in time") -> None:
         """A shard that never answered (it is dead; it re-sends its
-        subscriptions when it restarts): route what was held."""
+        subscriptions when it restarts), or publishes held past MAX_HELD_BYTES:
+        route what was held."""
         if self.unsynced:
             log.warning(
-                "router: shards %s did not re-send subscriptions in time", sorted(self.unsynced)
+                "router: shards %s did not re-send subscriptions %s", sorted(self.unsynced), why
             )
             self.unsynced.clear()
             self._release_held()
@@ -168,6 +184,7 @@ class Router:
 
     def _release_held(self) -> None:
         held, self.held = self.held, []
+        self.held_bytes = 0
         for envelope in held:
             self.handle(envelope)
 
@@ -175,7 +192,14 @@ class Router:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
         if self.unsynced and envelope[0] == env.ROUTE:
+            # Acceptors' publishes wait in their pipes (the process does not
+            # read them while unsynced); what workers send (wills, QoS 2
+            # publishes of persistent sessions) is held here, up to a bound.
             self.held.append(envelope)
+            self.held_bytes += held_size(envelope)
+            if self.held_bytes > MAX_HELD_BYTES:
+                self.counters["sync_cut_short"] += 1
+                self.stop_waiting_for_sync(f"before {MAX_HELD_BYTES} bytes of publishes waited")
             return
         try:
             handler = self._handlers.get(envelope[0])

@@ -329,3 +329,40 @@ def test_only_shards_with_persistent_sessions_confirm() -> None:
     assert acceptors == {1: [[env.ROUTED, publisher, 8, 1, 0]]}
     assert workers[0][0][7] == [publisher, 8, 0, 8, None, False]
     assert workers[1][0][7] == [publisher, 8, 0, 8, None, True]
+
+
+# --- after a restart: publishes wait until every shard has re-sent its subscriptions ---
+def test_publishes_wait_for_every_shard_to_resync_then_go_in_order() -> None:
+    router = Router()
+    router.expect_sync(2)
+    sub(router, 0, "c1", ("t", 1))
+    take(router)  # its SUBSCRIBED
+    route(router, "t", b"first")
+    route(router, "t", b"second")
+    assert take(router)[0] == {}
+    sub(router, 1, "c2", ("t", 1), persistent=False)
+    router.handle([env.SYNCED, 0])
+    assert [e[0] for e in take(router)[0].get(1, [])] == [env.SUBSCRIBED]
+    router.handle([env.SYNCED, 1])
+    workers, _ = take(router)
+    assert [d[2] for d in workers[0]] == [b"first", b"second"]
+    assert [d[2] for d in workers[1]] == [b"first", b"second"]
+
+
+def test_held_publishes_are_bounded_in_bytes(monkeypatch: Any) -> None:
+    """Past MAX_HELD_BYTES the router stops waiting for the shards that have
+    not answered (as after the sync timeout) rather than grow."""
+    monkeypatch.setattr("router.router.MAX_HELD_BYTES", 100_000)
+    router = Router()
+    router.expect_sync(2)
+    sub(router, 0, "c1", ("t", 1))
+    router.handle([env.SYNCED, 0])
+    take(router)
+    for _ in range(9):
+        route(router, "t", b"x" * 10_000)
+    assert take(router)[0] == {} and router.held_bytes > 90_000
+    route(router, "t", b"x" * 10_000)
+    assert not router.unsynced and router.held == [] and router.held_bytes == 0
+    assert router.counters["sync_cut_short"] == 1
+    workers, _ = take(router)
+    assert len(workers[0]) == 10
