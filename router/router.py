@@ -37,6 +37,7 @@ from flockmq.message_expiry import (
     props_to_send,
     unpack_stored_props,
 )
+from flockmq.sizes import message_size
 from frontend.codec.errors import ProtocolError
 from store import DeleteRetained, Op, PutRetained, RetainedRecord
 
@@ -191,25 +192,29 @@ class Router:
     def handle(self, envelope: Envelope) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
-        if self.unsynced and envelope[0] == env.ROUTE:
-            # Acceptors' publishes wait in their pipes (the process does not
-            # read them while unsynced); what workers send (wills, QoS 2
-            # publishes of persistent sessions) is held here, up to a bound.
-            self.held.append(envelope)
-            self.held_bytes += held_size(envelope)
-            if self.held_bytes > MAX_HELD_BYTES:
-                self.counters["sync_cut_short"] += 1
-                self.stop_waiting_for_sync(f"before {MAX_HELD_BYTES} bytes of publishes waited")
-            return
         try:
-            handler = self._handlers.get(envelope[0])
+            kind = envelope[0]
+            if self.unsynced and kind == env.ROUTE:
+                self._hold(envelope)
+                return
+            handler = self._handlers.get(kind)
             if handler is None:
                 self.counters["unknown_envelopes"] += 1
-                self.guard.limited.warning("router: unknown envelope kind %r", envelope[0])
+                self.guard.limited.warning("router: unknown envelope kind %r", kind)
                 return
             handler(envelope)
         except Exception:
             self.guard.failed(envelope)
+
+    def _hold(self, route: Envelope) -> None:
+        """Acceptors' publishes wait in their pipes while shards resync (the
+        process does not read them meanwhile); what workers send (wills, QoS 2
+        publishes of persistent sessions) waits here, up to MAX_HELD_BYTES."""
+        self.held_bytes += message_size(route[2], route[3], route[6])
+        self.held.append(route)
+        if self.held_bytes > MAX_HELD_BYTES:
+            self.counters["sync_cut_short"] += 1
+            self.stop_waiting_for_sync(f"before {MAX_HELD_BYTES} bytes of publishes waited")
 
     def _out(self, shard: int) -> list[Envelope]:
         out = self.to_workers.get(shard)

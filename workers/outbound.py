@@ -22,10 +22,11 @@ import logging
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of
 from flockmq.message_expiry import deadline_of, has_expired, props_to_send
+from flockmq.sizes import message_size
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteMessage, UpdateMessage
-from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session, stored_size
+from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session
 from workers.shard_state import ShardState
 
 log = logging.getLogger("flockmq.worker")
@@ -112,7 +113,7 @@ class OutboundFlows(ShardState):
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits
-        size = msg.size = stored_size(msg.topic, msg.payload, msg.props)
+        size = msg.size = message_size(msg.topic, msg.payload, msg.props)
         if (
             len(session.queue) >= limits.max_queued_messages
             or session.queued_bytes + size > limits.max_queued_bytes

@@ -5,7 +5,7 @@ messages (in send order), the queue of messages waiting for the in-flight window
 or for the client to come back, inbound QoS 2 packet ids awaiting PUBREL, and
 the will. Invariants: `inflight` holds at most `window` messages; a message is
 either in `inflight` or in `queue`, never both; `queued_bytes` is the total of `queue`'s
-`stored_size`s (topic, payload and properties, not the payload alone: user
+`message_size`s (flockmq/sizes.py: topic, payload and properties, not the payload alone: user
 properties can be far larger than a payload).
 """
 
@@ -40,31 +40,7 @@ class OutMessage:
     # MQTT 5 message expiry: when an unsent copy is dropped (NEVER: it is not);
     # see flockmq/message_expiry.py
     deadline: float = 0.0
-    size: int = 0  # stored_size(), set when it is queued
-
-
-# What one queued message costs beyond its fields (the object, its slots,
-# the queue's reference), so that a flood of empty messages is bounded too.
-MESSAGE_OVERHEAD = 128
-
-
-def stored_size(topic: str, payload: bytes, props: dict[str, Any] | None) -> int:
-    """The bytes a queued message holds: what `max_queued_bytes` counts."""
-    size = MESSAGE_OVERHEAD + len(payload) + _size(topic)
-    if props:
-        for value in props.values():
-            size += 16 + _size(value)
-    return size
-
-
-def _size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value) if value.isascii() else len(value.encode())
-    if isinstance(value, (bytes, bytearray)):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return sum(16 + _size(item) for item in value)
-    return 8
+    size: int = 0  # message_size(), set when it is queued
 
 
 @dataclass(slots=True)

@@ -33,12 +33,13 @@ from collections.abc import Iterable
 from flockmq import envelopes as env
 from flockmq.message_expiry import unpack_stored_props
 from flockmq.persistence import unpack_blob
+from flockmq.sizes import message_size
 from frontend.codec.errors import ProtocolError
 from frontend.codec.topics import parse_topic_filter
 from store import DeleteSubscription, PruneSeenQos2, SessionRecord
 from workers.connections import ConnectionFlows
 from workers.inbound import InboundFlows
-from workers.session import OutMessage, Session, Subscription, stored_size
+from workers.session import OutMessage, Session, Subscription
 from workers.shard_state import ShardLimits, ShardState
 from workers.subscriptions import SubscriptionFlows
 from workers.takeover import TAKEOVER_WAIT
@@ -168,7 +169,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
                 if m.packet_id:
                     session.inflight[m.packet_id] = msg
                 else:
-                    msg.size = stored_size(m.topic, m.payload, props)
+                    msg.size = message_size(m.topic, m.payload, props)
                     session.queue.append(msg)
                     session.queued_bytes += msg.size
                 session.next_seq = m.seq + 1

@@ -12,9 +12,9 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.sizes import message_size
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
-from workers.session import stored_size
 from workers.shard import Shard, ShardLimits
 
 NEVER = 0xFFFFFFFF
@@ -403,7 +403,7 @@ def test_qos1_window_and_ordered_queue() -> None:
     h.ack(env.PUBACK_IN, CONN_A, "c1", pids[0])  # a duplicate ack frees nothing
     assert publishes(h.take_acceptors()) == []
     assert h.shard.counters["unexpected_acks"] == 1
-    assert session.queued_bytes == stored_size("t", b"m4", None)
+    assert session.queued_bytes == message_size("t", b"m4", None)
 
 
 def test_receive_maximum_narrows_the_window() -> None:
@@ -690,8 +690,8 @@ def test_queue_limit_by_count_drops_and_counts() -> None:
 
 
 def test_queue_limit_by_bytes_drops_and_counts() -> None:
-    ten = stored_size("t", b"x" * 10, None)
-    five = stored_size("t", b"w" * 5, None)
+    ten = message_size("t", b"x" * 10, None)
+    five = message_size("t", b"w" * 5, None)
     h = Harness(max_queued_bytes=2 * ten + five)
     connected(h)
     h.close(CONN_A, "c1")
@@ -721,18 +721,6 @@ def test_queue_limit_counts_properties_not_only_the_payload() -> None:
     assert 600_000 < session.queued_bytes <= 1024 * 1024
 
 
-def test_stored_size_counts_every_part() -> None:
-    base = stored_size("t", b"", None)
-    assert stored_size("t" * 1001, b"", None) == base + 1000
-    assert stored_size("t", b"p" * 1000, None) == base + 1000
-    assert stored_size("t", b"", {"correlation_data": b"c" * 1000}) > base + 1000
-    assert stored_size("t", b"", {"response_topic": "r" * 1000}) > base + 1000
-    many = {"user_property": [("k", "v")] * 1000}
-    assert stored_size("t", b"", many) > base + 1000
-    # non-ASCII text counts its UTF-8 bytes
-    assert stored_size("\u20ac" * 1000, b"", None) > base + 2000
-
-
 def test_queue_accounting_after_drain() -> None:
     h = Harness(max_inflight=1, max_queued_messages=2)
     connected(h)
@@ -744,7 +732,7 @@ def test_queue_accounting_after_drain() -> None:
     h.ack(env.PUBACK_IN, CONN_A, "c1", pid)
     h.take()
     assert len(session.queue) == 1
-    assert session.queued_bytes == stored_size("t", session.queue[0].payload, None)
+    assert session.queued_bytes == message_size("t", session.queue[0].payload, None)
 
 
 # --- wills ------------------------------------------------------------------------------
