@@ -61,6 +61,11 @@ class Config:
     # (counted); the acceptor's total over its clients is bounded too
     max_client_buffer: int = 4 * 1024 * 1024
     max_acceptor_buffer: int = 256 * 1024 * 1024
+    # QoS 1/2 publishes of one client read but not yet confirmed durable (in
+    # message_size bytes): past this its socket is not read until they are;
+    # and the same for all of an acceptor's clients together
+    max_unconfirmed_bytes: int = 4 * 1024 * 1024
+    max_acceptor_unconfirmed: int = 256 * 1024 * 1024
     # a client that reads nothing (its buffer stays over the high-water mark)
     # for this many seconds is disconnected
     write_timeout: float = 30.0
@@ -126,6 +131,8 @@ class Config:
             "max_topic_levels",
             "max_pipe_bytes",
             "max_client_buffer",
+            "max_unconfirmed_bytes",
+            "max_acceptor_unconfirmed",
             "max_acceptor_buffer",
             "write_timeout",
             "acl_cache_bytes",

@@ -8,6 +8,7 @@ bounded too."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # What one message costs beyond its fields (the objects around it, the
@@ -15,7 +16,7 @@ from typing import Any
 MESSAGE_OVERHEAD = 128
 
 
-def message_size(topic: str, payload: bytes, props: dict[str, Any] | None) -> int:
+def message_size(topic: str, payload: bytes, props: Mapping[str, Any] | None) -> int:
     size = MESSAGE_OVERHEAD + len(payload) + _size(topic)
     if props:
         for value in props.values():

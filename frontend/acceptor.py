@@ -56,6 +56,7 @@ class Acceptor:
         self.paused: set[ClientConnection] = set()
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
+        self.awaiting_bytes = 0  # message_size total of those publishes
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"acceptor {index}", self.counters, log)
@@ -197,8 +198,7 @@ class Acceptor:
     def resume_reading(self) -> None:
         for conn in self.paused:
             conn.paused = False
-            if conn.transport is not None:
-                conn.transport.resume_reading()
+            conn.resume_reading()
         self.paused.clear()
 
     # --- envelopes from workers ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
 from flockmq.sharding import shard_of
+from flockmq.sizes import message_size
 from frontend.acl import WRITE
 from frontend.codec import (
     Connack,
@@ -71,10 +72,20 @@ MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
 class PendingPublish:
     """An inbound QoS 1/2 publish waiting to be confirmed durable."""
 
-    __slots__ = ("ack_kind", "attempt", "duplicates", "envelope", "expected", "since", "stored")
+    __slots__ = (
+        "ack_kind",
+        "attempt",
+        "duplicates",
+        "envelope",
+        "expected",
+        "since",
+        "size",
+        "stored",
+    )
 
-    def __init__(self, ack_kind: int, envelope: list[Any], now: float) -> None:
+    def __init__(self, ack_kind: int, envelope: list[Any], now: float, size: int) -> None:
         self.ack_kind = ack_kind  # PUBACK or PUBREC
+        self.size = size  # message_size of the publish
         self.envelope = envelope  # what to send again (ROUTE, or PUBLISH to the shard)
         self.since = now
         self.attempt = 0
@@ -119,6 +130,8 @@ class ClientConnection(asyncio.Protocol):
         self.before_connack_writes: list[bytes] = []  # answers that wait for the CONNACK
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
+        self.awaiting_bytes = 0  # their message_size total: reading stops past a bound
+        self.awaiting_full = False  # not reading until confirmations bring it down
         self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
         self.pubrels: set[int] = set()  # PUBRELs forwarded, awaiting their PUBCOMP
         self.unanswered: dict[int, list[Any]] = {}  # SUBSCRIBE/UNSUBSCRIBE awaiting their ack
@@ -155,6 +168,11 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
             self.acceptor.paused.add(self)
 
+    def resume_reading(self) -> None:
+        """Read again, unless the other reason to stop still holds."""
+        if not (self.paused or self.awaiting_full or self.closing) and self.transport is not None:
+            self.transport.resume_reading()
+
     def pause_writing(self) -> None:
         self.write_paused_at = self.acceptor.loop.time()
         self.acceptor.writer_full(self)
@@ -182,6 +200,8 @@ class ClientConnection(asyncio.Protocol):
         self.state = CLOSED
         self.acceptor.unregister(self)
         self.acceptor.awaiting_conns.discard(self)
+        self.acceptor.awaiting_bytes -= self.awaiting_bytes
+        self.awaiting_bytes = 0
         if self.write_paused_at is not None:
             self.acceptor.writer_drained(self)
         if was_registered:
@@ -361,7 +381,8 @@ class ClientConnection(asyncio.Protocol):
             if qos:
                 self.publishes += 1
                 route[7] = [self.conn_id, packet.packet_id, 0, self.publishes, None]
-                if not self.await_confirmation(packet.packet_id or 0, PUBACK, route):
+                size = message_size(topic, packet.payload, props)
+                if not self.await_confirmation(packet.packet_id or 0, PUBACK, route, size):
                     return  # the first transmission is still being confirmed
             self.acceptor.to_router(route)
         else:
@@ -379,12 +400,15 @@ class ClientConnection(asyncio.Protocol):
                 False,
                 self.publishes + 1,
             ]
-            if self.await_confirmation(packet.packet_id or 0, PUBREC, publish):
+            size = message_size(topic, packet.payload, props)
+            if self.await_confirmation(packet.packet_id or 0, PUBREC, publish, size):
                 self.publishes += 1
             self._forward(publish)
 
     # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
-    def await_confirmation(self, packet_id: int, ack_kind: int, envelope: list[Any]) -> bool:
+    def await_confirmation(
+        self, packet_id: int, ack_kind: int, envelope: list[Any], size: int
+    ) -> bool:
         """PUBACK/PUBREC go out only when the router said how many shards hold
         copies (ROUTED) and each confirmed them durable (STORED). False: a
         retransmission of a publish still being confirmed (nothing to send)."""
@@ -392,8 +416,21 @@ class ClientConnection(asyncio.Protocol):
         if pending is not None:
             pending.duplicates += 1
             return False
-        self.awaiting[packet_id] = PendingPublish(ack_kind, envelope, self.acceptor.now)
+        self.awaiting[packet_id] = PendingPublish(ack_kind, envelope, self.acceptor.now, size)
         self.acceptor.awaiting_conns.add(self)
+        self.awaiting_bytes += size
+        self.acceptor.awaiting_bytes += size
+        if not self.awaiting_full and (
+            self.awaiting_bytes >= self.acceptor.config.max_unconfirmed_bytes
+            or self.acceptor.awaiting_bytes >= self.acceptor.config.max_acceptor_unconfirmed
+        ):
+            # Publishes come faster than they are confirmed durable (a slow
+            # store, a restarting worker): stop reading this client until
+            # they catch up, instead of holding what it sends.
+            self.awaiting_full = True
+            self.acceptor.count("unconfirmed_full_pauses")
+            if self.transport is not None:
+                self.transport.pause_reading()
         return True
 
     def on_routed(self, packet_id: int, shards: int, attempt: int) -> None:
@@ -432,8 +469,16 @@ class ClientConnection(asyncio.Protocol):
     def _maybe_acknowledge(self, packet_id: int, pending: PendingPublish) -> None:
         if pending.expected >= 0 and pending.stored >= pending.expected:
             del self.awaiting[packet_id]
+            self.awaiting_bytes -= pending.size
+            self.acceptor.awaiting_bytes -= pending.size
             if not self.awaiting:
                 self.acceptor.awaiting_conns.discard(self)
+            if (
+                self.awaiting_full
+                and self.awaiting_bytes <= self.acceptor.config.max_unconfirmed_bytes // 2
+            ):
+                self.awaiting_full = False
+                self.resume_reading()
             self.write(encode_ack(pending.ack_kind, packet_id, self.level))
             if pending.ack_kind == PUBREC:
                 self._forward([env.QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id])
