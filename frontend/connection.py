@@ -54,7 +54,9 @@ log = logging.getLogger("flockmq.acceptor")
 NEW, CONNECTING, CONNECTED, CLOSED = range(4)
 PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits for
 NEVER_EXPIRES = 0xFFFFFFFF
-TOPIC_ALIAS_MAXIMUM = 100
+# Told in the CONNACK: what a client may make us keep per connection is at
+# most this many topics of up to 64 KB (Mosquitto's default max_topic_alias).
+TOPIC_ALIAS_MAXIMUM = 10
 PINGRESP_BYTES = encode(Pingresp(), 4)
 # Socket write buffer per client. Over WRITE_HIGH the client is behind: QoS 0
 # copies for it are dropped (counted) once its buffer passes the acceptor's
