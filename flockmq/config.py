@@ -73,6 +73,11 @@ class Config:
     max_inflight: int = 64  # outbound QoS 1/2 window per session (v5: min with Receive Maximum)
     max_queued_messages: int = 100_000  # offline/over-window queue per session, by count
     max_queued_bytes: int = 64 * 1024 * 1024  # ... and by bytes (topic, payload, properties)
+    # subscriptions one session may hold, by count and by the length of their
+    # filters (each new one past either gets SUBACK 0x97 Quota exceeded, 0x80
+    # before MQTT 5)
+    max_subscriptions: int = 10_000
+    max_subscription_bytes: int = 1024 * 1024
     queue_qos0: bool = False  # queue QoS 0 messages for offline persistent sessions
     max_session_expiry: int = 0xFFFFFFFF
     # observability: counters published as retained $SYS/broker/... messages
@@ -128,6 +133,8 @@ class Config:
             "max_inflight",
             "max_queued_messages",
             "max_queued_bytes",
+            "max_subscriptions",
+            "max_subscription_bytes",
             "max_topic_levels",
             "max_pipe_bytes",
             "max_client_buffer",

@@ -60,6 +60,7 @@ class Session:
     session_expiry: int = 0  # seconds after disconnect; 0: ends with the connection
     receive_maximum: int = 65535
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    filter_bytes: int = 0  # the length of every filter in `subscriptions`
     inflight: dict[int, OutMessage] = field(default_factory=dict)
     queue: deque[OutMessage] = field(default_factory=deque)
     queued_bytes: int = 0

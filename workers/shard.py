@@ -146,6 +146,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             for sub in rec.subscriptions:
                 if not self._loadable(rec.client_id, sub.topic_filter):
                     continue
+                session.filter_bytes += len(sub.topic_filter)
                 session.subscriptions[sub.topic_filter] = Subscription(
                     sub.qos,
                     sub.no_local,
