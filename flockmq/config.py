@@ -78,6 +78,10 @@ class Config:
     # before MQTT 5)
     max_subscriptions: int = 10_000
     max_subscription_bytes: int = 1024 * 1024
+    # the retained store (all topics): past either, a retained publish that
+    # needs more room is delivered but not retained (counted)
+    max_retained_messages: int = 1_000_000
+    max_retained_bytes: int = 1024 * 1024 * 1024
     queue_qos0: bool = False  # queue QoS 0 messages for offline persistent sessions
     max_session_expiry: int = 0xFFFFFFFF
     # observability: counters published as retained $SYS/broker/... messages
@@ -134,6 +138,8 @@ class Config:
             "max_queued_messages",
             "max_queued_bytes",
             "max_subscriptions",
+            "max_retained_messages",
+            "max_retained_bytes",
             "max_subscription_bytes",
             "max_topic_levels",
             "max_pipe_bytes",

@@ -27,7 +27,7 @@ def run_router(config: Config, incarnation: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        router = Router()
+        router = Router(config.max_retained_messages, config.max_retained_bytes)
         stats = SysStats("router", 0, router.counters)
         store = open_configured_store(config)
         retained = store.load_retained()

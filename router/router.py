@@ -98,9 +98,19 @@ def held_size(route: Envelope) -> int:
 
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_retained_messages: int = 1_000_000,
+        max_retained_bytes: int = 1024 * 1024 * 1024,
+    ) -> None:
         self.tree: TopicTree[str, Route] = TopicTree()
-        self.retained: RetainedStore[RetainedMessage] = RetainedStore()
+        self.retained: RetainedStore[RetainedMessage] = RetainedStore(
+            sizeof=lambda topic, m: message_size(topic, m.payload, m.props)
+        )
+        # Past either, a retained publish to a new topic (or one that makes
+        # its topic's message larger) is delivered but not retained.
+        self.max_retained_messages = max_retained_messages
+        self.max_retained_bytes = max_retained_bytes
         self.shard_clients: dict[int, set[str]] = {}
         self.online: dict[str, int] = {}  # client id -> conn, for online sessions
         self.plans: dict[tuple[str, bool], Plan] = {}
@@ -348,6 +358,9 @@ class Router:
         [MQTT-3.3.1-10, -11]."""
         durable = _durable(topic)
         if payload:
+            # $SYS is the broker's own (a fixed set of counters), never refused.
+            if not topic.startswith("$SYS/") and self._over_retained_quota(topic, payload, props):
+                return
             deadline = deadline_of(props, self.now)
             self._set_retained(topic, RetainedMessage(payload, qos, props, deadline))
             if durable:
@@ -358,6 +371,31 @@ class Router:
             self.retained.set(topic, None)
             if durable:
                 self.ops.append(DeleteRetained(topic))
+
+    def _over_retained_quota(
+        self, topic: str, payload: bytes, props: dict[str, Any] | None
+    ) -> bool:
+        retained = self.retained
+        old = retained.get(topic)
+        size = message_size(topic, payload, props)
+        if old is None:
+            fits = (
+                len(retained) < self.max_retained_messages
+                and retained.total_bytes + size <= self.max_retained_bytes
+            )
+        else:
+            growth = size - message_size(topic, old.payload, old.props)
+            fits = growth <= 0 or retained.total_bytes + growth <= self.max_retained_bytes
+        if fits:
+            return False
+        self.counters["retained_quota_refusals"] += 1
+        self.guard.limited.warning(
+            "router: retained store full (%d messages, %d bytes): %r delivered, not retained",
+            len(retained),
+            retained.total_bytes,
+            topic[:200],
+        )
+        return True
 
     # --- subscriptions ------------------------------------------------------------------
     def _on_sub(self, e: Envelope) -> None:

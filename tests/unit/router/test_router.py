@@ -366,3 +366,39 @@ def test_held_publishes_are_bounded_in_bytes(monkeypatch: Any) -> None:
     assert router.counters["sync_cut_short"] == 1
     workers, _ = take(router)
     assert len(workers[0]) == 10
+
+
+# --- the retained store is bounded ---------------------------------------------------------
+def test_retained_messages_past_the_count_are_delivered_but_not_retained() -> None:
+    router = Router(max_retained_messages=2)
+    sub(router, 0, "c1", ("r/#", 1))
+    take(router)
+    for topic in ("r/a", "r/b", "r/c"):
+        route(router, topic, b"v", retain=True)
+    assert sorted(t for t, _ in router.retained.items()) == ["r/a", "r/b"]
+    assert router.counters["retained_quota_refusals"] == 1
+    workers, _ = take(router)
+    assert [d[1] for d in workers[0]] == ["r/a", "r/b", "r/c"]  # all delivered live
+    route(router, "r/a", b"replaced", retain=True)  # a topic it holds: replaced
+    route(router, "r/b", b"", retain=True)  # deleted: room for one more
+    route(router, "r/c", b"now", retain=True)
+    assert dict(router.retained.items()).keys() == {"r/a", "r/c"}
+    assert router.retained.get("r/a").payload == b"replaced"  # type: ignore[union-attr]
+
+
+def test_retained_bytes_are_bounded_topic_and_properties_included() -> None:
+    router = Router(max_retained_bytes=10_000)
+    route(router, "r/" + "t" * 4_000, b"x", retain=True)
+    route(router, "r/p", b"x", retain=True, props={"user_property": [("k", "v" * 4_000)]})
+    assert len(router.retained) == 2
+    route(router, "r/" + "u" * 4_000, b"x", retain=True)  # no room left
+    assert len(router.retained) == 2
+    assert router.retained.total_bytes <= 10_000
+    big = {"user_property": [("k", "v" * 4_000)]}
+    route(
+        router, "r/p", b"x" * 4_000, retain=True, props=big
+    )  # would pass the bound: kept as it was
+    assert router.retained.get("r/p").payload == b"x"  # type: ignore[union-attr]
+    route(router, "r/p", b"y", retain=True, props=None)  # smaller: replaced
+    assert router.retained.get("r/p").payload == b"y"  # type: ignore[union-attr]
+    assert router.counters["retained_quota_refusals"] == 2
