@@ -67,6 +67,9 @@ WRITE_HIGH = 512 * 1024
 WRITE_LOW = 128 * 1024
 
 
+# What may wait for the CONNACK (PINGRESPs, refusals of what the client sent
+# right after its CONNECT) before the socket is not read until it is sent.
+EARLY_WRITES_LIMIT = 64 * 1024
 CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
 MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
 
@@ -129,7 +132,10 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = True
         self.paused = False
         self.before_connack: list[list[Any]] = []
-        self.before_connack_writes: list[bytes] = []  # answers that wait for the CONNACK
+        # answers to what the client sent right after CONNECT, written after
+        # the CONNACK; past EARLY_WRITES_LIMIT the socket is not read until then
+        self.before_connack_writes = bytearray()
+        self.connack_wait = False
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
         self.awaiting_bytes = 0  # their message_size total: reading stops past a bound
@@ -172,7 +178,10 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_reading(self) -> None:
         """Read again, unless the other reason to stop still holds."""
-        if not (self.paused or self.awaiting_full or self.closing) and self.transport is not None:
+        if (
+            not (self.paused or self.awaiting_full or self.connack_wait or self.closing)
+            and self.transport is not None
+        ):
             self.transport.resume_reading()
 
     def pause_writing(self) -> None:
@@ -644,11 +653,16 @@ class ClientConnection(asyncio.Protocol):
                 # The first packet the server sends is CONNACK [MQTT-3.2.0-1]:
                 # a PINGRESP (or refusal PUBACK) for what the client sent
                 # right after CONNECT waits for it.
-                self.before_connack_writes.append(data)
+                early = self.before_connack_writes
+                early += data
+                if len(early) > EARLY_WRITES_LIMIT and not self.connack_wait:
+                    self.connack_wait = True
+                    self.transport.pause_reading()
                 return
             self.transport.write(data)
 
     def _write_connack(self, data: bytes) -> None:
+        """The CONNACK, and what waited for it: written as they are."""
         if self.transport is not None and not self.closing:
             self.transport.write(data)
 
@@ -684,12 +698,15 @@ class ClientConnection(asyncio.Protocol):
         else:
             code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
             self._write_connack(encode(Connack(session_present and rc == 0, code), self.level))
-        early, self.before_connack_writes = self.before_connack_writes, []
+        early, self.before_connack_writes = self.before_connack_writes, bytearray()
         if rc != 0:
             self.close()
             return
-        for data in early:
-            self.write(data)
+        if early:  # each checked against the client's Maximum Packet Size already
+            self._write_connack(bytes(early))
+        if self.connack_wait:
+            self.connack_wait = False
+            self.resume_reading()
         if self.before_connack:
             held, self.before_connack = self.before_connack, []
             for e in held:
