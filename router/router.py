@@ -141,8 +141,14 @@ class Router:
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
         for rec in records:
-            props, deadline = unpack_stored_props(rec.props)
-            self._set_retained(rec.topic, RetainedMessage(rec.payload, rec.qos, props, deadline))
+            try:
+                props, deadline = unpack_stored_props(rec.props)
+                message = RetainedMessage(rec.payload, rec.qos, props, deadline)
+                self._set_retained(rec.topic, message)
+            except Exception:
+                # A damaged row costs only itself.
+                self.counters["retained_not_loaded"] += 1
+                log.exception("router: retained message %r cannot be loaded: skipped", rec.topic)
 
     def _set_retained(self, topic: str, msg: RetainedMessage) -> None:
         self.retained.set(topic, msg)

@@ -10,6 +10,7 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
 from router.router import Router
+from store import RetainedRecord
 
 
 def sub(
@@ -402,3 +403,17 @@ def test_retained_bytes_are_bounded_topic_and_properties_included() -> None:
     route(router, "r/p", b"y", retain=True, props=None)  # smaller: replaced
     assert router.retained.get("r/p").payload == b"y"  # type: ignore[union-attr]
     assert router.counters["retained_quota_refusals"] == 2
+
+
+def test_a_damaged_retained_row_costs_only_itself() -> None:
+    router = Router()
+    router.load_retained(
+        [
+            RetainedRecord("a", b"fine", 1, None),
+            RetainedRecord("b", b"no props", 1, b"\xc1\xc1"),  # not msgpack: kept without
+            RetainedRecord(None, b"x", 1, None),  # type: ignore[arg-type]
+            RetainedRecord("c", b"fine too", 0, None),
+        ]
+    )
+    assert sorted(t for t, _ in router.retained.items()) == ["a", "b", "c"]
+    assert router.counters["retained_not_loaded"] == 1
