@@ -105,8 +105,11 @@ class Router:
     ) -> None:
         self.tree: TopicTree[str, Route] = TopicTree()
         self.retained: RetainedStore[RetainedMessage] = RetainedStore(
-            sizeof=lambda topic, m: message_size(topic, m.payload, m.props)
+            sizeof=lambda topic, m: (
+                message_size(topic, m.payload, m.props) if _durable(topic) else 0
+            )
         )
+        self._sys_topics: set[str] = set()  # retained $SYS topics (the broker's)
         # Past either, a retained publish to a new topic (or one that makes
         # its topic's message larger) is delivered but not retained.
         self.max_retained_messages = max_retained_messages
@@ -364,8 +367,11 @@ class Router:
         [MQTT-3.3.1-10, -11]."""
         durable = _durable(topic)
         if payload:
-            # $SYS is the broker's own (a fixed set of counters), never refused.
-            if not topic.startswith("$SYS/") and self._over_retained_quota(topic, payload, props):
+            if not durable:
+                # $SYS is the broker's own (a fixed set of counters): never
+                # refused, and not counted against the clients' bounds.
+                self._sys_topics.add(topic)
+            elif self._over_retained_quota(topic, payload, props):
                 return
             deadline = deadline_of(props, self.now)
             self._set_retained(topic, RetainedMessage(payload, qos, props, deadline))
@@ -375,6 +381,7 @@ class Router:
                 )
         else:
             self.retained.set(topic, None)
+            self._sys_topics.discard(topic)
             if durable:
                 self.ops.append(DeleteRetained(topic))
 
@@ -386,7 +393,7 @@ class Router:
         size = message_size(topic, payload, props)
         if old is None:
             fits = (
-                len(retained) < self.max_retained_messages
+                len(retained) - len(self._sys_topics) < self.max_retained_messages
                 and retained.total_bytes + size <= self.max_retained_bytes
             )
         else:
@@ -496,6 +503,11 @@ class Router:
             del self.online[client_id]
         if gone:
             self._invalidate()
+
+
+def _retained_size(topic: str, message: RetainedMessage) -> int:
+    """What the retained bounds count: clients' messages, not the broker's $SYS."""
+    return message_size(topic, message.payload, message.props) if _durable(topic) else 0
 
 
 def _durable(topic: str) -> bool:

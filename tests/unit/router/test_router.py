@@ -417,3 +417,14 @@ def test_a_damaged_retained_row_costs_only_itself() -> None:
     )
     assert sorted(t for t, _ in router.retained.items()) == ["a", "b", "c"]
     assert router.counters["retained_not_loaded"] == 1
+
+
+def test_the_brokers_sys_topics_do_not_count_against_the_retained_bounds() -> None:
+    router = Router(max_retained_messages=2, max_retained_bytes=10_000)
+    for i in range(5):
+        route(router, f"$SYS/broker/router/0/c{i}", b"x" * 5_000, retain=True)
+    route(router, "a", b"1", retain=True)
+    route(router, "b", b"2", retain=True)
+    route(router, "c", b"3", retain=True)
+    assert sorted(t for t, _ in router.retained.items() if not t.startswith("$")) == ["a", "b"]
+    assert router.counters["retained_quota_refusals"] == 1
