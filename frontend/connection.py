@@ -67,9 +67,6 @@ WRITE_HIGH = 512 * 1024
 WRITE_LOW = 128 * 1024
 
 
-# What may wait for the CONNACK (PINGRESPs, refusals of what the client sent
-# right after its CONNECT) before the socket is not read until it is sent.
-EARLY_WRITES_LIMIT = 64 * 1024
 CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
 MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
 
@@ -132,10 +129,9 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = True
         self.paused = False
         self.before_connack: list[list[Any]] = []
-        # answers to what the client sent right after CONNECT, written after
-        # the CONNACK; past EARLY_WRITES_LIMIT the socket is not read until then
+        # written after the CONNACK, should anything be written before it
         self.before_connack_writes = bytearray()
-        self.connack_wait = False
+        self.connack_wait = False  # CONNECT sent on, CONNACK not yet: nothing read
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
         self.awaiting_bytes = 0  # their message_size total: reading stops past a bound
@@ -160,17 +156,30 @@ class ClientConnection(asyncio.Protocol):
         if self.state == CLOSED or self.closing:
             return  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = self.acceptor.now
+        self.decoder.feed(data)
+        self._read_packets()
+
+    def _read_packets(self) -> None:
+        """Act on the packets decoded so far, in order, until a CONNECT: what
+        follows it waits in the decoder, and the socket is not read, until
+        the CONNACK is out (nothing after a CONNECT the server refuses is
+        acted on [MQTT-3.1.4-5], and the CONNACK is the first packet the
+        server sends [MQTT-3.2.0-1])."""
         decoder = self.decoder
-        decoder.feed(data)
         try:
             packet = decoder.next_packet()
             while packet is not None:
                 self.handle_packet(packet)
-                if self.state == CLOSED or self.closing:
+                if self.state != CONNECTED or self.closing:
+                    if self.state == CONNECTING and not self.closing:
+                        self.connack_wait = True
+                        if self.transport is not None:
+                            self.transport.pause_reading()
                     return
                 packet = decoder.next_packet()
         except ProtocolError as exc:
             self.fail(exc)
+            return
         if self.acceptor.bus.congested and not self.paused and self.transport is not None:
             self.paused = True  # backpressure: stop reading until the bus drains
             self.transport.pause_reading()
@@ -653,11 +662,7 @@ class ClientConnection(asyncio.Protocol):
                 # The first packet the server sends is CONNACK [MQTT-3.2.0-1]:
                 # a PINGRESP (or refusal PUBACK) for what the client sent
                 # right after CONNECT waits for it.
-                early = self.before_connack_writes
-                early += data
-                if len(early) > EARLY_WRITES_LIMIT and not self.connack_wait:
-                    self.connack_wait = True
-                    self.transport.pause_reading()
+                self.before_connack_writes += data
                 return
             self.transport.write(data)
 
@@ -704,13 +709,13 @@ class ClientConnection(asyncio.Protocol):
             return
         if early:  # each checked against the client's Maximum Packet Size already
             self._write_connack(bytes(early))
-        if self.connack_wait:
-            self.connack_wait = False
-            self.resume_reading()
         if self.before_connack:
             held, self.before_connack = self.before_connack, []
             for e in held:
                 self.acceptor.handle_envelope(e)
+        self.connack_wait = False
+        self._read_packets()  # what the client sent after its CONNECT
+        self.resume_reading()
 
     def refuse_connect(self, rc: ReasonCode, why: str) -> None:
         self.acceptor.count("connects_refused")

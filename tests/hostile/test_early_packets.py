@@ -1,7 +1,7 @@
-"""What a client sends right after its CONNECT is answered after the CONNACK
-[MQTT-3.2.0-1]; while the CONNACK is not sent (its worker is slow, or
-waiting for a takeover), those answers are bounded: past 64 KB of them the
-acceptor stops reading the client until the CONNACK goes out."""
+"""What a client sends right after its CONNECT is acted on after the CONNACK
+[MQTT-3.1.4-5, MQTT-3.2.0-1]: until then (its worker is slow, or waiting
+for a takeover) the acceptor does not read the client, so what waits is one
+read's worth, however much the client sends."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_answers_waiting_for_the_connack_are_bounded(make_broker: Callable[..., 
     sender.join(TIMEOUT)
     sock.close()
     assert bytes(received) == expected
-    # Without the bound the acceptor read all 2 MB and held a million answers;
-    # with it, one read's worth past 64 KB of answers.
+    # Before, the acceptor read all 2 MB and held a million answers; now one
+    # read's worth.
     assert taken < 1 * MB, f"the acceptor read {taken / MB:.1f} MB before the CONNACK"
     assert_healthy(broker, pids)
