@@ -17,9 +17,6 @@ from frontend.codec import (
     Disconnect,
     Puback,
     Publish,
-    Suback,
-    Subscribe,
-    Subscription,
     Will,
     encode,
 )
