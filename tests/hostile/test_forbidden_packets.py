@@ -105,6 +105,15 @@ def test_clients_cannot_write_sys_topics(broker: Broker) -> None:
     reader.subscribe(probe, 1)
     barrier(reader, broker.port, probe)
     reader.disconnect()
+    # Counted: the acceptors' `sys_publishes_refused` in $SYS (retained).
+    counters = Client(broker.port)
+    counters.connect()
+    counters.subscribe("$SYS/broker/acceptor/+/sys_publishes_refused", 0)
+    refused: dict[str, int] = {}  # per acceptor: its value, then its updates
+    while sum(refused.values()) < 4:  # the two clients may be on either acceptor
+        msg = counters.expect(1)[0]
+        refused[msg.topic] = int(msg.payload)
+    counters.disconnect()
     assert_healthy(broker, pids)
 
 

@@ -20,8 +20,10 @@ from flockmq.envelopes import Envelope
 from frontend.acceptor import Acceptor
 from frontend.codec import PacketType
 from router.router import Router
+from store import DeleteSubscription, SessionRecord, SubscriptionRecord
 from tests.unit.router.test_router import route, sub, take, targets_of
 from tests.unit.workers.test_shard import CONN_A, CONN_B, Harness
+from workers.session import NEVER_EXPIRES as NEVER
 
 
 def test_router_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:
@@ -102,3 +104,35 @@ def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
     acceptor.on_envelopes(frame)
     assert acceptor.counters["envelope_errors"] == 1
     assert conn.written == [b"\x40\x02\x00\x01", b"\x40\x02\x00\x02"]
+
+
+def test_a_stored_filter_that_is_not_valid_is_dropped_at_load_and_the_rest_resyncs() -> None:
+    """A 3.1.1 `$share/g` kept by an older flockmq: dropped (and deleted from
+    the store) with its session's valid subscriptions and the other sessions
+    loaded and sent to the router. Before: loaded and sent on, and the
+    router raised on it while resyncing, losing the whole frame."""
+    h = Harness()
+    records = [
+        SessionRecord(
+            "poisoned",
+            NEVER,
+            4,
+            None,
+            900.0,
+            (SubscriptionRecord("$share/g", 1), SubscriptionRecord("a/b", 1)),
+        ),
+        SessionRecord("victim", NEVER, 4, None, 900.0, (SubscriptionRecord("c/d", 1),)),
+    ]
+    h.shard.load(records, h.now)
+    assert list(h.shard.sessions["poisoned"].subscriptions) == ["a/b"]
+    assert list(h.shard.sessions["victim"].subscriptions) == ["c/d"]
+    assert h.shard.counters["invalid_stored_subscriptions"] == 1
+    assert DeleteSubscription("poisoned", "$share/g") in h.shard.ops
+    router = Router()
+    for e in h.take_router():
+        router.handle(e)
+    assert router.counters["envelope_errors"] == 0
+    assert sorted(m[0] for m in router.tree.match("a/b") + router.tree.match("c/d")) == [
+        "poisoned",
+        "victim",
+    ]
