@@ -237,9 +237,8 @@ def test_a_publish_after_disconnect_in_the_same_write_is_not_acted_on(broker: Br
             + encode(Publish(f"{base}/ghost", b"ghost0", 0, True), level)
         )
         got = raw.expect_closed()
-        # The CONNACK may or may not come first: the DISCONNECT closes the
-        # connection before the session's answer comes back from its worker.
-        assert [type(p) for p in got] in ([], [Connack]), got
+        # What follows a CONNECT is acted on after its CONNACK [MQTT-3.1.4-5].
+        assert [type(p) for p in got] == [Connack], got
     barrier(sub, broker.port, f"{base}/live")
     sub.expect_nothing(0.3)
     sub.disconnect()
@@ -254,8 +253,19 @@ def test_a_maximum_packet_size_smaller_than_the_connack_closes_with_nothing_sent
     broker: Broker,
 ) -> None:
     pids = child_pids(broker)
+    topic = unique("tiny")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(topic, 1)
     raw = RawClient(broker.port, 5)
-    raw.send(Connect(unique("tiny"), 5, True, 60, properties={"maximum_packet_size": 2}))
+    raw.send_raw(
+        encode(Connect(unique("tiny"), 5, True, 60, properties={"maximum_packet_size": 2}), 5)
+        + encode(Publish(topic, b"behind a refused CONNECT", 0), 5)
+    )
     got = raw.expect_closed()
     assert got == [], got
+    # Nothing after a CONNECT the server refuses is acted on [MQTT-3.1.4-5].
+    barrier(sub, broker.port, topic)
+    sub.expect_nothing(0.3)
+    sub.disconnect()
     assert_healthy(broker, pids)
