@@ -61,13 +61,27 @@ class Config:
     # (counted); the acceptor's total over its clients is bounded too
     max_client_buffer: int = 4 * 1024 * 1024
     max_acceptor_buffer: int = 256 * 1024 * 1024
+    # QoS 1/2 publishes of one client read but not yet confirmed durable (in
+    # message_size bytes): past this its socket is not read until they are;
+    # and the same for all of an acceptor's clients together
+    max_unconfirmed_bytes: int = 4 * 1024 * 1024
+    max_acceptor_unconfirmed: int = 256 * 1024 * 1024
     # a client that reads nothing (its buffer stays over the high-water mark)
     # for this many seconds is disconnected
     write_timeout: float = 30.0
     # session limits
     max_inflight: int = 64  # outbound QoS 1/2 window per session (v5: min with Receive Maximum)
     max_queued_messages: int = 100_000  # offline/over-window queue per session, by count
-    max_queued_bytes: int = 64 * 1024 * 1024  # ... and by payload bytes
+    max_queued_bytes: int = 64 * 1024 * 1024  # ... and by bytes (topic, payload, properties)
+    # subscriptions one session may hold, by count and by the length of their
+    # filters (each new one past either gets SUBACK 0x97 Quota exceeded, 0x80
+    # before MQTT 5)
+    max_subscriptions: int = 10_000
+    max_subscription_bytes: int = 1024 * 1024
+    # the retained store (all topics): past either, a retained publish that
+    # needs more room is delivered but not retained (counted)
+    max_retained_messages: int = 1_000_000
+    max_retained_bytes: int = 1024 * 1024 * 1024
     queue_qos0: bool = False  # queue QoS 0 messages for offline persistent sessions
     max_session_expiry: int = 0xFFFFFFFF
     # observability: counters published as retained $SYS/broker/... messages
@@ -123,9 +137,15 @@ class Config:
             "max_inflight",
             "max_queued_messages",
             "max_queued_bytes",
+            "max_subscriptions",
+            "max_retained_messages",
+            "max_retained_bytes",
+            "max_subscription_bytes",
             "max_topic_levels",
             "max_pipe_bytes",
             "max_client_buffer",
+            "max_unconfirmed_bytes",
+            "max_acceptor_unconfirmed",
             "max_acceptor_buffer",
             "write_timeout",
             "acl_cache_bytes",

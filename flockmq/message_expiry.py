@@ -64,4 +64,6 @@ def unpack_stored_props(blob: bytes | None) -> tuple[Props, float]:
     if not isinstance(props, dict):
         return None, NEVER
     deadline = props.pop(DEADLINE, NEVER)
+    if not isinstance(deadline, (int, float)):
+        deadline = NEVER  # damaged: the message is kept, without an expiry
     return (props or None), float(deadline)

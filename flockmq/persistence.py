@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import msgpack
 
 from flockmq.config import Config
 from store import Store, open_store
+
+log = logging.getLogger("flockmq.store")
 
 
 def open_configured_store(config: Config) -> Store:
@@ -21,6 +25,13 @@ def pack_blob(value: object) -> bytes | None:
 
 
 def unpack_blob(blob: bytes | None) -> object:
+    """The stored value; a blob that is not msgpack (a damaged row, a bug of
+    an older version) is logged and read as None: a stored record never makes
+    a process raise at load."""
     if blob is None:
         return None
-    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    try:
+        return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except Exception as exc:
+        log.error("store: a stored blob of %d bytes cannot be read (%s): ignored", len(blob), exc)
+        return None

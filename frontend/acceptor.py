@@ -57,6 +57,7 @@ class Acceptor:
         self.paused: set[ClientConnection] = set()
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
+        self.awaiting_bytes = 0  # message_size total of those publishes
         self.fences = Fences(index)  # one connection's order (frontend/ordering.py)
         self.holding: set[ClientConnection] = set()  # a packet waits for its turn
         self.worker_incarnations: dict[int, int] = {}
@@ -211,8 +212,7 @@ class Acceptor:
     def resume_reading(self) -> None:
         for conn in self.paused:
             conn.paused = False
-            if conn.transport is not None and conn.held is None:  # else: when let go
-                conn.transport.resume_reading()
+            conn.resume_reading()
         self.paused.clear()
 
     # --- envelopes from workers ----------------------------------------------------------------

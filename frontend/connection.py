@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
 from flockmq.sharding import shard_of
+from flockmq.sizes import message_size
 from frontend.acl import WRITE
 from frontend.codec import (
     Connack,
@@ -53,7 +54,9 @@ log = logging.getLogger("flockmq.acceptor")
 NEW, CONNECTING, CONNECTED, CLOSED = range(4)
 PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits for
 NEVER_EXPIRES = 0xFFFFFFFF
-TOPIC_ALIAS_MAXIMUM = 100
+# Told in the CONNACK: what a client may make us keep per connection is at
+# most this many topics of up to 64 KB (Mosquitto's default max_topic_alias).
+TOPIC_ALIAS_MAXIMUM = 10
 PINGRESP_BYTES = encode(Pingresp(), 4)
 # Socket write buffer per client. Over WRITE_HIGH the client is behind: QoS 0
 # copies for it are dropped (counted) once its buffer passes the acceptor's
@@ -71,10 +74,20 @@ MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
 class PendingPublish:
     """An inbound QoS 1/2 publish waiting to be confirmed durable."""
 
-    __slots__ = ("ack_kind", "attempt", "duplicates", "envelope", "expected", "since", "stored")
+    __slots__ = (
+        "ack_kind",
+        "attempt",
+        "duplicates",
+        "envelope",
+        "expected",
+        "since",
+        "size",
+        "stored",
+    )
 
-    def __init__(self, ack_kind: int, envelope: list[Any], now: float) -> None:
+    def __init__(self, ack_kind: int, envelope: list[Any], now: float, size: int) -> None:
         self.ack_kind = ack_kind  # PUBACK or PUBREC
+        self.size = size  # message_size of the publish
         self.envelope = envelope  # what to send again (ROUTE, or PUBLISH to the shard)
         self.since = now
         self.attempt = 0
@@ -116,9 +129,13 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = True
         self.paused = False
         self.before_connack: list[list[Any]] = []
-        self.before_connack_writes: list[bytes] = []  # answers that wait for the CONNACK
+        # written after the CONNACK, should anything be written before it
+        self.before_connack_writes = bytearray()
+        self.connack_wait = False  # CONNECT sent on, CONNACK not yet: nothing read
         self.connect_envelope: list[Any] = []  # as sent, to re-attach after a worker restart
         self.awaiting: dict[int, PendingPublish] = {}  # inbound QoS 1/2 by packet id
+        self.awaiting_bytes = 0  # their message_size total: reading stops past a bound
+        self.awaiting_full = False  # not reading until confirmations bring it down
         self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
         self.pubrels: set[int] = set()  # PUBRELs forwarded, awaiting their PUBCOMP
         self.unanswered: dict[int, list[Any]] = {}  # SUBSCRIBE/UNSUBSCRIBE awaiting their ack
@@ -147,15 +164,16 @@ class ClientConnection(asyncio.Protocol):
         self.last_rx = self.acceptor.now
         self.decoder.feed(data)
         if self.held is None:
-            self.handle_packets(None)
-        if self.acceptor.bus.congested and not self.paused and self.transport is not None:
-            self.paused = True  # backpressure: stop reading until the bus drains
-            self.transport.pause_reading()
-            self.acceptor.paused.add(self)
+            self._read_packets()
 
-    def handle_packets(self, waited: Any) -> None:
-        """`waited` (a packet let go: it waits no more), then what the
-        decoder has, in order, until one must wait (frontend/ordering.py)."""
+    def _read_packets(self, waited: Any = None) -> None:
+        """Act on `waited` (a packet let go: it waits no more), then the
+        packets decoded so far, in order, until a CONNECT: what follows it
+        waits in the decoder, and the socket is not read, until the CONNACK
+        is out (nothing after a CONNECT the server refuses is acted on
+        [MQTT-3.1.4-5], and the CONNACK is the first packet the server sends
+        [MQTT-3.2.0-1]); or until one would overtake what the connection
+        sent before it (`must_wait`, frontend/ordering.py)."""
         decoder = self.decoder
         try:
             packet = decoder.next_packet() if waited is None else waited
@@ -167,11 +185,20 @@ class ClientConnection(asyncio.Protocol):
                 ):
                     return
                 self.handle_packet(packet)
-                if self.state == CLOSED or self.closing:
+                if self.state != CONNECTED or self.closing:
+                    if self.state == CONNECTING and not self.closing:
+                        self.connack_wait = True
+                        if self.transport is not None:
+                            self.transport.pause_reading()
                     return
                 packet = decoder.next_packet()
         except ProtocolError as exc:
             self.fail(exc)
+            return
+        if self.acceptor.bus.congested and not self.paused and self.transport is not None:
+            self.paused = True  # backpressure: stop reading until the bus drains
+            self.transport.pause_reading()
+            self.acceptor.paused.add(self)
 
     def must_wait(self, packet: Any) -> bool:
         """Hold `packet` (and stop reading) when it would overtake what this
@@ -193,7 +220,7 @@ class ClientConnection(asyncio.Protocol):
         self.held = packet
         self.held_since = self.acceptor.now
         self.acceptor.holding.add(self)
-        if not self.paused and self.transport is not None:
+        if self.transport is not None:
             self.transport.pause_reading()
         return True
 
@@ -203,13 +230,9 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.holding.discard(self)
         if packet is None or self.state == CLOSED or self.closing:
             return
-        self.handle_packets(packet)
-        if self.held is None and not self.paused and self.transport is not None:
-            if self.acceptor.bus.congested:
-                self.paused = True  # as in data_received: the bus first
-                self.acceptor.paused.add(self)
-            else:
-                self.transport.resume_reading()
+        self._read_packets(packet)
+        if self.held is None:
+            self.resume_reading()
 
     def on_fenced(self) -> None:
         """The router has handled every ROUTE this connection sent before its FENCE."""
@@ -239,6 +262,15 @@ class ClientConnection(asyncio.Protocol):
             return
         acceptor.to_worker(self.shard, envelope)
 
+    def resume_reading(self) -> None:
+        """Read again, unless another reason to stop still holds."""
+        if (
+            not (self.paused or self.awaiting_full or self.connack_wait or self.closing)
+            and self.held is None
+            and self.transport is not None
+        ):
+            self.transport.resume_reading()
+
     def pause_writing(self) -> None:
         self.write_paused_at = self.acceptor.loop.time()
         self.acceptor.writer_full(self)
@@ -266,6 +298,8 @@ class ClientConnection(asyncio.Protocol):
         self.state = CLOSED
         self.acceptor.unregister(self)
         self.acceptor.awaiting_conns.discard(self)
+        self.acceptor.awaiting_bytes -= self.awaiting_bytes
+        self.awaiting_bytes = 0
         if self.write_paused_at is not None:
             self.acceptor.writer_drained(self)
         self.held = None  # nothing more of this connection is acted on
@@ -445,7 +479,8 @@ class ClientConnection(asyncio.Protocol):
             if qos:
                 self.publishes += 1
                 route[7] = [self.conn_id, packet.packet_id, 0, self.publishes, None]
-                if not self.await_confirmation(packet.packet_id or 0, PUBACK, route):
+                size = message_size(topic, packet.payload, props)
+                if not self.await_confirmation(packet.packet_id or 0, PUBACK, route, size):
                     return  # the first transmission is still being confirmed
             self.route(route)
         else:
@@ -463,7 +498,8 @@ class ClientConnection(asyncio.Protocol):
                 False,
                 self.publishes + 1,
             ]
-            if self.await_confirmation(packet.packet_id or 0, PUBREC, publish):
+            size = message_size(topic, packet.payload, props)
+            if self.await_confirmation(packet.packet_id or 0, PUBREC, publish, size):
                 self.publishes += 1
             self._forward(publish)
 
@@ -476,7 +512,9 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.to_router(envelope)
 
     # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
-    def await_confirmation(self, packet_id: int, ack_kind: int, envelope: list[Any]) -> bool:
+    def await_confirmation(
+        self, packet_id: int, ack_kind: int, envelope: list[Any], size: int
+    ) -> bool:
         """PUBACK/PUBREC go out only when the router said how many shards hold
         copies (ROUTED) and each confirmed them durable (STORED). False: a
         retransmission of a publish still being confirmed (nothing to send)."""
@@ -484,8 +522,21 @@ class ClientConnection(asyncio.Protocol):
         if pending is not None:
             pending.duplicates += 1
             return False
-        self.awaiting[packet_id] = PendingPublish(ack_kind, envelope, self.acceptor.now)
+        self.awaiting[packet_id] = PendingPublish(ack_kind, envelope, self.acceptor.now, size)
         self.acceptor.awaiting_conns.add(self)
+        self.awaiting_bytes += size
+        self.acceptor.awaiting_bytes += size
+        if not self.awaiting_full and (
+            self.awaiting_bytes >= self.acceptor.config.max_unconfirmed_bytes
+            or self.acceptor.awaiting_bytes >= self.acceptor.config.max_acceptor_unconfirmed
+        ):
+            # Publishes come faster than they are confirmed durable (a slow
+            # store, a restarting worker): stop reading this client until
+            # they catch up, instead of holding what it sends.
+            self.awaiting_full = True
+            self.acceptor.count("unconfirmed_full_pauses")
+            if self.transport is not None:
+                self.transport.pause_reading()
         return True
 
     def on_routed(self, packet_id: int, shards: int, attempt: int) -> None:
@@ -524,8 +575,16 @@ class ClientConnection(asyncio.Protocol):
     def _maybe_acknowledge(self, packet_id: int, pending: PendingPublish) -> None:
         if pending.expected >= 0 and pending.stored >= pending.expected:
             del self.awaiting[packet_id]
+            self.awaiting_bytes -= pending.size
+            self.acceptor.awaiting_bytes -= pending.size
             if not self.awaiting:
                 self.acceptor.awaiting_conns.discard(self)
+            if (
+                self.awaiting_full
+                and self.awaiting_bytes <= self.acceptor.config.max_unconfirmed_bytes // 2
+            ):
+                self.awaiting_full = False
+                self.resume_reading()
             self.write(encode_ack(pending.ack_kind, packet_id, self.level))
             if pending.ack_kind == PUBREC:
                 self._forward([env.QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id])
@@ -691,11 +750,12 @@ class ClientConnection(asyncio.Protocol):
                 # The first packet the server sends is CONNACK [MQTT-3.2.0-1]:
                 # a PINGRESP (or refusal PUBACK) for what the client sent
                 # right after CONNECT waits for it.
-                self.before_connack_writes.append(data)
+                self.before_connack_writes += data
                 return
             self.transport.write(data)
 
     def _write_connack(self, data: bytes) -> None:
+        """The CONNACK, and what waited for it: written as they are."""
         if self.transport is not None and not self.closing:
             self.transport.write(data)
 
@@ -731,16 +791,19 @@ class ClientConnection(asyncio.Protocol):
         else:
             code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
             self._write_connack(encode(Connack(session_present and rc == 0, code), self.level))
-        early, self.before_connack_writes = self.before_connack_writes, []
+        early, self.before_connack_writes = self.before_connack_writes, bytearray()
         if rc != 0:
             self.close()
             return
-        for data in early:
-            self.write(data)
+        if early:  # each checked against the client's Maximum Packet Size already
+            self._write_connack(bytes(early))
         if self.before_connack:
             held, self.before_connack = self.before_connack, []
             for e in held:
                 self.acceptor.handle_envelope(e)
+        self.connack_wait = False
+        self._read_packets()  # what the client sent after its CONNECT
+        self.resume_reading()
 
     def refuse_connect(self, rc: ReasonCode, why: str) -> None:
         self.acceptor.count("connects_refused")

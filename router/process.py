@@ -27,7 +27,7 @@ def run_router(config: Config, incarnation: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        router = Router()
+        router = Router(config.max_retained_messages, config.max_retained_bytes)
         stats = SysStats("router", 0, router.counters)
         store = open_configured_store(config)
         retained = store.load_retained()
@@ -62,6 +62,8 @@ def run_router(config: Config, incarnation: int) -> None:
                 if out:
                     bus.extend(("acceptor", acceptor), out)
                     out.clear()
+            if not router.unsynced:
+                bus.resume_reading("sync")
 
         bus = Bus(
             loop, config.ROUTER_ID, incarnation, on_envelopes, pipe_bytes=config.max_pipe_bytes
@@ -76,6 +78,9 @@ def run_router(config: Config, incarnation: int) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
+        # Until every shard has re-sent its subscriptions, acceptors'
+        # publishes wait in their pipes, not in this process.
+        bus.pause_reading("sync")
         bus.start()
         router.expect_sync(config.workers)
         for shard in range(config.workers):

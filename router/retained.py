@@ -10,8 +10,8 @@ Invariants:
 - A topic is in the trie exactly when it has a message in `_messages`, and
   every trie node other than the root leads to at least one retained topic
   (empty nodes are pruned on delete).
-- `total_bytes` is the sum of `sizeof(m)` over stored messages (0 without
-  a `sizeof`).
+- `total_bytes` is the sum of `sizeof(topic, m)` over stored messages (0
+  without a `sizeof`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class _Node:
 class RetainedStore(Generic[M]):
     """Last retained message per topic, matched by topic filter."""
 
-    def __init__(self, sizeof: Callable[[M], int] | None = None) -> None:
+    def __init__(self, sizeof: Callable[[str, M], int] | None = None) -> None:
         self._messages: dict[str, M] = {}
         self._root = _Node()
         self._sizeof = sizeof
@@ -58,9 +58,9 @@ class RetainedStore(Generic[M]):
                 node = child
             node.topic = topic
         elif self._sizeof is not None:
-            self.total_bytes -= self._sizeof(old)
+            self.total_bytes -= self._sizeof(topic, old)
         if self._sizeof is not None:
-            self.total_bytes += self._sizeof(message)
+            self.total_bytes += self._sizeof(topic, message)
         self._messages[topic] = message
 
     def _delete(self, topic: str) -> None:
@@ -68,7 +68,7 @@ class RetainedStore(Generic[M]):
         if old is None:
             return
         if self._sizeof is not None:
-            self.total_bytes -= self._sizeof(old)
+            self.total_bytes -= self._sizeof(topic, old)
         path: list[tuple[_Node, str]] = []
         node = self._root
         for level in topic.split("/"):

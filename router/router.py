@@ -37,6 +37,7 @@ from flockmq.message_expiry import (
     props_to_send,
     unpack_stored_props,
 )
+from flockmq.sizes import message_size
 from frontend.codec.errors import ProtocolError
 from store import DeleteRetained, Op, PutRetained, RetainedRecord
 
@@ -81,11 +82,38 @@ class Plan(NamedTuple):
 
 EMPTY_PLAN = Plan([], [], True)
 
+# Publishes held while shards re-send their subscriptions after a router
+# restart: past this, routing starts without waiting for the rest.
+MAX_HELD_BYTES = 64 * 1024 * 1024
+
+
+def held_size(route: Envelope) -> int:
+    """About what a held ROUTE holds: topic, payload and a fixed overhead."""
+    topic, payload = route[2], route[3]
+    return (
+        256
+        + (len(topic) if isinstance(topic, str) else 0)
+        + (len(payload) if isinstance(payload, bytes) else 0)
+    )
+
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_retained_messages: int = 1_000_000,
+        max_retained_bytes: int = 1024 * 1024 * 1024,
+    ) -> None:
         self.tree: TopicTree[str, Route] = TopicTree()
-        self.retained: RetainedStore[RetainedMessage] = RetainedStore()
+        self.retained: RetainedStore[RetainedMessage] = RetainedStore(
+            sizeof=lambda topic, m: (
+                message_size(topic, m.payload, m.props) if _durable(topic) else 0
+            )
+        )
+        self._sys_topics: set[str] = set()  # retained $SYS topics (the broker's)
+        # Past either, a retained publish to a new topic (or one that makes
+        # its topic's message larger) is delivered but not retained.
+        self.max_retained_messages = max_retained_messages
+        self.max_retained_bytes = max_retained_bytes
         self.shard_clients: dict[int, set[str]] = {}
         self.online: dict[str, int] = {}  # client id -> conn, for online sessions
         self.plans: dict[tuple[str, bool], Plan] = {}
@@ -113,11 +141,18 @@ class Router:
         # started; publishes wait (in order) until none is left.
         self.unsynced: set[int] = set()
         self.held: list[Envelope] = []
+        self.held_bytes = 0
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
         for rec in records:
-            props, deadline = unpack_stored_props(rec.props)
-            self._set_retained(rec.topic, RetainedMessage(rec.payload, rec.qos, props, deadline))
+            try:
+                props, deadline = unpack_stored_props(rec.props)
+                message = RetainedMessage(rec.payload, rec.qos, props, deadline)
+                self._set_retained(rec.topic, message)
+            except Exception:
+                # A damaged row costs only itself.
+                self.counters["retained_not_loaded"] += 1
+                log.exception("router: retained message %r cannot be loaded: skipped", rec.topic)
 
     def _set_retained(self, topic: str, msg: RetainedMessage) -> None:
         self.retained.set(topic, msg)
@@ -152,12 +187,13 @@ class Router:
     def expect_sync(self, shards: int) -> None:
         self.unsynced = set(range(shards))
 
-    def stop_waiting_for_sync(self) -> None:
+    def stop_waiting_for_sync(self, why: str = "in time") -> None:
         """A shard that never answered (it is dead; it re-sends its
-        subscriptions when it restarts): route what was held."""
+        subscriptions when it restarts), or publishes held past MAX_HELD_BYTES:
+        route what was held."""
         if self.unsynced:
             log.warning(
-                "router: shards %s did not re-send subscriptions in time", sorted(self.unsynced)
+                "router: shards %s did not re-send subscriptions %s", sorted(self.unsynced), why
             )
             self.unsynced.clear()
             self._release_held()
@@ -169,24 +205,39 @@ class Router:
 
     def _release_held(self) -> None:
         held, self.held = self.held, []
+        self.held_bytes = 0
         for envelope in held:
             self.handle(envelope)
 
     def handle(self, envelope: Envelope) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
-        if self.unsynced and (envelope[0] == env.ROUTE or envelope[0] == env.FENCE):
-            self.held.append(envelope)  # a FENCE answers after the ROUTEs before it
-            return
         try:
-            handler = self._handlers.get(envelope[0])
+            kind = envelope[0]
+            if self.unsynced and kind == env.ROUTE:
+                self._hold(envelope)
+                return
+            if self.unsynced and kind == env.FENCE:
+                self.held.append(envelope)  # answered after the ROUTEs held before it
+                return
+            handler = self._handlers.get(kind)
             if handler is None:
                 self.counters["unknown_envelopes"] += 1
-                self.guard.limited.warning("router: unknown envelope kind %r", envelope[0])
+                self.guard.limited.warning("router: unknown envelope kind %r", kind)
                 return
             handler(envelope)
         except Exception:
             self.guard.failed(envelope)
+
+    def _hold(self, route: Envelope) -> None:
+        """Acceptors' publishes wait in their pipes while shards resync (the
+        process does not read them meanwhile); what workers send (wills, QoS 2
+        publishes of persistent sessions) waits here, up to MAX_HELD_BYTES."""
+        self.held_bytes += message_size(route[2], route[3], route[6])
+        self.held.append(route)
+        if self.held_bytes > MAX_HELD_BYTES:
+            self.counters["sync_cut_short"] += 1
+            self.stop_waiting_for_sync(f"before {MAX_HELD_BYTES} bytes of publishes waited")
 
     def _out(self, shard: int) -> list[Envelope]:
         out = self.to_workers.get(shard)
@@ -320,6 +371,12 @@ class Router:
         [MQTT-3.3.1-10, -11]."""
         durable = _durable(topic)
         if payload:
+            if not durable:
+                # $SYS is the broker's own (a fixed set of counters): never
+                # refused, and not counted against the clients' bounds.
+                self._sys_topics.add(topic)
+            elif self._over_retained_quota(topic, payload, props):
+                return
             deadline = deadline_of(props, self.now)
             self._set_retained(topic, RetainedMessage(payload, qos, props, deadline))
             if durable:
@@ -328,8 +385,34 @@ class Router:
                 )
         else:
             self.retained.set(topic, None)
+            self._sys_topics.discard(topic)
             if durable:
                 self.ops.append(DeleteRetained(topic))
+
+    def _over_retained_quota(
+        self, topic: str, payload: bytes, props: dict[str, Any] | None
+    ) -> bool:
+        retained = self.retained
+        old = retained.get(topic)
+        size = message_size(topic, payload, props)
+        if old is None:
+            fits = (
+                len(retained) - len(self._sys_topics) < self.max_retained_messages
+                and retained.total_bytes + size <= self.max_retained_bytes
+            )
+        else:
+            growth = size - message_size(topic, old.payload, old.props)
+            fits = growth <= 0 or retained.total_bytes + growth <= self.max_retained_bytes
+        if fits:
+            return False
+        self.counters["retained_quota_refusals"] += 1
+        self.guard.limited.warning(
+            "router: retained store full (%d messages, %d bytes): %r delivered, not retained",
+            len(retained),
+            retained.total_bytes,
+            topic[:200],
+        )
+        return True
 
     # --- subscriptions ------------------------------------------------------------------
     def _on_sub(self, e: Envelope) -> None:
@@ -435,6 +518,11 @@ class Router:
             del self.online[client_id]
         if gone:
             self._invalidate()
+
+
+def _retained_size(topic: str, message: RetainedMessage) -> int:
+    """What the retained bounds count: clients' messages, not the broker's $SYS."""
+    return message_size(topic, message.payload, message.props) if _durable(topic) else 0
 
 
 def _durable(topic: str) -> bool:

@@ -22,6 +22,7 @@ import logging
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of
 from flockmq.message_expiry import deadline_of, has_expired, props_to_send
+from flockmq.sizes import message_size
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteMessage, UpdateMessage
@@ -114,7 +115,7 @@ class OutboundFlows(ShardState):
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits
-        size = len(msg.payload)
+        size = msg.size = message_size(msg.topic, msg.payload, msg.props)
         if (
             len(session.queue) >= limits.max_queued_messages
             or session.queued_bytes + size > limits.max_queued_bytes
@@ -153,7 +154,7 @@ class OutboundFlows(ShardState):
         queue = session.queue
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
-            session.queued_bytes -= len(msg.payload)
+            session.queued_bytes -= msg.size
             if msg.deadline and has_expired(msg.deadline, self.now):
                 # Not sent before it expired: deleted for this subscriber [MQTT-3.3.2-5].
                 self.counters["messages_expired"] += 1

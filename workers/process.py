@@ -33,6 +33,8 @@ def limits_from(config: Config) -> ShardLimits:
         max_inflight=config.max_inflight,
         max_queued_messages=config.max_queued_messages,
         max_queued_bytes=config.max_queued_bytes,
+        max_subscriptions=config.max_subscriptions,
+        max_subscription_bytes=config.max_subscription_bytes,
         queue_qos0=config.queue_qos0,
         max_session_expiry=config.max_session_expiry,
     )

@@ -4,8 +4,9 @@ Owns: subscriptions of record, packet-id allocation, outbound in-flight QoS 1/2
 messages (in send order), the queue of messages waiting for the in-flight window
 or for the client to come back, inbound QoS 2 packet ids awaiting PUBREL, and
 the will. Invariants: `inflight` holds at most `window` messages; a message is
-either in `inflight` or in `queue`, never both; `queued_bytes` is the payload
-total of `queue`.
+either in `inflight` or in `queue`, never both; `queued_bytes` is the total of `queue`'s
+`message_size`s (flockmq/sizes.py: topic, payload and properties, not the payload alone: user
+properties can be far larger than a payload).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class OutMessage:
     # MQTT 5 message expiry: when an unsent copy is dropped (NEVER: it is not);
     # see flockmq/message_expiry.py
     deadline: float = 0.0
+    size: int = 0  # message_size(), set when it is queued
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class Session:
     session_expiry: int = 0  # seconds after disconnect; 0: ends with the connection
     receive_maximum: int = 65535
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    filter_bytes: int = 0  # the length of every filter in `subscriptions`
     inflight: dict[int, OutMessage] = field(default_factory=dict)
     queue: deque[OutMessage] = field(default_factory=deque)
     queued_bytes: int = 0

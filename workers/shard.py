@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from flockmq import envelopes as env
 from flockmq.message_expiry import unpack_stored_props
 from flockmq.persistence import unpack_blob
+from flockmq.sizes import message_size
 from frontend.codec.errors import ProtocolError
 from frontend.codec.topics import parse_topic_filter
 from store import DeleteSubscription, PruneSeenQos2, SessionRecord
@@ -136,59 +137,71 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
         will goes out. Their subscriptions are registered with the router."""
         self.now = now
         for rec in records:
-            session = Session(
-                rec.client_id,
-                protocol_level=rec.protocol_level,
-                session_expiry=rec.expiry,
-                persisted=True,
-            )
-            session.disconnected_at = rec.disconnected_at if rec.disconnected_at else now
-            for sub in rec.subscriptions:
-                if not self._loadable(rec.client_id, sub.topic_filter):
-                    continue
-                session.subscriptions[sub.topic_filter] = Subscription(
-                    sub.qos,
-                    sub.no_local,
-                    sub.retain_as_published,
-                    sub.retain_handling,
-                    sub.sub_id,
+            try:
+                self._load_session(rec, now)
+            except Exception:
+                # A damaged record costs only its own session, never the shard.
+                self.counters["sessions_not_loaded"] += 1
+                log.exception(
+                    "worker %d: session %r cannot be loaded: skipped", self.index, rec.client_id
                 )
-            for m in rec.messages:
-                props, deadline = unpack_stored_props(m.props)
-                msg = OutMessage(
-                    m.topic,
-                    m.payload,
-                    m.qos,
-                    m.retain,
-                    props,
-                    m.packet_id,
-                    m.state,
-                    m.seq,
-                    deadline=deadline,
-                )
-                if m.packet_id:
-                    session.inflight[m.packet_id] = msg
-                else:
-                    session.queue.append(msg)
-                    session.queued_bytes += len(m.payload)
-                session.next_seq = m.seq + 1
-            if session.inflight:
-                session.next_packet_id = max(session.inflight) % 65535 + 1
-            for q in rec.inbound_qos2:
-                session.inbound_qos2[q.packet_id] = [0, q.token]
-            for seen in rec.seen_qos2:
-                self._seen_before((seen.origin, seen.packet_id, seen.token, True))
-            self.sessions[rec.client_id] = session
-            self.offline.add(rec.client_id)
-            will = unpack_blob(rec.will)
-            if rec.disconnected_at is None and isinstance(will, list):
-                # It was online when its worker died. Its acceptor may still hold
-                # the connection and attach it again (which cancels this); if
-                # not, the connection is gone and the will goes out.
-                self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, will)
-            self._persist_session(session)
-            self.counters["sessions_loaded"] += 1
         # Seen rows of publishes released (or publishers gone) while their row
         # was being written elsewhere; they can never match again.
         self.ops.append(PruneSeenQos2())
         self._on_router_up([env.ROUTER_UP, 0], now)
+
+    def _load_session(self, rec: SessionRecord, now: float) -> None:
+        session = Session(
+            rec.client_id,
+            protocol_level=rec.protocol_level,
+            session_expiry=rec.expiry,
+            persisted=True,
+        )
+        session.disconnected_at = rec.disconnected_at if rec.disconnected_at else now
+        for sub in rec.subscriptions:
+            if not self._loadable(rec.client_id, sub.topic_filter):
+                continue
+            session.filter_bytes += len(sub.topic_filter)
+            session.subscriptions[sub.topic_filter] = Subscription(
+                sub.qos,
+                sub.no_local,
+                sub.retain_as_published,
+                sub.retain_handling,
+                sub.sub_id,
+            )
+        for m in rec.messages:
+            props, deadline = unpack_stored_props(m.props)
+            msg = OutMessage(
+                m.topic,
+                m.payload,
+                m.qos,
+                m.retain,
+                props,
+                m.packet_id,
+                m.state,
+                m.seq,
+                deadline=deadline,
+            )
+            if m.packet_id:
+                session.inflight[m.packet_id] = msg
+            else:
+                msg.size = message_size(m.topic, m.payload, props)
+                session.queue.append(msg)
+                session.queued_bytes += msg.size
+            session.next_seq = m.seq + 1
+        if session.inflight:
+            session.next_packet_id = max(session.inflight) % 65535 + 1
+        for q in rec.inbound_qos2:
+            session.inbound_qos2[q.packet_id] = [0, q.token]
+        for seen in rec.seen_qos2:
+            self._seen_before((seen.origin, seen.packet_id, seen.token, True))
+        self.sessions[rec.client_id] = session
+        self.offline.add(rec.client_id)
+        will = unpack_blob(rec.will)
+        if rec.disconnected_at is None and isinstance(will, list):
+            # It was online when its worker died. Its acceptor may still hold
+            # the connection and attach it again (which cancels this); if
+            # not, the connection is gone and the will goes out.
+            self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, will)
+        self._persist_session(session)
+        self.counters["sessions_loaded"] += 1

@@ -42,6 +42,8 @@ class ShardLimits:
     max_inflight: int = 64
     max_queued_messages: int = 100_000
     max_queued_bytes: int = 64 * 1024 * 1024
+    max_subscriptions: int = 10_000
+    max_subscription_bytes: int = 1024 * 1024
     queue_qos0: bool = False
     max_session_expiry: int = 0xFFFFFFFF
 

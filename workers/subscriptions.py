@@ -35,6 +35,19 @@ class SubscriptionFlows(ShardState):
                 codes.append(qos)
                 continue
             existed = topic_filter in session.subscriptions
+            if not existed:
+                if (
+                    len(session.subscriptions) >= self.limits.max_subscriptions
+                    or session.filter_bytes + len(topic_filter) > self.limits.max_subscription_bytes
+                ):
+                    self.counters["subscription_quota_refusals"] += 1
+                    codes.append(
+                        ReasonCode.QUOTA_EXCEEDED
+                        if session.protocol_level >= 5
+                        else ReasonCode.UNSPECIFIED_ERROR
+                    )
+                    continue
+                session.filter_bytes += len(topic_filter)
             session.subscriptions[topic_filter] = Subscription(
                 qos, bool(no_local), bool(rap), retain_handling, sub_id
             )
@@ -94,6 +107,7 @@ class SubscriptionFlows(ShardState):
             if session.subscriptions.pop(topic_filter, None) is None:
                 codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
             else:
+                session.filter_bytes -= len(topic_filter)
                 removed.append(topic_filter)
                 if session.persistent:
                     self.ops.append(DeleteSubscription(client_id, topic_filter))

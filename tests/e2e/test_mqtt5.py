@@ -676,7 +676,7 @@ def test_an_oversized_qos1_message_does_not_hold_the_receive_window(broker: Brok
 def test_connack_properties(broker: Broker) -> None:
     raw, connack = raw_connected(broker, keepalive=30)
     props = connack.properties
-    assert props["topic_alias_maximum"] == 100
+    assert props["topic_alias_maximum"] == 10  # at most 10 topics kept per connection, as Mosquitto
     assert props["maximum_packet_size"] == 1024 * 1024  # the default max_packet_size
     assert props["shared_subscription_available"] == 1
     # Only when the client id was empty, and only when the keepalive is over the maximum.

@@ -55,7 +55,7 @@ TOPIC_ALIAS_INVALID = 0x94
 TOO_LARGE = 0x95
 BAD_AUTH_METHOD = 0x8C
 MAX_PACKET_SIZE = 1024 * 1024  # the broker's default, told in its CONNACK
-TOPIC_ALIAS_MAXIMUM = 100  # the broker's, told in its CONNACK
+TOPIC_ALIAS_MAXIMUM = 10  # the broker's, told in its CONNACK
 
 
 Expect = tuple[object, ...]

@@ -53,7 +53,7 @@ def test_items_and_clear() -> None:
 
 
 def test_total_bytes() -> None:
-    store: RetainedStore[bytes] = RetainedStore(sizeof=len)
+    store: RetainedStore[bytes] = RetainedStore(sizeof=lambda _t, m: len(m))
     store.set("a", b"12345")
     store.set("b", b"12")
     assert store.total_bytes == 7
@@ -99,7 +99,7 @@ def test_shared_subscriptions_get_no_retained_messages() -> None:
 def test_match_agrees_with_reference(
     writes: list[tuple[str, int | None]], topic_filters: list[str]
 ) -> None:
-    store: RetainedStore[int] = RetainedStore(sizeof=lambda m: m)
+    store: RetainedStore[int] = RetainedStore(sizeof=lambda _t, m: m)
     model: dict[str, int] = {}
     for topic, message in writes:
         store.set(topic, message)

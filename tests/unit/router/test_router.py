@@ -10,6 +10,7 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
 from router.router import Router
+from store import RetainedRecord
 
 
 def sub(
@@ -366,3 +367,101 @@ def test_unsub_with_a_connection_is_answered() -> None:
     assert workers == {1: [[env.UNSUBSCRIBED, "u", 9, 4, [0]]]}
     route(router, "a/b")
     assert take(router) == ({}, {})
+
+
+# --- after a restart: publishes wait until every shard has re-sent its subscriptions ---
+def test_publishes_wait_for_every_shard_to_resync_then_go_in_order() -> None:
+    router = Router()
+    router.expect_sync(2)
+    sub(router, 0, "c1", ("t", 1))
+    take(router)  # its SUBSCRIBED
+    route(router, "t", b"first")
+    route(router, "t", b"second")
+    assert take(router)[0] == {}
+    sub(router, 1, "c2", ("t", 1), persistent=False)
+    router.handle([env.SYNCED, 0])
+    assert [e[0] for e in take(router)[0].get(1, [])] == [env.SUBSCRIBED]
+    router.handle([env.SYNCED, 1])
+    workers, _ = take(router)
+    assert [d[2] for d in workers[0]] == [b"first", b"second"]
+    assert [d[2] for d in workers[1]] == [b"first", b"second"]
+
+
+def test_held_publishes_are_bounded_in_bytes(monkeypatch: Any) -> None:
+    """Past MAX_HELD_BYTES the router stops waiting for the shards that have
+    not answered (as after the sync timeout) rather than grow."""
+    monkeypatch.setattr("router.router.MAX_HELD_BYTES", 100_000)
+    router = Router()
+    router.expect_sync(2)
+    sub(router, 0, "c1", ("t", 1))
+    router.handle([env.SYNCED, 0])
+    take(router)
+    for _ in range(9):
+        route(router, "t", b"x" * 10_000)
+    assert take(router)[0] == {} and router.held_bytes > 90_000
+    route(router, "t", b"x" * 10_000)
+    assert not router.unsynced and router.held == [] and router.held_bytes == 0
+    assert router.counters["sync_cut_short"] == 1
+    workers, _ = take(router)
+    assert len(workers[0]) == 10
+
+
+# --- the retained store is bounded ---------------------------------------------------------
+def test_retained_messages_past_the_count_are_delivered_but_not_retained() -> None:
+    router = Router(max_retained_messages=2)
+    sub(router, 0, "c1", ("r/#", 1))
+    take(router)
+    for topic in ("r/a", "r/b", "r/c"):
+        route(router, topic, b"v", retain=True)
+    assert sorted(t for t, _ in router.retained.items()) == ["r/a", "r/b"]
+    assert router.counters["retained_quota_refusals"] == 1
+    workers, _ = take(router)
+    assert [d[1] for d in workers[0]] == ["r/a", "r/b", "r/c"]  # all delivered live
+    route(router, "r/a", b"replaced", retain=True)  # a topic it holds: replaced
+    route(router, "r/b", b"", retain=True)  # deleted: room for one more
+    route(router, "r/c", b"now", retain=True)
+    assert dict(router.retained.items()).keys() == {"r/a", "r/c"}
+    assert router.retained.get("r/a").payload == b"replaced"  # type: ignore[union-attr]
+
+
+def test_retained_bytes_are_bounded_topic_and_properties_included() -> None:
+    router = Router(max_retained_bytes=10_000)
+    route(router, "r/" + "t" * 4_000, b"x", retain=True)
+    route(router, "r/p", b"x", retain=True, props={"user_property": [("k", "v" * 4_000)]})
+    assert len(router.retained) == 2
+    route(router, "r/" + "u" * 4_000, b"x", retain=True)  # no room left
+    assert len(router.retained) == 2
+    assert router.retained.total_bytes <= 10_000
+    big = {"user_property": [("k", "v" * 4_000)]}
+    route(
+        router, "r/p", b"x" * 4_000, retain=True, props=big
+    )  # would pass the bound: kept as it was
+    assert router.retained.get("r/p").payload == b"x"  # type: ignore[union-attr]
+    route(router, "r/p", b"y", retain=True, props=None)  # smaller: replaced
+    assert router.retained.get("r/p").payload == b"y"  # type: ignore[union-attr]
+    assert router.counters["retained_quota_refusals"] == 2
+
+
+def test_a_damaged_retained_row_costs_only_itself() -> None:
+    router = Router()
+    router.load_retained(
+        [
+            RetainedRecord("a", b"fine", 1, None),
+            RetainedRecord("b", b"no props", 1, b"\xc1\xc1"),  # not msgpack: kept without
+            RetainedRecord(None, b"x", 1, None),  # type: ignore[arg-type]
+            RetainedRecord("c", b"fine too", 0, None),
+        ]
+    )
+    assert sorted(t for t, _ in router.retained.items()) == ["a", "b", "c"]
+    assert router.counters["retained_not_loaded"] == 1
+
+
+def test_the_brokers_sys_topics_do_not_count_against_the_retained_bounds() -> None:
+    router = Router(max_retained_messages=2, max_retained_bytes=10_000)
+    for i in range(5):
+        route(router, f"$SYS/broker/router/0/c{i}", b"x" * 5_000, retain=True)
+    route(router, "a", b"1", retain=True)
+    route(router, "b", b"2", retain=True)
+    route(router, "c", b"3", retain=True)
+    assert sorted(t for t, _ in router.retained.items() if not t.startswith("$")) == ["a", "b"]
+    assert router.counters["retained_quota_refusals"] == 1

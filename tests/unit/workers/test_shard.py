@@ -12,6 +12,7 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.sizes import message_size
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
 from workers.shard import Shard, ShardLimits
@@ -101,7 +102,14 @@ class Harness:
             self.now,
         )
 
-    def deliver(self, client_id: str, payload: bytes, qos: int, granted: int | None = None) -> None:
+    def deliver(
+        self,
+        client_id: str,
+        payload: bytes,
+        qos: int,
+        granted: int | None = None,
+        props: dict[str, Any] | None = None,
+    ) -> None:
         """A DELIVER as the router sends it: the target names a filter the
         session holds (its first), or "t" when it holds none."""
         granted = qos if granted is None else granted
@@ -115,7 +123,7 @@ class Harness:
                 payload,
                 qos,
                 False,
-                None,
+                props,
                 [[client_id, granted, False, [], topic_filter]],
                 None,
             ],
@@ -396,7 +404,7 @@ def test_qos1_window_and_ordered_queue() -> None:
     h.ack(env.PUBACK_IN, CONN_A, "c1", pids[0])  # a duplicate ack frees nothing
     assert publishes(h.take_acceptors()) == []
     assert h.shard.counters["unexpected_acks"] == 1
-    assert session.queued_bytes == len(b"m4")
+    assert session.queued_bytes == message_size("t", b"m4", None)
 
 
 def test_receive_maximum_narrows_the_window() -> None:
@@ -683,18 +691,35 @@ def test_queue_limit_by_count_drops_and_counts() -> None:
 
 
 def test_queue_limit_by_bytes_drops_and_counts() -> None:
-    h = Harness(max_queued_bytes=25)
+    ten = message_size("t", b"x" * 10, None)
+    five = message_size("t", b"w" * 5, None)
+    h = Harness(max_queued_bytes=2 * ten + five)
     connected(h)
     h.close(CONN_A, "c1")
     h.deliver("c1", b"x" * 10, 1)
     h.deliver("c1", b"y" * 10, 1)
-    h.deliver("c1", b"z" * 10, 1)  # 30 > 25: dropped
-    h.deliver("c1", b"w" * 5, 1)  # 25: fits
+    h.deliver("c1", b"z" * 10, 1)  # over the limit by 5 bytes: dropped
+    h.deliver("c1", b"w" * 5, 1)  # fits exactly
     session = h.shard.sessions["c1"]
     assert [m.payload[:1] for m in session.queue] == [b"x", b"y", b"w"]
-    assert session.queued_bytes == 25
+    assert session.queued_bytes == 2 * ten + five
     assert session.dropped == 1
     assert h.shard.counters["queue_full_drops"] == 1
+
+
+def test_queue_limit_counts_properties_not_only_the_payload() -> None:
+    """Item 9 of issue 9: 1-byte payloads with 600 KB of user properties
+    each went through a 1 MiB limit, because only payloads were counted."""
+    props = {"user_property": [("k", "v" * 600_000)]}
+    h = Harness(max_queued_bytes=1024 * 1024)
+    connected(h)
+    h.close(CONN_A, "c1")
+    for _ in range(300):
+        h.deliver("c1", b"x", 1, props=props)
+    session = h.shard.sessions["c1"]
+    assert len(session.queue) == 1
+    assert session.dropped == 299
+    assert 600_000 < session.queued_bytes <= 1024 * 1024
 
 
 def test_queue_accounting_after_drain() -> None:
@@ -707,7 +732,8 @@ def test_queue_accounting_after_drain() -> None:
     assert session.dropped == 1
     h.ack(env.PUBACK_IN, CONN_A, "c1", pid)
     h.take()
-    assert len(session.queue) == 1 and session.queued_bytes == 1
+    assert len(session.queue) == 1
+    assert session.queued_bytes == message_size("t", session.queue[0].payload, None)
 
 
 # --- wills ------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ from frontend.codec.packets import PacketType
 from store import (
     DeleteMessage,
     MemoryStore,
+    MessageRecord,
     PutMessage,
     PutSeenQos2,
     PutSession,
     PutSubscription,
+    SessionRecord,
     UpdateMessage,
 )
 from workers.session import Subscription
@@ -250,3 +252,35 @@ def test_a_message_acknowledged_before_it_was_written_is_never_written() -> None
     h.ack(env.PUBACK_IN, CONN_A, "p1", 2)
     h.take()
     assert h.ops == []
+
+
+# --- damaged records: each costs only itself -------------------------------------------------
+def test_a_damaged_record_costs_only_its_own_session() -> None:
+    good = SessionRecord(
+        "good", NEVER, 4, None, 1.0, messages=(MessageRecord(1, "t", b"kept", 1, False, None),)
+    )
+    damaged_props = SessionRecord(
+        "props",
+        NEVER,
+        5,
+        b"\xc1 not msgpack",  # a will that cannot be read: no will
+        None,
+        messages=(MessageRecord(1, "t", b"no props", 1, False, b"\xc1\xc1"),),
+    )
+    broken = SessionRecord(
+        "broken",
+        NEVER,
+        4,
+        None,
+        1.0,
+        messages=(MessageRecord(None, "t", b"x", 1, False, None),),  # type: ignore[arg-type]
+    )
+    shard = Shard(0, ShardLimits())
+    shard.load([broken, good, damaged_props], 1000.0)
+    assert sorted(shard.sessions) == ["good", "props"]
+    assert shard.counters["sessions_not_loaded"] == 1
+    assert [m.payload for m in shard.sessions["good"].queue] == [b"kept"]
+    (msg,) = shard.sessions["props"].queue
+    assert msg.payload == b"no props" and msg.props is None  # delivered, without properties
+    assert "props" not in shard.pending_wills
+    assert [e[0] for e in shard.to_router][-1] == env.SYNCED  # resync not blocked

@@ -1,0 +1,138 @@
+"""An envelope that raises costs only itself (issue 9 item 1, flockmq/isolation.py):
+in the router, a shard and an acceptor, a frame with a poisoned envelope
+between good ones still has the good ones' effects, and `envelope_errors`
+counts the bad one. Before: the exception left the role's handler and the
+rest of the frame (up to 256 other clients' envelopes) was dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flockmq import envelopes as env
+from flockmq.config import Config
+from flockmq.envelopes import Envelope
+from frontend.acceptor import Acceptor
+from frontend.codec import PacketType
+from router.router import Router
+from store import DeleteSubscription, SessionRecord, SubscriptionRecord
+from tests.unit.router.test_router import route, sub, take, targets_of
+from tests.unit.workers.test_shard import CONN_A, CONN_B, Harness
+from workers.session import NEVER_EXPIRES as NEVER
+
+
+def test_router_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:
+    router = Router()
+    good_alice = [env.SUB, 0, "alice", 7, 1, [["a/b", 1, False, False, True, None, True]], [1]]
+    poisoned = [env.SUB, 0, "mallory", 8, 1, [["a/b"]], [1]]  # an entry of the wrong arity
+    good_bob = [env.SUB, 1, "bob", 9, 1, [["a/+", 1, False, False, True, None, True]], [1]]
+    for e in (good_alice, poisoned, good_bob):
+        router.handle(e)
+    assert router.counters["envelope_errors"] == 1
+    workers, _ = take(router)
+    subscribed = sorted(e[1] for out in workers.values() for e in out if e[0] == env.SUBSCRIBED)
+    assert subscribed == ["alice", "bob"]
+    route(router, "a/b")
+    workers, _ = take(router)
+    assert sorted(t[0] for out in workers.values() for d in out for t in targets_of(d)) == [
+        "alice",
+        "bob",
+    ]
+
+
+def test_router_skips_an_invalid_filter_and_takes_the_other_entries() -> None:
+    """A filter the router cannot take (a stored 3.1.1 `$share/g`) is skipped
+    alone: the SUBACK still goes, the other entries are subscribed."""
+    router = Router()
+    sub(router, 0, "carol", ("$share/g", 1), ("c/d", 1))
+    workers, _ = take(router)
+    assert [e[0] for e in workers[0]] == [env.SUBSCRIBED]
+    route(router, "c/d")
+    workers, _ = take(router)
+    assert [t[0] for t in targets_of(workers[0][0])] == ["carol"]
+
+
+def test_shard_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:
+    h = Harness()
+    h.connect(CONN_A, "alice", clean=True)
+    h.shard.handle([env.CONNECT, CONN_B], h.now)  # the wrong arity
+    h.connect(CONN_B, "bob", clean=True)
+    assert h.shard.counters["envelope_errors"] == 1
+    connacks = [e for e in h.peek_acceptors() if e[0] == env.CONNACK]
+    assert sorted(e[1] for e in connacks) == sorted([CONN_A, CONN_B])
+
+
+class _Conn:
+    """What the acceptor's SEND_ACK handler needs of a connection."""
+
+    level = 4
+
+    def __init__(self) -> None:
+        self.pubrels: set[int] = set()
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+@pytest.fixture
+def acceptor() -> Iterator[Acceptor]:
+    runtime = tempfile.mkdtemp(prefix="fmq-", dir="/tmp")  # ipc paths must stay short
+    loop = asyncio.new_event_loop()
+    a = Acceptor(Config(acceptors=1, workers=1, runtime_dir=runtime), 0, 1, loop)
+    yield a
+    a.bus.close()
+    loop.close()
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
+    acceptor: Acceptor,
+) -> None:
+    conn: Any = _Conn()
+    acceptor.connections[42] = conn
+    frame: list[Envelope] = [
+        [env.SEND_ACK, 42, PacketType.PUBACK, 1, 0],
+        [env.SEND_ACK, 42],  # the wrong arity
+        [env.SEND_ACK, 42, PacketType.PUBACK, 2, 0],
+    ]
+    acceptor.on_envelopes(frame)
+    assert acceptor.counters["envelope_errors"] == 1
+    assert conn.written == [b"\x40\x02\x00\x01", b"\x40\x02\x00\x02"]
+
+
+def test_a_stored_filter_that_is_not_valid_is_dropped_at_load_and_the_rest_resyncs() -> None:
+    """A 3.1.1 `$share/g` kept by an older flockmq: dropped (and deleted from
+    the store) with its session's valid subscriptions and the other sessions
+    loaded and sent to the router. Before: loaded and sent on, and the
+    router raised on it while resyncing, losing the whole frame."""
+    h = Harness()
+    records = [
+        SessionRecord(
+            "poisoned",
+            NEVER,
+            4,
+            None,
+            900.0,
+            (SubscriptionRecord("$share/g", 1), SubscriptionRecord("a/b", 1)),
+        ),
+        SessionRecord("victim", NEVER, 4, None, 900.0, (SubscriptionRecord("c/d", 1),)),
+    ]
+    h.shard.load(records, h.now)
+    assert list(h.shard.sessions["poisoned"].subscriptions) == ["a/b"]
+    assert list(h.shard.sessions["victim"].subscriptions) == ["c/d"]
+    assert h.shard.counters["invalid_stored_subscriptions"] == 1
+    assert DeleteSubscription("poisoned", "$share/g") in h.shard.ops
+    router = Router()
+    for e in h.take_router():
+        router.handle(e)
+    assert router.counters["envelope_errors"] == 0
+    assert sorted(m[0] for m in router.tree.match("a/b") + router.tree.match("c/d")) == [
+        "poisoned",
+        "victim",
+    ]
