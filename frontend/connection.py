@@ -157,7 +157,8 @@ class ClientConnection(asyncio.Protocol):
             return  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = self.acceptor.now
         self.decoder.feed(data)
-        self._read_packets()
+        if not self.connack_wait:  # else it waits for the CONNACK (see _read_packets)
+            self._read_packets()
 
     def _read_packets(self) -> None:
         """Act on the packets decoded so far, in order, until a CONNECT: what
