@@ -163,7 +163,8 @@ class ClientConnection(asyncio.Protocol):
             return  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = self.acceptor.now
         self.decoder.feed(data)
-        if self.held is None:
+        # else it waits for the CONNACK, or for its turn (see _read_packets)
+        if not self.connack_wait and self.held is None:
             self._read_packets()
 
     def _read_packets(self, waited: Any = None) -> None:
