@@ -87,7 +87,11 @@ class SubscriptionFlows(ShardState):
 
     def _on_subscribed(self, e: Envelope, now: float) -> None:
         _, client_id, conn, packet_id, codes = e
-        self.awaiting_router.pop((conn, packet_id), None)
+        if self.awaiting_router.pop((conn, packet_id), None) is None:
+            # Answered already: a ROUTER_UP came between the SUB and this
+            # (the router's start racing the first clients, or a restart).
+            self.counters["late_router_answers"] += 1
+            return
         session = self.sessions.get(client_id)
         if session is not None and session.conn == conn:
             suback = [env.SEND_SUBACK, conn, packet_id, codes]
@@ -123,7 +127,9 @@ class SubscriptionFlows(ShardState):
 
     def _on_unsubscribed(self, e: Envelope, now: float) -> None:
         _, client_id, conn, packet_id, codes = e
-        self.awaiting_router.pop((conn, packet_id), None)
+        if self.awaiting_router.pop((conn, packet_id), None) is None:
+            self.counters["late_router_answers"] += 1  # answered already, as above
+            return
         session = self.sessions.get(client_id)
         if session is not None and session.conn == conn:
             self._send(conn, [env.SEND_UNSUBACK, conn, packet_id, codes])

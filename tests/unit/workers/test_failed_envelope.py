@@ -112,7 +112,7 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
         h.now,
     )
     h.subscribe(CONN_A, "sub", "u", 1)
-    h.shard.handle([env.SUBSCRIBED, "sub", CONN_A, 2, [1]], h.now)
+    h.shard.handle([env.SUBSCRIBED, "sub", CONN_A, 1, [1]], h.now)
     h.ack(env.PUBREC_IN, CONN_A, "sub", 1)
     later = held(h)
     # (the SUB was made after the held-back ROUTE: it waits too, in order)

@@ -91,6 +91,24 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
     assert h.shard.awaiting_router == {}
 
 
+def test_a_router_answer_after_a_router_up_gives_no_second_ack() -> None:
+    """The router's start races the first clients: a ROUTER_UP that comes
+    between a SUB and its SUBSCRIBED answers the SUBSCRIBE already; the
+    late SUBSCRIBED (and UNSUBSCRIBED) must not send it again."""
+    h = Harness()
+    h.connect(CONN_A, "c", clean=True)
+    subscribe(h, 1, "t")
+    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 2, ["t"]], h.now)
+    h.take()
+    h.shard.handle([env.ROUTER_UP, 0], h.now)
+    _, acceptors = h.take()
+    assert [e[0] for e in acceptors] == [env.SEND_SUBACK, env.SEND_UNSUBACK]
+    h.shard.handle([env.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
+    h.shard.handle([env.UNSUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
+    assert h.take() == ([], [])
+    assert h.shard.counters["late_router_answers"] == 2
+
+
 def test_retained_messages_wait_behind_a_suback_that_waits_for_its_commit() -> None:
     """A persistent session's SUBACK waits for the commit of its
     subscription; the retained copies the router sends after SUBSCRIBED
