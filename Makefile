@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install run test lint bench loadtest fuzz clean
+.PHONY: install run test test-unit test-e2e test-hostile lint bench loadtest fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Parts of `make test`: the sans-IO cores (seconds), the real broker with
+# real clients, and the attacks on it.
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-e2e: install
+	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+test-hostile: install
+	$(BIN)/python -m pytest -q tests/hostile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
