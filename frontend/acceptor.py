@@ -56,6 +56,8 @@ class Acceptor:
         self.connections: dict[int, ClientConnection] = {}
         self.paused: set[ClientConnection] = set()
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
+        self.to_flush: list[ClientConnection] = []  # written to in this loop pass
+        self._flush_scheduled = False
         self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
         self.awaiting_bytes = 0  # message_size total of those publishes
         self.fences = Fences(index)  # one connection's order (frontend/ordering.py)
@@ -195,6 +197,19 @@ class Acceptor:
 
     def to_router(self, envelope: Envelope) -> None:
         self.bus.send("router", envelope)
+
+    def schedule_flush(self, conn: ClientConnection) -> None:
+        """`conn` has bytes queued: they go out at the end of this loop pass."""
+        self.to_flush.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush_writes)
+
+    def flush_writes(self) -> None:
+        self._flush_scheduled = False
+        conns, self.to_flush = self.to_flush, []
+        for conn in conns:
+            conn.flush()
 
     def writer_full(self, conn: ClientConnection) -> None:
         self.full_writers.add(conn)

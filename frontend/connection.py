@@ -141,6 +141,8 @@ class ClientConnection(asyncio.Protocol):
         self.unanswered: dict[int, list[Any]] = {}  # SUBSCRIBE/UNSUBSCRIBE awaiting their ack
         self.write_paused_at: float | None = None  # when the socket buffer passed high-water
         self.closing = False  # close() was called: nothing more is read or written
+        self.pending: list[bytes] = []  # written at the end of this loop pass (flush)
+        self.pending_bytes = 0
         self.lost = False  # connection_lost was called
         # Order of what this connection sends (frontend/ordering.py):
         self.last_routed = 0  # number of its last ROUTE (acceptor.fences.sent)
@@ -287,7 +289,8 @@ class ClientConnection(asyncio.Protocol):
         if (
             self.write_paused_at is not None
             and transport is not None
-            and transport.get_write_buffer_size() + len(data) > self.acceptor.qos0_buffer_cap()
+            and transport.get_write_buffer_size() + self.pending_bytes + len(data)
+            > self.acceptor.qos0_buffer_cap()
         ):
             self.acceptor.count("qos0_dropped_slow_consumer")
             return
@@ -295,6 +298,8 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.pending.clear()
+        self.pending_bytes = 0
         was_registered = self.state in (CONNECTING, CONNECTED)
         self.state = CLOSED
         self.acceptor.unregister(self)
@@ -753,12 +758,32 @@ class ClientConnection(asyncio.Protocol):
                 # right after CONNECT waits for it.
                 self.before_connack_writes += data
                 return
+            self._send_bytes(data)
+
+    def _send_bytes(self, data: bytes) -> None:
+        """Queue `data` for the socket: what one pass of the event loop writes
+        to a client goes in one system call (see flush), not one per packet
+        (a fan-out writes every message to every subscriber)."""
+        if not self.pending:
+            self.acceptor.schedule_flush(self)
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+
+    def flush(self) -> None:
+        """Write what this pass queued, in order."""
+        pending = self.pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self.pending_bytes = 0
+        if self.transport is not None and not self.lost:
             self.transport.write(data)
 
     def _write_connack(self, data: bytes) -> None:
         """The CONNACK, and what waited for it: written as they are."""
         if self.transport is not None and not self.closing:
-            self.transport.write(data)
+            self._send_bytes(data)
 
     def too_large(self, data: bytes) -> bool:
         """Over the client's Maximum Packet Size: not sent [MQTT-3.1.2-25], counted."""
@@ -827,13 +852,14 @@ class ClientConnection(asyncio.Protocol):
         if rc is not None and self.level >= 5 and self.state == CONNECTED:
             self._write_disconnect(rc)
         self.closing = True
+        self.flush()  # what was queued before the close goes first
         transport.close()
         self.acceptor.loop.call_later(CLOSE_GRACE, self._abort_unless_closed)
 
     def _write_disconnect(self, rc: int) -> None:
         data = encode(Disconnect(rc), 5)
         if self.transport is not None and not self.closing and not self.too_large(data):
-            self.transport.write(data)  # not even a DISCONNECT over the client's maximum
+            self._send_bytes(data)  # not even a DISCONNECT over the client's maximum
 
     def _abort_unless_closed(self) -> None:
         if not self.lost and self.transport is not None:
