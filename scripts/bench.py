@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import psutil
 from loadgen.brokers import BrokerError, BrokerProcess, find_mosquitto
 from loadgen.progress import human
 
@@ -65,6 +67,12 @@ class Metric:
 
 DELIVERIES = Metric("deliveries_per_s", "deliveries/s")
 RSS = Metric("broker_rss_peak_mb", "broker RSS peak MB", higher_is_better=False)
+# CPU time per delivered message, summed over every process of the broker
+# (psutil) and of the load generator (getrusage of its process tree) over the
+# run: it does not depend on who is the bottleneck, and a generator that needs
+# as much CPU per message as the broker measures itself, not the broker.
+CPU = Metric("broker_cpu_us_per_msg", "broker CPU µs/msg", higher_is_better=False)
+GENERATOR_CPU = Metric("generator_cpu_us_per_msg", "generator CPU µs/msg", higher_is_better=False)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class Row:
     title: str
     args: tuple[str, ...]  # load tester arguments, scenario first
     quick: tuple[str, ...]  # appended in --quick mode (later options win in click)
-    metrics: tuple[Metric, ...] = (DELIVERIES, RSS)
+    metrics: tuple[Metric, ...] = (DELIVERIES, CPU, GENERATOR_CPU, RSS)
     targets: tuple[Target, Target] = (FLOCKMQ, MOSQUITTO)
     checks_delivery: bool = True  # report lost/dup/out-of-order
 
@@ -206,11 +214,19 @@ def run_loadtest(
     ]
     record["command"] = " ".join(cmd[1:])
     try:
+        broker_cpu = cpu_seconds(broker.pid)
+        generator_cpu = children_cpu_seconds()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_limit + 60)
+        generator_cpu = children_cpu_seconds() - generator_cpu
+        broker_cpu = cpu_seconds(broker.pid) - broker_cpu
         record["exit_code"] = proc.returncode
         lines = proc.stdout.strip().splitlines()
         if lines:
-            record["result"] = json.loads(lines[-1])
+            result = record["result"] = json.loads(lines[-1])
+            delivered = result.get("delivered") or 0
+            if delivered:
+                result["broker_cpu_us_per_msg"] = broker_cpu * 1e6 / delivered
+                result["generator_cpu_us_per_msg"] = generator_cpu * 1e6 / delivered
         else:
             record["error"] = proc.stderr.strip()[-2000:] or "no output"
     except subprocess.TimeoutExpired:
@@ -222,11 +238,35 @@ def run_loadtest(
     return record
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants alive now."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def children_cpu_seconds() -> float:
+    """CPU of this process's children that have been waited for (the load
+    tester and its client processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def describe(record: dict[str, Any], row: Row) -> str:
     result = record.get("result")
     if result is None:
         return f"error: {record.get('error', '?')[:200]}"
-    parts = [f"{m.label} {human(result.get(m.key) or 0)}" for m in row.metrics]
+    parts = [f"{m.label} {fmt(result.get(m.key))}" for m in row.metrics]
     if row.checks_delivery:
         parts.append(f"lost {result['lost']} dup {result['dup']} ooo {result['out_of_order']}")
     parts.append(f"exit {record.get('exit_code')} ({result['duration_s']:.1f}s)")
