@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -200,3 +201,26 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def connected(broker: Any, client_id: str | None = None, **kwargs: Any) -> Client:
+    """A paho client of `broker` (anything with a `port`), connected."""
+    client = Client(broker.port, client_id, **kwargs)
+    client.connect()
+    return client
+
+
+def watch(broker: Any, topic_filter: str, qos: int = 1, **kwargs: Any) -> Client:
+    """A connected client subscribed to `topic_filter`."""
+    watcher = connected(broker, **kwargs)
+    watcher.subscribe(topic_filter, qos)
+    return watcher
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Until `predicate()` holds, checked every 20 ms; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)

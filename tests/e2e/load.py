@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,14 +30,6 @@ def id_on_shard(prefix: str, shard: int, workers: int = 2) -> str:
         client_id = unique(prefix)
         if zlib.crc32(client_id.encode()) % workers == shard:
             return client_id
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def parse(payload: bytes) -> tuple[str, int, int]:

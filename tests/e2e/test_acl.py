@@ -23,7 +23,7 @@ from frontend.codec import (
 )
 
 from .broker import Broker
-from .clients import Client, RawClient, unique
+from .clients import Client, RawClient, connected, unique
 
 ACL_FILE = """\
 # anonymous clients may read public/# only
@@ -87,12 +87,6 @@ def standard_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker
     b.stop()
 
 
-def connected(broker: Broker, username: str | None = None, client_id: str | None = None) -> Client:
-    client = Client(broker.port, client_id, username=username)
-    client.connect()
-    return client
-
-
 def raw_connected(broker: Broker, username: str | None = None, level: int = 4) -> RawClient:
     raw = RawClient(broker.port, level=level)
     raw.send(Connect(unique("raw"), level, True, 30, username=username))
@@ -131,7 +125,7 @@ def test_refused_subscription_mqtt5_is_not_authorized(broker: Broker) -> None:
 
 def test_refused_publish_is_acked_but_not_delivered(broker: Broker) -> None:
     u = unique("p")
-    reader = connected(broker, "reader")
+    reader = connected(broker, username="reader")
     assert [rc.value for rc in reader.subscribe("acltest/#", 1)] == [1]
     writer = raw_connected(broker, "writer")
     # deny wins over `topic write acltest/#`; 3.1.1 still PUBACKs [MQTT-3.3.5-2]
@@ -151,13 +145,13 @@ def test_refused_publish_is_acked_but_not_delivered(broker: Broker) -> None:
 
 def test_read_only_user_cannot_publish(broker: Broker) -> None:
     u = unique("ro")
-    reader = connected(broker, "reader")
+    reader = connected(broker, username="reader")
     reader.subscribe(f"public/{u}/#", 1)
     anon = raw_connected(broker)
     anon.send(Publish(f"public/{u}/anon", b"no", 1, packet_id=5))  # anonymous: read only
     assert anon.recv() == Puback(5)
     reader.publish(f"public/{u}/reader", b"no", 1)  # read only too: acked, dropped
-    writer = connected(broker, "writer")
+    writer = connected(broker, username="writer")
     writer.publish(f"public/{u}/writer", b"yes", 1)
     (msg,) = reader.expect(1)
     assert (msg.topic, msg.payload) == (f"public/{u}/writer", b"yes")
@@ -187,7 +181,7 @@ def test_client_id_pattern(broker: Broker) -> None:
 
 
 def test_username_pattern(broker: Broker) -> None:
-    reader = connected(broker, "reader")
+    reader = connected(broker, username="reader")
     assert [rc.value for rc in reader.subscribe("users/reader/#", 1)] == [1]
     assert [rc.value for rc in reader.subscribe("users/writer/#", 1)] == [0x80]
     anon = connected(broker)
@@ -207,7 +201,7 @@ def test_denied_publishes_counter_in_sys(broker: Broker) -> None:
     anon.send(Publish(f"acltest/{unique('c')}", b"no", 1, packet_id=1))
     assert anon.recv() == Puback(1)
     anon.close()
-    reader = connected(broker, "reader")
+    reader = connected(broker, username="reader")
     reader.subscribe("$SYS/broker/acceptor/+/acl_denied_publishes", 0)
     msg = reader.expect(1)[0]  # retained, or the next update within --sys-interval
     parts = msg.topic.split("/")
@@ -244,7 +238,7 @@ def test_hash_is_granted_and_the_denied_topic_is_filtered(
     # refused: a filter that can match only denied topics, and $-topics
     assert [rc.value for rc in sub.subscribe("test/nosubscribe", qos)] == [0x80]
     assert [rc.value for rc in sub.subscribe("$SYS/#", qos)] == [0x80]
-    pub = connected(standard_broker, "pub")
+    pub = connected(standard_broker, username="pub")
     pub.publish("test/nosubscribe", f"denied {u}".encode(), qos)
     pub.publish(f"test/{u}", b"barrier", qos)  # after the denied one, same path
     got = receive_until(sub, f"test/{u}", forbidden="test/nosubscribe")
@@ -255,12 +249,12 @@ def test_hash_is_granted_and_the_denied_topic_is_filtered(
 
 def test_retained_message_on_a_denied_topic_is_not_delivered(standard_broker: Broker) -> None:
     u = unique("ret")
-    pub = connected(standard_broker, "pub")
+    pub = connected(standard_broker, username="pub")
     # acknowledged once the retained message is stored
     pub.publish("test/nosubscribe", f"retained {u}".encode(), 1, retain=True)
     pub.publish(f"test/{u}", b"barrier", 1, retain=True)
     pub.disconnect()
-    spy = connected(standard_broker, "spy")  # may read it: the message is there
+    spy = connected(standard_broker, username="spy")  # may read it: the message is there
     assert [rc.value for rc in spy.subscribe("test/nosubscribe", 1)] == [1]
     (msg,) = spy.expect(1)
     assert (msg.topic, msg.payload, msg.retain) == (
@@ -285,7 +279,7 @@ def test_undelivered_qos1_and_qos2_copies_free_the_window(standard_broker: Broke
     u = unique("win")
     sub = connected(standard_broker)
     assert [rc.value for rc in sub.subscribe("#", 2)] == [2]
-    pub = connected(standard_broker, "pub")
+    pub = connected(standard_broker, username="pub")
     for i in range(3):
         pub.publish("test/nosubscribe", f"q1 {u} {i}".encode(), 1)
         pub.publish("test/nosubscribe", f"q2 {u} {i}".encode(), 2)
@@ -299,7 +293,7 @@ def test_undelivered_qos1_and_qos2_copies_free_the_window(standard_broker: Broke
     assert got == [b"0", b"1", b"2"]
     pub.disconnect()
     # counted where the copies were dropped (the acceptor of the subscriber)
-    spy = connected(standard_broker, "spy")
+    spy = connected(standard_broker, username="spy")
     spy.subscribe("$SYS/broker/acceptor/+/acl_denied_deliveries", 0)
     while int(spy.expect(1)[0].payload) < 6:  # retained values, then updates every 0.5 s
         pass
@@ -315,13 +309,13 @@ def test_client_id_percent_u_with_username_hash_reads_nothing_of_others(broker: 
     devices/#/# for client id `%u` with username `#`."""
     u = unique("inj")
     victim_id = unique("victim")
-    attacker = connected(broker, "#", client_id="%u")
+    attacker = connected(broker, username="#", client_id="%u")
     assert [rc.value for rc in attacker.subscribe("devices/#", 1)] == [0x80]
     assert [rc.value for rc in attacker.subscribe(f"devices/{victim_id}/#", 1)] == [0x80]
     assert [rc.value for rc in attacker.subscribe("users/#", 1)] == [0x80]
     # `#` is granted (announce/# is readable by everyone) and filtered on delivery
     assert [rc.value for rc in attacker.subscribe("#", 1)] == [1]
-    victim = connected(broker, "writer", client_id=victim_id)
+    victim = connected(broker, username="writer", client_id=victim_id)
     victim.publish(f"devices/{victim_id}/secret", b"secret", 1)
     victim.publish(f"announce/{u}", b"barrier", 1)
     got = receive_until(attacker, f"announce/{u}", forbidden=f"devices/{victim_id}/secret")

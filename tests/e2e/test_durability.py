@@ -37,8 +37,8 @@ from frontend.codec import (
 )
 
 from .broker import FLOCKMQ, Broker, free_port
-from .clients import Client, RawClient, unique
-from .load import WAIT, WINDOW, Publisher, Subscriber, check_delivery, id_on_shard, wait_for
+from .clients import Client, RawClient, unique, wait_for
+from .load import WAIT, WINDOW, Publisher, Subscriber, check_delivery, id_on_shard
 
 COUNT = 300  # messages per publisher
 RATE = 200.0  # messages per second per publisher: 1.5 s of load

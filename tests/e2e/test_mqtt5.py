@@ -19,6 +19,7 @@ a loaded machine."""
 
 from __future__ import annotations
 
+import functools
 import queue
 import time
 from collections.abc import Callable
@@ -46,8 +47,13 @@ from frontend.codec import (
     Unsubscribe,
 )
 
+from . import clients
 from .broker import Broker
 from .clients import TIMEOUT, Client, RawClient, unique
+
+# In this file clients speak MQTT 5 unless told otherwise.
+connected = functools.partial(clients.connected, protocol=5)
+watch = functools.partial(clients.watch, protocol=5)
 
 SHORT = 2  # seconds: an expiry or a delay that passes during the test
 LONG = 3600  # seconds: one that does not
@@ -63,11 +69,6 @@ DISCONNECT_WITH_WILL = 0x04
 
 
 # --- helpers ------------------------------------------------------------------------------
-def connected(broker: Broker, client_id: str | None = None, **kwargs: Any) -> Client:
-    """A paho MQTT 5 client, connected."""
-    client = Client(broker.port, client_id, protocol=5, **kwargs)
-    client.connect()
-    return client
 
 
 def raw_connected(
@@ -92,12 +93,6 @@ def recv_publish(raw: RawClient, timeout: float = TIMEOUT) -> Publish:
     packet = raw.recv(timeout)
     assert isinstance(packet, Publish), packet
     return packet
-
-
-def watch(broker: Broker, topic_filter: str) -> Client:
-    watcher = connected(broker)
-    watcher.subscribe(topic_filter, 1)
-    return watcher
 
 
 def will_delay(seconds: int) -> Properties:

@@ -6,13 +6,7 @@ from __future__ import annotations
 import pytest
 
 from .broker import Broker
-from .clients import Client, unique
-
-
-def connected(broker: Broker, **kwargs: object) -> Client:
-    client = Client(broker.port, **kwargs)  # type: ignore[arg-type]
-    client.connect()
-    return client
+from .clients import connected, unique
 
 
 def test_set_replace_and_clear(broker: Broker) -> None:

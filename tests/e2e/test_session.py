@@ -24,15 +24,8 @@ from frontend.codec import (
 )
 
 from .broker import Broker
-from .clients import Client, RawClient, unique
+from .clients import Client, RawClient, unique, watch
 from .test_connect import id_on_same_shard, raw_connect, raw_on_acceptor
-
-
-def watch(broker: Broker, topic_filter: str) -> Client:
-    watcher = Client(broker.port)
-    watcher.connect()
-    watcher.subscribe(topic_filter, 1)
-    return watcher
 
 
 def go_offline(client: Client, watcher: Client) -> None:

@@ -11,13 +11,7 @@ import pytest
 from frontend.codec import Connack, Connect, Suback, Subscribe, Subscription, Unsuback, Unsubscribe
 
 from .broker import Broker
-from .clients import Client, RawClient, unique
-
-
-def connected(broker: Broker, **kwargs: object) -> Client:
-    client = Client(broker.port, **kwargs)  # type: ignore[arg-type]
-    client.connect()
-    return client
+from .clients import RawClient, connected, unique
 
 
 @pytest.mark.parametrize(

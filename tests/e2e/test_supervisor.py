@@ -24,7 +24,7 @@ import pytest
 from flockmq.sharding import shard_of
 
 from .broker import FLOCKMQ, Broker, free_port
-from .clients import Client, unique
+from .clients import Client, unique, wait_for
 from .load import WAIT, Publisher, Subscriber, check_delivery
 
 WORKERS = 2
@@ -36,15 +36,6 @@ def id_on_shard(shard: int, prefix: str = "c") -> str:
         client_id = unique(prefix)
         if shard_of(client_id, WORKERS) == shard:
             return client_id
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what or predicate}")
 
 
 def connect_retrying(port: int, client_id: str, timeout: float = 20.0) -> Client:

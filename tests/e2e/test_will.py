@@ -13,15 +13,8 @@ import pytest
 from frontend.codec import Connack, Connect, Puback, Publish, Will
 
 from .broker import Broker
-from .clients import Client, RawClient, unique
+from .clients import Client, RawClient, unique, watch
 from .test_connect import acceptor_holding, id_on_same_shard, raw_connect, raw_on_acceptor
-
-
-def watch(broker: Broker, topic_filter: str, qos: int = 1, protocol: int = 4) -> Client:
-    watcher = Client(broker.port, protocol=protocol)
-    watcher.connect()
-    watcher.subscribe(topic_filter, qos)
-    return watcher
 
 
 @pytest.mark.parametrize("protocol", [3, 4])

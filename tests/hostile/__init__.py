@@ -16,7 +16,7 @@ Where each finding of the isolation issue (issue 9) is proved:
 11. Subscription Identifier from a client, 12. Authentication Method,
 14. packets after DISCONNECT, 17. Maximum Packet Size under the CONNACK
                                       test_forbidden_packets.py (+ e2e/corpus/)
-13. a packet trickled in pieces       unit/codec/test_stream.py (the decoder holds it)
+13. a packet trickled in pieces       unit/frontend/codec/test_stream.py (the decoder holds it)
 15. supervisor killed, data dir lock  e2e/test_supervisor.py
 16. QoS 2 publish the store refuses   e2e/test_durability.py, unit/workers/test_failed_envelope.py
 18.-21. wrong acks, failed PUBREC, MQTT 3.1 rules, protocol name
