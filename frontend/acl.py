@@ -54,10 +54,11 @@ import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from flockmq.mqtt.topics import SHARE_PREFIX
+
 READ = 1
 WRITE = 2
 ACCESS = {"read": READ, "write": WRITE, "readwrite": READ | WRITE, "deny": 0}
-SHARE_PREFIX = "$share/"
 # Characters that let a substituted client id or username reach beyond its own
 # level (wildcards, a level separator) or look like another placeholder.
 UNSAFE_IN_PATTERN = frozenset("+#/%")

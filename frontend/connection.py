@@ -16,6 +16,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
+from flockmq.mqtt.errors import UnsupportedProtocolVersion
+from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
+from flockmq.mqtt.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
 from flockmq.sharding import shard_of
 from flockmq.sizes import message_size
 from frontend.acl import WRITE
@@ -30,7 +33,6 @@ from frontend.codec import (
     encode,
     encode_ack,
 )
-from frontend.codec.errors import UnsupportedProtocolVersion
 from frontend.codec.packets import (
     Auth,
     Pingreq,
@@ -42,8 +44,6 @@ from frontend.codec.packets import (
     Subscribe,
     Unsubscribe,
 )
-from frontend.codec.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
-from frontend.codec.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
 
 if TYPE_CHECKING:
     from frontend.acceptor import Acceptor

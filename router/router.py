@@ -37,8 +37,8 @@ from flockmq.message_expiry import (
     props_to_send,
     unpack_stored_props,
 )
+from flockmq.mqtt.errors import ProtocolError
 from flockmq.sizes import message_size
-from frontend.codec.errors import ProtocolError
 from store import DeleteRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore

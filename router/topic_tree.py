@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Generic, NamedTuple, TypeVar
 
-from frontend.codec.topics import SHARE_PREFIX, parse_topic_filter
+from flockmq.mqtt.topics import SHARE_PREFIX, parse_topic_filter
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

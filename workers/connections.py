@@ -19,7 +19,7 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
-from frontend.codec.reason_codes import ReasonCode
+from flockmq.mqtt.reason_codes import ReasonCode
 from store import DeleteSession
 from workers.outbound import OutboundFlows
 from workers.session import Session

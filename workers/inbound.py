@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope
-from frontend.codec.packets import PacketType
-from frontend.codec.reason_codes import ReasonCode
+from flockmq.mqtt.packet_types import PacketType
+from flockmq.mqtt.reason_codes import ReasonCode
 from store import DeleteInboundQos2, PutInboundQos2
 from workers.session import CONFIRMED
 from workers.shard_state import ShardState

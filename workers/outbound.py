@@ -22,9 +22,9 @@ import logging
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of
 from flockmq.message_expiry import deadline_of, has_expired, props_to_send
+from flockmq.mqtt.packet_types import PacketType
+from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.sizes import message_size
-from frontend.codec.packets import PacketType
-from frontend.codec.reason_codes import ReasonCode
 from store import DeleteMessage, UpdateMessage
 from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session
 from workers.shard_state import ShardState

@@ -32,10 +32,10 @@ from collections.abc import Iterable
 
 from flockmq import envelopes as env
 from flockmq.message_expiry import unpack_stored_props
+from flockmq.mqtt.errors import ProtocolError
+from flockmq.mqtt.topics import parse_topic_filter
 from flockmq.persistence import unpack_blob
 from flockmq.sizes import message_size
-from frontend.codec.errors import ProtocolError
-from frontend.codec.topics import parse_topic_filter
 from store import DeleteSubscription, PruneSeenQos2, SessionRecord
 from workers.connections import ConnectionFlows
 from workers.inbound import InboundFlows

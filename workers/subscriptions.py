@@ -16,7 +16,7 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope
-from frontend.codec.reason_codes import ReasonCode
+from flockmq.mqtt.reason_codes import ReasonCode
 from store import DeleteSubscription, PutSubscription
 from workers.session import Subscription
 from workers.shard_state import ShardState

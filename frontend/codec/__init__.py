@@ -8,15 +8,17 @@ ProtocolError carrying the reason code to answer with.
 
 from __future__ import annotations
 
-from .decoder import DEFAULT_MAX_PACKET_SIZE, StreamDecoder, decode
-from .encoder import encode, encode_ack, encode_publish
-from .errors import (
+from flockmq.mqtt.errors import (
     MalformedPacket,
     MQTTError,
     PacketTooLarge,
     ProtocolError,
     UnsupportedProtocolVersion,
 )
+from flockmq.mqtt.reason_codes import ConnackReturnCode, ReasonCode
+
+from .decoder import DEFAULT_MAX_PACKET_SIZE, StreamDecoder, decode
+from .encoder import encode, encode_ack, encode_publish
 from .packets import (
     EMPTY_PROPERTIES,
     Auth,
@@ -40,7 +42,6 @@ from .packets import (
     Unsubscribe,
     Will,
 )
-from .reason_codes import ConnackReturnCode, ReasonCode
 
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from .errors import ProtocolError
+from flockmq.mqtt.errors import ProtocolError
+
 from .packets import PacketType
 
 _P = PacketType

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flockmq.mqtt.errors import MalformedPacket, ProtocolError, UnsupportedProtocolVersion
+from flockmq.mqtt.topics import validate_topic_filter, validate_topic_name
+
 from .allowed_reason_codes import check_reason_code
 from .data_types import Reader, decode_utf8
-from .errors import MalformedPacket, ProtocolError, UnsupportedProtocolVersion
 from .packets import (
     EMPTY_PROPERTIES,
     Auth,
@@ -39,7 +41,6 @@ from .packets import (
     Will,
 )
 from .properties import WILL, decode_properties
-from .topics import validate_topic_filter, validate_topic_name
 
 _P = PacketType
 _NAMES = {t.value: t.name for t in PacketType}

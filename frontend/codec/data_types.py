@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from .errors import MalformedPacket
+from flockmq.mqtt.errors import MalformedPacket
 
 U16 = struct.Struct("!H")
 U32 = struct.Struct("!I")

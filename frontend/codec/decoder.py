@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from flockmq.mqtt.errors import MalformedPacket, PacketTooLarge, ProtocolError
+
 from .body_parsers import (
     PARSERS,
     PublishBuilder,
@@ -37,7 +39,6 @@ from .body_parsers import (
     topic_cache,
 )
 from .data_types import Reader, varint_is_minimal
-from .errors import MalformedPacket, PacketTooLarge, ProtocolError
 from .packets import (
     EMPTY_PROPERTIES,
     Connect,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
+
+from flockmq.mqtt.packet_types import PacketType as PacketType  # part of the codec's API
 
 Properties = Mapping[str, Any]
 
@@ -41,24 +42,6 @@ class _EmptyProperties(Mapping[str, Any]):
 
 
 EMPTY_PROPERTIES: Properties = _EmptyProperties()
-
-
-class PacketType(IntEnum):
-    CONNECT = 1
-    CONNACK = 2
-    PUBLISH = 3
-    PUBACK = 4
-    PUBREC = 5
-    PUBREL = 6
-    PUBCOMP = 7
-    SUBSCRIBE = 8
-    SUBACK = 9
-    UNSUBSCRIBE = 10
-    UNSUBACK = 11
-    PINGREQ = 12
-    PINGRESP = 13
-    DISCONNECT = 14
-    AUTH = 15
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from flockmq.mqtt.errors import MalformedPacket, ProtocolError
+from flockmq.mqtt.topics import validate_topic_name
+
 from .data_types import (
     MAX_VARINT,
     Reader,
@@ -26,9 +29,7 @@ from .data_types import (
     pack_u16,
     pack_u32,
 )
-from .errors import MalformedPacket, ProtocolError
 from .packets import EMPTY_PROPERTIES, PacketType, Properties
-from .topics import validate_topic_name
 
 WILL = 0
 """Pseudo packet type for the Will Properties in a CONNECT payload (packet type

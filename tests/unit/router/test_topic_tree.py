@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend.codec.errors import ProtocolError
-from frontend.codec.reason_codes import ReasonCode
+from flockmq.mqtt.errors import ProtocolError
+from flockmq.mqtt.reason_codes import ReasonCode
 from router.topic_tree import TopicTree, check_topic_filter, topic_matches
 
 # -- an independent reference matcher: filter -> regex --------------------

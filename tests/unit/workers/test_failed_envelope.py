@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, acceptor_of
-from frontend.codec.packets import PacketType
+from flockmq.mqtt.packet_types import PacketType
 from workers.process import failed_envelope
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness

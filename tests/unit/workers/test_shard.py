@@ -12,9 +12,9 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.mqtt.packet_types import PacketType
+from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.sizes import message_size
-from frontend.codec.packets import PacketType
-from frontend.codec.reason_codes import ReasonCode
 from workers.shard import Shard, ShardLimits
 
 NEVER = 0xFFFFFFFF

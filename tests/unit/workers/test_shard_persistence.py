@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flockmq import envelopes as env
-from frontend.codec.packets import PacketType
+from flockmq.mqtt.packet_types import PacketType
 from store import (
     DeleteMessage,
     MemoryStore,

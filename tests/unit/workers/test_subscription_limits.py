@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from flockmq import envelopes as env
-from frontend.codec.reason_codes import ReasonCode
+from flockmq.mqtt.reason_codes import ReasonCode
 from store import MemoryStore
 from workers.shard import Shard, ShardLimits
 
