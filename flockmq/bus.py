@@ -291,6 +291,11 @@ class Bus:
         sock = inbox.sock
         for _ in range(FRAMES_PER_PASS):
             if self._paused(inbox):
+                # ZeroMQ's FD stays readable until the socket's pending
+                # commands are processed: do that (it receives nothing), or
+                # the loop wakes up for this inbox again at once, forever
+                # while it is paused. resume_reading() drains it.
+                sock.getsockopt(zmq.EVENTS)
                 return
             try:
                 frame = sock.recv(zmq.NOBLOCK)

@@ -177,3 +177,34 @@ def test_a_failing_handler_does_not_stop_the_bus(
     a.bus.flush()
     a.bus.send("b", [7, "next"])
     run_until(loop, lambda: [7, "next"] in seen)
+
+
+def test_a_paused_inbox_does_not_wake_the_loop_while_frames_wait(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    """ZeroMQ's FD stays readable until the socket's pending commands are
+    processed: an inbox paused with frames waiting must not be woken over and
+    over (a router busy-looped on its paused work inbox)."""
+    a, b = pair(loop, tmp_path, receiver_pausable=True)
+    wakeups = [0]
+    real = b.bus._on_readable
+
+    def count(inbox: Any) -> None:
+        wakeups[0] += 1
+        real(inbox)
+
+    b.bus._on_readable = count  # type: ignore[method-assign]
+    # The reader was registered with the bound method: register the spy.
+    for inbox in b.bus.inboxes:
+        fd = inbox.sock.getsockopt(zmq.FD)
+        loop.remove_reader(fd)
+        loop.add_reader(fd, b.bus._on_readable, inbox)
+    b.bus.pause_reading("test")
+    for i in range(20):
+        a.bus.send("b", [7, i, b"x"])
+    run_until(loop, lambda: wakeups[0] >= 1)  # the frames are there
+    loop.run_until_complete(asyncio.sleep(0.3))
+    assert wakeups[0] < 20, f"{wakeups[0]} wake-ups in 0.3 s while paused"
+    assert b.got == []
+    b.bus.resume_reading("test")
+    run_until(loop, lambda: len(b.got) == 20)
