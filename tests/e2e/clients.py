@@ -224,3 +224,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.02)
+
+
+def assert_round_trip(broker: Any) -> None:
+    """A fresh pub/sub pair of `broker` exchanges a QoS 1 message."""
+    topic = unique("alive")
+    sub = connected(broker)
+    sub.subscribe(topic, 1)
+    pub = connected(broker)
+    pub.publish(topic, b"still here", 1)
+    assert sub.expect(1)[0].payload == b"still here"
+    sub.disconnect()
+    pub.disconnect()

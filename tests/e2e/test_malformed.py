@@ -28,7 +28,7 @@ from frontend.codec import (
 )
 
 from .broker import Broker
-from .clients import Client, RawClient, unique
+from .clients import Client, RawClient, assert_round_trip, unique
 
 ROLES = [("router", 0), ("worker", 0), ("worker", 1), ("acceptor", 0), ("acceptor", 1)]
 MALFORMED = 0x81
@@ -79,16 +79,7 @@ def assert_healthy(broker: Broker, pids: dict[tuple[str, int], int]) -> None:
     """No broker process died, and a pub/sub pair still exchanges a message."""
     assert broker.proc is not None and broker.proc.poll() is None
     assert {(role, i): broker.pid_of(role, i) for role, i in ROLES} == pids
-    topic = unique("alive")
-    sub = Client(broker.port)
-    sub.connect()
-    sub.subscribe(topic, 1)
-    pub = Client(broker.port)
-    pub.connect()
-    pub.publish(topic, b"still here", 1)
-    assert sub.expect(1)[0].payload == b"still here"
-    sub.disconnect()
-    pub.disconnect()
+    assert_round_trip(broker)
 
 
 def connect_raw(broker: Broker, level: int, **kwargs: object) -> RawClient:

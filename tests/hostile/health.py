@@ -7,7 +7,7 @@ from __future__ import annotations
 import psutil
 
 from tests.e2e.broker import Broker
-from tests.e2e.clients import Client, unique
+from tests.e2e.clients import assert_round_trip
 
 MB = 1024 * 1024
 
@@ -39,19 +39,6 @@ def rss(broker: Broker) -> dict[tuple[str, int], int]:
 
 def total_rss(broker: Broker) -> int:
     return sum(rss(broker).values())
-
-
-def assert_round_trip(broker: Broker) -> None:
-    topic = unique("alive")
-    sub = Client(broker.port)
-    sub.connect()
-    sub.subscribe(topic, 1)
-    pub = Client(broker.port)
-    pub.connect()
-    pub.publish(topic, b"still here", 1)
-    assert sub.expect(1)[0].payload == b"still here"
-    sub.disconnect()
-    pub.disconnect()
 
 
 def assert_healthy(broker: Broker, pids: dict[tuple[str, int], int]) -> None:
