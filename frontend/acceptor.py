@@ -22,7 +22,7 @@ from collections import Counter
 from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
-from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.envelopes import Wire, make_conn_id
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 from frontend.acl import ACL, READ, DecisionCache, load_acl
@@ -91,24 +91,24 @@ class Acceptor:
         self.stats = SysStats("acceptor", index, self.counters)
         self.server: asyncio.Server | None = None
         self._handlers = {
-            env.CONNACK: self._on_connack,
-            env.SEND_PUBLISH: self._on_send_publish,
-            env.SEND_PUBLISH_MANY: self._on_send_publish_many,
-            env.SEND_ACK: self._on_send_ack,
-            env.SEND_SUBACK: self._on_send_suback,
-            env.SEND_UNSUBACK: self._on_send_unsuback,
-            env.CLOSE: self._on_close,
-            env.WORKER_UP: self._on_worker_up,
-            env.ROUTER_UP: self._on_router_up,
-            env.ROUTED: self._on_routed,
-            env.STORED: self._on_stored,
-            env.FENCED: self._on_fenced,
+            env.Kind.CONNACK: self._on_connack,
+            env.Kind.SEND_PUBLISH: self._on_send_publish,
+            env.Kind.SEND_PUBLISH_MANY: self._on_send_publish_many,
+            env.Kind.SEND_ACK: self._on_send_ack,
+            env.Kind.SEND_SUBACK: self._on_send_suback,
+            env.Kind.SEND_UNSUBACK: self._on_send_unsuback,
+            env.Kind.CLOSE: self._on_close,
+            env.Kind.WORKER_UP: self._on_worker_up,
+            env.Kind.ROUTER_UP: self._on_router_up,
+            env.Kind.ROUTED: self._on_routed,
+            env.Kind.STORED: self._on_stored,
+            env.Kind.FENCED: self._on_fenced,
         }
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self.bus.start()
-        hello = [env.ACCEPTOR_UP, self.index, self.incarnation]
+        hello = [env.Kind.ACCEPTOR_UP, self.index, self.incarnation]
         for shard in range(self.config.workers):
             self.bus.send(shard, hello)
         self.bus.send("router", hello)
@@ -190,10 +190,10 @@ class Acceptor:
             count,
         )
 
-    def to_worker(self, shard: int, envelope: Envelope) -> None:
+    def to_worker(self, shard: int, envelope: Wire) -> None:
         self.bus.send(shard, envelope)
 
-    def to_router(self, envelope: Envelope) -> None:
+    def to_router(self, envelope: Wire) -> None:
         self.bus.send("router", envelope)
 
     def writer_full(self, conn: ClientConnection) -> None:
@@ -216,12 +216,12 @@ class Acceptor:
         self.paused.clear()
 
     # --- envelopes from workers ----------------------------------------------------------------
-    def on_envelopes(self, envelopes: list[Envelope]) -> None:
+    def on_envelopes(self, envelopes: list[Wire]) -> None:
         self.now = self.loop.time()
         for e in envelopes:
             self.handle_envelope(e)
 
-    def handle_envelope(self, e: Envelope) -> None:
+    def handle_envelope(self, e: Wire) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
         try:
@@ -233,7 +233,7 @@ class Acceptor:
         except Exception:
             self.guard.failed(e)
 
-    def _on_router_up(self, e: Envelope) -> None:
+    def _on_router_up(self, e: Wire) -> None:
         """The router restarted: what it held is gone. Publishes still waiting
         for confirmation go again now, in arrival order, not after a timeout."""
         self.retry_unconfirmed("router restarted")
@@ -242,7 +242,7 @@ class Acceptor:
         for fence in self.fences.refence(self.now):
             self.to_router(fence)
 
-    def _on_fenced(self, e: Envelope) -> None:
+    def _on_fenced(self, e: Wire) -> None:
         _, seq = e
         waiter = self.fences.answered(seq)
         if waiter is not None:
@@ -252,25 +252,25 @@ class Acceptor:
         for conn in list(self.awaiting_conns):
             conn.retry_unconfirmed(self.now, why)
 
-    def _on_routed(self, e: Envelope) -> None:
+    def _on_routed(self, e: Wire) -> None:
         _, conn_id, packet_id, shards, attempt = e
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.on_routed(packet_id, shards, attempt)
 
-    def _on_stored(self, e: Envelope) -> None:
+    def _on_stored(self, e: Wire) -> None:
         _, conn_id, packet_id, ok, attempt = e
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.on_stored(packet_id, ok, attempt)
 
-    def _on_connack(self, e: Envelope) -> None:
+    def _on_connack(self, e: Wire) -> None:
         _, conn_id, present, rc, props = e
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.on_connack(present, rc, props)
 
-    def _on_send_publish(self, e: Envelope) -> None:
+    def _on_send_publish(self, e: Wire) -> None:
         _, conn_id, packet_id, topic, payload, qos, retain, dup, props = e
         conn = self.connections.get(conn_id)
         if conn is None or conn.state != CONNECTED:
@@ -282,7 +282,7 @@ class Acceptor:
             # Mosquitto skips it), or it would hold a slot of the window for ever.
             self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
             if qos:
-                self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
+                self.to_worker(conn.shard, [env.Kind.DISCARDED, conn_id, conn.client_id, packet_id])
             return
         props = props if conn.level >= 5 else None
         data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level)
@@ -291,11 +291,11 @@ class Acceptor:
             # [MQTT-3.1.2-25], or it would hold a slot of the client's receive
             # window for ever.
             if qos:
-                self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
+                self.to_worker(conn.shard, [env.Kind.DISCARDED, conn_id, conn.client_id, packet_id])
             return
         conn.write(data)
 
-    def _on_send_publish_many(self, e: Envelope) -> None:
+    def _on_send_publish_many(self, e: Wire) -> None:
         _, conn_ids, topic, payload, retain, props = e
         encoded: dict[int, bytes] = {}
         connections = self.connections
@@ -319,7 +319,7 @@ class Acceptor:
                 )
             conn.write_qos0(data)
 
-    def _on_send_ack(self, e: Envelope) -> None:
+    def _on_send_ack(self, e: Wire) -> None:
         _, conn_id, kind, packet_id, rc = e
         conn = self.connections.get(conn_id)
         if conn is not None:
@@ -327,7 +327,7 @@ class Acceptor:
                 conn.pubrels.discard(packet_id)
             conn.write(encode_ack(kind, packet_id, conn.level, rc if conn.level >= 5 else 0))
 
-    def _on_send_suback(self, e: Envelope) -> None:
+    def _on_send_suback(self, e: Wire) -> None:
         _, conn_id, packet_id, codes = e
         conn = self.connections.get(conn_id)
         if conn is not None:
@@ -336,7 +336,7 @@ class Acceptor:
             if conn.held is not None and not conn.unanswered and not conn.fence_seq:
                 conn.release_held()  # a publish that waited for this SUBACK
 
-    def _on_send_unsuback(self, e: Envelope) -> None:
+    def _on_send_unsuback(self, e: Wire) -> None:
         _, conn_id, packet_id, codes = e
         conn = self.connections.get(conn_id)
         if conn is not None:
@@ -346,7 +346,7 @@ class Acceptor:
             if conn.held is not None and not conn.unanswered and not conn.fence_seq:
                 conn.release_held()  # a publish that waited for this UNSUBACK
 
-    def _on_close(self, e: Envelope) -> None:
+    def _on_close(self, e: Wire) -> None:
         """Taken over by a new connection. What this client sent before it is
         already in the socket's buffer (a client that reconnects at once may
         have written its last PUBACK just before): it is read and forwarded in
@@ -369,7 +369,7 @@ class Acceptor:
                 )
             )
 
-    def _on_worker_up(self, e: Envelope) -> None:
+    def _on_worker_up(self, e: Wire) -> None:
         """A restarted worker reloaded its persistent sessions from the store:
         their connections stay open and are attached again (the client sees a
         pause, and unacknowledged messages come again with DUP). Clean sessions

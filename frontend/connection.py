@@ -102,7 +102,7 @@ class PendingPublish:
         self.expected = -1
         self.stored = 0
         env_ = self.envelope
-        if env_[0] == env.ROUTE:
+        if env_[0] == env.Kind.ROUTE:
             env_[7] = [env_[7][0], env_[7][1], self.attempt, env_[7][3], None]
         else:  # PUBLISH to the session's shard: route again despite the known packet id
             env_[9] = self.attempt
@@ -306,7 +306,9 @@ class ClientConnection(asyncio.Protocol):
         self.held = None  # nothing more of this connection is acted on
         self.acceptor.holding.discard(self)
         if was_registered:
-            self.report_closed([env.CLOSED, self.conn_id, self.client_id, self.will_on_close, None])
+            self.report_closed(
+                [env.Kind.CLOSED, self.conn_id, self.client_id, self.will_on_close, None]
+            )
 
     # --- inbound packets ----------------------------------------------------------------------
     def handle_packet(self, packet: Any) -> None:
@@ -319,20 +321,32 @@ class ClientConnection(asyncio.Protocol):
             self.on_connect(packet)
         elif kind is Puback:
             self._forward(
-                [env.PUBACK_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code]
+                [
+                    env.Kind.PUBACK_IN,
+                    self.conn_id,
+                    self.client_id,
+                    packet.packet_id,
+                    packet.reason_code,
+                ]
             )
         elif kind is Pubrec:
             self._forward(
-                [env.PUBREC_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code]
+                [
+                    env.Kind.PUBREC_IN,
+                    self.conn_id,
+                    self.client_id,
+                    packet.packet_id,
+                    packet.reason_code,
+                ]
             )
         elif kind is Pubrel:
             # Kept until its PUBCOMP: if the session's worker dies holding it,
             # it goes again to the restarted one (a client re-sends PUBREL only
             # when it reconnects, and this connection stays open).
             self.pubrels.add(packet.packet_id)
-            self._forward([env.PUBREL_IN, self.conn_id, self.client_id, packet.packet_id])
+            self._forward([env.Kind.PUBREL_IN, self.conn_id, self.client_id, packet.packet_id])
         elif kind is Pubcomp:
-            self._forward([env.PUBCOMP_IN, self.conn_id, self.client_id, packet.packet_id])
+            self._forward([env.Kind.PUBCOMP_IN, self.conn_id, self.client_id, packet.packet_id])
         elif kind is Pingreq:
             self.write(PINGRESP_BYTES)
         elif kind is Subscribe:
@@ -341,7 +355,7 @@ class ClientConnection(asyncio.Protocol):
             self._forward_until_answered(
                 packet.packet_id,
                 [
-                    env.UNSUBSCRIBE,
+                    env.Kind.UNSUBSCRIBE,
                     self.conn_id,
                     self.client_id,
                     packet.packet_id,
@@ -374,7 +388,7 @@ class ClientConnection(asyncio.Protocol):
         for envelope in self.unanswered.values():
             self._forward(envelope)
         for packet_id in sorted(self.pubrels):
-            self._forward([env.PUBREL_IN, self.conn_id, self.client_id, packet_id])
+            self._forward([env.Kind.PUBREL_IN, self.conn_id, self.client_id, packet_id])
 
     def on_connect(self, packet: Connect) -> None:
         self.level = level = packet.protocol_level
@@ -424,7 +438,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = CONNECTING
         self.acceptor.count("connects")
         self.connect_envelope = [
-            env.CONNECT,
+            env.Kind.CONNECT,
             self.conn_id,
             client_id,
             packet.clean_start,
@@ -468,7 +482,7 @@ class ClientConnection(asyncio.Protocol):
             # PUSH socket does not drop it). QoS 2 goes to the session's shard,
             # which holds packet ids until PUBREL for exactly-once.
             route = [
-                env.ROUTE,
+                env.Kind.ROUTE,
                 self.client_id,
                 topic,
                 packet.payload,
@@ -486,7 +500,7 @@ class ClientConnection(asyncio.Protocol):
             self.route(route)
         else:
             publish = [
-                env.PUBLISH,
+                env.Kind.PUBLISH,
                 self.conn_id,
                 self.client_id,
                 packet.packet_id,
@@ -588,7 +602,7 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading()
             self.write(encode_ack(pending.ack_kind, packet_id, self.level))
             if pending.ack_kind == PUBREC:
-                self._forward([env.QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id])
+                self._forward([env.Kind.QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id])
 
     def check_confirmations(self, now: float, timeout: float) -> None:
         """A publish left unconfirmed (a router or worker died holding it) is
@@ -626,7 +640,7 @@ class ClientConnection(asyncio.Protocol):
             why,
             pending.attempt + 1,
         )
-        if pending.envelope[0] == env.ROUTE:
+        if pending.envelope[0] == env.Kind.ROUTE:
             self.route(pending.envelope)
         else:
             self._forward(pending.envelope)
@@ -702,7 +716,7 @@ class ClientConnection(asyncio.Protocol):
             )
         self._forward_until_answered(
             packet.packet_id,
-            [env.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries],
+            [env.Kind.SUBSCRIBE, self.conn_id, self.client_id, packet.packet_id, entries],
         )
 
     def refuse_filter(self, topic_filter: str, max_levels: int) -> int:
@@ -733,7 +747,7 @@ class ClientConnection(asyncio.Protocol):
         self.will_on_close = packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
         if expiry is not None and self.state in (CONNECTING, CONNECTED):
             self.report_closed(
-                [env.CLOSED, self.conn_id, self.client_id, self.will_on_close, expiry]
+                [env.Kind.CLOSED, self.conn_id, self.client_id, self.will_on_close, expiry]
             )
             self.state = CLOSED  # connection_lost must not report it again
             self.acceptor.unregister(self)

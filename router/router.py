@@ -27,7 +27,7 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from flockmq.envelopes import Wire, acceptor_of, incarnation_of
 from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import (
     NEVER,
@@ -87,7 +87,7 @@ EMPTY_PLAN = Plan([], [], True)
 MAX_HELD_BYTES = 64 * 1024 * 1024
 
 
-def held_size(route: Envelope) -> int:
+def held_size(route: Wire) -> int:
     """About what a held ROUTE holds: topic, payload and a fixed overhead."""
     topic, payload = route[2], route[3]
     return (
@@ -118,29 +118,29 @@ class Router:
         self.online: dict[str, int] = {}  # client id -> conn, for online sessions
         self.plans: dict[tuple[str, bool], Plan] = {}
         self.plans_bytes = 0  # estimated bytes held by `plans`
-        self.to_workers: dict[int, list[Envelope]] = {}
-        self.to_acceptors: dict[int, list[Envelope]] = {}
+        self.to_workers: dict[int, list[Wire]] = {}
+        self.to_acceptors: dict[int, list[Wire]] = {}
         self.ops: list[Op] = []
         self.now = 0.0  # wall-clock time of what is being handled, set by the process
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
-        self.after_commit: list[tuple[int, Envelope]] = []  # (acceptor, envelope)
+        self.after_commit: list[tuple[int, Wire]] = []  # (acceptor, envelope)
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard("router", self.counters, log)
         self._handlers = {
-            env.ROUTE: self._on_route,
-            env.SUB: self._on_sub,
-            env.UNSUB: self._on_unsub,
-            env.UNSUB_ALL: self._on_unsub_all,
-            env.WORKER_UP: self._on_worker_up,
-            env.ACCEPTOR_UP: self._on_acceptor_up,
-            env.ONLINE: self._on_online,
-            env.SYNCED: self._on_synced,
-            env.FENCE: self._on_fence,
+            env.Kind.ROUTE: self._on_route,
+            env.Kind.SUB: self._on_sub,
+            env.Kind.UNSUB: self._on_unsub,
+            env.Kind.UNSUB_ALL: self._on_unsub_all,
+            env.Kind.WORKER_UP: self._on_worker_up,
+            env.Kind.ACCEPTOR_UP: self._on_acceptor_up,
+            env.Kind.ONLINE: self._on_online,
+            env.Kind.SYNCED: self._on_synced,
+            env.Kind.FENCE: self._on_fence,
         }
         # Shards that have not re-sent their subscriptions since this router
         # started; publishes wait (in order) until none is left.
         self.unsynced: set[int] = set()
-        self.held: list[Envelope] = []
+        self.held: list[Wire] = []
         self.held_bytes = 0
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
@@ -179,7 +179,7 @@ class Router:
                 if _durable(topic):
                     self.ops.append(DeleteRetained(topic))
 
-    def take_durable(self) -> tuple[list[Op], list[tuple[int, Envelope]]]:
+    def take_durable(self) -> tuple[list[Op], list[tuple[int, Wire]]]:
         ops, later = self.ops, self.after_commit
         self.ops, self.after_commit = [], []
         return ops, later
@@ -198,7 +198,7 @@ class Router:
             self.unsynced.clear()
             self._release_held()
 
-    def _on_synced(self, e: Envelope) -> None:
+    def _on_synced(self, e: Wire) -> None:
         self.unsynced.discard(e[1])
         if not self.unsynced:
             self._release_held()
@@ -209,15 +209,15 @@ class Router:
         for envelope in held:
             self.handle(envelope)
 
-    def handle(self, envelope: Envelope) -> None:
+    def handle(self, envelope: Wire) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
         try:
             kind = envelope[0]
-            if self.unsynced and kind == env.ROUTE:
+            if self.unsynced and kind == env.Kind.ROUTE:
                 self._hold(envelope)
                 return
-            if self.unsynced and kind == env.FENCE:
+            if self.unsynced and kind == env.Kind.FENCE:
                 self.held.append(envelope)  # answered after the ROUTEs held before it
                 return
             handler = self._handlers.get(kind)
@@ -229,7 +229,7 @@ class Router:
         except Exception:
             self.guard.failed(envelope)
 
-    def _hold(self, route: Envelope) -> None:
+    def _hold(self, route: Wire) -> None:
         """Acceptors' publishes wait in their pipes while shards resync (the
         process does not read them meanwhile); what workers send (wills, QoS 2
         publishes of persistent sessions) waits here, up to MAX_HELD_BYTES."""
@@ -239,7 +239,7 @@ class Router:
             self.counters["sync_cut_short"] += 1
             self.stop_waiting_for_sync(f"before {MAX_HELD_BYTES} bytes of publishes waited")
 
-    def _out(self, shard: int) -> list[Envelope]:
+    def _out(self, shard: int) -> list[Wire]:
         out = self.to_workers.get(shard)
         if out is None:
             out = self.to_workers[shard] = []
@@ -264,7 +264,7 @@ class Router:
             self.plans_bytes += cost
 
     # --- publishes ------------------------------------------------------------------
-    def _on_route(self, e: Envelope) -> None:
+    def _on_route(self, e: Wire) -> None:
         _, origin, topic, payload, qos, retain, props, reply = e
         self.counters["messages_routed"] += 1
         if retain:
@@ -278,7 +278,7 @@ class Router:
         if reply is not None:
             conn, packet_id, attempt, _uid, _key = reply
             confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
-            routed = [env.ROUTED, conn, packet_id, confirming, attempt]
+            routed = [env.Kind.ROUTED, conn, packet_id, confirming, attempt]
             if retain:
                 self.after_commit.append((acceptor_of(conn), routed))
             else:
@@ -294,7 +294,7 @@ class Router:
             out = to_acceptors.get(acceptor)
             if out is None:
                 out = to_acceptors[acceptor] = []
-            out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, retain and rap, props])
+            out.append([env.Kind.SEND_PUBLISH_MANY, conns, topic, payload, retain and rap, props])
         to_workers = self.to_workers
         for shard, targets, confirm in plan.shards:
             out = to_workers.get(shard)
@@ -302,7 +302,7 @@ class Router:
                 out = to_workers[shard] = []
             out.append(
                 [
-                    env.DELIVER,
+                    env.Kind.DELIVER,
                     topic,
                     payload,
                     qos,
@@ -415,7 +415,7 @@ class Router:
         return True
 
     # --- subscriptions ------------------------------------------------------------------
-    def _on_sub(self, e: Envelope) -> None:
+    def _on_sub(self, e: Wire) -> None:
         _, shard, client_id, conn, packet_id, entries, codes = e
         self._invalidate()
         self.shard_clients.setdefault(shard, set()).add(client_id)
@@ -438,7 +438,7 @@ class Router:
             taken.append(entry)
         out = self._out(shard)
         if conn:
-            out.append([env.SUBSCRIBED, client_id, conn, packet_id, codes])
+            out.append([env.Kind.SUBSCRIBED, client_id, conn, packet_id, codes])
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].
         for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in taken:
             if not send_retained:
@@ -451,7 +451,7 @@ class Router:
                 self.counters["retained_sent"] += 1
                 out.append(
                     [
-                        env.DELIVER,
+                        env.Kind.DELIVER,
                         topic,
                         msg.payload,
                         msg.qos,
@@ -462,31 +462,31 @@ class Router:
                     ]
                 )
 
-    def _on_unsub(self, e: Envelope) -> None:
+    def _on_unsub(self, e: Wire) -> None:
         _, client_id, filters, shard, conn, packet_id, codes = e
         self._invalidate()
         for topic_filter in filters:
             self.tree.unsubscribe(topic_filter, client_id)
         if conn:
-            self._out(shard).append([env.UNSUBSCRIBED, client_id, conn, packet_id, codes])
+            self._out(shard).append([env.Kind.UNSUBSCRIBED, client_id, conn, packet_id, codes])
 
-    def _on_fence(self, e: Envelope) -> None:
+    def _on_fence(self, e: Wire) -> None:
         """Everything the acceptor sent before this FENCE, on the same pipe,
         has been handled (envelopes are handled in the order they come)."""
         _, acceptor, seq = e
         out = self.to_acceptors.get(acceptor)
         if out is None:
             out = self.to_acceptors[acceptor] = []
-        out.append([env.FENCED, seq])
+        out.append([env.Kind.FENCED, seq])
 
-    def _on_unsub_all(self, e: Envelope) -> None:
+    def _on_unsub_all(self, e: Wire) -> None:
         _, client_id = e
         self._invalidate()
         self.tree.unsubscribe_all(client_id)
         for clients in self.shard_clients.values():
             clients.discard(client_id)
 
-    def _on_online(self, e: Envelope) -> None:
+    def _on_online(self, e: Wire) -> None:
         _, client_id, conn = e
         self._invalidate()
         if conn:
@@ -494,7 +494,7 @@ class Router:
         else:
             self.online.pop(client_id, None)
 
-    def _on_worker_up(self, e: Envelope) -> None:
+    def _on_worker_up(self, e: Wire) -> None:
         """A (re)started worker re-sends what it has; forget what it had."""
         _, shard, _incarnation = e
         self._invalidate()
@@ -505,7 +505,7 @@ class Router:
         if stale:
             log.info("router: worker %d restarted: dropped %d stale subscribers", shard, len(stale))
 
-    def _on_acceptor_up(self, e: Envelope) -> None:
+    def _on_acceptor_up(self, e: Wire) -> None:
         """Connections of the acceptor's previous incarnation are gone."""
         _, acceptor, incarnation = e
         self.counters["acceptor_restarts"] += 1

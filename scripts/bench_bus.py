@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from flockmq.bus import Bus
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Wire
 
 
 def echo(endpoint: str, reply_to: str) -> None:
@@ -37,7 +37,7 @@ def echo(endpoint: str, reply_to: str) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        def on_envelopes(envelopes: list[Envelope]) -> None:
+        def on_envelopes(envelopes: list[Wire]) -> None:
             bus.extend("back", envelopes)
 
         bus = Bus(loop, 1, 0, on_envelopes)
@@ -64,7 +64,7 @@ async def measure(endpoint: str, peer: str, count: int, rate: float) -> dict[str
     paced: list[int] = []
     done = loop.create_future()
 
-    def on_envelopes(envelopes: list[Envelope]) -> None:
+    def on_envelopes(envelopes: list[Wire]) -> None:
         now = time.monotonic_ns()
         for e in envelopes:
             if e[0] == 0:  # closed loop

@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from flockmq.envelopes import Wire, acceptor_of, incarnation_of
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteSession
 from workers.outbound import OutboundFlows
@@ -29,7 +29,7 @@ log = logging.getLogger("flockmq.worker")
 
 
 class ConnectionFlows(OutboundFlows):
-    def _on_connect(self, e: Envelope, now: float) -> None:
+    def _on_connect(self, e: Wire, now: float) -> None:
         conn, client_id = e[1], e[2]
         session = self.sessions.get(client_id)
         waiting = self.takeovers.pending.get(client_id)
@@ -42,7 +42,7 @@ class ConnectionFlows(OutboundFlows):
         else:
             self._attach(e, now)
 
-    def _begin_takeover(self, e: Envelope, now: float) -> None:
+    def _begin_takeover(self, e: Wire, now: float) -> None:
         """Takeover [MQTT-3.1.4-2]: close the attached connection and attach
         this one when its CLOSED comes (see workers/takeover.py); its will goes
         out as for any close without DISCONNECT."""
@@ -59,14 +59,14 @@ class ConnectionFlows(OutboundFlows):
         self._close_taken_over(session.conn if replaced is None else replaced.conn)
 
     def _close_taken_over(self, conn: int) -> None:
-        self._send(conn, [env.CLOSE, conn, ReasonCode.SESSION_TAKEN_OVER])
+        self._send(conn, [env.Kind.CLOSE, conn, ReasonCode.SESSION_TAKEN_OVER])
 
     def _complete_takeover(self, waiting: Takeover, now: float) -> None:
         self._attach(waiting.connect, now)
         for envelope in waiting.held:
             self.handle(envelope, now)
 
-    def _attach(self, e: Envelope, now: float) -> None:
+    def _attach(self, e: Wire, now: float) -> None:
         (
             _,
             conn,
@@ -103,7 +103,7 @@ class ConnectionFlows(OutboundFlows):
         else:
             present = True
         session.conn = conn
-        self._to_router([env.ONLINE, client_id, conn])
+        self._to_router([env.Kind.ONLINE, client_id, conn])
         session.protocol_level = level
         session.session_expiry = expiry
         session.receive_maximum = receive_maximum or 65535
@@ -117,12 +117,12 @@ class ConnectionFlows(OutboundFlows):
         if expiry != asked and level >= 5:
             # The broker's limit applies: say so (MQTT 5 section 3.2.2.3.2).
             props = {**(props or {}), "session_expiry_interval": expiry}
-        self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
+        self._send(conn, [env.Kind.CONNACK, conn, present, ReasonCode.SUCCESS, props])
         if present:
             self._resend_inflight(session)
             self._pump(session)
 
-    def _on_closed(self, e: Envelope, now: float) -> None:
+    def _on_closed(self, e: Wire, now: float) -> None:
         _, conn, client_id, publish_will, new_expiry = e
         if self.takeovers.pending and self.takeovers.abandon(client_id, conn):
             return  # it closed while waiting to take over: never attached
@@ -133,7 +133,7 @@ class ConnectionFlows(OutboundFlows):
             session.session_expiry = min(new_expiry, self.limits.max_session_expiry)
         self._detach(session, publish_will=publish_will, now=now)
 
-    def _on_acceptor_up(self, e: Envelope, now: float) -> None:
+    def _on_acceptor_up(self, e: Wire, now: float) -> None:
         """A (re)started acceptor: connections of its previous incarnation are gone."""
         _, acceptor, incarnation = e
         for session in list(self.sessions.values()):
@@ -154,7 +154,7 @@ class ConnectionFlows(OutboundFlows):
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         old, session.conn = session.conn, None
-        self._to_router([env.ONLINE, session.client_id, 0])
+        self._to_router([env.Kind.ONLINE, session.client_id, 0])
         session.disconnected_at = now
         self.offline.add(session.client_id)
         will, session.will = session.will, None
@@ -176,7 +176,7 @@ class ConnectionFlows(OutboundFlows):
     def _route_will(self, client_id: str, will: list[Any]) -> None:
         topic, payload, qos, retain, props, _delay = will
         self.counters["wills_published"] += 1
-        self._to_router([env.ROUTE, client_id, topic, payload, qos, retain, props, None])
+        self._to_router([env.Kind.ROUTE, client_id, topic, payload, qos, retain, props, None])
 
     def _end_session(self, session: Session) -> None:
         self.sessions.pop(session.client_id, None)
@@ -188,7 +188,7 @@ class ConnectionFlows(OutboundFlows):
             # with a will pending: _attach cancels it first.
             self._route_will(session.client_id, pending[1])
         if session.subscriptions:
-            self._to_router([env.UNSUB_ALL, session.client_id])
+            self._to_router([env.Kind.UNSUB_ALL, session.client_id])
         if session.persisted:
             self.ops.append(DeleteSession(session.client_id))
         self.counters["sessions_ended"] += 1

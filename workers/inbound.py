@@ -14,7 +14,7 @@ by PUBREL.
 from __future__ import annotations
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Wire
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteInboundQos2, PutInboundQos2
@@ -23,7 +23,7 @@ from workers.shard_state import ShardState
 
 
 class InboundFlows(ShardState):
-    def _on_publish(self, e: Envelope, now: float) -> None:
+    def _on_publish(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry, uid = e
         session = self._current(client_id, conn)
         if session is None:
@@ -35,7 +35,7 @@ class InboundFlows(ShardState):
         # persistent destination stores the keys it took: `durable`).
         token = self._next_token() if known is None else known[1]
         route = [
-            env.ROUTE,
+            env.Kind.ROUTE,
             client_id,
             topic,
             payload,
@@ -62,7 +62,7 @@ class InboundFlows(ShardState):
             # retransmission before PUBREL is acknowledged, not delivered
             # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
             self.counters["qos2_duplicates_suppressed"] += 1
-            self._send(conn, [env.ROUTED, conn, packet_id, -1, attempt])
+            self._send(conn, [env.Kind.ROUTED, conn, packet_id, -1, attempt])
             return
         session.inbound_qos2[packet_id] = [conn, token]
         if session.persistent:
@@ -71,14 +71,14 @@ class InboundFlows(ShardState):
         # every destination confirmed the message durable.
         self._to_router_after_commit(route)
 
-    def _on_qos2_confirmed(self, e: Envelope, now: float) -> None:
+    def _on_qos2_confirmed(self, e: Wire, now: float) -> None:
         _, _conn, client_id, packet_id = e
         session = self.sessions.get(client_id)
         known = session.inbound_qos2.get(packet_id) if session is not None else None
         if known is not None:
             known[0] = CONFIRMED
 
-    def _on_pubrel(self, e: Envelope, now: float) -> None:
+    def _on_pubrel(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id = e
         session = self._current(client_id, conn)
         if session is None:
@@ -90,4 +90,4 @@ class InboundFlows(ShardState):
                 self.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
             rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self._send(conn, [env.SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc])
+        self._send(conn, [env.Kind.SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.envelopes import Wire, acceptor_of
 from flockmq.message_expiry import deadline_of, has_expired, props_to_send
 from flockmq.sizes import message_size
 from frontend.codec.packets import PacketType
@@ -33,7 +33,7 @@ log = logging.getLogger("flockmq.worker")
 
 
 class OutboundFlows(ShardState):
-    def _on_deliver(self, e: Envelope, now: float) -> None:
+    def _on_deliver(self, e: Wire, now: float) -> None:
         _, topic, payload, qos, retain, props, targets, reply = e
         if reply is not None:
             conn_of_publisher, packet_id, attempt, uid, key, confirm = reply
@@ -43,7 +43,7 @@ class OutboundFlows(ShardState):
                 self.after_commit.append(
                     (
                         acceptor_of(conn_of_publisher),
-                        [env.STORED, conn_of_publisher, packet_id, True, attempt],
+                        [env.Kind.STORED, conn_of_publisher, packet_id, True, attempt],
                     )
                 )
             if qos == 2:
@@ -84,7 +84,7 @@ class OutboundFlows(ShardState):
                         self._send(
                             conn,
                             [
-                                env.SEND_PUBLISH,
+                                env.Kind.SEND_PUBLISH,
                                 conn,
                                 None,
                                 topic,
@@ -111,7 +111,7 @@ class OutboundFlows(ShardState):
             out = self.to_acceptors.get(acceptor)
             if out is None:
                 out = self.to_acceptors[acceptor] = []
-            out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
+            out.append([env.Kind.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits
@@ -175,7 +175,7 @@ class OutboundFlows(ShardState):
         self._send(
             conn,
             [
-                env.SEND_PUBLISH,
+                env.Kind.SEND_PUBLISH,
                 conn,
                 packet_id,
                 msg.topic,
@@ -195,11 +195,11 @@ class OutboundFlows(ShardState):
         for msg in session.inflight.values():
             self.counters["redeliveries"] += 1
             if msg.state == AWAIT_COMP:
-                self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
+                self._send(conn, [env.Kind.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
             else:
                 self._send_message(conn, msg, dup=True)
 
-    def _on_puback(self, e: Envelope, now: float) -> None:
+    def _on_puback(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, _rc = e
         session = self._current(client_id, conn)
         if session is None:
@@ -215,7 +215,7 @@ class OutboundFlows(ShardState):
             self._forget(session, msg)
             self._pump(session)
 
-    def _on_pubrec(self, e: Envelope, now: float) -> None:
+    def _on_pubrec(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, rc = e
         session = self._current(client_id, conn)
         if session is None:
@@ -228,7 +228,7 @@ class OutboundFlows(ShardState):
             self._send(
                 conn,
                 [
-                    env.SEND_ACK,
+                    env.Kind.SEND_ACK,
                     conn,
                     PacketType.PUBREL,
                     packet_id,
@@ -245,7 +245,7 @@ class OutboundFlows(ShardState):
             self._pump(session)
             return
         msg.state = AWAIT_COMP
-        pubrel = [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0]
+        pubrel = [env.Kind.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0]
         if session.persisted and msg.seq:
             # After PUBREL the PUBLISH must never be sent again [MQTT-4.3.3-3]:
             # the new state is committed before PUBREL goes out.
@@ -255,7 +255,7 @@ class OutboundFlows(ShardState):
         else:
             self._send(conn, pubrel)
 
-    def _on_pubcomp(self, e: Envelope, now: float) -> None:
+    def _on_pubcomp(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id = e
         session = self._current(client_id, conn)
         if session is None:
@@ -288,14 +288,14 @@ class OutboundFlows(ShardState):
             msg.packet_id,
             step if msg.qos == 2 else "awaiting PUBACK",
         )
-        self._send(conn, [env.CLOSE, conn, ReasonCode.PROTOCOL_ERROR])
+        self._send(conn, [env.Kind.CLOSE, conn, ReasonCode.PROTOCOL_ERROR])
         self._detach(session, publish_will=True, now=self.now)
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         """Let go of the session's connection (workers/connections.py)."""
         raise NotImplementedError
 
-    def _on_discarded(self, e: Envelope, now: float) -> None:
+    def _on_discarded(self, e: Wire, now: float) -> None:
         """Too large for the client [MQTT-3.1.2-25]: the flow ends as if completed."""
         _, conn, client_id, packet_id = e
         session = self._current(client_id, conn)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.envelopes import Wire, acceptor_of
 from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import pack_stored_props
 from flockmq.persistence import pack_blob
@@ -64,15 +64,15 @@ class ShardState:
         # QoS 2 messages this shard took, by key (see _seen_before);
         # insertion-ordered, bounded
         self.seen_qos2: dict[tuple[Any, ...], None] = {}
-        self.to_router: list[Envelope] = []
-        self.to_acceptors: dict[int, list[Envelope]] = {}
+        self.to_router: list[Wire] = []
+        self.to_acceptors: dict[int, list[Wire]] = {}
         # store writes of this pass; (client id, OutMessage) stands for the
         # PutMessage of a message queued in it (see take_durable)
         self.ops: list[Op | tuple[str, OutMessage]] = []
         self._unsaved = 0  # such placeholders in ops
         # (destination, envelope): sent once `ops` are committed; destination is
         # "router" or an acceptor index
-        self.after_commit: list[tuple[str | int, Envelope]] = []
+        self.after_commit: list[tuple[str | int, Wire]] = []
         # What goes to the router leaves in the order it was made: once one
         # envelope for it waits for a commit (this pass: _router_waits, or
         # earlier passes not yet committed: set by the process), the ones
@@ -86,13 +86,13 @@ class ShardState:
         # SUBACK/UNSUBACK waiting for the router's answer, by (conn, packet
         # id): sent anyway when a restarted router has re-taken the
         # subscriptions (the answer died with the old one)
-        self.awaiting_router: dict[tuple[int, int], Envelope] = {}
+        self.awaiting_router: dict[tuple[int, int], Wire] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"shard {index}", self.counters, log)
         # envelope kind -> handler, filled in by `Shard`
-        self._handlers: dict[int, Callable[[Envelope, float], None]] = {}
+        self._handlers: dict[int, Callable[[Wire, float], None]] = {}
 
-    def handle(self, envelope: Envelope, now: float) -> None:
+    def handle(self, envelope: Wire, now: float) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
         self.now = now
@@ -123,7 +123,7 @@ class ShardState:
                 )
             )
 
-    def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Envelope]]]:
+    def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Wire]]]:
         """This pass's store ops and the envelopes that must wait for them. A
         message queued in this pass becomes its PutMessage only now, in its
         place, with the packet id and state it has now (most go in flight in
@@ -137,7 +137,7 @@ class ShardState:
             ops = [op for op in map(_resolve, ops) if op is not None]
         return ops, later  # type: ignore[return-value]
 
-    def _to_router(self, envelope: Envelope) -> None:
+    def _to_router(self, envelope: Wire) -> None:
         """To the router, after everything sent there before: a QoS 2 publish
         waiting for its commit must not be overtaken by a SUB, UNSUB, will or
         session end made after it (one connection's order, item 22)."""
@@ -146,14 +146,14 @@ class ShardState:
         else:
             self.to_router.append(envelope)
 
-    def hold_for_commit(self, later: list[tuple[str | int, Envelope]]) -> tuple[bool, list[int]]:
+    def hold_for_commit(self, later: list[tuple[str | int, Wire]]) -> tuple[bool, list[int]]:
         """The process commits a pass's ops; `later` waits for it: until
         `commit_done`, what follows it to the router or to a connection whose
         SUBACK is in it waits too."""
         to_router = any(dest == "router" for dest, _ in later)
         if to_router:
             self.router_commits_pending += 1
-        return to_router, [e[1] for _, e in later if e[0] == env.SEND_SUBACK]
+        return to_router, [e[1] for _, e in later if e[0] == env.Kind.SEND_SUBACK]
 
     def commit_done(self, hold: tuple[bool, list[int]]) -> None:
         to_router, subacks = hold
@@ -167,20 +167,20 @@ class ShardState:
             else:
                 behind.pop(conn, None)
 
-    def _send_suback_after_commit(self, conn: int, suback: Envelope) -> None:
+    def _send_suback_after_commit(self, conn: int, suback: Wire) -> None:
         self.after_commit.append((acceptor_of(conn), suback))
         self.behind_suback[conn] = self.behind_suback.get(conn, 0) + 1
 
-    def _to_router_after_commit(self, envelope: Envelope) -> None:
+    def _to_router_after_commit(self, envelope: Wire) -> None:
         self.after_commit.append(("router", envelope))
         self._router_waits = True
 
     def startup_envelopes(self, incarnation: int) -> None:
         """Announce this shard (a restarted worker): the router forgets the
         shard's stale subscriptions and acceptors drop its stale connections."""
-        self.to_router.append([env.WORKER_UP, self.index, incarnation])
+        self.to_router.append([env.Kind.WORKER_UP, self.index, incarnation])
 
-    def _send(self, conn: int, envelope: Envelope) -> None:
+    def _send(self, conn: int, envelope: Wire) -> None:
         acceptor = acceptor_of(conn)
         if self.behind_suback and conn in self.behind_suback:
             self.after_commit.append((acceptor, envelope))  # after its SUBACK

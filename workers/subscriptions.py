@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Wire
 from frontend.codec.reason_codes import ReasonCode
 from store import DeleteSubscription, PutSubscription
 from workers.session import Subscription
@@ -23,7 +23,7 @@ from workers.shard_state import ShardState
 
 
 class SubscriptionFlows(ShardState):
-    def _on_subscribe(self, e: Envelope, now: float) -> None:
+    def _on_subscribe(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, entries = e
         session = self._current(client_id, conn)
         if session is None:
@@ -80,12 +80,14 @@ class SubscriptionFlows(ShardState):
         if route_entries:
             # SUBACK waits for the router's SUBSCRIBED so a publish the client
             # sends after SUBACK is matched against the new subscription.
-            self._to_router([env.SUB, self.index, client_id, conn, packet_id, route_entries, codes])
-            self.awaiting_router[conn, packet_id] = [env.SEND_SUBACK, conn, packet_id, codes]
+            self._to_router(
+                [env.Kind.SUB, self.index, client_id, conn, packet_id, route_entries, codes]
+            )
+            self.awaiting_router[conn, packet_id] = [env.Kind.SEND_SUBACK, conn, packet_id, codes]
         else:
-            self._send(conn, [env.SEND_SUBACK, conn, packet_id, codes])
+            self._send(conn, [env.Kind.SEND_SUBACK, conn, packet_id, codes])
 
-    def _on_subscribed(self, e: Envelope, now: float) -> None:
+    def _on_subscribed(self, e: Wire, now: float) -> None:
         _, client_id, conn, packet_id, codes = e
         if self.awaiting_router.pop((conn, packet_id), None) is None:
             # Answered already: a ROUTER_UP came between the SUB and this
@@ -94,13 +96,13 @@ class SubscriptionFlows(ShardState):
             return
         session = self.sessions.get(client_id)
         if session is not None and session.conn == conn:
-            suback = [env.SEND_SUBACK, conn, packet_id, codes]
+            suback = [env.Kind.SEND_SUBACK, conn, packet_id, codes]
             if session.persistent:  # a SUBACK promises the subscription is kept
                 self._send_suback_after_commit(conn, suback)
             else:
                 self._send(conn, suback)
 
-    def _on_unsubscribe(self, e: Envelope, now: float) -> None:
+    def _on_unsubscribe(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, filters = e
         session = self._current(client_id, conn)
         if session is None:
@@ -116,37 +118,39 @@ class SubscriptionFlows(ShardState):
                 if session.persistent:
                     self.ops.append(DeleteSubscription(client_id, topic_filter))
                 codes.append(ReasonCode.SUCCESS)
-        unsuback = [env.SEND_UNSUBACK, conn, packet_id, codes]
+        unsuback = [env.Kind.SEND_UNSUBACK, conn, packet_id, codes]
         if removed:
             # UNSUBACK waits for the router's UNSUBSCRIBED, so a publish the
             # client sends after UNSUBSCRIBE is matched without the filters.
-            self._to_router([env.UNSUB, client_id, removed, self.index, conn, packet_id, codes])
+            self._to_router(
+                [env.Kind.UNSUB, client_id, removed, self.index, conn, packet_id, codes]
+            )
             self.awaiting_router[conn, packet_id] = unsuback
         else:
             self._send(conn, unsuback)
 
-    def _on_unsubscribed(self, e: Envelope, now: float) -> None:
+    def _on_unsubscribed(self, e: Wire, now: float) -> None:
         _, client_id, conn, packet_id, codes = e
         if self.awaiting_router.pop((conn, packet_id), None) is None:
             self.counters["late_router_answers"] += 1  # answered already, as above
             return
         session = self.sessions.get(client_id)
         if session is not None and session.conn == conn:
-            self._send(conn, [env.SEND_UNSUBACK, conn, packet_id, codes])
+            self._send(conn, [env.Kind.SEND_UNSUBACK, conn, packet_id, codes])
 
-    def _on_router_up(self, e: Envelope, now: float) -> None:
+    def _on_router_up(self, e: Wire, now: float) -> None:
         """A (re)started router has an empty topic tree: register every
         subscription of this shard again (no SUBACK, no retained messages)."""
         for session in self.sessions.values():
             if session.conn is not None:
-                self._to_router([env.ONLINE, session.client_id, session.conn])
+                self._to_router([env.Kind.ONLINE, session.client_id, session.conn])
             entries = [
                 [f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent]
                 for f, s in session.subscriptions.items()
             ]
             if entries:
-                self._to_router([env.SUB, self.index, session.client_id, 0, 0, entries, []])
-        self._to_router([env.SYNCED, self.index])
+                self._to_router([env.Kind.SUB, self.index, session.client_id, 0, 0, entries, []])
+        self._to_router([env.Kind.SYNCED, self.index])
         # The answers to SUB/UNSUB the old router had not given: the new one
         # took them with the resync above, ahead of any publish it routes.
         awaiting, self.awaiting_router = self.awaiting_router, {}

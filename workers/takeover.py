@@ -21,22 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Wire
 
 TAKEOVER_WAIT = 3.0  # seconds the old connection's acceptor has to report it closed
 
 # Envelopes [kind, conn, client_id, ...] a connection sends about its session.
 HELD_KINDS = frozenset(
     {
-        env.PUBLISH,
-        env.PUBREL_IN,
-        env.PUBACK_IN,
-        env.PUBREC_IN,
-        env.PUBCOMP_IN,
-        env.DISCARDED,
-        env.SUBSCRIBE,
-        env.UNSUBSCRIBE,
-        env.QOS2_CONFIRMED,
+        env.Kind.PUBLISH,
+        env.Kind.PUBREL_IN,
+        env.Kind.PUBACK_IN,
+        env.Kind.PUBREC_IN,
+        env.Kind.PUBCOMP_IN,
+        env.Kind.DISCARDED,
+        env.Kind.SUBSCRIBE,
+        env.Kind.UNSUBSCRIBE,
+        env.Kind.QOS2_CONFIRMED,
     }
 )
 
@@ -45,16 +45,16 @@ HELD_KINDS = frozenset(
 class Takeover:
     old: int  # the connection being closed
     conn: int  # the connection waiting to be attached
-    connect: Envelope  # its CONNECT
+    connect: Wire  # its CONNECT
     due: float  # attach it by then even if the old one's CLOSED never came
-    held: list[Envelope] = field(default_factory=list)
+    held: list[Wire] = field(default_factory=list)
 
 
 class Takeovers:
     def __init__(self) -> None:
         self.pending: dict[str, Takeover] = {}
 
-    def begin(self, client_id: str, old: int, connect: Envelope, now: float) -> Takeover | None:
+    def begin(self, client_id: str, old: int, connect: Wire, now: float) -> Takeover | None:
         """Start waiting for `old` to close; returns the takeover this one
         replaces (a third connection came before the second was attached)."""
         replaced = self.pending.get(client_id)
@@ -63,7 +63,7 @@ class Takeovers:
         self.pending[client_id] = Takeover(old, connect[1], connect, now + TAKEOVER_WAIT)
         return replaced
 
-    def hold(self, envelope: Envelope) -> bool:
+    def hold(self, envelope: Wire) -> bool:
         """Keep what a waiting connection sent until it is attached."""
         if not self.pending or envelope[0] not in HELD_KINDS:
             return False

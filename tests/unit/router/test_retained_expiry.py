@@ -20,7 +20,7 @@ def retained_sent(router: Router, shard: int = 0) -> list[tuple[str, bytes, Any]
     """(topic, payload, props) of the retained DELIVERs a new subscription got."""
     sub(router, shard, "reader", ("r/#", 1))
     workers, _ = take(router)
-    return [(e[1], e[2], e[5]) for e in workers.get(shard, []) if e[0] == env.DELIVER]
+    return [(e[1], e[2], e[5]) for e in workers.get(shard, []) if e[0] == env.Kind.DELIVER]
 
 
 def test_a_retained_message_is_sent_with_what_is_left_of_its_interval() -> None:
