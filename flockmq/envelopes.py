@@ -30,11 +30,14 @@ empty); `rc` is an MQTT 5 reason code (acceptors turn it into a 3.1.1 code).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any, Literal, NamedTuple
 
 Props = dict[str, Any] | None
-Wire = list[Any]  # an envelope as msgpack unpacks it: read it with its NamedTuple
+# A received envelope: a list as msgpack unpacks it (or a NamedTuple handed
+# over inside the process); read it with its NamedTuple.
+Wire = Sequence[Any]
 
 
 class Kind(IntEnum):

@@ -148,7 +148,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
         # Seen rows of publishes released (or publishers gone) while their row
         # was being written elsewhere; they can never match again.
         self.ops.append(PruneSeenQos2())
-        self._on_router_up([env.Kind.ROUTER_UP, 0], now)
+        self._on_router_up(env.RouterUp(env.Kind.ROUTER_UP, 0), now)
 
     def _load_session(self, rec: SessionRecord, now: float) -> None:
         session = Session(
@@ -198,10 +198,14 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
         self.sessions[rec.client_id] = session
         self.offline.add(rec.client_id)
         will = unpack_blob(rec.will)
-        if rec.disconnected_at is None and isinstance(will, list):
+        if (
+            rec.disconnected_at is None
+            and isinstance(will, list)
+            and len(will) == len(env.Will._fields)  # not a damaged blob
+        ):
             # It was online when its worker died. Its acceptor may still hold
             # the connection and attach it again (which cancels this); if
             # not, the connection is gone and the will goes out.
-            self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, will)
+            self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, env.Will._make(will))
         self._persist_session(session)
         self.counters["sessions_loaded"] += 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Wire, acceptor_of
+from flockmq.envelopes import Envelope, Kind, Wire, acceptor_of
 from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import pack_stored_props
 from flockmq.persistence import pack_blob
@@ -58,21 +58,21 @@ class ShardState:
         self._token_base = (nonce & 0x7FFFFFFF) << 32
         self._tokens = 0
         self.sessions: dict[str, Session] = {}
-        self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
+        self.pending_wills: dict[str, tuple[float, env.Will]] = {}
         self.takeovers = Takeovers()
         self.offline: set[str] = set()  # sessions kept without a connection
         # QoS 2 messages this shard took, by key (see _seen_before);
         # insertion-ordered, bounded
         self.seen_qos2: dict[tuple[Any, ...], None] = {}
-        self.to_router: list[Wire] = []
-        self.to_acceptors: dict[int, list[Wire]] = {}
+        self.to_router: list[Envelope] = []
+        self.to_acceptors: dict[int, list[Envelope]] = {}
         # store writes of this pass; (client id, OutMessage) stands for the
         # PutMessage of a message queued in it (see take_durable)
         self.ops: list[Op | tuple[str, OutMessage]] = []
         self._unsaved = 0  # such placeholders in ops
         # (destination, envelope): sent once `ops` are committed; destination is
         # "router" or an acceptor index
-        self.after_commit: list[tuple[str | int, Wire]] = []
+        self.after_commit: list[tuple[str | int, Envelope]] = []
         # What goes to the router leaves in the order it was made: once one
         # envelope for it waits for a commit (this pass: _router_waits, or
         # earlier passes not yet committed: set by the process), the ones
@@ -86,7 +86,7 @@ class ShardState:
         # SUBACK/UNSUBACK waiting for the router's answer, by (conn, packet
         # id): sent anyway when a restarted router has re-taken the
         # subscriptions (the answer died with the old one)
-        self.awaiting_router: dict[tuple[int, int], Wire] = {}
+        self.awaiting_router: dict[tuple[int, int], env.SendSuback | env.SendUnsuback] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"shard {index}", self.counters, log)
         # envelope kind -> handler, filled in by `Shard`
@@ -123,7 +123,7 @@ class ShardState:
                 )
             )
 
-    def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Wire]]]:
+    def take_durable(self) -> tuple[list[Op], list[tuple[str | int, Envelope]]]:
         """This pass's store ops and the envelopes that must wait for them. A
         message queued in this pass becomes its PutMessage only now, in its
         place, with the packet id and state it has now (most go in flight in
@@ -137,7 +137,7 @@ class ShardState:
             ops = [op for op in map(_resolve, ops) if op is not None]
         return ops, later  # type: ignore[return-value]
 
-    def _to_router(self, envelope: Wire) -> None:
+    def _to_router(self, envelope: Envelope) -> None:
         """To the router, after everything sent there before: a QoS 2 publish
         waiting for its commit must not be overtaken by a SUB, UNSUB, will or
         session end made after it (one connection's order, item 22)."""
@@ -146,14 +146,14 @@ class ShardState:
         else:
             self.to_router.append(envelope)
 
-    def hold_for_commit(self, later: list[tuple[str | int, Wire]]) -> tuple[bool, list[int]]:
+    def hold_for_commit(self, later: list[tuple[str | int, Envelope]]) -> tuple[bool, list[int]]:
         """The process commits a pass's ops; `later` waits for it: until
         `commit_done`, what follows it to the router or to a connection whose
         SUBACK is in it waits too."""
         to_router = any(dest == "router" for dest, _ in later)
         if to_router:
             self.router_commits_pending += 1
-        return to_router, [e[1] for _, e in later if e[0] == env.Kind.SEND_SUBACK]
+        return to_router, [e.conn for _, e in later if isinstance(e, env.SendSuback)]
 
     def commit_done(self, hold: tuple[bool, list[int]]) -> None:
         to_router, subacks = hold
@@ -167,20 +167,20 @@ class ShardState:
             else:
                 behind.pop(conn, None)
 
-    def _send_suback_after_commit(self, conn: int, suback: Wire) -> None:
+    def _send_suback_after_commit(self, conn: int, suback: env.SendSuback) -> None:
         self.after_commit.append((acceptor_of(conn), suback))
         self.behind_suback[conn] = self.behind_suback.get(conn, 0) + 1
 
-    def _to_router_after_commit(self, envelope: Wire) -> None:
+    def _to_router_after_commit(self, envelope: env.Route) -> None:
         self.after_commit.append(("router", envelope))
         self._router_waits = True
 
     def startup_envelopes(self, incarnation: int) -> None:
         """Announce this shard (a restarted worker): the router forgets the
         shard's stale subscriptions and acceptors drop its stale connections."""
-        self.to_router.append([env.Kind.WORKER_UP, self.index, incarnation])
+        self.to_router.append(env.WorkerUp(Kind.WORKER_UP, self.index, incarnation))
 
-    def _send(self, conn: int, envelope: Wire) -> None:
+    def _send(self, conn: int, envelope: Envelope) -> None:
         acceptor = acceptor_of(conn)
         if self.behind_suback and conn in self.behind_suback:
             self.after_commit.append((acceptor, envelope))  # after its SUBACK
@@ -203,7 +203,7 @@ class ShardState:
         self._tokens += 1
         return self._token_base | (self._tokens & 0xFFFFFFFF)
 
-    def _record_seen(self, key: list[Any], targets: list[list[Any]]) -> None:
+    def _record_seen(self, key: env.Qos2Key, targets: list[env.Target]) -> None:
         """A QoS 2 message from a persistent publisher reaches persistent
         sessions here: they store its key in the same commit as their copies,
         so a resend after this worker restarted is still recognised. (The

@@ -60,7 +60,8 @@ class Takeovers:
         replaced = self.pending.get(client_id)
         if replaced is not None:
             old = replaced.old
-        self.pending[client_id] = Takeover(old, connect[1], connect, now + TAKEOVER_WAIT)
+        conn = env.Connect._make(connect).conn
+        self.pending[client_id] = Takeover(old, conn, connect, now + TAKEOVER_WAIT)
         return replaced
 
     def hold(self, envelope: Wire) -> bool:

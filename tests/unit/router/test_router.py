@@ -11,6 +11,7 @@ from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
 from router.router import Router
 from store import RetainedRecord
+from tests.unit.wire import wire, wire_all
 
 
 def sub(
@@ -47,8 +48,8 @@ def route(
 
 def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
     """What the router queued since the last call, per shard and per acceptor."""
-    workers = {k: list(v) for k, v in router.to_workers.items() if v}
-    acceptors = {k: list(v) for k, v in router.to_acceptors.items() if v}
+    workers = {k: wire_all(v) for k, v in router.to_workers.items() if v}
+    acceptors = {k: wire_all(v) for k, v in router.to_acceptors.items() if v}
     router.to_workers.clear()
     router.to_acceptors.clear()
     return workers, acceptors
@@ -310,7 +311,7 @@ def test_publish_with_reply_address_tells_the_acceptor_how_many_shards_confirm()
     assert take(router)[1] == {}
     ops, later = router.take_durable()
     assert len(ops) == 1
-    assert later == [(1, [env.Kind.ROUTED, publisher, 7, 2, 0])]
+    assert [(a, wire(e)) for a, e in later] == [(1, [env.Kind.ROUTED, publisher, 7, 2, 0])]
 
 
 def test_unknown_envelope_is_counted() -> None:

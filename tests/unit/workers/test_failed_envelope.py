@@ -8,15 +8,24 @@ envelopes were never sent."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flockmq import envelopes as env
-from flockmq.envelopes import Wire, acceptor_of
+from flockmq.envelopes import acceptor_of
 from frontend.codec.packets import PacketType
+from tests.unit.wire import wire
 from workers.process import failed_envelope
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 
 
-def held(h: Harness) -> list[tuple[str | int, Wire]]:
+def failed(dest: str | int, e: Any) -> tuple[str | int, Any]:
+    """failed_envelope, and what its receiver gets."""
+    dest, out = failed_envelope(dest, e)
+    return dest, wire(out)
+
+
+def held(h: Harness) -> list[tuple[str | int, Any]]:
     """What the shard holds back for this pass's commit."""
     _ops, later = h.shard.take_durable()
     h.take()
@@ -40,7 +49,7 @@ def test_a_qos2_publish_whose_packet_id_was_not_kept_is_not_routed_nor_acknowled
     assert len(route[7]) == 5  # [conn, packet_id, attempt, uid, key]
     # Not routed: the publisher's acceptor is told the publish was not stored
     # (so no PUBREC), for the attempt it is waiting on.
-    assert failed_envelope(dest, route) == (
+    assert failed(dest, route) == (
         acceptor_of(CONN_B),
         [env.Kind.STORED, CONN_B, 7, False, 0],
     )
@@ -63,8 +72,8 @@ def test_a_copy_that_was_not_stored_is_not_confirmed() -> None:
         h.now,
     )
     ((dest, stored),) = held(h)
-    assert (dest, stored) == (acceptor_of(CONN_B), [env.Kind.STORED, CONN_B, 9, True, 3])
-    assert failed_envelope(dest, stored) == (dest, [env.Kind.STORED, CONN_B, 9, False, 3])
+    assert (dest, wire(stored)) == (acceptor_of(CONN_B), [env.Kind.STORED, CONN_B, 9, True, 3])
+    assert failed(dest, stored) == (dest, [env.Kind.STORED, CONN_B, 9, False, 3])
 
 
 def test_a_subscription_that_was_not_stored_is_refused() -> None:
@@ -74,8 +83,8 @@ def test_a_subscription_that_was_not_stored_is_refused() -> None:
     h.take()
     h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1, 0]], h.now)
     ((dest, suback),) = held(h)
-    assert (dest, suback) == (acceptor_of(CONN_A), [env.Kind.SEND_SUBACK, CONN_A, 1, [1, 0]])
-    assert failed_envelope(dest, suback) == (dest, [env.Kind.SEND_SUBACK, CONN_A, 1, [0x80, 0x80]])
+    assert (dest, wire(suback)) == (acceptor_of(CONN_A), [env.Kind.SEND_SUBACK, CONN_A, 1, [1, 0]])
+    assert failed(dest, suback) == (dest, [env.Kind.SEND_SUBACK, CONN_A, 1, [0x80, 0x80]])
 
 
 def test_a_pubrel_is_sent_as_it_is() -> None:
@@ -85,11 +94,11 @@ def test_a_pubrel_is_sent_as_it_is() -> None:
     h.take()
     h.ack(env.Kind.PUBREC_IN, CONN_A, "sub", 1)
     ((dest, pubrel),) = held(h)
-    assert (dest, pubrel) == (
+    assert (dest, wire(pubrel)) == (
         acceptor_of(CONN_A),
         [env.Kind.SEND_ACK, CONN_A, PacketType.PUBREL, 1, 0],
     )
-    assert failed_envelope(dest, pubrel) == (dest, pubrel)
+    assert failed(dest, pubrel) == (dest, wire(pubrel))
 
 
 def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:

@@ -15,6 +15,7 @@ from flockmq.envelopes import Wire, make_conn_id
 from flockmq.sizes import message_size
 from frontend.codec.packets import PacketType
 from frontend.codec.reason_codes import ReasonCode
+from tests.unit.wire import wire, wire_all
 from workers.shard import Shard, ShardLimits
 
 NEVER = 0xFFFFFFFF
@@ -159,17 +160,18 @@ class Harness:
 
     # --- outputs ----------------------------------------------------------------
     def peek_acceptors(self) -> list[Wire]:
-        return [e for out in self.shard.to_acceptors.values() for e in out]
+        """What the shard queued for acceptors, as they get it (tests/unit/wire.py)."""
+        return [wire(e) for out in self.shard.to_acceptors.values() for e in out]
 
     def take(self) -> tuple[list[Wire], list[Wire]]:
         """(to_router, to_acceptors) since the last take, then cleared; what
         waited for a store commit is included, as if the commit succeeded."""
-        router = list(self.shard.to_router)
+        router = wire_all(self.shard.to_router)
         acceptors = self.peek_acceptors()
         self.ops, later = self.shard.take_durable()
         self.shard.commit_done(self.shard.hold_for_commit(later))  # as if committed
         for dest, e in later:
-            (router if dest == "router" else acceptors).append(e)
+            (router if dest == "router" else acceptors).append(wire(e))
         self.shard.to_router.clear()
         for out in self.shard.to_acceptors.values():
             out.clear()

@@ -21,6 +21,7 @@ from store import (
     SessionRecord,
     UpdateMessage,
 )
+from tests.unit.wire import wire
 from workers.session import Subscription
 from workers.shard import Shard, ShardLimits
 
@@ -87,7 +88,7 @@ def test_deliver_with_reply_confirms_after_commit() -> None:
     )
     ops, later = h.shard.take_durable()
     assert any(isinstance(op, PutMessage) for op in ops)
-    assert later == [(1, [env.Kind.STORED, CONN_B, 9, True, 0])]
+    assert [(dest, wire(e)) for dest, e in later] == [(1, [env.Kind.STORED, CONN_B, 9, True, 0])]
 
 
 def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
