@@ -26,6 +26,7 @@ from frontend.codec.packets import (
 )
 from frontend.connection import ClientConnection
 from frontend.ordering import Fences
+from tests.unit.wire import wire, wire_all
 
 
 class FakeTransport:
@@ -78,8 +79,8 @@ def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
 def take(acceptor: Acceptor) -> tuple[list[Any], list[Any]]:
     """(to the router, to the workers) since the last call."""
     outboxes = acceptor.bus.outboxes
-    router = list(outboxes["router"])
-    workers = [e for key, out in outboxes.items() if key != "router" for e in out]
+    router = wire_all(outboxes["router"])
+    workers = [wire(e) for key, out in outboxes.items() if key != "router" for e in out]
     for out in outboxes.values():
         out.clear()
     return router, workers
@@ -268,7 +269,7 @@ def test_fences_number_routes_and_fences_on_one_counter() -> None:
     fences.sent += 1  # a ROUTE
     assert fences.needed(1)
     w = Waiter()
-    assert fences.fence(w, 0.0) == [env.Kind.FENCE, 3, 2]
+    assert fences.fence(w, 0.0) == env.Fence(env.Kind.FENCE, acceptor=3, seq=2)
     assert fences.answered(2) is w and w.fence_seq == 0
     assert not fences.needed(1) and fences.done == 2
     assert fences.answered(1) is None and fences.done == 2  # never goes back
@@ -281,4 +282,8 @@ def test_fences_overdue_and_refence() -> None:
     fences.fence(b, 5.0)
     assert fences.overdue(6.0, 3.0) == [a] and a.fence_seq == 0
     (again,) = fences.refence(7.0)
-    assert again == [env.Kind.FENCE, 0, 3] and b.fence_seq == 3 and list(fences.open) == [3]
+    assert (
+        again == env.Fence(env.Kind.FENCE, acceptor=0, seq=3)
+        and b.fence_seq == 3
+        and list(fences.open) == [3]
+    )
