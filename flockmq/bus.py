@@ -86,7 +86,7 @@ class Bus:
         self.credit_threshold = max(1, pipe_bytes // 4)
         self.inboxes: list[_Inbox] = []
         self.peers: dict[Hashable, zmq.Socket[Any]] = {}
-        self.outboxes: dict[Hashable, list[Envelope | Wire]] = {}
+        self.outboxes: dict[Hashable, list[Envelope]] = {}
         self.in_flight: dict[Hashable, int] = {}  # bytes sent, not yet credited
         self.backlog: dict[Hashable, deque[bytes]] = {}
         self.backlog_bytes = 0
@@ -139,17 +139,17 @@ class Bus:
             self._schedule_drain(inbox)
 
     # --- sending ------------------------------------------------------------------------
-    def outbox(self, key: Hashable) -> list[Envelope | Wire]:
+    def outbox(self, key: Hashable) -> list[Envelope]:
         """The list to append envelopes for `key` to; sent at the end of this pass."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
         return self.outboxes[key]
 
-    def send(self, key: Hashable, envelope: Envelope | Wire) -> None:
+    def send(self, key: Hashable, envelope: Envelope) -> None:
         self.outbox(key).append(envelope)
 
-    def extend(self, key: Hashable, envelopes: Sequence[Envelope | Wire]) -> None:
+    def extend(self, key: Hashable, envelopes: Sequence[Envelope]) -> None:
         if envelopes:
             self.outbox(key).extend(envelopes)
 
@@ -161,7 +161,7 @@ class Bus:
                     self._send_chunk(key, pending[start : start + MAX_BATCH])
                 pending.clear()
 
-    def _send_chunk(self, key: Hashable, chunk: list[Envelope | Wire]) -> None:
+    def _send_chunk(self, key: Hashable, chunk: list[Envelope]) -> None:
         frame: bytes = _packer.pack([FRAME_VERSION, self.me, self.incarnation, 0, chunk])
         if len(frame) > MAX_FRAME_BYTES and len(chunk) > 1:
             half = len(chunk) // 2  # large messages: smaller frames, so pipes stay bounded
