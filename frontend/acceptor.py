@@ -195,7 +195,7 @@ class Acceptor:
     def to_worker(self, shard: int, envelope: env.Envelope) -> None:
         self.bus.send(shard, envelope)
 
-    def to_router(self, envelope: env.Route | env.Fence) -> None:
+    def to_router(self, envelope: env.Route | env.RouteTuple | env.Fence) -> None:
         self.bus.send("router", envelope)
 
     def writer_full(self, conn: ClientConnection) -> None:

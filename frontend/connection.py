@@ -494,24 +494,16 @@ class ClientConnection(asyncio.Protocol):
             # router, and a QoS 1 PUBACK once the message is on its way (the
             # PUSH socket does not drop it). QoS 2 goes to the session's shard,
             # which holds packet ids until PUBREL for exactly-once.
-            reply = None
-            if qos:
-                self.publishes += 1
-                reply = env.Reply(self.conn_id, packet.packet_id or 0, 0, self.publishes, None)
-            route = env.Route(
-                _ROUTE,
-                self.client_id,
-                topic,
-                packet.payload,
-                qos,
-                packet.retain,
-                props or None,
-                reply,
-            )
-            if qos:
-                size = message_size(topic, packet.payload, props)
-                if not self.await_confirmation(packet.packet_id or 0, PUBACK, route, size):
-                    return  # the first transmission is still being confirmed
+            payload, retain = packet.payload, packet.retain
+            if not qos:  # the hottest send: a plain tuple (see flockmq/envelopes.py)
+                self.route((_ROUTE, self.client_id, topic, payload, 0, retain, props, None))
+                return
+            self.publishes += 1
+            reply = env.Reply(self.conn_id, packet.packet_id or 0, 0, self.publishes, None)
+            route = env.Route(_ROUTE, self.client_id, topic, payload, qos, retain, props, reply)
+            size = message_size(topic, payload, props)
+            if not self.await_confirmation(packet.packet_id or 0, PUBACK, route, size):
+                return  # the first transmission is still being confirmed
             self.route(route)
         else:
             publish = env.Publish(
@@ -533,7 +525,7 @@ class ClientConnection(asyncio.Protocol):
                 self.publishes += 1
             self._forward(publish)
 
-    def route(self, envelope: env.Route) -> None:
+    def route(self, envelope: env.Route | env.RouteTuple) -> None:
         """A ROUTE to the router, numbered (the only cost of ordering on
         the publish path: frontend/ordering.py)."""
         fences = self.acceptor.fences

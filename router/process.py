@@ -37,7 +37,7 @@ def run_router(config: Config, incarnation: int) -> None:
             log.info("router: restored %d retained messages", len(retained))
         committer = Committer(store, loop)
 
-        def send_later(later: list[tuple[int, env.Routed]], error: StoreError | None) -> None:
+        def send_later(later: list[tuple[int, env.RoutedTuple]], error: StoreError | None) -> None:
             if error is not None:
                 router.counters["store_failures"] += 1
                 log.error("router: store write failed: %s", error)
@@ -45,9 +45,8 @@ def run_router(config: Config, incarnation: int) -> None:
                 e: Envelope = routed
                 if error is not None:
                     # The retained message was not kept: do not acknowledge.
-                    e = env.Stored(
-                        Kind.STORED, routed.conn, routed.packet_id, False, routed.attempt
-                    )
+                    _, conn, packet_id, _shards, attempt = routed
+                    e = env.Stored(Kind.STORED, conn, packet_id, False, attempt)
                 bus.send(("acceptor", acceptor), e)
 
         def on_envelopes(envelopes: Sequence[Wire]) -> None:

@@ -89,6 +89,8 @@ MAX_HELD_BYTES = 64 * 1024 * 1024
 
 
 # The per-message kinds, bound once: an IntEnum member costs ~50 ns to look up.
+# ROUTED, DELIVER and SEND_PUBLISH_MANY are built as plain tuples on the
+# per-message path (typed by env.RoutedTuple etc.: see flockmq/envelopes.py).
 _ROUTE: Final = Kind.ROUTE
 _FENCE: Final = Kind.FENCE
 _ROUTED: Final = Kind.ROUTED
@@ -132,7 +134,7 @@ class Router:
         self.ops: list[Op] = []
         self.now = 0.0  # wall-clock time of what is being handled, set by the process
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
-        self.after_commit: list[tuple[int, env.Routed]] = []  # (acceptor, envelope)
+        self.after_commit: list[tuple[int, env.RoutedTuple]] = []  # (acceptor, ROUTED)
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard("router", self.counters, log)
         self._handlers: dict[int, Callable[[Wire], None]] = {
@@ -188,7 +190,7 @@ class Router:
                 if _durable(topic):
                     self.ops.append(DeleteRetained(topic))
 
-    def take_durable(self) -> tuple[list[Op], list[tuple[int, env.Routed]]]:
+    def take_durable(self) -> tuple[list[Op], list[tuple[int, env.RoutedTuple]]]:
         ops, later = self.ops, self.after_commit
         self.ops, self.after_commit = [], []
         return ops, later
@@ -287,9 +289,9 @@ class Router:
             if plan.cacheable and plan is not EMPTY_PLAN:
                 self._cache_plan(key, plan)
         if reply is not None:
-            conn, packet_id, attempt, _uid, _key = reply
+            conn, packet_id, attempt, uid, qos2_key = reply
             confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
-            routed = env.Routed(_ROUTED, conn, packet_id, confirming, attempt)
+            routed: env.RoutedTuple = (_ROUTED, conn, packet_id, confirming, attempt)
             if retain:
                 self.after_commit.append((acceptor_of(conn), routed))
             else:
@@ -305,28 +307,16 @@ class Router:
             out = to_acceptors.get(acceptor)
             if out is None:
                 out = to_acceptors[acceptor] = []
-            out.append(
-                env.SendPublishMany(
-                    _SEND_PUBLISH_MANY, conns, topic, payload, retain and rap, props
-                )
-            )
+            out.append((_SEND_PUBLISH_MANY, conns, topic, payload, retain and rap, props))
         to_workers = self.to_workers
         for shard, targets, confirm in plan.shards:
             out = to_workers.get(shard)
             if out is None:
                 out = to_workers[shard] = []
-            out.append(
-                env.Deliver(
-                    _DELIVER,
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                    props,
-                    targets,
-                    None if reply is None else env.DeliverReply(*reply, confirm),
-                )
-            )
+            deliver_reply: env.DeliverReplyTuple | None = None
+            if reply is not None:
+                deliver_reply = (conn, packet_id, attempt, uid, qos2_key, confirm)
+            out.append((_DELIVER, topic, payload, qos, retain, props, targets, deliver_reply))
 
     def plan(self, topic: str, qos: int, origin: str) -> Plan:
         matches = self.tree.match(topic)

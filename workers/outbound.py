@@ -34,6 +34,8 @@ log = logging.getLogger("flockmq.worker")
 
 
 # The per-message kinds, bound once: an IntEnum member costs ~50 ns to look up.
+# SEND_PUBLISH and SEND_PUBLISH_MANY are built as plain tuples (typed by
+# env.SendPublishTuple and env.SendPublishManyTuple: see flockmq/envelopes.py).
 _STORED: Final = Kind.STORED
 _SEND_PUBLISH: Final = Kind.SEND_PUBLISH
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
@@ -92,7 +94,7 @@ class OutboundFlows(ShardState):
                     else:
                         self._send(
                             conn,
-                            env.SendPublish(
+                            (
                                 _SEND_PUBLISH,
                                 conn,
                                 None,
@@ -120,9 +122,7 @@ class OutboundFlows(ShardState):
             out = self.to_acceptors.get(acceptor)
             if out is None:
                 out = self.to_acceptors[acceptor] = []
-            out.append(
-                env.SendPublishMany(_SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props)
-            )
+            out.append((_SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props))
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits
@@ -185,7 +185,7 @@ class OutboundFlows(ShardState):
         packet_id = msg.packet_id if msg.qos else None
         self._send(
             conn,
-            env.SendPublish(
+            (
                 _SEND_PUBLISH,
                 conn,
                 packet_id,

@@ -91,11 +91,26 @@ def test_every_kind_has_exactly_one_named_tuple() -> None:
     assert set(env.SCHEMA) == set(Kind)
     classes = list(env.SCHEMA.values())
     assert len(set(classes)) == len(classes)
-    assert set(classes) == set(typing.get_args(env.Envelope))
+    members = typing.get_args(env.Envelope)
+    assert set(classes) == {m for m in members if typing.get_origin(m) is None}
+    assert {m for m in members if typing.get_origin(m) is tuple} == {
+        env.PLAIN_TUPLES[cls] for cls in classes if cls in env.PLAIN_TUPLES
+    }
     for kind, cls in env.SCHEMA.items():
         assert cls._fields[0] == "kind"
         assert typing.get_type_hints(cls)["kind"] == typing.Literal[kind]
         assert cls.__doc__ and "->" in cls.__doc__, f"{cls.__name__}: say who sends it to whom"
+
+
+@pytest.mark.parametrize("cls", list(env.PLAIN_TUPLES), ids=lambda c: c.__name__)
+def test_each_plain_tuple_form_matches_its_named_tuple(cls: Any) -> None:
+    plain_form = env.PLAIN_TUPLES[cls]
+    hints = list(typing.get_type_hints(cls).values())
+    fields = list(typing.get_args(plain_form))
+    if cls is env.Deliver:  # its reply, as a plain tuple too
+        assert fields[-1] == env.DeliverReplyTuple | None
+        fields[-1] = env.DeliverReply | None
+    assert fields == hints
 
 
 def test_samples_cover_every_kind() -> None:
