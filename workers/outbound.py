@@ -63,7 +63,7 @@ class OutboundFlows(ShardState):
                     # took (a process died before its publisher heard): once.
                     self.counters["qos2_retries_deduplicated"] += 1
                     return
-                if key and key[3]:  # durable (a list from the wire: by position)
+                if key is not None and env.Qos2Key._make(key).durable:  # a list from the wire
                     self._record_seen(key, targets)
         deadline = deadline_of(props, now)  # MQTT 5 message expiry
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.

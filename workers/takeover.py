@@ -25,7 +25,7 @@ from flockmq.envelopes import Wire
 
 TAKEOVER_WAIT = 3.0  # seconds the old connection's acceptor has to report it closed
 
-# Envelopes [kind, conn, client_id, ...] a connection sends about its session.
+# Envelopes (kind, conn, client_id, ...) a connection sends about its session.
 HELD_KINDS = frozenset(
     {
         env.Kind.PUBLISH,
@@ -68,8 +68,10 @@ class Takeovers:
         """Keep what a waiting connection sent until it is attached."""
         if not self.pending or envelope[0] not in HELD_KINDS:
             return False
-        waiting = self.pending.get(envelope[2])
-        if waiting is None or waiting.conn != envelope[1]:
+        # Every held kind starts with (kind, conn, client_id): env.Publish, env.PubackIn...
+        _, conn, client_id, *_ = envelope
+        waiting = self.pending.get(client_id)
+        if waiting is None or waiting.conn != conn:
             return False
         waiting.held.append(envelope)
         return True
