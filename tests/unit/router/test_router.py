@@ -27,10 +27,11 @@ def sub(
     sub_id: int | None = None,
     persistent: bool = True,
 ) -> None:
-    entries = [[f, q, no_local, rap, send_retained, sub_id, persistent] for f, q in filters]
-    router.handle(
-        [env.Kind.SUB, shard, client_id, conn, packet_id, entries, [q for _, q in filters]]
-    )
+    entries = [
+        env.RouteEntry(f, q, no_local, rap, send_retained, sub_id, persistent) for f, q in filters
+    ]
+    codes = [q for _, q in filters]
+    router.handle(wire(env.Sub(env.Kind.SUB, shard, client_id, conn, packet_id, entries, codes)))
 
 
 def route(
@@ -43,7 +44,9 @@ def route(
     props: dict[str, Any] | None = None,
     reply: list[int] | None = None,
 ) -> None:
-    router.handle([env.Kind.ROUTE, origin, topic, payload, qos, retain, props, reply])
+    reply_ = None if reply is None else env.Reply(*reply)
+    # As built (not through msgpack): props keep their tuples for the assertions.
+    router.handle(env.Route(env.Kind.ROUTE, origin, topic, payload, qos, retain, props, reply_))
 
 
 def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:

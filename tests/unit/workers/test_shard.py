@@ -46,22 +46,20 @@ class Harness:
         """CONNECT; returns the CONNACK envelope."""
         if expiry is None:
             expiry = 0 if clean else NEVER
-        self.shard.handle(
-            [
-                env.Kind.CONNECT,
-                conn,
-                client_id,
-                clean,
-                expiry,
-                level,
-                60,
-                None,
-                will,
-                receive_maximum,
-                False,
-            ],
-            self.now,
+        connect = env.Connect(
+            env.Kind.CONNECT,
+            conn=conn,
+            client_id=client_id,
+            clean_start=clean,
+            session_expiry=expiry,
+            level=level,
+            keepalive=60,
+            username=None,
+            will=None if will is None else env.Will(*will),
+            receive_maximum=receive_maximum,
+            assigned_id=False,
         )
+        self.shard.handle(wire(connect), self.now)
         return self.connack_of(conn)
 
     def connack_of(self, conn: int) -> Wire:
@@ -73,35 +71,42 @@ class Harness:
         """CONNECT on `conn` while `old` is attached: the shard asks to close
         `old` and attaches `conn` once `old` is reported CLOSED; returns the
         CONNACK."""
-        self.shard.handle(
-            [
-                env.Kind.CONNECT,
-                conn,
-                client_id,
-                clean,
-                0 if clean else NEVER,
-                4,
-                60,
-                None,
-                None,
-                0,
-                False,
-            ],
-            self.now,
+        connect = env.Connect(
+            env.Kind.CONNECT,
+            conn=conn,
+            client_id=client_id,
+            clean_start=clean,
+            session_expiry=0 if clean else NEVER,
+            level=4,
+            keepalive=60,
+            username=None,
+            will=None,
+            receive_maximum=0,
+            assigned_id=False,
         )
+        self.shard.handle(wire(connect), self.now)
         assert [env.Kind.CLOSE, old, ReasonCode.SESSION_TAKEN_OVER] in self.peek_acceptors()
         assert not [e for e in self.peek_acceptors() if e[0] == env.Kind.CONNACK and e[1] == conn]
         self.close(old, client_id)
         return self.connack_of(conn)
 
     def close(self, conn: int, client_id: str, *, will: bool = True) -> None:
-        self.shard.handle([env.Kind.CLOSED, conn, client_id, will, None], self.now)
+        closed = env.Closed(
+            env.Kind.CLOSED, conn, client_id, publish_will=will, session_expiry=None
+        )
+        self.shard.handle(wire(closed), self.now)
 
     def subscribe(self, conn: int, client_id: str, topic_filter: str, qos: int) -> None:
-        self.shard.handle(
-            [env.Kind.SUBSCRIBE, conn, client_id, 1, [[topic_filter, qos, False, False, 0, None]]],
-            self.now,
+        entry = env.SubEntry(
+            topic_filter,
+            qos,
+            no_local=False,
+            retain_as_published=False,
+            retain_handling=0,
+            sub_id=None,
         )
+        subscribe = env.Subscribe(env.Kind.SUBSCRIBE, conn, client_id, 1, [entry])
+        self.shard.handle(wire(subscribe), self.now)
 
     def deliver(
         self,
@@ -117,19 +122,24 @@ class Harness:
         session = self.shard.sessions.get(client_id)
         held = list(session.subscriptions) if session is not None else []
         topic_filter = held[0] if held else "t"
-        self.shard.handle(
-            [
-                env.Kind.DELIVER,
-                "t",
-                payload,
-                qos,
-                False,
-                props,
-                [[client_id, granted, False, [], topic_filter]],
-                None,
-            ],
-            self.now,
+        target = env.Target(
+            client_id,
+            granted_qos=granted,
+            retain_as_published=False,
+            sub_ids=[],
+            topic_filter=topic_filter,
         )
+        deliver = env.Deliver(
+            env.Kind.DELIVER,
+            topic="t",
+            payload=payload,
+            qos=qos,
+            retain=False,
+            props=props,
+            targets=[target],
+            reply=None,
+        )
+        self.shard.handle(wire(deliver), self.now)
 
     def ack(self, kind: int, conn: int, client_id: str, packet_id: int, rc: int = 0) -> None:
         if kind in (env.Kind.PUBACK_IN, env.Kind.PUBREC_IN):
@@ -140,23 +150,21 @@ class Harness:
     def publish_in(
         self, conn: int, client_id: str, packet_id: int, qos: int, payload: bytes
     ) -> None:
-        self.shard.handle(
-            [
-                env.Kind.PUBLISH,
-                conn,
-                client_id,
-                packet_id,
-                "in/t",
-                payload,
-                qos,
-                False,
-                None,
-                0,
-                False,
-                1,
-            ],
-            self.now,
+        publish = env.Publish(
+            env.Kind.PUBLISH,
+            conn,
+            client_id,
+            packet_id,
+            topic="in/t",
+            payload=payload,
+            qos=qos,
+            retain=False,
+            props=None,
+            attempt=0,
+            retry=False,
+            uid=1,
         )
+        self.shard.handle(wire(publish), self.now)
 
     # --- outputs ----------------------------------------------------------------
     def peek_acceptors(self) -> list[Wire]:
