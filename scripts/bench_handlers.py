@@ -11,6 +11,8 @@ A benchmark, not a test: it asserts nothing. Prints nanoseconds per envelope.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -99,6 +101,92 @@ def bench_shard(count: int) -> float:
     return per_envelope(handle, lambda: list(deliver), count)
 
 
+class FakeTransport:
+    """Enough of an asyncio transport for a ClientConnection; writes dropped."""
+
+    def get_extra_info(self, name: str) -> Any:
+        return None
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def bench_acceptor(count: int) -> dict[str, float]:
+    """A client's QoS 0 and QoS 1 PUBLISH in (QoS 1: with the router's ROUTED
+    back, so the PUBACK goes out), its PUBACK in, and a SEND_PUBLISH out to it.
+    Envelopes from other processes are fed as msgpack gives them (lists)."""
+    from flockmq.config import Config
+    from frontend.acceptor import Acceptor
+    from frontend.codec import encode
+    from frontend.codec.packets import Connect, Puback, Publish
+    from frontend.connection import ClientConnection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = asyncio.new_event_loop()
+        config = Config(acceptors=1, workers=2, runtime_dir=tmp, data_dir=tmp)
+        acceptor = Acceptor(config, 0, 1, loop)
+        conn = ClientConnection(acceptor)
+        conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+        conn.data_received(encode(Connect("c", 4, True, 60), 4))
+        acceptor.handle_envelope([20, conn.conn_id, False, 0, None])  # CONNACK
+        outboxes = acceptor.bus.outboxes
+
+        def clear() -> None:
+            for out in outboxes.values():
+                out.clear()
+
+        q0 = encode(Publish("a/b", b"x" * 16, 0, False, False, None), 4)
+        q1 = [encode(Publish("a/b", b"x" * 16, 1, False, False, i), 4) for i in range(1, 101)]
+        pubacks = [encode(Puback(i), 4) for i in range(1, 101)]
+        results: dict[str, float] = {}
+
+        def publish_q0(_: Any) -> None:
+            conn.data_received(q0)
+            clear()
+
+        results["acceptor PUBLISH q0"] = per_envelope(publish_q0, lambda: [], count)
+        packet_ids = iter(range(count * 2))
+
+        def publish_q1(_: Any) -> None:
+            i = next(packet_ids) % 100
+            conn.data_received(q1[i])
+            acceptor.handle_envelope([27, conn.conn_id, i + 1, 0, 0])  # ROUTED, none to wait for
+            clear()
+
+        results["acceptor PUBLISH q1+ROUTED"] = per_envelope(publish_q1, lambda: [], count)
+        acks = iter(range(count * 2))
+
+        def puback(_: Any) -> None:
+            conn.data_received(pubacks[next(acks) % 100])
+            clear()
+
+        results["acceptor PUBACK in"] = per_envelope(puback, lambda: [], count)
+        send_publish = [21, conn.conn_id, 1, "a/b", b"x" * 16, 1, False, False, None]
+
+        def deliver(e: list[Any]) -> None:
+            acceptor.handle_envelope(e)
+
+        results["acceptor SEND_PUBLISH"] = per_envelope(deliver, lambda: list(send_publish), count)
+        acceptor.bus.close()
+        loop.close()
+        return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=200_000)
@@ -106,7 +194,10 @@ def main() -> None:
     args = parser.parse_args()
     for name, bench in (("router ROUTE", bench_router), ("shard DELIVER", bench_shard)):
         best = min(bench(args.count) for _ in range(args.repeat))
-        print(f"{name:14s} {best:8.0f} ns/envelope")
+        print(f"{name:26s} {best:8.0f} ns/envelope")
+    runs = [bench_acceptor(args.count) for _ in range(args.repeat)]
+    for name in runs[0]:
+        print(f"{name:26s} {min(r[name] for r in runs):8.0f} ns/envelope")
 
 
 if __name__ == "__main__":
