@@ -32,13 +32,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import msgpack
 import zmq
 
-from flockmq.envelopes import FRAME_VERSION, Envelope
+from flockmq.envelopes import FRAME_VERSION, Envelope, Wire
 
 log = logging.getLogger("flockmq.bus")
 
@@ -70,7 +70,7 @@ class Bus:
         loop: asyncio.AbstractEventLoop,
         me: int,
         incarnation: int,
-        on_envelopes: Callable[[list[Envelope]], None],
+        on_envelopes: Callable[[list[Wire]], None],
         on_decongested: Callable[[], None] | None = None,
         pipe_bytes: int = DEFAULT_PIPE_BYTES,
     ) -> None:
@@ -149,7 +149,7 @@ class Bus:
     def send(self, key: Hashable, envelope: Envelope) -> None:
         self.outbox(key).append(envelope)
 
-    def extend(self, key: Hashable, envelopes: list[Envelope]) -> None:
+    def extend(self, key: Hashable, envelopes: Sequence[Envelope]) -> None:
         if envelopes:
             self.outbox(key).extend(envelopes)
 

@@ -13,113 +13,669 @@ Connections are named by a 64-bit `conn` id that also says where they live:
 can answer a connection without a lookup, and a restarted acceptor's new
 connections never collide with its previous incarnation's.
 
+Each kind is declared once below: its number in `Kind` (on the wire: never
+renumber) and a NamedTuple of its fields in wire order, the kind first, with
+who sends it and who receives it. Senders build the NamedTuple (msgpack packs
+it as an array); a receiver gets a list and reads it with `X._make(e)`, or,
+in the per-message handlers where the object costs more than the handler's
+own work, with a tuple unpacking typed by the NamedTuple
+(`_, origin, topic, ... = cast(Route, e)`: mypy checks the arity and the
+types). Nested records (replies, QoS 2 keys, wills, subscription entries,
+targets) arrive as lists too: unpack them, or `_make` them, never read their
+attributes straight from the wire.
+
 Field conventions: `props` is a dict of MQTT 5 property names (or None when
-empty); `will` is `[topic, payload, qos, retain, props, delay_interval]` or None;
-`rc` is an MQTT 5 reason code (acceptors turn it into a 3.1.1 code).
+empty); `rc` is an MQTT 5 reason code (acceptors turn it into a 3.1.1 code).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import Any, Literal, NamedTuple
 
-Envelope = list[Any]
+Props = dict[str, Any] | None
+# A received envelope: a list as msgpack unpacks it (or a NamedTuple handed
+# over inside the process); read it with its NamedTuple.
+Wire = Sequence[Any]
 
-# --- acceptor -> worker (everything about one session goes to its shard) -----
-CONNECT = 1  # [CONNECT, conn, client_id, clean_start, session_expiry, level, keepalive,
-#               username, will, receive_maximum, assigned_id]
-PUBLISH = 2  # [PUBLISH, conn, client_id, packet_id, topic, payload, qos, retain, props,
-#               attempt, retry, uid]   (QoS 2 only; attempt: see reply below; retry True:
-#               the acceptor got no confirmation in time, route it again)
-PUBREL_IN = 3  # [PUBREL_IN, conn, client_id, packet_id]
-PUBACK_IN = 4  # [PUBACK_IN, conn, client_id, packet_id, rc]
-PUBREC_IN = 5  # [PUBREC_IN, conn, client_id, packet_id, rc]
-PUBCOMP_IN = 6  # [PUBCOMP_IN, conn, client_id, packet_id]
-SUBSCRIBE = 7  # [SUBSCRIBE, conn, client_id, packet_id, [sub_entry...]]
-#   sub_entry = [topic_filter, qos_or_refusal_rc, no_local, retain_as_published,
-#                retain_handling, subscription_id]   (qos >= 0x80: refused with that rc)
-UNSUBSCRIBE = 8  # [UNSUBSCRIBE, conn, client_id, packet_id, [topic_filter...]]
-CLOSED = 9  # [CLOSED, conn, client_id, publish_will, session_expiry_or_None]
-#   publish_will: False after a DISCONNECT (unless v5 reason 0x04), True otherwise;
-#   session_expiry: a v5 DISCONNECT may change it; None keeps the CONNECT's value
-ACCEPTOR_UP = 10  # [ACCEPTOR_UP, acceptor, incarnation]  (also sent to the router)
-QOS2_CONFIRMED = 11  # [QOS2_CONFIRMED, conn, client_id, packet_id]  PUBREC went out:
-#   a resend of that packet id is a duplicate, not a message that may be lost
-DISCARDED = 12  # [DISCARDED, conn, client_id, packet_id]  a QoS 1/2 PUBLISH over the
-#   client's Maximum Packet Size [MQTT-3.1.2-25], or on a topic the ACL does not
-#   let the connection read, was not sent: done with, as if acknowledged
 
-# --- worker -> acceptor ------------------------------------------------------
-CONNACK = 20  # [CONNACK, conn, session_present, rc, props]
-SEND_PUBLISH = 21  # [SEND_PUBLISH, conn, packet_id, topic, payload, qos, retain, dup, props]
-SEND_ACK = 22  # [SEND_ACK, conn, packet_type, packet_id, rc]  PUBACK/PUBREC/PUBREL/PUBCOMP
-SEND_SUBACK = 23  # [SEND_SUBACK, conn, packet_id, [rc...]]
-SEND_UNSUBACK = 24  # [SEND_UNSUBACK, conn, packet_id, [rc...]]
-CLOSE = 25  # [CLOSE, conn, rc]  close that connection (takeover, session error)
-ROUTED = 27  # [ROUTED, conn, packet_id, shards, attempt]  router -> publisher's acceptor:
-#   how many STORED confirmations the publish waits for (0: none; -1 from a
-#   worker: a QoS 2 retransmission of a packet id already routed)
-STORED = 28  # [STORED, conn, packet_id, ok, attempt]  worker -> publisher's acceptor
-#   ok False: the store could not write; the publish must not be acknowledged
-SEND_PUBLISH_MANY = 26  # [SEND_PUBLISH_MANY, [conn...], topic, payload, retain, props]
-#   one QoS 0 message to several connections of one acceptor: encoded once
-#   (sent by workers, and by the router for online sessions)
+class Kind(IntEnum):
+    """Every envelope kind, by its number on the wire."""
 
-# --- worker -> router --------------------------------------------------------
-SUB = 40  # [SUB, shard, client_id, conn, packet_id, [route_entry...], [rc...]]
-#   route_entry = [topic_filter, qos, no_local, retain_as_published, send_retained, sub_id,
-#                  persistent]   (persistent: the session outlives its connection, so
-#                  a QoS 1/2 publish waits for its shard to store the copy)
-#   conn == 0: no reply wanted (re-registration after a router restart)
-UNSUB = 41  # [UNSUB, client_id, [topic_filter...], shard, conn, packet_id, [rc...]]
-#   conn == 0: no reply wanted; otherwise the router answers UNSUBSCRIBED, and
-#   the UNSUBACK waits for it (a publish the client sends after UNSUBSCRIBE is
-#   matched without the filters)
-UNSUB_ALL = 42  # [UNSUB_ALL, client_id]
-ROUTE = 43  # [ROUTE, origin_client_id, topic, payload, qos, retain, props, reply]
-#   also acceptor -> router for QoS 0 and 1 publishes (they need no session state)
-#   reply: [conn, packet_id, attempt, uid, key] of a QoS 1/2 publish whose
-#   acknowledgement waits until it is durable everywhere it goes (see
-#   ROUTED/STORED), or None. attempt counts the acceptor's retries:
-#   confirmations of an older attempt (from before a process died) are
-#   ignored. uid numbers the connection's publishes: (conn, uid) names one
-#   message across its retries. key ([client_id, packet_id, token, durable], QoS 2,
-#   set by the publisher's shard; token stored with the packet id) names it
-#   across resends on new connections and restarts; shards drop a QoS 2 copy
-#   whose key they already took, and with durable (a persistent publisher)
-#   persistent destinations store the key with their copies
-WORKER_UP = 44  # [WORKER_UP, shard, incarnation]  (also sent to every acceptor)
-SYNCED = 46  # [SYNCED, shard]  after re-sending its subscriptions for ROUTER_UP: a
-#   restarted router holds publishes until every shard is synced, so none is
-#   matched against a half-rebuilt topic tree
-ONLINE = 45  # [ONLINE, client_id, conn]  conn == 0: the session went offline
-#   lets the router send QoS 0 deliveries for online sessions straight to the
-#   acceptor (SEND_PUBLISH_MANY), skipping the worker hop
+    # acceptor -> worker (everything about one session goes to its shard)
+    CONNECT = 1
+    PUBLISH = 2
+    PUBREL_IN = 3
+    PUBACK_IN = 4
+    PUBREC_IN = 5
+    PUBCOMP_IN = 6
+    SUBSCRIBE = 7
+    UNSUBSCRIBE = 8
+    CLOSED = 9
+    ACCEPTOR_UP = 10
+    QOS2_CONFIRMED = 11
+    DISCARDED = 12
+    # worker (or router) -> acceptor
+    CONNACK = 20
+    SEND_PUBLISH = 21
+    SEND_ACK = 22
+    SEND_SUBACK = 23
+    SEND_UNSUBACK = 24
+    CLOSE = 25
+    SEND_PUBLISH_MANY = 26
+    ROUTED = 27
+    STORED = 28
+    # worker (or acceptor) -> router
+    SUB = 40
+    UNSUB = 41
+    UNSUB_ALL = 42
+    ROUTE = 43
+    WORKER_UP = 44
+    ONLINE = 45
+    SYNCED = 46
+    FENCE = 47
+    # router -> worker
+    DELIVER = 60
+    SUBSCRIBED = 61
+    ROUTER_UP = 62
+    UNSUBSCRIBED = 63
+    # router -> acceptor
+    FENCED = 64
 
-FENCE = 47  # [FENCE, acceptor, seq]  acceptor -> router, on the pipe its ROUTEs take:
-#   the router answers FENCED once it has handled everything sent before it
-#   (see frontend/ordering.py: what one connection sends takes effect in order)
 
-# --- router -> acceptor ------------------------------------------------------
-FENCED = 64  # [FENCED, seq]
+# --- nested records -----------------------------------------------------------------
 
-# --- router -> worker --------------------------------------------------------
-DELIVER = 60  # [DELIVER, topic, payload, qos, retain, props, [target...], reply]
-#   target = [client_id, granted_qos, retain_as_published, [sub_id...], topic_filter]
-#   (topic_filter: one filter that matched; a session that no longer holds it,
-#   e.g. one recreated by a clean start, does not get the message)
-#   reply: as in ROUTE plus a confirm flag: [conn, packet_id, attempt, uid, key, confirm];
-#   with confirm the shard answers STORED to the publisher's acceptor once its
-#   copies are committed
-SUBSCRIBED = 61  # [SUBSCRIBED, client_id, conn, packet_id, [rc...]]
-UNSUBSCRIBED = 63  # [UNSUBSCRIBED, client_id, conn, packet_id, [rc...]]
-ROUTER_UP = 62  # [ROUTER_UP, incarnation]  workers re-send every subscription;
-#   acceptors send again every publish still waiting for confirmation
 
-KIND_NAMES = {
-    value: name
-    for name, value in dict(globals()).items()
-    if name.isupper() and isinstance(value, int) and not name.startswith("_")
+class Will(NamedTuple):
+    """A CONNECT's will; the worker keeps it with the session (and stores it)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    props: Props
+    delay_interval: int
+
+
+class SubEntry(NamedTuple):
+    """One filter of a SUBSCRIBE. qos >= 0x80: refused by the acceptor with that rc."""
+
+    topic_filter: str
+    qos: int
+    no_local: bool
+    retain_as_published: bool
+    retain_handling: int
+    sub_id: int | None
+
+
+class RouteEntry(NamedTuple):
+    """One subscription of a SUB. persistent: the session outlives its
+    connection, so a QoS 1/2 publish waits for its shard to store the copy."""
+
+    topic_filter: str
+    qos: int
+    no_local: bool
+    retain_as_published: bool
+    send_retained: bool
+    sub_id: int | None
+    persistent: bool
+
+
+class Qos2Key(NamedTuple):
+    """Names one QoS 2 message across resends on new connections and restarts
+    (set by the publisher's shard; the token is stored with the packet id).
+    Shards drop a QoS 2 copy whose key they already took; with durable (a
+    persistent publisher) persistent destinations store the key with their copies."""
+
+    client_id: str
+    packet_id: int
+    token: int
+    durable: bool
+
+
+class Reply(NamedTuple):
+    """Where a QoS 1/2 publish's confirmations go (ROUTE): its acknowledgement
+    waits until it is durable everywhere it goes (see ROUTED/STORED).
+    attempt counts the acceptor's retries: confirmations of an older attempt
+    (from before a process died) are ignored. uid numbers the connection's
+    publishes: (conn, uid) names one message across its retries."""
+
+    conn: int
+    packet_id: int
+    attempt: int
+    uid: int
+    key: Qos2Key | None
+
+
+class DeliverReply(NamedTuple):
+    """A ROUTE's Reply plus confirm (DELIVER): with confirm the shard answers
+    STORED to the publisher's acceptor once its copies are committed."""
+
+    conn: int
+    packet_id: int
+    attempt: int
+    uid: int
+    key: Qos2Key | None
+    confirm: bool
+
+
+class Target(NamedTuple):
+    """One subscriber of a DELIVER. topic_filter: one filter that matched; a
+    session that no longer holds it (e.g. one recreated by a clean start)
+    does not get the message."""
+
+    client_id: str
+    granted_qos: int
+    retain_as_published: bool
+    sub_ids: list[int]
+    topic_filter: str
+
+
+# --- acceptor -> worker -------------------------------------------------------------
+
+
+class Connect(NamedTuple):
+    """Acceptor -> the session's worker: a CONNECT (sent again, with
+    clean_start False, when the worker restarts)."""
+
+    kind: Literal[Kind.CONNECT]
+    conn: int
+    client_id: str
+    clean_start: bool
+    session_expiry: int
+    level: int
+    keepalive: int
+    username: str | None
+    will: Will | None
+    receive_maximum: int
+    assigned_id: bool
+
+
+class Publish(NamedTuple):
+    """Acceptor -> the session's worker: a QoS 2 PUBLISH (QoS 0/1 go to the
+    router as ROUTE). attempt: see Reply; retry True: the acceptor got no
+    confirmation in time, route it again."""
+
+    kind: Literal[Kind.PUBLISH]
+    conn: int
+    client_id: str
+    packet_id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    props: Props
+    attempt: int
+    retry: bool
+    uid: int
+
+
+class PubrelIn(NamedTuple):
+    """Acceptor -> worker: the client's PUBREL."""
+
+    kind: Literal[Kind.PUBREL_IN]
+    conn: int
+    client_id: str
+    packet_id: int
+
+
+class PubackIn(NamedTuple):
+    """Acceptor -> worker: the client's PUBACK."""
+
+    kind: Literal[Kind.PUBACK_IN]
+    conn: int
+    client_id: str
+    packet_id: int
+    rc: int
+
+
+class PubrecIn(NamedTuple):
+    """Acceptor -> worker: the client's PUBREC."""
+
+    kind: Literal[Kind.PUBREC_IN]
+    conn: int
+    client_id: str
+    packet_id: int
+    rc: int
+
+
+class PubcompIn(NamedTuple):
+    """Acceptor -> worker: the client's PUBCOMP."""
+
+    kind: Literal[Kind.PUBCOMP_IN]
+    conn: int
+    client_id: str
+    packet_id: int
+
+
+class Subscribe(NamedTuple):
+    """Acceptor -> worker: a SUBSCRIBE."""
+
+    kind: Literal[Kind.SUBSCRIBE]
+    conn: int
+    client_id: str
+    packet_id: int
+    entries: list[SubEntry]
+
+
+class Unsubscribe(NamedTuple):
+    """Acceptor -> worker: an UNSUBSCRIBE."""
+
+    kind: Literal[Kind.UNSUBSCRIBE]
+    conn: int
+    client_id: str
+    packet_id: int
+    filters: list[str]
+
+
+class Closed(NamedTuple):
+    """Acceptor -> worker: the connection closed. publish_will: False after a
+    DISCONNECT (unless v5 reason 0x04), True otherwise; session_expiry: a v5
+    DISCONNECT may change it; None keeps the CONNECT's value."""
+
+    kind: Literal[Kind.CLOSED]
+    conn: int
+    client_id: str
+    publish_will: bool
+    session_expiry: int | None
+
+
+class AcceptorUp(NamedTuple):
+    """Acceptor -> every worker and the router: a (re)started acceptor; its
+    previous incarnation's connections are gone."""
+
+    kind: Literal[Kind.ACCEPTOR_UP]
+    acceptor: int
+    incarnation: int
+
+
+class Qos2Confirmed(NamedTuple):
+    """Acceptor -> worker: PUBREC went out; a resend of that packet id is a
+    duplicate, not a message that may be lost."""
+
+    kind: Literal[Kind.QOS2_CONFIRMED]
+    conn: int
+    client_id: str
+    packet_id: int
+
+
+class Discarded(NamedTuple):
+    """Acceptor -> worker: a QoS 1/2 PUBLISH over the client's Maximum Packet
+    Size [MQTT-3.1.2-25], or on a topic the ACL does not let the connection
+    read, was not sent: done with, as if acknowledged."""
+
+    kind: Literal[Kind.DISCARDED]
+    conn: int
+    client_id: str
+    packet_id: int
+
+
+# --- worker (or router) -> acceptor -------------------------------------------------
+
+
+class Connack(NamedTuple):
+    """Worker -> acceptor."""
+
+    kind: Literal[Kind.CONNACK]
+    conn: int
+    session_present: bool
+    rc: int
+    props: Props
+
+
+class SendPublish(NamedTuple):
+    """Worker -> acceptor: one PUBLISH to write (packet_id None at QoS 0)."""
+
+    kind: Literal[Kind.SEND_PUBLISH]
+    conn: int
+    packet_id: int | None
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    props: Props
+
+
+class SendAck(NamedTuple):
+    """Worker -> acceptor: a PUBACK/PUBREC/PUBREL/PUBCOMP to write."""
+
+    kind: Literal[Kind.SEND_ACK]
+    conn: int
+    packet_type: int
+    packet_id: int
+    rc: int
+
+
+class SendSuback(NamedTuple):
+    """Worker -> acceptor."""
+
+    kind: Literal[Kind.SEND_SUBACK]
+    conn: int
+    packet_id: int
+    codes: list[int]
+
+
+class SendUnsuback(NamedTuple):
+    """Worker -> acceptor."""
+
+    kind: Literal[Kind.SEND_UNSUBACK]
+    conn: int
+    packet_id: int
+    codes: list[int]
+
+
+class Close(NamedTuple):
+    """Worker -> acceptor: close that connection (takeover, session error)."""
+
+    kind: Literal[Kind.CLOSE]
+    conn: int
+    rc: int
+
+
+class SendPublishMany(NamedTuple):
+    """Router (QoS 0 copies for online sessions) and workers -> acceptor: one
+    QoS 0 message to several connections of that acceptor, encoded once."""
+
+    kind: Literal[Kind.SEND_PUBLISH_MANY]
+    conns: list[int]
+    topic: str
+    payload: bytes
+    retain: bool
+    props: Props
+
+
+class Routed(NamedTuple):
+    """Router -> the publisher's acceptor: how many STORED confirmations the
+    publish waits for (0: none). Also worker -> acceptor with shards -1: a
+    QoS 2 retransmission of a packet id already routed."""
+
+    kind: Literal[Kind.ROUTED]
+    conn: int
+    packet_id: int
+    shards: int
+    attempt: int
+
+
+class Stored(NamedTuple):
+    """Worker -> the publisher's acceptor: its copies are committed. ok False
+    (also from the router, when a retained write failed): the store could not
+    write; the publish must not be acknowledged."""
+
+    kind: Literal[Kind.STORED]
+    conn: int
+    packet_id: int
+    ok: bool
+    attempt: int
+
+
+# --- worker (or acceptor) -> router -------------------------------------------------
+
+
+class Sub(NamedTuple):
+    """Worker -> router: a session's subscriptions. conn == 0: no reply wanted
+    (re-registration after a router restart); otherwise the router answers
+    SUBSCRIBED."""
+
+    kind: Literal[Kind.SUB]
+    shard: int
+    client_id: str
+    conn: int
+    packet_id: int
+    entries: list[RouteEntry]
+    codes: list[int]
+
+
+class Unsub(NamedTuple):
+    """Worker -> router. conn == 0: no reply wanted; otherwise the router
+    answers UNSUBSCRIBED, and the UNSUBACK waits for it (a publish the client
+    sends after UNSUBSCRIBE is matched without the filters)."""
+
+    kind: Literal[Kind.UNSUB]
+    client_id: str
+    filters: list[str]
+    shard: int
+    conn: int
+    packet_id: int
+    codes: list[int]
+
+
+class UnsubAll(NamedTuple):
+    """Worker -> router: the session ended."""
+
+    kind: Literal[Kind.UNSUB_ALL]
+    client_id: str
+
+
+class Route(NamedTuple):
+    """Acceptor -> router (QoS 0 and 1 publishes need no session state), and
+    worker -> router (QoS 2 publishes, wills); also each process's $SYS
+    counters. reply: see Reply, or None."""
+
+    kind: Literal[Kind.ROUTE]
+    origin: str
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    props: Props
+    reply: Reply | None
+
+
+class WorkerUp(NamedTuple):
+    """Worker -> router and every acceptor: a (re)started worker."""
+
+    kind: Literal[Kind.WORKER_UP]
+    shard: int
+    incarnation: int
+
+
+class Online(NamedTuple):
+    """Worker -> router: the session's connection (0: it went offline); lets
+    the router send QoS 0 copies for online sessions straight to the acceptor
+    (SEND_PUBLISH_MANY), skipping the worker hop."""
+
+    kind: Literal[Kind.ONLINE]
+    client_id: str
+    conn: int
+
+
+class Synced(NamedTuple):
+    """Worker -> router, after re-sending its subscriptions for ROUTER_UP: a
+    restarted router holds publishes until every shard is synced, so none is
+    matched against a half-rebuilt topic tree."""
+
+    kind: Literal[Kind.SYNCED]
+    shard: int
+
+
+class Fence(NamedTuple):
+    """Acceptor -> router, on the pipe its ROUTEs take: the router answers
+    FENCED once it has handled everything sent before it (see
+    frontend/ordering.py: what one connection sends takes effect in order)."""
+
+    kind: Literal[Kind.FENCE]
+    acceptor: int
+    seq: int
+
+
+# --- router -> worker / acceptor ----------------------------------------------------
+
+
+class Deliver(NamedTuple):
+    """Router -> worker: one publish for the shard's targets (also a retained
+    message after a SUB, reply None)."""
+
+    kind: Literal[Kind.DELIVER]
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    props: Props
+    targets: list[Target]
+    reply: DeliverReply | None
+
+
+class Subscribed(NamedTuple):
+    """Router -> worker: the SUB is in the tree; the SUBACK may go."""
+
+    kind: Literal[Kind.SUBSCRIBED]
+    client_id: str
+    conn: int
+    packet_id: int
+    codes: list[int]
+
+
+class Unsubscribed(NamedTuple):
+    """Router -> worker: the UNSUB is done; the UNSUBACK may go."""
+
+    kind: Literal[Kind.UNSUBSCRIBED]
+    client_id: str
+    conn: int
+    packet_id: int
+    codes: list[int]
+
+
+class RouterUp(NamedTuple):
+    """Router -> every worker (they re-send every subscription) and every
+    acceptor (they send again every publish still waiting for confirmation)."""
+
+    kind: Literal[Kind.ROUTER_UP]
+    incarnation: int
+
+
+class Fenced(NamedTuple):
+    """Router -> acceptor: the answer to FENCE."""
+
+    kind: Literal[Kind.FENCED]
+    seq: int
+
+
+# --- the per-message kinds as plain tuples ------------------------------------------
+# Building a NamedTuple costs ~150 ns more than a tuple (its __new__ is Python)
+# and packing one ~40 ns more: on the per-message path of the router (ROUTED,
+# DELIVER, SEND_PUBLISH_MANY), of a shard's fan-out (SEND_PUBLISH,
+# SEND_PUBLISH_MANY) and of an acceptor's QoS 0 publishes (ROUTE) that made
+# the router's ROUTE handler ~70% slower (scripts/bench_handlers.py). There
+# these kinds are built as plain tuples, typed field by field below: mypy
+# checks their arity and types just the same (not their field names: the
+# variables at those few sites are named as the fields).
+# tests/unit/flockmq/test_envelopes.py checks each matches its NamedTuple.
+RouteTuple = tuple[Literal[Kind.ROUTE], str, str, bytes, int, bool, Props, Reply | None]
+RoutedTuple = tuple[Literal[Kind.ROUTED], int, int, int, int]
+DeliverReplyTuple = tuple[int, int, int, int, Qos2Key | None, bool]
+DeliverTuple = tuple[
+    Literal[Kind.DELIVER], str, bytes, int, bool, Props, list[Target], DeliverReplyTuple | None
+]
+SendPublishTuple = tuple[
+    Literal[Kind.SEND_PUBLISH], int, int | None, str, bytes, int, bool, bool, Props
+]
+SendPublishManyTuple = tuple[Literal[Kind.SEND_PUBLISH_MANY], list[int], str, bytes, bool, Props]
+PLAIN_TUPLES: dict[type[Any], Any] = {
+    Route: RouteTuple,
+    Routed: RoutedTuple,
+    DeliverReply: DeliverReplyTuple,
+    Deliver: DeliverTuple,
+    SendPublish: SendPublishTuple,
+    SendPublishMany: SendPublishManyTuple,
 }
+
+Envelope = (
+    Connect
+    | Publish
+    | PubrelIn
+    | PubackIn
+    | PubrecIn
+    | PubcompIn
+    | Subscribe
+    | Unsubscribe
+    | Closed
+    | AcceptorUp
+    | Qos2Confirmed
+    | Discarded
+    | Connack
+    | SendPublish
+    | SendAck
+    | SendSuback
+    | SendUnsuback
+    | Close
+    | SendPublishMany
+    | Routed
+    | Stored
+    | Sub
+    | Unsub
+    | UnsubAll
+    | Route
+    | WorkerUp
+    | Online
+    | Synced
+    | Fence
+    | Deliver
+    | Subscribed
+    | Unsubscribed
+    | RouterUp
+    | Fenced
+    | RouteTuple
+    | RoutedTuple
+    | DeliverTuple
+    | SendPublishTuple
+    | SendPublishManyTuple
+)
+"""Any envelope as built by its sender."""
+
+SCHEMA: dict[Kind, type[Any]] = {
+    Kind.CONNECT: Connect,
+    Kind.PUBLISH: Publish,
+    Kind.PUBREL_IN: PubrelIn,
+    Kind.PUBACK_IN: PubackIn,
+    Kind.PUBREC_IN: PubrecIn,
+    Kind.PUBCOMP_IN: PubcompIn,
+    Kind.SUBSCRIBE: Subscribe,
+    Kind.UNSUBSCRIBE: Unsubscribe,
+    Kind.CLOSED: Closed,
+    Kind.ACCEPTOR_UP: AcceptorUp,
+    Kind.QOS2_CONFIRMED: Qos2Confirmed,
+    Kind.DISCARDED: Discarded,
+    Kind.CONNACK: Connack,
+    Kind.SEND_PUBLISH: SendPublish,
+    Kind.SEND_ACK: SendAck,
+    Kind.SEND_SUBACK: SendSuback,
+    Kind.SEND_UNSUBACK: SendUnsuback,
+    Kind.CLOSE: Close,
+    Kind.SEND_PUBLISH_MANY: SendPublishMany,
+    Kind.ROUTED: Routed,
+    Kind.STORED: Stored,
+    Kind.SUB: Sub,
+    Kind.UNSUB: Unsub,
+    Kind.UNSUB_ALL: UnsubAll,
+    Kind.ROUTE: Route,
+    Kind.WORKER_UP: WorkerUp,
+    Kind.ONLINE: Online,
+    Kind.SYNCED: Synced,
+    Kind.FENCE: Fence,
+    Kind.DELIVER: Deliver,
+    Kind.SUBSCRIBED: Subscribed,
+    Kind.UNSUBSCRIBED: Unsubscribed,
+    Kind.ROUTER_UP: RouterUp,
+    Kind.FENCED: Fenced,
+}
+"""Each kind's NamedTuple (tests/unit/flockmq/test_envelopes.py checks it is
+one per kind)."""
+
+
+def read(e: Wire) -> Envelope:
+    """A received envelope as its NamedTuple (KeyError: unknown kind;
+    TypeError: wrong arity). Not for the per-message handlers (see above)."""
+    return SCHEMA[e[0]]._make(e)  # type: ignore[no-any-return]
+
+
+def kind_name(kind: object) -> str:
+    try:
+        return Kind(kind).name  # type: ignore[arg-type]
+    except ValueError:
+        return repr(kind)
+
 
 ACCEPTOR_SHIFT = 48
 INCARNATION_SHIFT = 32

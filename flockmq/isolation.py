@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from flockmq.envelopes import KIND_NAMES
+from flockmq.envelopes import kind_name
 
 
 class RateLimitedLog:
@@ -69,8 +69,8 @@ class EnvelopeGuard:
     def failed(self, envelope: object) -> None:
         """Call from inside the `except` block (the traceback is logged)."""
         self.counters["envelope_errors"] += 1
-        kind = envelope[0] if isinstance(envelope, list) and envelope else None
-        name = KIND_NAMES.get(kind, repr(kind)) if isinstance(kind, int) else repr(kind)
+        kind = envelope[0] if isinstance(envelope, list | tuple) and envelope else None
+        name = kind_name(kind)
         self.limited.log(
             logging.ERROR,
             "%s: error while handling a %s envelope; the rest of its frame goes on",

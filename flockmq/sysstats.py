@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Kind, Route
 
 
 class SysStats:
@@ -22,9 +21,11 @@ class SysStats:
         self.published.update(out)
         return out
 
-    def maybe_publish(self, now: float, interval: float, send: Callable[[Envelope], None]) -> None:
+    def maybe_publish(self, now: float, interval: float, send: Callable[[Route], None]) -> None:
         if now - self.last < interval:
             return
         self.last = now
         for name, value in self.changed():
-            send([env.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None, None])
+            send(
+                Route(Kind.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None, None)
+            )

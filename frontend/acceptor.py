@@ -18,11 +18,13 @@ import logging
 import signal
 import socket
 from collections import Counter
+from collections.abc import Sequence
+from typing import cast
 
 from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
-from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.envelopes import Kind, Wire, make_conn_id
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 from frontend.acl import ACL, READ, DecisionCache, load_acl
@@ -93,24 +95,24 @@ class Acceptor:
         self.stats = SysStats("acceptor", index, self.counters)
         self.server: asyncio.Server | None = None
         self._handlers = {
-            env.CONNACK: self._on_connack,
-            env.SEND_PUBLISH: self._on_send_publish,
-            env.SEND_PUBLISH_MANY: self._on_send_publish_many,
-            env.SEND_ACK: self._on_send_ack,
-            env.SEND_SUBACK: self._on_send_suback,
-            env.SEND_UNSUBACK: self._on_send_unsuback,
-            env.CLOSE: self._on_close,
-            env.WORKER_UP: self._on_worker_up,
-            env.ROUTER_UP: self._on_router_up,
-            env.ROUTED: self._on_routed,
-            env.STORED: self._on_stored,
-            env.FENCED: self._on_fenced,
+            env.Kind.CONNACK: self._on_connack,
+            env.Kind.SEND_PUBLISH: self._on_send_publish,
+            env.Kind.SEND_PUBLISH_MANY: self._on_send_publish_many,
+            env.Kind.SEND_ACK: self._on_send_ack,
+            env.Kind.SEND_SUBACK: self._on_send_suback,
+            env.Kind.SEND_UNSUBACK: self._on_send_unsuback,
+            env.Kind.CLOSE: self._on_close,
+            env.Kind.WORKER_UP: self._on_worker_up,
+            env.Kind.ROUTER_UP: self._on_router_up,
+            env.Kind.ROUTED: self._on_routed,
+            env.Kind.STORED: self._on_stored,
+            env.Kind.FENCED: self._on_fenced,
         }
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self.bus.start()
-        hello = [env.ACCEPTOR_UP, self.index, self.incarnation]
+        hello = env.AcceptorUp(Kind.ACCEPTOR_UP, self.index, self.incarnation)
         for shard in range(self.config.workers):
             self.bus.send(shard, hello)
         self.bus.send("router", hello)
@@ -192,10 +194,10 @@ class Acceptor:
             count,
         )
 
-    def to_worker(self, shard: int, envelope: Envelope) -> None:
+    def to_worker(self, shard: int, envelope: env.Envelope) -> None:
         self.bus.send(shard, envelope)
 
-    def to_router(self, envelope: Envelope) -> None:
+    def to_router(self, envelope: env.Route | env.RouteTuple | env.Fence) -> None:
         self.bus.send("router", envelope)
 
     def schedule_flush(self, conn: ClientConnection) -> None:
@@ -231,12 +233,12 @@ class Acceptor:
         self.paused.clear()
 
     # --- envelopes from workers ----------------------------------------------------------------
-    def on_envelopes(self, envelopes: list[Envelope]) -> None:
+    def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
         self.now = self.loop.time()
         for e in envelopes:
             self.handle_envelope(e)
 
-    def handle_envelope(self, e: Envelope) -> None:
+    def handle_envelope(self, e: Wire) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
         try:
@@ -248,7 +250,7 @@ class Acceptor:
         except Exception:
             self.guard.failed(e)
 
-    def _on_router_up(self, e: Envelope) -> None:
+    def _on_router_up(self, e: Wire) -> None:
         """The router restarted: what it held is gone. Publishes still waiting
         for confirmation go again now, in arrival order, not after a timeout."""
         self.retry_unconfirmed("router restarted")
@@ -257,8 +259,8 @@ class Acceptor:
         for fence in self.fences.refence(self.now):
             self.to_router(fence)
 
-    def _on_fenced(self, e: Envelope) -> None:
-        _, seq = e
+    def _on_fenced(self, e: Wire) -> None:
+        seq = env.Fenced._make(e).seq
         waiter = self.fences.answered(seq)
         if waiter is not None:
             waiter.on_fenced()
@@ -267,26 +269,28 @@ class Acceptor:
         for conn in list(self.awaiting_conns):
             conn.retry_unconfirmed(self.now, why)
 
-    def _on_routed(self, e: Envelope) -> None:
-        _, conn_id, packet_id, shards, attempt = e
+    def _on_routed(self, e: Wire) -> None:
+        # Unpacked, not built (here and in the other per-message handlers):
+        # see flockmq/envelopes.py.
+        _, conn_id, packet_id, shards, attempt = cast(env.Routed, e)
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.on_routed(packet_id, shards, attempt)
 
-    def _on_stored(self, e: Envelope) -> None:
-        _, conn_id, packet_id, ok, attempt = e
+    def _on_stored(self, e: Wire) -> None:
+        _, conn_id, packet_id, ok, attempt = cast(env.Stored, e)
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.on_stored(packet_id, ok, attempt)
 
-    def _on_connack(self, e: Envelope) -> None:
-        _, conn_id, present, rc, props = e
+    def _on_connack(self, e: Wire) -> None:
+        _, conn_id, present, rc, props = env.Connack._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.on_connack(present, rc, props)
 
-    def _on_send_publish(self, e: Envelope) -> None:
-        _, conn_id, packet_id, topic, payload, qos, retain, dup, props = e
+    def _on_send_publish(self, e: Wire) -> None:
+        _, conn_id, packet_id, topic, payload, qos, retain, dup, props = cast(env.SendPublish, e)
         conn = self.connections.get(conn_id)
         if conn is None or conn.state != CONNECTED:
             self.counters["deliveries_to_gone_connections"] += 1
@@ -297,7 +301,7 @@ class Acceptor:
             # Mosquitto skips it), or it would hold a slot of the window for ever.
             self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
             if qos:
-                self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
+                self._discarded(conn, packet_id)
             return
         props = props if conn.level >= 5 else None
         data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level)
@@ -306,12 +310,16 @@ class Acceptor:
             # [MQTT-3.1.2-25], or it would hold a slot of the client's receive
             # window for ever.
             if qos:
-                self.to_worker(conn.shard, [env.DISCARDED, conn_id, conn.client_id, packet_id])
+                self._discarded(conn, packet_id)
             return
         conn.write(data)
 
-    def _on_send_publish_many(self, e: Envelope) -> None:
-        _, conn_ids, topic, payload, retain, props = e
+    def _discarded(self, conn: ClientConnection, packet_id: int | None) -> None:
+        discarded = env.Discarded(Kind.DISCARDED, conn.conn_id, conn.client_id, packet_id or 0)
+        self.to_worker(conn.shard, discarded)
+
+    def _on_send_publish_many(self, e: Wire) -> None:
+        _, conn_ids, topic, payload, retain, props = cast(env.SendPublishMany, e)
         encoded: dict[int, bytes] = {}
         connections = self.connections
         decisions = self.acl_decisions
@@ -321,7 +329,10 @@ class Acceptor:
                 if conn is not None and conn.state == CONNECTING:
                     # The router learnt of the session before its CONNACK got
                     # here (another path): hold the message until then.
-                    conn.before_connack.append([e[0], [conn_id], *e[2:]])
+                    many = env.SendPublishMany(
+                        Kind.SEND_PUBLISH_MANY, [conn_id], topic, payload, retain, props
+                    )
+                    conn.before_connack.append(many)
                 continue
             if decisions is not None and not decisions.access(conn.acl_rules, topic) & READ:
                 self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
@@ -334,16 +345,16 @@ class Acceptor:
                 )
             conn.write_qos0(data)
 
-    def _on_send_ack(self, e: Envelope) -> None:
-        _, conn_id, kind, packet_id, rc = e
+    def _on_send_ack(self, e: Wire) -> None:
+        _, conn_id, kind, packet_id, rc = cast(env.SendAck, e)
         conn = self.connections.get(conn_id)
         if conn is not None:
             if kind == PacketType.PUBCOMP:
                 conn.pubrels.discard(packet_id)
             conn.write(encode_ack(kind, packet_id, conn.level, rc if conn.level >= 5 else 0))
 
-    def _on_send_suback(self, e: Envelope) -> None:
-        _, conn_id, packet_id, codes = e
+    def _on_send_suback(self, e: Wire) -> None:
+        _, conn_id, packet_id, codes = env.SendSuback._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.unanswered.pop(packet_id, None)
@@ -351,8 +362,8 @@ class Acceptor:
             if conn.held is not None and not conn.unanswered and not conn.fence_seq:
                 conn.release_held()  # a publish that waited for this SUBACK
 
-    def _on_send_unsuback(self, e: Envelope) -> None:
-        _, conn_id, packet_id, codes = e
+    def _on_send_unsuback(self, e: Wire) -> None:
+        _, conn_id, packet_id, codes = env.SendUnsuback._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.unanswered.pop(packet_id, None)
@@ -361,7 +372,7 @@ class Acceptor:
             if conn.held is not None and not conn.unanswered and not conn.fence_seq:
                 conn.release_held()  # a publish that waited for this UNSUBACK
 
-    def _on_close(self, e: Envelope) -> None:
+    def _on_close(self, e: Wire) -> None:
         """Taken over by a new connection. What this client sent before it is
         already in the socket's buffer (a client that reconnects at once may
         have written its last PUBACK just before): it is read and forwarded in
@@ -371,7 +382,7 @@ class Acceptor:
         Any other reason is a protocol violation the session's worker found
         (an acknowledgement of the wrong type for a message in flight): closed
         at once, as a protocol error found here would be [MQTT-4.8.0-1]."""
-        _, conn_id, rc = e
+        _, conn_id, rc = env.Close._make(e)
         conn = self.connections.get(conn_id)
         if conn is None:
             return
@@ -384,13 +395,13 @@ class Acceptor:
                 )
             )
 
-    def _on_worker_up(self, e: Envelope) -> None:
+    def _on_worker_up(self, e: Wire) -> None:
         """A restarted worker reloaded its persistent sessions from the store:
         their connections stay open and are attached again (the client sees a
         pause, and unacknowledged messages come again with DUP). Clean sessions
         lived only in the dead worker's memory: those connections are closed so
         their clients reconnect and subscribe again."""
-        _, shard, incarnation = e
+        _, shard, incarnation = env.WorkerUp._make(e)
         previous = self.worker_incarnations.get(shard)
         self.worker_incarnations[shard] = incarnation
         restarted = previous is not None and previous != incarnation
@@ -400,6 +411,7 @@ class Acceptor:
                 # there for a takeover): the new one gets it again. A CONNACK
                 # that comes twice is taken once.
                 self.counters["connects_resent_after_worker_restart"] += 1
+                assert conn.connect_envelope is not None  # set when CONNECTING
                 self.to_worker(shard, conn.connect_envelope)
                 conn.resend_after_reattach()
             elif (
@@ -409,11 +421,11 @@ class Acceptor:
             ):
                 conn.worker_incarnation = incarnation
                 connect = conn.connect_envelope
-                if connect and connect[4] > 0:  # session expiry: a persistent session
+                if connect is not None and connect.session_expiry > 0:  # a persistent session
                     self.counters["reattached_after_worker_restart"] += 1
                     # clean_start False resumes the stored session; its CONNACK is
                     # not forwarded (the connection is already CONNECTED).
-                    self.to_worker(shard, [*connect[:3], False, *connect[4:10], False])
+                    self.to_worker(shard, connect._replace(clean_start=False, assigned_id=False))
                     conn.resend_after_reattach()
                 else:
                     self.counters["closed_for_worker_restart"] += 1

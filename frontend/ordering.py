@@ -31,8 +31,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Fence, Kind
 
 
 class Fenced(Protocol):
@@ -54,14 +53,14 @@ class Fences:
         """Whether a ROUTE numbered `last_routed` may still be unhandled."""
         return last_routed > self.done
 
-    def fence(self, waiter: Fenced, now: float) -> Envelope:
+    def fence(self, waiter: Fenced, now: float) -> Fence:
         """A FENCE for `waiter` (replacing one it already waits for)."""
         if waiter.fence_seq:
             self.open.pop(waiter.fence_seq, None)
         self.sent += 1
         seq = waiter.fence_seq = self.sent
         self.open[seq] = (waiter, now)
-        return [env.FENCE, self.acceptor, seq]
+        return Fence(Kind.FENCE, self.acceptor, seq)
 
     def answered(self, seq: int) -> Fenced | None:
         """FENCED `seq`: the waiter to let go on, if any still waits for it."""
@@ -84,6 +83,6 @@ class Fences:
             waiters.append(waiter)
         return waiters
 
-    def refence(self, now: float) -> list[Envelope]:
+    def refence(self, now: float) -> list[Fence]:
         """The router restarted: every open fence again, to the new one."""
         return [self.fence(waiter, now) for waiter, _ in list(self.open.values())]

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Sequence
 
 from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Envelope, Kind, Wire
 from flockmq.persistence import open_configured_store
 from flockmq.sysstats import SysStats
 from store import Committer, StoreError
@@ -36,17 +37,19 @@ def run_router(config: Config, incarnation: int) -> None:
             log.info("router: restored %d retained messages", len(retained))
         committer = Committer(store, loop)
 
-        def send_later(later: list[tuple[int, Envelope]], error: StoreError | None) -> None:
+        def send_later(later: list[tuple[int, env.RoutedTuple]], error: StoreError | None) -> None:
             if error is not None:
                 router.counters["store_failures"] += 1
                 log.error("router: store write failed: %s", error)
-            for acceptor, e in later:
-                if error is not None and e[0] == env.ROUTED:
+            for acceptor, routed in later:
+                e: Envelope = routed
+                if error is not None:
                     # The retained message was not kept: do not acknowledge.
-                    e = [env.STORED, e[1], e[2], False, e[4]]
+                    _, conn, packet_id, _shards, attempt = routed
+                    e = env.Stored(Kind.STORED, conn, packet_id, False, attempt)
                 bus.send(("acceptor", acceptor), e)
 
-        def on_envelopes(envelopes: list[Envelope]) -> None:
+        def on_envelopes(envelopes: Sequence[Wire]) -> None:
             router.now = time.time()
             handle = router.handle
             for e in envelopes:
@@ -84,9 +87,9 @@ def run_router(config: Config, incarnation: int) -> None:
         bus.start()
         router.expect_sync(config.workers)
         for shard in range(config.workers):
-            bus.send(shard, [env.ROUTER_UP, incarnation])
+            bus.send(shard, env.RouterUp(Kind.ROUTER_UP, incarnation))
         for acceptor in range(config.acceptors):
-            bus.send(("acceptor", acceptor), [env.ROUTER_UP, incarnation])
+            bus.send(("acceptor", acceptor), env.RouterUp(Kind.ROUTER_UP, incarnation))
 
         def sync_timeout() -> None:
             router.stop_waiting_for_sync()
@@ -95,7 +98,7 @@ def run_router(config: Config, incarnation: int) -> None:
         loop.call_later(SYNC_TIMEOUT, sync_timeout)
 
         def tick() -> None:
-            sys_envelopes: list[Envelope] = []
+            sys_envelopes: list[env.Route] = []
             stats.maybe_publish(loop.time(), config.sys_interval, sys_envelopes.append)
             router.expire_retained(time.time())
             on_envelopes(sys_envelopes)

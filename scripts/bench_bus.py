@@ -23,11 +23,16 @@ import json
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flockmq.bus import Bus
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Envelope, Fence, Kind, Wire
+
+# The probes are FENCEs (a real kind, three small fields): acceptor 0 for the
+# closed loop, 1 for the paced run; seq carries the send time.
+CLOSED_LOOP, PACED = 0, 1
 
 
 def echo(endpoint: str, reply_to: str) -> None:
@@ -37,8 +42,8 @@ def echo(endpoint: str, reply_to: str) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        def on_envelopes(envelopes: list[Envelope]) -> None:
-            bus.extend("back", envelopes)
+        def on_envelopes(envelopes: Sequence[Wire]) -> None:
+            bus.extend("back", cast(Sequence[Envelope], envelopes))  # back as they came
 
         bus = Bus(loop, 1, 0, on_envelopes)
         bus.bind(endpoint, pausable=False)
@@ -64,14 +69,15 @@ async def measure(endpoint: str, peer: str, count: int, rate: float) -> dict[str
     paced: list[int] = []
     done = loop.create_future()
 
-    def on_envelopes(envelopes: list[Envelope]) -> None:
+    def on_envelopes(envelopes: Sequence[Wire]) -> None:
         now = time.monotonic_ns()
         for e in envelopes:
-            if e[0] == 0:  # closed loop
+            _, loop_kind, sent = cast(Fence, e)
+            if loop_kind == CLOSED_LOOP:
                 if waiting:
                     waiting.pop().set_result(now)
             else:
-                paced.append(now - e[1])
+                paced.append(now - sent)
         if len(paced) >= count and not done.done():
             done.set_result(None)
 
@@ -83,7 +89,7 @@ async def measure(endpoint: str, peer: str, count: int, rate: float) -> dict[str
     while True:
         future: asyncio.Future[int] = loop.create_future()
         waiting.append(future)
-        bus.send("echo", [0, 0])
+        bus.send("echo", Fence(Kind.FENCE, CLOSED_LOOP, 0))
         try:
             await asyncio.wait_for(asyncio.shield(future), 0.5)
             break
@@ -94,14 +100,14 @@ async def measure(endpoint: str, peer: str, count: int, rate: float) -> dict[str
         future = loop.create_future()
         waiting.append(future)
         sent = time.monotonic_ns()
-        bus.send("echo", [0, sent])
+        bus.send("echo", Fence(Kind.FENCE, CLOSED_LOOP, sent))
         closed.append(await future - sent)
     start = time.monotonic_ns()
     sent_count = 0
     while sent_count < count:
         due = min(count, int((time.monotonic_ns() - start) / 1e9 * rate) + 1)
         while sent_count < due:
-            bus.send("echo", [1, time.monotonic_ns()])
+            bus.send("echo", Fence(Kind.FENCE, PACED, time.monotonic_ns()))
             sent_count += 1
         await asyncio.sleep(0.0001)
     await asyncio.wait_for(done, 30)

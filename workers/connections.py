@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of, incarnation_of
+from flockmq.envelopes import Kind, Wire, acceptor_of, incarnation_of
 from flockmq.mqtt.reason_codes import ReasonCode
 from store import DeleteSession
 from workers.outbound import OutboundFlows
@@ -29,8 +29,9 @@ log = logging.getLogger("flockmq.worker")
 
 
 class ConnectionFlows(OutboundFlows):
-    def _on_connect(self, e: Envelope, now: float) -> None:
-        conn, client_id = e[1], e[2]
+    def _on_connect(self, e: Wire, now: float) -> None:
+        connect = env.Connect._make(e)
+        conn, client_id = connect.conn, connect.client_id
         session = self.sessions.get(client_id)
         waiting = self.takeovers.pending.get(client_id)
         if waiting is not None and waiting.conn == conn:
@@ -42,11 +43,11 @@ class ConnectionFlows(OutboundFlows):
         else:
             self._attach(e, now)
 
-    def _begin_takeover(self, e: Envelope, now: float) -> None:
+    def _begin_takeover(self, e: Wire, now: float) -> None:
         """Takeover [MQTT-3.1.4-2]: close the attached connection and attach
         this one when its CLOSED comes (see workers/takeover.py); its will goes
         out as for any close without DISCONNECT."""
-        client_id = e[2]
+        client_id = env.Connect._make(e).client_id
         session = self.sessions.get(client_id)
         if session is None or session.conn is None:  # nothing attached any more
             self._close_taken_over(self.takeovers.pending.pop(client_id).conn)
@@ -59,27 +60,17 @@ class ConnectionFlows(OutboundFlows):
         self._close_taken_over(session.conn if replaced is None else replaced.conn)
 
     def _close_taken_over(self, conn: int) -> None:
-        self._send(conn, [env.CLOSE, conn, ReasonCode.SESSION_TAKEN_OVER])
+        self._send(conn, env.Close(Kind.CLOSE, conn, ReasonCode.SESSION_TAKEN_OVER))
 
     def _complete_takeover(self, waiting: Takeover, now: float) -> None:
         self._attach(waiting.connect, now)
         for envelope in waiting.held:
             self.handle(envelope, now)
 
-    def _attach(self, e: Envelope, now: float) -> None:
-        (
-            _,
-            conn,
-            client_id,
-            clean_start,
-            expiry,
-            level,
-            _keepalive,
-            _username,
-            will,
-            receive_maximum,
-            assigned,
-        ) = e
+    def _attach(self, e: Wire, now: float) -> None:
+        connect = env.Connect._make(e)
+        conn, client_id, level = connect.conn, connect.client_id, connect.level
+        expiry = connect.session_expiry
         asked, expiry = expiry, min(expiry, self.limits.max_session_expiry)
         session = self.sessions.get(client_id)
         present = False
@@ -94,7 +85,7 @@ class ConnectionFlows(OutboundFlows):
         # same). So it is dropped before a Clean Start ends the old session,
         # or _end_session would publish it.
         self.pending_wills.pop(client_id, None)
-        if session is not None and clean_start:
+        if session is not None and connect.clean_start:
             self._end_session(session)
             session = None
         if session is None:
@@ -103,27 +94,27 @@ class ConnectionFlows(OutboundFlows):
         else:
             present = True
         session.conn = conn
-        self._to_router([env.ONLINE, client_id, conn])
+        self._to_router(env.Online(Kind.ONLINE, client_id, conn))
         session.protocol_level = level
         session.session_expiry = expiry
-        session.receive_maximum = receive_maximum or 65535
-        session.will = will
+        session.receive_maximum = connect.receive_maximum or 65535
+        session.will = None if connect.will is None else env.Will._make(connect.will)
         session.disconnected_at = None
         self.offline.discard(client_id)
         self._persist_session(session)
         props: dict[str, Any] | None = None
-        if assigned:
+        if connect.assigned_id:
             props = {"assigned_client_identifier": client_id}
         if expiry != asked and level >= 5:
             # The broker's limit applies: say so (MQTT 5 section 3.2.2.3.2).
             props = {**(props or {}), "session_expiry_interval": expiry}
-        self._send(conn, [env.CONNACK, conn, present, ReasonCode.SUCCESS, props])
+        self._send(conn, env.Connack(Kind.CONNACK, conn, present, ReasonCode.SUCCESS, props))
         if present:
             self._resend_inflight(session)
             self._pump(session)
 
-    def _on_closed(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, publish_will, new_expiry = e
+    def _on_closed(self, e: Wire, now: float) -> None:
+        _, conn, client_id, publish_will, new_expiry = env.Closed._make(e)
         if self.takeovers.pending and self.takeovers.abandon(client_id, conn):
             return  # it closed while waiting to take over: never attached
         session = self.sessions.get(client_id)
@@ -133,9 +124,9 @@ class ConnectionFlows(OutboundFlows):
             session.session_expiry = min(new_expiry, self.limits.max_session_expiry)
         self._detach(session, publish_will=publish_will, now=now)
 
-    def _on_acceptor_up(self, e: Envelope, now: float) -> None:
+    def _on_acceptor_up(self, e: Wire, now: float) -> None:
         """A (re)started acceptor: connections of its previous incarnation are gone."""
-        _, acceptor, incarnation = e
+        _, acceptor, incarnation = env.AcceptorUp._make(e)
         for session in list(self.sessions.values()):
             conn = session.conn
             if (
@@ -154,12 +145,12 @@ class ConnectionFlows(OutboundFlows):
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         old, session.conn = session.conn, None
-        self._to_router([env.ONLINE, session.client_id, 0])
+        self._to_router(env.Online(Kind.ONLINE, session.client_id, 0))
         session.disconnected_at = now
         self.offline.add(session.client_id)
         will, session.will = session.will, None
         if will is not None and publish_will:
-            delay = min(will[5] or 0, session.session_expiry)
+            delay = min(will.delay_interval or 0, session.session_expiry)
             if delay > 0:
                 self.pending_wills[session.client_id] = (now + delay, will)
             else:
@@ -173,10 +164,10 @@ class ConnectionFlows(OutboundFlows):
             if waiting is not None:
                 self._complete_takeover(waiting, now)
 
-    def _route_will(self, client_id: str, will: list[Any]) -> None:
+    def _route_will(self, client_id: str, will: env.Will) -> None:
         topic, payload, qos, retain, props, _delay = will
         self.counters["wills_published"] += 1
-        self._to_router([env.ROUTE, client_id, topic, payload, qos, retain, props, None])
+        self._to_router(env.Route(Kind.ROUTE, client_id, topic, payload, qos, retain, props, None))
 
     def _end_session(self, session: Session) -> None:
         self.sessions.pop(session.client_id, None)
@@ -188,7 +179,7 @@ class ConnectionFlows(OutboundFlows):
             # with a will pending: _attach cancels it first.
             self._route_will(session.client_id, pending[1])
         if session.subscriptions:
-            self._to_router([env.UNSUB_ALL, session.client_id])
+            self._to_router(env.UnsubAll(Kind.UNSUB_ALL, session.client_id))
         if session.persisted:
             self.ops.append(DeleteSession(session.client_id))
         self.counters["sessions_ended"] += 1

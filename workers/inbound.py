@@ -13,18 +13,26 @@ by PUBREL.
 
 from __future__ import annotations
 
+from typing import Final, cast
+
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Kind, Wire
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
 from store import DeleteInboundQos2, PutInboundQos2
 from workers.session import CONFIRMED
 from workers.shard_state import ShardState
 
+_ROUTE: Final = Kind.ROUTE
+_SEND_ACK: Final = Kind.SEND_ACK
+
 
 class InboundFlows(ShardState):
-    def _on_publish(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry, uid = e
+    def _on_publish(self, e: Wire, now: float) -> None:
+        # Unpacked, not built: see flockmq/envelopes.py (the per-message path).
+        (_, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry, uid) = (
+            cast(env.Publish, e)
+        )
         session = self._current(client_id, conn)
         if session is None:
             return
@@ -34,16 +42,17 @@ class InboundFlows(ShardState):
         # after a crash (the token is stored with the packet id, and a
         # persistent destination stores the keys it took: `durable`).
         token = self._next_token() if known is None else known[1]
-        route = [
-            env.ROUTE,
+        key = env.Qos2Key(client_id, packet_id, token, session.persistent)
+        route = env.Route(
+            _ROUTE,
             client_id,
             topic,
             payload,
             qos,
             retain,
             props,
-            [conn, packet_id, attempt, uid, [client_id, packet_id, token, session.persistent]],
-        ]
+            env.Reply(conn, packet_id, attempt, uid, key),
+        )
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
             self._to_router(route)
             return
@@ -62,7 +71,7 @@ class InboundFlows(ShardState):
             # retransmission before PUBREL is acknowledged, not delivered
             # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
             self.counters["qos2_duplicates_suppressed"] += 1
-            self._send(conn, [env.ROUTED, conn, packet_id, -1, attempt])
+            self._send(conn, env.Routed(Kind.ROUTED, conn, packet_id, -1, attempt))
             return
         session.inbound_qos2[packet_id] = [conn, token]
         if session.persistent:
@@ -71,15 +80,15 @@ class InboundFlows(ShardState):
         # every destination confirmed the message durable.
         self._to_router_after_commit(route)
 
-    def _on_qos2_confirmed(self, e: Envelope, now: float) -> None:
-        _, _conn, client_id, packet_id = e
+    def _on_qos2_confirmed(self, e: Wire, now: float) -> None:
+        _, _conn, client_id, packet_id = env.Qos2Confirmed._make(e)
         session = self.sessions.get(client_id)
         known = session.inbound_qos2.get(packet_id) if session is not None else None
         if known is not None:
             known[0] = CONFIRMED
 
-    def _on_pubrel(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id = e
+    def _on_pubrel(self, e: Wire, now: float) -> None:
+        _, conn, client_id, packet_id = cast(env.PubrelIn, e)
         session = self._current(client_id, conn)
         if session is None:
             return
@@ -90,4 +99,4 @@ class InboundFlows(ShardState):
                 self.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
             rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self._send(conn, [env.SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc])
+        self._send(conn, env.SendAck(_SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc))

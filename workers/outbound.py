@@ -18,9 +18,10 @@ committed first).
 from __future__ import annotations
 
 import logging
+from typing import Final, cast
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.envelopes import Kind, Wire, acceptor_of
 from flockmq.message_expiry import deadline_of, has_expired, props_to_send
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
@@ -32,9 +33,19 @@ from workers.shard_state import ShardState
 log = logging.getLogger("flockmq.worker")
 
 
+# The per-message kinds, bound once: an IntEnum member costs ~50 ns to look up.
+# SEND_PUBLISH and SEND_PUBLISH_MANY are built as plain tuples (typed by
+# env.SendPublishTuple and env.SendPublishManyTuple: see flockmq/envelopes.py).
+_STORED: Final = Kind.STORED
+_SEND_PUBLISH: Final = Kind.SEND_PUBLISH
+_SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
+_SEND_ACK: Final = Kind.SEND_ACK
+
+
 class OutboundFlows(ShardState):
-    def _on_deliver(self, e: Envelope, now: float) -> None:
-        _, topic, payload, qos, retain, props, targets, reply = e
+    def _on_deliver(self, e: Wire, now: float) -> None:
+        # Unpacked, not built: see flockmq/envelopes.py (the per-message path).
+        _, topic, payload, qos, retain, props, targets, reply = cast(env.Deliver, e)
         if reply is not None:
             conn_of_publisher, packet_id, attempt, uid, key, confirm = reply
             if confirm:
@@ -43,7 +54,7 @@ class OutboundFlows(ShardState):
                 self.after_commit.append(
                     (
                         acceptor_of(conn_of_publisher),
-                        [env.STORED, conn_of_publisher, packet_id, True, attempt],
+                        env.Stored(_STORED, conn_of_publisher, packet_id, True, attempt),
                     )
                 )
             if qos == 2:
@@ -52,7 +63,7 @@ class OutboundFlows(ShardState):
                     # took (a process died before its publisher heard): once.
                     self.counters["qos2_retries_deduplicated"] += 1
                     return
-                if key and key[3]:
+                if key is not None and env.Qos2Key._make(key).durable:  # a list from the wire
                     self._record_seen(key, targets)
         deadline = deadline_of(props, now)  # MQTT 5 message expiry
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
@@ -83,8 +94,8 @@ class OutboundFlows(ShardState):
                     else:
                         self._send(
                             conn,
-                            [
-                                env.SEND_PUBLISH,
+                            (
+                                _SEND_PUBLISH,
                                 conn,
                                 None,
                                 topic,
@@ -93,7 +104,7 @@ class OutboundFlows(ShardState):
                                 out_retain,
                                 False,
                                 msg_props,
-                            ],
+                            ),
                         )
                 elif self.limits.queue_qos0 and session.session_expiry > 0:
                     self._enqueue(
@@ -111,7 +122,7 @@ class OutboundFlows(ShardState):
             out = self.to_acceptors.get(acceptor)
             if out is None:
                 out = self.to_acceptors[acceptor] = []
-            out.append([env.SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props])
+            out.append((_SEND_PUBLISH_MANY, conns, topic, payload, out_retain, props))
 
     def _enqueue(self, session: Session, msg: OutMessage) -> None:
         limits = self.limits
@@ -174,8 +185,8 @@ class OutboundFlows(ShardState):
         packet_id = msg.packet_id if msg.qos else None
         self._send(
             conn,
-            [
-                env.SEND_PUBLISH,
+            (
+                _SEND_PUBLISH,
                 conn,
                 packet_id,
                 msg.topic,
@@ -184,7 +195,7 @@ class OutboundFlows(ShardState):
                 msg.retain,
                 dup,
                 msg.props if not msg.deadline else props_to_send(msg.props, msg.deadline, self.now),
-            ],
+            ),
         )
 
     def _resend_inflight(self, session: Session) -> None:
@@ -195,12 +206,12 @@ class OutboundFlows(ShardState):
         for msg in session.inflight.values():
             self.counters["redeliveries"] += 1
             if msg.state == AWAIT_COMP:
-                self._send(conn, [env.SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0])
+                self._send(conn, env.SendAck(_SEND_ACK, conn, PacketType.PUBREL, msg.packet_id, 0))
             else:
                 self._send_message(conn, msg, dup=True)
 
-    def _on_puback(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id, _rc = e
+    def _on_puback(self, e: Wire, now: float) -> None:
+        _, conn, client_id, packet_id, _rc = cast(env.PubackIn, e)
         session = self._current(client_id, conn)
         if session is None:
             return
@@ -215,8 +226,8 @@ class OutboundFlows(ShardState):
             self._forget(session, msg)
             self._pump(session)
 
-    def _on_pubrec(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id, rc = e
+    def _on_pubrec(self, e: Wire, now: float) -> None:
+        _, conn, client_id, packet_id, rc = cast(env.PubrecIn, e)
         session = self._current(client_id, conn)
         if session is None:
             return
@@ -227,13 +238,13 @@ class OutboundFlows(ShardState):
                 return  # a failed PUBREC ends the flow: nothing to release (5.0 section 4.3.3)
             self._send(
                 conn,
-                [
-                    env.SEND_ACK,
+                env.SendAck(
+                    _SEND_ACK,
                     conn,
                     PacketType.PUBREL,
                     packet_id,
                     ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
-                ],
+                ),
             )
             return
         if msg.qos != 2:
@@ -245,7 +256,7 @@ class OutboundFlows(ShardState):
             self._pump(session)
             return
         msg.state = AWAIT_COMP
-        pubrel = [env.SEND_ACK, conn, PacketType.PUBREL, packet_id, 0]
+        pubrel = env.SendAck(_SEND_ACK, conn, PacketType.PUBREL, packet_id, 0)
         if session.persisted and msg.seq:
             # After PUBREL the PUBLISH must never be sent again [MQTT-4.3.3-3]:
             # the new state is committed before PUBREL goes out.
@@ -255,8 +266,8 @@ class OutboundFlows(ShardState):
         else:
             self._send(conn, pubrel)
 
-    def _on_pubcomp(self, e: Envelope, now: float) -> None:
-        _, conn, client_id, packet_id = e
+    def _on_pubcomp(self, e: Wire, now: float) -> None:
+        _, conn, client_id, packet_id = cast(env.PubcompIn, e)
         session = self._current(client_id, conn)
         if session is None:
             return
@@ -288,16 +299,16 @@ class OutboundFlows(ShardState):
             msg.packet_id,
             step if msg.qos == 2 else "awaiting PUBACK",
         )
-        self._send(conn, [env.CLOSE, conn, ReasonCode.PROTOCOL_ERROR])
+        self._send(conn, env.Close(Kind.CLOSE, conn, ReasonCode.PROTOCOL_ERROR))
         self._detach(session, publish_will=True, now=self.now)
 
     def _detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         """Let go of the session's connection (workers/connections.py)."""
         raise NotImplementedError
 
-    def _on_discarded(self, e: Envelope, now: float) -> None:
+    def _on_discarded(self, e: Wire, now: float) -> None:
         """Too large for the client [MQTT-3.1.2-25]: the flow ends as if completed."""
-        _, conn, client_id, packet_id = e
+        _, conn, client_id, packet_id = env.Discarded._make(e)
         session = self._current(client_id, conn)
         if session is None:
             return

@@ -17,7 +17,7 @@ import time
 from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Envelope, Kind, Wire
 from flockmq.persistence import open_configured_store
 from flockmq.sharding import shard_of
 from flockmq.sysstats import SysStats
@@ -58,13 +58,14 @@ def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
     - Anything for a connection made after its held-back SUBACK (the retained
       messages: see ShardState.behind_suback): sent as it is, in its order.
     """
-    if e[0] == env.STORED:
-        return dest, [env.STORED, e[1], e[2], False, e[4]]
-    if e[0] == env.ROUTE and e[7] is not None:  # a QoS 2 publish whose packet id was not kept
-        conn, packet_id, attempt, _uid, _key = e[7]
-        return env.acceptor_of(conn), [env.STORED, conn, packet_id, False, attempt]
-    if e[0] == env.SEND_SUBACK:
-        return dest, [env.SEND_SUBACK, e[1], e[2], [0x80 for _ in e[3]]]
+    if isinstance(e, env.Stored):
+        return dest, e._replace(ok=False)
+    if isinstance(e, env.Route) and e.reply is not None:  # a QoS 2 publish whose id was not kept
+        reply = e.reply  # built by this shard (workers/inbound.py): a Reply
+        stored = env.Stored(Kind.STORED, reply.conn, reply.packet_id, False, reply.attempt)
+        return env.acceptor_of(reply.conn), stored
+    if isinstance(e, env.SendSuback):
+        return dest, e._replace(codes=[0x80 for _ in e.codes])
     return dest, e
 
 
@@ -109,7 +110,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                     bus.extend(acceptor, out)
                     out.clear()
 
-        def on_envelopes(envelopes: list[Envelope]) -> None:
+        def on_envelopes(envelopes: list[Wire]) -> None:
             now = time.time()
             handle = shard.handle
             for e in envelopes:
@@ -131,7 +132,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         bus.start()
         shard.startup_envelopes(incarnation)
         for acceptor in range(config.acceptors):
-            bus.send(acceptor, [env.WORKER_UP, index, incarnation])
+            bus.send(acceptor, env.WorkerUp(Kind.WORKER_UP, index, incarnation))
         shard.load(records, time.time())
         if records:
             log.info("worker %d: restored %d persistent sessions", index, len(records))

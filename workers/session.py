@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from flockmq import envelopes as env
+
 NEVER_EXPIRES = 0xFFFFFFFF
 
 CONFIRMED = -1  # Session.inbound_qos2: the publish was confirmed (PUBREC sent)
@@ -70,7 +72,7 @@ class Session:
     # the message at its destinations from first receipt to PUBREL, whichever
     # connection or broker incarnation resends it
     inbound_qos2: dict[int, list[int]] = field(default_factory=dict)
-    will: list[Any] | None = None
+    will: env.Will | None = None  # see flockmq/envelopes.py
     disconnected_at: float | None = None
     next_packet_id: int = 1
     dropped: int = 0  # messages this session could not hold (queue limits)

@@ -57,22 +57,22 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
         QoS 2 tokens of this incarnation differ from every earlier one's."""
         super().__init__(index, limits, nonce)
         self._handlers = {
-            env.CONNECT: self._on_connect,
-            env.PUBLISH: self._on_publish,
-            env.PUBREL_IN: self._on_pubrel,
-            env.QOS2_CONFIRMED: self._on_qos2_confirmed,
-            env.PUBACK_IN: self._on_puback,
-            env.PUBREC_IN: self._on_pubrec,
-            env.PUBCOMP_IN: self._on_pubcomp,
-            env.DISCARDED: self._on_discarded,
-            env.SUBSCRIBE: self._on_subscribe,
-            env.UNSUBSCRIBE: self._on_unsubscribe,
-            env.CLOSED: self._on_closed,
-            env.ACCEPTOR_UP: self._on_acceptor_up,
-            env.DELIVER: self._on_deliver,
-            env.SUBSCRIBED: self._on_subscribed,
-            env.UNSUBSCRIBED: self._on_unsubscribed,
-            env.ROUTER_UP: self._on_router_up,
+            env.Kind.CONNECT: self._on_connect,
+            env.Kind.PUBLISH: self._on_publish,
+            env.Kind.PUBREL_IN: self._on_pubrel,
+            env.Kind.QOS2_CONFIRMED: self._on_qos2_confirmed,
+            env.Kind.PUBACK_IN: self._on_puback,
+            env.Kind.PUBREC_IN: self._on_pubrec,
+            env.Kind.PUBCOMP_IN: self._on_pubcomp,
+            env.Kind.DISCARDED: self._on_discarded,
+            env.Kind.SUBSCRIBE: self._on_subscribe,
+            env.Kind.UNSUBSCRIBE: self._on_unsubscribe,
+            env.Kind.CLOSED: self._on_closed,
+            env.Kind.ACCEPTOR_UP: self._on_acceptor_up,
+            env.Kind.DELIVER: self._on_deliver,
+            env.Kind.SUBSCRIBED: self._on_subscribed,
+            env.Kind.UNSUBSCRIBED: self._on_unsubscribed,
+            env.Kind.ROUTER_UP: self._on_router_up,
         }
 
     def handle_timer(self, now: float) -> None:
@@ -148,7 +148,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
         # Seen rows of publishes released (or publishers gone) while their row
         # was being written elsewhere; they can never match again.
         self.ops.append(PruneSeenQos2())
-        self._on_router_up([env.ROUTER_UP, 0], now)
+        self._on_router_up(env.RouterUp(env.Kind.ROUTER_UP, 0), now)
 
     def _load_session(self, rec: SessionRecord, now: float) -> None:
         session = Session(
@@ -198,10 +198,14 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
         self.sessions[rec.client_id] = session
         self.offline.add(rec.client_id)
         will = unpack_blob(rec.will)
-        if rec.disconnected_at is None and isinstance(will, list):
+        if (
+            rec.disconnected_at is None
+            and isinstance(will, list)
+            and len(will) == len(env.Will._fields)  # not a damaged blob
+        ):
             # It was online when its worker died. Its acceptor may still hold
             # the connection and attach it again (which cancels this); if
             # not, the connection is gone and the will goes out.
-            self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, will)
+            self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, env.Will._make(will))
         self._persist_session(session)
         self.counters["sessions_loaded"] += 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.envelopes import Envelope, Kind, Wire, acceptor_of
 from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import pack_stored_props
 from flockmq.persistence import pack_blob
@@ -58,7 +58,7 @@ class ShardState:
         self._token_base = (nonce & 0x7FFFFFFF) << 32
         self._tokens = 0
         self.sessions: dict[str, Session] = {}
-        self.pending_wills: dict[str, tuple[float, list[Any]]] = {}
+        self.pending_wills: dict[str, tuple[float, env.Will]] = {}
         self.takeovers = Takeovers()
         self.offline: set[str] = set()  # sessions kept without a connection
         # QoS 2 messages this shard took, by key (see _seen_before);
@@ -86,13 +86,13 @@ class ShardState:
         # SUBACK/UNSUBACK waiting for the router's answer, by (conn, packet
         # id): sent anyway when a restarted router has re-taken the
         # subscriptions (the answer died with the old one)
-        self.awaiting_router: dict[tuple[int, int], Envelope] = {}
+        self.awaiting_router: dict[tuple[int, int], env.SendSuback | env.SendUnsuback] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"shard {index}", self.counters, log)
         # envelope kind -> handler, filled in by `Shard`
-        self._handlers: dict[int, Callable[[Envelope, float], None]] = {}
+        self._handlers: dict[int, Callable[[Wire, float], None]] = {}
 
-    def handle(self, envelope: Envelope, now: float) -> None:
+    def handle(self, envelope: Wire, now: float) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
         self.now = now
@@ -153,7 +153,7 @@ class ShardState:
         to_router = any(dest == "router" for dest, _ in later)
         if to_router:
             self.router_commits_pending += 1
-        return to_router, [e[1] for _, e in later if e[0] == env.SEND_SUBACK]
+        return to_router, [e.conn for _, e in later if isinstance(e, env.SendSuback)]
 
     def commit_done(self, hold: tuple[bool, list[int]]) -> None:
         to_router, subacks = hold
@@ -167,18 +167,18 @@ class ShardState:
             else:
                 behind.pop(conn, None)
 
-    def _send_suback_after_commit(self, conn: int, suback: Envelope) -> None:
+    def _send_suback_after_commit(self, conn: int, suback: env.SendSuback) -> None:
         self.after_commit.append((acceptor_of(conn), suback))
         self.behind_suback[conn] = self.behind_suback.get(conn, 0) + 1
 
-    def _to_router_after_commit(self, envelope: Envelope) -> None:
+    def _to_router_after_commit(self, envelope: env.Route) -> None:
         self.after_commit.append(("router", envelope))
         self._router_waits = True
 
     def startup_envelopes(self, incarnation: int) -> None:
         """Announce this shard (a restarted worker): the router forgets the
         shard's stale subscriptions and acceptors drop its stale connections."""
-        self.to_router.append([env.WORKER_UP, self.index, incarnation])
+        self.to_router.append(env.WorkerUp(Kind.WORKER_UP, self.index, incarnation))
 
     def _send(self, conn: int, envelope: Envelope) -> None:
         acceptor = acceptor_of(conn)
@@ -203,7 +203,7 @@ class ShardState:
         self._tokens += 1
         return self._token_base | (self._tokens & 0xFFFFFFFF)
 
-    def _record_seen(self, key: list[Any], targets: list[list[Any]]) -> None:
+    def _record_seen(self, key: env.Qos2Key, targets: list[env.Target]) -> None:
         """A QoS 2 message from a persistent publisher reaches persistent
         sessions here: they store its key in the same commit as their copies,
         so a resend after this worker restarted is still recognised. (The

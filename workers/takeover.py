@@ -21,22 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Wire
 
 TAKEOVER_WAIT = 3.0  # seconds the old connection's acceptor has to report it closed
 
-# Envelopes [kind, conn, client_id, ...] a connection sends about its session.
+# Envelopes (kind, conn, client_id, ...) a connection sends about its session.
 HELD_KINDS = frozenset(
     {
-        env.PUBLISH,
-        env.PUBREL_IN,
-        env.PUBACK_IN,
-        env.PUBREC_IN,
-        env.PUBCOMP_IN,
-        env.DISCARDED,
-        env.SUBSCRIBE,
-        env.UNSUBSCRIBE,
-        env.QOS2_CONFIRMED,
+        env.Kind.PUBLISH,
+        env.Kind.PUBREL_IN,
+        env.Kind.PUBACK_IN,
+        env.Kind.PUBREC_IN,
+        env.Kind.PUBCOMP_IN,
+        env.Kind.DISCARDED,
+        env.Kind.SUBSCRIBE,
+        env.Kind.UNSUBSCRIBE,
+        env.Kind.QOS2_CONFIRMED,
     }
 )
 
@@ -45,30 +45,33 @@ HELD_KINDS = frozenset(
 class Takeover:
     old: int  # the connection being closed
     conn: int  # the connection waiting to be attached
-    connect: Envelope  # its CONNECT
+    connect: Wire  # its CONNECT
     due: float  # attach it by then even if the old one's CLOSED never came
-    held: list[Envelope] = field(default_factory=list)
+    held: list[Wire] = field(default_factory=list)
 
 
 class Takeovers:
     def __init__(self) -> None:
         self.pending: dict[str, Takeover] = {}
 
-    def begin(self, client_id: str, old: int, connect: Envelope, now: float) -> Takeover | None:
+    def begin(self, client_id: str, old: int, connect: Wire, now: float) -> Takeover | None:
         """Start waiting for `old` to close; returns the takeover this one
         replaces (a third connection came before the second was attached)."""
         replaced = self.pending.get(client_id)
         if replaced is not None:
             old = replaced.old
-        self.pending[client_id] = Takeover(old, connect[1], connect, now + TAKEOVER_WAIT)
+        conn = env.Connect._make(connect).conn
+        self.pending[client_id] = Takeover(old, conn, connect, now + TAKEOVER_WAIT)
         return replaced
 
-    def hold(self, envelope: Envelope) -> bool:
+    def hold(self, envelope: Wire) -> bool:
         """Keep what a waiting connection sent until it is attached."""
         if not self.pending or envelope[0] not in HELD_KINDS:
             return False
-        waiting = self.pending.get(envelope[2])
-        if waiting is None or waiting.conn != envelope[1]:
+        # Every held kind starts with (kind, conn, client_id): env.Publish, env.PubackIn...
+        _, conn, client_id, *_ = envelope
+        waiting = self.pending.get(client_id)
+        if waiting is None or waiting.conn != conn:
             return False
         waiting.held.append(envelope)
         return True

@@ -17,7 +17,7 @@ import uvloop
 import zmq
 
 from flockmq.bus import MAX_FRAME_BYTES, Bus
-from flockmq.envelopes import FRAME_VERSION, Envelope
+from flockmq.envelopes import FRAME_VERSION, Wire
 
 PIPE = 256 * 1024
 BIG = b"x" * (64 * 1024)
@@ -46,7 +46,7 @@ class Node:
     """A bus and what it received."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, me: int, incarnation: int = 0) -> None:
-        self.got: list[Envelope] = []
+        self.got: list[Wire] = []
         self.bus = Bus(loop, me, incarnation, self.got.extend, pipe_bytes=PIPE)
 
 
@@ -167,7 +167,7 @@ def test_a_failing_handler_does_not_stop_the_bus(
     a, b = pair(loop, tmp_path)
     seen: list[Any] = []
 
-    def handler(envelopes: list[Envelope]) -> None:
+    def handler(envelopes: list[Wire]) -> None:
         seen.extend(envelopes)
         if envelopes[0][1] == "boom":
             raise RuntimeError("a bug")

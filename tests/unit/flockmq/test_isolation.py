@@ -16,7 +16,7 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.config import Config
-from flockmq.envelopes import Envelope
+from flockmq.envelopes import Wire
 from frontend.acceptor import Acceptor
 from frontend.codec import PacketType
 from router.router import Router
@@ -28,14 +28,16 @@ from workers.session import NEVER_EXPIRES as NEVER
 
 def test_router_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:
     router = Router()
-    good_alice = [env.SUB, 0, "alice", 7, 1, [["a/b", 1, False, False, True, None, True]], [1]]
-    poisoned = [env.SUB, 0, "mallory", 8, 1, [["a/b"]], [1]]  # an entry of the wrong arity
-    good_bob = [env.SUB, 1, "bob", 9, 1, [["a/+", 1, False, False, True, None, True]], [1]]
+    good_alice = [env.Kind.SUB, 0, "alice", 7, 1, [["a/b", 1, False, False, True, None, True]], [1]]
+    poisoned = [env.Kind.SUB, 0, "mallory", 8, 1, [["a/b"]], [1]]  # an entry of the wrong arity
+    good_bob = [env.Kind.SUB, 1, "bob", 9, 1, [["a/+", 1, False, False, True, None, True]], [1]]
     for e in (good_alice, poisoned, good_bob):
         router.handle(e)
     assert router.counters["envelope_errors"] == 1
     workers, _ = take(router)
-    subscribed = sorted(e[1] for out in workers.values() for e in out if e[0] == env.SUBSCRIBED)
+    subscribed = sorted(
+        e[1] for out in workers.values() for e in out if e[0] == env.Kind.SUBSCRIBED
+    )
     assert subscribed == ["alice", "bob"]
     route(router, "a/b")
     workers, _ = take(router)
@@ -51,7 +53,7 @@ def test_router_skips_an_invalid_filter_and_takes_the_other_entries() -> None:
     router = Router()
     sub(router, 0, "carol", ("$share/g", 1), ("c/d", 1))
     workers, _ = take(router)
-    assert [e[0] for e in workers[0]] == [env.SUBSCRIBED]
+    assert [e[0] for e in workers[0]] == [env.Kind.SUBSCRIBED]
     route(router, "c/d")
     workers, _ = take(router)
     assert [t[0] for t in targets_of(workers[0][0])] == ["carol"]
@@ -60,10 +62,10 @@ def test_router_skips_an_invalid_filter_and_takes_the_other_entries() -> None:
 def test_shard_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:
     h = Harness()
     h.connect(CONN_A, "alice", clean=True)
-    h.shard.handle([env.CONNECT, CONN_B], h.now)  # the wrong arity
+    h.shard.handle([env.Kind.CONNECT, CONN_B], h.now)  # the wrong arity
     h.connect(CONN_B, "bob", clean=True)
     assert h.shard.counters["envelope_errors"] == 1
-    connacks = [e for e in h.peek_acceptors() if e[0] == env.CONNACK]
+    connacks = [e for e in h.peek_acceptors() if e[0] == env.Kind.CONNACK]
     assert sorted(e[1] for e in connacks) == sorted([CONN_A, CONN_B])
 
 
@@ -96,10 +98,10 @@ def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
 ) -> None:
     conn: Any = _Conn()
     acceptor.connections[42] = conn
-    frame: list[Envelope] = [
-        [env.SEND_ACK, 42, PacketType.PUBACK, 1, 0],
-        [env.SEND_ACK, 42],  # the wrong arity
-        [env.SEND_ACK, 42, PacketType.PUBACK, 2, 0],
+    frame: list[Wire] = [
+        [env.Kind.SEND_ACK, 42, PacketType.PUBACK, 1, 0],
+        [env.Kind.SEND_ACK, 42],  # the wrong arity
+        [env.Kind.SEND_ACK, 42, PacketType.PUBACK, 2, 0],
     ]
     acceptor.on_envelopes(frame)
     assert acceptor.counters["envelope_errors"] == 1

@@ -26,6 +26,7 @@ from frontend.codec.packets import (
 )
 from frontend.connection import ClientConnection
 from frontend.ordering import Fences
+from tests.unit.wire import wire, wire_all
 
 
 class FakeTransport:
@@ -70,7 +71,7 @@ def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
     conn = ClientConnection(acceptor)
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     conn.data_received(encode(Connect(client_id, 4, True, 60), 4))
-    acceptor.handle_envelope([env.CONNACK, conn.conn_id, False, 0, None])
+    acceptor.handle_envelope([env.Kind.CONNACK, conn.conn_id, False, 0, None])
     take(acceptor)
     return conn
 
@@ -78,8 +79,8 @@ def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
 def take(acceptor: Acceptor) -> tuple[list[Any], list[Any]]:
     """(to the router, to the workers) since the last call."""
     outboxes = acceptor.bus.outboxes
-    router = list(outboxes["router"])
-    workers = [e for key, out in outboxes.items() if key != "router" for e in out]
+    router = wire_all(outboxes["router"])
+    workers = [wire(e) for key, out in outboxes.items() if key != "router" for e in out]
     for out in outboxes.values():
         out.clear()
     return router, workers
@@ -105,7 +106,7 @@ def test_a_connection_that_only_publishes_sends_no_fence(acceptor: Acceptor) -> 
     conn = connected(acceptor)
     send(conn, *[Publish("t", b"x", 0, True) for _ in range(5)])
     router, workers = take(acceptor)
-    assert kinds(router) == [env.ROUTE] * 5 and workers == []
+    assert kinds(router) == [env.Kind.ROUTE] * 5 and workers == []
     assert conn.held is None and reading(conn)
     assert acceptor.counters["fences_sent"] == 0
 
@@ -114,7 +115,7 @@ def test_subscribe_with_nothing_routed_goes_at_once(acceptor: Acceptor) -> None:
     conn = connected(acceptor)
     send(conn, SUB)
     router, workers = take(acceptor)
-    assert router == [] and kinds(workers) == [env.SUBSCRIBE]
+    assert router == [] and kinds(workers) == [env.Kind.SUBSCRIBE]
 
 
 def test_subscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> None:
@@ -122,16 +123,16 @@ def test_subscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> No
     send(conn, Publish("t", b"r", 0, True), SUB, Publish("t", b"after"))
     router, workers = take(acceptor)
     # the FENCE on the ROUTE's pipe; the SUBSCRIBE and what follows wait
-    assert kinds(router) == [env.ROUTE, env.FENCE] and workers == []
+    assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
     fence = router[1]
-    assert fence == [env.FENCE, 0, conn.fence_seq]
+    assert fence == [env.Kind.FENCE, 0, conn.fence_seq]
     assert isinstance(conn.held, Subscribe) and not reading(conn)
-    acceptor.handle_envelope([env.FENCED, fence[2]])
+    acceptor.handle_envelope([env.Kind.FENCED, fence[2]])
     router, workers = take(acceptor)
     # the SUBSCRIBE went; the publish after it now waits for its SUBACK
-    assert kinds(workers) == [env.SUBSCRIBE] and router == []
+    assert kinds(workers) == [env.Kind.SUBSCRIBE] and router == []
     assert isinstance(conn.held, Publish) and not reading(conn)
-    acceptor.handle_envelope([env.SEND_SUBACK, conn.conn_id, 1, [0]])
+    acceptor.handle_envelope([env.Kind.SEND_SUBACK, conn.conn_id, 1, [0]])
     router, workers = take(acceptor)
     assert [e[3] for e in router] == [b"after"] and conn.held is None and reading(conn)
 
@@ -140,19 +141,19 @@ def test_unsubscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> 
     conn = connected(acceptor)
     send(conn, Publish("t", b"r"), Unsubscribe(2, ("t",)))
     router, workers = take(acceptor)
-    assert kinds(router) == [env.ROUTE, env.FENCE] and workers == []
-    acceptor.handle_envelope([env.FENCED, router[1][2]])
-    assert kinds(take(acceptor)[1]) == [env.UNSUBSCRIBE]
+    assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
+    acceptor.handle_envelope([env.Kind.FENCED, router[1][2]])
+    assert kinds(take(acceptor)[1]) == [env.Kind.UNSUBSCRIBE]
 
 
 def test_publish_after_unsubscribe_waits_for_the_unsuback(acceptor: Acceptor) -> None:
     conn = connected(acceptor)
     send(conn, Unsubscribe(2, ("t",)), Publish("t", b"after"))
     router, workers = take(acceptor)
-    assert router == [] and kinds(workers) == [env.UNSUBSCRIBE]
-    acceptor.handle_envelope([env.SEND_UNSUBACK, conn.conn_id, 2, [0]])
+    assert router == [] and kinds(workers) == [env.Kind.UNSUBSCRIBE]
+    acceptor.handle_envelope([env.Kind.SEND_UNSUBACK, conn.conn_id, 2, [0]])
     router, _ = take(acceptor)
-    assert kinds(router) == [env.ROUTE] and reading(conn)
+    assert kinds(router) == [env.Kind.ROUTE] and reading(conn)
 
 
 def test_a_qos2_publish_does_not_wait_for_a_suback(acceptor: Acceptor) -> None:
@@ -160,7 +161,7 @@ def test_a_qos2_publish_does_not_wait_for_a_suback(acceptor: Acceptor) -> None:
     conn = connected(acceptor)
     send(conn, SUB, Publish("t", b"q2", 2, packet_id=5))
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.SUBSCRIBE, env.PUBLISH] and conn.held is None
+    assert kinds(workers) == [env.Kind.SUBSCRIBE, env.Kind.PUBLISH] and conn.held is None
 
 
 def test_a_fence_answered_for_another_connection_covers_earlier_routes(
@@ -170,11 +171,11 @@ def test_a_fence_answered_for_another_connection_covers_earlier_routes(
     send(a, Publish("t", b"a"))
     send(b, Publish("t", b"b"), SUB)
     router, _ = take(acceptor)
-    acceptor.handle_envelope([env.FENCED, router[-1][2]])
+    acceptor.handle_envelope([env.Kind.FENCED, router[-1][2]])
     take(acceptor)
     send(a, SUB)  # its ROUTE came before b's fence: handled
     router, workers = take(acceptor)
-    assert router == [] and kinds(workers) == [env.SUBSCRIBE]
+    assert router == [] and kinds(workers) == [env.Kind.SUBSCRIBE]
 
 
 def test_closed_waits_for_the_fence_after_publishes(acceptor: Acceptor) -> None:
@@ -184,10 +185,10 @@ def test_closed_waits_for_the_fence_after_publishes(acceptor: Acceptor) -> None:
     take(acceptor)
     conn.connection_lost(None)
     router, workers = take(acceptor)
-    assert kinds(router) == [env.FENCE] and workers == []
-    acceptor.handle_envelope([env.FENCED, router[0][2]])
+    assert kinds(router) == [env.Kind.FENCE] and workers == []
+    acceptor.handle_envelope([env.Kind.FENCED, router[0][2]])
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.CLOSED] and workers[0][3] is True  # will
+    assert kinds(workers) == [env.Kind.CLOSED] and workers[0][3] is True  # will
 
 
 def test_disconnect_with_expiry_also_waits(acceptor: Acceptor) -> None:
@@ -195,16 +196,16 @@ def test_disconnect_with_expiry_also_waits(acceptor: Acceptor) -> None:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     props = {"session_expiry_interval": 10}
     conn.data_received(encode(Connect("v5", 5, True, 60, properties=props), 5))
-    acceptor.handle_envelope([env.CONNACK, conn.conn_id, False, 0, None])
+    acceptor.handle_envelope([env.Kind.CONNACK, conn.conn_id, False, 0, None])
     take(acceptor)
     conn.data_received(
         encode(Publish("t", b"x"), 5) + encode(Disconnect(0, {"session_expiry_interval": 20}), 5)
     )
     router, workers = take(acceptor)
-    assert kinds(router) == [env.ROUTE, env.FENCE] and workers == []
-    acceptor.handle_envelope([env.FENCED, router[1][2]])
+    assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
+    acceptor.handle_envelope([env.Kind.FENCED, router[1][2]])
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.CLOSED] and workers[0][4] == 20
+    assert kinds(workers) == [env.Kind.CLOSED] and workers[0][4] == 20
 
 
 def test_a_connection_closed_while_holding_drops_the_held_packet(acceptor: Acceptor) -> None:
@@ -213,9 +214,9 @@ def test_a_connection_closed_while_holding_drops_the_held_packet(acceptor: Accep
     router, _ = take(acceptor)
     conn.connection_lost(None)
     assert conn.held is None and take(acceptor) == ([], [])  # CLOSED waits for the same fence
-    acceptor.handle_envelope([env.FENCED, router[1][2]])
+    acceptor.handle_envelope([env.Kind.FENCED, router[1][2]])
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.CLOSED]
+    assert kinds(workers) == [env.Kind.CLOSED]
 
 
 def test_a_fence_never_answered_is_given_up(acceptor: Acceptor) -> None:
@@ -224,7 +225,7 @@ def test_a_fence_never_answered_is_given_up(acceptor: Acceptor) -> None:
     take(acceptor)
     acceptor.check_order(acceptor.now + 11, 10.0)
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.SUBSCRIBE] and acceptor.counters["fences_timed_out"] == 1
+    assert kinds(workers) == [env.Kind.SUBSCRIBE] and acceptor.counters["fences_timed_out"] == 1
 
 
 def test_a_suback_never_given_lets_the_publish_go_after_the_timeout(acceptor: Acceptor) -> None:
@@ -233,7 +234,7 @@ def test_a_suback_never_given_lets_the_publish_go_after_the_timeout(acceptor: Ac
     take(acceptor)
     acceptor.check_order(acceptor.now + 11, 10.0)
     router, _ = take(acceptor)
-    assert kinds(router) == [env.ROUTE] and acceptor.counters["ordering_holds_timed_out"] == 1
+    assert kinds(router) == [env.Kind.ROUTE] and acceptor.counters["ordering_holds_timed_out"] == 1
 
 
 def test_router_restart_sends_open_fences_again_after_retried_publishes(
@@ -243,15 +244,15 @@ def test_router_restart_sends_open_fences_again_after_retried_publishes(
     send(conn, Publish("t", b"q1", 1, packet_id=3), SUB)
     router, _ = take(acceptor)
     old = router[1][2]
-    acceptor.handle_envelope([env.ROUTER_UP, 2])
+    acceptor.handle_envelope([env.Kind.ROUTER_UP, 2])
     router, _ = take(acceptor)
-    assert kinds(router) == [env.ROUTE, env.FENCE]  # the QoS 1 retry, then the fence
+    assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE]  # the QoS 1 retry, then the fence
     new = router[1][2]
     assert new > old and conn.fence_seq == new
-    acceptor.handle_envelope([env.FENCED, old])  # the old router's answer: not this one
+    acceptor.handle_envelope([env.Kind.FENCED, old])  # the old router's answer: not this one
     assert conn.held is not None
-    acceptor.handle_envelope([env.FENCED, new])
-    assert kinds(take(acceptor)[1]) == [env.SUBSCRIBE]
+    acceptor.handle_envelope([env.Kind.FENCED, new])
+    assert kinds(take(acceptor)[1]) == [env.Kind.SUBSCRIBE]
 
 
 class Waiter:
@@ -268,7 +269,7 @@ def test_fences_number_routes_and_fences_on_one_counter() -> None:
     fences.sent += 1  # a ROUTE
     assert fences.needed(1)
     w = Waiter()
-    assert fences.fence(w, 0.0) == [env.FENCE, 3, 2]
+    assert fences.fence(w, 0.0) == env.Fence(env.Kind.FENCE, acceptor=3, seq=2)
     assert fences.answered(2) is w and w.fence_seq == 0
     assert not fences.needed(1) and fences.done == 2
     assert fences.answered(1) is None and fences.done == 2  # never goes back
@@ -281,4 +282,8 @@ def test_fences_overdue_and_refence() -> None:
     fences.fence(b, 5.0)
     assert fences.overdue(6.0, 3.0) == [a] and a.fence_seq == 0
     (again,) = fences.refence(7.0)
-    assert again == [env.FENCE, 0, 3] and b.fence_seq == 3 and list(fences.open) == [3]
+    assert (
+        again == env.Fence(env.Kind.FENCE, acceptor=0, seq=3)
+        and b.fence_seq == 3
+        and list(fences.open) == [3]
+    )

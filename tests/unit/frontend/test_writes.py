@@ -26,7 +26,7 @@ def test_one_pass_of_writes_is_one_system_call_in_order(acceptor: Acceptor) -> N
     before = len(written(acceptor, conn))
     for i in range(3):
         acceptor.handle_envelope(
-            [env.SEND_PUBLISH_MANY, [conn.conn_id], "t", b"%d" % i, False, None]
+            [env.Kind.SEND_PUBLISH_MANY, [conn.conn_id], "t", b"%d" % i, False, None]
         )
     conn.data_received(encode(Pingreq(), 4))  # its PINGRESP after them
     assert len(written(acceptor, conn)) == before  # nothing until the pass ends
@@ -41,7 +41,9 @@ def test_a_close_writes_what_was_queued_before_it(acceptor: Acceptor) -> None:
     conn = connected(acceptor)
     acceptor.flush_writes()
     before = len(written(acceptor, conn))
-    acceptor.handle_envelope([env.SEND_PUBLISH_MANY, [conn.conn_id], "t", b"last", False, None])
+    acceptor.handle_envelope(
+        [env.Kind.SEND_PUBLISH_MANY, [conn.conn_id], "t", b"last", False, None]
+    )
     conn.close()
     transport = conn.transport
     assert isinstance(transport, FakeTransport) and transport.closed

@@ -19,8 +19,9 @@ INTERVAL = "message_expiry_interval"
 def retained_sent(router: Router, shard: int = 0) -> list[tuple[str, bytes, Any]]:
     """(topic, payload, props) of the retained DELIVERs a new subscription got."""
     sub(router, shard, "reader", ("r/#", 1))
-    workers, _ = take(router)
-    return [(e[1], e[2], e[5]) for e in workers.get(shard, []) if e[0] == env.DELIVER]
+    sent = [e for e in router.to_workers.get(shard, []) if isinstance(e, env.Deliver)]
+    take(router)
+    return [(d.topic, d.payload, d.props) for d in sent]
 
 
 def test_a_retained_message_is_sent_with_what_is_left_of_its_interval() -> None:

@@ -11,6 +11,7 @@ from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
 from router.router import Router
 from store import RetainedRecord
+from tests.unit.wire import wire, wire_all
 
 
 def sub(
@@ -26,8 +27,11 @@ def sub(
     sub_id: int | None = None,
     persistent: bool = True,
 ) -> None:
-    entries = [[f, q, no_local, rap, send_retained, sub_id, persistent] for f, q in filters]
-    router.handle([env.SUB, shard, client_id, conn, packet_id, entries, [q for _, q in filters]])
+    entries = [
+        env.RouteEntry(f, q, no_local, rap, send_retained, sub_id, persistent) for f, q in filters
+    ]
+    codes = [q for _, q in filters]
+    router.handle(wire(env.Sub(env.Kind.SUB, shard, client_id, conn, packet_id, entries, codes)))
 
 
 def route(
@@ -40,13 +44,15 @@ def route(
     props: dict[str, Any] | None = None,
     reply: list[int] | None = None,
 ) -> None:
-    router.handle([env.ROUTE, origin, topic, payload, qos, retain, props, reply])
+    reply_ = None if reply is None else env.Reply(*reply)
+    # As built (not through msgpack): props keep their tuples for the assertions.
+    router.handle(env.Route(env.Kind.ROUTE, origin, topic, payload, qos, retain, props, reply_))
 
 
 def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
     """What the router queued since the last call, per shard and per acceptor."""
-    workers = {k: list(v) for k, v in router.to_workers.items() if v}
-    acceptors = {k: list(v) for k, v in router.to_acceptors.items() if v}
+    workers = {k: wire_all(v) for k, v in router.to_workers.items() if v}
+    acceptors = {k: wire_all(v) for k, v in router.to_acceptors.items() if v}
     router.to_workers.clear()
     router.to_acceptors.clear()
     return workers, acceptors
@@ -54,7 +60,7 @@ def take(router: Router) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
 
 def targets_of(deliver: list[Any]) -> list[list[Any]]:
     """[client_id, granted, retain_as_published, sub_ids] of each target."""
-    assert deliver[0] == env.DELIVER
+    assert deliver[0] == env.Kind.DELIVER
     return sorted(t[:4] for t in deliver[6])
 
 
@@ -72,7 +78,7 @@ def test_overlapping_filters_merge_to_one_copy_at_highest_qos() -> None:
     assert acceptors == {}
     assert list(workers) == [0]
     (deliver,) = workers[0]
-    assert deliver[:6] == [env.DELIVER, "a/b/c", b"p", 2, False, None]
+    assert deliver[:6] == [env.Kind.DELIVER, "a/b/c", b"p", 2, False, None]
     assert targets_of(deliver) == [["alice", 2, False, []]]
     assert filters_of(deliver)["alice"] in ("a/#", "a/+/c", "a/b/c")
 
@@ -100,13 +106,13 @@ def test_qos0_copies_to_online_sessions_go_straight_to_their_acceptor() -> None:
     sub(router, 0, "a", ("q/#", 1), conn=conn_a)
     sub(router, 1, "b", ("q/x", 0), conn=conn_b)
     sub(router, 1, "offline", ("q/x", 0))
-    router.handle([env.ONLINE, "a", conn_a])
-    router.handle([env.ONLINE, "b", conn_b])
+    router.handle([env.Kind.ONLINE, "a", conn_a])
+    router.handle([env.Kind.ONLINE, "b", conn_b])
     take(router)
     route(router, "q/x", qos=0)
     workers, acceptors = take(router)
     (many,) = acceptors[1]
-    assert many[0] == env.SEND_PUBLISH_MANY
+    assert many[0] == env.Kind.SEND_PUBLISH_MANY
     assert sorted(many[1]) == sorted([conn_a, conn_b])
     assert many[2:] == ["q/x", b"p", False, None]
     # the offline session still goes through its shard (queueing is decided there)
@@ -123,11 +129,11 @@ def test_going_offline_invalidates_the_direct_plan() -> None:
     router = Router()
     conn = make_conn_id(0, 0, 1)
     sub(router, 0, "a", ("z", 0), conn=conn)
-    router.handle([env.ONLINE, "a", conn])
+    router.handle([env.Kind.ONLINE, "a", conn])
     take(router)
     route(router, "z", qos=0)
-    assert take(router)[1] == {0: [[env.SEND_PUBLISH_MANY, [conn], "z", b"p", False, None]]}
-    router.handle([env.ONLINE, "a", 0])
+    assert take(router)[1] == {0: [[env.Kind.SEND_PUBLISH_MANY, [conn], "z", b"p", False, None]]}
+    router.handle([env.Kind.ONLINE, "a", 0])
     route(router, "z", qos=0)
     workers, acceptors = take(router)
     assert acceptors == {}
@@ -171,12 +177,12 @@ def test_unsubscribe_stops_delivery() -> None:
     router = Router()
     sub(router, 0, "u", ("a/+", 1), ("a/b", 1))
     take(router)
-    router.handle([env.UNSUB, "u", ["a/+"], 0, 0, 0, []])
+    router.handle([env.Kind.UNSUB, "u", ["a/+"], 0, 0, 0, []])
     route(router, "a/c")
     assert take(router) == ({}, {})
     route(router, "a/b")
     assert targets_of(take(router)[0][0][0]) == [["u", 1, False, []]]
-    router.handle([env.UNSUB_ALL, "u"])
+    router.handle([env.Kind.UNSUB_ALL, "u"])
     route(router, "a/b")
     assert take(router) == ({}, {})
 
@@ -189,11 +195,11 @@ def test_subscribed_reply_comes_before_retained_messages() -> None:
     sub(router, 1, "late", ("r/+", 1), conn=99, packet_id=4)
     workers, _ = take(router)
     out = workers[1]
-    assert out[0] == [env.SUBSCRIBED, "late", 99, 4, [1]]
+    assert out[0] == [env.Kind.SUBSCRIBED, "late", 99, 4, [1]]
     retained = sorted(out[1:])
     assert retained == [
-        [env.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, [], "r/+"]], None],
-        [env.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, [], "r/+"]], None],
+        [env.Kind.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, [], "r/+"]], None],
+        [env.Kind.DELIVER, "r/2", b"two", 2, True, None, [["late", 1, True, [], "r/+"]], None],
     ]
 
 
@@ -204,13 +210,13 @@ def test_retained_replace_and_clear() -> None:
     sub(router, 0, "a", ("r", 2))
     out = take(router)[0][0]
     assert out[1:] == [
-        [env.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, [], "r"]], None]
+        [env.Kind.DELIVER, "r", b"second", 0, True, None, [["a", 2, True, [], "r"]], None]
     ]
     route(router, "r", b"", retain=True)  # empty payload deletes [MQTT-3.3.1-10]
     assert "r" not in router.retained
     take(router)
     sub(router, 0, "b", ("r", 2))
-    assert take(router)[0][0] == [[env.SUBSCRIBED, "b", 7, 1, [2]]]
+    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "b", 7, 1, [2]]]
 
 
 def test_live_retained_publish_goes_to_existing_subscribers_with_retain_flag_as_is() -> None:
@@ -229,9 +235,9 @@ def test_retained_not_sent_when_not_asked_or_to_shared_subscriptions() -> None:
     route(router, "k/1", b"v", retain=True)
     take(router)
     sub(router, 0, "a", ("k/#", 1), send_retained=False)
-    assert take(router)[0][0] == [[env.SUBSCRIBED, "a", 7, 1, [1]]]
+    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "a", 7, 1, [1]]]
     sub(router, 0, "b", ("$share/g/k/#", 1))
-    assert take(router)[0][0] == [[env.SUBSCRIBED, "b", 7, 1, [1]]]
+    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "b", 7, 1, [1]]]
 
 
 def test_resubscription_without_reply_sends_no_subscribed() -> None:
@@ -260,9 +266,9 @@ def test_worker_up_forgets_that_shards_subscribers_only() -> None:
     conn = make_conn_id(0, 0, 1)
     sub(router, 0, "gone", ("w", 1))
     sub(router, 1, "kept", ("w", 1))
-    router.handle([env.ONLINE, "gone", conn])
+    router.handle([env.Kind.ONLINE, "gone", conn])
     take(router)
-    router.handle([env.WORKER_UP, 0, 1])
+    router.handle([env.Kind.WORKER_UP, 0, 1])
     assert "gone" not in router.online
     route(router, "w")
     workers, acceptors = take(router)
@@ -279,9 +285,9 @@ def test_acceptor_up_forgets_connections_of_its_previous_incarnation() -> None:
     router = Router()
     old = make_conn_id(1, 0, 3)
     sub(router, 0, "a", ("t", 0))
-    router.handle([env.ONLINE, "a", old])
+    router.handle([env.Kind.ONLINE, "a", old])
     take(router)
-    router.handle([env.ACCEPTOR_UP, 1, 1])
+    router.handle([env.Kind.ACCEPTOR_UP, 1, 1])
     route(router, "t", qos=0)
     workers, acceptors = take(router)
     assert acceptors == {}
@@ -296,19 +302,19 @@ def test_publish_with_reply_address_tells_the_acceptor_how_many_shards_confirm()
     take(router)
     route(router, "d/x", qos=1, reply=[publisher, 5, 0, 5, None])
     workers, acceptors = take(router)
-    assert acceptors == {1: [[env.ROUTED, publisher, 5, 2, 0]]}
+    assert acceptors == {1: [[env.Kind.ROUTED, publisher, 5, 2, 0]]}
     assert [d[7] for d in (*workers[0], *workers[1])] == [
         [publisher, 5, 0, 5, None, True],
         [publisher, 5, 0, 5, None, True],
     ]
     route(router, "nobody", qos=1, reply=[publisher, 6, 0, 6, None])
-    assert take(router) == ({}, {1: [[env.ROUTED, publisher, 6, 0, 0]]})
+    assert take(router) == ({}, {1: [[env.Kind.ROUTED, publisher, 6, 0, 0]]})
     # a retained publish is confirmed only after its store write commits
     route(router, "d/x", qos=1, retain=True, reply=[publisher, 7, 0, 7, None])
     assert take(router)[1] == {}
     ops, later = router.take_durable()
     assert len(ops) == 1
-    assert later == [(1, [env.ROUTED, publisher, 7, 2, 0])]
+    assert [(a, wire(e)) for a, e in later] == [(1, [env.Kind.ROUTED, publisher, 7, 2, 0])]
 
 
 def test_unknown_envelope_is_counted() -> None:
@@ -327,7 +333,7 @@ def test_only_shards_with_persistent_sessions_confirm() -> None:
     take(router)
     route(router, "e/x", qos=1, reply=[publisher, 8, 0, 8, None])
     workers, acceptors = take(router)
-    assert acceptors == {1: [[env.ROUTED, publisher, 8, 1, 0]]}
+    assert acceptors == {1: [[env.Kind.ROUTED, publisher, 8, 1, 0]]}
     assert workers[0][0][7] == [publisher, 8, 0, 8, None, False]
     assert workers[1][0][7] == [publisher, 8, 0, 8, None, True]
 
@@ -338,23 +344,23 @@ def test_fence_is_answered_after_the_routes_before_it() -> None:
     retained message they set)."""
     router = Router()
     route(router, "t", b"r", qos=0, retain=True)
-    router.handle([env.FENCE, 2, 17])
+    router.handle([env.Kind.FENCE, 2, 17])
     _, acceptors = take(router)
-    assert acceptors == {2: [[env.FENCED, 17]]}
+    assert acceptors == {2: [[env.Kind.FENCED, 17]]}
     sub(router, 0, "s", ("t", 0), conn=make_conn_id(2, 1, 5))
     workers, _ = take(router)
-    assert [e[4] for e in workers[0] if e[0] == env.DELIVER] == [True]  # retained
+    assert [e[4] for e in workers[0] if e[0] == env.Kind.DELIVER] == [True]  # retained
 
 
 def test_fence_waits_with_the_routes_while_shards_resync() -> None:
     router = Router()
     router.expect_sync(1)
     route(router, "t", b"r", qos=0, retain=True)
-    router.handle([env.FENCE, 0, 3])
+    router.handle([env.Kind.FENCE, 0, 3])
     assert take(router) == ({}, {})
-    router.handle([env.SYNCED, 0])
+    router.handle([env.Kind.SYNCED, 0])
     _, acceptors = take(router)
-    assert acceptors == {0: [[env.FENCED, 3]]}
+    assert acceptors == {0: [[env.Kind.FENCED, 3]]}
     assert router.retained.get("t") is not None
 
 
@@ -362,9 +368,9 @@ def test_unsub_with_a_connection_is_answered() -> None:
     router = Router()
     sub(router, 1, "u", ("a/+", 0))
     take(router)
-    router.handle([env.UNSUB, "u", ["a/+"], 1, 9, 4, [0]])
+    router.handle([env.Kind.UNSUB, "u", ["a/+"], 1, 9, 4, [0]])
     workers, _ = take(router)
-    assert workers == {1: [[env.UNSUBSCRIBED, "u", 9, 4, [0]]]}
+    assert workers == {1: [[env.Kind.UNSUBSCRIBED, "u", 9, 4, [0]]]}
     route(router, "a/b")
     assert take(router) == ({}, {})
 
@@ -379,9 +385,9 @@ def test_publishes_wait_for_every_shard_to_resync_then_go_in_order() -> None:
     route(router, "t", b"second")
     assert take(router)[0] == {}
     sub(router, 1, "c2", ("t", 1), persistent=False)
-    router.handle([env.SYNCED, 0])
-    assert [e[0] for e in take(router)[0].get(1, [])] == [env.SUBSCRIBED]
-    router.handle([env.SYNCED, 1])
+    router.handle([env.Kind.SYNCED, 0])
+    assert [e[0] for e in take(router)[0].get(1, [])] == [env.Kind.SUBSCRIBED]
+    router.handle([env.Kind.SYNCED, 1])
     workers, _ = take(router)
     assert [d[2] for d in workers[0]] == [b"first", b"second"]
     assert [d[2] for d in workers[1]] == [b"first", b"second"]
@@ -394,7 +400,7 @@ def test_held_publishes_are_bounded_in_bytes(monkeypatch: Any) -> None:
     router = Router()
     router.expect_sync(2)
     sub(router, 0, "c1", ("t", 1))
-    router.handle([env.SYNCED, 0])
+    router.handle([env.Kind.SYNCED, 0])
     take(router)
     for _ in range(9):
         route(router, "t", b"x" * 10_000)

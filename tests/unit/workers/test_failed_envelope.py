@@ -8,15 +8,24 @@ envelopes were never sent."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, acceptor_of
+from flockmq.envelopes import acceptor_of
 from flockmq.mqtt.packet_types import PacketType
+from tests.unit.wire import wire
 from workers.process import failed_envelope
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 
 
-def held(h: Harness) -> list[tuple[str | int, Envelope]]:
+def failed(dest: str | int, e: Any) -> tuple[str | int, Any]:
+    """failed_envelope, and what its receiver gets."""
+    dest, out = failed_envelope(dest, e)
+    return dest, wire(out)
+
+
+def held(h: Harness) -> list[tuple[str | int, Any]]:
     """What the shard holds back for this pass's commit."""
     _ops, later = h.shard.take_durable()
     h.take()
@@ -27,7 +36,7 @@ def persistent(h: Harness, client_id: str, conn: int) -> None:
     """A persistent session subscribed to "t" at QoS 2, SUBACK sent."""
     h.connect(conn, client_id, clean=False, expiry=NEVER)
     h.subscribe(conn, client_id, "t", 2)
-    h.shard.handle([env.SUBSCRIBED, client_id, conn, 1, [2]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, client_id, conn, 1, [2]], h.now)
     h.take()
 
 
@@ -36,13 +45,13 @@ def test_a_qos2_publish_whose_packet_id_was_not_kept_is_not_routed_nor_acknowled
     persistent(h, "pub", CONN_B)
     h.publish_in(CONN_B, "pub", 7, 2, b"q2")
     ((dest, route),) = held(h)
-    assert (dest, route[0]) == ("router", env.ROUTE)
+    assert (dest, route[0]) == ("router", env.Kind.ROUTE)
     assert len(route[7]) == 5  # [conn, packet_id, attempt, uid, key]
     # Not routed: the publisher's acceptor is told the publish was not stored
     # (so no PUBREC), for the attempt it is waiting on.
-    assert failed_envelope(dest, route) == (
+    assert failed(dest, route) == (
         acceptor_of(CONN_B),
-        [env.STORED, CONN_B, 7, False, 0],
+        [env.Kind.STORED, CONN_B, 7, False, 0],
     )
 
 
@@ -51,7 +60,7 @@ def test_a_copy_that_was_not_stored_is_not_confirmed() -> None:
     persistent(h, "sub", CONN_A)
     h.shard.handle(
         [
-            env.DELIVER,
+            env.Kind.DELIVER,
             "t",
             b"x",
             1,
@@ -63,8 +72,8 @@ def test_a_copy_that_was_not_stored_is_not_confirmed() -> None:
         h.now,
     )
     ((dest, stored),) = held(h)
-    assert (dest, stored) == (acceptor_of(CONN_B), [env.STORED, CONN_B, 9, True, 3])
-    assert failed_envelope(dest, stored) == (dest, [env.STORED, CONN_B, 9, False, 3])
+    assert (dest, wire(stored)) == (acceptor_of(CONN_B), [env.Kind.STORED, CONN_B, 9, True, 3])
+    assert failed(dest, stored) == (dest, [env.Kind.STORED, CONN_B, 9, False, 3])
 
 
 def test_a_subscription_that_was_not_stored_is_refused() -> None:
@@ -72,10 +81,10 @@ def test_a_subscription_that_was_not_stored_is_refused() -> None:
     h.connect(CONN_A, "sub", clean=False, expiry=NEVER)
     h.subscribe(CONN_A, "sub", "t", 1)
     h.take()
-    h.shard.handle([env.SUBSCRIBED, "sub", CONN_A, 1, [1, 0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1, 0]], h.now)
     ((dest, suback),) = held(h)
-    assert (dest, suback) == (acceptor_of(CONN_A), [env.SEND_SUBACK, CONN_A, 1, [1, 0]])
-    assert failed_envelope(dest, suback) == (dest, [env.SEND_SUBACK, CONN_A, 1, [0x80, 0x80]])
+    assert (dest, wire(suback)) == (acceptor_of(CONN_A), [env.Kind.SEND_SUBACK, CONN_A, 1, [1, 0]])
+    assert failed(dest, suback) == (dest, [env.Kind.SEND_SUBACK, CONN_A, 1, [0x80, 0x80]])
 
 
 def test_a_pubrel_is_sent_as_it_is() -> None:
@@ -83,10 +92,13 @@ def test_a_pubrel_is_sent_as_it_is() -> None:
     persistent(h, "sub", CONN_A)
     h.deliver("sub", b"x", 2)
     h.take()
-    h.ack(env.PUBREC_IN, CONN_A, "sub", 1)
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "sub", 1)
     ((dest, pubrel),) = held(h)
-    assert (dest, pubrel) == (acceptor_of(CONN_A), [env.SEND_ACK, CONN_A, PacketType.PUBREL, 1, 0])
-    assert failed_envelope(dest, pubrel) == (dest, pubrel)
+    assert (dest, wire(pubrel)) == (
+        acceptor_of(CONN_A),
+        [env.Kind.SEND_ACK, CONN_A, PacketType.PUBREL, 1, 0],
+    )
+    assert failed(dest, pubrel) == (dest, wire(pubrel))
 
 
 def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
@@ -100,7 +112,7 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
     h.publish_in(CONN_B, "pub", 7, 2, b"q2")
     h.shard.handle(
         [
-            env.DELIVER,
+            env.Kind.DELIVER,
             "t",
             b"y",
             1,
@@ -112,12 +124,12 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
         h.now,
     )
     h.subscribe(CONN_A, "sub", "u", 1)
-    h.shard.handle([env.SUBSCRIBED, "sub", CONN_A, 1, [1]], h.now)
-    h.ack(env.PUBREC_IN, CONN_A, "sub", 1)
+    h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1]], h.now)
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "sub", 1)
     later = held(h)
     # (the SUB was made after the held-back ROUTE: it waits too, in order)
     assert sorted(e[0] for _, e in later) == sorted(
-        [env.ROUTE, env.STORED, env.SEND_SUBACK, env.SEND_ACK, env.SUB]
+        [env.Kind.ROUTE, env.Kind.STORED, env.Kind.SEND_SUBACK, env.Kind.SEND_ACK, env.Kind.SUB]
     )
     for dest, e in later:
         failed_envelope(dest, e)  # none raises

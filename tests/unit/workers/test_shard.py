@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, make_conn_id
+from flockmq.envelopes import Wire, make_conn_id
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.sizes import message_size
+from tests.unit.wire import wire, wire_all
 from workers.shard import Shard, ShardLimits
 
 NEVER = 0xFFFFFFFF
@@ -41,66 +42,71 @@ class Harness:
         level: int = 4,
         will: list[Any] | None = None,
         receive_maximum: int = 0,
-    ) -> Envelope:
+    ) -> Wire:
         """CONNECT; returns the CONNACK envelope."""
         if expiry is None:
             expiry = 0 if clean else NEVER
-        self.shard.handle(
-            [
-                env.CONNECT,
-                conn,
-                client_id,
-                clean,
-                expiry,
-                level,
-                60,
-                None,
-                will,
-                receive_maximum,
-                False,
-            ],
-            self.now,
+        connect = env.Connect(
+            env.Kind.CONNECT,
+            conn=conn,
+            client_id=client_id,
+            clean_start=clean,
+            session_expiry=expiry,
+            level=level,
+            keepalive=60,
+            username=None,
+            will=None if will is None else env.Will(*will),
+            receive_maximum=receive_maximum,
+            assigned_id=False,
         )
+        self.shard.handle(wire(connect), self.now)
         return self.connack_of(conn)
 
-    def connack_of(self, conn: int) -> Envelope:
-        connacks = [e for e in self.peek_acceptors() if e[0] == env.CONNACK and e[1] == conn]
+    def connack_of(self, conn: int) -> Wire:
+        connacks = [e for e in self.peek_acceptors() if e[0] == env.Kind.CONNACK and e[1] == conn]
         assert len(connacks) == 1
         return connacks[0]
 
-    def take_over(self, conn: int, old: int, client_id: str, *, clean: bool) -> Envelope:
+    def take_over(self, conn: int, old: int, client_id: str, *, clean: bool) -> Wire:
         """CONNECT on `conn` while `old` is attached: the shard asks to close
         `old` and attaches `conn` once `old` is reported CLOSED; returns the
         CONNACK."""
-        self.shard.handle(
-            [
-                env.CONNECT,
-                conn,
-                client_id,
-                clean,
-                0 if clean else NEVER,
-                4,
-                60,
-                None,
-                None,
-                0,
-                False,
-            ],
-            self.now,
+        connect = env.Connect(
+            env.Kind.CONNECT,
+            conn=conn,
+            client_id=client_id,
+            clean_start=clean,
+            session_expiry=0 if clean else NEVER,
+            level=4,
+            keepalive=60,
+            username=None,
+            will=None,
+            receive_maximum=0,
+            assigned_id=False,
         )
-        assert [env.CLOSE, old, ReasonCode.SESSION_TAKEN_OVER] in self.peek_acceptors()
-        assert not [e for e in self.peek_acceptors() if e[0] == env.CONNACK and e[1] == conn]
+        self.shard.handle(wire(connect), self.now)
+        assert [env.Kind.CLOSE, old, ReasonCode.SESSION_TAKEN_OVER] in self.peek_acceptors()
+        assert not [e for e in self.peek_acceptors() if e[0] == env.Kind.CONNACK and e[1] == conn]
         self.close(old, client_id)
         return self.connack_of(conn)
 
     def close(self, conn: int, client_id: str, *, will: bool = True) -> None:
-        self.shard.handle([env.CLOSED, conn, client_id, will, None], self.now)
+        closed = env.Closed(
+            env.Kind.CLOSED, conn, client_id, publish_will=will, session_expiry=None
+        )
+        self.shard.handle(wire(closed), self.now)
 
     def subscribe(self, conn: int, client_id: str, topic_filter: str, qos: int) -> None:
-        self.shard.handle(
-            [env.SUBSCRIBE, conn, client_id, 1, [[topic_filter, qos, False, False, 0, None]]],
-            self.now,
+        entry = env.SubEntry(
+            topic_filter,
+            qos,
+            no_local=False,
+            retain_as_published=False,
+            retain_handling=0,
+            sub_id=None,
         )
+        subscribe = env.Subscribe(env.Kind.SUBSCRIBE, conn, client_id, 1, [entry])
+        self.shard.handle(wire(subscribe), self.now)
 
     def deliver(
         self,
@@ -116,22 +122,27 @@ class Harness:
         session = self.shard.sessions.get(client_id)
         held = list(session.subscriptions) if session is not None else []
         topic_filter = held[0] if held else "t"
-        self.shard.handle(
-            [
-                env.DELIVER,
-                "t",
-                payload,
-                qos,
-                False,
-                props,
-                [[client_id, granted, False, [], topic_filter]],
-                None,
-            ],
-            self.now,
+        target = env.Target(
+            client_id,
+            granted_qos=granted,
+            retain_as_published=False,
+            sub_ids=[],
+            topic_filter=topic_filter,
         )
+        deliver = env.Deliver(
+            env.Kind.DELIVER,
+            topic="t",
+            payload=payload,
+            qos=qos,
+            retain=False,
+            props=props,
+            targets=[target],
+            reply=None,
+        )
+        self.shard.handle(wire(deliver), self.now)
 
     def ack(self, kind: int, conn: int, client_id: str, packet_id: int, rc: int = 0) -> None:
-        if kind in (env.PUBACK_IN, env.PUBREC_IN):
+        if kind in (env.Kind.PUBACK_IN, env.Kind.PUBREC_IN):
             self.shard.handle([kind, conn, client_id, packet_id, rc], self.now)
         else:
             self.shard.handle([kind, conn, client_id, packet_id], self.now)
@@ -139,85 +150,84 @@ class Harness:
     def publish_in(
         self, conn: int, client_id: str, packet_id: int, qos: int, payload: bytes
     ) -> None:
-        self.shard.handle(
-            [
-                env.PUBLISH,
-                conn,
-                client_id,
-                packet_id,
-                "in/t",
-                payload,
-                qos,
-                False,
-                None,
-                0,
-                False,
-                1,
-            ],
-            self.now,
+        publish = env.Publish(
+            env.Kind.PUBLISH,
+            conn,
+            client_id,
+            packet_id,
+            topic="in/t",
+            payload=payload,
+            qos=qos,
+            retain=False,
+            props=None,
+            attempt=0,
+            retry=False,
+            uid=1,
         )
+        self.shard.handle(wire(publish), self.now)
 
     # --- outputs ----------------------------------------------------------------
-    def peek_acceptors(self) -> list[Envelope]:
-        return [e for out in self.shard.to_acceptors.values() for e in out]
+    def peek_acceptors(self) -> list[Wire]:
+        """What the shard queued for acceptors, as they get it (tests/unit/wire.py)."""
+        return [wire(e) for out in self.shard.to_acceptors.values() for e in out]
 
-    def take(self) -> tuple[list[Envelope], list[Envelope]]:
+    def take(self) -> tuple[list[Wire], list[Wire]]:
         """(to_router, to_acceptors) since the last take, then cleared; what
         waited for a store commit is included, as if the commit succeeded."""
-        router = list(self.shard.to_router)
+        router = wire_all(self.shard.to_router)
         acceptors = self.peek_acceptors()
         self.ops, later = self.shard.take_durable()
         self.shard.commit_done(self.shard.hold_for_commit(later))  # as if committed
         for dest, e in later:
-            (router if dest == "router" else acceptors).append(e)
+            (router if dest == "router" else acceptors).append(wire(e))
         self.shard.to_router.clear()
         for out in self.shard.to_acceptors.values():
             out.clear()
         return router, acceptors
 
     @staticmethod
-    def connack_of_taken(acceptors: list[Envelope], conn: int) -> Envelope:
-        (connack,) = [e for e in acceptors if e[0] == env.CONNACK and e[1] == conn]
+    def connack_of_taken(acceptors: list[Wire], conn: int) -> Wire:
+        (connack,) = [e for e in acceptors if e[0] == env.Kind.CONNACK and e[1] == conn]
         return connack
 
-    def take_acceptors(self) -> list[Envelope]:
+    def take_acceptors(self) -> list[Wire]:
         return self.take()[1]
 
-    def take_router(self) -> list[Envelope]:
+    def take_router(self) -> list[Wire]:
         return self.take()[0]
 
 
-def publishes(envelopes: list[Envelope]) -> list[tuple[int | None, bytes, int, bool]]:
+def publishes(envelopes: list[Wire]) -> list[tuple[int | None, bytes, int, bool]]:
     """(packet_id, payload, qos, dup) of each SEND_PUBLISH, in order."""
-    return [(e[2], e[4], e[5], e[7]) for e in envelopes if e[0] == env.SEND_PUBLISH]
+    return [(e[2], e[4], e[5], e[7]) for e in envelopes if e[0] == env.Kind.SEND_PUBLISH]
 
 
-def acks(envelopes: list[Envelope]) -> list[tuple[int, int, int]]:
+def acks(envelopes: list[Wire]) -> list[tuple[int, int, int]]:
     """(packet_type, packet_id, rc) of each SEND_ACK, in order."""
-    return [(e[2], e[3], e[4]) for e in envelopes if e[0] == env.SEND_ACK]
+    return [(e[2], e[3], e[4]) for e in envelopes if e[0] == env.Kind.SEND_ACK]
 
 
-def routes(envelopes: list[Envelope]) -> list[tuple[str, bytes, int, bool]]:
-    return [(e[2], e[3], e[4], e[5]) for e in envelopes if e[0] == env.ROUTE]
+def routes(envelopes: list[Wire]) -> list[tuple[str, bytes, int, bool]]:
+    return [(e[2], e[3], e[4], e[5]) for e in envelopes if e[0] == env.Kind.ROUTE]
 
 
-def replies(envelopes: list[Envelope]) -> list[Any]:
+def replies(envelopes: list[Wire]) -> list[Any]:
     """The reply address each ROUTE carries (whose acknowledgement waits on it)."""
-    return [e[7] for e in envelopes if e[0] == env.ROUTE]
+    return [e[7] for e in envelopes if e[0] == env.Kind.ROUTE]
 
 
-def duplicates_routed(envelopes: list[Envelope]) -> list[int]:
+def duplicates_routed(envelopes: list[Wire]) -> list[int]:
     """Packet ids the shard answered as QoS 2 retransmissions (ROUTED -1)."""
-    return [e[2] for e in envelopes if e[0] == env.ROUTED and e[3] == -1]
+    return [e[2] for e in envelopes if e[0] == env.Kind.ROUTED and e[3] == -1]
 
 
 # --- connect, session present, clean session --------------------------------------------
 def test_new_session_has_no_session_present_and_goes_online() -> None:
     h = Harness()
     connack = h.connect(CONN_A, "c1", clean=False)
-    assert connack == [env.CONNACK, CONN_A, False, ReasonCode.SUCCESS, None]
+    assert connack == [env.Kind.CONNACK, CONN_A, False, ReasonCode.SUCCESS, None]
     router, _ = h.take()
-    assert router == [[env.ONLINE, "c1", CONN_A]]
+    assert router == [[env.Kind.ONLINE, "c1", CONN_A]]
     assert h.shard.counters["sessions_created"] == 1
 
 
@@ -227,8 +237,8 @@ def test_persistent_session_resumes_with_session_present_and_subscriptions() -> 
     h.subscribe(CONN_A, "c1", "a/#", 1)
     h.close(CONN_A, "c1")
     router, _ = h.take()
-    assert [env.ONLINE, "c1", 0] in router
-    assert not any(e[0] == env.UNSUB_ALL for e in router)
+    assert [env.Kind.ONLINE, "c1", 0] in router
+    assert not any(e[0] == env.Kind.UNSUB_ALL for e in router)
     assert h.connect(CONN_B, "c1", clean=False)[2] is True
     assert set(h.shard.sessions["c1"].subscriptions) == {"a/#"}
 
@@ -242,7 +252,7 @@ def test_clean_session_discards_the_old_session() -> None:
     h.take()
     assert h.connect(CONN_B, "c1", clean=True)[2] is False
     router, acceptors = h.take()
-    assert [env.UNSUB_ALL, "c1"] in router
+    assert [env.Kind.UNSUB_ALL, "c1"] in router
     assert publishes(acceptors) == []
     session = h.shard.sessions["c1"]
     assert not session.subscriptions and not session.queue and not session.inflight
@@ -255,7 +265,7 @@ def test_clean_session_ends_when_its_connection_closes() -> None:
     h.take()
     h.close(CONN_A, "c1")
     assert "c1" not in h.shard.sessions
-    assert [env.UNSUB_ALL, "c1"] in h.take_router()
+    assert [env.Kind.UNSUB_ALL, "c1"] in h.take_router()
     assert h.connect(CONN_B, "c1", clean=False)[2] is False
 
 
@@ -269,9 +279,9 @@ def test_takeover_closes_old_connection_and_resumes_the_session() -> None:
     connack = h.take_over(CONN_B, CONN_A, "c1", clean=False)
     assert connack[2] is True  # session present
     router, acceptors = h.take()
-    assert [env.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
+    assert [env.Kind.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
     assert routes(router) == [("w/c1", b"gone", 1, False)]  # the old connection's will
-    assert router.index([env.ONLINE, "c1", 0]) < router.index([env.ONLINE, "c1", CONN_B])
+    assert router.index([env.Kind.ONLINE, "c1", 0]) < router.index([env.Kind.ONLINE, "c1", CONN_B])
     assert h.shard.counters["takeovers"] == 1
     # Packets from the old connection no longer reach the session.
     h.publish_in(CONN_A, "c1", 5, 1, b"late")
@@ -291,16 +301,18 @@ def test_takeover_waits_for_what_the_old_connection_sent_last() -> None:
     connected(h)
     h.deliver("c1", b"m1", 1)
     ((pid, _payload, _qos, _dup),) = publishes(h.take_acceptors())
-    h.shard.handle([env.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    h.shard.handle(
+        [env.Kind.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now
+    )
     # Sent by the new connection before its CONNACK: held, not dropped as stale.
     h.subscribe(CONN_B, "c1", "b", 1)
     assert h.take_router() == []
-    h.ack(env.PUBACK_IN, CONN_A, "c1", pid)  # the old connection's last words
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "c1", pid)  # the old connection's last words
     h.close(CONN_A, "c1")
     router, acceptors = h.take()
     assert h.connack_of_taken(acceptors, CONN_B)[2] is True
     assert publishes(acceptors) == []  # m1 was acknowledged: not redelivered
-    assert [e[0] for e in router if e[0] == env.SUB] == [env.SUB]  # the held SUBSCRIBE
+    assert [e[0] for e in router if e[0] == env.Kind.SUB] == [env.Kind.SUB]  # the held SUBSCRIBE
     assert h.shard.sessions["c1"].inflight == {}
     assert h.shard.counters["stale_connection_packets"] == 0
 
@@ -310,7 +322,9 @@ def test_takeover_attaches_anyway_when_the_old_acceptor_never_answers() -> None:
     connected(h)
     h.deliver("c1", b"m1", 1)
     h.take()
-    h.shard.handle([env.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    h.shard.handle(
+        [env.Kind.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now
+    )
     due = h.shard.next_timer()
     assert due is not None and h.now < due <= h.now + 10
     h.shard.handle_timer(due - 0.01)
@@ -328,11 +342,13 @@ def test_takeover_attaches_anyway_when_the_old_acceptor_never_answers() -> None:
 def test_a_waiting_connection_that_closes_is_forgotten() -> None:
     h = Harness()
     connected(h)
-    h.shard.handle([env.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+    h.shard.handle(
+        [env.Kind.CONNECT, CONN_B, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now
+    )
     h.close(CONN_B, "c1")  # gave up before it was attached
     h.close(CONN_A, "c1")  # then the old one is closed as asked
     _router, acceptors = h.take()
-    assert not [e for e in acceptors if e[0] == env.CONNACK]
+    assert not [e for e in acceptors if e[0] == env.Kind.CONNACK]
     assert h.shard.sessions["c1"].conn is None
     assert h.shard.takeovers.pending == {}
 
@@ -341,15 +357,17 @@ def test_a_third_connection_takes_over_the_waiting_one() -> None:
     h = Harness()
     connected(h)
     for conn in (CONN_B, CONN_C):
-        h.shard.handle([env.CONNECT, conn, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now)
+        h.shard.handle(
+            [env.Kind.CONNECT, conn, "c1", False, NEVER, 4, 60, None, None, 0, False], h.now
+        )
     acceptors = h.peek_acceptors()
-    assert [env.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
-    assert [env.CLOSE, CONN_B, ReasonCode.SESSION_TAKEN_OVER] in acceptors
+    assert [env.Kind.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
+    assert [env.Kind.CLOSE, CONN_B, ReasonCode.SESSION_TAKEN_OVER] in acceptors
     h.close(CONN_B, "c1")
     assert h.shard.sessions["c1"].conn == CONN_A
     h.close(CONN_A, "c1")
     _router, acceptors = h.take()
-    assert [e[1] for e in acceptors if e[0] == env.CONNACK] == [CONN_C]
+    assert [e[1] for e in acceptors if e[0] == env.Kind.CONNACK] == [CONN_C]
     assert h.shard.sessions["c1"].conn == CONN_C
 
 
@@ -374,7 +392,7 @@ def test_takeover_of_a_clean_connection_by_a_persistent_one() -> None:
     h.take()
     h.subscribe(CONN_B, "c1", "a", 1)
     router, _ = h.take()
-    assert router and router[0][0] == env.SUB
+    assert router and router[0][0] == env.Kind.SUB
 
 
 # --- outbound QoS 1/2: window, queue, state machine -------------------------------------
@@ -397,11 +415,11 @@ def test_qos1_window_and_ordered_queue() -> None:
     assert len(set(pids)) == 2 and all(pids)
     session = h.shard.sessions["c1"]
     assert len(session.inflight) == 2 and len(session.queue) == 3
-    h.ack(env.PUBACK_IN, CONN_A, "c1", pids[1])  # out of order: frees one slot
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "c1", pids[1])  # out of order: frees one slot
     assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"m2"]
-    h.ack(env.PUBACK_IN, CONN_A, "c1", pids[0])
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "c1", pids[0])
     assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"m3"]
-    h.ack(env.PUBACK_IN, CONN_A, "c1", pids[0])  # a duplicate ack frees nothing
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "c1", pids[0])  # a duplicate ack frees nothing
     assert publishes(h.take_acceptors()) == []
     assert h.shard.counters["unexpected_acks"] == 1
     assert session.queued_bytes == message_size("t", b"m4", None)
@@ -422,9 +440,9 @@ def test_qos2_outbound_state_machine() -> None:
     h.deliver("c1", b"two", 2)
     ((pid, payload, qos, dup),) = publishes(h.take_acceptors())
     assert (payload, qos, dup) == (b"one", 2, False)
-    h.ack(env.PUBREC_IN, CONN_A, "c1", pid)
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "c1", pid)
     assert acks(h.take_acceptors()) == [(PacketType.PUBREL, pid, 0)]
-    h.ack(env.PUBCOMP_IN, CONN_A, "c1", pid)
+    h.ack(env.Kind.PUBCOMP_IN, CONN_A, "c1", pid)
     assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"two"]
     assert len(h.shard.sessions["c1"].inflight) == 1
 
@@ -432,7 +450,7 @@ def test_qos2_outbound_state_machine() -> None:
 def test_pubrec_for_unknown_packet_id_answers_pubrel_not_found() -> None:
     h = Harness()
     connected(h)
-    h.ack(env.PUBREC_IN, CONN_A, "c1", 99)
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "c1", 99)
     assert acks(h.take_acceptors()) == [
         (PacketType.PUBREL, 99, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
     ]
@@ -444,9 +462,9 @@ def test_failed_pubrec_for_unknown_packet_id_gets_no_pubrel() -> None:
     h = Harness()
     connected(h, level=5)
     for rc in (0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99):
-        h.ack(env.PUBREC_IN, CONN_A, "c1", 99, rc=rc)
+        h.ack(env.Kind.PUBREC_IN, CONN_A, "c1", 99, rc=rc)
     assert h.take_acceptors() == []
-    h.ack(env.PUBREC_IN, CONN_A, "c1", 99, rc=0x10)  # 0x10 is a success code
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "c1", 99, rc=0x10)  # 0x10 is a success code
     assert acks(h.take_acceptors()) == [
         (PacketType.PUBREL, 99, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
     ]
@@ -454,12 +472,12 @@ def test_failed_pubrec_for_unknown_packet_id_gets_no_pubrel() -> None:
 
 # (QoS delivered, acknowledgements that come first, the wrong acknowledgement)
 WRONG_ACKS = {
-    "puback-for-qos2": (2, [], env.PUBACK_IN),
-    "puback-after-pubrel": (2, [env.PUBREC_IN], env.PUBACK_IN),
-    "pubcomp-for-qos1": (1, [], env.PUBCOMP_IN),
-    "pubcomp-before-pubrel": (2, [], env.PUBCOMP_IN),
-    "pubrec-for-qos1": (1, [], env.PUBREC_IN),
-    "failed-pubrec-for-qos1": (1, [], env.PUBREC_IN),
+    "puback-for-qos2": (2, [], env.Kind.PUBACK_IN),
+    "puback-after-pubrel": (2, [env.Kind.PUBREC_IN], env.Kind.PUBACK_IN),
+    "pubcomp-for-qos1": (1, [], env.Kind.PUBCOMP_IN),
+    "pubcomp-before-pubrel": (2, [], env.Kind.PUBCOMP_IN),
+    "pubrec-for-qos1": (1, [], env.Kind.PUBREC_IN),
+    "failed-pubrec-for-qos1": (1, [], env.Kind.PUBREC_IN),
 }
 
 
@@ -480,12 +498,12 @@ def test_wrong_ack_for_a_message_in_flight_closes_the_connection(name: str, leve
     h.take()
     h.ack(wrong, CONN_A, "c1", pid, rc=0x80 if name.startswith("failed") else 0)
     router, acceptors = h.take()
-    assert acceptors == [[env.CLOSE, CONN_A, ReasonCode.PROTOCOL_ERROR]]
+    assert acceptors == [[env.Kind.CLOSE, CONN_A, ReasonCode.PROTOCOL_ERROR]]
     assert routes(router) == [("will/c1", b"offline", 1, True)]
     assert h.shard.counters["wrong_acks"] == 1
     session = h.shard.sessions["c1"]
     assert session.conn is None and list(session.inflight) == [pid]
-    for kind in (env.PUBACK_IN, env.PUBREC_IN, env.PUBCOMP_IN):
+    for kind in (env.Kind.PUBACK_IN, env.Kind.PUBREC_IN, env.Kind.PUBCOMP_IN):
         h.ack(kind, CONN_A, "c1", pid)  # after the violation: not acted on
     assert h.take() == ([], [])
     assert list(session.inflight) == [pid]
@@ -497,7 +515,7 @@ def test_wrong_ack_for_a_message_in_flight_closes_the_connection(name: str, leve
         assert publishes(out) == [(pid, b"m", qos, True)]
 
 
-@pytest.mark.parametrize("kind", [env.PUBACK_IN, env.PUBCOMP_IN])
+@pytest.mark.parametrize("kind", [env.Kind.PUBACK_IN, env.Kind.PUBCOMP_IN])
 def test_acks_for_packet_ids_not_in_flight_are_ignored(kind: int) -> None:
     """A late duplicate (after a resume, or a retransmission) is not a violation."""
     h = Harness()
@@ -516,7 +534,7 @@ def test_v5_pubrec_error_ends_the_flow() -> None:
     h.deliver("c1", b"one", 2)
     h.deliver("c1", b"two", 2)
     ((pid, *_),) = publishes(h.take_acceptors())
-    h.ack(env.PUBREC_IN, CONN_A, "c1", pid, rc=0x80)
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "c1", pid, rc=0x80)
     out = h.take_acceptors()
     assert acks(out) == []
     assert [p for _, p, _, _ in publishes(out)] == [b"two"]
@@ -534,7 +552,7 @@ def test_qos0_to_online_session_goes_out_encoded_once() -> None:
     h = Harness()
     connected(h)
     h.deliver("c1", b"x", 0)
-    assert h.take_acceptors() == [[env.SEND_PUBLISH_MANY, [CONN_A], "t", b"x", False, None]]
+    assert h.take_acceptors() == [[env.Kind.SEND_PUBLISH_MANY, [CONN_A], "t", b"x", False, None]]
 
 
 # --- offline queue and redelivery -------------------------------------------------------
@@ -580,7 +598,7 @@ def test_resume_redelivers_inflight_with_dup_in_original_order_then_the_queue() 
     h.deliver("c1", b"d", 1)  # queued behind the window
     first = publishes(h.take_acceptors())
     pid_a, pid_b, pid_c = (pid for pid, *_ in first)
-    h.ack(env.PUBREC_IN, CONN_A, "c1", pid_b)  # b is past PUBREC: PUBREL is what is resent
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "c1", pid_b)  # b is past PUBREC: PUBREL is what is resent
     h.take()
     h.close(CONN_A, "c1")
     h.deliver("c1", b"e", 1)
@@ -588,21 +606,23 @@ def test_resume_redelivers_inflight_with_dup_in_original_order_then_the_queue() 
     assert h.connect(CONN_B, "c1", clean=False)[2] is True
     out = h.take_acceptors()
     resent = [
-        ("PUBLISH", e[2], e[4], e[7]) if e[0] == env.SEND_PUBLISH else ("PUBREL", e[3], None, None)
+        ("PUBLISH", e[2], e[4], e[7])
+        if e[0] == env.Kind.SEND_PUBLISH
+        else ("PUBREL", e[3], None, None)
         for e in out
-        if e[0] in (env.SEND_PUBLISH, env.SEND_ACK)
+        if e[0] in (env.Kind.SEND_PUBLISH, env.Kind.SEND_ACK)
     ]
     assert resent == [
         ("PUBLISH", pid_a, b"a", True),
         ("PUBREL", pid_b, None, None),
         ("PUBLISH", pid_c, b"c", True),
     ]
-    assert [e[1] for e in out if e[0] == env.SEND_PUBLISH] == [CONN_B, CONN_B]
-    assert all(e[2] == PacketType.PUBREL for e in out if e[0] == env.SEND_ACK)
+    assert [e[1] for e in out if e[0] == env.Kind.SEND_PUBLISH] == [CONN_B, CONN_B]
+    assert all(e[2] == PacketType.PUBREL for e in out if e[0] == env.Kind.SEND_ACK)
     assert h.shard.counters["redeliveries"] == 3
     # Acks on the new connection free the window; d and e follow in order.
-    h.ack(env.PUBACK_IN, CONN_B, "c1", pid_a)
-    h.ack(env.PUBCOMP_IN, CONN_B, "c1", pid_b)
+    h.ack(env.Kind.PUBACK_IN, CONN_B, "c1", pid_a)
+    h.ack(env.Kind.PUBCOMP_IN, CONN_B, "c1", pid_b)
     sent = publishes(h.take_acceptors())
     assert [(p, d) for _, p, _, d in sent] == [(b"d", False), (b"e", False)]
     assert len({pid for pid, *_ in sent} | {pid_c}) == 3  # ids not in flight
@@ -630,7 +650,7 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
     assert [r[:4] for r in replies(router)] == [[CONN_A, 7, 0, 1]]
     assert duplicates_routed(acceptors) == [7]
     assert h.shard.counters["qos2_duplicates_suppressed"] == 1
-    h.ack(env.PUBREL_IN, CONN_A, "c1", 7)
+    h.ack(env.Kind.PUBREL_IN, CONN_A, "c1", 7)
     assert acks(h.take_acceptors()) == [(PacketType.PUBCOMP, 7, 0)]
     # After PUBREL the id is free: the same id now carries a new message.
     h.publish_in(CONN_A, "c1", 7, 2, b"again")
@@ -643,7 +663,7 @@ def test_inbound_qos2_state_survives_reconnect() -> None:
     h = Harness()
     connected(h)
     h.publish_in(CONN_A, "c1", 7, 2, b"once")
-    h.shard.handle([env.QOS2_CONFIRMED, CONN_A, "c1", 7], h.now)
+    h.shard.handle([env.Kind.QOS2_CONFIRMED, CONN_A, "c1", 7], h.now)
     h.close(CONN_A, "c1")
     h.connect(CONN_B, "c1", clean=False)
     h.take()
@@ -671,7 +691,7 @@ def test_unconfirmed_qos2_resent_on_a_new_connection_is_routed_again() -> None:
 def test_pubrel_for_unknown_packet_id() -> None:
     h = Harness()
     connected(h)
-    h.ack(env.PUBREL_IN, CONN_A, "c1", 9)
+    h.ack(env.Kind.PUBREL_IN, CONN_A, "c1", 9)
     assert acks(h.take_acceptors()) == [
         (PacketType.PUBCOMP, 9, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND)
     ]
@@ -730,7 +750,7 @@ def test_queue_accounting_after_drain() -> None:
     ((pid, *_),) = publishes(h.take_acceptors())
     session = h.shard.sessions["c1"]
     assert session.dropped == 1
-    h.ack(env.PUBACK_IN, CONN_A, "c1", pid)
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "c1", pid)
     h.take()
     assert len(session.queue) == 1
     assert session.queued_bytes == message_size("t", session.queue[0].payload, None)
@@ -798,7 +818,7 @@ def test_a_clean_start_within_the_will_delay_cancels_the_will() -> None:
     assert h.connect(CONN_B, "c1", clean=True, level=5, expiry=100)[2] is False
     router = h.take_router()
     assert routes(router) == []
-    assert [env.UNSUB_ALL, "c1"] in router  # the old session ended
+    assert [env.Kind.UNSUB_ALL, "c1"] in router  # the old session ended
     assert h.shard.next_timer() is None
     h.shard.handle_timer(h.now + 100)
     assert routes(h.take_router()) == []  # and not later either
@@ -836,7 +856,7 @@ def test_session_expiry_via_handle_timer() -> None:
     assert "c1" in h.shard.sessions
     h.shard.handle_timer(h.now + 10)
     assert "c1" not in h.shard.sessions
-    assert [env.UNSUB_ALL, "c1"] in h.take_router()
+    assert [env.Kind.UNSUB_ALL, "c1"] in h.take_router()
     assert h.shard.counters["sessions_expired"] == 1
     assert h.shard.next_timer() is None
     assert h.connect(CONN_B, "c1", clean=False, level=5, expiry=10)[2] is False
@@ -856,7 +876,7 @@ def test_online_and_never_expiring_sessions_have_no_timer() -> None:
 def test_v5_disconnect_can_change_session_expiry() -> None:
     h = Harness()
     connected(h, level=5, expiry=10)
-    h.shard.handle([env.CLOSED, CONN_A, "c1", False, 0], h.now)
+    h.shard.handle([env.Kind.CLOSED, CONN_A, "c1", False, 0], h.now)
     assert "c1" not in h.shard.sessions
 
 
@@ -867,7 +887,9 @@ def test_max_session_expiry_caps_the_requested_expiry() -> None:
     assert h.shard.next_timer() == h.now + 5
 
 
-@pytest.mark.parametrize("kind", [env.PUBACK_IN, env.PUBREC_IN, env.PUBCOMP_IN, env.PUBREL_IN])
+@pytest.mark.parametrize(
+    "kind", [env.Kind.PUBACK_IN, env.Kind.PUBREC_IN, env.Kind.PUBCOMP_IN, env.Kind.PUBREL_IN]
+)
 def test_acks_for_unknown_sessions_are_ignored(kind: int) -> None:
     h = Harness()
     h.ack(kind, CONN_A, "nobody", 1)
@@ -900,7 +922,7 @@ def test_qos2_retry_from_the_acceptor_is_routed_again() -> None:
     h.publish_in(CONN_A, "c1", 7, 2, b"once")
     h.take()
     h.shard.handle(
-        [env.PUBLISH, CONN_A, "c1", 7, "in/t", b"once", 2, False, None, 1, True, 1], h.now
+        [env.Kind.PUBLISH, CONN_A, "c1", 7, "in/t", b"once", 2, False, None, 1, True, 1], h.now
     )
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
@@ -915,7 +937,7 @@ def test_a_qos2_retry_the_shard_already_took_is_confirmed_but_not_delivered_twic
     for attempt in (0, 1):  # the original, then the acceptor's retry
         h.shard.handle(
             [
-                env.DELIVER,
+                env.Kind.DELIVER,
                 "t",
                 b"once",
                 2,
@@ -928,7 +950,7 @@ def test_a_qos2_retry_the_shard_already_took_is_confirmed_but_not_delivered_twic
         )
     out = h.take_acceptors()
     assert [p for _, p, _, _ in publishes(out)] == [b"once"]
-    stored = [e for e in out if e[0] == env.STORED]
+    stored = [e for e in out if e[0] == env.Kind.STORED]
     assert [(e[2], e[4]) for e in stored] == [(4, 0), (4, 1)]  # both attempts confirmed
     assert h.shard.counters["qos2_retries_deduplicated"] == 1
 
@@ -942,7 +964,7 @@ def test_a_message_too_large_for_the_client_frees_its_window_slot() -> None:
     h.deliver("c1", b"next", 1)
     ((pid, payload, _, _),) = publishes(h.take_acceptors())
     assert payload == b"huge"
-    h.shard.handle([env.DISCARDED, CONN_A, "c1", pid], h.now)
+    h.shard.handle([env.Kind.DISCARDED, CONN_A, "c1", pid], h.now)
     assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"next"]
     assert h.shard.counters["discarded_over_client_maximum_packet_size"] == 1
     assert pid not in h.shard.sessions["c1"].inflight

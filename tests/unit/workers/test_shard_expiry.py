@@ -25,14 +25,14 @@ def offline_subscriber(h: Harness, *, qos: int = 1) -> None:
 
 def deliver(h: Harness, payload: bytes, qos: int, props: dict[str, Any] | None) -> None:
     h.shard.handle(
-        [env.DELIVER, "t", payload, qos, False, props, [["s1", qos, False, [], "t"]], None],
+        [env.Kind.DELIVER, "t", payload, qos, False, props, [["s1", qos, False, [], "t"]], None],
         h.now,
     )
 
 
 def sent(acceptors: list[Any]) -> list[tuple[bytes, Any]]:
     """(payload, props) of each SEND_PUBLISH."""
-    return [(e[4], e[8]) for e in acceptors if e[0] == env.SEND_PUBLISH]
+    return [(e[4], e[8]) for e in acceptors if e[0] == env.Kind.SEND_PUBLISH]
 
 
 def test_a_queued_copy_goes_with_the_interval_counted_down() -> None:

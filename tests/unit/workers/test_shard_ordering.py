@@ -12,7 +12,13 @@ from .test_shard import CONN_A, Harness
 
 def subscribe(h: Harness, packet_id: int, topic_filter: str, client_id: str = "c") -> None:
     h.shard.handle(
-        [env.SUBSCRIBE, CONN_A, client_id, packet_id, [[topic_filter, 0, False, False, 0, None]]],
+        [
+            env.Kind.SUBSCRIBE,
+            CONN_A,
+            client_id,
+            packet_id,
+            [[topic_filter, 0, False, False, 0, None]],
+        ],
         h.now,
     )
 
@@ -25,7 +31,10 @@ def test_subscribe_after_a_qos2_publish_waits_behind_its_route() -> None:
     subscribe(h, 1, "in/t")
     assert h.shard.to_router == []  # nothing overtakes the ROUTE waiting for its commit
     _ops, later = h.shard.take_durable()
-    assert [(dest, e[0]) for dest, e in later] == [("router", env.ROUTE), ("router", env.SUB)]
+    assert [(dest, e[0]) for dest, e in later] == [
+        ("router", env.Kind.ROUTE),
+        ("router", env.Kind.SUB),
+    ]
 
 
 def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> None:
@@ -36,10 +45,10 @@ def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> Non
     h.close(CONN_A, "c")
     _ops, later = h.shard.take_durable()
     assert h.shard.to_router == []
-    assert [e[0] for _, e in later] == [env.ONLINE]
+    assert [e[0] for _, e in later] == [env.Kind.ONLINE]
     h.shard.router_commits_pending = 0
     h.connect(CONN_A, "c", clean=True)
-    assert [e[0] for e in h.shard.to_router] == [env.ONLINE]
+    assert [e[0] for e in h.shard.to_router] == [env.Kind.ONLINE]
 
 
 def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
@@ -47,30 +56,30 @@ def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
     h.connect(CONN_A, "c", clean=True)
     h.take()
     subscribe(h, 1, "t")
-    assert [e[0] for e in h.shard.to_router] == [env.SUB]
+    assert [e[0] for e in h.shard.to_router] == [env.Kind.SUB]
 
 
 def test_unsuback_waits_for_the_router() -> None:
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     subscribe(h, 1, "t")
-    h.shard.handle([env.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
     h.take()
-    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 2, ["t", "nope"]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 2, ["t", "nope"]], h.now)
     router, acceptors = h.take()
-    assert router == [[env.UNSUB, "c", ["t"], 0, CONN_A, 2, [0, 0x11]]]
+    assert router == [[env.Kind.UNSUB, "c", ["t"], 0, CONN_A, 2, [0, 0x11]]]
     assert acceptors == []
-    h.shard.handle([env.UNSUBSCRIBED, "c", CONN_A, 2, [0, 0x11]], h.now)
-    assert h.take_acceptors() == [[env.SEND_UNSUBACK, CONN_A, 2, [0, 0x11]]]
+    h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0, 0x11]], h.now)
+    assert h.take_acceptors() == [[env.Kind.SEND_UNSUBACK, CONN_A, 2, [0, 0x11]]]
 
 
 def test_unsubscribe_of_nothing_is_answered_at_once() -> None:
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     h.take()
-    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 2, ["nope"]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 2, ["nope"]], h.now)
     router, acceptors = h.take()
-    assert router == [] and acceptors == [[env.SEND_UNSUBACK, CONN_A, 2, [0x11]]]
+    assert router == [] and acceptors == [[env.Kind.SEND_UNSUBACK, CONN_A, 2, [0x11]]]
 
 
 def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
@@ -78,15 +87,15 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
     h.connect(CONN_A, "c", clean=True)
     subscribe(h, 1, "t")
     subscribe(h, 2, "u")
-    h.shard.handle([env.SUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
-    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 3, ["u"]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 3, ["u"]], h.now)
     h.take()
-    h.shard.handle([env.ROUTER_UP, 5], h.now)
+    h.shard.handle([env.Kind.ROUTER_UP, 5], h.now)
     router, acceptors = h.take()
-    assert [e[0] for e in router] == [env.ONLINE, env.SUB, env.SYNCED]
+    assert [e[0] for e in router] == [env.Kind.ONLINE, env.Kind.SUB, env.Kind.SYNCED]
     assert acceptors == [
-        [env.SEND_SUBACK, CONN_A, 1, [0]],
-        [env.SEND_UNSUBACK, CONN_A, 3, [0]],
+        [env.Kind.SEND_SUBACK, CONN_A, 1, [0]],
+        [env.Kind.SEND_UNSUBACK, CONN_A, 3, [0]],
     ]
     assert h.shard.awaiting_router == {}
 
@@ -98,13 +107,13 @@ def test_a_router_answer_after_a_router_up_gives_no_second_ack() -> None:
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     subscribe(h, 1, "t")
-    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c", 2, ["t"]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 2, ["t"]], h.now)
     h.take()
-    h.shard.handle([env.ROUTER_UP, 0], h.now)
+    h.shard.handle([env.Kind.ROUTER_UP, 0], h.now)
     _, acceptors = h.take()
-    assert [e[0] for e in acceptors] == [env.SEND_SUBACK, env.SEND_UNSUBACK]
-    h.shard.handle([env.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
-    h.shard.handle([env.UNSUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
+    assert [e[0] for e in acceptors] == [env.Kind.SEND_SUBACK, env.Kind.SEND_UNSUBACK]
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
     assert h.take() == ([], [])
     assert h.shard.counters["late_router_answers"] == 2
 
@@ -117,16 +126,16 @@ def test_retained_messages_wait_behind_a_suback_that_waits_for_its_commit() -> N
     h.connect(CONN_A, "p", clean=False, expiry=0xFFFFFFFF)
     h.take()
     subscribe(h, 1, "t", "p")
-    h.shard.handle([env.SUBSCRIBED, "p", CONN_A, 1, [0]], h.now)
-    retained = [env.DELIVER, "t", b"r", 0, True, None, [["p", 0, True, [], "t"]], None]
+    h.shard.handle([env.Kind.SUBSCRIBED, "p", CONN_A, 1, [0]], h.now)
+    retained = [env.Kind.DELIVER, "t", b"r", 0, True, None, [["p", 0, True, [], "t"]], None]
     h.shard.handle(retained, h.now)
     assert h.peek_acceptors() == []
     _ops, later = h.shard.take_durable()
-    assert [e[0] for _, e in later] == [env.SEND_SUBACK, env.SEND_PUBLISH]
+    assert [e[0] for _, e in later] == [env.Kind.SEND_SUBACK, env.Kind.SEND_PUBLISH]
     hold = h.shard.hold_for_commit(later)
     h.shard.handle(retained, h.now)  # a later pass, before the commit is done
     assert h.peek_acceptors() == []
     h.shard.commit_done(hold)
     h.shard.take_durable()
     h.shard.handle(retained, h.now)
-    assert [e[0] for e in h.peek_acceptors()] == [env.SEND_PUBLISH_MANY]
+    assert [e[0] for e in h.peek_acceptors()] == [env.Kind.SEND_PUBLISH_MANY]

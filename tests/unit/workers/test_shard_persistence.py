@@ -21,6 +21,7 @@ from store import (
     SessionRecord,
     UpdateMessage,
 )
+from tests.unit.wire import wire
 from workers.session import Subscription
 from workers.shard import Shard, ShardLimits
 
@@ -30,7 +31,7 @@ from .test_shard import CONN_A, CONN_B, CONN_C, NEVER, Harness, acks, publishes
 def persistent_subscriber(h: Harness, conn: int = CONN_A) -> None:
     h.connect(conn, "p1", clean=False, expiry=NEVER)
     h.subscribe(conn, "p1", "t", 1)
-    h.shard.handle([env.SUBSCRIBED, "p1", conn, 1, [1]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "p1", conn, 1, [1]], h.now)
     h.take()
 
 
@@ -56,15 +57,15 @@ def test_persistent_session_records_its_state() -> None:
     kinds = [type(op) for op in h.ops]
     assert PutSession in kinds
     assert PutSubscription in kinds
-    h.shard.handle([env.SUBSCRIBED, "p1", CONN_A, 1, [1]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "p1", CONN_A, 1, [1]], h.now)
     _, acceptors = h.take()
     # The SUBACK promises the subscription is kept: it waited for the commit.
-    assert [e[0] for e in acceptors] == [env.SEND_SUBACK]
+    assert [e[0] for e in acceptors] == [env.Kind.SEND_SUBACK]
     h.deliver("p1", b"m", 1)
     h.take()
     puts = [op for op in h.ops if isinstance(op, PutMessage)]
     assert [(op.payload, op.qos) for op in puts] == [(b"m", 1)]
-    h.ack(env.PUBACK_IN, CONN_A, "p1", 1)
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "p1", 1)
     h.take()
     assert [type(op) for op in h.ops] == [DeleteMessage]
 
@@ -74,7 +75,7 @@ def test_deliver_with_reply_confirms_after_commit() -> None:
     persistent_subscriber(h)
     h.shard.handle(
         [
-            env.DELIVER,
+            env.Kind.DELIVER,
             "t",
             b"x",
             1,
@@ -87,7 +88,7 @@ def test_deliver_with_reply_confirms_after_commit() -> None:
     )
     ops, later = h.shard.take_durable()
     assert any(isinstance(op, PutMessage) for op in ops)
-    assert later == [(1, [env.STORED, CONN_B, 9, True, 0])]
+    assert [(dest, wire(e)) for dest, e in later] == [(1, [env.Kind.STORED, CONN_B, 9, True, 0])]
 
 
 def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
@@ -96,21 +97,21 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
     persistent_subscriber(h)
     store.apply(h.ops)
     h.shard.handle(
-        [env.PUBLISH, CONN_A, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h.now
+        [env.Kind.PUBLISH, CONN_A, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h.now
     )
     for i in range(3):
         h.deliver("p1", b"%d" % i, 1)
     h.take()
     store.apply(h.ops)
     # 0, 1, 2 went in flight (window 64); take 0's ack, then the worker dies.
-    h.ack(env.PUBACK_IN, CONN_A, "p1", 1)
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "p1", 1)
     h.take()
     store.apply(h.ops)
 
     shard = Shard(0, ShardLimits())
     shard.load(store.load_sessions(lambda _cid: True), h.now + 5)
     router = list(shard.to_router)
-    assert [e[0] for e in router].count(env.SUB) == 1
+    assert [e[0] for e in router].count(env.Kind.SUB) == 1
     restored = shard.sessions["p1"]
     assert restored.conn is None
     assert list(restored.subscriptions) == ["t"]
@@ -125,12 +126,12 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
     # The QoS 2 packet id is still known, but not whether it was confirmed
     # before the crash: a retransmission is routed again rather than lost.
     h2.shard.handle(
-        [env.PUBLISH, CONN_B, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h2.now
+        [env.Kind.PUBLISH, CONN_B, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h2.now
     )
     router, acceptors = h2.take()
-    assert [e[2] for e in router if e[0] == env.ROUTE] == ["in/t"]
-    assert [e for e in acceptors if e[0] == env.ROUTED] == []
-    h2.ack(env.PUBREL_IN, CONN_B, "p1", 5)
+    assert [e[2] for e in router if e[0] == env.Kind.ROUTE] == ["in/t"]
+    assert [e for e in acceptors if e[0] == env.Kind.ROUTED] == []
+    h2.ack(env.Kind.PUBREL_IN, CONN_B, "p1", 5)
     assert acks(h2.take_acceptors()) == [(PacketType.PUBCOMP, 5, 0)]
 
 
@@ -138,7 +139,7 @@ def route_to_deliver(route: list[Any], target: str, confirm: bool = True) -> lis
     """The DELIVER a router makes of a shard's QoS 2 ROUTE for one target."""
     _, _origin, topic, payload, qos, retain, props, reply = route
     return [
-        env.DELIVER,
+        env.Kind.DELIVER,
         topic,
         payload,
         qos,
@@ -166,11 +167,11 @@ def test_qos2_resend_after_the_worker_restarted_is_delivered_once() -> None:
     h.publish_in(CONN_A, "pub", 5, 2, b"once")
     router, _ = h.take()
     store.apply(h.ops)  # the packet id (with its token) is committed, then routed
-    (route,) = [e for e in router if e[0] == env.ROUTE]
+    (route,) = [e for e in router if e[0] == env.Kind.ROUTE]
     h.shard.handle(route_to_deliver(route, "sub"), h.now)
     _, acceptors = h.take()
     store.apply(h.ops)  # the copy and its seen row, in one commit
-    assert [e[0] for e in acceptors] == [env.STORED]
+    assert [e[0] for e in acceptors] == [env.Kind.STORED]
     assert any(isinstance(op, PutSeenQos2) for op in h.ops)
 
     shard = Shard(0, ShardLimits(), nonce=99)  # the restarted worker
@@ -181,17 +182,17 @@ def test_qos2_resend_after_the_worker_restarted_is_delivered_once() -> None:
     h2.connect(CONN_B, "pub", clean=False, expiry=NEVER)
     h2.take()
     h2.shard.handle(
-        [env.PUBLISH, CONN_B, "pub", 5, "in/t", b"once", 2, False, None, 0, False, 1], h2.now
+        [env.Kind.PUBLISH, CONN_B, "pub", 5, "in/t", b"once", 2, False, None, 0, False, 1], h2.now
     )
     router, _ = h2.take()
-    (again,) = [e for e in router if e[0] == env.ROUTE]
+    (again,) = [e for e in router if e[0] == env.Kind.ROUTE]
     assert again[7][4] == route[7][4]  # the same key, from the store
     h2.shard.handle(route_to_deliver(again, "sub"), h2.now)
     _, acceptors = h2.take()
-    assert [e[0] for e in acceptors] == [env.STORED]  # confirmed: PUBREC can go out
+    assert [e[0] for e in acceptors] == [env.Kind.STORED]  # confirmed: PUBREC can go out
     assert h2.shard.counters["qos2_retries_deduplicated"] == 1
     assert [m.payload for m in shard.sessions["sub"].queue] == [b"once"]
-    h2.ack(env.PUBREL_IN, CONN_B, "pub", 5)
+    h2.ack(env.Kind.PUBREL_IN, CONN_B, "pub", 5)
     h2.take()
     store.apply(h2.ops)
     assert store.load_sessions(lambda cid: cid == "sub")[0].seen_qos2 == ()
@@ -205,7 +206,7 @@ def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
     h.take()
     h.publish_in(CONN_A, "pub", 5, 2, b"m")
     router, _ = h.take()
-    (route,) = [e for e in router if e[0] == env.ROUTE]
+    (route,) = [e for e in router if e[0] == env.Kind.ROUTE]
     assert route[7][4][3] is False  # not durable: the publisher's state dies with it
     h.shard.handle(route_to_deliver(route, "sub"), h.now)
     h.take()
@@ -244,12 +245,12 @@ def test_a_message_acknowledged_before_it_was_written_is_never_written() -> None
     h = Harness()
     persistent_subscriber(h)
     h.deliver("p1", b"quick", 2)
-    h.ack(env.PUBREC_IN, CONN_A, "p1", 1)  # same pass: the row has the new state
+    h.ack(env.Kind.PUBREC_IN, CONN_A, "p1", 1)  # same pass: the row has the new state
     _, acceptors = h.take()
     assert h.ops == [PutMessage("p1", 1, "t", b"quick", 2, False, None, 1, 1)]
     assert acks(acceptors) == [(PacketType.PUBREL, 1, 0)]  # after that commit
     h.deliver("p1", b"gone", 1)
-    h.ack(env.PUBACK_IN, CONN_A, "p1", 2)
+    h.ack(env.Kind.PUBACK_IN, CONN_A, "p1", 2)
     h.take()
     assert h.ops == []
 
@@ -283,4 +284,4 @@ def test_a_damaged_record_costs_only_its_own_session() -> None:
     (msg,) = shard.sessions["props"].queue
     assert msg.payload == b"no props" and msg.props is None  # delivered, without properties
     assert "props" not in shard.pending_wills
-    assert [e[0] for e in shard.to_router][-1] == env.SYNCED  # resync not blocked
+    assert [e[0] for e in shard.to_router][-1] == env.Kind.SYNCED  # resync not blocked

@@ -19,14 +19,14 @@ def subscribe(h: Harness, *filters: str) -> list[int]:
     """SUBSCRIBE the filters at QoS 1; the SUBACK's codes (answered at once
     when nothing goes to the router, else via SUBSCRIBED)."""
     h.shard.handle(
-        [env.SUBSCRIBE, CONN_A, "c1", 1, [[f, 1, False, False, 0, None] for f in filters]],
+        [env.Kind.SUBSCRIBE, CONN_A, "c1", 1, [[f, 1, False, False, 0, None] for f in filters]],
         h.now,
     )
     router, acceptors = h.take()
     for e in router:
-        if e[0] == env.SUB:
+        if e[0] == env.Kind.SUB:
             return list(e[6])
-    (suback,) = [e for e in acceptors if e[0] == env.SEND_SUBACK]
+    (suback,) = [e for e in acceptors if e[0] == env.Kind.SEND_SUBACK]
     return list(suback[3])
 
 
@@ -47,7 +47,7 @@ def test_subscriptions_past_the_filter_bytes_are_refused_and_unsubscribe_frees_t
     assert subscribe(h, "x" * 60) == [1]
     assert subscribe(h, "y" * 41) == [ReasonCode.QUOTA_EXCEEDED]
     assert subscribe(h, "y" * 40) == [1]
-    h.shard.handle([env.UNSUBSCRIBE, CONN_A, "c1", 2, ["x" * 60]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c1", 2, ["x" * 60]], h.now)
     h.take()
     assert h.shard.sessions["c1"].filter_bytes == 41
     assert subscribe(h, "z" * 60) == [1]

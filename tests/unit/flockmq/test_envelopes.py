@@ -1,0 +1,148 @@
+"""The envelope schema (flockmq/envelopes.py): one NamedTuple per kind, and
+every kind survives the wire (msgpack) and the reader unchanged."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import msgpack
+import pytest
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Kind
+
+KEY = env.Qos2Key("pub", 7, 42, True)
+REPLY = env.Reply(1 << 48 | 5, 7, 1, 3, KEY)
+
+SAMPLES: list[env.Envelope] = [
+    env.Connect(
+        Kind.CONNECT,
+        5,
+        "c",
+        True,
+        60,
+        5,
+        30,
+        "user",
+        env.Will("w", b"x", 1, True, None, 5),
+        10,
+        False,
+    ),
+    env.Publish(
+        Kind.PUBLISH, 5, "c", 7, "t", b"p", 2, False, {"user_property": [["a", "b"]]}, 0, False, 3
+    ),
+    env.PubrelIn(Kind.PUBREL_IN, 5, "c", 7),
+    env.PubackIn(Kind.PUBACK_IN, 5, "c", 7, 0),
+    env.PubrecIn(Kind.PUBREC_IN, 5, "c", 7, 0x80),
+    env.PubcompIn(Kind.PUBCOMP_IN, 5, "c", 7),
+    env.Subscribe(Kind.SUBSCRIBE, 5, "c", 8, [env.SubEntry("a/#", 1, False, True, 0, 4)]),
+    env.Unsubscribe(Kind.UNSUBSCRIBE, 5, "c", 9, ["a/#"]),
+    env.Closed(Kind.CLOSED, 5, "c", True, None),
+    env.AcceptorUp(Kind.ACCEPTOR_UP, 1, 2),
+    env.Qos2Confirmed(Kind.QOS2_CONFIRMED, 5, "c", 7),
+    env.Discarded(Kind.DISCARDED, 5, "c", 7),
+    env.Connack(Kind.CONNACK, 5, False, 0, {"assigned_client_identifier": "c"}),
+    env.SendPublish(Kind.SEND_PUBLISH, 5, 1, "t", b"p", 1, False, True, None),
+    env.SendAck(Kind.SEND_ACK, 5, 6, 7, 0),
+    env.SendSuback(Kind.SEND_SUBACK, 5, 8, [1, 0x80]),
+    env.SendUnsuback(Kind.SEND_UNSUBACK, 5, 9, [0]),
+    env.Close(Kind.CLOSE, 5, 0x8E),
+    env.SendPublishMany(Kind.SEND_PUBLISH_MANY, [5, 6], "t", b"p", False, None),
+    env.Routed(Kind.ROUTED, 5, 7, 2, 1),
+    env.Stored(Kind.STORED, 5, 7, True, 1),
+    env.Sub(
+        Kind.SUB, 0, "c", 5, 8, [env.RouteEntry("a/#", 1, False, False, True, None, True)], [1]
+    ),
+    env.Unsub(Kind.UNSUB, "c", ["a/#"], 0, 5, 9, [0]),
+    env.UnsubAll(Kind.UNSUB_ALL, "c"),
+    env.Route(Kind.ROUTE, "c", "t", b"p", 1, True, None, REPLY),
+    env.WorkerUp(Kind.WORKER_UP, 0, 3),
+    env.Online(Kind.ONLINE, "c", 5),
+    env.Synced(Kind.SYNCED, 0),
+    env.Fence(Kind.FENCE, 1, 12),
+    env.Deliver(
+        Kind.DELIVER,
+        "t",
+        b"p",
+        1,
+        False,
+        None,
+        [env.Target("c", 1, False, [4], "a/#")],
+        env.DeliverReply(*REPLY, True),
+    ),
+    env.Subscribed(Kind.SUBSCRIBED, "c", 5, 8, [1]),
+    env.Unsubscribed(Kind.UNSUBSCRIBED, "c", 5, 9, [0]),
+    env.RouterUp(Kind.ROUTER_UP, 4),
+    env.Fenced(Kind.FENCED, 12),
+]
+
+
+def plain(value: Any) -> Any:
+    """Tuples (NamedTuples) as lists, as the receiver sees them."""
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def test_every_kind_has_exactly_one_named_tuple() -> None:
+    assert set(env.SCHEMA) == set(Kind)
+    classes = list(env.SCHEMA.values())
+    assert len(set(classes)) == len(classes)
+    members = typing.get_args(env.Envelope)
+    assert set(classes) == {m for m in members if typing.get_origin(m) is None}
+    assert {m for m in members if typing.get_origin(m) is tuple} == {
+        env.PLAIN_TUPLES[cls] for cls in classes if cls in env.PLAIN_TUPLES
+    }
+    for kind, cls in env.SCHEMA.items():
+        assert cls._fields[0] == "kind"
+        assert typing.get_type_hints(cls)["kind"] == typing.Literal[kind]
+        assert cls.__doc__ and "->" in cls.__doc__, f"{cls.__name__}: say who sends it to whom"
+
+
+@pytest.mark.parametrize("cls", list(env.PLAIN_TUPLES), ids=lambda c: c.__name__)
+def test_each_plain_tuple_form_matches_its_named_tuple(cls: Any) -> None:
+    plain_form = env.PLAIN_TUPLES[cls]
+    hints = list(typing.get_type_hints(cls).values())
+    fields = list(typing.get_args(plain_form))
+    if cls is env.Deliver:  # its reply, as a plain tuple too
+        assert fields[-1] == env.DeliverReplyTuple | None
+        fields[-1] = env.DeliverReply | None
+    assert fields == hints
+
+
+def test_samples_cover_every_kind() -> None:
+    assert sorted(e.kind for e in SAMPLES) == sorted(Kind)
+
+
+@pytest.mark.parametrize("envelope", SAMPLES, ids=lambda e: Kind(e.kind).name)
+def test_every_kind_round_trips(envelope: env.Envelope) -> None:
+    wire = msgpack.unpackb(msgpack.packb([envelope]), raw=False)[0]
+    assert isinstance(wire, list) and wire == plain(envelope)  # same wire format as a list
+    assert msgpack.packb(envelope) == msgpack.packb(plain(envelope))
+    got = env.read(wire)
+    assert type(got) is type(envelope)
+    assert plain(got) == plain(envelope)  # nested records stay lists: see the next test
+
+
+def test_read_refuses_a_wrong_arity_and_an_unknown_kind() -> None:
+    with pytest.raises(TypeError):
+        env.read([Kind.ROUTE, "c", "t"])
+    with pytest.raises(KeyError):
+        env.read([99, 1])
+
+
+def test_nested_records_read_back_by_name() -> None:
+    wire = msgpack.unpackb(msgpack.packb(SAMPLES[24]), raw=False)
+    route = env.Route._make(wire)
+    assert route.reply is not None
+    reply = env.Reply._make(route.reply)
+    assert reply.conn == REPLY.conn and reply.key is not None
+    assert env.Qos2Key._make(reply.key) == KEY
+
+
+def test_kind_names() -> None:
+    assert env.kind_name(43) == "ROUTE"
+    assert env.kind_name(99) == "99"
