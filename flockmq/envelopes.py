@@ -562,7 +562,11 @@ class Fenced(NamedTuple):
 # checks their arity and types just the same (not their field names: the
 # variables at those few sites are named as the fields).
 # tests/unit/flockmq/test_envelopes.py checks each matches its NamedTuple.
-RouteTuple = tuple[Literal[Kind.ROUTE], str, str, bytes, int, bool, Props, Reply | None]
+ReplyTuple = tuple[int, int, int, int, Qos2Key | None]
+# A QoS 1 publish's ROUTE carries its reply as a plain tuple too.
+RouteTuple = tuple[
+    Literal[Kind.ROUTE], str, str, bytes, int, bool, Props, Reply | ReplyTuple | None
+]
 RoutedTuple = tuple[Literal[Kind.ROUTED], int, int, int, int]
 DeliverReplyTuple = tuple[int, int, int, int, Qos2Key | None, bool]
 DeliverTuple = tuple[
@@ -572,7 +576,19 @@ SendPublishTuple = tuple[
     Literal[Kind.SEND_PUBLISH], int, int | None, str, bytes, int, bool, bool, Props
 ]
 SendPublishManyTuple = tuple[Literal[Kind.SEND_PUBLISH_MANY], list[int], str, bytes, bool, Props]
+# An acceptor's per-acknowledgement sends, and a QoS 1 publish's reply.
+PubackInTuple = tuple[Literal[Kind.PUBACK_IN], int, str, int, int]
+PubrecInTuple = tuple[Literal[Kind.PUBREC_IN], int, str, int, int]
+PubrelInTuple = tuple[Literal[Kind.PUBREL_IN], int, str, int]
+PubcompInTuple = tuple[Literal[Kind.PUBCOMP_IN], int, str, int]
+Qos2ConfirmedTuple = tuple[Literal[Kind.QOS2_CONFIRMED], int, str, int]
 PLAIN_TUPLES: dict[type[Any], Any] = {
+    PubackIn: PubackInTuple,
+    PubrecIn: PubrecInTuple,
+    PubrelIn: PubrelInTuple,
+    PubcompIn: PubcompInTuple,
+    Qos2Confirmed: Qos2ConfirmedTuple,
+    Reply: ReplyTuple,
     Route: RouteTuple,
     Routed: RoutedTuple,
     DeliverReply: DeliverReplyTuple,
@@ -621,6 +637,11 @@ Envelope = (
     | DeliverTuple
     | SendPublishTuple
     | SendPublishManyTuple
+    | PubackInTuple
+    | PubrecInTuple
+    | PubrelInTuple
+    | PubcompInTuple
+    | Qos2ConfirmedTuple
 )
 """Any envelope as built by its sender."""
 

@@ -96,7 +96,7 @@ class PendingPublish:
     )
 
     def __init__(
-        self, ack_kind: int, envelope: env.Route | env.Publish, now: float, size: int
+        self, ack_kind: int, envelope: env.RouteTuple | env.Publish, now: float, size: int
     ) -> None:
         self.ack_kind = ack_kind  # PUBACK or PUBREC
         self.size = size  # message_size of the publish
@@ -114,9 +114,12 @@ class PendingPublish:
         self.expected = -1
         self.stored = 0
         e = self.envelope
-        if isinstance(e, env.Route):
-            assert e.reply is not None  # a QoS 1 ROUTE always has one
-            self.envelope = e._replace(reply=e.reply._replace(attempt=self.attempt, key=None))
+        if e[0] == env.Kind.ROUTE:  # a typed plain tuple (see ClientConnection.on_publish)
+            kind, origin, topic, payload, qos, retain, props, reply = e
+            assert reply is not None  # a QoS 1 ROUTE always has one
+            conn, packet_id, _attempt, uid, _key = reply
+            new_reply: env.ReplyTuple = (conn, packet_id, self.attempt, uid, None)
+            self.envelope = (kind, origin, topic, payload, qos, retain, props, new_reply)
         else:  # PUBLISH to the session's shard: route again despite the known packet id
             self.envelope = e._replace(attempt=self.attempt, retry=True)
 
@@ -340,27 +343,39 @@ class ClientConnection(asyncio.Protocol):
                 raise ProtocolError("[MQTT-3.1.0-1] the first packet must be CONNECT")
             self.on_connect(packet)
         elif kind is Puback:
-            self._forward(
-                env.PubackIn(
-                    _PUBACK_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code
-                )
+            # The per-acknowledgement sends are typed plain tuples (flockmq/envelopes.py).
+            puback: env.PubackInTuple = (
+                _PUBACK_IN,
+                self.conn_id,
+                self.client_id,
+                packet.packet_id,
+                packet.reason_code,
             )
+            self._forward(puback)
         elif kind is Pubrec:
-            self._forward(
-                env.PubrecIn(
-                    _PUBREC_IN, self.conn_id, self.client_id, packet.packet_id, packet.reason_code
-                )
+            pubrec: env.PubrecInTuple = (
+                _PUBREC_IN,
+                self.conn_id,
+                self.client_id,
+                packet.packet_id,
+                packet.reason_code,
             )
+            self._forward(pubrec)
         elif kind is Pubrel:
             # Kept until its PUBCOMP: if the session's worker dies holding it,
             # it goes again to the restarted one (a client re-sends PUBREL only
             # when it reconnects, and this connection stays open).
             self.pubrels.add(packet.packet_id)
-            self._forward(env.PubrelIn(_PUBREL_IN, self.conn_id, self.client_id, packet.packet_id))
+            pubrel: env.PubrelInTuple = (_PUBREL_IN, self.conn_id, self.client_id, packet.packet_id)
+            self._forward(pubrel)
         elif kind is Pubcomp:
-            self._forward(
-                env.PubcompIn(_PUBCOMP_IN, self.conn_id, self.client_id, packet.packet_id)
+            pubcomp: env.PubcompInTuple = (
+                _PUBCOMP_IN,
+                self.conn_id,
+                self.client_id,
+                packet.packet_id,
             )
+            self._forward(pubcomp)
         elif kind is Pingreq:
             self.write(PINGRESP_BYTES)
         elif kind is Subscribe:
@@ -504,8 +519,17 @@ class ClientConnection(asyncio.Protocol):
                 self.route((_ROUTE, self.client_id, topic, payload, 0, retain, props, None))
                 return
             self.publishes += 1
-            reply = env.Reply(self.conn_id, packet.packet_id or 0, 0, self.publishes, None)
-            route = env.Route(_ROUTE, self.client_id, topic, payload, qos, retain, props, reply)
+            reply: env.ReplyTuple = (self.conn_id, packet.packet_id or 0, 0, self.publishes, None)
+            route: env.RouteTuple = (
+                _ROUTE,
+                self.client_id,
+                topic,
+                payload,
+                qos,
+                retain,
+                props,
+                reply,
+            )
             size = message_size(topic, payload, props)
             if not self.await_confirmation(packet.packet_id or 0, PUBACK, route, size):
                 return  # the first transmission is still being confirmed
@@ -540,7 +564,7 @@ class ClientConnection(asyncio.Protocol):
 
     # --- durable acknowledgement of inbound QoS 1/2 -----------------------------------
     def await_confirmation(
-        self, packet_id: int, ack_kind: int, envelope: env.Route | env.Publish, size: int
+        self, packet_id: int, ack_kind: int, envelope: env.RouteTuple | env.Publish, size: int
     ) -> bool:
         """PUBACK/PUBREC go out only when the router said how many shards hold
         copies (ROUTED) and each confirmed them durable (STORED). False: a
@@ -614,9 +638,13 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading()
             self.write(encode_ack(pending.ack_kind, packet_id, self.level))
             if pending.ack_kind == PUBREC:
-                self._forward(
-                    env.Qos2Confirmed(_QOS2_CONFIRMED, self.conn_id, self.client_id, packet_id)
+                confirmed: env.Qos2ConfirmedTuple = (
+                    _QOS2_CONFIRMED,
+                    self.conn_id,
+                    self.client_id,
+                    packet_id,
                 )
+                self._forward(confirmed)
 
     def check_confirmations(self, now: float, timeout: float) -> None:
         """A publish left unconfirmed (a router or worker died holding it) is
@@ -654,10 +682,11 @@ class ClientConnection(asyncio.Protocol):
             why,
             pending.attempt + 1,
         )
-        if isinstance(pending.envelope, env.Route):
-            self.route(pending.envelope)
+        e = pending.envelope
+        if e[0] == env.Kind.ROUTE:
+            self.route(e)
         else:
-            self._forward(pending.envelope)
+            self._forward(e)
 
     def may_publish(self, topic: str) -> bool:
         """Whether the ACL lets this client publish to `topic`. `$SYS` belongs
