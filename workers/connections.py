@@ -148,11 +148,13 @@ class ConnectionFlows(OutboundFlows):
         self._to_router(env.Online(Kind.ONLINE, session.client_id, 0))
         session.disconnected_at = now
         self.offline.add(session.client_id)
+        self._watch_expiry(session)
         will, session.will = session.will, None
         if will is not None and publish_will:
             delay = min(will.delay_interval or 0, session.session_expiry)
             if delay > 0:
                 self.pending_wills[session.client_id] = (now + delay, will)
+                self._watch_will(session.client_id, now + delay)
             else:
                 self._route_will(session.client_id, will)
         if session.session_expiry == 0:

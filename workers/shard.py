@@ -27,6 +27,7 @@ clean sessions never produce ops.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Iterable
 
@@ -91,29 +92,55 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             if session is not None and session.conn == waiting.old:
                 self._detach(session, publish_will=True, now=now)
             self._complete_takeover(waiting, now)
-        for client_id, (due, will) in list(self.pending_wills.items()):
-            if due <= now:
+        will_times = self.will_times
+        while will_times and will_times[0][0] <= now:
+            due, client_id = heapq.heappop(will_times)
+            pending = self.pending_wills.get(client_id)
+            if pending is not None and pending[0] == due:  # else cancelled or replaced
                 del self.pending_wills[client_id]
-                self._route_will(client_id, will)
-        for client_id in list(self.offline):
+                self._route_will(client_id, pending[1])
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= now:
+            _, client_id = heapq.heappop(expiries)
             session = self.sessions.get(client_id)
-            expires = session.expires_at() if session is not None else None
-            if session is not None and expires is not None and expires <= now:
-                self.counters["sessions_expired"] += 1
-                self._end_session(session)
+            if session is None or client_id not in self.offline:
+                continue  # ended, or back online: a stale entry
+            expires = session.expires_at()
+            if expires is None:
+                continue
+            if expires > now:  # given a later time since: wait for that
+                heapq.heappush(expiries, (expires, client_id))
+                continue
+            self.counters["sessions_expired"] += 1
+            self._end_session(session)
 
     def next_timer(self) -> float | None:
-        """When handle_timer next has work, or None. Only offline sessions can
-        expire, so only they are looked at (not every idle connection)."""
-        times = [due for due, _ in self.pending_wills.values()]
+        """When handle_timer next has work, or None: the earliest live entry
+        of the heaps (stale ones at the top are dropped here) and of the
+        takeovers."""
+        times = []
+        will_times, expiries = self.will_times, self.expiries
+        while will_times:  # drop stale tops: cancelled or replaced wills
+            due, client_id = will_times[0]
+            pending = self.pending_wills.get(client_id)
+            if pending is not None and pending[0] == due:
+                times.append(due)
+                break
+            heapq.heappop(will_times)
+        while expiries:  # and sessions back online, ended or given a new time
+            at, client_id = expiries[0]
+            session = self.sessions.get(client_id)
+            if session is not None and client_id in self.offline and session.expires_at() == at:
+                times.append(at)
+                break
+            heapq.heappop(expiries)
+            if session is not None and client_id in self.offline:
+                expires = session.expires_at()
+                if expires is not None:
+                    heapq.heappush(expiries, (expires, client_id))
         takeover = self.takeovers.next_due()
         if takeover is not None:
             times.append(takeover)
-        for client_id in self.offline:
-            session = self.sessions.get(client_id)
-            expires = session.expires_at() if session is not None else None
-            if expires is not None:
-                times.append(expires)
         return min(times, default=None)
 
     def _loadable(self, client_id: str, topic_filter: str) -> bool:
@@ -197,6 +224,7 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             self._seen_before((seen.origin, seen.packet_id, seen.token, True))
         self.sessions[rec.client_id] = session
         self.offline.add(rec.client_id)
+        self._watch_expiry(session)
         will = unpack_blob(rec.will)
         if (
             rec.disconnected_at is None
@@ -207,5 +235,6 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             # the connection and attach it again (which cancels this); if
             # not, the connection is gone and the will goes out.
             self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, env.Will._make(will))
+            self._watch_will(rec.client_id, now + REATTACH_GRACE)
         self._persist_session(session)
         self.counters["sessions_loaded"] += 1

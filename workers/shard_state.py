@@ -17,6 +17,7 @@ each envelope (`now`).
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +62,12 @@ class ShardState:
         self.pending_wills: dict[str, tuple[float, env.Will]] = {}
         self.takeovers = Takeovers()
         self.offline: set[str] = set()  # sessions kept without a connection
+        # When offline sessions expire and delayed wills are due, as heaps of
+        # (time, client id): the timer looks at what is due, never scans every
+        # offline session. An entry whose session reattached, ended or was
+        # given a new time is stale and skipped when popped (see Shard).
+        self.expiries: list[tuple[float, str]] = []
+        self.will_times: list[tuple[float, str]] = []
         # QoS 2 messages this shard took, by key (see _seen_before);
         # insertion-ordered, bounded
         self.seen_qos2: dict[tuple[Any, ...], None] = {}
@@ -179,6 +186,32 @@ class ShardState:
         """Announce this shard (a restarted worker): the router forgets the
         shard's stale subscriptions and acceptors drop its stale connections."""
         self.to_router.append(env.WorkerUp(Kind.WORKER_UP, self.index, incarnation))
+
+    def _watch_expiry(self, session: Session) -> None:
+        """`session` went offline: wake the timer when it expires."""
+        expires = session.expires_at()
+        if expires is None:
+            return
+        heap = self.expiries
+        heapq.heappush(heap, (expires, session.client_id))
+        if len(heap) > 1024 + 2 * len(self.offline):
+            # Mostly stale entries (sessions that came back): keep the live ones.
+            live = [
+                (at, client_id)
+                for client_id in self.offline
+                if (kept := self.sessions.get(client_id)) is not None
+                and (at := kept.expires_at()) is not None
+            ]
+            heapq.heapify(live)
+            self.expiries = live
+
+    def _watch_will(self, client_id: str, due: float) -> None:
+        """A delayed will is pending: wake the timer when it is due."""
+        heapq.heappush(self.will_times, (due, client_id))
+        if len(self.will_times) > 1024 + 2 * len(self.pending_wills):
+            live = [(due, cid) for cid, (due, _will) in self.pending_wills.items()]
+            heapq.heapify(live)
+            self.will_times = live
 
     def _send(self, conn: int, envelope: Envelope) -> None:
         acceptor = acceptor_of(conn)

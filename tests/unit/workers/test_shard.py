@@ -880,6 +880,33 @@ def test_v5_disconnect_can_change_session_expiry() -> None:
     assert "c1" not in h.shard.sessions
 
 
+def test_many_offline_sessions_expire_in_order_and_a_returning_one_does_not() -> None:
+    """Expiries are a heap, not a scan of every offline session per tick: each
+    session ends at its own time, one that came back in between is skipped
+    (its entry is stale), and reconnect cycles do not grow the heap."""
+    h = Harness()
+    for i in range(50):
+        conn = make_conn_id(0, 1, 100 + i)
+        h.connect(conn, f"s{i}", clean=False, level=5, expiry=10 + i)
+        h.close(conn, f"s{i}")
+    h.take()
+    back = make_conn_id(0, 1, 999)
+    h.connect(back, "s5", clean=False, level=5, expiry=10 + 5)  # back online
+    assert h.shard.next_timer() == h.now + 10
+    h.shard.handle_timer(h.now + 19.5)  # s0..s9 are due, s5 is online
+    assert sorted(c for c in h.shard.sessions if c.startswith("s")) == sorted(
+        ["s5"] + [f"s{i}" for i in range(10, 50)]
+    )
+    assert h.shard.counters["sessions_expired"] == 9
+    assert h.shard.next_timer() == h.now + 20
+    h.take()
+    for _ in range(3000):  # reconnect cycles: stale entries are compacted
+        h.close(back, "s5")
+        h.connect(back, "s5", clean=False, level=5, expiry=15)
+        h.take()
+    assert len(h.shard.expiries) <= 1024 + 2 * len(h.shard.offline)
+
+
 def test_max_session_expiry_caps_the_requested_expiry() -> None:
     h = Harness(max_session_expiry=5)
     connected(h, level=5, expiry=3600)
