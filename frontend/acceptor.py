@@ -420,6 +420,13 @@ class Acceptor:
                 and conn.worker_incarnation != incarnation
             ):
                 conn.worker_incarnation = incarnation
+                if not restarted:
+                    # The first WORKER_UP this acceptor hears came after the
+                    # worker answered this connection (the start of the
+                    # broker racing its first clients): the same worker,
+                    # nothing to attach again. Re-attaching resent its
+                    # messages in flight, as duplicates.
+                    continue
                 connect = conn.connect_envelope
                 if connect is not None and connect.session_expiry > 0:  # a persistent session
                     self.counters["reattached_after_worker_restart"] += 1

@@ -1,0 +1,45 @@
+"""WORKER_UP in the acceptor: a restarted worker gets its connections' CONNECTs
+again (persistent sessions re-attached, clean ones closed); the first
+WORKER_UP an acceptor hears, coming after the worker already answered a
+connection (the broker's start racing its first clients), changes nothing."""
+
+from __future__ import annotations
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Kind
+from frontend.acceptor import Acceptor
+from frontend.codec import Connect, encode
+from frontend.connection import CONNECTED, ClientConnection
+
+from .test_ordering import FakeTransport, acceptor, take
+
+__all__ = ["acceptor"]
+
+
+def persistent(acceptor: Acceptor, client_id: str = "p") -> ClientConnection:
+    conn = ClientConnection(acceptor)
+    conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+    conn.data_received(encode(Connect(client_id, 4, False, 60), 4))  # clean session 0
+    acceptor.handle_envelope([Kind.CONNACK, conn.conn_id, False, 0, None])
+    take(acceptor)
+    return conn
+
+
+def test_the_first_worker_up_after_a_connack_reattaches_nothing(acceptor: Acceptor) -> None:
+    conn = persistent(acceptor)
+    assert conn.worker_incarnation is None  # answered before any WORKER_UP came
+    acceptor.handle_envelope(env.WorkerUp(Kind.WORKER_UP, conn.shard, 7))
+    assert take(acceptor) == ([], [])  # no CONNECT again: its messages would come twice
+    assert conn.state == CONNECTED and conn.worker_incarnation == 7
+
+
+def test_a_restarted_worker_gets_a_persistent_connection_again(acceptor: Acceptor) -> None:
+    conn = persistent(acceptor)
+    acceptor.handle_envelope(env.WorkerUp(Kind.WORKER_UP, conn.shard, 7))
+    take(acceptor)
+    acceptor.handle_envelope(env.WorkerUp(Kind.WORKER_UP, conn.shard, 8))
+    _, workers = take(acceptor)
+    assert [e[0] for e in workers if e[0] == Kind.CONNECT] == [Kind.CONNECT]
+    (connect,) = [e for e in workers if e[0] == Kind.CONNECT]
+    assert env.Connect._make(connect).clean_start is False
+    assert conn.worker_incarnation == 8
