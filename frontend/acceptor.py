@@ -252,7 +252,13 @@ class Acceptor:
 
     def _on_router_up(self, e: Wire) -> None:
         """The router restarted: what it held is gone. Publishes still waiting
-        for confirmation go again now, in arrival order, not after a timeout."""
+        for confirmation go again now, in arrival order, not after a timeout.
+        Its first start (incarnation 0) held nothing of ours that could be
+        lost: what was sent before its ROUTER_UP came waits in the pipe to it,
+        and sending it again routed it twice (the broker's start racing its
+        first publishers)."""
+        if env.RouterUp._make(e).incarnation == 0:
+            return
         self.retry_unconfirmed("router restarted")
         # Fences sent to the old router may have died with it: again, after
         # the publishes retried above.

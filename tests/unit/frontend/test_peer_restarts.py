@@ -1,14 +1,16 @@
-"""WORKER_UP in the acceptor: a restarted worker gets its connections' CONNECTs
-again (persistent sessions re-attached, clean ones closed); the first
-WORKER_UP an acceptor hears, coming after the worker already answered a
-connection (the broker's start racing its first clients), changes nothing."""
+"""WORKER_UP and ROUTER_UP in the acceptor. A restarted worker gets its
+connections' CONNECTs again (persistent sessions re-attached); a restarted
+router gets the publishes still waiting for confirmation again. The first
+WORKER_UP an acceptor hears, and the router's first start, change nothing:
+they race the broker's first clients, and acting on them sent messages
+twice."""
 
 from __future__ import annotations
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind
 from frontend.acceptor import Acceptor
-from frontend.codec import Connect, encode
+from frontend.codec import Connect, Publish, encode
 from frontend.connection import CONNECTED, ClientConnection
 
 from .test_ordering import FakeTransport, acceptor, take
@@ -43,3 +45,18 @@ def test_a_restarted_worker_gets_a_persistent_connection_again(acceptor: Accepto
     (connect,) = [e for e in workers if e[0] == Kind.CONNECT]
     assert env.Connect._make(connect).clean_start is False
     assert conn.worker_incarnation == 8
+
+
+def test_only_a_restarted_router_gets_the_unconfirmed_publishes_again(
+    acceptor: Acceptor,
+) -> None:
+    conn = persistent(acceptor)
+    conn.data_received(encode(Publish("t", b"once", 1, packet_id=1), 4))
+    router, _ = take(acceptor)
+    assert [e[0] for e in router] == [Kind.ROUTE]
+    acceptor.handle_envelope(env.RouterUp(Kind.ROUTER_UP, 0))  # its first start
+    assert take(acceptor) == ([], [])
+    acceptor.handle_envelope(env.RouterUp(Kind.ROUTER_UP, 1))  # restarted
+    router, _ = take(acceptor)
+    assert [e[0] for e in router] == [Kind.ROUTE]
+    assert env.Route._make(router[0]).reply[2] == 1  # type: ignore[index]  # attempt 1
