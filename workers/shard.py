@@ -92,56 +92,50 @@ class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
             if session is not None and session.conn == waiting.old:
                 self._detach(session, publish_will=True, now=now)
             self._complete_takeover(waiting, now)
-        will_times = self.will_times
-        while will_times and will_times[0][0] <= now:
-            due, client_id = heapq.heappop(will_times)
-            pending = self.pending_wills.get(client_id)
-            if pending is not None and pending[0] == due:  # else cancelled or replaced
-                del self.pending_wills[client_id]
-                self._route_will(client_id, pending[1])
-        expiries = self.expiries
-        while expiries and expiries[0][0] <= now:
-            _, client_id = heapq.heappop(expiries)
-            session = self.sessions.get(client_id)
-            if session is None or client_id not in self.offline:
-                continue  # ended, or back online: a stale entry
-            expires = session.expires_at()
-            if expires is None:
-                continue
-            if expires > now:  # given a later time since: wait for that
-                heapq.heappush(expiries, (expires, client_id))
-                continue
+        while (due := self._next_will()) is not None and due <= now:
+            _, client_id = heapq.heappop(self.will_times)
+            _, will = self.pending_wills.pop(client_id)
+            self._route_will(client_id, will)
+        while (at := self._next_expiry()) is not None and at <= now:
+            _, client_id = heapq.heappop(self.expiries)
             self.counters["sessions_expired"] += 1
-            self._end_session(session)
+            self._end_session(self.sessions[client_id])
 
     def next_timer(self) -> float | None:
-        """When handle_timer next has work, or None: the earliest live entry
-        of the heaps (stale ones at the top are dropped here) and of the
-        takeovers."""
-        times = []
-        will_times, expiries = self.will_times, self.expiries
-        while will_times:  # drop stale tops: cancelled or replaced wills
+        """When handle_timer next has work, or None."""
+        times = [self._next_will(), self._next_expiry(), self.takeovers.next_due()]
+        return min((t for t in times if t is not None), default=None)
+
+    def _next_will(self) -> float | None:
+        """When the first pending delayed will is due; stale entries at the
+        top of the heap (wills cancelled or replaced) are dropped."""
+        will_times = self.will_times
+        while will_times:
             due, client_id = will_times[0]
             pending = self.pending_wills.get(client_id)
             if pending is not None and pending[0] == due:
-                times.append(due)
-                break
+                return due
             heapq.heappop(will_times)
-        while expiries:  # and sessions back online, ended or given a new time
+        return None
+
+    def _next_expiry(self) -> float | None:
+        """When the first offline session expires; stale entries at the top
+        (sessions back online or ended) are dropped, and a session given a
+        new time since is pushed again with it."""
+        expiries = self.expiries
+        while expiries:
             at, client_id = expiries[0]
             session = self.sessions.get(client_id)
-            if session is not None and client_id in self.offline and session.expires_at() == at:
-                times.append(at)
-                break
-            heapq.heappop(expiries)
-            if session is not None and client_id in self.offline:
+            if session is None or client_id not in self.offline:
+                expires = None
+            else:
                 expires = session.expires_at()
-                if expires is not None:
-                    heapq.heappush(expiries, (expires, client_id))
-        takeover = self.takeovers.next_due()
-        if takeover is not None:
-            times.append(takeover)
-        return min(times, default=None)
+            if expires == at:
+                return at
+            heapq.heappop(expiries)
+            if expires is not None:
+                heapq.heappush(expiries, (expires, client_id))
+        return None
 
     def _loadable(self, client_id: str, topic_filter: str) -> bool:
         """A stored filter that is not valid today (a 3.1.1 `$share/g` kept by
