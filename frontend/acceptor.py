@@ -363,20 +363,16 @@ class Acceptor:
         _, conn_id, packet_id, codes = env.SendSuback._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.unanswered.pop(packet_id, None)
             conn.write(encode(Suback(packet_id, tuple(codes)), conn.level))
-            if conn.held is not None and not conn.unanswered and not conn.fence_seq:
-                conn.release_held()  # a publish that waited for this SUBACK
+            conn.on_answered(packet_id)
 
     def _on_send_unsuback(self, e: Wire) -> None:
         _, conn_id, packet_id, codes = env.SendUnsuback._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.unanswered.pop(packet_id, None)
             reason_codes = tuple(codes) if conn.level >= 5 else ()
             conn.write(encode(Unsuback(packet_id, reason_codes), conn.level))
-            if conn.held is not None and not conn.unanswered and not conn.fence_seq:
-                conn.release_held()  # a publish that waited for this UNSUBACK
+            conn.on_answered(packet_id)
 
     def _on_close(self, e: Wire) -> None:
         """Taken over by a new connection. What this client sent before it is

@@ -234,8 +234,7 @@ class ClientConnection(asyncio.Protocol):
             acceptor = self.acceptor
             if not acceptor.fences.needed(self.last_routed) or self.state == NEW:
                 return False
-            acceptor.to_router(acceptor.fences.fence(self, acceptor.now))
-            acceptor.count("fences_sent")
+            self._send_fence()
         else:
             return False
         self.held = packet
@@ -254,6 +253,18 @@ class ClientConnection(asyncio.Protocol):
         self._read_packets(packet)
         if self.held is None:
             self.resume_reading()
+
+    def on_answered(self, packet_id: int) -> None:
+        """Its SUBACK/UNSUBACK went out: a publish that waited for it goes."""
+        self.unanswered.pop(packet_id, None)
+        if self.held is not None and not self.unanswered and not self.fence_seq:
+            self.release_held()
+
+    def _send_fence(self) -> None:
+        """A FENCE on the pipe to the router, after this connection's ROUTEs."""
+        acceptor = self.acceptor
+        acceptor.to_router(acceptor.fences.fence(self, acceptor.now))
+        acceptor.count("fences_sent")
 
     def on_fenced(self) -> None:
         """The router has handled every ROUTE this connection sent before its FENCE."""
@@ -278,8 +289,7 @@ class ClientConnection(asyncio.Protocol):
         if self.fence_seq or acceptor.fences.needed(self.last_routed):
             self.closed_report = envelope
             if not self.fence_seq:
-                acceptor.to_router(acceptor.fences.fence(self, acceptor.now))
-                acceptor.count("fences_sent")
+                self._send_fence()
             return
         acceptor.to_worker(self.shard, envelope)
 
