@@ -98,16 +98,6 @@ _DELIVER: Final = Kind.DELIVER
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
 
 
-def held_size(route: Wire) -> int:
-    """About what a held ROUTE holds: topic, payload and a fixed overhead."""
-    _, _, topic, payload, *_ = cast(env.Route, route)
-    return (
-        256
-        + (len(topic) if isinstance(topic, str) else 0)
-        + (len(payload) if isinstance(payload, bytes) else 0)
-    )
-
-
 class Router:
     def __init__(
         self,
@@ -115,11 +105,7 @@ class Router:
         max_retained_bytes: int = 1024 * 1024 * 1024,
     ) -> None:
         self.tree: TopicTree[str, Subscription] = TopicTree()
-        self.retained: RetainedStore[RetainedMessage] = RetainedStore(
-            sizeof=lambda topic, m: (
-                message_size(topic, m.payload, m.props) if _durable(topic) else 0
-            )
-        )
+        self.retained: RetainedStore[RetainedMessage] = RetainedStore(sizeof=_retained_size)
         self._sys_topics: set[str] = set()  # retained $SYS topics (the broker's)
         # Past either, a retained publish to a new topic (or one that makes
         # its topic's message larger) is delivered but not retained.
