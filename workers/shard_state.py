@@ -209,7 +209,7 @@ class ShardState:
         """A delayed will is pending: wake the timer when it is due."""
         heapq.heappush(self.will_times, (due, client_id))
         if len(self.will_times) > 1024 + 2 * len(self.pending_wills):
-            live = [(due, cid) for cid, (due, _will) in self.pending_wills.items()]
+            live = [(at, cid) for cid, (at, _will) in self.pending_wills.items()]
             heapq.heapify(live)
             self.will_times = live
 
