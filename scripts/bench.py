@@ -73,6 +73,11 @@ RSS = Metric("broker_rss_peak_mb", "broker RSS peak MB", higher_is_better=False)
 # as much CPU per message as the broker measures itself, not the broker.
 CPU = Metric("broker_cpu_us_per_msg", "broker CPU µs/msg", higher_is_better=False)
 GENERATOR_CPU = Metric("generator_cpu_us_per_msg", "generator CPU µs/msg", higher_is_better=False)
+# How much faster the generator could go: the CPU its processes could have
+# used over the run (one core each) over what they used. Under GENERATOR_BOUND
+# the row's figure may be the generator's, not the broker's: flagged.
+HEADROOM = Metric("generator_headroom", "generator headroom x")
+GENERATOR_BOUND = 1.5
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class Row:
     title: str
     args: tuple[str, ...]  # load tester arguments, scenario first
     quick: tuple[str, ...]  # appended in --quick mode (later options win in click)
-    metrics: tuple[Metric, ...] = (DELIVERIES, CPU, GENERATOR_CPU, RSS)
+    metrics: tuple[Metric, ...] = (DELIVERIES, CPU, GENERATOR_CPU, HEADROOM, RSS)
     targets: tuple[Target, Target] = (FLOCKMQ, MOSQUITTO)
     checks_delivery: bool = True  # report lost/dup/out-of-order
 
@@ -227,6 +232,9 @@ def run_loadtest(
             if delivered:
                 result["broker_cpu_us_per_msg"] = broker_cpu * 1e6 / delivered
                 result["generator_cpu_us_per_msg"] = generator_cpu * 1e6 / delivered
+            available = (result.get("duration_s") or 0) * (result.get("processes") or 0)
+            if generator_cpu > 0 and available > 0:
+                result["generator_headroom"] = available / generator_cpu
         else:
             record["error"] = proc.stderr.strip()[-2000:] or "no output"
     except subprocess.TimeoutExpired:
@@ -270,7 +278,14 @@ def describe(record: dict[str, Any], row: Row) -> str:
     if row.checks_delivery:
         parts.append(f"lost {result['lost']} dup {result['dup']} ooo {result['out_of_order']}")
     parts.append(f"exit {record.get('exit_code')} ({result['duration_s']:.1f}s)")
+    if generator_bound(result.get(HEADROOM.key)):
+        parts.append("GENERATOR-BOUND?")
     return ", ".join(parts)
+
+
+def generator_bound(headroom: float | None) -> bool:
+    """The generator could not have gone 1.5x faster: the figure may be its own."""
+    return headroom is not None and headroom < GENERATOR_BOUND
 
 
 def median_of(records: list[dict[str, Any]], key: str) -> float | None:
@@ -352,12 +367,20 @@ def print_table(lines: list[dict[str, Any]]) -> None:
     for ln in lines:
         ratio = "-" if ln["ratio"] is None else f"{ln['ratio']:.2f}"
         mark = "" if ln["higher_is_better"] else " (lower is better)"
+        if ln["metric"] == HEADROOM.label and (
+            generator_bound(ln["median_a"]) or generator_bound(ln["median_b"])
+        ):
+            mark = f" GENERATOR-BOUND? (under {GENERATOR_BOUND}x)"
         print(
             f"{ln['row']:<12} {ln['metric']:<20} {fmt(ln['median_a']):>9} "
             f"{fmt(ln['median_b']):>9} {ratio:>6}  {ln['lost_dup_ooo_a']:>13} "
             f"{ln['lost_dup_ooo_b']:>13} {ln['b']:<12}{mark}"
         )
     print("ratio = flockmq / other (medians); lost/dup/ooo summed over all runs")
+    print(
+        "generator headroom = CPU its processes could have used (one core each) / CPU they"
+        f" used; under {GENERATOR_BOUND}x a row's figure may be the generator's"
+    )
     costs = durability_costs(lines)
     if costs:
         print("\nthe cost of durability (flockmq against itself, deliveries/s):")
