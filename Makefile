@@ -35,7 +35,7 @@ test-hostile: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy flockmq frontend router workers store scripts
+	$(BIN)/mypy flockmq scripts
 
 loadtest: install
 	$(BIN)/python scripts/loadtest.py $(ARGS)

@@ -126,7 +126,7 @@ class Config:
         if self.acl_file is not None:
             # Read once here, so a bad line stops `flockmq serve` with its line
             # number instead of every acceptor failing at start-up.
-            from frontend.acl import ACLError, load_acl
+            from flockmq.frontend.acl import ACLError, load_acl
 
             try:
                 load_acl(self.acl_file)

@@ -7,7 +7,7 @@ import logging
 import msgpack
 
 from flockmq.config import Config
-from store import Store, open_store
+from flockmq.store import Store, open_store
 
 log = logging.getLogger("flockmq.store")
 

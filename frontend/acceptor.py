@@ -25,11 +25,11 @@ from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Kind, Wire, make_conn_id
+from flockmq.frontend.acl import ACL, READ, DecisionCache, load_acl
+from flockmq.frontend.codec import ProtocolError, ReasonCode, encode, encode_ack, encode_publish
+from flockmq.frontend.codec.packets import PacketType, Suback, Unsuback
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
-from frontend.acl import ACL, READ, DecisionCache, load_acl
-from frontend.codec import ProtocolError, ReasonCode, encode, encode_ack, encode_publish
-from frontend.codec.packets import PacketType, Suback, Unsuback
 
 from .connection import CONNECTED, CONNECTING, WRITE_HIGH, ClientConnection
 from .ordering import Fences

@@ -16,13 +16,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from flockmq import envelopes as env
-from flockmq.mqtt.errors import UnsupportedProtocolVersion
-from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
-from flockmq.mqtt.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
-from flockmq.sharding import shard_of
-from flockmq.sizes import message_size
-from frontend.acl import WRITE
-from frontend.codec import (
+from flockmq.frontend.acl import WRITE
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Disconnect,
@@ -33,7 +28,7 @@ from frontend.codec import (
     encode,
     encode_ack,
 )
-from frontend.codec.packets import (
+from flockmq.frontend.codec.packets import (
     Auth,
     Pingreq,
     Pingresp,
@@ -44,10 +39,15 @@ from frontend.codec.packets import (
     Subscribe,
     Unsubscribe,
 )
+from flockmq.mqtt.errors import UnsupportedProtocolVersion
+from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
+from flockmq.mqtt.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
+from flockmq.sharding import shard_of
+from flockmq.sizes import message_size
 
 if TYPE_CHECKING:
-    from frontend.acceptor import Acceptor
-    from frontend.acl import ClientRules
+    from flockmq.frontend.acceptor import Acceptor
+    from flockmq.frontend.acl import ClientRules
 
 log = logging.getLogger("flockmq.acceptor")
 

@@ -13,8 +13,8 @@ from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind, Wire
 from flockmq.persistence import open_configured_store
+from flockmq.store import Committer, StoreError
 from flockmq.sysstats import SysStats
-from store import Committer, StoreError
 
 from .router import Router
 

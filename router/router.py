@@ -40,7 +40,7 @@ from flockmq.message_expiry import (
 )
 from flockmq.mqtt.errors import ProtocolError
 from flockmq.sizes import message_size
-from store import DeleteRetained, Op, PutRetained, RetainedRecord
+from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore
 from .topic_tree import SHARE_PREFIX, TopicTree

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     PacketType,
     Publish,
     StreamDecoder,

@@ -21,8 +21,8 @@ import msgpack
 
 from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
-from router.router import Router
-from workers.shard import Shard, ShardLimits
+from flockmq.router.router import Router
+from flockmq.workers.shard import Shard, ShardLimits
 
 
 def per_envelope(
@@ -131,10 +131,10 @@ def bench_acceptor(count: int) -> dict[str, float]:
     back, so the PUBACK goes out), its PUBACK in, and a SEND_PUBLISH out to it.
     Envelopes from other processes are fed as msgpack gives them (lists)."""
     from flockmq.config import Config
-    from frontend.acceptor import Acceptor
-    from frontend.codec import encode
-    from frontend.codec.packets import Connect, Puback, Publish
-    from frontend.connection import ClientConnection
+    from flockmq.frontend.acceptor import Acceptor
+    from flockmq.frontend.codec import encode
+    from flockmq.frontend.codec.packets import Connect, Puback, Publish
+    from flockmq.frontend.connection import ClientConnection
 
     with tempfile.TemporaryDirectory() as tmp:
         loop = asyncio.new_event_loop()

@@ -20,10 +20,10 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire, acceptor_of, incarnation_of
 from flockmq.mqtt.reason_codes import ReasonCode
-from store import DeleteSession
-from workers.outbound import OutboundFlows
-from workers.session import Session
-from workers.takeover import Takeover
+from flockmq.store import DeleteSession
+from flockmq.workers.outbound import OutboundFlows
+from flockmq.workers.session import Session
+from flockmq.workers.takeover import Takeover
 
 log = logging.getLogger("flockmq.worker")
 

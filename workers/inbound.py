@@ -19,9 +19,9 @@ from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
-from store import DeleteInboundQos2, PutInboundQos2
-from workers.session import CONFIRMED
-from workers.shard_state import ShardState
+from flockmq.store import DeleteInboundQos2, PutInboundQos2
+from flockmq.workers.session import CONFIRMED
+from flockmq.workers.shard_state import ShardState
 
 _ROUTE: Final = Kind.ROUTE
 _SEND_ACK: Final = Kind.SEND_ACK

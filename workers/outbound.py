@@ -26,9 +26,9 @@ from flockmq.message_expiry import deadline_of, has_expired, props_to_send
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.sizes import message_size
-from store import DeleteMessage, UpdateMessage
-from workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session
-from workers.shard_state import ShardState
+from flockmq.store import DeleteMessage, UpdateMessage
+from flockmq.workers.session import AWAIT_ACK, AWAIT_COMP, OutMessage, Session
+from flockmq.workers.shard_state import ShardState
 
 log = logging.getLogger("flockmq.worker")
 

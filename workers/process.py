@@ -20,8 +20,8 @@ from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind, Wire
 from flockmq.persistence import open_configured_store
 from flockmq.sharding import shard_of
+from flockmq.store import Committer, StoreError
 from flockmq.sysstats import SysStats
-from store import Committer, StoreError
 
 from .shard import Shard, ShardLimits
 

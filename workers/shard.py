@@ -37,13 +37,13 @@ from flockmq.mqtt.errors import ProtocolError
 from flockmq.mqtt.topics import parse_topic_filter
 from flockmq.persistence import unpack_blob
 from flockmq.sizes import message_size
-from store import DeleteSubscription, PruneSeenQos2, SessionRecord
-from workers.connections import ConnectionFlows
-from workers.inbound import InboundFlows
-from workers.session import OutMessage, Session, Subscription
-from workers.shard_state import ShardLimits, ShardState
-from workers.subscriptions import SubscriptionFlows
-from workers.takeover import TAKEOVER_WAIT
+from flockmq.store import DeleteSubscription, PruneSeenQos2, SessionRecord
+from flockmq.workers.connections import ConnectionFlows
+from flockmq.workers.inbound import InboundFlows
+from flockmq.workers.session import OutMessage, Session, Subscription
+from flockmq.workers.shard_state import ShardLimits, ShardState
+from flockmq.workers.subscriptions import SubscriptionFlows
+from flockmq.workers.takeover import TAKEOVER_WAIT
 
 __all__ = ["Shard", "ShardLimits", "ShardState"]
 

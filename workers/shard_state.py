@@ -29,9 +29,9 @@ from flockmq.envelopes import Envelope, Kind, Wire, acceptor_of
 from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import pack_stored_props
 from flockmq.persistence import pack_blob
-from store import Op, PutMessage, PutSeenQos2, PutSession
-from workers.session import OutMessage, Session
-from workers.takeover import Takeovers
+from flockmq.store import Op, PutMessage, PutSeenQos2, PutSession
+from flockmq.workers.session import OutMessage, Session
+from flockmq.workers.takeover import Takeovers
 
 log = logging.getLogger("flockmq.worker")
 

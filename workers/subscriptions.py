@@ -15,9 +15,9 @@ from __future__ import annotations
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire
 from flockmq.mqtt.reason_codes import ReasonCode
-from store import DeleteSubscription, PutSubscription
-from workers.session import Subscription
-from workers.shard_state import ShardState
+from flockmq.store import DeleteSubscription, PutSubscription
+from flockmq.workers.session import Subscription
+from flockmq.workers.shard_state import ShardState
 
 
 class SubscriptionFlows(ShardState):

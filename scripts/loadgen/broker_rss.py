@@ -44,7 +44,7 @@ BROKER_PROGRAMS = ("flockmq", "mosquitto")
 
 def _is_broker(proc: psutil.Process) -> bool:
     """Whether a process runs a broker program: `flockmq serve`, one of its
-    children (`python -m flockmq.child ...`) or mosquitto."""
+    children (`python -m flockmq.app.child ...`) or mosquitto."""
     try:
         cmdline: list[str] = proc.cmdline()
     except psutil.Error:

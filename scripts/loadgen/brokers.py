@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flockmq.probe import free_port, mqtt_ready
+from flockmq.app.probe import free_port, mqtt_ready
 
 VENV_BIN = Path(sys.executable).parent
 FLOCKMQ_INFLIGHT = 64  # flockmq's default max_inflight; Mosquitto is set to match

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from flockmq.probe import free_port, mqtt_ready
+from flockmq.app.probe import free_port, mqtt_ready
 
 FLOCKMQ = str(Path(sys.executable).parent / "flockmq")
 
@@ -86,8 +86,8 @@ class Broker:
                 cmd = child.cmdline()
             except psutil.NoSuchProcess:
                 continue
-            if "flockmq.child" in cmd:
-                i = cmd.index("flockmq.child")
+            if "flockmq.app.child" in cmd:
+                i = cmd.index("flockmq.app.child")
                 if cmd[i + 1] == role and cmd[i + 2] == str(index):
                     return child.pid
         raise LookupError(f"no {role} {index} among the broker's children")

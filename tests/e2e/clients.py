@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from frontend.codec import Packet, StreamDecoder, encode
+from flockmq.frontend.codec import Packet, StreamDecoder, encode
 
 TIMEOUT = 10.0
 

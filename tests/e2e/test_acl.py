@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Puback,

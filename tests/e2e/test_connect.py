@@ -14,8 +14,7 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from flockmq.sharding import shard_of
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Pingreq,
@@ -26,7 +25,8 @@ from frontend.codec import (
     Subscription,
     Will,
 )
-from frontend.codec.packets import Packet
+from flockmq.frontend.codec.packets import Packet
+from flockmq.sharding import shard_of
 
 from .broker import Broker
 from .clients import TIMEOUT, Client, RawClient, unique

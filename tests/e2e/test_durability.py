@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Pubcomp,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from frontend.codec import Pingreq, Pingresp, Suback, Subscribe, Subscription
+from flockmq.frontend.codec import Pingreq, Pingresp, Suback, Subscribe, Subscription
 
 from .broker import Broker
 from .clients import RawClient, unique

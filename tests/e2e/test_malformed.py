@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Disconnect,

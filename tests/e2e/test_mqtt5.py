@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Disconnect,

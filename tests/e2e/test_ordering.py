@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from frontend.codec import encode
-from frontend.codec.packets import (
+from flockmq.frontend.codec import encode
+from flockmq.frontend.codec.packets import (
     Connack,
     Connect,
     Packet,

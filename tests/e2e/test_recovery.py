@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from frontend.codec import Connack, Connect, Suback, Subscribe, Subscription
+from flockmq.frontend.codec import Connack, Connect, Suback, Subscribe, Subscription
 
 from .broker import Broker
 from .clients import Client, RawClient, unique

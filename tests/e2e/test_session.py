@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Puback,
     Pubcomp,

@@ -8,7 +8,15 @@ import time
 
 import pytest
 
-from frontend.codec import Connack, Connect, Suback, Subscribe, Subscription, Unsuback, Unsubscribe
+from flockmq.frontend.codec import (
+    Connack,
+    Connect,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+)
 
 from .broker import Broker
 from .clients import RawClient, connected, unique

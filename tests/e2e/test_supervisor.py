@@ -72,7 +72,7 @@ def test_children_are_named_by_role_and_index(victim: Broker) -> None:
     seen = set()
     for child in victim.children():
         cmd = child.cmdline()
-        i = cmd.index("flockmq.child")
+        i = cmd.index("flockmq.app.child")
         seen.add((cmd[i + 1], int(cmd[i + 2])))
         assert "--config" in cmd
     assert seen == set(ROLES)
@@ -83,7 +83,7 @@ def test_children_are_named_by_role_and_index(victim: Broker) -> None:
         check=True,
     ).stdout
     for role, index in ROLES:
-        assert f"flockmq.child {role} {index} " in ps
+        assert f"flockmq.app.child {role} {index} " in ps
 
 
 def test_killed_worker_restarts_while_the_other_shard_keeps_working(victim: Broker) -> None:

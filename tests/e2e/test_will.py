@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from frontend.codec import Connack, Connect, Puback, Publish, Will
+from flockmq.frontend.codec import Connack, Connect, Puback, Publish, Will
 
 from .broker import Broker
 from .clients import Client, RawClient, unique, watch

@@ -20,8 +20,8 @@ def child_pids(broker: Broker) -> dict[tuple[str, int], int]:
             cmd = child.cmdline()
         except psutil.NoSuchProcess:
             continue
-        if "flockmq.child" in cmd:
-            i = cmd.index("flockmq.child")
+        if "flockmq.app.child" in cmd:
+            i = cmd.index("flockmq.app.child")
             pids[(cmd[i + 1], int(cmd[i + 2]))] = child.pid
     return pids
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import psutil
 
-from frontend.codec import Connack, Connect, Pingreq, Pingresp, encode
+from flockmq.frontend.codec import Connack, Connect, Pingreq, Pingresp, encode
 from tests.e2e.broker import Broker
 from tests.e2e.clients import TIMEOUT, unique
 

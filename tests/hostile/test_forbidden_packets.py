@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Disconnect,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psutil
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Pingreq,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from frontend.codec import Connect, Publish, Subscribe, Subscription, encode
+from flockmq.frontend.codec import Connect, Publish, Subscribe, Subscription, encode
 from tests.e2e.broker import Broker
 from tests.e2e.clients import Client, unique
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from frontend.codec import Connack, Connect, Publish, Suback, Subscribe, Subscription
+from flockmq.frontend.codec import Connack, Connect, Publish, Suback, Subscribe, Subscription
 from tests.e2e.broker import Broker
 from tests.e2e.clients import RawClient, unique
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from frontend.codec import Connect, Publish, encode
+from flockmq.frontend.codec import Connect, Publish, encode
 from tests.e2e.broker import Broker
 from tests.e2e.clients import Client, unique
 

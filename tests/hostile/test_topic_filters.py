@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Disconnect,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from frontend.codec import Connect, Puback, Publish, StreamDecoder, encode
+from flockmq.frontend.codec import Connect, Puback, Publish, StreamDecoder, encode
 from tests.e2e.broker import Broker
 from tests.e2e.clients import TIMEOUT, Client, unique
 

@@ -14,7 +14,7 @@ import itertools
 import uuid
 from collections.abc import Iterable
 
-from frontend.codec import Packet, ProtocolError, StreamDecoder
+from flockmq.frontend.codec import Packet, ProtocolError, StreamDecoder
 
 from .cases import WORKER_PROBE_ID, Case
 from .wire import PINGREQ, ack, connect, publish, subscribe, u16, will_fields

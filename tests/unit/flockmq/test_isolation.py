@@ -17,13 +17,13 @@ import pytest
 from flockmq import envelopes as env
 from flockmq.config import Config
 from flockmq.envelopes import Wire
-from frontend.acceptor import Acceptor
-from frontend.codec import PacketType
-from router.router import Router
-from store import DeleteSubscription, SessionRecord, SubscriptionRecord
+from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.codec import PacketType
+from flockmq.router.router import Router
+from flockmq.store import DeleteSubscription, SessionRecord, SubscriptionRecord
+from flockmq.workers.session import NEVER_EXPIRES as NEVER
 from tests.unit.router.test_router import route, sub, take, targets_of
 from tests.unit.workers.test_shard import CONN_A, CONN_B, Harness
-from workers.session import NEVER_EXPIRES as NEVER
 
 
 def test_router_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flockmq.config import Config, ConfigError
-from frontend.acl import (
+from flockmq.frontend.acl import (
     ACL,
     READ,
     WRITE,

@@ -14,9 +14,9 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.config import Config
-from frontend.acceptor import Acceptor
-from frontend.codec import encode
-from frontend.codec.packets import (
+from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.codec import encode
+from flockmq.frontend.codec.packets import (
     Connect,
     Disconnect,
     Publish,
@@ -24,8 +24,8 @@ from frontend.codec.packets import (
     Subscription,
     Unsubscribe,
 )
-from frontend.connection import ClientConnection
-from frontend.ordering import Fences
+from flockmq.frontend.connection import ClientConnection
+from flockmq.frontend.ordering import Fences
 from tests.unit.wire import wire, wire_all
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind
-from frontend.acceptor import Acceptor
-from frontend.codec import Connect, Publish, encode
-from frontend.connection import CONNECTED, ClientConnection
+from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.codec import Connect, Publish, encode
+from flockmq.frontend.connection import CONNECTED, ClientConnection
 
 from .test_ordering import FakeTransport, acceptor, take
 

@@ -6,8 +6,8 @@ acceptor's main cost."""
 from __future__ import annotations
 
 from flockmq import envelopes as env
-from frontend.acceptor import Acceptor
-from frontend.codec import Pingreq, Publish, encode
+from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.codec import Pingreq, Publish, encode
 
 from .test_ordering import FakeTransport, acceptor, connected
 

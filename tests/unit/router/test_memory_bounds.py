@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import tracemalloc
 
-from frontend.codec import Publish, decode, encode
-from frontend.codec import body_parsers as codec_cache
-from router.router import MAX_PLANS_BYTES, Router
-from router.topic_tree import TopicTree
+from flockmq.frontend.codec import Publish, decode, encode
+from flockmq.frontend.codec import body_parsers as codec_cache
+from flockmq.router.router import MAX_PLANS_BYTES, Router
+from flockmq.router.topic_tree import TopicTree
 from tests.unit.router.test_router import route, sub
 
 LONG = "x" * (64 * 1024 - 16)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.retained import RetainedStore
+from flockmq.router.retained import RetainedStore
 
 from .test_topic_tree import SPEC_TABLE, filters, reference_matches, topics
 

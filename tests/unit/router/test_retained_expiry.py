@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from flockmq import envelopes as env
-from router.router import Router
-from store import DeleteRetained, MemoryStore, PutRetained
+from flockmq.router.router import Router
+from flockmq.store import DeleteRetained, MemoryStore, PutRetained
 
 from .test_router import route, sub, take
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
-from router.router import Router
-from store import RetainedRecord
+from flockmq.router.router import Router
+from flockmq.store import RetainedRecord
 from tests.unit.wire import wire, wire_all
 
 
@@ -396,7 +396,7 @@ def test_publishes_wait_for_every_shard_to_resync_then_go_in_order() -> None:
 def test_held_publishes_are_bounded_in_bytes(monkeypatch: Any) -> None:
     """Past MAX_HELD_BYTES the router stops waiting for the shards that have
     not answered (as after the sync timeout) rather than grow."""
-    monkeypatch.setattr("router.router.MAX_HELD_BYTES", 100_000)
+    monkeypatch.setattr("flockmq.router.router.MAX_HELD_BYTES", 100_000)
     router = Router()
     router.expect_sync(2)
     sub(router, 0, "c1", ("t", 1))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from flockmq.mqtt.errors import ProtocolError
 from flockmq.mqtt.reason_codes import ReasonCode
-from router.topic_tree import TopicTree, check_topic_filter, topic_matches
+from flockmq.router.topic_tree import TopicTree, check_topic_filter, topic_matches
 
 # -- an independent reference matcher: filter -> regex --------------------
 

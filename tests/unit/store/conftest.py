@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store, open_store
+from flockmq.store import Store, open_store
 
 KINDS = ("sqlite", "memory")
 

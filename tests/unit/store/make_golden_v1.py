@@ -26,7 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
-from store import (
+from flockmq.store import (
     FORMAT_VERSION,
     Op,
     PutInboundQos2,

@@ -20,7 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
-from store import (
+from flockmq.store import (
     FORMAT_VERSION,
     Op,
     PutInboundQos2,

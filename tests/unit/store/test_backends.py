@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from store import (
+from flockmq.store import (
     DeleteInboundQos2,
     DeleteMessage,
     DeleteRetained,

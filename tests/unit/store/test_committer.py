@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from store import (
+from flockmq.store import (
     Committer,
     DeleteRetained,
     Op,
@@ -30,7 +30,7 @@ from store import (
     StoreError,
     open_store,
 )
-from store.sqlite import db_path
+from flockmq.store.sqlite import db_path
 
 
 def everyone(_cid: str) -> bool:
@@ -151,7 +151,7 @@ def test_lock_timeout_fails_the_batch_then_recovers(tmp_path: Path) -> None:
 DISK_FULL_SCRIPT = textwrap.dedent(
     """
     import asyncio, os, resource, signal, sys
-    from store import Committer, PutRetained, StoreError, open_store
+    from flockmq.store import Committer, PutRetained, StoreError, open_store
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails with EFBIG instead
     data = sys.argv[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from store import (
+from flockmq.store import (
     DeleteMessage,
     DeleteSession,
     Op,
@@ -20,7 +20,7 @@ from store import (
     UpdateMessage,
     open_store,
 )
-from store.compact import compact
+from flockmq.store.compact import compact
 
 
 def everyone(_cid: str) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from store import (
+from flockmq.store import (
     FORMAT_VERSION,
     DeleteInboundQos2,
     InboundQos2Record,
@@ -32,7 +32,7 @@ from store import (
     SubscriptionRecord,
     open_store,
 )
-from store.sqlite import db_path
+from flockmq.store.sqlite import db_path
 
 GOLDEN_V1 = Path(__file__).with_name("golden_v1.db")
 GOLDEN_V2 = Path(__file__).with_name("golden_v2.db")
@@ -274,7 +274,7 @@ def test_golden_v2_file_reads_back(tmp_path: Path) -> None:
 WRITER_SCRIPT = textwrap.dedent(
     """
     import sys
-    from store import PutMessage, PutSession, open_store
+    from flockmq.store import PutMessage, PutSession, open_store
 
     data, name = sys.argv[1], sys.argv[2]
     store = open_store("sqlite", data, "process")

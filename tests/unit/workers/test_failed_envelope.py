@@ -13,8 +13,8 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import acceptor_of
 from flockmq.mqtt.packet_types import PacketType
+from flockmq.workers.process import failed_envelope
 from tests.unit.wire import wire
-from workers.process import failed_envelope
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 

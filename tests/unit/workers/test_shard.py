@@ -15,8 +15,8 @@ from flockmq.envelopes import Wire, make_conn_id
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.sizes import message_size
+from flockmq.workers.shard import Shard, ShardLimits
 from tests.unit.wire import wire, wire_all
-from workers.shard import Shard, ShardLimits
 
 NEVER = 0xFFFFFFFF
 CONN_A = make_conn_id(0, 1, 1)

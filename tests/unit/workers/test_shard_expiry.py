@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from flockmq import envelopes as env
-from store import DeleteMessage, MemoryStore, PutMessage
-from workers.shard import Shard, ShardLimits
+from flockmq.store import DeleteMessage, MemoryStore, PutMessage
+from flockmq.workers.shard import Shard, ShardLimits
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.mqtt.packet_types import PacketType
-from store import (
+from flockmq.store import (
     DeleteMessage,
     MemoryStore,
     MessageRecord,
@@ -21,9 +21,9 @@ from store import (
     SessionRecord,
     UpdateMessage,
 )
+from flockmq.workers.session import Subscription
+from flockmq.workers.shard import Shard, ShardLimits
 from tests.unit.wire import wire
-from workers.session import Subscription
-from workers.shard import Shard, ShardLimits
 
 from .test_shard import CONN_A, CONN_B, CONN_C, NEVER, Harness, acks, publishes
 

@@ -9,8 +9,8 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.mqtt.reason_codes import ReasonCode
-from store import MemoryStore
-from workers.shard import Shard, ShardLimits
+from flockmq.store import MemoryStore
+from flockmq.workers.shard import Shard, ShardLimits
 
 from .test_shard import CONN_A, Harness, connected
 

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Auth,
     Connack,
     Connect,
@@ -30,9 +30,9 @@ from frontend.codec import (
     Unsubscribe,
     Will,
 )
-from frontend.codec.allowed_reason_codes import V3, V5
-from frontend.codec.data_types import MAX_VARINT
-from frontend.codec.properties import PROPERTIES, WILL, WireType
+from flockmq.frontend.codec.allowed_reason_codes import V3, V5
+from flockmq.frontend.codec.data_types import MAX_VARINT
+from flockmq.frontend.codec.properties import PROPERTIES, WILL, WireType
 
 CODEC_SETTINGS = settings(
     deadline=None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend.codec import Connect, Packet, ProtocolError, StreamDecoder, encode
+from flockmq.frontend.codec import Connect, Packet, ProtocolError, StreamDecoder, encode
 
 from .strategies import CODEC_SETTINGS, LEVELS, any_packet, connects
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Auth,
     Connack,
     Connect,

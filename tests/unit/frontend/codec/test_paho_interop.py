@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connack,
     Connect,
     Disconnect,
@@ -79,7 +79,7 @@ class WireServer:
         self.thread.start()
 
     def _serve(self) -> None:
-        from frontend.codec import StreamDecoder
+        from flockmq.frontend.codec import StreamDecoder
 
         try:
             conn, _ = self.listener.accept()

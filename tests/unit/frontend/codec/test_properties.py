@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.codec import PacketType
-from frontend.codec.properties import BY_ID, BY_NAME, PROPERTIES, WILL, encode_properties
+from flockmq.frontend.codec import PacketType
+from flockmq.frontend.codec.properties import BY_ID, BY_NAME, PROPERTIES, WILL, encode_properties
 
 # Identifier -> name, straight from the table in section 2.2.2.2.
 SPEC_TABLE = {

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontend.codec import Packet, StreamDecoder, decode, encode
+from flockmq.frontend.codec import Packet, StreamDecoder, decode, encode
 
 from .strategies import CODEC_SETTINGS, LEVELS, any_packet, connects, kinds_at, packets_of
 

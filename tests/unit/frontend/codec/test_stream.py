@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from frontend.codec import (
+from flockmq.frontend.codec import (
     Connect,
     PacketTooLarge,
     Pingreq,

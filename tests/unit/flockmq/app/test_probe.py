@@ -1,4 +1,4 @@
-"""flockmq.probe: ready only when a CONNACK 0 comes back, not when a port is
+"""flockmq.app.probe: ready only when a CONNACK 0 comes back, not when a port is
 merely open (a listener that says nothing, answers garbage or refuses)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from flockmq.probe import free_port, mqtt_ready
+from flockmq.app.probe import free_port, mqtt_ready
 
 
 @pytest.fixture

@@ -9,7 +9,14 @@ import os
 import socket
 import time
 
-from frontend.codec import Connack, Connect, Disconnect, ProtocolError, StreamDecoder, encode
+from flockmq.frontend.codec import (
+    Connack,
+    Connect,
+    Disconnect,
+    ProtocolError,
+    StreamDecoder,
+    encode,
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

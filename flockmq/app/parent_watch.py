@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 
-log = logging.getLogger("flockmq.child")
+log = logging.getLogger("flockmq.app.child")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCH_INTERVAL = 0.5  # seconds between checks of the parent pid

@@ -3,10 +3,10 @@ acceptors, restarts any that dies (with backoff), and on SIGTERM/SIGINT stops
 them in order — acceptors first (no new input), then workers, then the router —
 leaving no orphan processes and no stale socket files.
 
-It holds the data directory's lock (`flockmq.data_dir_lock`) and passes it to
+It holds the data directory's lock (`flockmq.app.data_dir_lock`) and passes it to
 its children, so no second broker opens the same store while any of them
 runs. Each child is told the supervisor's pid and stops if the supervisor
-dies, even by kill -9 (`flockmq.parent_watch`).
+dies, even by kill -9 (`flockmq.app.parent_watch`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from flockmq.app.data_dir_lock import lock_data_dir
 from flockmq.config import Config, ConfigError
-from flockmq.data_dir_lock import lock_data_dir
 from flockmq.persistence import open_configured_store
-from store import StoreError
+from flockmq.store import StoreError
 
-log = logging.getLogger("flockmq.supervisor")
+log = logging.getLogger("flockmq.app.supervisor")
 
 STABLE_SECONDS = 30.0  # a child that lived this long restarts without backoff
 
@@ -116,7 +116,7 @@ class Supervisor:
         cmd = [
             sys.executable,
             "-m",
-            "flockmq.child",
+            "flockmq.app.child",
             child.role,
             str(child.index),
             "--config",

@@ -1,9 +1,9 @@
 """Entry point of every broker child process, as the supervisor spawns it:
 
-    python -m flockmq.child ROLE INDEX --config FILE --incarnation N --supervisor PID
+    python -m flockmq.app.child ROLE INDEX --config FILE --incarnation N --supervisor PID
 
 so `ps` shows each process's role (acceptor, router, worker) and index. A
-child stops when its supervisor (PID) dies (`flockmq.parent_watch`).
+child stops when its supervisor (PID) dies (`flockmq.app.parent_watch`).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import os
 import shutil
 import sys
 
+from flockmq.app.logsetup import setup_logging
+from flockmq.app.parent_watch import stop_with_parent
 from flockmq.config import Config
-from flockmq.logsetup import setup_logging
-from flockmq.parent_watch import stop_with_parent
 
 ROLES = ("acceptor", "router", "worker")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flockmq.child")
+    parser = argparse.ArgumentParser(prog="flockmq.app.child")
     parser.add_argument("role", choices=ROLES)
     parser.add_argument("index", type=int)
     parser.add_argument("--config", required=True)
@@ -67,15 +67,15 @@ def main(argv: list[str] | None = None) -> int:
 def run_role(role: str, index: int, incarnation: int, config: Config) -> int:
     try:
         if role == "acceptor":
-            from frontend.acceptor import run_acceptor
+            from flockmq.frontend.acceptor import run_acceptor
 
             run_acceptor(config, index, incarnation)
         elif role == "router":
-            from router.process import run_router
+            from flockmq.router.process import run_router
 
             run_router(config, incarnation)
         else:
-            from workers.process import run_worker
+            from flockmq.workers.process import run_worker
 
             run_worker(config, index, incarnation)
     except KeyboardInterrupt:

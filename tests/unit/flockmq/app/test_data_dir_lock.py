@@ -1,4 +1,4 @@
-"""flockmq.data_dir_lock: one broker per data dir. A second lock on the same
+"""flockmq.app.data_dir_lock: one broker per data dir. A second lock on the same
 dir is refused naming the holder's pid (or saying that its supervisor has
 exited while its children still hold the lock); closing the descriptor
 releases it, so nothing stale is left to remove."""
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from flockmq.app.data_dir_lock import LOCK_FILE, DataDirInUse, lock_data_dir
 from flockmq.config import ConfigError
-from flockmq.data_dir_lock import LOCK_FILE, DataDirInUse, lock_data_dir
 
 
 def test_a_second_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:

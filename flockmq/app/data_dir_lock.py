@@ -11,7 +11,7 @@ is released by the kernel when the last process holding that description
 exits, however it exits (kill -9 included), so there is never a stale lock to
 remove by hand. The supervisor passes the descriptor to its children, so the
 data dir stays locked until every process of the broker is gone, not only the
-supervisor (children stop when the supervisor dies: `flockmq.parent_watch`).
+supervisor (children stop when the supervisor dies: `flockmq.app.parent_watch`).
 The file itself is never deleted: unlinking a locked file would let a third
 process lock a new file of the same name while the old one is still held.
 """

@@ -1,4 +1,4 @@
-"""flockmq.parent_watch: a child stops when its supervisor dies, by each of
+"""flockmq.app.parent_watch: a child stops when its supervisor dies, by each of
 its three ways: PR_SET_PDEATHSIG, the parent-pid watch (the fallback, alone
 here), and the grace period after which a child that ignores SIGTERM is
 ended; and a child whose supervisor died before it started does not start.
@@ -29,7 +29,7 @@ TIMEOUT = 10.0
 CHILD = """
 import os, signal, sys, time
 from pathlib import Path
-from flockmq import parent_watch
+from flockmq.app import parent_watch
 
 mode, marker = sys.argv[1], Path(sys.argv[2])
 if mode == "watch":
@@ -126,7 +126,7 @@ def test_a_child_whose_supervisor_is_already_gone_does_not_start(tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "flockmq.child",
+            "flockmq.app.child",
             "router",
             "0",
             "--config",

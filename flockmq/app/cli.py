@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from flockmq import __version__
+from flockmq.app.logsetup import setup_logging
 from flockmq.config import LOG_LEVELS, ConfigError, load_config
-from flockmq.logsetup import setup_logging
 
 
 @click.group()
@@ -80,7 +80,7 @@ def main() -> None:
 )
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run the broker: a supervisor that spawns acceptors, a router and workers."""
-    from flockmq.supervisor import Supervisor
+    from flockmq.app.supervisor import Supervisor
 
     try:
         config = load_config(config_file, flags)
