@@ -16,6 +16,14 @@ from typing import Any
 
 import psutil
 
+from flockmq.listeners import (
+    Listener,
+    ListenerError,
+    check_exposure,
+    check_listener,
+    parse_listener,
+)
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -36,6 +44,14 @@ class Config:
     workers: int = 0  # 0: the host's CPU count
     data_dir: str = ""
     acl_file: str | None = None
+    # authentication (flockmq.frontend.authentication): Mosquitto's password
+    # file, and whether clients without a username may connect (None: only on
+    # loopback listeners when no password file is set; see flockmq.listeners)
+    password_file: str | None = None
+    allow_anonymous: bool | None = None
+    # [[listeners]] tables (flockmq.listeners.Listener's keys); none: one
+    # plain MQTT listener on host:port
+    listeners: list[dict[str, Any]] = field(default_factory=list)
     acl_cache_bytes: int = 4 * 1024 * 1024  # per acceptor: cached per-topic ACL decisions
     log_level: str = "info"
     # durable state: "sqlite" (flockmq.db in data_dir) or "none" (memory only)
@@ -132,6 +148,7 @@ class Config:
                 load_acl(self.acl_file)
             except (ACLError, OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"acl_file: {exc}") from exc
+        self._validate_listeners()
         for name in (
             "max_packet_size",
             "max_inflight",
@@ -156,6 +173,36 @@ class Config:
             raise ConfigError("max_inflight: at most 65535 (packet identifiers are 16-bit)")
         if self.connect_timeout <= 0:
             raise ConfigError("connect_timeout: must be positive")
+
+    def _validate_listeners(self) -> None:
+        # read once here, so a bad line stops `flockmq serve` with its number
+        from flockmq.frontend.passwords import PasswordFile, PasswordFileError
+
+        if self.password_file is not None:
+            try:
+                PasswordFile.load(self.password_file)
+            except PasswordFileError as exc:
+                raise ConfigError(f"password_file: {exc}") from None
+        try:
+            check_exposure(self.listener_list(), self.allow_anonymous, self.password_file)
+        except ListenerError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def listener_list(self) -> list[Listener]:
+        """The listeners, checked: `[[listeners]]`, or one on host:port."""
+        try:
+            if not self.listeners:
+                listener = Listener(host=self.host, port=self.port)
+                check_listener(listener, "--host/--port")
+                return [listener]
+            if not isinstance(self.listeners, list):
+                raise ListenerError("listeners: expected [[listeners]] tables")
+            return [
+                parse_listener(raw, f"listeners[{i}]") if isinstance(raw, dict) else _not_table(i)
+                for i, raw in enumerate(self.listeners)
+            ]
+        except ListenerError as exc:
+            raise ConfigError(str(exc)) from None
 
     # --- endpoints -------------------------------------------------------
     def _endpoint(self, name: str, offset: int) -> str:
@@ -199,6 +246,10 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         return cls(**json.loads(text))
+
+
+def _not_table(index: int) -> Listener:
+    raise ListenerError(f"listeners[{index}]: expected a table")
 
 
 KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {"extra", "runtime_dir"}

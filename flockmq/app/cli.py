@@ -35,6 +35,11 @@ def main() -> None:
 )
 @click.option("--data-dir", default=None, help="Where durable state lives.")
 @click.option("--acl-file", default=None, help="ACL file in Mosquitto's format.")
+@click.option(
+    "--password-file",
+    default=None,
+    help="Password file in Mosquitto's format (`flockmq passwd` or mosquitto_passwd).",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None, help="[info]")
 @click.option(
     "--max-inflight",
