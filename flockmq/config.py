@@ -183,9 +183,15 @@ class Config:
                 PasswordFile.load(self.password_file)
             except PasswordFileError as exc:
                 raise ConfigError(f"password_file: {exc}") from None
+        from flockmq.frontend.tls import TLSConfigError, server_context
+
+        listeners = self.listener_list()
         try:
-            check_exposure(self.listener_list(), self.allow_anonymous, self.password_file)
-        except ListenerError as exc:
+            check_exposure(listeners, self.allow_anonymous, self.password_file)
+            for listener in listeners:
+                if listener.tls:
+                    server_context(listener)  # certificates and keys that load
+        except (ListenerError, TLSConfigError) as exc:
             raise ConfigError(str(exc)) from None
 
     def listener_list(self) -> list[Listener]:

@@ -130,7 +130,7 @@ class FailureThrottle:
         self._failures[address] = entry  # the most recent last
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
-        return min(self.max_delay, self.first_delay * 2 ** min(entry.count - 1, 32))
+        return min(self.max_delay, self.first_delay * 2.0 ** min(entry.count - 1, 32))
 
     def released(self, address: str) -> None:
         entry = self._failures.get(address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 
 from flockmq.config import ConfigError, load_config
 from flockmq.listeners import Listener, ListenerError, check_exposure, parse_listener
@@ -26,8 +27,11 @@ def test_no_listeners_means_one_plain_listener_on_host_and_port(tmp_path: Path) 
 
 def test_listener_tables_use_mosquittos_keys(tmp_path: Path) -> None:
     cert, key, ca = (tmp_path / name for name in ("c.pem", "k.pem", "ca.pem"))
-    for path in (cert, key, ca):
-        path.write_text("not checked here: the acceptor loads them")
+    authority = trustme.CA()
+    server = authority.issue_cert("localhost")
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(ca))
     (tmp_path / "pw").write_text("")
     text = f"""
 data_dir = "{tmp_path}"
@@ -101,6 +105,14 @@ def test_a_public_listener_with_nothing_to_authenticate_with_does_not_start(
     # a listener's own allow_anonymous = false wins over the top level's true
     with pytest.raises(ListenerError):
         check_exposure([Listener("0.0.0.0", allow_anonymous=False)], True, None)
+
+
+def test_certificates_that_do_not_load_stop_serve(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    text = f'[[listeners]]\nport = 8883\ncertfile = "{junk}"\nkeyfile = "{junk}"\n'
+    with pytest.raises(ConfigError, match="certfile/keyfile: cannot load"):
+        load_config(config_file(tmp_path, text), {"data_dir": str(tmp_path)})
 
 
 def test_a_bad_password_file_stops_serve_with_its_line(tmp_path: Path) -> None:

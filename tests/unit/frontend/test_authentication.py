@@ -16,8 +16,10 @@ PUBLIC = Listener("0.0.0.0", 1883)
 
 
 def test_refusals_carry_the_connack_codes_of_both_versions() -> None:
-    assert Refusal.BAD_CREDENTIALS.value == ReasonCode.BAD_USER_NAME_OR_PASSWORD == 0x86
-    assert Refusal.NOT_AUTHORIZED.value == ReasonCode.NOT_AUTHORIZED == 0x87
+    assert Refusal.BAD_CREDENTIALS.value == ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    assert int(Refusal.BAD_CREDENTIALS.value) == 0x86
+    assert Refusal.NOT_AUTHORIZED.value == ReasonCode.NOT_AUTHORIZED
+    assert int(Refusal.NOT_AUTHORIZED.value) == 0x87
     assert V5_TO_V3_CONNACK[Refusal.BAD_CREDENTIALS.value] == 4
     assert V5_TO_V3_CONNACK[Refusal.NOT_AUTHORIZED.value] == 5
 
