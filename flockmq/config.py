@@ -10,6 +10,8 @@ import dataclasses
 import json
 import os
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +173,24 @@ class Config:
                 raise ConfigError(f"{name}: must be positive")
         if self.max_inflight > 65535:
             raise ConfigError("max_inflight: at most 65535 (packet identifiers are 16-bit)")
-        if self.connect_timeout <= 0:
-            raise ConfigError("connect_timeout: must be positive")
+        for name in (
+            "connect_timeout",
+            "publish_confirm_timeout",
+            "sys_interval",
+            "restart_backoff_max",
+            "shutdown_timeout",
+        ):
+            if not getattr(self, name) > 0:  # not NaN either
+                raise ConfigError(f"{name}: must be a positive number of seconds")
+        if not 0 <= self.max_keepalive <= 65535:
+            raise ConfigError("max_keepalive: 0-65535 seconds (a 16-bit field)")
+        if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:
+            raise ConfigError("max_session_expiry: 0-4294967295 seconds (a 32-bit field)")
+        last_port = self.tcp_base_port + 1 + 2 * self.workers + self.acceptors
+        if self.transport == "tcp" and not (self.tcp_base_port > 0 and last_port < 65536):
+            raise ConfigError(
+                f"tcp_base_port: the bus needs ports {self.tcp_base_port}-{last_port}"
+            )
 
     def _validate_listeners(self) -> None:
         # read once here, so a bad line stops `flockmq serve` with its number
@@ -279,12 +297,41 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
                 raise ConfigError(f"config file {path}: unknown key {key!r}")
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
-    defaults = Config()
     for key, value in values.items():
-        expected = type(getattr(defaults, key))
-        if expected is float and isinstance(value, int):
-            value = float(value)
-        if getattr(defaults, key) is not None and not isinstance(value, expected):
-            raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
-        values[key] = value
+        values[key] = checked_value(key, value)
     return Config(**values).resolved()
+
+
+def checked_value(key: str, value: Any) -> Any:
+    """`value` for the key `key` if it has the key's type (an int where a
+    float goes becomes a float); ConfigError naming the key otherwise. TOML's
+    `true` is not an integer here, though Python's bool is one."""
+    hint = FIELD_TYPES[key]
+    allowed = hint.__args__ if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        origin = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is not bool and isinstance(value, origin) and not isinstance(value, bool):
+            return value
+    names = " or ".join(_type_name(kind) for kind in allowed)
+    raise ConfigError(f"{key}: expected {names}, got {value!r}")
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "nothing"
+    if typing.get_origin(kind) is list:
+        return "a list of tables" if key_is_tables(kind) else "a list"
+    return str(kind.__name__)
+
+
+def key_is_tables(kind: Any) -> bool:
+    return typing.get_origin(typing.get_args(kind)[0]) is dict
+
+
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)

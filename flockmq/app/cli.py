@@ -149,3 +149,43 @@ def passwd(
 
 def _prompt_password() -> str:
     return str(click.prompt("Password", hide_input=True, confirmation_prompt="Reenter password"))
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check_config(file: str) -> None:
+    """Check a TOML config as `serve --config FILE` would (types, ranges, and
+    the files it names: ACL, passwords, certificates), then print the
+    settings in effect."""
+    try:
+        config = load_config(file, {})
+    except ConfigError as exc:
+        click.echo(f"flockmq: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"# {file}: OK. The settings in effect (defaults included):")
+    click.echo(effective_settings(config))
+
+
+def effective_settings(config: Any) -> str:
+    """The resolved configuration as TOML a user could paste back."""
+    import dataclasses
+
+    lines = []
+    for key, value in sorted(dataclasses.asdict(config).items()):
+        if key in ("extra", "runtime_dir", "listeners") or value is None:
+            continue
+        lines.append(f"{key} = {_toml(value)}")
+    for listener in config.listener_list():
+        lines.append("\n[[listeners]]")
+        for key, value in dataclasses.asdict(listener).items():
+            if value is not None:
+                lines.append(f"{key} = {_toml(value)}")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
