@@ -27,6 +27,7 @@ from flockmq.listeners import (
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -56,6 +57,7 @@ class Config:
     listeners: list[dict[str, Any]] = field(default_factory=list)
     acl_cache_bytes: int = 4 * 1024 * 1024  # per acceptor: cached per-topic ACL decisions
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line
     # durable state: "sqlite" (flockmq.db in data_dir) or "none" (memory only)
     persistence: str = "sqlite"
     durability: str = "process"  # "process": survives kill -9; "power": fsync each commit
@@ -133,6 +135,8 @@ class Config:
             raise ConfigError(
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format: {self.log_format!r} is not one of {LOG_FORMATS}")
         if self.persistence not in ("sqlite", "none"):
             raise ConfigError(f"persistence: {self.persistence!r} is not 'sqlite' or 'none'")
         if self.durability not in ("process", "power"):

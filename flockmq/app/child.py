@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.config, encoding="utf-8") as fh:
         config = Config.from_json(fh.read())
-    setup_logging(config.log_level, f"{args.role}-{args.index}")
+    setup_logging(config.log_level, f"{args.role}-{args.index}", config.log_format)
     if args.supervisor is not None and not stop_with_parent(
         args.supervisor, config.shutdown_timeout
     ):

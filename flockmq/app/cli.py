@@ -9,7 +9,7 @@ import click
 
 from flockmq import __version__
 from flockmq.app.logsetup import setup_logging
-from flockmq.config import LOG_LEVELS, ConfigError, load_config
+from flockmq.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_config
 
 
 @click.group()
@@ -41,6 +41,12 @@ def main() -> None:
     help="Password file in Mosquitto's format (`flockmq passwd` or mosquitto_passwd).",
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None, help="[info]")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="text, or json: one JSON object per line for log collectors [text].",
+)
 @click.option(
     "--max-inflight",
     type=int,
@@ -89,7 +95,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
     try:
         config = load_config(config_file, flags)
-        setup_logging(config.log_level, "supervisor")
+        setup_logging(config.log_level, "supervisor", config.log_format)
         supervisor = Supervisor(config)
         code = supervisor.run()
     except ConfigError as exc:
