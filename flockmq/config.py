@@ -52,6 +52,10 @@ class Config:
     # loopback listeners when no password file is set; see flockmq.listeners)
     password_file: str | None = None
     allow_anonymous: bool | None = None
+    # an address's first bad password is answered at once, each next refusal
+    # after this delay, doubling up to the maximum (flockmq.frontend.authentication)
+    auth_failure_delay: float = 1.0
+    auth_failure_max_delay: float = 10.0
     # [[listeners]] tables (flockmq.listeners.Listener's keys); none: one
     # plain MQTT listener on host:port
     listeners: list[dict[str, Any]] = field(default_factory=list)
@@ -183,6 +187,8 @@ class Config:
             "sys_interval",
             "restart_backoff_max",
             "shutdown_timeout",
+            "auth_failure_delay",
+            "auth_failure_max_delay",
         ):
             if not getattr(self, name) > 0:  # not NaN either
                 raise ConfigError(f"{name}: must be a positive number of seconds")

@@ -12,9 +12,9 @@ The rules, Mosquitto's:
   allows it (`Listener.anonymous_allowed`); otherwise "not authorized" (5 /
   0x87).
 
-The brake (`FailureThrottle`): a refusal for bad credentials is answered only
-after a delay that doubles with each failure from the same address (0.1 s,
-0.2 s, ... up to 10 s), and an address may have only a few such refusals
+The brake (`FailureThrottle`): an address's first refusal for bad credentials
+is answered at once (a typo), each next one only after a delay that doubles
+with each failure from that address (1 s, 2 s, 4 s, ... up to 10 s), and an address may have only a few such refusals
 waiting at once: past that, its new CONNECTs with credentials are closed before
 any password is checked. Guessing then costs the guesser time, while a client
 with the right password is answered at once, even behind the same NAT. A few
@@ -99,7 +99,7 @@ class FailureThrottle:
 
     def __init__(
         self,
-        first_delay: float = 0.1,
+        first_delay: float = 1.0,
         max_delay: float = 10.0,
         forget_after: float = 300.0,
         max_waiting: int = 8,
@@ -130,7 +130,9 @@ class FailureThrottle:
         self._failures[address] = entry  # the most recent last
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
-        return min(self.max_delay, self.first_delay * 2.0 ** min(entry.count - 1, 32))
+        if entry.count == 1:
+            return 0.0
+        return min(self.max_delay, self.first_delay * 2.0 ** min(entry.count - 2, 32))
 
     def released(self, address: str) -> None:
         entry = self._failures.get(address)

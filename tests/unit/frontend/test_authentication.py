@@ -87,12 +87,14 @@ def test_failures_double_the_delay_of_the_next_refusal() -> None:
     for i in range(6):
         delays.append(throttle.failed("10.0.0.1", now=float(i)))
         throttle.released("10.0.0.1")
-    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+    # the first at once (a typo), then doubling
+    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.4, 0.8, 1.0])
     # other addresses are not slowed down
+    assert throttle.failed("10.0.0.2", now=6.0) == 0.0
     assert throttle.failed("10.0.0.2", now=6.0) == pytest.approx(0.1)
     # a quiet spell forgets the address
     throttle.released("10.0.0.1")
-    assert throttle.failed("10.0.0.1", now=5.0 + 61) == pytest.approx(0.1)
+    assert throttle.failed("10.0.0.1", now=5.0 + 61) == 0.0
 
 
 def test_an_address_may_have_only_a_few_refusals_waiting() -> None:
@@ -112,4 +114,5 @@ def test_the_throttle_tracks_a_bounded_number_of_addresses() -> None:
         throttle.failed(f"10.0.{i // 256}.{i % 256}", now=float(i))
     assert len(throttle) == 100
     # the most recent failures are the ones kept
-    assert throttle.failed("10.0.39.15", now=10_001.0) > 0.1  # i = 9999: its second failure
+    assert throttle.failed("10.0.39.15", now=10_001.0) > 0  # i = 9999: its second failure
+    assert throttle.failed("10.0.0.0", now=10_002.0) == 0  # i = 0: forgotten
