@@ -1,12 +1,15 @@
 #!/bin/sh
 # System tools some tests talk to: Mosquitto's broker and clients
-# (mosquitto_passwd, mosquitto_pub, mosquitto_sub). Installed with apt-get
+# (mosquitto_passwd, mosquitto_pub, mosquitto_sub) and Chromium (MQTT.js in a
+# real browser; npm fetches MQTT.js itself into build/npm). Installed with apt-get
 # where that is possible (root, Debian); where it is not, the tests that need
 # them skip and say why. Called by `make test`.
 set -u
 missing=""
 command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_pub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "test tools: not installing$missing (needs root and apt-get); the tests that use them skip"
