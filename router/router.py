@@ -38,12 +38,12 @@ from flockmq.message_expiry import (
     props_to_send,
     unpack_stored_props,
 )
-from flockmq.mqtt.errors import ProtocolError
+from flockmq.mqtt.topics import is_shared
 from flockmq.sizes import message_size
 from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore
-from .topic_tree import SHARE_PREFIX, TopicTree
+from .topic_tree import TopicTree
 
 log = logging.getLogger("flockmq.router")
 
@@ -316,7 +316,7 @@ class Router:
                 cacheable = False
                 if client_id == origin:
                     continue  # [MQTT-3.8.3-3]
-            if topic_filter.startswith(SHARE_PREFIX):
+            if is_shared(topic_filter):
                 cacheable = False
             target = merged.get(client_id)
             if target is None:
@@ -411,32 +411,22 @@ class Router:
         shard, client_id = sub.shard, sub.client_id
         self._invalidate()
         self.shard_clients.setdefault(shard, set()).add(client_id)
-        taken = []
-        for entry in sub.entries:  # lists from the wire: unpacked, not read by name
-            topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent = entry
-            try:
-                self.tree.subscribe(
-                    topic_filter,
-                    client_id,
-                    Subscription(shard, qos, no_local, rap, sub_id, persistent),
-                )
-            except ProtocolError as exc:
-                # Acceptors and workers refuse such filters first; one that
-                # still comes (a store written by an older flockmq) is
-                # skipped, never allowed to stop the others.
-                self.counters["invalid_subscriptions"] += 1
-                self.guard.limited.warning(
-                    "router: skipping subscription of %r: %s", client_id, exc
-                )
-                continue
-            taken.append(entry)
+        # Entries are lists from the wire: unpacked, not read by name.
+        for topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent in sub.entries:
+            # Checked at the edge (the acceptor's codec, or the worker loading
+            # stored subscriptions): taken as it comes, never parsed again.
+            self.tree.subscribe_valid(
+                topic_filter,
+                client_id,
+                Subscription(shard, qos, no_local, rap, sub_id, persistent),
+            )
         out = self._out(shard)
         if sub.conn:
             out.append(
                 env.Subscribed(Kind.SUBSCRIBED, client_id, sub.conn, sub.packet_id, sub.codes)
             )
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].
-        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in taken:
+        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in sub.entries:
             if not send_retained:
                 continue
             sub_ids = [sub_id] if sub_id else []
