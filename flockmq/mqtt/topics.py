@@ -46,6 +46,9 @@ from .errors import ProtocolError
 from .reason_codes import ReasonCode
 
 SHARE_PREFIX = "$share/"
+# The broker's own topics: a convention the spec mentions (MQTT 5.0 section
+# 4.7.2), not a rule; [MQTT-4.7.2-1] keeps them out of `#` and `+/...`.
+SYS_PREFIX = "$SYS/"
 
 
 class TopicFilter(NamedTuple):
