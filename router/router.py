@@ -276,15 +276,7 @@ class Router:
                 self._cache_plan(key, plan)
         if reply is not None:
             conn, packet_id, attempt, uid, qos2_key = reply
-            confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
-            routed: env.RoutedTuple = (_ROUTED, conn, packet_id, confirming, attempt)
-            if retain:
-                self.after_commit.append((acceptor_of(conn), routed))
-            else:
-                out = self.to_acceptors.get(acceptor_of(conn))
-                if out is None:
-                    out = self.to_acceptors[acceptor_of(conn)] = []
-                out.append(routed)
+            self._send_routed(conn, packet_id, attempt, plan, retain)
         if plan is EMPTY_PLAN:
             self.counters["messages_without_subscribers"] += 1
             return
@@ -304,36 +296,26 @@ class Router:
                 deliver_reply = (conn, packet_id, attempt, uid, qos2_key, confirm)
             out.append((_DELIVER, topic, payload, qos, retain, props, targets, deliver_reply))
 
+    def _send_routed(
+        self, conn: int, packet_id: int, attempt: int, plan: Plan, retain: bool
+    ) -> None:
+        """ROUTED to the publisher's acceptor: how many shards will confirm
+        the publish. After the retained write is committed when it set one."""
+        confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
+        routed: env.RoutedTuple = (_ROUTED, conn, packet_id, confirming, attempt)
+        if retain:
+            self.after_commit.append((acceptor_of(conn), routed))
+        else:
+            out = self.to_acceptors.get(acceptor_of(conn))
+            if out is None:
+                out = self.to_acceptors[acceptor_of(conn)] = []
+            out.append(routed)
+
     def plan(self, topic: str, qos: int, origin: str) -> Plan:
         matches = self.tree.match(topic)
         if not matches:
             return EMPTY_PLAN
-        cacheable = True
-        # One copy per subscriber: highest QoS, every subscription identifier.
-        merged: dict[str, list[Any]] = {}
-        for client_id, topic_filter, route in matches:
-            if route.no_local:
-                cacheable = False
-                if client_id == origin:
-                    continue  # [MQTT-3.8.3-3]
-            if is_shared(topic_filter):
-                cacheable = False
-            target = merged.get(client_id)
-            if target is None:
-                merged[client_id] = [
-                    route.shard,
-                    route.qos,
-                    route.retain_as_published,
-                    [route.sub_id] if route.sub_id else [],
-                    topic_filter,
-                    route.persistent,
-                ]
-            else:
-                if route.qos > target[1]:
-                    target[1] = route.qos
-                target[2] = target[2] or route.retain_as_published
-                if route.sub_id:
-                    target[3].append(route.sub_id)
+        merged, cacheable = _merge_matches(matches, origin)
         direct: dict[tuple[int, bool], list[int]] = {}
         per_shard: dict[int, list[env.Target]] = {}
         confirming: set[int] = set()
@@ -508,6 +490,41 @@ class Router:
             del self.online[client_id]
         if gone:
             self._invalidate()
+
+
+def _merge_matches(
+    matches: list[tuple[str, str, Subscription]], origin: str
+) -> tuple[dict[str, list[Any]], bool]:
+    """One copy per subscriber, at the highest QoS of its matching filters and
+    with every subscription identifier: client id -> [shard, qos,
+    retain_as_published, sub_ids, filter, persistent]. And whether the plan
+    may be cached: not when it depends on the publisher (no_local) or rotates
+    (a shared subscription)."""
+    cacheable = True
+    merged: dict[str, list[Any]] = {}
+    for client_id, topic_filter, route in matches:
+        if route.no_local:
+            cacheable = False
+            if client_id == origin:
+                continue  # [MQTT-3.8.3-3]
+        if is_shared(topic_filter):
+            cacheable = False
+        target = merged.get(client_id)
+        if target is None:
+            merged[client_id] = [
+                route.shard,
+                route.qos,
+                route.retain_as_published,
+                [route.sub_id] if route.sub_id else [],
+                topic_filter,
+                route.persistent,
+            ]
+        else:
+            target[1] = max(target[1], route.qos)
+            target[2] = target[2] or route.retain_as_published
+            if route.sub_id:
+                target[3].append(route.sub_id)
+    return merged, cacheable
 
 
 def _retained_size(topic: str, message: RetainedMessage) -> int:
