@@ -276,7 +276,15 @@ class Router:
                 self._cache_plan(key, plan)
         if reply is not None:
             conn, packet_id, attempt, uid, qos2_key = reply
-            self._send_routed(conn, packet_id, attempt, plan, retain)
+            confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
+            routed: env.RoutedTuple = (_ROUTED, conn, packet_id, confirming, attempt)
+            if retain:
+                self.after_commit.append((acceptor_of(conn), routed))
+            else:
+                out = self.to_acceptors.get(acceptor_of(conn))
+                if out is None:
+                    out = self.to_acceptors[acceptor_of(conn)] = []
+                out.append(routed)
         if plan is EMPTY_PLAN:
             self.counters["messages_without_subscribers"] += 1
             return
@@ -291,25 +299,10 @@ class Router:
             out = to_workers.get(shard)
             if out is None:
                 out = to_workers[shard] = []
-            deliver_reply: env.DeliverReplyTuple | None = None
-            if reply is not None:
-                deliver_reply = (conn, packet_id, attempt, uid, qos2_key, confirm)
+            deliver_reply: env.DeliverReplyTuple | None = (
+                None if reply is None else (conn, packet_id, attempt, uid, qos2_key, confirm)
+            )
             out.append((_DELIVER, topic, payload, qos, retain, props, targets, deliver_reply))
-
-    def _send_routed(
-        self, conn: int, packet_id: int, attempt: int, plan: Plan, retain: bool
-    ) -> None:
-        """ROUTED to the publisher's acceptor: how many shards will confirm
-        the publish. After the retained write is committed when it set one."""
-        confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
-        routed: env.RoutedTuple = (_ROUTED, conn, packet_id, confirming, attempt)
-        if retain:
-            self.after_commit.append((acceptor_of(conn), routed))
-        else:
-            out = self.to_acceptors.get(acceptor_of(conn))
-            if out is None:
-                out = self.to_acceptors[acceptor_of(conn)] = []
-            out.append(routed)
 
     def plan(self, topic: str, qos: int, origin: str) -> Plan:
         matches = self.tree.match(topic)
