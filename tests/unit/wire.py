@@ -1,17 +1,28 @@
 """What a receiver gets from an envelope a role built: its msgpack round trip
 (NamedTuples become lists, Kind plain ints), so that tests compare what
-crosses the wire."""
+crosses the wire. Tests read what they get by name: `env.Deliver._make(e)`
+when the kind is known, `env.read(e)` and isinstance when it is not, and
+`kind_of(e)` for the kind alone."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
 
-
-def wire(envelope: Any) -> Any:
-    return msgpack.unpackb(msgpack.packb(envelope), raw=False, strict_map_key=False)
+from flockmq.envelopes import Kind, Wire
 
 
-def wire_all(envelopes: Any) -> list[Any]:
+def wire(envelope: Wire) -> list[Any]:
+    got: list[Any] = msgpack.unpackb(msgpack.packb(envelope), raw=False, strict_map_key=False)
+    return got
+
+
+def wire_all(envelopes: Iterable[Wire]) -> list[list[Any]]:
     return [wire(e) for e in envelopes]
+
+
+def kind_of(envelope: Wire) -> Kind:
+    """The envelope's kind (the field every kind has first)."""
+    return Kind(envelope[0])
