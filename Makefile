@@ -35,7 +35,7 @@ test-hostile: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy flockmq scripts tests/e2e tests/hostile tests/unit/flockmq tests/unit/router tests/unit/store tests/unit/workers tests/unit/loadgen tests/unit/test_packaging.py tests/unit/wire.py
+	$(BIN)/mypy flockmq scripts tests
 
 loadtest: install
 	$(BIN)/python scripts/loadtest.py $(ARGS)

@@ -121,7 +121,7 @@ def test_large_envelopes_are_split_into_frames_under_the_limit(
         sizes.append(len(frame))
         real(frame)
 
-    b.bus._on_frame = spy  # type: ignore[method-assign]
+    b.bus._on_frame = spy  # type: ignore[method-assign]  # a spy in its place
     for i in range(12):
         a.bus.send("b", opaque(7, i, BIG))
     a.bus.send("b", opaque(7, 99, b"y" * (MAX_FRAME_BYTES * 2)))  # one envelope alone is larger
@@ -199,7 +199,7 @@ def test_a_paused_inbox_does_not_wake_the_loop_while_frames_wait(
         wakeups[0] += 1
         real(inbox)
 
-    b.bus._on_readable = count  # type: ignore[method-assign]
+    b.bus._on_readable = count  # type: ignore[method-assign]  # a spy in its place
     # The reader was registered with the bound method: register the spy.
     for inbox in b.bus.inboxes:
         fd: int = inbox.sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # an int option

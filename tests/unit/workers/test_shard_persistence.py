@@ -285,6 +285,7 @@ def test_a_damaged_record_costs_only_its_own_session() -> None:
         4,
         None,
         1.0,
+        # damaged: no sequence number
         messages=(MessageRecord(None, "t", b"x", 1, False, None),),  # type: ignore[arg-type]
     )
     shard = Shard(0, ShardLimits())
