@@ -270,7 +270,7 @@ def test_persistent_session_resumes_with_session_present_and_subscriptions() -> 
     h.close(CONN_A, "c1")
     router, _ = h.take()
     assert [env.Kind.ONLINE, "c1", 0] in router
-    assert not any(e[0] == env.Kind.UNSUB_ALL for e in router)
+    assert not any(kind_of(e) == env.Kind.UNSUB_ALL for e in router)
     assert session_present(h.connect(CONN_B, "c1", clean=False)) is True
     assert set(h.shard.sessions["c1"].subscriptions) == {"a/#"}
 
