@@ -220,18 +220,17 @@ class Connections:
 
     def route_will(self, client_id: str, will: Will) -> None:
         self.state.counters["wills_published"] += 1
-        self.out.send_router(
-            env.Route(
-                Kind.ROUTE,
-                client_id,
-                will.topic,
-                will.payload,
-                will.qos,
-                will.retain,
-                will.props,
-                None,
-            )
+        route: env.RouteTuple = (
+            Kind.ROUTE,
+            client_id,
+            will.topic,
+            will.payload,
+            will.qos,
+            will.retain,
+            will.props,
+            None,
         )
+        self.out.send_router(route)
 
     def end_session(self, session: Session) -> None:
         state = self.state

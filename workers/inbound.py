@@ -26,7 +26,10 @@ from flockmq.workers.outbox import Outbox
 from flockmq.workers.session import CONFIRMED, InboundQos2
 from flockmq.workers.shard_state import ShardState
 
+# The per-message kinds, bound once, built as plain tuples (env.RouteTuple,
+# env.RoutedTuple, env.SendAckTuple: see flockmq/envelopes.py).
 _ROUTE: Final = Kind.ROUTE
+_ROUTED: Final = Kind.ROUTED
 _SEND_ACK: Final = Kind.SEND_ACK
 _PUBCOMP: Final = PacketType.PUBCOMP
 
@@ -53,9 +56,9 @@ class Inbound:
         # after a crash (the token is stored with the packet id, and a
         # persistent destination stores the keys it took: `durable`).
         token = state.next_token() if known is None else known.token
-        key = env.Qos2Key(client_id, packet_id, token, session.persistent)
-        reply = env.Reply(conn, packet_id, attempt, uid, key)
-        route = env.Route(_ROUTE, client_id, topic, payload, qos, retain, props, reply)
+        key: env.Qos2KeyTuple = (client_id, packet_id, token, session.persistent)
+        reply: env.ReplyTuple = (conn, packet_id, attempt, uid, key)
+        route: env.RouteTuple = (_ROUTE, client_id, topic, payload, qos, retain, props, reply)
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
             self.out.send_router(route)
         elif known is not None:
@@ -75,7 +78,7 @@ class Inbound:
         packet_id: int,
         attempt: int,
         retry: bool,
-        route: env.Route,
+        route: env.RouteTuple,
     ) -> None:
         """A QoS 2 packet id that is held already: a retransmission, or a
         resend whose first routing may have been lost."""
@@ -93,7 +96,8 @@ class Inbound:
         # retransmission before PUBREL is acknowledged, not delivered
         # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
         self.state.counters["qos2_duplicates_suppressed"] += 1
-        self.out.send(conn, env.Routed(Kind.ROUTED, conn, packet_id, -1, attempt))
+        routed: env.RoutedTuple = (_ROUTED, conn, packet_id, -1, attempt)
+        self.out.send(conn, routed)
 
     def on_qos2_confirmed(self, e: Wire, now: float) -> None:
         _, _conn, client_id, packet_id = cast(env.Qos2Confirmed, e)
@@ -114,4 +118,5 @@ class Inbound:
                 self.out.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
             rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self.out.send(conn, env.SendAck(_SEND_ACK, conn, _PUBCOMP, packet_id, rc))
+        pubcomp: env.SendAckTuple = (_SEND_ACK, conn, _PUBCOMP, packet_id, rc)
+        self.out.send(conn, pubcomp)

@@ -42,8 +42,9 @@ log = logging.getLogger("flockmq.worker")
 SEEN_QOS2_MAX = 200_000  # QoS 2 publishes remembered to drop their retries
 
 # The per-message kinds, bound once: an IntEnum member costs ~50 ns to look up.
-# SEND_PUBLISH and SEND_PUBLISH_MANY are built as plain tuples (typed by
-# env.SendPublishTuple and env.SendPublishManyTuple: see flockmq/envelopes.py).
+# They are built as plain tuples, typed by env.SendPublishTuple,
+# env.SendPublishManyTuple, env.StoredTuple and env.SendAckTuple (see
+# flockmq/envelopes.py).
 _STORED: Final = Kind.STORED
 _SEND_PUBLISH: Final = Kind.SEND_PUBLISH
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
@@ -142,7 +143,7 @@ class Outbound:
         if confirm:
             # The publisher's acceptor acknowledges once every shard
             # confirmed: ours goes out after this pass's commit.
-            stored = env.Stored(_STORED, conn_of_publisher, packet_id, True, attempt)
+            stored: env.StoredTuple = (_STORED, conn_of_publisher, packet_id, True, attempt)
             self.out.after_commit.append((acceptor_of(conn_of_publisher), stored))
         if qos == 2:
             if self.seen_before(tuple(key) if key else (conn_of_publisher, uid)):
@@ -266,7 +267,8 @@ class Outbound:
         for msg in session.inflight.values():
             self.state.counters["redeliveries"] += 1
             if msg.state == AWAIT_COMP:
-                self.out.send(conn, env.SendAck(_SEND_ACK, conn, _PUBREL, msg.packet_id, 0))
+                pubrel: env.SendAckTuple = (_SEND_ACK, conn, _PUBREL, msg.packet_id, 0)
+                self.out.send(conn, pubrel)
             else:
                 self._send_message(conn, msg, dup=True)
 
@@ -297,7 +299,8 @@ class Outbound:
             if rc >= 0x80:
                 return  # a failed PUBREC ends the flow: nothing to release (5.0 section 4.3.3)
             not_found = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-            self.out.send(conn, env.SendAck(_SEND_ACK, conn, _PUBREL, packet_id, not_found))
+            refused: env.SendAckTuple = (_SEND_ACK, conn, _PUBREL, packet_id, not_found)
+            self.out.send(conn, refused)
             return
         if msg.qos != 2:
             self._wrong_ack(session, conn, "PUBREC", msg)
@@ -308,7 +311,7 @@ class Outbound:
             self.pump(session)
             return
         msg.state = AWAIT_COMP
-        pubrel = env.SendAck(_SEND_ACK, conn, _PUBREL, packet_id, 0)
+        pubrel: env.SendAckTuple = (_SEND_ACK, conn, _PUBREL, packet_id, 0)
         if session.persisted and msg.seq:
             # After PUBREL the PUBLISH must never be sent again [MQTT-4.3.3-3]:
             # the new state is committed before PUBREL goes out.

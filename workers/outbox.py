@@ -5,7 +5,8 @@ and for each acceptor (`to_acceptors`), store `ops`, and `after_commit`:
 envelopes that promise durability, sent by the process only once this pass's
 ops are committed. It also keeps what must wait behind those: envelopes for
 the router made after one that waits (one connection's order), and envelopes
-for a connection whose SUBACK waits (its retained messages).
+for a connection whose SUBACK waits (its retained messages). `failed_envelope`
+says what is sent instead of a held-back envelope whose commit failed.
 
 Invariants: `ops` holds store ops in the order they were made, and
 `UnsavedMessage` placeholders for messages queued in this pass (`take_durable`
@@ -27,6 +28,8 @@ from flockmq.persistence import pack_blob
 from flockmq.store import Op, PutMessage, PutSession
 from flockmq.workers.session import OutMessage, Session
 
+_STORED: Final = Kind.STORED
+_ROUTE: Final = Kind.ROUTE
 _SEND_SUBACK: Final = Kind.SEND_SUBACK
 
 # Where a held-back envelope goes: "router" or an acceptor index.
@@ -90,7 +93,7 @@ class Outbox:
         else:
             self.to_router.append(envelope)
 
-    def send_router_after_commit(self, envelope: env.Route) -> None:
+    def send_router_after_commit(self, envelope: env.RouteTuple) -> None:
         self.after_commit.append(("router", envelope))
         self.router_waits = True
 
@@ -174,3 +177,40 @@ def _resolve(op: Op | UnsavedMessage) -> Op | None:
         msg.packet_id,
         msg.state,
     )
+
+
+def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelope]:
+    """What to send instead of a durability promise whose commit failed.
+
+    Every kind a shard holds back for a commit (`after_commit`), told apart
+    by its kind (built as a plain tuple or a NamedTuple: see
+    flockmq/envelopes.py):
+
+    - STORED (a copy for this shard's persistent sessions): ok becomes False,
+      so the publisher's acceptor does not acknowledge the publish.
+    - ROUTE of a QoS 2 publish from a persistent session (its packet id and
+      token were not kept): not routed; the publisher's acceptor gets STORED
+      False instead (no PUBREC; it closes the connection and the client
+      resends).
+    - SEND_SUBACK for a persistent session: every subscription refused (0x80).
+    - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
+    - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
+      ONLINE, a will: see Outbox.send_router): sent as it is, in its order.
+    - Anything for a connection made after its held-back SUBACK (the retained
+      messages: see Outbox.behind_suback): sent as it is, in its order.
+    """
+    kind = e[0]
+    if kind == _STORED:
+        _, conn, packet_id, _ok, attempt = cast(env.StoredTuple, e)
+        failed: env.StoredTuple = (_STORED, conn, packet_id, False, attempt)
+        return dest, failed
+    if kind == _ROUTE:
+        _, _origin, _topic, _payload, _qos, _retain, _props, reply = cast(env.RouteTuple, e)
+        if reply is not None:  # a QoS 2 publish whose id was not kept
+            conn, packet_id, attempt, _uid, _key = reply
+            refused: env.StoredTuple = (_STORED, conn, packet_id, False, attempt)
+            return acceptor_of(conn), refused
+    elif kind == _SEND_SUBACK:
+        suback = env.SendSuback._make(e)
+        return dest, suback._replace(codes=[0x80 for _ in suback.codes])
+    return dest, e

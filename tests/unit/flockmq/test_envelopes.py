@@ -110,6 +110,9 @@ def test_each_plain_tuple_form_matches_its_named_tuple(cls: Any) -> None:
     if cls is env.Deliver:  # its reply, as a plain tuple too
         assert fields[-1] == env.DeliverReplyTuple | None
         fields[-1] = env.DeliverReply | None
+    if cls is env.Reply:  # its key, either way
+        assert fields[-1] == env.Qos2Key | env.Qos2KeyTuple | None
+        fields[-1] = env.Qos2Key | None
     if cls is env.Route:  # its reply, either way
         assert fields[-1] == env.Reply | env.ReplyTuple | None
         fields[-1] = env.Reply | None

@@ -1,4 +1,4 @@
-"""`workers.process.failed_envelope`: what a worker sends instead of each
+"""`workers.outbox.failed_envelope`: what a worker sends instead of each
 envelope it held back for a commit that failed (the store could not write).
 
 The envelopes are the ones a real shard holds back (`after_commit`), built by
@@ -13,7 +13,7 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import acceptor_of
 from flockmq.mqtt.packet_types import PacketType
-from flockmq.workers.process import failed_envelope
+from flockmq.workers.outbox import failed_envelope
 from tests.unit.wire import wire
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
