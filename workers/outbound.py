@@ -53,13 +53,19 @@ _PUBREL: Final = PacketType.PUBREL
 
 
 class Outbound:
-    __slots__ = ("connections", "out", "state")
+    __slots__ = ("behind_suback", "connections", "out", "send", "sessions", "state", "to_acceptors")
 
     connections: Connections  # set by Shard (the two need each other)
 
     def __init__(self, state: ShardState, out: Outbox) -> None:
         self.state = state
         self.out = out
+        # Bound once for the per-message path: these are never replaced
+        # (see ShardState and Outbox).
+        self.sessions = state.sessions
+        self.behind_suback = out.behind_suback
+        self.to_acceptors = out.to_acceptors
+        self.send = out.send
 
     def on_deliver(self, e: Wire, now: float) -> None:
         """One publish for this shard's targets: a copy per subscriber at
@@ -70,20 +76,19 @@ class Outbound:
         _, topic, payload, qos, retain, props, targets, reply = cast(env.DeliverTuple, e)
         if reply is not None and not self._take_reply(reply, qos, targets):
             return
-        state, out = self.state, self.out
-        sessions, behind, counters = state.sessions, out.behind_suback, state.counters
+        sessions, behind = self.sessions, self.behind_suback
         deadline = deadline_of(props, now)  # MQTT 5 message expiry
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
         for client_id, granted, rap, sub_ids, topic_filter in targets:
             session = sessions.get(client_id)
             if session is None:
-                counters["deliveries_without_session"] += 1
+                self.state.counters["deliveries_without_session"] += 1
                 continue
             if topic_filter not in session.subscriptions:
                 # Routed before the router learnt the subscription was dropped
                 # (unsubscribe, or the session recreated by a clean start).
-                counters["deliveries_for_dropped_subscriptions"] += 1
+                self.state.counters["deliveries_for_dropped_subscriptions"] += 1
                 continue
             out_qos = qos if qos < granted else granted
             out_retain = retain and rap
@@ -108,8 +113,8 @@ class Outbound:
                             False,
                             msg_props,
                         )
-                        out.send(conn, send_publish)
-                elif state.limits.queue_qos0 and session.session_expiry > 0:
+                        self.send(conn, send_publish)
+                elif self.state.limits.queue_qos0 and session.session_expiry > 0:
                     self.enqueue(
                         session,
                         OutMessage(topic, payload, 0, out_retain, msg_props, deadline=deadline),
@@ -121,7 +126,7 @@ class Outbound:
             )
             if conn is not None:
                 self.pump(session)
-        to_acceptors = out.to_acceptors
+        to_acceptors = self.to_acceptors
         for (acceptor, out_retain), conns in fast.items():
             many = to_acceptors.get(acceptor)
             if many is None:
@@ -165,7 +170,7 @@ class Outbound:
         so a resend after this worker restarted is still recognised. (The
         publisher's PUBREL deletes these rows: it never resends after that.)"""
         sessions, ops = self.state.sessions, self.out.ops
-        for client_id, *_ in targets:
+        for client_id, _granted, _rap, _sub_ids, _topic_filter in targets:
             session = sessions.get(client_id)
             if session is not None and session.persistent:
                 session.persisted = True
@@ -212,16 +217,14 @@ class Outbound:
             session.persisted = True
             self.out.put_message_later(session.client_id, msg)
 
-    def _window(self, session: Session) -> int:
-        limit = self.state.limits.max_inflight
-        return session.receive_maximum if session.receive_maximum < limit else limit
-
     def pump(self, session: Session) -> None:
         """Move queued messages into flight while the window allows, in order."""
         conn = session.conn
         if conn is None:
             return
-        window = self._window(session)
+        # The window: the client's Receive Maximum within the broker's limit.
+        limit = self.state.limits.max_inflight
+        window = session.receive_maximum if session.receive_maximum < limit else limit
         queue = session.queue
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
@@ -257,7 +260,7 @@ class Outbound:
             dup,
             props,
         )
-        self.out.send(conn, send_publish)
+        self.send(conn, send_publish)
 
     def resend_inflight(self, session: Session) -> None:
         """On resume, unacknowledged messages go again, in their original order:
@@ -268,7 +271,7 @@ class Outbound:
             self.state.counters["redeliveries"] += 1
             if msg.state == AWAIT_COMP:
                 pubrel: env.SendAckTuple = (_SEND_ACK, conn, _PUBREL, msg.packet_id, 0)
-                self.out.send(conn, pubrel)
+                self.send(conn, pubrel)
             else:
                 self._send_message(conn, msg, dup=True)
 
@@ -300,7 +303,7 @@ class Outbound:
                 return  # a failed PUBREC ends the flow: nothing to release (5.0 section 4.3.3)
             not_found = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
             refused: env.SendAckTuple = (_SEND_ACK, conn, _PUBREL, packet_id, not_found)
-            self.out.send(conn, refused)
+            self.send(conn, refused)
             return
         if msg.qos != 2:
             self._wrong_ack(session, conn, "PUBREC", msg)
@@ -319,7 +322,7 @@ class Outbound:
                 self.out.ops.append(UpdateMessage(client_id, msg.seq, packet_id, AWAIT_COMP))
             self.out.send_after_commit(conn, pubrel)
         else:
-            self.out.send(conn, pubrel)
+            self.send(conn, pubrel)
 
     def on_pubcomp(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id = cast(env.PubcompIn, e)
@@ -354,7 +357,7 @@ class Outbound:
             msg.packet_id,
             step if msg.qos == 2 else "awaiting PUBACK",
         )
-        self.out.send(conn, env.Close(Kind.CLOSE, conn, ReasonCode.PROTOCOL_ERROR))
+        self.send(conn, env.Close(Kind.CLOSE, conn, ReasonCode.PROTOCOL_ERROR))
         self.connections.detach(session, publish_will=True, now=self.state.now)
 
     def on_discarded(self, e: Wire, now: float) -> None:

@@ -68,6 +68,7 @@ class Shard:
         self.connections = connections = Connections(state, out, outbound, replay=self.handle)
         outbound.connections = connections
         self.restore = Restore(state, out, outbound, subscriptions)
+        self._takeovers = state.takeovers  # never replaced
         # What the process and the tests read; never replaced (see ShardState, Outbox).
         self.sessions: dict[str, Session] = state.sessions
         self.counters: Counter[str] = state.counters
@@ -95,22 +96,20 @@ class Shard:
     def handle(self, envelope: Wire, now: float) -> None:
         """One envelope; one that raises is logged and counted alone (see
         flockmq/isolation.py), the others of its frame are still handled."""
-        state = self.state
-        state.now = now
+        self.state.now = now
         try:
-            takeovers = state.takeovers
-            if takeovers.pending and takeovers.hold(envelope):
+            if self._takeovers.pending and self._takeovers.hold(envelope):
                 return  # from a connection waiting to take over its session
             handler = self._handlers.get(envelope[0])
             if handler is None:
-                state.counters["unknown_envelopes"] += 1
-                state.guard.limited.warning(
+                self.counters["unknown_envelopes"] += 1
+                self.state.guard.limited.warning(
                     "shard %d: unknown envelope kind %r", self.index, envelope[0]
                 )
                 return
             handler(envelope, now)
         except Exception:
-            state.guard.failed(envelope)
+            self.state.guard.failed(envelope)
 
     def handle_timer(self, now: float) -> None:
         """Finish takeovers whose old connection's acceptor never answered,
