@@ -133,3 +133,21 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
     )
     for dest, e in later:
         failed_envelope(dest, e)  # none raises
+
+
+def test_held_back_envelopes_are_told_apart_by_kind_not_by_class() -> None:
+    """A shard builds STORED and a QoS 2 ROUTE as plain tuples; their
+    NamedTuples (or the lists a receiver sees) are read the same way."""
+    stored = env.Stored(env.Kind.STORED, CONN_B, 9, True, 3)
+    reply = env.Reply(CONN_B, 7, 2, 1, env.Qos2Key("pub", 7, 42, True))
+    route = env.Route(env.Kind.ROUTE, "pub", "t", b"x", 2, False, None, reply)
+    for form in (stored, tuple(stored), wire(stored)):
+        assert failed(acceptor_of(CONN_B), form) == (
+            acceptor_of(CONN_B),
+            [env.Kind.STORED, CONN_B, 9, False, 3],
+        )
+    for form in (route, tuple(route), wire(route)):
+        assert failed("router", form) == (
+            acceptor_of(CONN_B),
+            [env.Kind.STORED, CONN_B, 7, False, 2],
+        )
