@@ -565,11 +565,20 @@ class Fenced(NamedTuple):
 # ROUTE with its reply and key, ROUTED) this way on every path, and reads
 # what it holds back by kind (workers/outbox.py: failed_envelope).
 # tests/unit/flockmq/test_envelopes.py checks each matches its NamedTuple.
+ReplyTuple = tuple[int, int, int, int, Qos2Key | None]
 Qos2KeyTuple = tuple[str, int, int, bool]
-ReplyTuple = tuple[int, int, int, int, Qos2Key | Qos2KeyTuple | None]
+# A QoS 2 publish's reply, from its shard: with its key, as a plain tuple too.
+Qos2ReplyTuple = tuple[int, int, int, int, Qos2KeyTuple]
 # A QoS 1 publish's ROUTE carries its reply as a plain tuple too.
 RouteTuple = tuple[
-    Literal[Kind.ROUTE], str, str, bytes, int, bool, Props, Reply | ReplyTuple | None
+    Literal[Kind.ROUTE],
+    str,
+    str,
+    bytes,
+    int,
+    bool,
+    Props,
+    Reply | ReplyTuple | Qos2ReplyTuple | None,
 ]
 RoutedTuple = tuple[Literal[Kind.ROUTED], int, int, int, int]
 DeliverReplyTuple = tuple[int, int, int, int, Qos2Key | None, bool]

@@ -57,7 +57,7 @@ class Inbound:
         # persistent destination stores the keys it took: `durable`).
         token = state.next_token() if known is None else known.token
         key: env.Qos2KeyTuple = (client_id, packet_id, token, session.persistent)
-        reply: env.ReplyTuple = (conn, packet_id, attempt, uid, key)
+        reply: env.Qos2ReplyTuple = (conn, packet_id, attempt, uid, key)
         route: env.RouteTuple = (_ROUTE, client_id, topic, payload, qos, retain, props, reply)
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
             self.out.send_router(route)

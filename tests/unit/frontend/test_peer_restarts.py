@@ -12,6 +12,7 @@ from flockmq.envelopes import Kind
 from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import Connect, Publish, encode
 from flockmq.frontend.connection import CONNECTED, ClientConnection
+from tests.unit.wire import kind_of
 
 from .test_ordering import FakeTransport, acceptor, take
 
@@ -20,6 +21,7 @@ __all__ = ["acceptor"]
 
 def persistent(acceptor: Acceptor, client_id: str = "p") -> ClientConnection:
     conn = ClientConnection(acceptor)
+    # A fake with what the connection uses of an asyncio transport:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     conn.data_received(encode(Connect(client_id, 4, False, 60), 4))  # clean session 0
     acceptor.handle_envelope([Kind.CONNACK, conn.conn_id, False, 0, None])
@@ -41,8 +43,8 @@ def test_a_restarted_worker_gets_a_persistent_connection_again(acceptor: Accepto
     take(acceptor)
     acceptor.handle_envelope(env.WorkerUp(Kind.WORKER_UP, conn.shard, 8))
     _, workers = take(acceptor)
-    assert [e[0] for e in workers if e[0] == Kind.CONNECT] == [Kind.CONNECT]
-    (connect,) = [e for e in workers if e[0] == Kind.CONNECT]
+    assert [kind_of(e) for e in workers if kind_of(e) == Kind.CONNECT] == [Kind.CONNECT]
+    (connect,) = [e for e in workers if kind_of(e) == Kind.CONNECT]
     assert env.Connect._make(connect).clean_start is False
     assert conn.worker_incarnation == 8
 
@@ -53,10 +55,11 @@ def test_only_a_restarted_router_gets_the_unconfirmed_publishes_again(
     conn = persistent(acceptor)
     conn.data_received(encode(Publish("t", b"once", 1, packet_id=1), 4))
     router, _ = take(acceptor)
-    assert [e[0] for e in router] == [Kind.ROUTE]
+    assert [kind_of(e) for e in router] == [Kind.ROUTE]
     acceptor.handle_envelope(env.RouterUp(Kind.ROUTER_UP, 0))  # its first start
     assert take(acceptor) == ([], [])
     acceptor.handle_envelope(env.RouterUp(Kind.ROUTER_UP, 1))  # restarted
     router, _ = take(acceptor)
-    assert [e[0] for e in router] == [Kind.ROUTE]
-    assert env.Route._make(router[0]).reply[2] == 1  # type: ignore[index]  # attempt 1
+    assert [kind_of(e) for e in router] == [Kind.ROUTE]
+    reply = env.Route._make(router[0]).reply
+    assert reply is not None and env.Reply._make(reply).attempt == 1
