@@ -130,7 +130,7 @@ def test_a_stored_filter_that_is_not_valid_is_dropped_at_load_and_the_rest_resyn
     assert list(h.shard.sessions["poisoned"].subscriptions) == ["a/b"]
     assert list(h.shard.sessions["victim"].subscriptions) == ["c/d"]
     assert h.shard.counters["invalid_stored_subscriptions"] == 1
-    assert DeleteSubscription("poisoned", "$share/g") in h.shard.ops
+    assert DeleteSubscription("poisoned", "$share/g") in h.shard.out.ops
     router = Router()
     for e in h.take_router():
         router.handle(e)

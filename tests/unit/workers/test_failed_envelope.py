@@ -1,4 +1,4 @@
-"""`workers.process.failed_envelope`: what a worker sends instead of each
+"""`workers.outbox.failed_envelope`: what a worker sends instead of each
 envelope it held back for a commit that failed (the store could not write).
 
 The envelopes are the ones a real shard holds back (`after_commit`), built by
@@ -13,7 +13,7 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import acceptor_of
 from flockmq.mqtt.packet_types import PacketType
-from flockmq.workers.process import failed_envelope
+from flockmq.workers.outbox import failed_envelope
 from tests.unit.wire import kind_of, wire
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
@@ -134,3 +134,23 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
     )
     for dest, e in later:
         failed_envelope(dest, e)  # none raises
+
+
+def test_held_back_envelopes_are_told_apart_by_kind_not_by_class() -> None:
+    """A shard builds STORED and a QoS 2 ROUTE as plain tuples; their
+    NamedTuples (or the lists a receiver sees) are read the same way."""
+    stored = env.Stored(env.Kind.STORED, CONN_B, 9, True, 3)
+    reply = env.Reply(CONN_B, 7, 2, 1, env.Qos2Key("pub", 7, 42, True))
+    route = env.Route(env.Kind.ROUTE, "pub", "t", b"x", 2, False, None, reply)
+    forms: list[Any] = [stored, tuple(stored), wire(stored)]
+    for form in forms:
+        assert failed(acceptor_of(CONN_B), form) == (
+            acceptor_of(CONN_B),
+            [env.Kind.STORED, CONN_B, 9, False, 3],
+        )
+    forms = [route, tuple(route), wire(route)]
+    for form in forms:
+        assert failed("router", form) == (
+            acceptor_of(CONN_B),
+            [env.Kind.STORED, CONN_B, 7, False, 2],
+        )

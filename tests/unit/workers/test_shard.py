@@ -382,7 +382,7 @@ def test_a_waiting_connection_that_closes_is_forgotten() -> None:
     _router, acceptors = h.take()
     assert not [e for e in acceptors if kind_of(e) == env.Kind.CONNACK]
     assert h.shard.sessions["c1"].conn is None
-    assert h.shard.takeovers.pending == {}
+    assert h.shard.state.takeovers.pending == {}
 
 
 def test_a_third_connection_takes_over_the_waiting_one() -> None:
@@ -937,7 +937,7 @@ def test_many_offline_sessions_expire_in_order_and_a_returning_one_does_not() ->
         h.close(back, "s5")
         h.connect(back, "s5", clean=False, level=5, expiry=15)
         h.take()
-    assert len(h.shard.expiries) <= 1024 + 2 * len(h.shard.offline)
+    assert len(h.shard.state.expiries) <= 1024 + 2 * len(h.shard.state.offline)
 
 
 def test_max_session_expiry_caps_the_requested_expiry() -> None:

@@ -65,7 +65,7 @@ def test_a_copy_not_sent_before_its_deadline_is_dropped_and_deleted() -> None:
 def test_a_message_without_the_property_never_expires() -> None:
     h = Harness()
     offline_subscriber(h, qos=0)
-    h.shard.limits = ShardLimits(queue_qos0=True)
+    h.shard.state.limits = ShardLimits(queue_qos0=True)
     deliver(h, b"q0", 0, {INTERVAL: 1})
     deliver(h, b"forever", 0, None)
     h.now += 10**6

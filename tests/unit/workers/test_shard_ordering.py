@@ -42,12 +42,12 @@ def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> Non
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     h.take()
-    h.shard.router_commits_pending = 1  # as the process sets it for an earlier pass
+    h.shard.out.router_commits_pending = 1  # as the process sets it for an earlier pass
     h.close(CONN_A, "c")
     _ops, later = h.shard.take_durable()
     assert h.shard.to_router == []
     assert [kind_of(e) for _, e in later] == [env.Kind.ONLINE]
-    h.shard.router_commits_pending = 0
+    h.shard.out.router_commits_pending = 0
     h.connect(CONN_A, "c", clean=True)
     assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.ONLINE]
 
@@ -98,7 +98,7 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
         [env.Kind.SEND_SUBACK, CONN_A, 1, [0]],
         [env.Kind.SEND_UNSUBACK, CONN_A, 3, [0]],
     ]
-    assert h.shard.awaiting_router == {}
+    assert h.shard.state.awaiting_router == {}
 
 
 def test_a_router_answer_after_a_router_up_gives_no_second_ack() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from flockmq import envelopes as env
 from flockmq.envelopes import Wire
 from flockmq.mqtt.packet_types import PacketType
@@ -229,7 +231,7 @@ def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
 
 def test_tokens_differ_between_incarnations() -> None:
     a, b = Shard(0, ShardLimits(), nonce=1), Shard(0, ShardLimits(), nonce=2)
-    assert a._next_token() != b._next_token()
+    assert a.state.next_token() != b.state.next_token()
 
 
 def test_a_message_sent_in_the_pass_that_queued_it_is_one_row() -> None:
@@ -295,5 +297,28 @@ def test_a_damaged_record_costs_only_its_own_session() -> None:
     assert [m.payload for m in shard.sessions["good"].queue] == [b"kept"]
     (msg,) = shard.sessions["props"].queue
     assert msg.payload == b"no props" and msg.props is None  # delivered, without properties
-    assert "props" not in shard.pending_wills
+    assert "props" not in shard.state.pending_wills
     assert [kind_of(e) for e in shard.to_router][-1] == env.Kind.SYNCED  # resync not blocked
+
+
+# --- the store's format of a will ------------------------------------------------------------
+def test_a_will_is_stored_as_it_always_was_and_read_back() -> None:
+    """The session keeps its will as a `Will` dataclass; the store keeps the
+    msgpack array of env.Will's fields, as every earlier flockmq wrote it."""
+    will = env.Will("w/t", b"gone", 1, True, {"user_property": [["k", "v"]]}, 30)
+    h = Harness()
+    h.connect(CONN_A, "p1", clean=False, expiry=NEVER, will=will)
+    h.take()
+    (put,) = [op for op in h.ops if isinstance(op, PutSession)]
+    assert put.will == msgpack.packb(will, use_bin_type=True)
+    # A worker that died with the connection attached: the stored will goes
+    # out once the connection has not come back in time.
+    rec = SessionRecord("p1", NEVER, 4, put.will, None)
+    shard = Shard(0, ShardLimits())
+    shard.load([rec], 1000.0)
+    shard.to_router.clear()
+    due = shard.next_timer()
+    assert due is not None
+    shard.handle_timer(due)
+    routes = [wire(e) for e in shard.to_router if kind_of(e) == env.Kind.ROUTE]
+    assert routes == [[env.Kind.ROUTE, "p1", *will[:5], None]]
