@@ -1,0 +1,135 @@
+"""The durable acknowledgement of one connection's inbound QoS 1/2 publishes
+(sans-IO): PUBACK/PUBREC go out only when the router said how many shards
+hold copies (ROUTED) and each confirmed its copy durable (STORED).
+
+Owns, per packet id, the publish waiting for confirmation, its attempt
+number and what it still waits for. Invariants: `size` is the message_size
+total of `pending`; a confirmation counts only for the attempt it names (one
+given up and sent again starts from nothing); a publish is acknowledged at
+most once, when it is removed. What to write and whom to tell is the
+session's (frontend/session.py): these methods only say which publish is
+done.
+"""
+
+from __future__ import annotations
+
+from flockmq import envelopes as env
+
+PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits for
+MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
+
+
+class PendingPublish:
+    """An inbound QoS 1/2 publish waiting to be confirmed durable."""
+
+    __slots__ = (
+        "ack_kind",
+        "attempt",
+        "duplicates",
+        "envelope",
+        "expected",
+        "since",
+        "size",
+        "stored",
+    )
+
+    def __init__(
+        self, ack_kind: int, envelope: env.RouteTuple | env.Publish, now: float, size: int
+    ) -> None:
+        self.ack_kind = ack_kind  # PUBACK or PUBREC
+        self.size = size  # message_size of the publish
+        self.envelope = envelope  # what to send again (ROUTE, or PUBLISH to the shard)
+        self.since = now
+        self.attempt = 0
+        self.expected = -1  # shards that will confirm; -1 until ROUTED says
+        self.stored = 0
+        self.duplicates = 0  # client retransmissions while this one is pending
+
+    def retry(self, now: float) -> None:
+        """Start a new attempt: confirmations of the old one no longer count."""
+        self.attempt += 1
+        self.since = now
+        self.expected = -1
+        self.stored = 0
+        e = self.envelope
+        if e[0] == env.Kind.ROUTE:  # a typed plain tuple (see frontend/inbound_publish.py)
+            kind, origin, topic, payload, qos, retain, props, reply = e
+            assert reply is not None  # a QoS 1 ROUTE always has one
+            conn, packet_id, _attempt, uid, _key = reply
+            new_reply: env.ReplyTuple = (conn, packet_id, self.attempt, uid, None)
+            self.envelope = (kind, origin, topic, payload, qos, retain, props, new_reply)
+        else:  # PUBLISH to the session's shard: route again despite the known packet id
+            self.envelope = e._replace(attempt=self.attempt, retry=True)
+
+
+class Confirmations:
+    """The publishes of one connection waiting to be confirmed durable."""
+
+    __slots__ = ("full", "pending", "size")
+
+    def __init__(self) -> None:
+        self.pending: dict[int, PendingPublish] = {}  # by packet id, in arrival order
+        self.size = 0  # their message_size total: reading stops past a bound
+        self.full = False  # not reading until confirmations bring it down
+
+    def add(
+        self,
+        packet_id: int,
+        ack_kind: int,
+        envelope: env.RouteTuple | env.Publish,
+        now: float,
+        size: int,
+    ) -> bool:
+        """Wait for `packet_id`'s confirmation. False: a retransmission of a
+        publish still being confirmed (nothing to send; counted, so that the
+        shard's answer to it is not taken for the first one's)."""
+        pending = self.pending.get(packet_id)
+        if pending is not None:
+            pending.duplicates += 1
+            return False
+        self.pending[packet_id] = PendingPublish(ack_kind, envelope, now, size)
+        self.size += size
+        return True
+
+    def on_routed(self, packet_id: int, shards: int, attempt: int) -> PendingPublish | None:
+        """ROUTED: `shards` will confirm. shards < 0: the session's shard saw a
+        QoS 2 retransmission of a packet id it already routed; acknowledged,
+        unless an earlier transmission is still being confirmed (that one
+        acknowledges). The publish now confirmed, removed, or None."""
+        pending = self.current(packet_id, attempt)
+        if pending is None:
+            return None  # confirmation of an attempt that was given up
+        if shards < 0:
+            if pending.duplicates:
+                pending.duplicates -= 1
+                return None
+            shards = 0
+        pending.expected = shards
+        return self._take_if_confirmed(packet_id, pending)
+
+    def on_stored(self, packet_id: int, attempt: int) -> PendingPublish | None:
+        """STORED (ok): one shard's copy is durable. The publish now
+        confirmed, removed, or None."""
+        pending = self.current(packet_id, attempt)
+        if pending is None:
+            return None
+        pending.stored += 1
+        return self._take_if_confirmed(packet_id, pending)
+
+    def current(self, packet_id: int, attempt: int) -> PendingPublish | None:
+        """The publish `packet_id` when `attempt` is the one it waits for."""
+        pending = self.pending.get(packet_id)
+        if pending is None or attempt != pending.attempt:
+            return None
+        return pending
+
+    def _take_if_confirmed(self, packet_id: int, pending: PendingPublish) -> PendingPublish | None:
+        if pending.expected >= 0 and pending.stored >= pending.expected:
+            del self.pending[packet_id]
+            self.size -= pending.size
+            return pending
+        return None
+
+    def overdue(self, now: float, timeout: float) -> list[tuple[int, PendingPublish]]:
+        """The publishes unconfirmed for longer than `timeout`, in arrival order."""
+        return [(pid, p) for pid, p in self.pending.items() if now - p.since > timeout]
