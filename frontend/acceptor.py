@@ -30,6 +30,7 @@ from flockmq.frontend.codec import ProtocolError, ReasonCode, encode_publish
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 
+from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
 from .ordering import Fences
 from .session import ClientSession
@@ -61,8 +62,8 @@ class Acceptor:
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.to_flush: list[ClientConnection] = []  # written to in this loop pass
         self._flush_scheduled = False
-        self.awaiting_conns: set[ClientSession] = set()  # publishes awaiting durability
-        self.awaiting_bytes = 0  # message_size total of those publishes
+        # inbound QoS 1/2 publishes awaiting durability, by session and in bytes
+        self.unconfirmed = UnconfirmedTotals()
         self.fences = Fences(index)  # one connection's order (frontend/ordering.py)
         self.holding: set[ClientSession] = set()  # a packet waits for its turn
         self.worker_incarnations: dict[int, int] = {}
@@ -142,7 +143,7 @@ class Acceptor:
         for conn in list(self.connections.values()):
             conn.check_timers(now)
         timeout = self.config.publish_confirm_timeout
-        for session in list(self.awaiting_conns):
+        for session in list(self.unconfirmed.sessions):
             session.check_confirmations(now, timeout)
         self.check_order(now, timeout)
         if self.acl_decisions is not None:
@@ -176,9 +177,6 @@ class Acceptor:
     def count(self, name: str) -> None:
         self.counters[name] += 1
 
-    def bus_congested(self) -> bool:
-        return self.bus.congested
-
     def reading_paused(self, conn: ClientConnection) -> None:
         """`conn` stopped reading for the bus: read again when it drains."""
         self.paused.add(conn)
@@ -191,16 +189,6 @@ class Acceptor:
             self.holding.add(session)
         else:
             self.holding.discard(session)
-
-    def add_unconfirmed(self, session: ClientSession, size: int) -> int:
-        self.awaiting_conns.add(session)
-        self.awaiting_bytes += size
-        return self.awaiting_bytes
-
-    def remove_unconfirmed(self, session: ClientSession, size: int, done: bool) -> None:
-        self.awaiting_bytes -= size
-        if done:
-            self.awaiting_conns.discard(session)
 
     def acl_denied(self, counter: str, client_id: str, what: str, topic: str) -> None:
         """Count a denial; log at most one line per kind every ACL_LOG_INTERVAL
@@ -298,7 +286,7 @@ class Acceptor:
             waiter.on_fenced()
 
     def retry_unconfirmed(self, why: str) -> None:
-        for session in list(self.awaiting_conns):
+        for session in list(self.unconfirmed.sessions):
             session.retry_unconfirmed(self.now, why)
 
     def _on_routed(self, e: Wire) -> None:

@@ -13,7 +13,12 @@ done.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flockmq import envelopes as env
+
+if TYPE_CHECKING:
+    from .session import ClientSession
 
 PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits for
 MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
@@ -91,13 +96,15 @@ class Confirmations:
         self.size += size
         return True
 
+    # on_routed and on_stored are on the path of every QoS 1/2 publish: the
+    # lookup and the removal are written out in each, not shared helpers.
     def on_routed(self, packet_id: int, shards: int, attempt: int) -> PendingPublish | None:
         """ROUTED: `shards` will confirm. shards < 0: the session's shard saw a
         QoS 2 retransmission of a packet id it already routed; acknowledged,
         unless an earlier transmission is still being confirmed (that one
         acknowledges). The publish now confirmed, removed, or None."""
-        pending = self.current(packet_id, attempt)
-        if pending is None:
+        pending = self.pending.get(packet_id)
+        if pending is None or attempt != pending.attempt:
             return None  # confirmation of an attempt that was given up
         if shards < 0:
             if pending.duplicates:
@@ -105,16 +112,24 @@ class Confirmations:
                 return None
             shards = 0
         pending.expected = shards
-        return self._take_if_confirmed(packet_id, pending)
+        if pending.stored >= shards:
+            del self.pending[packet_id]
+            self.size -= pending.size
+            return pending
+        return None
 
     def on_stored(self, packet_id: int, attempt: int) -> PendingPublish | None:
         """STORED (ok): one shard's copy is durable. The publish now
         confirmed, removed, or None."""
-        pending = self.current(packet_id, attempt)
-        if pending is None:
+        pending = self.pending.get(packet_id)
+        if pending is None or attempt != pending.attempt:
             return None
         pending.stored += 1
-        return self._take_if_confirmed(packet_id, pending)
+        if pending.expected >= 0 and pending.stored >= pending.expected:
+            del self.pending[packet_id]
+            self.size -= pending.size
+            return pending
+        return None
 
     def current(self, packet_id: int, attempt: int) -> PendingPublish | None:
         """The publish `packet_id` when `attempt` is the one it waits for."""
@@ -123,13 +138,20 @@ class Confirmations:
             return None
         return pending
 
-    def _take_if_confirmed(self, packet_id: int, pending: PendingPublish) -> PendingPublish | None:
-        if pending.expected >= 0 and pending.stored >= pending.expected:
-            del self.pending[packet_id]
-            self.size -= pending.size
-            return pending
-        return None
-
     def overdue(self, now: float, timeout: float) -> list[tuple[int, PendingPublish]]:
         """The publishes unconfirmed for longer than `timeout`, in arrival order."""
         return [(pid, p) for pid, p in self.pending.items() if now - p.since > timeout]
+
+
+class UnconfirmedTotals:
+    """What all the sessions of one acceptor wait to have confirmed: a
+    session stops reading past the acceptor-wide bound too. Shared by the
+    acceptor (which retries and times out `sessions`) and its sessions
+    (which keep it up to date), as Fences is (frontend/ordering.py).
+    Invariant: `size` is the sum of the sessions' Confirmations.size."""
+
+    __slots__ = ("sessions", "size")
+
+    def __init__(self) -> None:
+        self.sessions: set[ClientSession] = set()  # those with publishes pending
+        self.size = 0

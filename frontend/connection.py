@@ -55,7 +55,9 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.register(self)
 
     def data_received(self, data: bytes) -> None:
-        self.session.receive_data(data, self.acceptor.now)
+        # (the congestion test is inline: this is once per read on the publish path)
+        if self.session.receive_data(data, self.acceptor.now) and self.acceptor.bus.congested:
+            self.check_backpressure()
 
     def pause_writing(self) -> None:
         self.write_paused_at = self.acceptor.loop.time()
@@ -130,7 +132,7 @@ class ClientConnection(asyncio.Protocol):
 
     def check_backpressure(self) -> None:
         """Stop reading until the bus drains (Acceptor.resume_reading)."""
-        if not self.paused and self.transport is not None and self.acceptor.bus_congested():
+        if self.acceptor.bus.congested and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
             self.acceptor.reading_paused(self)

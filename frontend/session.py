@@ -61,7 +61,13 @@ from flockmq.frontend.codec.packets import (
 from flockmq.mqtt.errors import UnsupportedProtocolVersion
 from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 
-from .confirmations import MAX_ATTEMPTS, PUBREC, Confirmations, PendingPublish
+from .confirmations import (
+    MAX_ATTEMPTS,
+    PUBREC,
+    Confirmations,
+    PendingPublish,
+    UnconfirmedTotals,
+)
 from .connect import handle_connect, handle_disconnect
 from .inbound_publish import handle_publish
 from .states import CLOSED, CONNECTED, CONNECTING, NEW
@@ -100,7 +106,7 @@ class Link(Protocol):
         """Read again, unless the adapter has its own reason not to."""
 
     def check_backpressure(self) -> None:
-        """The packets read so far are handled: stop reading if downstream is full."""
+        """Packets were handled: stop reading if downstream is full."""
 
     def close_transport(self) -> None:
         """Write what is queued, then close (and abort if that never completes)."""
@@ -119,6 +125,7 @@ class Host(Protocol):
     acl: ACL | None
     acl_decisions: DecisionCache | None  # None without an ACL file
     fences: Fences
+    unconfirmed: UnconfirmedTotals
     client_log: RateLimitedLog
 
     def count(self, name: str) -> None: ...
@@ -136,12 +143,6 @@ class Host(Protocol):
 
     def hold(self, session: ClientSession, holding: bool) -> None:
         """`session` holds a packet for its turn (timed out by the acceptor)."""
-
-    def add_unconfirmed(self, session: ClientSession, size: int) -> int:
-        """`size` more bytes of `session` await confirmation: the acceptor's total."""
-
-    def remove_unconfirmed(self, session: ClientSession, size: int, done: bool) -> None:
-        """`size` bytes confirmed (or dropped); `done`: none of `session`'s are left."""
 
 
 class ClientSession:
@@ -181,23 +182,29 @@ class ClientSession:
         self.closed_report: env.Closed | None = None  # CLOSED waiting for its fence
 
     # --- bytes in ---------------------------------------------------------------------------
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes, now: float) -> bool:
+        """Bytes from the client. True: every packet in them was handled and
+        the session reads on (the caller applies its backpressure then, as
+        `Link.check_backpressure`; returned rather than called back because
+        this is once per read on the publish path)."""
         if self.state == CLOSED or self.closing:
-            return  # after DISCONNECT or any close, nothing more is acted on
+            return False  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = now
         self.decoder.feed(data)
         # else it waits for the CONNACK, or for its turn (see _read_packets)
         if not self.connack_wait and self.held is None:
-            self._read_packets()
+            return self._read_packets()
+        return False
 
-    def _read_packets(self, waited: Any = None) -> None:
+    def _read_packets(self, waited: Any = None) -> bool:
         """Act on `waited` (a packet let go: it waits no more), then the
         packets decoded so far, in order, until a CONNECT: what follows it
         waits in the decoder, and the socket is not read, until the CONNACK
         is out (nothing after a CONNECT the server refuses is acted on
         [MQTT-3.1.4-5], and the CONNACK is the first packet the server sends
         [MQTT-3.2.0-1]); or until one would overtake what the connection
-        sent before it (`must_wait`, frontend/ordering.py)."""
+        sent before it (`must_wait`, frontend/ordering.py). True when all
+        were handled."""
         decoder = self.decoder
         try:
             packet = decoder.next_packet() if waited is None else waited
@@ -207,18 +214,18 @@ class ClientSession:
                     and (self.unanswered or type(packet) is not Publish)  # the publish path
                     and self.must_wait(packet)
                 ):
-                    return
+                    return False
                 self.handle_packet(packet)
                 if self.state != CONNECTED or self.closing:
                     if self.state == CONNECTING and not self.closing:
                         self.connack_wait = True
                         self.link.pause_reading()
-                    return
+                    return False
                 packet = decoder.next_packet()
         except ProtocolError as exc:
             self.fail(exc)
-            return
-        self.link.check_backpressure()
+            return False
+        return True
 
     def handle_packet(self, packet: Any) -> None:
         kind = type(packet)
@@ -377,7 +384,8 @@ class ClientSession:
         self.host.hold(self, False)
         if packet is None or self.state == CLOSED or self.closing:
             return
-        self._read_packets(packet)
+        if self._read_packets(packet):
+            self.link.check_backpressure()
         if self.held is None:
             self.resume_reading()
 
@@ -428,7 +436,9 @@ class ClientSession:
         """The transport is gone: nothing more of this connection is acted on."""
         was_registered = self.state in (CONNECTING, CONNECTED)
         self.state = CLOSED
-        self.host.remove_unconfirmed(self, self.confirmations.size, True)
+        unconfirmed = self.host.unconfirmed
+        unconfirmed.sessions.discard(self)
+        unconfirmed.size -= self.confirmations.size
         self.confirmations.size = 0
         self.held = None
         self.host.hold(self, False)
@@ -448,11 +458,13 @@ class ClientSession:
         host = self.host
         if not confirmations.add(packet_id, ack_kind, envelope, host.now, size):
             return False
-        total = host.add_unconfirmed(self, size)
+        unconfirmed = host.unconfirmed
+        unconfirmed.sessions.add(self)
+        unconfirmed.size += size
         config = host.config
         if not confirmations.full and (
             confirmations.size >= config.max_unconfirmed_bytes
-            or total >= config.max_acceptor_unconfirmed
+            or unconfirmed.size >= config.max_acceptor_unconfirmed
         ):
             # Publishes come faster than they are confirmed durable (a slow
             # store, a restarting worker): stop reading this client until
@@ -487,7 +499,10 @@ class ClientSession:
 
     def _acknowledge(self, packet_id: int, pending: PendingPublish) -> None:
         confirmations = self.confirmations
-        self.host.remove_unconfirmed(self, pending.size, not confirmations.pending)
+        unconfirmed = self.host.unconfirmed
+        unconfirmed.size -= pending.size
+        if not confirmations.pending:
+            unconfirmed.sessions.discard(self)
         if confirmations.full and confirmations.size <= self.host.config.max_unconfirmed_bytes // 2:
             confirmations.full = False
             self.resume_reading()
@@ -613,7 +628,8 @@ class ClientSession:
             for e in held:
                 self.host.handle_envelope(e)
         self.connack_wait = False
-        self._read_packets()  # what the client sent after its CONNECT
+        if self._read_packets():  # what the client sent after its CONNECT
+            self.link.check_backpressure()
         self.resume_reading()
 
     def _connack_v5(self, session_present: bool, rc: int, props: dict[str, Any] | None) -> bytes:

@@ -13,6 +13,7 @@ from flockmq import envelopes as env
 from flockmq.config import Config
 from flockmq.frontend.acl import ACL, ClientRules, DecisionCache
 from flockmq.frontend.codec import Connect, StreamDecoder, encode
+from flockmq.frontend.confirmations import UnconfirmedTotals
 from flockmq.frontend.ordering import Fences
 from flockmq.frontend.session import ClientSession
 from flockmq.isolation import RateLimitedLog
@@ -37,8 +38,7 @@ class FakeHost:
         self.handled: list[Any] = []
         self.incarnations: dict[int, int] = {}
         self.holding: set[ClientSession] = set()
-        self.unconfirmed: set[ClientSession] = set()
-        self.unconfirmed_bytes = 0
+        self.unconfirmed = UnconfirmedTotals()
         self.denied: list[tuple[str, str, str]] = []
 
     def count(self, name: str) -> None:
@@ -65,16 +65,6 @@ class FakeHost:
             self.holding.add(session)
         else:
             self.holding.discard(session)
-
-    def add_unconfirmed(self, session: ClientSession, size: int) -> int:
-        self.unconfirmed.add(session)
-        self.unconfirmed_bytes += size
-        return self.unconfirmed_bytes
-
-    def remove_unconfirmed(self, session: ClientSession, size: int, done: bool) -> None:
-        self.unconfirmed_bytes -= size
-        if done:
-            self.unconfirmed.discard(session)
 
     def take(self) -> tuple[list[Any], list[Any]]:
         """(to the router, to the workers) since the last call."""
@@ -136,7 +126,8 @@ class Client:
         self.receive(b"".join(encode(p, level) for p in packets))
 
     def receive(self, data: bytes) -> None:
-        self.session.receive_data(data, self.host.now)
+        if self.session.receive_data(data, self.host.now):
+            self.link.check_backpressure()
 
     def packets(self) -> list[Any]:
         """The packets written since the last call, decoded as a client would."""

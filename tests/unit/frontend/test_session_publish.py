@@ -143,13 +143,13 @@ def test_puback_waits_for_routed_and_every_stored() -> None:
     c.send(Publish("t", b"x", 1, packet_id=3))
     (route,) = c.host.router
     assert routed(route) == ("t", b"x", 1, [CONN_ID, 3, 0, 1, None])
-    assert c.host.unconfirmed_bytes == message_size("t", b"x", None)
+    assert c.host.unconfirmed.size == message_size("t", b"x", None)
     c.session.on_routed(3, 2, 0)
     c.session.on_stored(3, True, 0)
     assert c.link.written == []
     c.session.on_stored(3, True, 0)
     assert c.packets() == [Puback(3)]
-    assert c.host.unconfirmed_bytes == 0 and not c.host.unconfirmed
+    assert c.host.unconfirmed.size == 0 and not c.host.unconfirmed.sessions
 
 
 def test_routed_to_no_shard_is_acknowledged_at_once() -> None:
@@ -271,9 +271,9 @@ def test_reading_stops_past_the_unconfirmed_bound_and_resumes_at_half() -> None:
 def test_a_lost_connection_gives_back_its_unconfirmed_bytes() -> None:
     c = connected()
     c.send(Publish("t", b"x", 1, packet_id=3))
-    assert c.host.unconfirmed_bytes > 0
+    assert c.host.unconfirmed.size > 0
     c.session.connection_lost()
-    assert c.host.unconfirmed_bytes == 0 and not c.host.unconfirmed
+    assert c.host.unconfirmed.size == 0 and not c.host.unconfirmed.sessions
 
 
 def test_confirmations_alone() -> None:
