@@ -7,21 +7,27 @@ number and what it still waits for. Invariants: `size` is the message_size
 total of `pending`; a confirmation counts only for the attempt it names (one
 given up and sent again starts from nothing); a publish is acknowledged at
 most once, when it is removed. What to write and whom to tell is the
-session's (frontend/session.py): these methods only say which publish is
-done.
+session's (frontend/session.py): the methods of Confirmations only say
+which publish is done. The retries at the end act on the session: a
+publish left unconfirmed is sent again as a new attempt, and after
+MAX_ATTEMPTS its connection is closed so the client retransmits it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from flockmq import envelopes as env
+from flockmq.frontend.codec import ReasonCode
 
 if TYPE_CHECKING:
     from .session import ClientSession
 
 PUBACK, PUBREC = 4, 5  # packet types of the acknowledgements a publish waits for
 MAX_ATTEMPTS = 3  # routings of one publish before its publisher is disconnected
+
+log = logging.getLogger("flockmq.acceptor")
 
 
 class PendingPublish:
@@ -155,3 +161,48 @@ class UnconfirmedTotals:
     def __init__(self) -> None:
         self.sessions: set[ClientSession] = set()  # those with publishes pending
         self.size = 0
+
+
+def check_confirmations(session: ClientSession, now: float, timeout: float) -> None:
+    """A publish left unconfirmed (a router or worker died holding it) is
+    sent again as a new attempt; after MAX_ATTEMPTS the connection is
+    closed, so the client retransmits it itsession. Never acknowledged
+    unconfirmed."""
+    for packet_id, pending in session.confirmations.overdue(now, timeout):
+        session.host.count("publish_confirm_timeouts")
+        if pending.attempt + 1 >= MAX_ATTEMPTS:
+            log.warning(
+                "client %s: publish %d not confirmed durable after %d attempts: "
+                "closing the connection so the client retransmits it",
+                session.client_id,
+                packet_id,
+                MAX_ATTEMPTS,
+            )
+            session.close(ReasonCode.UNSPECIFIED_ERROR)
+            return
+        _retry(session, packet_id, pending, now, f"not confirmed in {timeout:.0f}s")
+
+
+def retry_unconfirmed(session: ClientSession, now: float, why: str) -> None:
+    """Send every unconfirmed publish again now, in arrival order."""
+    for packet_id, pending in list(session.confirmations.pending.items()):
+        _retry(session, packet_id, pending, now, why)
+
+
+def _retry(
+    session: ClientSession, packet_id: int, pending: PendingPublish, now: float, why: str
+) -> None:
+    pending.retry(now)
+    session.host.count("publish_retries")
+    log.info(
+        "client %s: publish %d %s: attempt %d",
+        session.client_id,
+        packet_id,
+        why,
+        pending.attempt + 1,
+    )
+    e = pending.envelope
+    if e[0] == env.Kind.ROUTE:
+        session.route(e)
+    else:
+        session.forward(e)

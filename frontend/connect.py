@@ -1,24 +1,29 @@
-"""CONNECT and DISCONNECT of one client session (sans-IO).
+"""CONNECT, CONNACK and DISCONNECT of one client session (sans-IO).
 
 CONNECT is mapped to the CONNECT envelope for the session's shard (client id
 assigned or refused, will checked against the topic depth and the ACL,
 session expiry from the version's rules); DISCONNECT's rules decide whether
-the will is published and which expiry the session ends with. Both act on
+the will is published and which expiry the session ends with. The CONNACK
+(the worker's, or a refusal made here) is the first packet written, and
+lets what the client sent after its CONNECT be read. All act on
 the session passed in (frontend/session.py), which owns the state.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
-from flockmq.frontend.codec import Connect, Disconnect, ProtocolError, ReasonCode
+from flockmq.frontend.codec import Connack, Connect, Disconnect, ProtocolError, ReasonCode, encode
 from flockmq.frontend.codec.packets import Will
+from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 from flockmq.sharding import shard_of
 
 from .inbound_publish import check_topic_depth, may_publish
 from .states import CLOSED, CONNECTED, CONNECTING
+from .topic_aliases import TOPIC_ALIAS_MAXIMUM
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -32,22 +37,16 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
     session.keepalive = packet.keepalive
     session.username = packet.username
     props = packet.properties
-    client_id = packet.client_id
-    assigned = False
-    if not client_id:
-        if level == 3 or (level == 4 and not packet.clean_start):
-            # 3.1.1: a zero-length id needs clean session 1 [MQTT-3.1.3-8];
-            # 3.1 requires 1-23 characters (longer ones are accepted, as
-            # Mosquitto does): CONNACK 0x02 Identifier Rejected.
-            session.refuse_connect(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
-            return
-        client_id = "auto-" + uuid.uuid4().hex
-        assigned = level >= 5
+    client_id = _client_id(session, packet)
+    if client_id is None:
+        return  # refused
+    assigned = not packet.client_id and level >= 5
     session.client_id = client_id
     if level >= 5 and "authentication_method" in props:
         # Enhanced authentication is not supported: refuse it rather than
         # accept a client that believes it authenticated [MQTT-4.12.0-1].
-        session.refuse_connect(
+        refuse_connect(
+            session,
             ReasonCode.BAD_AUTHENTICATION_METHOD,
             f"authentication method {props['authentication_method']!r} not supported",
         )
@@ -84,12 +83,26 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
     session.forward(session.connect_envelope)
 
 
+def _client_id(session: ClientSession, packet: Connect) -> str | None:
+    """The client id, assigned when empty; None: refused (CONNACK written)."""
+    if packet.client_id:
+        return packet.client_id
+    level = packet.protocol_level
+    if level == 3 or (level == 4 and not packet.clean_start):
+        # 3.1.1: a zero-length id needs clean session 1 [MQTT-3.1.3-8];
+        # 3.1 requires 1-23 characters (longer ones are accepted, as
+        # Mosquitto does): CONNACK 0x02 Identifier Rejected.
+        refuse_connect(session, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
+        return None
+    return "auto-" + uuid.uuid4().hex
+
+
 def _will(session: ClientSession, will: Will) -> env.Will | None:
     """The will for the shard; None: refused (CONNACK written)."""
     check_topic_depth(session, will.topic)
     if not may_publish(session, will.topic):
         session.host.count("acl_denied_wills")
-        session.refuse_connect(ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
+        refuse_connect(session, ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
         return None
     will_props = dict(will.properties)
     delay = will_props.pop("will_delay_interval", 0)
@@ -116,3 +129,71 @@ def handle_disconnect(session: ClientSession, packet: Disconnect) -> None:
         session.state = CLOSED  # connection_lost must not report it again
         session.link.unregister()
     session.close()
+
+
+def _write_connack(session: ClientSession, data: bytes) -> None:
+    """The CONNACK, and what waited for it: written as they are."""
+    if not session.closing:
+        session.link.send_bytes(data)
+
+
+def handle_connack(
+    session: ClientSession, session_present: bool, rc: int, props: dict[str, Any] | None
+) -> None:
+    if session.state != CONNECTING:
+        return
+    if rc == 0:
+        session.state = CONNECTED
+        session.worker_incarnation = session.host.worker_incarnation(session.shard)
+    if session.level >= 5:
+        data = _connack_v5(session, session_present, rc, props)
+        if session.too_large(data):
+            # Not even the CONNACK fits the client's Maximum Packet Size
+            # [MQTT-3.1.2-24]: the connection cannot work, close it.
+            session.host.count("connack_over_client_maximum_packet_size")
+            session.close()
+            return
+        _write_connack(session, data)
+    else:
+        code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
+        _write_connack(session, encode(Connack(session_present and rc == 0, code), session.level))
+    early, session.before_connack_writes = session.before_connack_writes, bytearray()
+    if rc != 0:
+        session.close()
+        return
+    if early:  # each checked against the client's Maximum Packet Size already
+        _write_connack(session, bytes(early))
+    if session.before_connack:
+        held, session.before_connack = session.before_connack, []
+        for e in held:
+            session.host.handle_envelope(e)
+    session.connack_wait = False
+    if session.read_packets():  # what the client sent after its CONNECT
+        session.link.check_backpressure()
+    session.resume_reading()
+
+
+def _connack_v5(
+    session: ClientSession, session_present: bool, rc: int, props: dict[str, Any] | None
+) -> bytes:
+    """The v5 CONNACK, with what this broker tells every client."""
+    config = session.host.config
+    props = dict(props or {})
+    props.setdefault("topic_alias_maximum", TOPIC_ALIAS_MAXIMUM)
+    props.setdefault("maximum_packet_size", config.max_packet_size)
+    props.setdefault("shared_subscription_available", 1)
+    if session.keepalive > config.max_keepalive:
+        session.keepalive = config.max_keepalive
+        props["server_keep_alive"] = session.keepalive
+    return encode(Connack(session_present, rc, props), 5)
+
+
+def refuse_connect(session: ClientSession, rc: ReasonCode, why: str) -> None:
+    session.host.count("connects_refused")
+    session.host.client_log.log(
+        logging.INFO, "refusing CONNECT from %s: %s (%s)", session.link.peer(), why, rc.name
+    )
+    session.state = CONNECTING  # so on_connack writes the answer, then close
+    handle_connack(session, False, rc, None)
+    session.state = CLOSED
+    session.link.unregister()

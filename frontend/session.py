@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from flockmq import envelopes as env
 from flockmq.frontend.codec import (
-    Connack,
     Connect,
     Disconnect,
     ProtocolError,
@@ -59,20 +58,21 @@ from flockmq.frontend.codec.packets import (
     Unsubscribe,
 )
 from flockmq.mqtt.errors import UnsupportedProtocolVersion
-from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 
 from .confirmations import (
-    MAX_ATTEMPTS,
     PUBREC,
     Confirmations,
     PendingPublish,
     UnconfirmedTotals,
+    check_confirmations,
+    retry_unconfirmed,
 )
-from .connect import handle_connect, handle_disconnect
+from .connect import handle_connack, handle_connect, handle_disconnect, refuse_connect
 from .inbound_publish import handle_publish
 from .states import CLOSED, CONNECTED, CONNECTING, NEW
 from .subscribe import handle_subscribe, handle_unsubscribe
-from .topic_aliases import TOPIC_ALIAS_MAXIMUM, TopicAliases
+from .timeouts import check_timeouts
+from .topic_aliases import TopicAliases
 
 if TYPE_CHECKING:
     from flockmq.config import Config
@@ -191,12 +191,12 @@ class ClientSession:
             return False  # after DISCONNECT or any close, nothing more is acted on
         self.last_rx = now
         self.decoder.feed(data)
-        # else it waits for the CONNACK, or for its turn (see _read_packets)
+        # else it waits for the CONNACK, or for its turn (see read_packets)
         if not self.connack_wait and self.held is None:
-            return self._read_packets()
+            return self.read_packets()
         return False
 
-    def _read_packets(self, waited: Any = None) -> bool:
+    def read_packets(self, waited: Any = None) -> bool:
         """Act on `waited` (a packet let go: it waits no more), then the
         packets decoded so far, in order, until a CONNECT: what follows it
         waits in the decoder, and the socket is not read, until the CONNACK
@@ -384,7 +384,7 @@ class ClientSession:
         self.host.hold(self, False)
         if packet is None or self.state == CLOSED or self.closing:
             return
-        if self._read_packets(packet):
+        if self.read_packets(packet):
             self.link.check_backpressure()
         if self.held is None:
             self.resume_reading()
@@ -517,44 +517,13 @@ class ClientSession:
             self.forward(confirmed)
 
     def check_confirmations(self, now: float, timeout: float) -> None:
-        """A publish left unconfirmed (a router or worker died holding it) is
-        sent again as a new attempt; after MAX_ATTEMPTS the connection is
-        closed, so the client retransmits it itself. Never acknowledged
-        unconfirmed."""
-        for packet_id, pending in self.confirmations.overdue(now, timeout):
-            self.host.count("publish_confirm_timeouts")
-            if pending.attempt + 1 >= MAX_ATTEMPTS:
-                log.warning(
-                    "client %s: publish %d not confirmed durable after %d attempts: "
-                    "closing the connection so the client retransmits it",
-                    self.client_id,
-                    packet_id,
-                    MAX_ATTEMPTS,
-                )
-                self.close(ReasonCode.UNSPECIFIED_ERROR)
-                return
-            self._retry(packet_id, pending, now, f"not confirmed in {timeout:.0f}s")
+        """Publishes unconfirmed for `timeout`: sent again, or the connection
+        closed after MAX_ATTEMPTS (confirmations.check_confirmations)."""
+        check_confirmations(self, now, timeout)
 
     def retry_unconfirmed(self, now: float, why: str) -> None:
         """Send every unconfirmed publish again now, in arrival order."""
-        for packet_id, pending in list(self.confirmations.pending.items()):
-            self._retry(packet_id, pending, now, why)
-
-    def _retry(self, packet_id: int, pending: PendingPublish, now: float, why: str) -> None:
-        pending.retry(now)
-        self.host.count("publish_retries")
-        log.info(
-            "client %s: publish %d %s: attempt %d",
-            self.client_id,
-            packet_id,
-            why,
-            pending.attempt + 1,
-        )
-        e = pending.envelope
-        if e[0] == env.Kind.ROUTE:
-            self.route(e)
-        else:
-            self.forward(e)
+        retry_unconfirmed(self, now, why)
 
     # --- bytes out --------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -594,65 +563,9 @@ class ClientSession:
         path): handled again once the CONNACK is out."""
         self.before_connack.append(e)
 
-    def _write_connack(self, data: bytes) -> None:
-        """The CONNACK, and what waited for it: written as they are."""
-        if not self.closing:
-            self.link.send_bytes(data)
-
     def on_connack(self, session_present: bool, rc: int, props: dict[str, Any] | None) -> None:
-        if self.state != CONNECTING:
-            return
-        if rc == 0:
-            self.state = CONNECTED
-            self.worker_incarnation = self.host.worker_incarnation(self.shard)
-        if self.level >= 5:
-            data = self._connack_v5(session_present, rc, props)
-            if self.too_large(data):
-                # Not even the CONNACK fits the client's Maximum Packet Size
-                # [MQTT-3.1.2-24]: the connection cannot work, close it.
-                self.host.count("connack_over_client_maximum_packet_size")
-                self.close()
-                return
-            self._write_connack(data)
-        else:
-            code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
-            self._write_connack(encode(Connack(session_present and rc == 0, code), self.level))
-        early, self.before_connack_writes = self.before_connack_writes, bytearray()
-        if rc != 0:
-            self.close()
-            return
-        if early:  # each checked against the client's Maximum Packet Size already
-            self._write_connack(bytes(early))
-        if self.before_connack:
-            held, self.before_connack = self.before_connack, []
-            for e in held:
-                self.host.handle_envelope(e)
-        self.connack_wait = False
-        if self._read_packets():  # what the client sent after its CONNECT
-            self.link.check_backpressure()
-        self.resume_reading()
-
-    def _connack_v5(self, session_present: bool, rc: int, props: dict[str, Any] | None) -> bytes:
-        """The v5 CONNACK, with what this broker tells every client."""
-        config = self.host.config
-        props = dict(props or {})
-        props.setdefault("topic_alias_maximum", TOPIC_ALIAS_MAXIMUM)
-        props.setdefault("maximum_packet_size", config.max_packet_size)
-        props.setdefault("shared_subscription_available", 1)
-        if self.keepalive > config.max_keepalive:
-            self.keepalive = config.max_keepalive
-            props["server_keep_alive"] = self.keepalive
-        return encode(Connack(session_present, rc, props), 5)
-
-    def refuse_connect(self, rc: ReasonCode, why: str) -> None:
-        self.host.count("connects_refused")
-        self.host.client_log.log(
-            logging.INFO, "refusing CONNECT from %s: %s (%s)", self.link.peer(), why, rc.name
-        )
-        self.state = CONNECTING  # so on_connack writes the answer, then close
-        self.on_connack(False, rc, None)
-        self.state = CLOSED
-        self.link.unregister()
+        """The CONNACK from the session's worker (connect.handle_connack)."""
+        handle_connack(self, session_present, rc, props)
 
     # --- the end ----------------------------------------------------------------------------
     def close(self, rc: int | None = None) -> None:
@@ -686,44 +599,18 @@ class ClientSession:
         if isinstance(exc, UnsupportedProtocolVersion) and self.state == NEW:
             # [MQTT-3.1.2-2] CONNACK 0x01 (or 0x84) then close
             self.level = exc.protocol_level if exc.protocol_level in (3, 4, 5) else 4
-            self.refuse_connect(exc.reason_code, str(exc))
+            refuse_connect(self, exc.reason_code, str(exc))
             self.close()
             return
         if self.state == NEW and exc.protocol_level == 5:
             # A bad v5 CONNECT: CONNACK with the reason, then close [MQTT-3.1.4-1].
             self.level = 5
-            self.refuse_connect(exc.reason_code, str(exc))
+            refuse_connect(self, exc.reason_code, str(exc))
         elif self.level >= 5 and self.state == CONNECTED:
             self._write_disconnect(exc.reason_code)
         self.will_on_close = True
         self.close()
 
     def check_timers(self, now: float, write_paused_at: float | None) -> None:
-        """Connect timeout; a client that has read nothing since
-        `write_paused_at` for write_timeout (a slow consumer); keepalive
-        [MQTT-3.1.2-24]: 1.5 x keepalive."""
-        config = self.host.config
-        if self.state == NEW or self.state == CONNECTING:
-            if now - self.created > config.connect_timeout:
-                self.host.count("connect_timeouts")
-                log.info(
-                    "%s: no CONNECT/CONNACK within %.0fs: closing",
-                    self.link.peer(),
-                    config.connect_timeout,
-                )
-                self.close()
-        elif write_paused_at is not None and now - write_paused_at > config.write_timeout:
-            # A client that reads nothing is disconnected on time, so neither
-            # its buffer nor its session's window is held for ever.
-            self.host.count("slow_consumers_disconnected")
-            self.host.client_log.log(
-                logging.INFO,
-                "client %s read nothing for %.0fs: closing",
-                self.client_id,
-                config.write_timeout,
-            )
-            self.close()
-        elif self.keepalive and now - self.last_rx > 1.5 * self.keepalive:
-            self.host.count("keepalive_timeouts")
-            log.info("client %s: keepalive of %ds expired: closing", self.client_id, self.keepalive)
-            self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
+        """Connect, slow-consumer and keepalive timeouts (frontend/timeouts.py)."""
+        check_timeouts(self, now, write_paused_at)
