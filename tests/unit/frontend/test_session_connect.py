@@ -119,6 +119,12 @@ def test_a_will_to_sys_is_refused_as_not_authorized() -> None:
     assert c.host.counters["acl_denied_wills"] == 1 and c.link.closed
 
 
+def test_an_mqtt31_client_id_over_23_characters_is_accepted() -> None:
+    """As Mosquitto does, though 3.1 asks for 1-23 characters."""
+    c = connected(3, "x" * 40)
+    assert c.session.client_id == "x" * 40 and not c.link.closed
+
+
 # --- CONNACK ------------------------------------------------------------------------------------
 def test_nothing_after_connect_is_read_until_the_connack() -> None:
     c = Client()

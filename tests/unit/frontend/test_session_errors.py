@@ -133,3 +133,21 @@ def test_nothing_is_read_after_a_protocol_error() -> None:
     c.send(Connect("again", 5), Publish("t", b"after"))
     c.send(Publish("t", b"later"))
     assert c.host.router == []
+
+
+def test_an_unknown_protocol_name_is_closed_without_a_connack() -> None:
+    """[MQTT-3.1.2-1]"""
+    data = bytearray(encode(Connect("a", 4), 4))
+    data[4:8] = b"MQXX"  # the protocol name
+    c = Client()
+    c.receive(bytes(data))
+    assert c.link.closed and c.link.written == [] and c.host.workers == []
+
+
+def test_a_packet_over_the_clients_maximum_is_not_sent() -> None:
+    """[MQTT-3.1.2-25]: dropped and counted; the connection stays."""
+    c = connected(5, properties={"maximum_packet_size": 64})
+    c.session.write(encode(Publish("t", b"x" * 100), 5))
+    c.session.write(encode(Publish("t", b"small"), 5))
+    assert c.packets() == [Publish("t", b"small")] and not c.link.closed
+    assert c.host.counters["dropped_over_client_maximum_packet_size"] == 1

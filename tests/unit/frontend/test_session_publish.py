@@ -287,3 +287,11 @@ def test_confirmations_alone() -> None:
     done = confirmations.on_stored(3, 0)
     assert done is not None and done.ack_kind == 4
     assert confirmations.size == 0 and not confirmations.pending
+
+
+def test_a_topic_alias_can_be_remapped() -> None:
+    c = connected(5)
+    c.send(Publish("a", b"1", properties={"topic_alias": 1}))
+    c.send(Publish("b", b"2", properties={"topic_alias": 1}))
+    c.send(Publish("", b"3", properties={"topic_alias": 1}))
+    assert [e[2] for e in c.host.router] == ["a", "b", "b"]
