@@ -2,29 +2,38 @@
 
 `ClientSession` owns everything a connection knows about its client: the
 stream decoder, the connection state (NEW -> CONNECTING -> CONNECTED ->
-CLOSED), the CONNECT as sent on, topic aliases, what waits for the CONNACK,
-SUBSCRIBE/UNSUBSCRIBE and PUBRELs kept until answered, the durable
-acknowledgement of inbound QoS 1/2 (frontend/confirmations.py), the order of
-what it sends (frontend/ordering.py), and the connect, keepalive and
-slow-consumer timers. It has no socket, no event loop and no ZeroMQ.
+CLOSED, frontend/states.py), the CONNECT as sent on, topic aliases, what
+waits for the CONNACK, SUBSCRIBE/UNSUBSCRIBE and PUBRELs kept until
+answered, the durable acknowledgement of inbound QoS 1/2
+(frontend/confirmations.py), the order of what it sends
+(frontend/ordering.py), and the connect, keepalive and slow-consumer
+timeouts (frontend/timeouts.py). It has no socket, no event loop and no
+ZeroMQ, and does not know which transport it sits on.
 
-Inputs are method calls: `receive_data(bytes, now)`, the envelopes about
+Inputs are method calls, time passed in: `receive_data(bytes, now)` (True:
+all of it handled, the adapter may apply backpressure), the envelopes about
 this connection (`on_connack`, `on_routed`, `on_stored`, `on_fenced`,
-`send_ack`, `send_suback`, ...), and `check_timers(now, ...)`. Outputs go
-through two narrow interfaces, in the order they happen:
+`on_worker_up`, `send_ack`, `send_suback`, `send_unsuback`, `write` for
+deliveries), the acceptor's tick (`check_timers(now, write_paused_at)`,
+`check_confirmations`, `check_held`), `close`, `fail` and
+`connection_lost`. Outputs go, in the order they happen, through two
+narrow interfaces instead of returned lists (no allocation per message on
+the publish path, and the order across connections on the pipe to the
+router, which the fences rely on, is kept):
 
 - `Link`, the connection it runs on (frontend/connection.py: TCP today, TLS
   and WebSocket later): bytes to write (coalesced there per loop pass),
   pause/resume reading, close the transport.
 - `Host`, its acceptor (frontend/acceptor.py): envelopes to the router and
-  to the session's shard (one pipe each, in order: the fences depend on it),
-  counters, the ACL, and the acceptor-wide bounds it shares with the others.
+  to the session's shard, counters, the ACL, and the acceptor-wide state it
+  shares with the others (Fences, UnconfirmedTotals: sans-IO objects).
 
 Every protocol error of this connection is turned into its wire answer in
 exactly one place, `fail`: CONNACK or DISCONNECT with the reason code for
 MQTT 5, a closed socket for 3.1/3.1.1 -- plus a log line and a counter.
-The per-packet handlers live in one module per concern: connect.py
-(CONNECT, DISCONNECT), inbound_publish.py, subscribe.py.
+The per-packet handlers live in one module per concern and take the session
+as their context: connect.py (CONNECT, CONNACK, DISCONNECT),
+inbound_publish.py, subscribe.py.
 """
 
 from __future__ import annotations
