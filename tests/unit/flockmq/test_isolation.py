@@ -18,6 +18,7 @@ from flockmq.config import Config
 from flockmq.envelopes import Wire
 from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import PacketType
+from flockmq.frontend.session import ClientSession
 from flockmq.router.router import Router
 from flockmq.store import DeleteSubscription, SessionRecord, SubscriptionRecord
 from flockmq.workers.session import NEVER_EXPIRES as NEVER
@@ -70,16 +71,28 @@ def test_shard_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> No
 
 
 class _Conn:
-    """What the acceptor's SEND_ACK handler needs of a connection."""
+    """What the acceptor's SEND_ACK handler needs of a connection: its
+    session, over a link that keeps what it writes."""
 
-    level = 4
-
-    def __init__(self) -> None:
-        self.pubrels: set[int] = set()
+    def __init__(self, acceptor: Acceptor) -> None:
         self.written: list[bytes] = []
+        self.session = ClientSession(42, acceptor, self, 0.0)
 
-    def write(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes) -> None:
         self.written.append(data)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def check_backpressure(self) -> None: ...
+
+    def close_transport(self) -> None: ...
+
+    def unregister(self) -> None: ...
+
+    def peer(self) -> str:
+        return "?"
 
 
 @pytest.fixture
@@ -96,7 +109,7 @@ def acceptor() -> Iterator[Acceptor]:
 def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
     acceptor: Acceptor,
 ) -> None:
-    conn = _Conn()
+    conn = _Conn(acceptor)
     # A stand-in for a ClientConnection, with what SEND_ACK needs of one.
     acceptor.connections[42] = conn  # type: ignore[assignment]
     frame: list[Wire] = [

@@ -119,7 +119,7 @@ def test_a_connection_that_only_publishes_sends_no_fence(acceptor: Acceptor) -> 
     send(conn, *[Publish("t", b"x", 0, True) for _ in range(5)])
     router, workers = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE] * 5 and workers == []
-    assert conn.held is None and reading(conn)
+    assert conn.session.held is None and reading(conn)
     assert acceptor.counters["fences_sent"] == 0
 
 
@@ -137,17 +137,17 @@ def test_subscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> No
     # the FENCE on the ROUTE's pipe; the SUBSCRIBE and what follows wait
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
     fence = router[1]
-    assert fence == [env.Kind.FENCE, 0, conn.fence_seq]
-    assert isinstance(conn.held, Subscribe) and not reading(conn)
+    assert fence == [env.Kind.FENCE, 0, conn.session.fence_seq]
+    assert isinstance(conn.session.held, Subscribe) and not reading(conn)
     acceptor.handle_envelope([env.Kind.FENCED, seq_of(fence)])
     router, workers = take(acceptor)
     # the SUBSCRIBE went; the publish after it now waits for its SUBACK
     assert kinds(workers) == [env.Kind.SUBSCRIBE] and router == []
-    assert isinstance(conn.held, Publish) and not reading(conn)
+    assert isinstance(conn.session.held, Publish) and not reading(conn)
     acceptor.handle_envelope([env.Kind.SEND_SUBACK, conn.conn_id, 1, [0]])
     router, workers = take(acceptor)
     payloads = [env.Route._make(e).payload for e in router]
-    assert payloads == [b"after"] and conn.held is None and reading(conn)
+    assert payloads == [b"after"] and conn.session.held is None and reading(conn)
 
 
 def test_unsubscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> None:
@@ -174,7 +174,7 @@ def test_a_qos2_publish_does_not_wait_for_a_suback(acceptor: Acceptor) -> None:
     conn = connected(acceptor)
     send(conn, SUB, Publish("t", b"q2", 2, packet_id=5))
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.Kind.SUBSCRIBE, env.Kind.PUBLISH] and conn.held is None
+    assert kinds(workers) == [env.Kind.SUBSCRIBE, env.Kind.PUBLISH] and conn.session.held is None
 
 
 def test_a_fence_answered_for_another_connection_covers_earlier_routes(
@@ -227,7 +227,8 @@ def test_a_connection_closed_while_holding_drops_the_held_packet(acceptor: Accep
     send(conn, Publish("t", b"x"), SUB)
     router, _ = take(acceptor)
     conn.connection_lost(None)
-    assert conn.held is None and take(acceptor) == ([], [])  # CLOSED waits for the same fence
+    # CLOSED waits for the same fence
+    assert conn.session.held is None and take(acceptor) == ([], [])
     acceptor.handle_envelope([env.Kind.FENCED, seq_of(router[1])])
     _, workers = take(acceptor)
     assert kinds(workers) == [env.Kind.CLOSED]
@@ -262,9 +263,9 @@ def test_router_restart_sends_open_fences_again_after_retried_publishes(
     router, _ = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE]  # the QoS 1 retry, then the fence
     new = seq_of(router[1])
-    assert new > old and conn.fence_seq == new
+    assert new > old and conn.session.fence_seq == new
     acceptor.handle_envelope([env.Kind.FENCED, old])  # the old router's answer: not this one
-    assert conn.held is not None
+    assert conn.session.held is not None
     acceptor.handle_envelope([env.Kind.FENCED, new])
     assert kinds(take(acceptor)[1]) == [env.Kind.SUBSCRIBE]
 

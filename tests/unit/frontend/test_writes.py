@@ -45,7 +45,7 @@ def test_a_close_writes_what_was_queued_before_it(acceptor: Acceptor) -> None:
     acceptor.handle_envelope(
         [env.Kind.SEND_PUBLISH_MANY, [conn.conn_id], "t", b"last", False, None]
     )
-    conn.close()
+    conn.session.close()
     transport = conn.transport
     assert isinstance(transport, FakeTransport) and transport.closed
     assert written(acceptor, conn)[before:] == [encode(Publish("t", b"last", 0), 4)]
