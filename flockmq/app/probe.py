@@ -21,10 +21,10 @@ from flockmq.frontend.codec import (
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host` right now (the caller binds it soon after)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on `host` right now (the caller binds it soon after),
+    below the ephemeral range: a port the kernel hands out for outgoing
+    connections could be taken by one before the caller binds it."""
+    return free_port_range(1, host)
 
 
 def free_port_range(count: int, host: str = "127.0.0.1") -> int:
