@@ -40,7 +40,7 @@ test-hostile: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy flockmq scripts
+	$(BIN)/mypy flockmq scripts tests
 
 loadtest: install
 	$(BIN)/python scripts/loadtest.py $(ARGS)

@@ -14,12 +14,13 @@ The rules, Mosquitto's:
 
 The brake (`FailureThrottle`): an address's first refusal for bad credentials
 is answered at once (a typo), each next one only after a delay that doubles
-with each failure from that address (1 s, 2 s, 4 s, ... up to 10 s), and an address may have only a few such refusals
-waiting at once: past that, its new CONNECTs with credentials are closed before
-any password is checked. Guessing then costs the guesser time, while a client
-with the right password is answered at once, even behind the same NAT. A few
-quiet minutes forget an address; at most `max_addresses` are tracked, the
-least recently failing forgotten first.
+with each failure from that address (1 s, 2 s, 4 s, ... up to 10 s), and an
+address may have only a few such refusals waiting at once: past that, its new
+CONNECTs with credentials are closed before any password is checked. Guessing
+then costs the guesser time, while a client with the right password is
+answered at once, even behind the same NAT. A few quiet minutes forget an
+address; at most `max_addresses` are tracked, the least recently failing
+forgotten first.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from flockmq.sharding import shard_of
 from flockmq.store import Committer, StoreError
 from flockmq.sysstats import SysStats
 
+from .outbox import failed_envelope
 from .shard import Shard, ShardLimits
 
 log = logging.getLogger("flockmq.worker")
@@ -38,35 +39,6 @@ def limits_from(config: Config) -> ShardLimits:
         queue_qos0=config.queue_qos0,
         max_session_expiry=config.max_session_expiry,
     )
-
-
-def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
-    """What to send instead of a durability promise whose commit failed.
-
-    Every kind a shard holds back for a commit (`after_commit`):
-
-    - STORED (a copy for this shard's persistent sessions): ok becomes False,
-      so the publisher's acceptor does not acknowledge the publish.
-    - ROUTE of a QoS 2 publish from a persistent session (its packet id and
-      token were not kept): not routed; the publisher's acceptor gets STORED
-      False instead (no PUBREC; it closes the connection and the client
-      resends). The reply is `[conn, packet_id, attempt, uid, key]`.
-    - SEND_SUBACK for a persistent session: every subscription refused (0x80).
-    - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
-    - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
-      ONLINE, a will: see Shard._to_router): sent as it is, in its order.
-    - Anything for a connection made after its held-back SUBACK (the retained
-      messages: see ShardState.behind_suback): sent as it is, in its order.
-    """
-    if isinstance(e, env.Stored):
-        return dest, e._replace(ok=False)
-    if isinstance(e, env.Route) and e.reply is not None:  # a QoS 2 publish whose id was not kept
-        reply = e.reply  # built by this shard (workers/inbound.py): a Reply
-        stored = env.Stored(Kind.STORED, reply.conn, reply.packet_id, False, reply.attempt)
-        return env.acceptor_of(reply.conn), stored
-    if isinstance(e, env.SendSuback):
-        return dest, e._replace(codes=[0x80 for _ in e.codes])
-    return dest, e
 
 
 def run_worker(config: Config, index: int, incarnation: int) -> None:

@@ -121,17 +121,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("username", required=False)
 @click.argument("password", required=False)
-def passwd(
-    batch: bool,
-    create: bool,
-    delete: bool,
-    upgrade: bool,
-    scheme: str,
-    iterations: int,
-    file: str,
-    username: str | None,
-    password: str | None,
-) -> None:
+def passwd(file: str, username: str | None, password: str | None, **flags: Any) -> None:
     """Manage a password file in Mosquitto's format (as mosquitto_passwd does).
 
     \b
@@ -141,9 +131,7 @@ def passwd(
     """
     from flockmq.app.passwd import PasswdRequest, run_passwd
 
-    request = PasswdRequest(
-        file, username, password, batch, create, delete, upgrade, scheme, iterations
-    )
+    request = PasswdRequest(file, username, password, **flags)
     try:
         message = run_passwd(request, prompt=_prompt_password)
     except (ValueError, OSError) as exc:

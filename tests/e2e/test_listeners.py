@@ -26,6 +26,7 @@ from flockmq.frontend.codec import (
     StreamDecoder,
     Suback,
     Subscribe,
+    Subscription,
     encode,
 )
 
@@ -169,7 +170,8 @@ def test_packets_split_across_frames_and_sharing_frames(broker: Broker, ports: P
         while not any(isinstance(e, AcceptConnection) for e in ws.events()):
             ws.receive_data(sock.recv(4096))
         # CONNECT and SUBSCRIBE in one frame
-        both = encode(Connect(unique("ws"), 4, True, 30), 4) + encode(Subscribe(1, [(topic, 1)]), 4)
+        subscribe = Subscribe(1, (Subscription(topic, 1),))
+        both = encode(Connect(unique("ws"), 4, True, 30), 4) + encode(subscribe, 4)
         sock.sendall(ws.send(BytesMessage(both)))
         connack, suback = receive(2)
         assert isinstance(connack, Connack) and connack.reason_code == 0
