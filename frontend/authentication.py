@@ -43,6 +43,16 @@ class Refusal(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class PendingRefusal:
+    """A refusal held until `due` (the throttle's delay) for a session."""
+
+    due: float
+    reason_code: ReasonCode
+    why: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """An accepted client's username (None: anonymous), or why it was refused."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from flockmq.frontend.websocket import Received, WebSocketStream
 
@@ -95,9 +95,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport: WebSocketTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.raw = transport
-        self.transport = WebSocketTransport(transport, self.stream)
+        # uvloop's transports are not subclasses of asyncio.Transport
+        raw = cast(asyncio.Transport, transport)
+        self.raw = raw
+        self.transport = WebSocketTransport(raw, self.stream)
         # from here the connection's own connect timeout runs: a client that
         # never finishes the upgrade is closed by it like one that never
         # sends CONNECT
