@@ -4,8 +4,9 @@ Two formats: `text` (a line a person reads) and `json` (one JSON object per
 line, for log collectors: time, process, level, logger, message, and the
 traceback when there is one).
 
-No kind of line can flood the log: `RateLimitFilter` lets through at most
-`burst` lines of one kind (one call site: the logger and the message's
+No kind of line can flood the log: `RateLimitFilter`, a safety net under
+the rate limits of the lines clients cause (flockmq.isolation.RateLimitedLog),
+lets through at most `burst` (100) lines of one kind (one call site: the logger and the message's
 template, before its arguments are filled in) per `interval` seconds, and the
 next line of that kind to get through says how many were held back. A client
 that makes the broker log the same complaint thousands of times a second gets
@@ -25,7 +26,7 @@ from collections.abc import Callable
 class RateLimitFilter(logging.Filter):
     def __init__(
         self,
-        burst: int = 20,
+        burst: int = 100,
         interval: float = 10.0,
         max_kinds: int = 4096,
         clock: Callable[[], float] = time.monotonic,
