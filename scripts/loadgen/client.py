@@ -347,55 +347,62 @@ async def open_client(
     spec: ClientSpec, settings: Settings, counters: Counters, timeout: float = 10.0
 ) -> LoadClient:
     """Connect (over TLS with `settings.cafile`), send CONNECT (with the
-    spec's credentials) and wait for a successful CONNACK."""
+    spec's credentials) and wait for a successful CONNACK, all within
+    `timeout` (one timer for the whole: connect-rate opens thousands)."""
     loop = asyncio.get_running_loop()
     client = LoadClient(spec, settings, counters)
     context = client_context(settings.cafile) if settings.cafile else None
-    if spec.source_ip:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # Pick the source port at connect time, by the 4-tuple, not at bind
-            # time, so ports stay shared across destinations.
-            sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((spec.source_ip, 0))
-            sock.setblocking(False)
-            await asyncio.wait_for(loop.sock_connect(sock, (settings.host, settings.port)), timeout)
-        except BaseException:
-            sock.close()
-            raise
-        await asyncio.wait_for(
-            loop.create_connection(
-                lambda: client,
-                sock=sock,
-                ssl=context,
-                server_hostname=settings.host if context else None,
-            ),
-            timeout,
-        )
-    else:
-        await asyncio.wait_for(
-            loop.create_connection(lambda: client, settings.host, settings.port, ssl=context),
-            timeout,
-        )
     user = spec.credentials
-    client.write(
-        wire.encode_connect(
-            spec.client_id,
-            protocol=settings.protocol,
-            clean=settings.clean,
-            keepalive=settings.keepalive,
-            session_expiry=0 if settings.clean else 3600,
-            username=user[0] if user else None,
-            password=user[1].encode() if user else None,
-        )
+    connect = wire.encode_connect(
+        spec.client_id,
+        protocol=settings.protocol,
+        clean=settings.clean,
+        keepalive=settings.keepalive,
+        session_expiry=0 if settings.clean else 3600,
+        username=user[0] if user else None,
+        password=user[1].encode() if user else None,
     )
     try:
-        await asyncio.wait_for(asyncio.shield(client.connack), timeout)
+        async with asyncio.timeout(timeout):
+            if spec.source_ip:
+                sock = await connect_from(spec.source_ip, settings.host, settings.port)
+                try:
+                    await loop.create_connection(
+                        lambda: client,
+                        sock=sock,
+                        ssl=context,
+                        server_hostname=settings.host if context else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                await loop.create_connection(
+                    lambda: client, settings.host, settings.port, ssl=context
+                )
+            client.write(connect)
+            await client.connack
     except BaseException:
         client.stopping = True
         client.abort()
         raise
     return client
+
+
+async def connect_from(source_ip: str, host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `source_ip`, connected to host:port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # Pick the source port at connect time, by the 4-tuple, not at bind
+        # time, so ports stay shared across destinations.
+        sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source_ip, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def subscribe(client: LoadClient, timeout: float = 10.0) -> None:

@@ -217,7 +217,8 @@ class Worker:
                 self.last_publish_ns = time.monotonic_ns()
                 client.disconnect()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(client.closed), CONNECT_TIMEOUT)
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await client.closed
 
         await asyncio.gather(*(connect_once(spec) for spec in self.specs))
         self.conn.send(("published", self.last_publish_ns))
