@@ -90,7 +90,8 @@ GENERATOR_CONNECT_CPU = Metric(
 )
 GENERATOR_CPU = Metric("generator_cpu_us_per_msg", "generator CPU µs/msg", higher_is_better=False)
 # How much faster the generator could go: the CPU its processes could have
-# used over the run (one core each) over what they used. Under GENERATOR_BOUND
+# used over the run (one core each, no more cores than the machine has) over
+# what they used. Under GENERATOR_BOUND
 # the row's figure may be the generator's, not the broker's: flagged.
 HEADROOM = Metric("generator_headroom", "generator headroom x")
 GENERATOR_BOUND = 1.5
@@ -337,7 +338,8 @@ def run_loadtest(
             if done:
                 result[f"broker_cpu_us_per_{unit}"] = broker_cpu * 1e6 / done
                 result[f"generator_cpu_us_per_{unit}"] = generator_cpu * 1e6 / done
-            available = (result.get("duration_s") or 0) * (result.get("processes") or 0)
+            cores = min(result.get("processes") or 0, os.cpu_count() or 1)
+            available = (result.get("duration_s") or 0) * cores
             if generator_cpu > 0 and available > 0:
                 result["generator_headroom"] = available / generator_cpu
         else:
@@ -483,7 +485,8 @@ def print_table(lines: list[dict[str, Any]]) -> None:
         )
     print("ratio = flockmq / other (medians); lost/dup/ooo summed over all runs")
     print(
-        "generator headroom = CPU its processes could have used (one core each) / CPU they"
+        "generator headroom = CPU its processes could have used (a core each, at most the"
+        " machine's) / CPU they"
         f" used; under {GENERATOR_BOUND}x a row's figure may be the generator's"
     )
     costs = durability_costs(lines)
