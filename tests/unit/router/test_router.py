@@ -5,7 +5,7 @@ messages after SUBSCRIBED, and WORKER_UP forgetting a restarted shard."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 
@@ -16,6 +16,18 @@ from flockmq.store import RetainedRecord
 from tests.unit.wire import kind_of, wire, wire_all
 
 
+class EntryOptions(TypedDict, total=False):
+    """A subscription's options, the same for each of its filters: no_local
+    (default False), rap (retain as published, False), send_retained (True),
+    sub_id (the subscription identifier, None), persistent (True)."""
+
+    no_local: bool
+    rap: bool
+    send_retained: bool
+    sub_id: int | None
+    persistent: bool
+
+
 def sub(
     router: Router,
     shard: int,
@@ -23,14 +35,19 @@ def sub(
     *filters: tuple[str, int],
     conn: int = 7,
     packet_id: int = 1,
-    no_local: bool = False,
-    rap: bool = False,
-    send_retained: bool = True,
-    sub_id: int | None = None,
-    persistent: bool = True,
+    **options: Unpack[EntryOptions],
 ) -> None:
     entries = [
-        env.RouteEntry(f, q, no_local, rap, send_retained, sub_id, persistent) for f, q in filters
+        env.RouteEntry(
+            f,
+            q,
+            options.get("no_local", False),
+            options.get("rap", False),
+            options.get("send_retained", True),
+            options.get("sub_id"),
+            options.get("persistent", True),
+        )
+        for f, q in filters
     ]
     codes = [q for _, q in filters]
     router.handle(wire(env.Sub(env.Kind.SUB, shard, client_id, conn, packet_id, entries, codes)))
