@@ -453,7 +453,11 @@ class Router:
 
     def _on_online(self, e: Wire) -> None:
         online = env.Online._make(e)
-        self._invalidate()
+        # Plans name online subscribers' connections; a client with no
+        # subscription is in none (its first SUBSCRIBE invalidates them), so
+        # publishers coming and going keep every plan.
+        if self.tree.has_subscriptions(online.client_id):
+            self._invalidate()
         if online.conn:
             self.online[online.client_id] = online.conn
         else:

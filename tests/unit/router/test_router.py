@@ -178,6 +178,25 @@ def test_going_offline_invalidates_the_direct_plan() -> None:
     assert targets_of(workers[0][0]) == [["a", 0, False, []]]
 
 
+def test_publishers_coming_and_going_keep_the_cached_plans() -> None:
+    router = Router()
+    conn = make_conn_id(0, 0, 1)
+    sub(router, 0, "a", ("z", 0), conn=conn)
+    router.handle([env.Kind.ONLINE, "a", conn])
+    route(router, "z", qos=0)
+    take(router)
+    assert router.plans  # the plan for "z" is cached
+    for i in range(50):  # clients with no subscription connect and leave
+        router.handle([env.Kind.ONLINE, f"pub-{i}", make_conn_id(0, 0, 100 + i)])
+        router.handle([env.Kind.ONLINE, f"pub-{i}", 0])
+    assert router.plans
+    route(router, "z", qos=0)
+    assert take(router)[1] == {0: [[env.Kind.SEND_PUBLISH_MANY, [conn], "z", b"p", False, None]]}
+    # a subscriber going offline still changes the plan
+    router.handle([env.Kind.ONLINE, "a", 0])
+    assert not router.plans
+
+
 def test_no_local_skips_the_publisher_only() -> None:
     router = Router()
     sub(router, 0, "me", ("n/#", 1), no_local=True)
