@@ -206,9 +206,12 @@ class Router:
         for envelope in held:
             self.handle(envelope)
 
-    def handle(self, envelope: Wire) -> None:
-        """One envelope; one that raises is logged and counted alone (see
-        flockmq/isolation.py), the others of its frame are still handled."""
+    def handle(self, envelope: Wire, now: float | None = None) -> None:
+        """One envelope (at wall-clock time `now`, or `self.now`); one that
+        raises is logged and counted alone (see flockmq/isolation.py), the
+        others of its frame are still handled."""
+        if now is not None:
+            self.now = now
         try:
             kind = envelope[0]
             if self.unsynced and kind == _ROUTE:
