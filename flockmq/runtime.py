@@ -82,6 +82,7 @@ class Core(Protocol):
     """What a role's logic offers the runtime (see the module docstring)."""
 
     counters: Counter[str]
+    guard: EnvelopeGuard  # counts and logs what `handle` raised
 
     def handle(self, envelope: Wire, now: float) -> None:
         """One envelope; may raise (the runtime isolates it)."""
@@ -128,16 +129,11 @@ class CoreRunner:
         self.sink = sink
         self.committer = committer
         self.log = logger
-        self.guard = EnvelopeGuard(name, core.counters, logger)
+        self.guard = core.guard
 
     def feed(self, envelopes: Sequence[Wire], now: float) -> None:
-        """One frame, then the end of the pass."""
-        handle = self.core.handle
-        for e in envelopes:
-            try:
-                handle(e, now)
-            except Exception:
-                self.guard.failed(e)
+        """One frame, each envelope isolated, then the end of the pass."""
+        self.guard.handle_each(self.core.handle, envelopes, now)
         self.flush()
 
     def tick(self, now: float) -> None:

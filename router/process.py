@@ -19,6 +19,7 @@ from flockmq import envelopes as env
 from flockmq import runtime
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind
+from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
 from flockmq.runtime import Held, Sink
 from flockmq.runtime_process import CoreProcess
@@ -47,6 +48,7 @@ class RouterCore:
     def __init__(self, router: Router) -> None:
         self.router = router
         self.counters: Counter[str] = router.counters
+        self.guard: EnvelopeGuard = router.guard
         self.handle = router.handle  # bound once: the per-envelope path is the router's own
 
     @classmethod

@@ -64,8 +64,7 @@ class ConnectionFlows(OutboundFlows):
 
     def _complete_takeover(self, waiting: Takeover, now: float) -> None:
         self._attach(waiting.connect, now)
-        for envelope in waiting.held:
-            self.handle(envelope, now)
+        self.guard.handle_each(self.handle, waiting.held, now)
 
     def _attach(self, e: Wire, now: float) -> None:
         connect = env.Connect._make(e)

@@ -22,6 +22,7 @@ from flockmq import envelopes as env
 from flockmq import runtime
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind, Route
+from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
 from flockmq.runtime import Held, Sink
 from flockmq.runtime_process import CoreProcess
@@ -83,6 +84,7 @@ class ShardCore:
     def __init__(self, shard: Shard) -> None:
         self.shard = shard
         self.counters: Counter[str] = shard.counters
+        self.guard: EnvelopeGuard = shard.guard
         # Bound once: the per-envelope path is the shard's own.
         self.handle = shard.handle
         self.next_timer = shard.next_timer

@@ -100,22 +100,19 @@ class ShardState:
         self._handlers: dict[int, Callable[[Wire, float], None]] = {}
 
     def handle(self, envelope: Wire, now: float) -> None:
-        """One envelope; one that raises is logged and counted alone (see
-        flockmq/isolation.py), the others of its frame are still handled."""
+        """One envelope. It may raise: the runtime isolates each envelope
+        (flockmq/isolation.py)."""
         self.now = now
-        try:
-            if self.takeovers.pending and self.takeovers.hold(envelope):
-                return  # from a connection waiting to take over its session
-            handler = self._handlers.get(envelope[0])
-            if handler is None:
-                self.counters["unknown_envelopes"] += 1
-                self.guard.limited.warning(
-                    "shard %d: unknown envelope kind %r", self.index, envelope[0]
-                )
-                return
-            handler(envelope, now)
-        except Exception:
-            self.guard.failed(envelope)
+        if self.takeovers.pending and self.takeovers.hold(envelope):
+            return  # from a connection waiting to take over its session
+        handler = self._handlers.get(envelope[0])
+        if handler is None:
+            self.counters["unknown_envelopes"] += 1
+            self.guard.limited.warning(
+                "shard %d: unknown envelope kind %r", self.index, envelope[0]
+            )
+            return
+        handler(envelope, now)
 
     def _persist_session(self, session: Session) -> None:
         if session.persistent:
