@@ -116,6 +116,7 @@ class Simulation:
         self.pipes: dict[tuple[Hashable, Hashable], deque[list[Any]]] = {}
         self.clients: dict[int, Client] = {}  # conn -> the connection
         self.unclaimed: list[Wire] = []  # for connections the test did not open
+        self.trace: list[tuple[Hashable, Hashable, list[Any]]] = []  # every frame delivered
         self.router = self._start_router(0)
         self.workers = [self._start_worker(i, 0) for i in range(workers)]
         self.run()
@@ -194,7 +195,9 @@ class Simulation:
         """Deliver one frame; False when none can be."""
         for (sender, receiver), frames in self.pipes.items():
             if frames and self._readable(sender, receiver):
-                self._deliver(receiver, frames.popleft())
+                frame = frames.popleft()
+                self.trace.append((sender, receiver, frame))
+                self._deliver(receiver, frame)
                 if self.auto_commit:
                     self.commit()
                 return True
