@@ -105,12 +105,22 @@ class Config:
         return cfg
 
     def validate(self) -> None:
+        """Raise ConfigError for the first value that is wrong, in the order
+        of the checks below."""
+        self._validate_port_and_counts()
+        self._validate_choices()
+        self._validate_acl_file()
+        self._validate_limits()
+
+    def _validate_port_and_counts(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
         if not 1 <= self.acceptors <= 256:
             raise ConfigError(f"acceptors: {self.acceptors} is outside 1-256")
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"workers: {self.workers} is outside 1-256")
+
+    def _validate_choices(self) -> None:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
@@ -121,6 +131,8 @@ class Config:
             raise ConfigError(f"durability: {self.durability!r} is not 'process' or 'power'")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
+
+    def _validate_acl_file(self) -> None:
         if self.acl_file is not None and not Path(self.acl_file).is_file():
             raise ConfigError(f"acl_file: {self.acl_file} does not exist")
         if self.acl_file is not None:
@@ -132,6 +144,8 @@ class Config:
                 load_acl(self.acl_file)
             except (ACLError, OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"acl_file: {exc}") from exc
+
+    def _validate_limits(self) -> None:
         for name in (
             "max_packet_size",
             "max_inflight",

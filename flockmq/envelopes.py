@@ -561,11 +561,24 @@ class Fenced(NamedTuple):
 # these kinds are built as plain tuples, typed field by field below: mypy
 # checks their arity and types just the same (not their field names: the
 # variables at those few sites are named as the fields).
+# A shard builds its per-message kinds (STORED, SEND_ACK, a QoS 2 publish's
+# ROUTE with its reply and key, ROUTED) this way on every path, and reads
+# what it holds back by kind (workers/outbox.py: failed_envelope).
 # tests/unit/flockmq/test_envelopes.py checks each matches its NamedTuple.
 ReplyTuple = tuple[int, int, int, int, Qos2Key | None]
+Qos2KeyTuple = tuple[str, int, int, bool]
+# A QoS 2 publish's reply, from its shard: with its key, as a plain tuple too.
+Qos2ReplyTuple = tuple[int, int, int, int, Qos2KeyTuple]
 # A QoS 1 publish's ROUTE carries its reply as a plain tuple too.
 RouteTuple = tuple[
-    Literal[Kind.ROUTE], str, str, bytes, int, bool, Props, Reply | ReplyTuple | None
+    Literal[Kind.ROUTE],
+    str,
+    str,
+    bytes,
+    int,
+    bool,
+    Props,
+    Reply | ReplyTuple | Qos2ReplyTuple | None,
 ]
 RoutedTuple = tuple[Literal[Kind.ROUTED], int, int, int, int]
 DeliverReplyTuple = tuple[int, int, int, int, Qos2Key | None, bool]
@@ -576,6 +589,8 @@ SendPublishTuple = tuple[
     Literal[Kind.SEND_PUBLISH], int, int | None, str, bytes, int, bool, bool, Props
 ]
 SendPublishManyTuple = tuple[Literal[Kind.SEND_PUBLISH_MANY], list[int], str, bytes, bool, Props]
+StoredTuple = tuple[Literal[Kind.STORED], int, int, bool, int]
+SendAckTuple = tuple[Literal[Kind.SEND_ACK], int, int, int, int]
 # An acceptor's per-acknowledgement sends, and a QoS 1 publish's reply.
 PubackInTuple = tuple[Literal[Kind.PUBACK_IN], int, str, int, int]
 PubrecInTuple = tuple[Literal[Kind.PUBREC_IN], int, str, int, int]
@@ -595,6 +610,9 @@ PLAIN_TUPLES: dict[type[Any], Any] = {
     Deliver: DeliverTuple,
     SendPublish: SendPublishTuple,
     SendPublishMany: SendPublishManyTuple,
+    Qos2Key: Qos2KeyTuple,
+    Stored: StoredTuple,
+    SendAck: SendAckTuple,
 }
 
 Envelope = (
@@ -637,6 +655,8 @@ Envelope = (
     | DeliverTuple
     | SendPublishTuple
     | SendPublishManyTuple
+    | StoredTuple
+    | SendAckTuple
     | PubackInTuple
     | PubrecInTuple
     | PubrelInTuple

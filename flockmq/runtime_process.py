@@ -8,8 +8,8 @@ its `Committer` (store writes off the loop), and a tick every
 counters). `serve()` runs until SIGTERM or SIGINT, then closes the
 committer (what was submitted is committed), the bus and the store.
 
-The role supplies the core, the bus wiring and what it sends at start; the
-rest is here, so that every core is driven the same way.
+The role supplies its core and options (`Role`), the bus wiring and what it
+sends at start; the rest is here, so that every core is driven the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from flockmq.bus import Bus
 from flockmq.config import Config
@@ -28,39 +29,47 @@ from flockmq.store import Committer, Store
 from flockmq.sysstats import SysStats
 
 
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What a role brings to its process: its core and how to announce it.
+
+    `name` starts the core's log lines ("router", "worker 3"); `bus_id` is
+    the process's id on the bus (Config.process_id); `send_stats(routes,
+    now)`: where this process's $SYS ROUTEs go (the router routes its own; a
+    worker sends them to the router); `after_pass`: called at the end of
+    every pass (the router resumes reading acceptors once it is synced)."""
+
+    name: str
+    core: Core
+    bus_id: int
+    incarnation: int
+    stats: SysStats
+    send_stats: Callable[[list[Route], float], None]
+    tick_interval: float
+    logger: logging.Logger
+    after_pass: Callable[[], None] | None = None
+
+
 class CoreProcess:
     def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        config: Config,
-        name: str,
-        core: Core,
-        store: Store,
-        *,
-        bus_id: int,
-        incarnation: int,
-        stats: SysStats,
-        send_stats: Callable[[list[Route], float], None],
-        tick_interval: float,
-        logger: logging.Logger,
-        after_pass: Callable[[], None] | None = None,
+        self, loop: asyncio.AbstractEventLoop, config: Config, store: Store, role: Role
     ) -> None:
-        """`send_stats(routes, now)`: where this process's $SYS ROUTEs go
-        (the router routes its own; a worker sends them to the router).
-        `after_pass`: called at the end of every pass (the router resumes
-        reading acceptors once it is synced)."""
         self.loop = loop
         self.config = config
         self.store = store
-        self.stats = stats
-        self.send_stats = send_stats
-        self.tick_interval = tick_interval
-        self.after_pass = after_pass
+        self.stats = role.stats
+        self.send_stats = role.send_stats
+        self.tick_interval = role.tick_interval
+        self.after_pass = role.after_pass
         self.bus = Bus(
-            loop, bus_id, incarnation, self.on_envelopes, pipe_bytes=config.max_pipe_bytes
+            loop,
+            role.bus_id,
+            role.incarnation,
+            self.on_envelopes,
+            pipe_bytes=config.max_pipe_bytes,
         )
         self.committer = Committer(store, loop)
-        self.runner = CoreRunner(name, core, self.bus, self.committer, logger)
+        self.runner = CoreRunner(role.name, role.core, self.bus, self.committer, role.logger)
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
         self.runner.feed(envelopes, time.time())

@@ -7,11 +7,12 @@ from collections import Counter
 from collections.abc import Callable
 
 from flockmq.envelopes import Kind, Route
+from flockmq.mqtt.topics import SYS_PREFIX
 
 
 class SysStats:
     def __init__(self, role: str, index: int, counters: Counter[str]) -> None:
-        self.prefix = f"$SYS/broker/{role}/{index}/"
+        self.prefix = f"{SYS_PREFIX}broker/{role}/{index}/"
         self.counters = counters
         self.published: dict[str, int] = {}
         self.last = 0.0

@@ -26,13 +26,15 @@ from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Kind, Wire, make_conn_id
 from flockmq.frontend.acl import ACL, READ, DecisionCache, load_acl
-from flockmq.frontend.codec import ProtocolError, ReasonCode, encode, encode_ack, encode_publish
-from flockmq.frontend.codec.packets import PacketType, Suback, Unsuback
+from flockmq.frontend.codec import ProtocolError, ReasonCode, encode_publish
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 
-from .connection import CONNECTED, CONNECTING, WRITE_HIGH, ClientConnection
+from .confirmations import UnconfirmedTotals
+from .connection import WRITE_HIGH, ClientConnection
 from .ordering import Fences
+from .session import ClientSession
+from .states import CONNECTED, CONNECTING
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -60,10 +62,10 @@ class Acceptor:
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.to_flush: list[ClientConnection] = []  # written to in this loop pass
         self._flush_scheduled = False
-        self.awaiting_conns: set[ClientConnection] = set()  # publishes awaiting durability
-        self.awaiting_bytes = 0  # message_size total of those publishes
+        # inbound QoS 1/2 publishes awaiting durability, by session and in bytes
+        self.unconfirmed = UnconfirmedTotals()
         self.fences = Fences(index)  # one connection's order (frontend/ordering.py)
-        self.holding: set[ClientConnection] = set()  # a packet waits for its turn
+        self.holding: set[ClientSession] = set()  # a packet waits for its turn
         self.worker_incarnations: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard(f"acceptor {index}", self.counters, log)
@@ -132,7 +134,7 @@ class Acceptor:
         if self.server is not None:
             self.server.close()
         for conn in list(self.connections.values()):
-            conn.close()
+            conn.session.close()
         await asyncio.sleep(0)  # let connection_lost report the closes
         self.bus.close()
 
@@ -141,8 +143,8 @@ class Acceptor:
         for conn in list(self.connections.values()):
             conn.check_timers(now)
         timeout = self.config.publish_confirm_timeout
-        for conn in list(self.awaiting_conns):
-            conn.check_confirmations(now, timeout)
+        for session in list(self.unconfirmed.sessions):
+            session.check_confirmations(now, timeout)
         self.check_order(now, timeout)
         if self.acl_decisions is not None:
             self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
@@ -155,10 +157,10 @@ class Acceptor:
         for waiter in self.fences.overdue(now, timeout):
             self.count("fences_timed_out")
             waiter.on_fenced()
-        for conn in list(self.holding):
-            conn.check_held(now, timeout)
+        for session in list(self.holding):
+            session.check_held(now, timeout)
 
-    # --- used by connections --------------------------------------------------------------------
+    # --- used by connections and their sessions (session.Host) --------------------------------
     def next_conn_id(self) -> int:
         self._counter += 1
         return make_conn_id(self.index, self.incarnation, self._counter)
@@ -175,7 +177,20 @@ class Acceptor:
     def count(self, name: str) -> None:
         self.counters[name] += 1
 
-    def acl_denied(self, counter: str, conn: ClientConnection, what: str, topic: str) -> None:
+    def reading_paused(self, conn: ClientConnection) -> None:
+        """`conn` stopped reading for the bus: read again when it drains."""
+        self.paused.add(conn)
+
+    def worker_incarnation(self, shard: int) -> int | None:
+        return self.worker_incarnations.get(shard)
+
+    def hold(self, session: ClientSession, holding: bool) -> None:
+        if holding:
+            self.holding.add(session)
+        else:
+            self.holding.discard(session)
+
+    def acl_denied(self, counter: str, client_id: str, what: str, topic: str) -> None:
         """Count a denial; log at most one line per kind every ACL_LOG_INTERVAL
         (a client may send, or be sent, denied topics at any rate), saying how
         many went unlogged since the last one."""
@@ -187,7 +202,7 @@ class Acceptor:
         count = self._acl_unlogged.pop(counter)
         log.info(
             "client %s: %s %r denied by ACL (%s: %d since the last such line)",
-            conn.client_id,
+            client_id,
             what,
             topic,
             counter,
@@ -228,8 +243,7 @@ class Acceptor:
 
     def resume_reading(self) -> None:
         for conn in self.paused:
-            conn.paused = False
-            conn.resume_reading()
+            conn.unpause()
         self.paused.clear()
 
     # --- envelopes from workers ----------------------------------------------------------------
@@ -272,8 +286,8 @@ class Acceptor:
             waiter.on_fenced()
 
     def retry_unconfirmed(self, why: str) -> None:
-        for conn in list(self.awaiting_conns):
-            conn.retry_unconfirmed(self.now, why)
+        for session in list(self.unconfirmed.sessions):
+            session.retry_unconfirmed(self.now, why)
 
     def _on_routed(self, e: Wire) -> None:
         # Unpacked, not built (here and in the other per-message handlers):
@@ -281,48 +295,52 @@ class Acceptor:
         _, conn_id, packet_id, shards, attempt = cast(env.Routed, e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.on_routed(packet_id, shards, attempt)
+            conn.session.on_routed(packet_id, shards, attempt)
 
     def _on_stored(self, e: Wire) -> None:
         _, conn_id, packet_id, ok, attempt = cast(env.Stored, e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.on_stored(packet_id, ok, attempt)
+            conn.session.on_stored(packet_id, ok, attempt)
 
     def _on_connack(self, e: Wire) -> None:
         _, conn_id, present, rc, props = env.Connack._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.on_connack(present, rc, props)
+            conn.session.on_connack(present, rc, props)
 
     def _on_send_publish(self, e: Wire) -> None:
         _, conn_id, packet_id, topic, payload, qos, retain, dup, props = cast(env.SendPublish, e)
         conn = self.connections.get(conn_id)
-        if conn is None or conn.state != CONNECTED:
+        if conn is None or conn.session.state != CONNECTED:
             self.counters["deliveries_to_gone_connections"] += 1
             return
+        session = conn.session
         decisions = self.acl_decisions
-        if decisions is not None and not decisions.access(conn.acl_rules, topic) & READ:
+        if decisions is not None and not decisions.access(session.acl_rules, topic) & READ:
             # Not written; a QoS 1/2 copy is done with as if acknowledged (as
             # Mosquitto skips it), or it would hold a slot of the window for ever.
-            self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
+            self.acl_denied("acl_denied_deliveries", session.client_id, "delivery of", topic)
             if qos:
-                self._discarded(conn, packet_id)
+                self._discarded(session, packet_id)
             return
-        props = props if conn.level >= 5 else None
-        data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, conn.level)
-        if conn.too_large(data):
+        level = session.level
+        props = props if level >= 5 else None
+        data = encode_publish(topic, payload, qos, retain, dup, packet_id, props, level)
+        if session.too_large(data):
             # Discarded, and done with as if sent and acknowledged
             # [MQTT-3.1.2-25], or it would hold a slot of the client's receive
             # window for ever.
             if qos:
-                self._discarded(conn, packet_id)
+                self._discarded(session, packet_id)
             return
-        conn.write(data)
+        session.write(data)
 
-    def _discarded(self, conn: ClientConnection, packet_id: int | None) -> None:
-        discarded = env.Discarded(Kind.DISCARDED, conn.conn_id, conn.client_id, packet_id or 0)
-        self.to_worker(conn.shard, discarded)
+    def _discarded(self, session: ClientSession, packet_id: int | None) -> None:
+        discarded = env.Discarded(
+            Kind.DISCARDED, session.conn_id, session.client_id, packet_id or 0
+        )
+        self.to_worker(session.shard, discarded)
 
     def _on_send_publish_many(self, e: Wire) -> None:
         _, conn_ids, topic, payload, retain, props = cast(env.SendPublishMany, e)
@@ -331,19 +349,22 @@ class Acceptor:
         decisions = self.acl_decisions
         for conn_id in conn_ids:
             conn = connections.get(conn_id)
-            if conn is None or conn.state != CONNECTED:
-                if conn is not None and conn.state == CONNECTING:
+            if conn is None:
+                continue
+            session = conn.session
+            if session.state != CONNECTED:
+                if session.state == CONNECTING:
                     # The router learnt of the session before its CONNACK got
                     # here (another path): hold the message until then.
                     many = env.SendPublishMany(
                         Kind.SEND_PUBLISH_MANY, [conn_id], topic, payload, retain, props
                     )
-                    conn.before_connack.append(many)
+                    session.hold_until_connack(many)
                 continue
-            if decisions is not None and not decisions.access(conn.acl_rules, topic) & READ:
-                self.acl_denied("acl_denied_deliveries", conn, "delivery of", topic)
+            if decisions is not None and not decisions.access(session.acl_rules, topic) & READ:
+                self.acl_denied("acl_denied_deliveries", session.client_id, "delivery of", topic)
                 continue
-            level = 5 if conn.level >= 5 else 4
+            level = 5 if session.level >= 5 else 4
             data = encoded.get(level)
             if data is None:
                 data = encoded[level] = encode_publish(
@@ -355,24 +376,19 @@ class Acceptor:
         _, conn_id, kind, packet_id, rc = cast(env.SendAck, e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            if kind == PacketType.PUBCOMP:
-                conn.pubrels.discard(packet_id)
-            conn.write(encode_ack(kind, packet_id, conn.level, rc if conn.level >= 5 else 0))
+            conn.session.send_ack(kind, packet_id, rc)
 
     def _on_send_suback(self, e: Wire) -> None:
         _, conn_id, packet_id, codes = env.SendSuback._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            conn.write(encode(Suback(packet_id, tuple(codes)), conn.level))
-            conn.on_answered(packet_id)
+            conn.session.send_suback(packet_id, codes)
 
     def _on_send_unsuback(self, e: Wire) -> None:
         _, conn_id, packet_id, codes = env.SendUnsuback._make(e)
         conn = self.connections.get(conn_id)
         if conn is not None:
-            reason_codes = tuple(codes) if conn.level >= 5 else ()
-            conn.write(encode(Unsuback(packet_id, reason_codes), conn.level))
-            conn.on_answered(packet_id)
+            conn.session.send_unsuback(packet_id, codes)
 
     def _on_close(self, e: Wire) -> None:
         """Taken over by a new connection. What this client sent before it is
@@ -388,10 +404,11 @@ class Acceptor:
         conn = self.connections.get(conn_id)
         if conn is None:
             return
+        session = conn.session
         if rc == ReasonCode.SESSION_TAKEN_OVER:
-            self.loop.call_later(TAKEOVER_READ_GRACE, conn.close, rc)
+            self.loop.call_later(TAKEOVER_READ_GRACE, session.close, rc)
         else:
-            conn.fail(
+            session.fail(
                 ProtocolError(
                     "[MQTT-4.8.0-1] the session's worker found a protocol violation", ReasonCode(rc)
                 )
@@ -402,43 +419,14 @@ class Acceptor:
         their connections stay open and are attached again (the client sees a
         pause, and unacknowledged messages come again with DUP). Clean sessions
         lived only in the dead worker's memory: those connections are closed so
-        their clients reconnect and subscribe again."""
+        their clients reconnect and subscribe again (ClientSession.on_worker_up)."""
         _, shard, incarnation = env.WorkerUp._make(e)
         previous = self.worker_incarnations.get(shard)
         self.worker_incarnations[shard] = incarnation
         restarted = previous is not None and previous != incarnation
         for conn in list(self.connections.values()):
-            if conn.shard == shard and conn.state == CONNECTING and restarted:
-                # Its CONNECT may have died with the old worker (or be waiting
-                # there for a takeover): the new one gets it again. A CONNACK
-                # that comes twice is taken once.
-                self.counters["connects_resent_after_worker_restart"] += 1
-                assert conn.connect_envelope is not None  # set when CONNECTING
-                self.to_worker(shard, conn.connect_envelope)
-                conn.resend_after_reattach()
-            elif (
-                conn.shard == shard
-                and conn.state == CONNECTED
-                and conn.worker_incarnation != incarnation
-            ):
-                conn.worker_incarnation = incarnation
-                if not restarted:
-                    # The first WORKER_UP this acceptor hears came after the
-                    # worker answered this connection (the start of the
-                    # broker racing its first clients): the same worker,
-                    # nothing to attach again. Re-attaching resent its
-                    # messages in flight, as duplicates.
-                    continue
-                connect = conn.connect_envelope
-                if connect is not None and connect.session_expiry > 0:  # a persistent session
-                    self.counters["reattached_after_worker_restart"] += 1
-                    # clean_start False resumes the stored session; its CONNACK is
-                    # not forwarded (the connection is already CONNECTED).
-                    self.to_worker(shard, connect._replace(clean_start=False, assigned_id=False))
-                    conn.resend_after_reattach()
-                else:
-                    self.counters["closed_for_worker_restart"] += 1
-                    conn.close(0x88)  # Server unavailable
+            if conn.session.shard == shard:
+                conn.session.on_worker_up(incarnation, restarted)
         if restarted:
             # Its unconfirmed copies died with it (QoS 2 retries that other
             # shards already took are dropped there). After the re-attaches

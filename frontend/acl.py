@@ -54,7 +54,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from flockmq.mqtt.topics import SHARE_PREFIX
+from flockmq.mqtt.errors import ProtocolError
+from flockmq.mqtt.topics import check_wildcards, is_dollar_topic, split_topic_filter
 
 READ = 1
 WRITE = 2
@@ -78,7 +79,8 @@ class Filter(NamedTuple):
 
 
 def parse_filter(text: str) -> Filter:
-    """`text` is a valid filter (the codec checked it, or `load_acl` did)."""
+    """`text` is a valid filter (the codec checked it, or `load_acl` did):
+    compiled, not checked again."""
     parts = text.split("/")
     multi = parts[-1] == "#"
     if multi:
@@ -96,7 +98,7 @@ def matches(f: Filter, topic: list[str]) -> bool:
     n = len(levels)
     if (n > len(topic)) or (n < len(topic) and not f.multi):
         return False
-    if topic[0][:1] == "$" and _first_is_wildcard(f):
+    if is_dollar_topic(topic[0]) and _first_is_wildcard(f):
         return False  # [MQTT-4.7.2-1] wildcards at the first level skip $-topics
     # zip stops at the filter's last level: under `#` the rest matches.
     return all(want is None or want == got for want, got in zip(levels, topic, strict=False))
@@ -104,8 +106,8 @@ def matches(f: Filter, topic: list[str]) -> bool:
 
 def filter_covers(outer: Filter, inner: Filter) -> bool:
     """True if every topic matched by `inner` is matched by `outer`."""
-    if _first_is_wildcard(outer) and inner.levels and (inner.levels[0] or "")[:1] == "$":
-        return False
+    if _first_is_wildcard(outer) and inner.levels and is_dollar_topic(inner.levels[0] or ""):
+        return False  # [MQTT-4.7.2-1]
     if len(inner.levels) < len(outer.levels):
         return False
     pairs = zip(outer.levels, inner.levels, strict=False)
@@ -144,10 +146,10 @@ def intersect(a: Filter, b: Filter) -> Filter | None:
     if (
         out
         and out[0] is not None
-        and out[0][:1] == "$"
+        and is_dollar_topic(out[0])
         and (_first_is_wildcard(a) or _first_is_wildcard(b))
     ):
-        return None
+        return None  # [MQTT-4.7.2-1]
     return Filter(tuple(out), multi)
 
 
@@ -193,8 +195,7 @@ class ClientRules:
     def can_subscribe(self, topic_filter: str) -> bool:
         """Granted unless no topic the filter can match is readable (see the
         module docstring). A shared subscription is checked on its filter."""
-        if topic_filter.startswith(SHARE_PREFIX):
-            topic_filter = topic_filter.split("/", 2)[2] if topic_filter.count("/") >= 2 else ""
+        topic_filter = split_topic_filter(topic_filter).filter
         if not topic_filter:
             return False
         wanted = parse_filter(topic_filter)
@@ -263,8 +264,8 @@ def substitute(
         value = values[placeholder]
         if UNSAFE_IN_PATTERN.intersection(value):
             return None
-        if value.startswith("$") and pattern.startswith(placeholder):
-            return None  # would reach into $SYS and other $-topics
+        if is_dollar_topic(value) and pattern.startswith(placeholder):
+            return None  # would reach into $SYS and other $-topics [MQTT-4.7.2-1]
     return _PLACEHOLDER.sub(lambda m: values[m.group()], pattern)
 
 
@@ -322,17 +323,6 @@ class DecisionCache:
         return self._bytes
 
 
-def _validate_line_filter(topic: str) -> str | None:
-    """Why `topic` is not a valid filter, or None."""
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return "'#' must be the last level and occupy it whole"
-        if "+" in level and level != "+":
-            return "'+' must occupy a whole level"
-    return None
-
-
 def load_acl(path: str) -> ACL:
     acl = ACL()
     current: list[tuple[int, str]] = acl.anonymous
@@ -357,9 +347,10 @@ def load_acl(path: str) -> ACL:
                     raise ACLError(f"{path}:{lineno}: `{keyword}` needs a topic")
                 # Mosquitto ignores a malformed filter (it never matches); a
                 # line that cannot mean anything is refused here instead.
-                problem = _validate_line_filter(topic)
-                if problem is not None:
-                    raise ACLError(f"{path}:{lineno}: {topic!r}: {problem}")
+                try:
+                    check_wildcards(topic)
+                except ProtocolError as exc:
+                    raise ACLError(f"{path}:{lineno}: {exc}") from None
                 (current if keyword == "topic" else acl.patterns).append((access, topic))
             else:
                 raise ACLError(f"{path}:{lineno}: unknown keyword {keyword!r}")

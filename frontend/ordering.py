@@ -64,8 +64,7 @@ class Fences:
 
     def answered(self, seq: int) -> Fenced | None:
         """FENCED `seq`: the waiter to let go on, if any still waits for it."""
-        if seq > self.done:
-            self.done = seq
+        self.done = max(self.done, seq)
         entry = self.open.pop(seq, None)
         if entry is None:
             return None

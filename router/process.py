@@ -22,7 +22,7 @@ from flockmq.envelopes import Envelope, Kind
 from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
 from flockmq.runtime import Held, Sink
-from flockmq.runtime_process import CoreProcess
+from flockmq.runtime_process import CoreProcess, Role
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
@@ -126,12 +126,9 @@ def run_router(config: Config, incarnation: int) -> None:
             if core.synced:
                 process.bus.resume_reading("sync")
 
-        process = CoreProcess(
-            loop,
-            config,
+        role = Role(
             "router",
             core,
-            store,
             bus_id=config.ROUTER_ID,
             incarnation=incarnation,
             stats=SysStats("router", 0, core.counters),
@@ -140,6 +137,7 @@ def run_router(config: Config, incarnation: int) -> None:
             logger=log,
             after_pass=resume_when_synced,
         )
+        process = CoreProcess(loop, config, store, role)
         bus = process.bus
         bus.bind(config.router_endpoint(), pausable=False)  # from workers
         bus.bind(config.router_work_endpoint(), pausable=True)  # from acceptors

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .topic_tree import SHARE_PREFIX
+from flockmq.mqtt.topics import is_dollar_topic, is_shared
 
 M = TypeVar("M")
 
@@ -112,18 +112,18 @@ class RetainedStore(Generic[M]):
     def match(self, topic_filter: str) -> list[tuple[str, M]]:
         """Every retained (topic, message) whose topic matches `topic_filter`.
 
-        A shared subscription gets no retained messages [MQTT-5.0 4.8.2:
+        A shared subscription gets no retained messages (MQTT 5.0 section 4.8.2:
         "retained messages are not sent to the session when it establishes a
-        new Shared Subscription"], so a `$share/...` filter matches nothing.
+        new Shared Subscription"), so a `$share/...` filter matches nothing.
         """
-        if topic_filter.startswith(SHARE_PREFIX):
+        if is_shared(topic_filter):
             return []
         found: list[str] = []
         current = [self._root]
         at_root = True
         for level in topic_filter.split("/"):
             if level == "#":
-                # "#" matches the parent level and every level below [MQTT-4.7.1-2].
+                # "#" matches the parent level and every level below [MQTT-4.7.1-1].
                 for node in current:
                     if not at_root and node.topic is not None:
                         found.append(node.topic)
@@ -133,11 +133,12 @@ class RetainedStore(Generic[M]):
             following: list[_Node] = []
             for node in current:
                 if level == "+":
-                    # [MQTT-4.7.2-1] a leading wildcard does not match "$..." topics.
+                    # "+" matches any one level [MQTT-4.7.1-2]; at the first
+                    # level, none starting with "$" [MQTT-4.7.2-1].
                     following.extend(
                         child
                         for name, child in node.children.items()
-                        if not (at_root and name.startswith("$"))
+                        if not (at_root and is_dollar_topic(name))
                     )
                 else:
                     child = node.children.get(level)
@@ -153,9 +154,12 @@ class RetainedStore(Generic[M]):
 
 
 def _collect_below(node: _Node, found: list[str], skip_dollar: bool) -> None:
-    """Append every topic strictly below `node`; at the root skip "$..." levels."""
+    """Append every topic strictly below `node`; at the root skip "$..." levels
+    [MQTT-4.7.2-1]."""
     stack = [
-        child for name, child in node.children.items() if not (skip_dollar and name.startswith("$"))
+        child
+        for name, child in node.children.items()
+        if not (skip_dollar and is_dollar_topic(name))
     ]
     while stack:
         child = stack.pop()

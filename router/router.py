@@ -38,12 +38,12 @@ from flockmq.message_expiry import (
     props_to_send,
     unpack_stored_props,
 )
-from flockmq.mqtt.errors import ProtocolError
+from flockmq.mqtt.topics import SYS_PREFIX, is_shared
 from flockmq.sizes import message_size
 from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore
-from .topic_tree import SHARE_PREFIX, TopicTree
+from .topic_tree import TopicTree
 
 log = logging.getLogger("flockmq.router")
 
@@ -297,41 +297,16 @@ class Router:
             out = to_workers.get(shard)
             if out is None:
                 out = to_workers[shard] = []
-            deliver_reply: env.DeliverReplyTuple | None = None
-            if reply is not None:
-                deliver_reply = (conn, packet_id, attempt, uid, qos2_key, confirm)
+            deliver_reply: env.DeliverReplyTuple | None = (
+                None if reply is None else (conn, packet_id, attempt, uid, qos2_key, confirm)
+            )
             out.append((_DELIVER, topic, payload, qos, retain, props, targets, deliver_reply))
 
     def plan(self, topic: str, qos: int, origin: str) -> Plan:
         matches = self.tree.match(topic)
         if not matches:
             return EMPTY_PLAN
-        cacheable = True
-        # One copy per subscriber: highest QoS, every subscription identifier.
-        merged: dict[str, list[Any]] = {}
-        for client_id, topic_filter, route in matches:
-            if route.no_local:
-                cacheable = False
-                if client_id == origin:
-                    continue  # [MQTT-3.8.3-3]
-            if topic_filter.startswith(SHARE_PREFIX):
-                cacheable = False
-            target = merged.get(client_id)
-            if target is None:
-                merged[client_id] = [
-                    route.shard,
-                    route.qos,
-                    route.retain_as_published,
-                    [route.sub_id] if route.sub_id else [],
-                    topic_filter,
-                    route.persistent,
-                ]
-            else:
-                if route.qos > target[1]:
-                    target[1] = route.qos
-                target[2] = target[2] or route.retain_as_published
-                if route.sub_id:
-                    target[3].append(route.sub_id)
+        merged, cacheable = _merge_matches(matches, origin)
         direct: dict[tuple[int, bool], list[int]] = {}
         per_shard: dict[int, list[env.Target]] = {}
         confirming: set[int] = set()
@@ -409,32 +384,22 @@ class Router:
         shard, client_id = sub.shard, sub.client_id
         self._invalidate()
         self.shard_clients.setdefault(shard, set()).add(client_id)
-        taken = []
-        for entry in sub.entries:  # lists from the wire: unpacked, not read by name
-            topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent = entry
-            try:
-                self.tree.subscribe(
-                    topic_filter,
-                    client_id,
-                    Subscription(shard, qos, no_local, rap, sub_id, persistent),
-                )
-            except ProtocolError as exc:
-                # Acceptors and workers refuse such filters first; one that
-                # still comes (a store written by an older flockmq) is
-                # skipped, never allowed to stop the others.
-                self.counters["invalid_subscriptions"] += 1
-                self.guard.limited.warning(
-                    "router: skipping subscription of %r: %s", client_id, exc
-                )
-                continue
-            taken.append(entry)
+        # Entries are lists from the wire: unpacked, not read by name.
+        for topic_filter, qos, no_local, rap, _send_retained, sub_id, persistent in sub.entries:
+            # Checked at the edge (the acceptor's codec, or the worker loading
+            # stored subscriptions): taken as it comes, never parsed again.
+            self.tree.subscribe_valid(
+                topic_filter,
+                client_id,
+                Subscription(shard, qos, no_local, rap, sub_id, persistent),
+            )
         out = self._out(shard)
         if sub.conn:
             out.append(
                 env.Subscribed(Kind.SUBSCRIBED, client_id, sub.conn, sub.packet_id, sub.codes)
             )
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].
-        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in taken:
+        for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in sub.entries:
             if not send_retained:
                 continue
             sub_ids = [sub_id] if sub_id else []
@@ -518,6 +483,41 @@ class Router:
             self._invalidate()
 
 
+def _merge_matches(
+    matches: list[tuple[str, str, Subscription]], origin: str
+) -> tuple[dict[str, list[Any]], bool]:
+    """One copy per subscriber, at the highest QoS of its matching filters and
+    with every subscription identifier: client id -> [shard, qos,
+    retain_as_published, sub_ids, filter, persistent]. And whether the plan
+    may be cached: not when it depends on the publisher (no_local) or rotates
+    (a shared subscription)."""
+    cacheable = True
+    merged: dict[str, list[Any]] = {}
+    for client_id, topic_filter, route in matches:
+        if route.no_local:
+            cacheable = False
+            if client_id == origin:
+                continue  # [MQTT-3.8.3-3]
+        if is_shared(topic_filter):
+            cacheable = False
+        target = merged.get(client_id)
+        if target is None:
+            merged[client_id] = [
+                route.shard,
+                route.qos,
+                route.retain_as_published,
+                [route.sub_id] if route.sub_id else [],
+                topic_filter,
+                route.persistent,
+            ]
+        else:
+            target[1] = max(target[1], route.qos)
+            target[2] = target[2] or route.retain_as_published
+            if route.sub_id:
+                target[3].append(route.sub_id)
+    return merged, cacheable
+
+
 def _retained_size(topic: str, message: RetainedMessage) -> int:
     """What the retained bounds count: clients' messages, not the broker's $SYS."""
     return message_size(topic, message.payload, message.props) if _durable(topic) else 0
@@ -525,4 +525,4 @@ def _retained_size(topic: str, message: RetainedMessage) -> int:
 
 def _durable(topic: str) -> bool:
     """$SYS counters are regenerated by every process: not worth a disk write."""
-    return not topic.startswith("$SYS/")
+    return not topic.startswith(SYS_PREFIX)

@@ -5,8 +5,11 @@ and 4.8). Sans-IO: plain objects, no sockets, no event loop.
 Owns:
 - `TopicTree`, a trie keyed by filter level holding ordinary and shared
   subscriptions, a per-subscriber index, and a bounded per-topic match cache.
-- `topic_matches`, the same matching rules for one-off checks.
-- `check_topic_filter` / `split_shared_filter`, filter validation and parsing.
+- `subscribe` (checks the filter: for filters nobody checked yet) and
+  `subscribe_valid` (the router's: its filters were checked at the edge, by
+  the acceptor's codec or by a worker loading stored subscriptions).
+What a filter is and what it matches is defined in flockmq/mqtt/topics.py
+(`topic_matches`, re-exported here, is the definition `match` agrees with).
 
 Invariants:
 - Every trie node other than the root holds a subscription or has a child;
@@ -26,12 +29,20 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Generic, NamedTuple, TypeVar
 
-from flockmq.mqtt.topics import SHARE_PREFIX, parse_topic_filter
+from flockmq.mqtt.topics import (
+    is_dollar_topic,
+    parse_topic_filter,
+    split_topic_filter,
+    topic_matches,
+)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-__all__ = ["SHARE_PREFIX", "TopicTree", "check_topic_filter", "split_shared_filter"]
+# `check_topic_filter` and `topic_matches` are MQTT's rules, defined in
+# flockmq/mqtt/topics.py; re-exported for the tests that check the tree with them.
+check_topic_filter = parse_topic_filter
+__all__ = ["TopicTree", "check_topic_filter", "topic_matches"]
 
 DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
@@ -44,46 +55,6 @@ class CacheInfo(NamedTuple):
     misses: int
     size: int
     maxsize: int
-
-
-def split_shared_filter(topic_filter: str) -> tuple[str, str] | None:
-    """`$share/{group}/{filter}` -> (group, filter); None for a non-shared filter.
-
-    Raises ProtocolError(TOPIC_FILTER_INVALID) for a malformed filter
-    (`parse_topic_filter` is the one definition)."""
-    share_name, real = parse_topic_filter(topic_filter)
-    return None if share_name is None else (share_name, real)
-
-
-def check_topic_filter(topic_filter: str) -> None:
-    """Raise ProtocolError(TOPIC_FILTER_INVALID) unless `topic_filter` is a
-    valid (possibly shared) topic filter."""
-    parse_topic_filter(topic_filter)
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """True if `topic` (a topic name) matches `topic_filter`, by the same rules
-    as `TopicTree.match`. A `$share/{group}/{f}` filter matches as `f`.
-    The filter is assumed valid (see `check_topic_filter`)."""
-    if topic_filter.startswith(SHARE_PREFIX):
-        shared = split_shared_filter(topic_filter)
-        assert shared is not None
-        topic_filter = shared[1]
-    flevels = topic_filter.split("/")
-    tlevels = topic.split("/")
-    # [MQTT-4.7.2-1] a filter starting with a wildcard does not match "$..." topics.
-    if topic.startswith("$") and flevels[0] in ("#", "+"):
-        return False
-    ntopic = len(tlevels)
-    for i, flevel in enumerate(flevels):
-        if flevel == "#":
-            # [MQTT-4.7.1-2] "#" matches the parent level and any number of children.
-            return True
-        if i >= ntopic:
-            return False
-        if flevel != "+" and flevel != tlevels[i]:
-            return False
-    return len(flevels) == ntopic
 
 
 class _SharedGroup(Generic[K, V]):
@@ -113,7 +84,7 @@ class _SharedGroup(Generic[K, V]):
             self.cursor -= 1
 
     def pick(self) -> tuple[K, str, V]:
-        # [MQTT-4.8.2] each message goes to exactly one member of the group.
+        # Each message goes to one member of the group (MQTT 5.0 section 4.8.2).
         order = self.order
         if self.cursor >= len(order):
             self.cursor = 0
@@ -164,9 +135,18 @@ class TopicTree(Generic[K, V]):
     # -- changes ---------------------------------------------------------
 
     def subscribe(self, topic_filter: str, subscriber: K, value: V) -> bool:
-        """Add or replace `subscriber`'s subscription on `topic_filter`.
-        True if it is new, False if it replaced one [MQTT-3.8.4-3]."""
-        share_name, real = parse_topic_filter(topic_filter)
+        """`subscribe_valid` for a filter nobody checked yet: raise
+        ProtocolError(TOPIC_FILTER_INVALID) for an invalid one, which leaves
+        the tree unchanged."""
+        parse_topic_filter(topic_filter)
+        return self.subscribe_valid(topic_filter, subscriber, value)
+
+    def subscribe_valid(self, topic_filter: str, subscriber: K, value: V) -> bool:
+        """Add or replace `subscriber`'s subscription on `topic_filter`, a
+        filter checked at the edge (not checked again: an invalid one is
+        stored where it can match no valid topic name, or only the one it
+        spells). True if it is new, False if it replaced one [MQTT-3.8.4-3]."""
+        share_name, real = split_topic_filter(topic_filter)
         node = self._root
         for level in real.split("/"):
             child = node.children.get(level)
@@ -216,23 +196,22 @@ class TopicTree(Generic[K, V]):
         return len(mine)
 
     def _remove_from_trie(self, topic_filter: str, subscriber: K) -> None:
-        shared = split_shared_filter(topic_filter)
-        real = shared[1] if shared is not None else topic_filter
+        share_name, real = split_topic_filter(topic_filter)
         path: list[tuple[_Node[K, V], str]] = []
         node = self._root
         for level in real.split("/"):
             path.append((node, level))
             node = node.children[level]
-        if shared is None:
+        if share_name is None:
             del node.subs[subscriber]
             if not node.subs:
                 self._filters -= 1
                 node.filter = ""
         else:
-            group = node.shared[shared[0]]
+            group = node.shared[share_name]
             group.remove(subscriber)
             if not group.members:
-                del node.shared[shared[0]]
+                del node.shared[share_name]
                 self._filters -= 1
         # Prune from the leaf up while nodes are empty.
         for parent, level in reversed(path):
@@ -326,7 +305,7 @@ class TopicTree(Generic[K, V]):
         levels = topic.split("/")
         current = [self._root]
         # [MQTT-4.7.2-1] filters starting with "#" or "+" do not match "$..." topics.
-        skip_wildcards = topic.startswith("$")
+        skip_wildcards = is_dollar_topic(topic)
         for level in levels:
             following: list[_Node[K, V]] = []
             for node in current:
@@ -334,11 +313,11 @@ class TopicTree(Generic[K, V]):
                 if not children:
                     continue
                 if not skip_wildcards:
-                    # "#" matches this level and everything below [MQTT-4.7.1-2].
+                    # "#" matches this level and everything below [MQTT-4.7.1-1].
                     multi = children.get("#")
                     if multi is not None:
                         _collect_node(multi, plain, groups)
-                    # "+" matches exactly one level, empty included [MQTT-4.7.1-3].
+                    # "+" matches exactly one level, empty included [MQTT-4.7.1-2].
                     single = children.get("+")
                     if single is not None:
                         following.append(single)
@@ -351,7 +330,7 @@ class TopicTree(Generic[K, V]):
             skip_wildcards = False
         for node in current:
             _collect_node(node, plain, groups)
-            # "a/#" also matches "a": "#" includes the parent level [MQTT-4.7.1-2].
+            # "a/#" also matches "a": "#" includes the parent level [MQTT-4.7.1-1].
             multi = node.children.get("#")
             if multi is not None:
                 _collect_node(multi, plain, groups)

@@ -96,7 +96,7 @@ def bench_shard(count: int) -> float:
         session.queued_bytes = 0
         shard.to_acceptors.clear()
         shard.to_router.clear()
-        shard.ops.clear()
+        shard.out.ops.clear()
 
     return per_envelope(handle, lambda: list(deliver), count)
 

@@ -71,7 +71,8 @@ def is_loopback(host: str) -> bool:
 @click.option("--plot", "plot_path", default=None, help="Write a PNG chart here.")
 @click.option("--json", "json_only", is_flag=True, help="Only the JSON line, no progress bar.")
 @click.option("--allow-remote", is_flag=True, help="Allow a broker that is not on loopback.")
-def main(
+# click passes each of the options above as an argument of its own.
+def main(  # noqa: PLR0913, PLR0917
     scenario: str,
     host: str,
     port: int,

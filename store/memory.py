@@ -106,6 +106,18 @@ class MemoryStore(Store):
 
     def _apply_one(self, op: Op) -> None:
         match op:
+            case PutSession() | DeleteSession() | PutSubscription() | DeleteSubscription():
+                self._apply_session_op(op)
+            case PutMessage() | UpdateMessage() | DeleteMessage():
+                self._apply_message_op(op)
+            case PutInboundQos2() | DeleteInboundQos2() | PutSeenQos2() | PruneSeenQos2():
+                self._apply_qos2_op(op)
+            case PutRetained() | DeleteRetained():
+                self._apply_retained_op(op)
+
+    def _apply_session_op(self, op: Op) -> None:
+        """Sessions and their subscriptions."""
+        match op:
             case PutSession():
                 self._sessions[op.client_id] = op
             case DeleteSession(client_id=cid):
@@ -128,6 +140,10 @@ class MemoryStore(Store):
                 )
             case DeleteSubscription():
                 self._subs.get(op.client_id, {}).pop(op.topic_filter, None)
+
+    def _apply_message_op(self, op: Op) -> None:
+        """Queued and in-flight messages."""
+        match op:
             case PutMessage():
                 self._messages.setdefault(op.client_id, {})[op.seq] = MessageRecord(
                     op.seq,
@@ -155,6 +171,10 @@ class MemoryStore(Store):
                     )
             case DeleteMessage():
                 self._messages.get(op.client_id, {}).pop(op.seq, None)
+
+    def _apply_qos2_op(self, op: Op) -> None:
+        """Inbound QoS 2 packet ids and the seen rows that deduplicate them."""
+        match op:
             case PutInboundQos2():
                 self._qos2.setdefault(op.client_id, {}).setdefault(op.packet_id, op.token)
             case DeleteInboundQos2():
@@ -170,6 +190,10 @@ class MemoryStore(Store):
                         if self._qos2.get(origin, {}).get(packet_id) != seen[(origin, packet_id)]:
                             del seen[(origin, packet_id)]
                             self._seen_at[origin][packet_id].discard(dest)
+
+    def _apply_retained_op(self, op: Op) -> None:
+        """Retained messages."""
+        match op:
             case PutRetained():
                 self._retained[op.topic] = RetainedRecord(
                     op.topic, bytes(op.payload), op.qos, op.props

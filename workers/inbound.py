@@ -9,6 +9,8 @@ resend on a new connection, or after a crash, is taken once.
 Invariants: a QoS 2 publish of a persistent session is routed only after
 its packet id (with its token) is committed; a packet id is released only
 by PUBREL.
+
+`Inbound` takes the shard's state and outbox.
 """
 
 from __future__ import annotations
@@ -20,20 +22,32 @@ from flockmq.envelopes import Kind, Wire
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.store import DeleteInboundQos2, PutInboundQos2
-from flockmq.workers.session import CONFIRMED
+from flockmq.workers.outbox import Outbox
+from flockmq.workers.session import CONFIRMED, InboundQos2
 from flockmq.workers.shard_state import ShardState
 
+# The per-message kinds, bound once, built as plain tuples (env.RouteTuple,
+# env.RoutedTuple, env.SendAckTuple: see flockmq/envelopes.py).
 _ROUTE: Final = Kind.ROUTE
+_ROUTED: Final = Kind.ROUTED
 _SEND_ACK: Final = Kind.SEND_ACK
+_PUBCOMP: Final = PacketType.PUBCOMP
 
 
-class InboundFlows(ShardState):
-    def _on_publish(self, e: Wire, now: float) -> None:
+class Inbound:
+    __slots__ = ("out", "state")
+
+    def __init__(self, state: ShardState, out: Outbox) -> None:
+        self.state = state
+        self.out = out
+
+    def on_publish(self, e: Wire, now: float) -> None:
         # Unpacked, not built: see flockmq/envelopes.py (the per-message path).
         (_, conn, client_id, packet_id, topic, payload, qos, retain, props, attempt, retry, uid) = (
             cast(env.Publish, e)
         )
-        session = self._current(client_id, conn)
+        state = self.state
+        session = state.current(client_id, conn)
         if session is None:
             return
         known = session.inbound_qos2.get(packet_id)
@@ -41,62 +55,68 @@ class InboundFlows(ShardState):
         # from first receipt to PUBREL, whichever connection resends it, even
         # after a crash (the token is stored with the packet id, and a
         # persistent destination stores the keys it took: `durable`).
-        token = self._next_token() if known is None else known[1]
-        key = env.Qos2Key(client_id, packet_id, token, session.persistent)
-        route = env.Route(
-            _ROUTE,
-            client_id,
-            topic,
-            payload,
-            qos,
-            retain,
-            props,
-            env.Reply(conn, packet_id, attempt, uid, key),
-        )
+        token = state.next_token() if known is None else known.token
+        key: env.Qos2KeyTuple = (client_id, packet_id, token, session.persistent)
+        reply: env.Qos2ReplyTuple = (conn, packet_id, attempt, uid, key)
+        route: env.RouteTuple = (_ROUTE, client_id, topic, payload, qos, retain, props, reply)
         if qos < 2:  # acceptors route QoS 0/1 themselves; kept for completeness
-            self._to_router(route)
-            return
-        if known is not None:
-            if retry or known[0] not in (CONFIRMED, conn):
-                # Never confirmed, so its first routing may have died: with the
-                # router or a worker (the acceptor's retry), or with the
-                # connection it came on (resent on a new one, maybe after the
-                # whole broker restarted). Route it again rather than lose it:
-                # destinations that already took it drop it by its key.
-                self.counters["qos2_rerouted"] += 1
-                known[0] = conn
-                self._to_router(route)
-                return
-            # Confirmed, or still being confirmed on this connection: a
-            # retransmission before PUBREL is acknowledged, not delivered
-            # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
-            self.counters["qos2_duplicates_suppressed"] += 1
-            self._send(conn, env.Routed(Kind.ROUTED, conn, packet_id, -1, attempt))
-            return
-        session.inbound_qos2[packet_id] = [conn, token]
-        if session.persistent:
-            self.ops.append(PutInboundQos2(client_id, packet_id, token))
-        # Routed once the packet id is stored; the acceptor sends PUBREC when
-        # every destination confirmed the message durable.
-        self._to_router_after_commit(route)
+            self.out.send_router(route)
+        elif known is not None:
+            self._publish_again(known, conn, packet_id, attempt, retry, route)
+        else:
+            session.inbound_qos2[packet_id] = InboundQos2(conn, token)
+            if session.persistent:
+                self.out.ops.append(PutInboundQos2(client_id, packet_id, token))
+            # Routed once the packet id is stored; the acceptor sends PUBREC when
+            # every destination confirmed the message durable.
+            self.out.send_router_after_commit(route)
 
-    def _on_qos2_confirmed(self, e: Wire, now: float) -> None:
-        _, _conn, client_id, packet_id = env.Qos2Confirmed._make(e)
-        session = self.sessions.get(client_id)
+    def _publish_again(
+        self,
+        known: InboundQos2,
+        conn: int,
+        packet_id: int,
+        attempt: int,
+        retry: bool,
+        route: env.RouteTuple,
+    ) -> None:
+        """A QoS 2 packet id that is held already: a retransmission, or a
+        resend whose first routing may have been lost."""
+        if retry or known.conn not in (CONFIRMED, conn):
+            # Never confirmed, so its first routing may have died: with the
+            # router or a worker (the acceptor's retry), or with the
+            # connection it came on (resent on a new one, maybe after the
+            # whole broker restarted). Route it again rather than lose it:
+            # destinations that already took it drop it by its key.
+            self.state.counters["qos2_rerouted"] += 1
+            known.conn = conn
+            self.out.send_router(route)
+            return
+        # Confirmed, or still being confirmed on this connection: a
+        # retransmission before PUBREL is acknowledged, not delivered
+        # again [MQTT-4.3.3-2] (method B: deliver on first receipt).
+        self.state.counters["qos2_duplicates_suppressed"] += 1
+        routed: env.RoutedTuple = (_ROUTED, conn, packet_id, -1, attempt)
+        self.out.send(conn, routed)
+
+    def on_qos2_confirmed(self, e: Wire, now: float) -> None:
+        _, _conn, client_id, packet_id = cast(env.Qos2Confirmed, e)
+        session = self.state.sessions.get(client_id)
         known = session.inbound_qos2.get(packet_id) if session is not None else None
         if known is not None:
-            known[0] = CONFIRMED
+            known.conn = CONFIRMED
 
-    def _on_pubrel(self, e: Wire, now: float) -> None:
+    def on_pubrel(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id = cast(env.PubrelIn, e)
-        session = self._current(client_id, conn)
+        session = self.state.current(client_id, conn)
         if session is None:
             return
         rc = 0
         if packet_id in session.inbound_qos2:
             del session.inbound_qos2[packet_id]
             if session.persisted:  # also releases the destinations' seen rows
-                self.ops.append(DeleteInboundQos2(client_id, packet_id))
+                self.out.ops.append(DeleteInboundQos2(client_id, packet_id))
         else:
             rc = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self._send(conn, env.SendAck(_SEND_ACK, conn, PacketType.PUBCOMP, packet_id, rc))
+        pubcomp: env.SendAckTuple = (_SEND_ACK, conn, _PUBCOMP, packet_id, rc)
+        self.out.send(conn, pubcomp)

@@ -4,8 +4,8 @@ in a `CoreProcess` (flockmq/runtime_process.py).
 `ShardCore` is the runtime's contract over the shard's public methods: its
 outboxes (`to_router`, `to_acceptors`), its timers, the commit bracket
 (`hold_for_commit`/`commit_done`: what follows a held envelope waits for it),
-and `failed_envelope`, what each envelope it held back for a commit becomes
-when the store could not write. `start` is what a (re)started worker does;
+and `failed_envelope` (workers/outbox.py), what each envelope it held back
+for a commit becomes when the store could not write. `start` is what a (re)started worker does;
 the process and the in-memory simulation (tests/unit/simulation/) both use it.
 """
 
@@ -25,11 +25,12 @@ from flockmq.envelopes import Envelope, Kind, Route
 from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
 from flockmq.runtime import Held, Sink
-from flockmq.runtime_process import CoreProcess
+from flockmq.runtime_process import CoreProcess, Role
 from flockmq.sharding import shard_of
 from flockmq.store import Op, SessionRecord
 from flockmq.sysstats import SysStats
 
+from .outbox import failed_envelope
 from .shard import Shard, ShardLimits
 
 log = logging.getLogger("flockmq.worker")
@@ -49,42 +50,13 @@ def limits_from(config: Config) -> ShardLimits:
     )
 
 
-def failed_envelope(dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
-    """What to send instead of a durability promise whose commit failed.
-
-    Every kind a shard holds back for a commit (`after_commit`):
-
-    - STORED (a copy for this shard's persistent sessions): ok becomes False,
-      so the publisher's acceptor does not acknowledge the publish.
-    - ROUTE of a QoS 2 publish from a persistent session (its packet id and
-      token were not kept): not routed; the publisher's acceptor gets STORED
-      False instead (no PUBREC; it closes the connection and the client
-      resends). The reply is `[conn, packet_id, attempt, uid, key]`.
-    - SEND_SUBACK for a persistent session: every subscription refused (0x80).
-    - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
-    - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
-      ONLINE, a will: see Shard._to_router): sent as it is, in its order.
-    - Anything for a connection made after its held-back SUBACK (the retained
-      messages: see ShardState.behind_suback): sent as it is, in its order.
-    """
-    if isinstance(e, env.Stored):
-        return dest, e._replace(ok=False)
-    if isinstance(e, env.Route) and e.reply is not None:  # a QoS 2 publish whose id was not kept
-        reply = e.reply  # built by this shard (workers/inbound.py): a Reply
-        stored = env.Stored(Kind.STORED, reply.conn, reply.packet_id, False, reply.attempt)
-        return env.acceptor_of(reply.conn), stored
-    if isinstance(e, env.SendSuback):
-        return dest, e._replace(codes=[0x80 for _ in e.codes])
-    return dest, e
-
-
 class ShardCore:
     """`Shard` under the runtime's contract (flockmq.runtime.Core)."""
 
     def __init__(self, shard: Shard) -> None:
         self.shard = shard
         self.counters: Counter[str] = shard.counters
-        self.guard: EnvelopeGuard = shard.guard
+        self.guard: EnvelopeGuard = shard.state.guard
         # Bound once: the per-envelope path is the shard's own.
         self.handle = shard.handle
         self.next_timer = shard.next_timer
@@ -145,12 +117,9 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         store = open_configured_store(config)
         workers = config.workers
         records = store.load_sessions(lambda client_id: shard_of(client_id, workers) == index)
-        process = CoreProcess(
-            loop,
-            config,
+        role = Role(
             f"worker {index}",
             core,
-            store,
             bus_id=config.worker_id(index),
             incarnation=incarnation,
             stats=SysStats("worker", index, core.counters),
@@ -158,6 +127,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
             tick_interval=TICK_INTERVAL,
             logger=log,
         )
+        process = CoreProcess(loop, config, store, role)
         bus = process.bus
         bus.bind(config.worker_endpoint(index), pausable=False)  # from the router
         bus.bind(config.worker_work_endpoint(index), pausable=True)  # from acceptors

@@ -7,6 +7,10 @@ the will. Invariants: `inflight` holds at most `window` messages; a message is
 either in `inflight` or in `queue`, never both; `queued_bytes` is the total of `queue`'s
 `message_size`s (flockmq/sizes.py: topic, payload and properties, not the payload alone: user
 properties can be far larger than a payload).
+
+The records here are slotted dataclasses read by name. A will is stored as
+the msgpack array of its fields in `Will.stored()`'s order (the on-disk
+format, unchanged): convert at the store boundary only.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from flockmq import envelopes as env
+from flockmq.envelopes import Props, Wire
 
 NEVER_EXPIRES = 0xFFFFFFFF
 
-CONFIRMED = -1  # Session.inbound_qos2: the publish was confirmed (PUBREC sent)
+CONFIRMED = -1  # InboundQos2.conn: the publish was confirmed (PUBREC sent)
 
 # OutMessage.state
 AWAIT_ACK = 0  # QoS 1 sent, awaiting PUBACK; QoS 2 sent, awaiting PUBREC
@@ -36,13 +40,59 @@ class OutMessage:
     packet_id: int = 0
     state: int = AWAIT_ACK
     seq: int = 0  # position in the session's stored message order (persistent sessions)
-    # its PutMessage is still to be made from it (Shard.take_durable), so
+    # its PutMessage is still to be made from it (Outbox.take_durable), so
     # changes until then need no op of their own
     unsaved: bool = False
     # MQTT 5 message expiry: when an unsent copy is dropped (NEVER: it is not);
     # see flockmq/message_expiry.py
     deadline: float = 0.0
     size: int = 0  # message_size(), set when it is queued
+
+
+@dataclass(slots=True)
+class Will:
+    """A connection's will, kept with its session until it closes."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    props: Props
+    delay_interval: int
+
+    @classmethod
+    def from_fields(cls, fields: Wire) -> Will:
+        """From a CONNECT's will (env.Will, a list from the wire) or a stored
+        one (`stored()`'s list); ValueError/TypeError: not six fields."""
+        topic, payload, qos, retain, props, delay_interval = fields
+        return cls(topic, payload, qos, retain, props, delay_interval)
+
+    def stored(self) -> list[Any]:
+        """As the store keeps it: env.Will's fields in order (the on-disk
+        format of every flockmq so far; `from_fields` reads it back)."""
+        return [self.topic, self.payload, self.qos, self.retain, self.props, self.delay_interval]
+
+
+@dataclass(slots=True)
+class PendingWill:
+    """A will waiting for its delay [MQTT-3.1.3-9] (or for a reloaded
+    session's connection to come back)."""
+
+    due: float
+    will: Will
+
+
+@dataclass(slots=True)
+class InboundQos2:
+    """A QoS 2 packet id held from PUBLISH to PUBREL [MQTT-4.3.3-2]. `conn`
+    is the connection it last arrived on while unconfirmed, CONFIRMED once its
+    PUBREC went out, or 0 when unknown (reloaded from the store); `token`
+    (stored with the packet id) names the message at its destinations from
+    first receipt to PUBREL, whichever connection or broker incarnation
+    resends it."""
+
+    conn: int
+    token: int
 
 
 @dataclass(slots=True)
@@ -66,13 +116,8 @@ class Session:
     inflight: dict[int, OutMessage] = field(default_factory=dict)
     queue: deque[OutMessage] = field(default_factory=deque)
     queued_bytes: int = 0
-    # packet id -> [state, token]: state is the connection it last arrived on
-    # while unconfirmed, CONFIRMED once its PUBREC went out, or 0 when unknown
-    # (reloaded from the store); the token (stored with the packet id) names
-    # the message at its destinations from first receipt to PUBREL, whichever
-    # connection or broker incarnation resends it
-    inbound_qos2: dict[int, list[int]] = field(default_factory=dict)
-    will: env.Will | None = None  # see flockmq/envelopes.py
+    inbound_qos2: dict[int, InboundQos2] = field(default_factory=dict)  # by packet id
+    will: Will | None = None
     disconnected_at: float | None = None
     next_packet_id: int = 1
     dropped: int = 0  # messages this session could not hold (queue limits)

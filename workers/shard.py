@@ -1,234 +1,145 @@
 """A shard of session actors (sans-IO): envelopes in, envelopes out.
 
-`Shard` puts together the flows, one module per concern, over the state they
-share (`shard_state.py`): connections and takeover (`connections.py`),
-inbound QoS 2 (`inbound.py`), delivery and the outbound QoS state machines
-(`outbound.py`), subscriptions (`subscriptions.py`); here are the entry
-points, the timers and reloading from the store.
+`Shard` is the facade the worker process drives: `handle(envelope, now)`,
+`handle_timer(now)` / `next_timer()`, `load(records, now)` after a restart,
+and the pass's outputs (`to_router`, `to_acceptors`, `take_durable`,
+`hold_for_commit`, `commit_done`). It owns no logic of its own: it builds
+one object per concern over the state they share, and dispatches each
+envelope kind to one of them.
 
-The worker process feeds every envelope for its shard to `Shard.handle` and
-`Shard.handle_timer(now)`, then sends what accumulated in `to_router` and
-`to_acceptors`. Nothing here touches a socket or a clock.
+    ShardState     sessions and the indices over them (workers/shard_state.py)
+    Outbox         the pass's outputs and the order they leave in (outbox.py)
+    Connections    CONNECT, takeover, close, wills, session end (connections.py)
+    Outbound       delivery and the outbound QoS state machines (outbound.py)
+    Inbound        QoS 2 publishes from clients, PUBREL (inbound.py)
+    Subscriptions  SUBSCRIBE, UNSUBSCRIBE, the router's resync (subscriptions.py)
+    Restore        reloading from the store (restore.py)
 
-Decided here: client takeover, session present, clean-session discard, QoS
-downgrade (min of published and granted QoS), one copy per subscriber,
-the outbound in-flight window and its ordered queue, redelivery with DUP on
-resume [MQTT-4.4.0-1], inbound QoS 2 exactly-once (packet ids held until
-PUBREL [MQTT-4.3.3-2]), wills (published on any close but a clean DISCONNECT),
-and session expiry.
+Each takes the state, the outbox and the other objects it calls, explicitly;
+`Outbound` and `Connections` need each other (a wrong acknowledgement lets go
+of the connection, a resumed session resends), so `Outbound.connections` is
+set here once both exist. Nothing here touches a socket or a clock.
+
+Decided in those objects: client takeover, session present, clean-session
+discard, QoS downgrade (min of published and granted QoS), one copy per
+subscriber, the outbound in-flight window and its ordered queue, redelivery
+with DUP on resume [MQTT-4.4.0-1], inbound QoS 2 exactly-once (packet ids held
+until PUBREL [MQTT-4.3.3-2]), wills (published on any close but a clean
+DISCONNECT), and session expiry.
 
 Durability: for sessions that outlive their connection (`Session.persistent`)
-every change is also recorded as a store op in `ops`. Envelopes that promise
-durability (STORED confirmations to the publisher's acceptor, a QoS 2 publish
-whose packet id must be stored before it is routed) go to `after_commit`: the
-process sends them only once this pass's ops are committed. QoS 0 messages and
-clean sessions never produce ops.
+every change is also recorded as a store op in the outbox's `ops`. Envelopes
+that promise durability (STORED confirmations to the publisher's acceptor, a
+QoS 2 publish whose packet id must be stored before it is routed) go to
+`after_commit`: the process sends them only once this pass's ops are
+committed. QoS 0 messages and clean sessions never produce ops.
 """
 
 from __future__ import annotations
 
-import heapq
-import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 
 from flockmq import envelopes as env
-from flockmq.message_expiry import unpack_stored_props
-from flockmq.mqtt.errors import ProtocolError
-from flockmq.mqtt.topics import parse_topic_filter
-from flockmq.persistence import unpack_blob
-from flockmq.sizes import message_size
-from flockmq.store import DeleteSubscription, PruneSeenQos2, SessionRecord
-from flockmq.workers.connections import ConnectionFlows
-from flockmq.workers.inbound import InboundFlows
-from flockmq.workers.session import OutMessage, Session, Subscription
+from flockmq.envelopes import Envelope, Kind, Wire
+from flockmq.store import Op, SessionRecord
+from flockmq.workers.connections import Connections
+from flockmq.workers.inbound import Inbound
+from flockmq.workers.outbound import Outbound
+from flockmq.workers.outbox import Destination, Outbox
+from flockmq.workers.restore import Restore
+from flockmq.workers.session import Session
 from flockmq.workers.shard_state import ShardLimits, ShardState
-from flockmq.workers.subscriptions import SubscriptionFlows
-from flockmq.workers.takeover import TAKEOVER_WAIT
+from flockmq.workers.subscriptions import Subscriptions
 
 __all__ = ["Shard", "ShardLimits", "ShardState"]
 
-log = logging.getLogger("flockmq.worker")
 
-REATTACH_GRACE = 10.0  # seconds a reloaded session's connection has to come back
-
-
-class Shard(ConnectionFlows, InboundFlows, SubscriptionFlows):
+class Shard:
     def __init__(self, index: int, limits: ShardLimits, nonce: int = 0) -> None:
         """`nonce`: a random number per process start (31 bits), so that the
         QoS 2 tokens of this incarnation differ from every earlier one's."""
-        super().__init__(index, limits, nonce)
-        self._handlers = {
-            env.Kind.CONNECT: self._on_connect,
-            env.Kind.PUBLISH: self._on_publish,
-            env.Kind.PUBREL_IN: self._on_pubrel,
-            env.Kind.QOS2_CONFIRMED: self._on_qos2_confirmed,
-            env.Kind.PUBACK_IN: self._on_puback,
-            env.Kind.PUBREC_IN: self._on_pubrec,
-            env.Kind.PUBCOMP_IN: self._on_pubcomp,
-            env.Kind.DISCARDED: self._on_discarded,
-            env.Kind.SUBSCRIBE: self._on_subscribe,
-            env.Kind.UNSUBSCRIBE: self._on_unsubscribe,
-            env.Kind.CLOSED: self._on_closed,
-            env.Kind.ACCEPTOR_UP: self._on_acceptor_up,
-            env.Kind.DELIVER: self._on_deliver,
-            env.Kind.SUBSCRIBED: self._on_subscribed,
-            env.Kind.UNSUBSCRIBED: self._on_unsubscribed,
-            env.Kind.ROUTER_UP: self._on_router_up,
+        self.index = index
+        self.state = state = ShardState(index, limits, token_base=(nonce & 0x7FFFFFFF) << 32)
+        self.out = out = Outbox()
+        self.outbound = outbound = Outbound(state, out)
+        self.inbound = inbound = Inbound(state, out)
+        self.subscriptions = subscriptions = Subscriptions(state, out)
+        self.connections = connections = Connections(state, out, outbound, replay=self.handle)
+        outbound.connections = connections
+        self.restore = Restore(state, out, outbound, subscriptions)
+        self._takeovers = state.takeovers  # never replaced
+        # What the process and the tests read; never replaced (see ShardState, Outbox).
+        self.sessions: dict[str, Session] = state.sessions
+        self.counters: Counter[str] = state.counters
+        self.to_router: list[Envelope] = out.to_router
+        self.to_acceptors: dict[int, list[Envelope]] = out.to_acceptors
+        self._handlers: dict[int, Callable[[Wire, float], None]] = {
+            Kind.CONNECT: connections.on_connect,
+            Kind.PUBLISH: inbound.on_publish,
+            Kind.PUBREL_IN: inbound.on_pubrel,
+            Kind.QOS2_CONFIRMED: inbound.on_qos2_confirmed,
+            Kind.PUBACK_IN: outbound.on_puback,
+            Kind.PUBREC_IN: outbound.on_pubrec,
+            Kind.PUBCOMP_IN: outbound.on_pubcomp,
+            Kind.DISCARDED: outbound.on_discarded,
+            Kind.SUBSCRIBE: subscriptions.on_subscribe,
+            Kind.UNSUBSCRIBE: subscriptions.on_unsubscribe,
+            Kind.CLOSED: connections.on_closed,
+            Kind.ACCEPTOR_UP: connections.on_acceptor_up,
+            Kind.DELIVER: outbound.on_deliver,
+            Kind.SUBSCRIBED: subscriptions.on_subscribed,
+            Kind.UNSUBSCRIBED: subscriptions.on_unsubscribed,
+            Kind.ROUTER_UP: subscriptions.on_router_up,
         }
 
-    def handle_timer(self, now: float) -> None:
-        """Publish delayed wills that are due, end expired sessions, and
-        finish takeovers whose old connection's acceptor never answered."""
-        self.now = now
-        for client_id, waiting in self.takeovers.overdue(now):
-            self.counters["takeovers_unconfirmed"] += 1
-            log.warning(
-                "client %s: its previous connection was not reported closed in %.0fs: "
-                "taking over anyway",
-                client_id,
-                TAKEOVER_WAIT,
+    def handle(self, envelope: Wire, now: float) -> None:
+        """One envelope. It may raise: the runtime isolates each envelope
+        (flockmq/isolation.py)."""
+        self.state.now = now
+        if self._takeovers.pending and self._takeovers.hold(envelope):
+            return  # from a connection waiting to take over its session
+        handler = self._handlers.get(envelope[0])
+        if handler is None:
+            self.counters["unknown_envelopes"] += 1
+            self.state.guard.limited.warning(
+                "shard %d: unknown envelope kind %r", self.index, envelope[0]
             )
-            session = self.sessions.get(client_id)
-            if session is not None and session.conn == waiting.old:
-                self._detach(session, publish_will=True, now=now)
-            self._complete_takeover(waiting, now)
-        while (due := self._next_will()) is not None and due <= now:
-            _, client_id = heapq.heappop(self.will_times)
-            _, will = self.pending_wills.pop(client_id)
-            self._route_will(client_id, will)
-        while (at := self._next_expiry()) is not None and at <= now:
-            _, client_id = heapq.heappop(self.expiries)
-            self.counters["sessions_expired"] += 1
-            self._end_session(self.sessions[client_id])
+            return
+        handler(envelope, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Finish takeovers whose old connection's acceptor never answered,
+        publish delayed wills that are due, and end expired sessions."""
+        self.state.now = now
+        connections = self.connections
+        connections.take_over_overdue(now)
+        connections.publish_due_wills(now)
+        connections.end_expired(now)
 
     def next_timer(self) -> float | None:
         """When handle_timer next has work, or None."""
-        times = [self._next_will(), self._next_expiry(), self.takeovers.next_due()]
+        state = self.state
+        times = [state.next_will(), state.next_expiry(), state.takeovers.next_due()]
         return min((t for t in times if t is not None), default=None)
 
-    def _next_will(self) -> float | None:
-        """When the first pending delayed will is due; stale entries at the
-        top of the heap (wills cancelled or replaced) are dropped."""
-        will_times = self.will_times
-        while will_times:
-            due, client_id = will_times[0]
-            pending = self.pending_wills.get(client_id)
-            if pending is not None and pending[0] == due:
-                return due
-            heapq.heappop(will_times)
-        return None
-
-    def _next_expiry(self) -> float | None:
-        """When the first offline session expires; stale entries at the top
-        (sessions back online or ended) are dropped, and a session given a
-        new time since is pushed again with it."""
-        expiries = self.expiries
-        while expiries:
-            at, client_id = expiries[0]
-            session = self.sessions.get(client_id)
-            if session is None or client_id not in self.offline:
-                expires = None
-            else:
-                expires = session.expires_at()
-            if expires == at:
-                return at
-            heapq.heappop(expiries)
-            if expires is not None:
-                heapq.heappush(expiries, (expires, client_id))
-        return None
-
-    def _loadable(self, client_id: str, topic_filter: str) -> bool:
-        """A stored filter that is not valid today (a 3.1.1 `$share/g` kept by
-        an older flockmq) is dropped with a log line; it must never stop the
-        session, or the router's resync, from loading."""
-        try:
-            parse_topic_filter(topic_filter)
-        except ProtocolError as exc:
-            self.counters["invalid_stored_subscriptions"] += 1
-            self.guard.limited.warning(
-                "client %s: dropping stored subscription %r: %s", client_id, topic_filter, exc
-            )
-            self.ops.append(DeleteSubscription(client_id, topic_filter))
-            return False
-        return True
-
     def load(self, records: Iterable[SessionRecord], now: float) -> None:
-        """Sessions of this shard from the store (a restart). Each is offline;
-        one that was online when its worker died lost its connection now, so its
-        will goes out. Their subscriptions are registered with the router."""
-        self.now = now
-        for rec in records:
-            try:
-                self._load_session(rec, now)
-            except Exception:
-                # A damaged record costs only its own session, never the shard.
-                self.counters["sessions_not_loaded"] += 1
-                log.exception(
-                    "worker %d: session %r cannot be loaded: skipped", self.index, rec.client_id
-                )
-        # Seen rows of publishes released (or publishers gone) while their row
-        # was being written elsewhere; they can never match again.
-        self.ops.append(PruneSeenQos2())
-        self._on_router_up(env.RouterUp(env.Kind.ROUTER_UP, 0), now)
+        """Sessions of this shard from the store (see workers/restore.py)."""
+        self.restore.load(records, now)
 
-    def _load_session(self, rec: SessionRecord, now: float) -> None:
-        session = Session(
-            rec.client_id,
-            protocol_level=rec.protocol_level,
-            session_expiry=rec.expiry,
-            persisted=True,
-        )
-        session.disconnected_at = rec.disconnected_at if rec.disconnected_at else now
-        for sub in rec.subscriptions:
-            if not self._loadable(rec.client_id, sub.topic_filter):
-                continue
-            session.filter_bytes += len(sub.topic_filter)
-            session.subscriptions[sub.topic_filter] = Subscription(
-                sub.qos,
-                sub.no_local,
-                sub.retain_as_published,
-                sub.retain_handling,
-                sub.sub_id,
-            )
-        for m in rec.messages:
-            props, deadline = unpack_stored_props(m.props)
-            msg = OutMessage(
-                m.topic,
-                m.payload,
-                m.qos,
-                m.retain,
-                props,
-                m.packet_id,
-                m.state,
-                m.seq,
-                deadline=deadline,
-            )
-            if m.packet_id:
-                session.inflight[m.packet_id] = msg
-            else:
-                msg.size = message_size(m.topic, m.payload, props)
-                session.queue.append(msg)
-                session.queued_bytes += msg.size
-            session.next_seq = m.seq + 1
-        if session.inflight:
-            session.next_packet_id = max(session.inflight) % 65535 + 1
-        for q in rec.inbound_qos2:
-            session.inbound_qos2[q.packet_id] = [0, q.token]
-        for seen in rec.seen_qos2:
-            self._seen_before((seen.origin, seen.packet_id, seen.token, True))
-        self.sessions[rec.client_id] = session
-        self.offline.add(rec.client_id)
-        self._watch_expiry(session)
-        will = unpack_blob(rec.will)
-        if (
-            rec.disconnected_at is None
-            and isinstance(will, list)
-            and len(will) == len(env.Will._fields)  # not a damaged blob
-        ):
-            # It was online when its worker died. Its acceptor may still hold
-            # the connection and attach it again (which cancels this); if
-            # not, the connection is gone and the will goes out.
-            self.pending_wills[rec.client_id] = (now + REATTACH_GRACE, env.Will._make(will))
-            self._watch_will(rec.client_id, now + REATTACH_GRACE)
-        self._persist_session(session)
-        self.counters["sessions_loaded"] += 1
+    def startup_envelopes(self, incarnation: int) -> None:
+        """Announce this shard (a restarted worker): the router forgets the
+        shard's stale subscriptions and acceptors drop its stale connections."""
+        self.to_router.append(env.WorkerUp(Kind.WORKER_UP, self.index, incarnation))
+
+    def take_durable(self) -> tuple[list[Op], list[tuple[Destination, Envelope]]]:
+        """This pass's store ops and the envelopes that wait for them (see
+        Outbox.take_durable)."""
+        return self.out.take_durable()
+
+    def hold_for_commit(self, later: list[tuple[Destination, Envelope]]) -> tuple[bool, list[int]]:
+        """See Outbox.hold_for_commit."""
+        return self.out.hold_for_commit(later)
+
+    def commit_done(self, hold: tuple[bool, list[int]]) -> None:
+        self.out.commit_done(hold)

@@ -91,3 +91,44 @@ def serve(config_file: str | None, **flags: Any) -> None:
         click.echo(f"flockmq: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+@main.command()
+@click.option("-b", "batch", is_flag=True, help="Batch mode: the password is an argument.")
+@click.option("-c", "create", is_flag=True, help="Create a new file (overwrites it).")
+@click.option("-D", "delete", is_flag=True, help="Delete USER instead of setting a password.")
+@click.option("-U", "upgrade", is_flag=True, help="Hash every plain-text password in FILE.")
+@click.option(
+    "-H",
+    "scheme",
+    type=click.Choice(["sha512-pbkdf2", "sha512"]),
+    default="sha512-pbkdf2",
+    show_default=True,
+    help="Hash (sha512 only for Mosquitto 1.x).",
+)
+@click.option("-I", "iterations", type=click.IntRange(1, 1_000_000), default=101, show_default=True)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("username", required=False)
+@click.argument("password", required=False)
+def passwd(file: str, username: str | None, password: str | None, **flags: Any) -> None:
+    """Manage a password file in Mosquitto's format (as mosquitto_passwd does).
+
+    \b
+    flockmq passwd [-c | -D] FILE USER        (prompts for the password)
+    flockmq passwd [-c] -b FILE USER PASSWORD
+    flockmq passwd -U FILE
+    """
+    from flockmq.app.passwd import PasswdRequest, run_passwd
+
+    request = PasswdRequest(file, username, password, **flags)
+    try:
+        message = run_passwd(request, prompt=_prompt_password)
+    except (ValueError, OSError) as exc:
+        click.echo(f"flockmq passwd: {exc}", err=True)
+        sys.exit(1)
+    if message:
+        click.echo(message, err=True)
+
+
+def _prompt_password() -> str:
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt="Reenter password"))

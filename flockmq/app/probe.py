@@ -6,6 +6,7 @@ acceptor and the client's session worker answered), not merely an open port."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 
@@ -20,10 +21,37 @@ from flockmq.frontend.codec import (
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host` right now (the caller binds it soon after)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on `host` right now (the caller binds it soon after),
+    below the ephemeral range: a port the kernel hands out for outgoing
+    connections could be taken by one before the caller binds it."""
+    return free_port_range(1, host)
+
+
+def free_port_range(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive TCP ports free on `host` right now,
+    below the kernel's ephemeral range, so that the outgoing connections of
+    other programs (which take ephemeral ports) do not take them meanwhile."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            ephemeral_low = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, max(10_001, ephemeral_low - count))
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise OSError(f"no {count} consecutive free ports on {host}")
 
 
 def mqtt_ready(host: str, port: int, timeout: float = 1.0) -> bool:

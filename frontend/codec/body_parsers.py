@@ -82,14 +82,9 @@ _TOPIC_CACHE_SIZE = 4096
 _TOPIC_CACHE_MAX_LENGTH = 256  # bytes; longer topics are checked on every PUBLISH
 
 
-def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> Publish:
-    """PUBLISH (section 3.3) from buf[start:end]."""
-    qos = (flags >> 1) & 3
-    if qos == 3:
-        raise MalformedPacket("[MQTT-3.3.1-4] PUBLISH has QoS 3")
-    dup = flags & 8 != 0
-    if dup and not qos:
-        raise ProtocolError("[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH")
+def _publish_topic(buf: bytes, start: int, end: int) -> tuple[str, int]:
+    """A PUBLISH's topic name (empty when a topic alias stands for it) and
+    where the packet goes on after it. A valid name is cached by its bytes."""
     if end - start < 2:
         raise MalformedPacket("packet ends inside the PUBLISH topic name")
     pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
@@ -108,6 +103,18 @@ def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> P
                 if len(topic_cache) >= _TOPIC_CACHE_SIZE:
                     topic_cache.clear()  # crude but bounded; hot topics come back at once
                 topic_cache[raw_topic] = topic
+    return topic, pos
+
+
+def parse_publish(buf: bytes, flags: int, start: int, end: int, level: int) -> Publish:
+    """PUBLISH (section 3.3) from buf[start:end]."""
+    qos = (flags >> 1) & 3
+    if qos == 3:
+        raise MalformedPacket("[MQTT-3.3.1-4] PUBLISH has QoS 3")
+    dup = flags & 8 != 0
+    if dup and not qos:
+        raise ProtocolError("[MQTT-3.3.1-2] DUP flag set on a QoS 0 PUBLISH")
+    topic, pos = _publish_topic(buf, start, end)
     packet_id = None
     if qos:
         if pos + 2 > end:

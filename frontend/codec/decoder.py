@@ -173,7 +173,11 @@ class StreamDecoder:
             if not self._ready:
                 raise
 
-    def _decode_complete_packets(self) -> None:
+    # One flat loop on purpose: the header, the ack fast path and the PUBLISH
+    # fast path are inlined, since a function call per packet would cost a
+    # good part of what decoding a small PUBLISH costs (scripts/bench_codec.py).
+    # Every slow path already leaves it (_long_header, _decode_body, parse_publish).
+    def _decode_complete_packets(self) -> None:  # noqa: C901, PLR0912, PLR0915
         append: Callable[[Any], None] = self._ready.append
         buf = self._buf
         pos = self._pos

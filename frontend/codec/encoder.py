@@ -74,7 +74,7 @@ def encode_publish(
     if n > 0xFFFF:
         raise ValueError(f"topic of {n} bytes is over 65535")
     if qos:
-        if qos != 1 and qos != 2:
+        if qos not in (1, 2):
             raise ValueError(f"QoS {qos} is not 0, 1 or 2")
         if not packet_id or not 0 < packet_id <= 0xFFFF:
             raise ValueError(f"QoS {qos} PUBLISH needs a packet id in 1..65535, not {packet_id}")

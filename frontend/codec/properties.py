@@ -226,23 +226,31 @@ def _name(packet_type: int) -> str:
     return "Will Properties" if packet_type == WILL else PacketType(packet_type).name
 
 
-def _write_value(wire_type: WireType, value: Any) -> bytes:
-    if wire_type is _W.BYTE:
-        return bytes((value,))
-    if wire_type is _W.TWO_BYTE_INT:
-        return pack_u16(value)
-    if wire_type is _W.FOUR_BYTE_INT:
-        return pack_u32(value)
-    if wire_type is _W.VARINT:
-        if not 0 < value <= MAX_VARINT:
-            raise ValueError(f"subscription identifier {value} out of range")
-        return encode_varint(value)
-    if wire_type is _W.UTF8:
-        return encode_utf8(value)
-    if wire_type is _W.BINARY:
-        return encode_binary(value)
+def _write_varint(value: int) -> bytes:
+    if not 0 < value <= MAX_VARINT:
+        raise ValueError(f"subscription identifier {value} out of range")
+    return encode_varint(value)
+
+
+def _write_pair(value: tuple[str, str]) -> bytes:
     name, text = value
     return encode_utf8(name) + encode_utf8(text)
+
+
+# The writers, as _READERS are the readers: one per wire type.
+_WRITERS: dict[WireType, Callable[[Any], bytes]] = {
+    _W.BYTE: lambda value: bytes((value,)),
+    _W.TWO_BYTE_INT: pack_u16,
+    _W.FOUR_BYTE_INT: pack_u32,
+    _W.VARINT: _write_varint,
+    _W.UTF8: encode_utf8,
+    _W.BINARY: encode_binary,
+    _W.UTF8_PAIR: _write_pair,
+}
+
+
+def _write_value(wire_type: WireType, value: Any) -> bytes:
+    return _WRITERS[wire_type](value)
 
 
 def encode_properties(props: Mapping[str, Any] | None, packet_type: int) -> bytes:

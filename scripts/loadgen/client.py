@@ -238,10 +238,7 @@ class LoadClient(asyncio.Protocol):
             return
         spec = self.spec
         qos = template.qos
-        limit = spec.count
-        if spec.rate:
-            elapsed = (time.monotonic_ns() - self.started_ns) / 1e9
-            limit = min(limit, int(elapsed * spec.rate) + 1)
+        limit = self.pump_limit()
         out: list[bytes] = []
         budget = PUMP_BATCH
         publisher_id = spec.publisher_id
@@ -269,7 +266,22 @@ class LoadClient(asyncio.Protocol):
         self.next_seq = seq
         if out:
             self.write(b"".join(out))
-        if budget == 0:
+        self.pump_again(seq, limit, qos, more=budget == 0)
+
+    def pump_limit(self) -> int:
+        """Messages the rate allows by now, all of them without a rate."""
+        spec = self.spec
+        if not spec.rate:
+            return spec.count
+        elapsed = (time.monotonic_ns() - self.started_ns) / 1e9
+        return min(spec.count, int(elapsed * spec.rate) + 1)
+
+    def pump_again(self, seq: int, limit: int, qos: int, *, more: bool) -> None:
+        """After a pump that stopped at `seq`: go on at once when it stopped
+        for its batch budget (`more`), at the time the rate allows the next
+        message when the rate stopped it; at QoS 0, sent is done."""
+        spec = self.spec
+        if more:
             self.schedule_pump()
         elif seq == limit < spec.count:
             self.wake_at(seq / spec.rate)

@@ -104,8 +104,7 @@ class LatencyHistogram:
         key = bucket_of(value)
         self.counts[key] = self.counts.get(key, 0) + 1
         self.total += 1
-        if value > self.max_value:
-            self.max_value = value
+        self.max_value = max(self.max_value, value)
 
     def merge(self, other: LatencyHistogram) -> None:
         for key, n in other.counts.items():

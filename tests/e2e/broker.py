@@ -11,10 +11,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
 from flockmq.app.probe import free_port, mqtt_ready
+
+
+class MakeBroker(Protocol):
+    """The make_broker fixture: a started broker of the test's own."""
+
+    def __call__(self, *extra_args: str, acceptors: int = 2, workers: int = 2) -> Broker: ...
+
 
 FLOCKMQ = str(Path(sys.executable).parent / "flockmq")
 

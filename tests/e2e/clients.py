@@ -10,21 +10,43 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypedDict, Unpack, cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from flockmq.frontend.codec import Packet, StreamDecoder, encode
+from flockmq.frontend.codec import Packet, StreamDecoder, Will, encode
+from flockmq.frontend.codec import Properties as PacketProperties
 
 TIMEOUT = 10.0
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class HasPort(Protocol):
+    """A broker to connect to (tests.e2e.broker.Broker, a proxy in front of one)."""
+
+    @property
+    def port(self) -> int: ...
+
+
+class ClientOptions(TypedDict, total=False):
+    """Client's keyword arguments, as `connected` and `watch` pass them on."""
+
+    protocol: int
+    clean: bool
+    keepalive: int
+    will: tuple[str, bytes, int, bool] | None
+    username: str | None
+    session_expiry: int | None
+    host: str
+    will_properties: Properties | None
 
 
 class Client:
@@ -53,17 +75,17 @@ class Client:
         self.clean = clean
         self.session_expiry = session_expiry
         self.paho = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             reconnect_on_failure=False,
             **kwargs,
         )
         self.paho.max_inflight_messages_set(100)
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.connack: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self.connack: queue.Queue[tuple[mqtt.ConnectFlags, ReasonCode]] = queue.Queue()
         self.disconnected = threading.Event()
-        self.disconnect_reason: Any = None
-        self.subacks: queue.Queue[list[Any]] = queue.Queue()
+        self.disconnect_reason: ReasonCode | None = None
+        self.subacks: queue.Queue[list[ReasonCode]] = queue.Queue()
         self.paho.on_message = lambda c, u, m: self.messages.put(m)
         self.paho.on_connect = lambda c, u, flags, rc, props: self.connack.put((flags, rc))
         self.paho.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.put(rcs)
@@ -76,11 +98,18 @@ class Client:
         self.port = port
         self.keepalive = keepalive
 
-    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_disconnect(
+        self,
+        c: mqtt.Client,
+        u: object,
+        flags: mqtt.DisconnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         self.disconnect_reason = rc
         self.disconnected.set()
 
-    def connect(self, expect_rc: int = 0) -> Any:
+    def connect(self, expect_rc: int = 0) -> mqtt.ConnectFlags:
         props = None
         kwargs: dict[str, Any] = {}
         if self.protocol == 5:
@@ -102,7 +131,7 @@ class Client:
         *,
         options: SubscribeOptions | None = None,
         sub_id: int | None = None,
-    ) -> list[Any]:
+    ) -> list[ReasonCode]:
         """MQTT 5: `options` (then `qos` is not used) and a Subscription Identifier."""
         props = None
         if sub_id is not None:
@@ -148,13 +177,29 @@ class Client:
         self.paho.disconnect(reason)
         self.paho.loop_stop()
 
+    def tcp_socket(self) -> socket.socket:
+        """The connected client's socket (paho types it as its SocketLike protocol)."""
+        sock = self.paho.socket()
+        assert isinstance(sock, socket.socket), sock
+        return sock
+
     def drop(self) -> None:
         """Close the socket without DISCONNECT (as a crash or network loss would)."""
         self.paho.loop_stop()
-        sock = self.paho.socket()
+        # paho types it as its SocketLike protocol; over plain TCP it is a socket.
+        sock = cast(socket.socket | None, self.paho.socket())
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+class ConnectOptions(TypedDict, total=False):
+    """The optional fields of a CONNECT a test sends with RawClient."""
+
+    username: str | None
+    password: bytes | None
+    will: Will | None
+    properties: PacketProperties
 
 
 class RawClient:
@@ -192,7 +237,7 @@ class RawClient:
 
     def expect_closed(self, timeout: float = TIMEOUT) -> list[Packet]:
         """Read until the broker closes; return what came before the close."""
-        got = []
+        got: list[Packet] = []
         while True:
             packet = self.recv(timeout)
             if packet is None:
@@ -203,14 +248,18 @@ class RawClient:
         self.sock.close()
 
 
-def connected(broker: Any, client_id: str | None = None, **kwargs: Any) -> Client:
+def connected(
+    broker: HasPort, client_id: str | None = None, **kwargs: Unpack[ClientOptions]
+) -> Client:
     """A paho client of `broker` (anything with a `port`), connected."""
     client = Client(broker.port, client_id, **kwargs)
     client.connect()
     return client
 
 
-def watch(broker: Any, topic_filter: str, qos: int = 1, **kwargs: Any) -> Client:
+def watch(
+    broker: HasPort, topic_filter: str, qos: int = 1, **kwargs: Unpack[ClientOptions]
+) -> Client:
     """A connected client subscribed to `topic_filter`."""
     watcher = connected(broker, **kwargs)
     watcher.subscribe(topic_filter, qos)
@@ -226,7 +275,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def assert_round_trip(broker: Any) -> None:
+def assert_round_trip(broker: HasPort) -> None:
     """A fresh pub/sub pair of `broker` exchanges a QoS 1 message."""
     topic = unique("alive")
     sub = connected(broker)

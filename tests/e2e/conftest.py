@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .broker import Broker
+from .broker import Broker, MakeBroker
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+def make_broker(tmp_path: Path) -> Iterator[MakeBroker]:
     """A factory for a broker of the test's own (for tests that kill processes
     or need special flags)."""
     started: list[Broker] = []

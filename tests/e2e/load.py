@@ -15,9 +15,11 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
-from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from .clients import unique
 
@@ -58,7 +60,7 @@ class PahoClient(mqtt.Client):
             for m in self._out_messages.values():
                 if m.qos == 2 and m.state == mqtt.mqtt_ms_resend_pubrel:
                     m.state = mqtt.mqtt_ms_wait_for_pubcomp
-        super()._messages_reconnect_reset_out()  # type: ignore[misc]
+        super()._messages_reconnect_reset_out()
 
 
 class Peer:
@@ -68,12 +70,13 @@ class Peer:
         self.client_id = client_id
         self.port = port
         self.paho = PahoClient(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=clean,
             protocol=mqtt.MQTTv311,
             reconnect_on_failure=True,
         )
+        # paho annotates the delays as int; it takes seconds, floats included.
         self.paho.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
         self.paho.max_queued_messages_set(0)
         self.lock = threading.Lock()
@@ -84,7 +87,14 @@ class Peer:
         self.paho.on_connect = self._on_connect
         self.paho.on_disconnect = self._on_disconnect
 
-    def _on_connect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self,
+        c: mqtt.Client,
+        u: object,
+        flags: mqtt.ConnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         if rc == 0:
             with self.lock:
                 self.connects += 1
@@ -92,7 +102,14 @@ class Peer:
                 self.on_connected()
             self.connected.set()
 
-    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_disconnect(
+        self,
+        c: mqtt.Client,
+        u: object,
+        flags: mqtt.DisconnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         self.connected.clear()
         with self.lock:
             self.disconnects += 1
@@ -151,7 +168,9 @@ class Publisher(Peer):
         # at this very moment can go out before them.
         self.retransmittable.update(set(range(self.started)) - self._acked())
 
-    def _on_publish(self, c: Any, u: Any, mid: int, rc: Any, props: Any) -> None:
+    def _on_publish(
+        self, c: mqtt.Client, u: object, mid: int, rc: ReasonCode, props: Properties
+    ) -> None:
         with self.lock:
             self.acked_mids.add(mid)
             self.cond.notify_all()
@@ -213,10 +232,11 @@ class Subscriber(Peer):
         self.trace: list[tuple[int, int, int, bytes]] = []  # (connection, mid, dup, payload)
         self.paho.on_message = self._on_message
 
-    def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.received.append(msg.payload)
-            self.trace.append((self.connects, msg.mid, int(msg.dup), msg.payload))
+            payload = bytes(msg.payload)  # paho types it bytes | bytearray
+            self.received.append(payload)
+            self.trace.append((self.connects, msg.mid, int(msg.dup), payload))
 
     def subscribe(self, topic: str, qos: int) -> None:
         done = threading.Event()

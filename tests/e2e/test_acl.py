@@ -213,11 +213,11 @@ def test_denied_publishes_counter_in_sys(broker: Broker) -> None:
 def receive_until(client: Client, topic: str, forbidden: str) -> list[tuple[str, bytes]]:
     """What `client` receives up to and including the barrier on `topic`; the
     `#` subscriptions here also see other tests' messages, never `forbidden`."""
-    got = []
+    got: list[tuple[str, bytes]] = []
     while True:
         (msg,) = client.expect(1)
         assert msg.topic != forbidden, f"{forbidden} delivered: {msg.payload!r}"
-        got.append((msg.topic, msg.payload))
+        got.append((msg.topic, bytes(msg.payload)))
         if msg.topic == topic:
             return got
 
@@ -285,7 +285,7 @@ def test_undelivered_qos1_and_qos2_copies_free_the_window(standard_broker: Broke
         pub.publish("test/nosubscribe", f"q2 {u} {i}".encode(), 2)
     for i in range(3):
         pub.publish(f"test/{u}", str(i).encode(), 1)
-    got = []
+    got: list[bytes] = []
     while len(got) < 3:
         got += [
             p for t, p in receive_until(sub, f"test/{u}", "test/nosubscribe") if t == f"test/{u}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
 
 import psutil
 import pytest
@@ -28,7 +27,7 @@ from flockmq.frontend.codec import (
 from flockmq.frontend.codec.packets import Packet
 from flockmq.sharding import shard_of
 
-from .broker import Broker
+from .broker import Broker, MakeBroker
 from .clients import TIMEOUT, Client, RawClient, unique
 
 
@@ -220,7 +219,7 @@ def test_second_connect_closes_the_connection(broker: Broker) -> None:
 
 
 def test_no_connect_within_the_connect_timeout_closes_the_connection(
-    make_broker: Callable[..., Broker], tmp_path_factory: pytest.TempPathFactory
+    make_broker: MakeBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     config = tmp_path_factory.mktemp("conf") / "flockmq.toml"
     config.write_text("connect_timeout = 1.0\n")

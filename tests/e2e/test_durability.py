@@ -18,12 +18,13 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from flockmq.app.probe import free_port
 from flockmq.frontend.codec import (
     Connack,
     Connect,
@@ -36,7 +37,7 @@ from flockmq.frontend.codec import (
     Subscription,
 )
 
-from .broker import FLOCKMQ, Broker, free_port
+from .broker import FLOCKMQ, Broker, MakeBroker
 from .clients import Client, RawClient, unique, wait_for
 from .load import WAIT, WINDOW, Publisher, Subscriber, check_delivery, id_on_shard
 
@@ -122,21 +123,21 @@ def kill_mid_load(
 KILLS = [
     pytest.param(role, qos, marks=marks)
     for role, qos, marks in [
-        ("acceptor", 1, []),
-        ("acceptor", 2, []),
-        ("router", 1, []),
-        ("router", 2, []),
-        ("worker", 1, []),
-        ("worker", 2, []),
-        ("broker", 1, []),
-        ("broker", 2, []),
+        ("acceptor", 1, ()),
+        ("acceptor", 2, ()),
+        ("router", 1, ()),
+        ("router", 2, ()),
+        ("worker", 1, ()),
+        ("worker", 2, ()),
+        ("broker", 1, ()),
+        ("broker", 2, ()),
     ]
 ]
 
 
 @pytest.mark.parametrize(("role", "qos"), KILLS)
 def test_no_acknowledged_message_is_lost_when_a_process_is_killed(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
     config_file: str,
     extra_brokers: list[Broker],
     role: str,
@@ -236,7 +237,7 @@ def test_no_acknowledged_message_is_lost_when_a_process_is_killed(
 
 
 def test_restart_restores_sessions_queues_and_retained_messages(
-    make_broker: Callable[..., Broker], extra_brokers: list[Broker]
+    make_broker: MakeBroker, extra_brokers: list[Broker]
 ) -> None:
     broker = make_broker()
     base = unique("restart")
@@ -356,7 +357,7 @@ def test_a_corrupt_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
 
 
 def test_a_store_from_a_newer_flockmq_is_refused_and_left_untouched(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker()
     c = Client(broker.port, unique("keep"), clean=False)
@@ -382,7 +383,7 @@ def set_fsize_limit(pids: list[int], limit: int | None) -> None:
 
 
 def test_a_publish_that_cannot_be_stored_is_not_acknowledged(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker()
     topic = unique("nostore")
@@ -431,7 +432,7 @@ def qos2_handshake_in(raw: RawClient, packet_id: int) -> None:
 
 
 def test_a_qos2_publish_that_cannot_be_stored_gets_no_pubrec_and_is_delivered_once_later(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     """A persistent publisher's QoS 2 packet id is stored before the publish is
     routed; when that write fails the publish is neither routed nor

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from .broker import Broker
+
 LOADTEST = Path(__file__).resolve().parents[2] / "scripts" / "loadtest.py"
 
 PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 3, 4, 5, 6, 7
@@ -213,7 +215,7 @@ def assert_complete(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
-def test_faithful_proxy_reports_no_loss_or_duplicate(broker: Any, qos: int) -> None:
+def test_faithful_proxy_reports_no_loss_or_duplicate(broker: Broker, qos: int) -> None:
     with MqttProxy(broker.host, broker.port, None) as proxy:
         result, code = run_loadtest(proxy.port, qos)
     assert_complete(result)
@@ -224,7 +226,7 @@ def test_faithful_proxy_reports_no_loss_or_duplicate(broker: Any, qos: int) -> N
 
 
 @pytest.mark.parametrize("qos", [1, 2])
-def test_dropped_publish_is_one_loss_and_fails(broker: Any, qos: int) -> None:
+def test_dropped_publish_is_one_loss_and_fails(broker: Broker, qos: int) -> None:
     with MqttProxy(broker.host, broker.port, "drop") as proxy:
         result, code = run_loadtest(proxy.port, qos)
         assert proxy.fault_applied
@@ -235,7 +237,7 @@ def test_dropped_publish_is_one_loss_and_fails(broker: Any, qos: int) -> None:
     assert code == 1
 
 
-def test_dropped_publish_at_qos0_is_counted_but_allowed(broker: Any) -> None:
+def test_dropped_publish_at_qos0_is_counted_but_allowed(broker: Broker) -> None:
     with MqttProxy(broker.host, broker.port, "drop") as proxy:
         result, code = run_loadtest(proxy.port, 0)
         assert proxy.fault_applied
@@ -243,7 +245,7 @@ def test_dropped_publish_at_qos0_is_counted_but_allowed(broker: Any) -> None:
     assert code == 0
 
 
-def test_duplicate_at_qos1_is_counted_but_allowed(broker: Any) -> None:
+def test_duplicate_at_qos1_is_counted_but_allowed(broker: Broker) -> None:
     with MqttProxy(broker.host, broker.port, "dup") as proxy:
         result, code = run_loadtest(proxy.port, 1)
         assert proxy.fault_applied
@@ -253,7 +255,7 @@ def test_duplicate_at_qos1_is_counted_but_allowed(broker: Any) -> None:
     assert code == 0  # [MQTT-4.3.2]: at least once
 
 
-def test_duplicate_at_qos2_fails(broker: Any) -> None:
+def test_duplicate_at_qos2_fails(broker: Broker) -> None:
     with MqttProxy(broker.host, broker.port, "dup") as proxy:
         result, code = run_loadtest(proxy.port, 2, "--protocol", "5")
         assert proxy.fault_applied

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Unpack
 
 import pytest
 
@@ -27,8 +28,8 @@ from flockmq.frontend.codec import (
     encode,
 )
 
-from .broker import Broker
-from .clients import Client, RawClient, assert_round_trip, unique
+from .broker import Broker, MakeBroker
+from .clients import Client, ConnectOptions, RawClient, assert_round_trip, unique
 
 ROLES = [("router", 0), ("worker", 0), ("worker", 1), ("acceptor", 0), ("acceptor", 1)]
 MALFORMED = 0x81
@@ -52,7 +53,7 @@ def subscribe_without_topics(level: int) -> bytes:
 
 
 # name -> (bytes for a level, v5 reason code)
-AFTER_CONNECT = {
+AFTER_CONNECT: dict[str, tuple[Callable[[int], bytes], int]] = {
     "reserved-flags-pingreq": (lambda lv: b"\xc1\x00", MALFORMED),
     "reserved-flags-subscribe": (lambda lv: b"\x80\x06\x00\x01\x00\x01a\x00", MALFORMED),
     "remaining-length-5-bytes": (lambda lv: b"\x30\xff\xff\xff\xff\x01", MALFORMED),
@@ -82,9 +83,9 @@ def assert_healthy(broker: Broker, pids: dict[tuple[str, int], int]) -> None:
     assert_round_trip(broker)
 
 
-def connect_raw(broker: Broker, level: int, **kwargs: object) -> RawClient:
+def connect_raw(broker: Broker, level: int, **kwargs: Unpack[ConnectOptions]) -> RawClient:
     raw = RawClient(broker.port, level=level)
-    raw.send(Connect(unique("bad"), level, True, 30, **kwargs))  # type: ignore[arg-type]
+    raw.send(Connect(unique("bad"), level, True, 30, **kwargs))
     connack = raw.recv()
     assert isinstance(connack, Connack) and connack.reason_code == 0
     return raw
@@ -222,7 +223,7 @@ def test_protocol_errors_counter_in_sys(broker: Broker) -> None:
     sys_sub.disconnect()
 
 
-def test_max_packet_size_from_config(make_broker: Callable[..., Broker], tmp_path: Path) -> None:
+def test_max_packet_size_from_config(make_broker: MakeBroker, tmp_path: Path) -> None:
     config = tmp_path / "flockmq.toml"
     config.write_text("max_packet_size = 1024\n")
     small = make_broker("--config", str(config))

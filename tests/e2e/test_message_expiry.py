@@ -9,12 +9,11 @@ intervals are a few seconds and the assertions allow for a loaded machine."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .broker import Broker
+from .broker import Broker, MakeBroker
 from .clients import TIMEOUT, Client, unique
 
 SHORT = 3  # seconds: expires during the test
@@ -155,7 +154,7 @@ def test_a_3_1_1_subscriber_gets_no_expired_message_either(broker: Broker) -> No
 
 
 def test_deadlines_hold_across_a_broker_restart(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker()
     topic = unique("rest")

@@ -22,10 +22,9 @@ from __future__ import annotations
 import functools
 import queue
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -46,9 +45,10 @@ from flockmq.frontend.codec import (
     Unsuback,
     Unsubscribe,
 )
+from flockmq.frontend.codec import Properties as PacketProperties
 
 from . import clients
-from .broker import Broker
+from .broker import Broker, MakeBroker
 from .clients import TIMEOUT, Client, RawClient, unique
 
 # In this file clients speak MQTT 5 unless told otherwise.
@@ -77,7 +77,7 @@ def raw_connected(
     *,
     clean: bool = True,
     keepalive: int = 30,
-    properties: dict[str, Any] | None = None,
+    properties: PacketProperties | None = None,
 ) -> tuple[RawClient, Connack]:
     """A raw MQTT 5 connection after its CONNACK; asserts it was accepted."""
     raw = RawClient(broker.port, level=5)
@@ -115,8 +115,9 @@ def with_will(
     )
 
 
-def sub_ids(msg: Any) -> list[int] | None:
-    return getattr(msg.properties, "SubscriptionIdentifier", None)
+def sub_ids(msg: mqtt.MQTTMessage) -> list[int] | None:
+    ids: list[int] | None = getattr(msg.properties, "SubscriptionIdentifier", None)
+    return ids
 
 
 def options(
@@ -148,7 +149,7 @@ def collect(clients: list[Client], count: int, timeout: float = TIMEOUT) -> list
 
 
 # Application message properties a publisher sets, as paho names them.
-PASSED_THROUGH: dict[str, Any] = {
+PASSED_THROUGH: dict[str, object] = {
     # several, one name repeated: their order is kept [MQTT-3.3.2-18]
     "UserProperty": [("origin", "test"), ("k", "1"), ("k", "2")],
     "ContentType": "application/json; charset=utf-8",
@@ -165,7 +166,7 @@ def message_properties(packet_type: int = PacketTypes.PUBLISH) -> Properties:
     return props
 
 
-def assert_passed_through(msg: Any) -> None:
+def assert_passed_through(msg: mqtt.MQTTMessage) -> None:
     got = {name: getattr(msg.properties, name, None) for name in PASSED_THROUGH}
     assert got == PASSED_THROUGH
 
@@ -700,9 +701,7 @@ def test_empty_client_id_gets_an_assigned_client_identifier(broker: Broker) -> N
     again.expect_closed()
 
 
-def test_server_keep_alive_caps_the_keepalive(
-    make_broker: Callable[..., Broker], tmp_path: Path
-) -> None:
+def test_server_keep_alive_caps_the_keepalive(make_broker: MakeBroker, tmp_path: Path) -> None:
     config = tmp_path / "flockmq.toml"
     config.write_text("max_keepalive = 30\n")
     capped = make_broker("--config", str(config))
@@ -715,7 +714,7 @@ def test_server_keep_alive_caps_the_keepalive(
 
 
 def test_a_capped_session_expiry_is_told_in_the_connack(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     config = tmp_path / "flockmq.toml"
     config.write_text("max_session_expiry = 600\n")
@@ -776,9 +775,7 @@ topic readwrite open/#
 """
 
 
-def test_refusals_by_the_acl_are_not_authorized(
-    make_broker: Callable[..., Broker], tmp_path: Path
-) -> None:
+def test_refusals_by_the_acl_are_not_authorized(make_broker: MakeBroker, tmp_path: Path) -> None:
     acl = tmp_path / "acl.conf"
     acl.write_text(ACL)
     guarded = make_broker("--acl-file", str(acl))

@@ -256,6 +256,7 @@ def test_a_will_comes_after_what_the_client_published(
         fresh.send(Subscribe(1, (Subscription(topic, 0),)))
         kept = fresh.until(lambda p: isinstance(p, Publish))
         fresh.raw.close()
+        # kept ends with the Publish that until() waited for.
         if live != [b"up", b"down"] or kept[-1].payload != b"down":  # type: ignore[union-attr]
             failures.append((live, kept[-1]))
         watcher.send(Publish(topic, b"", 0, True))

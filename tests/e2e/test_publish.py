@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from .broker import Broker, free_port
+from flockmq.app.probe import free_port_range
+
+from .broker import Broker, MakeBroker
 from .clients import Client, unique
 
 
@@ -87,10 +88,10 @@ def test_order_per_topic_per_publisher(broker: Broker, qos: int) -> None:
     pub.disconnect()
 
 
-def test_processes_can_talk_over_zeromq_tcp(make_broker: Any, tmp_path: Path) -> None:
+def test_processes_can_talk_over_zeromq_tcp(make_broker: MakeBroker, tmp_path: Path) -> None:
     # Endpoints are configuration: tcp:// works as ipc:// does (multi-host setups).
     config = tmp_path / "tcp.toml"
-    base = free_port()
+    base = free_port_range(16)  # the bus's ports: base and up (one per inbox)
     config.write_text(f'transport = "tcp"\ntcp_base_port = {base}\n')
     broker = make_broker("--config", str(config))
     topic = unique("tcp")

@@ -9,13 +9,12 @@ import os
 import queue
 import signal
 import zlib
-from collections.abc import Callable
 
 import pytest
 
 from flockmq.frontend.codec import Connack, Connect, Suback, Subscribe, Subscription
 
-from .broker import Broker
+from .broker import MakeBroker
 from .clients import Client, RawClient, unique
 
 
@@ -27,7 +26,7 @@ def id_on_shard(prefix: str, shard: int, workers: int = 2) -> str:
 
 
 def test_persistent_session_keeps_its_connection_through_a_worker_kill(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker()
     topic = unique("pause")
@@ -55,7 +54,7 @@ def test_persistent_session_keeps_its_connection_through_a_worker_kill(
 
 
 def test_clean_session_on_a_killed_worker_is_closed_and_can_reconnect(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker()
     client_id = id_on_shard("clean", 1)
@@ -74,7 +73,7 @@ def test_clean_session_on_a_killed_worker_is_closed_and_can_reconnect(
     again.disconnect()
 
 
-def test_subscriptions_work_after_a_router_kill(make_broker: Callable[..., Broker]) -> None:
+def test_subscriptions_work_after_a_router_kill(make_broker: MakeBroker) -> None:
     broker = make_broker()
     topic = unique("router")
     # Sessions live in the workers, so a router restart costs no session, clean
@@ -96,7 +95,7 @@ def test_subscriptions_work_after_a_router_kill(make_broker: Callable[..., Broke
 
 
 def test_a_subscribe_held_by_a_dying_worker_is_answered_after_its_restart(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker()
     topic = unique("held")
@@ -124,7 +123,7 @@ def test_a_subscribe_held_by_a_dying_worker_is_answered_after_its_restart(
 
 
 def test_a_connect_held_by_a_dying_worker_is_answered_after_its_restart(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     """The CONNECT reaches a worker that dies with it: the acceptor sends it
     again to the restarted worker, so the client gets its CONNACK instead of

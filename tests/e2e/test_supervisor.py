@@ -15,15 +15,16 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from flockmq.app.probe import free_port
 from flockmq.sharding import shard_of
 
-from .broker import FLOCKMQ, Broker, free_port
+from .broker import FLOCKMQ, Broker, MakeBroker
 from .clients import Client, unique, wait_for
 from .load import WAIT, Publisher, Subscriber, check_delivery
 
@@ -164,7 +165,7 @@ def test_killed_router_restarts_and_subscriptions_are_resent(victim: Broker) -> 
     while not got and time.monotonic() < deadline:
         pub.publish(topic, b"probe", 1)
         with contextlib.suppress(queue.Empty):
-            got = [m.payload for m in subs[0].expect(1, timeout=0.5)]
+            got = [bytes(m.payload) for m in subs[0].expect(1, timeout=0.5)]
     assert got == [b"probe"]
     # from here on, exactly one copy each (drain the probes first)
     pub.publish(topic, b"marker", 1)
@@ -203,7 +204,7 @@ def test_retained_messages_survive_a_router_restart(victim: Broker) -> None:
 
 
 def acceptor_of_client(broker: Broker, client: Client) -> int:
-    sock = client.paho.socket()
+    sock = client.tcp_socket()
     assert sock is not None
     local_port = sock.getsockname()[1]
     for index in (0, 1):
@@ -249,7 +250,7 @@ def test_killed_acceptor_restarts_and_its_clients_can_reconnect(victim: Broker) 
             c.drop()
 
 
-def test_sigterm_stops_everything_cleanly(make_broker: Callable[..., Broker]) -> None:
+def test_sigterm_stops_everything_cleanly(make_broker: MakeBroker) -> None:
     b = make_broker()
     children = b.children()
     assert len(children) == len(ROLES)
@@ -331,7 +332,7 @@ def strays() -> Iterator[list[psutil.Process]]:
 
 @pytest.mark.parametrize("subscriber", ["offline", "online"])
 def test_children_stop_when_the_supervisor_is_killed_and_nothing_acknowledged_is_lost(
-    make_broker: Callable[..., Broker], strays: list[psutil.Process], subscriber: str
+    make_broker: MakeBroker, strays: list[psutil.Process], subscriber: str
 ) -> None:
     """kill -9 of `flockmq serve` under QoS 1 load into a persistent session:
     every child stops (none is left serving with nobody to restart it, holding
@@ -383,7 +384,7 @@ def test_children_stop_when_the_supervisor_is_killed_and_nothing_acknowledged_is
 
 
 def test_a_second_broker_on_the_same_data_dir_is_refused_naming_the_first(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     first = make_broker()
     children = {c.pid for c in first.children()}

@@ -105,7 +105,7 @@ def test_will_of_the_first_connection_on_takeover(broker: Broker) -> None:
     client_id = unique("tow")
     first = Client(broker.port, client_id, will=(topic, b"taken over", 1, False))
     first.connect()
-    other = 1 - acceptor_holding(broker, first.paho.socket())  # type: ignore[arg-type]
+    other = 1 - acceptor_holding(broker, first.tcp_socket())
     second = raw_on_acceptor(broker, other)
     _, connack = raw_connect(broker.port, client_id, raw=second)
     assert connack == Connack(False, 0)
@@ -121,7 +121,7 @@ def test_will_is_discarded_on_disconnect(broker: Broker) -> None:
     sub = watch(broker, topic)
     client = Client(broker.port, unique("disc"), will=(topic, b"must not appear", 1, False))
     client.connect()
-    acceptor = acceptor_holding(broker, client.paho.socket())  # type: ignore[arg-type]
+    acceptor = acceptor_holding(broker, client.tcp_socket())
     client.disconnect()
     assert client.disconnected.wait(10)
     # Barrier: a client on the same acceptor and shard connects and publishes

@@ -10,12 +10,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import psutil
 
 from flockmq.frontend.codec import Connack, Connect, Pingreq, Pingresp, encode
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import TIMEOUT, unique
 
 from .health import MB, assert_healthy, child_pids
@@ -38,7 +37,7 @@ def bytes_read_when_it_stops(pid: int) -> int:
     raise AssertionError("it never stopped reading")
 
 
-def test_answers_waiting_for_the_connack_are_bounded(make_broker: Callable[..., Broker]) -> None:
+def test_answers_waiting_for_the_connack_are_bounded(make_broker: MakeBroker) -> None:
     broker = make_broker(acceptors=1, workers=1)
     pids = child_pids(broker)
     acceptor = pids[("acceptor", 0)]

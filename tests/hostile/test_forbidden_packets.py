@@ -8,8 +8,8 @@ is healthy afterwards."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Unpack
 
 from flockmq.frontend.codec import (
     Connack,
@@ -20,15 +20,17 @@ from flockmq.frontend.codec import (
     Will,
     encode,
 )
-from tests.e2e.broker import Broker
-from tests.e2e.clients import Client, RawClient, unique
+from tests.e2e.broker import Broker, MakeBroker
+from tests.e2e.clients import Client, ConnectOptions, RawClient, unique
 
 from .health import assert_healthy, child_pids
 
 
-def connected(port: int, level: int, client_id: str | None = None, **kwargs: object) -> RawClient:
+def connected(
+    port: int, level: int, client_id: str | None = None, **kwargs: Unpack[ConnectOptions]
+) -> RawClient:
     raw = RawClient(port, level)
-    raw.send(Connect(client_id or unique("raw"), level, True, 60, **kwargs))  # type: ignore[arg-type]
+    raw.send(Connect(client_id or unique("raw"), level, True, 60, **kwargs))
     connack = raw.recv()
     assert isinstance(connack, Connack) and connack.reason_code == 0, connack
     return raw
@@ -129,7 +131,7 @@ topic readwrite #
 
 
 def test_an_acl_line_naming_sys_lets_a_client_write_there(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     acl = tmp_path / "acl"
     acl.write_text(SYS_ACL)
@@ -172,6 +174,7 @@ def test_a_publish_carrying_a_subscription_identifier_is_refused_and_not_deliver
     raw.send(Publish(topic, b"forged", 1, packet_id=1, properties=props))
     got = raw.expect_closed()
     assert [type(p) for p in got] == [Disconnect], got
+    # got[0] is a Disconnect, asserted just above.
     assert got[0].reason_code == 0x82, got  # type: ignore[union-attr]
     barrier(sub, broker.port, topic)
     sub.expect_nothing(0.3)

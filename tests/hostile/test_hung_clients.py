@@ -9,7 +9,6 @@ from __future__ import annotations
 import queue
 import socket
 import time
-from collections.abc import Callable
 
 import psutil
 
@@ -25,7 +24,7 @@ from flockmq.frontend.codec import (
     Will,
     encode,
 )
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import Client, unique
 
 from .health import assert_healthy, child_pids
@@ -61,7 +60,7 @@ def hung_client(port: int, flood_topic: str, will_topic: str) -> socket.socket:
 
 
 def test_clients_that_stop_reading_and_sending_are_closed_and_their_wills_published(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker(acceptors=1)  # the watcher's copy of the flood paces every client's
     pids = child_pids(broker)
@@ -106,7 +105,7 @@ def test_clients_that_stop_reading_and_sending_are_closed_and_their_wills_publis
     # From now on the hung clients neither read nor send.
     stopped = time.monotonic()
     bound = 1.5 * KEEPALIVE + CLOSE_GRACE + SLACK
-    wills = set()
+    wills: set[str] = set()
     while len(wills) < CLIENTS:
         remaining = stopped + bound - time.monotonic()
         try:

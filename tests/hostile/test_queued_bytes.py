@@ -4,13 +4,12 @@ properties each went through a 1 MiB `max_queued_bytes` (+180 MB)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import Client, unique
 
 from .health import MB, assert_healthy, child_pids, rss
@@ -20,7 +19,7 @@ COUNT = 60
 
 
 def test_user_properties_count_against_max_queued_bytes(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     config = tmp_path / "queue.toml"
     config.write_text(f"max_queued_bytes = {MB}\n")

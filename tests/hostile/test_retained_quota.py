@@ -5,17 +5,16 @@ still delivered to the subscribers of the moment, not retained."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import Client, unique
 
 from .health import assert_healthy, child_pids
 
 
 def test_retained_messages_past_the_bound_are_delivered_not_retained(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     config = tmp_path / "retained.toml"
     config.write_text("max_retained_messages = 5\n")

@@ -9,11 +9,11 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from flockmq.frontend.codec import Connect, Publish, Subscribe, Subscription, encode
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import Client, unique
 
 from .health import MB, assert_healthy, child_pids, total_rss
@@ -71,7 +71,7 @@ def round_trip(client: Client, topic: str) -> float:
 
 
 def test_a_subscriber_that_never_reads_large_messages_keeps_the_broker_bounded(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     """One subscriber that never reads, two publishers of 256 KB QoS 0
     messages for 8 s: before byte-bounded pipes the router alone grew past
@@ -100,7 +100,7 @@ def test_a_subscriber_that_never_reads_large_messages_keeps_the_broker_bounded(
 
 
 def test_a_client_that_never_reads_does_not_delay_the_others_on_its_acceptor(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     """One acceptor, one subscriber that never reads, a publisher at 5,000
     msg/s to it: the other clients keep their round trips (before: the
@@ -130,7 +130,7 @@ def test_a_client_that_never_reads_does_not_delay_the_others_on_its_acceptor(
 
 
 def test_a_client_that_reads_nothing_is_disconnected_after_write_timeout(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     config = tmp_path / "flockmq.toml"
     config.write_text("write_timeout = 2.0\n")

@@ -5,13 +5,12 @@ Quota exceeded (0x80 before MQTT 5), and what it holds keeps working."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from flockmq.frontend.codec import Connack, Connect, Publish, Suback, Subscribe, Subscription
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import RawClient, unique
 
 from .health import MB, assert_healthy, child_pids, rss
@@ -21,7 +20,7 @@ FILTER_BYTES = 60_000
 
 @pytest.mark.parametrize(("level", "refused"), [(4, 0x80), (5, 0x97)])
 def test_long_filters_past_the_session_quota_are_refused(
-    make_broker: Callable[..., Broker], tmp_path: Path, level: int, refused: int
+    make_broker: MakeBroker, tmp_path: Path, level: int, refused: int
 ) -> None:
     config = tmp_path / "quota.toml"
     config.write_text(f"max_subscription_bytes = {4 * FILTER_BYTES}\n")
@@ -32,7 +31,7 @@ def test_long_filters_past_the_session_quota_are_refused(
     client = RawClient(broker.port, level)
     client.send(Connect(unique("greedy"), level, False, 60))  # persistent: stored too
     assert isinstance(client.recv(), Connack)
-    codes = []
+    codes: list[int] = []
     for i in range(200):  # 12 MB of filters asked for, 240 KB allowed
         topic_filter = f"{base}/{i}/" + "x" * FILTER_BYTES
         client.send(Subscribe(i + 1, (Subscription(topic_filter, 1),)))

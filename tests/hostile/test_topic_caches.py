@@ -8,10 +8,9 @@ it after the publisher left."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 
 from flockmq.frontend.codec import Connect, Publish, encode
-from tests.e2e.broker import Broker
+from tests.e2e.broker import MakeBroker
 from tests.e2e.clients import Client, unique
 
 from .health import MB, assert_healthy, child_pids, rss
@@ -30,7 +29,7 @@ SLACK = 128 * MB  # allocator, buffers in flight on a loaded machine (seen: 42 M
 
 
 def test_publishes_to_many_long_topics_nobody_subscribes_to_keep_caches_small(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     broker = make_broker(acceptors=1)
     pids = child_pids(broker)

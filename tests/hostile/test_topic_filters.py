@@ -7,8 +7,6 @@ of levels deep (before: trie memory quadratic in depth, 1.19 GB for one
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flockmq.frontend.codec import (
     Connack,
     Connect,
@@ -19,7 +17,7 @@ from flockmq.frontend.codec import (
     Subscription,
     Will,
 )
-from tests.e2e.broker import Broker
+from tests.e2e.broker import Broker, MakeBroker
 from tests.e2e.clients import Client, RawClient, unique
 from tests.e2e.load import id_on_shard
 
@@ -50,7 +48,7 @@ def suback_codes(raw: RawClient, timeout: float = 10.0) -> list[int] | None:
 
 
 def test_shared_filters_over_311_are_refused_alone_and_others_subscribe_meanwhile(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     """SUBACK 0x80 for each `$share/` entry, the other entries of the same
     SUBSCRIBE granted, and another client subscribing at the same moment
@@ -72,6 +70,7 @@ def test_shared_filters_over_311_are_refused_alone_and_others_subscribe_meanwhil
     for topic in (f"{base}/a", f"{base}/b", f"{base}/other", "$share/g/t"):
         pub.publish(topic, topic.encode(), 1)
     pub.disconnect()
+    # recv() gives any packet (or None): anything but a Publish fails here too.
     got = {packet.topic for packet in (attacker.recv(), attacker.recv(), other.recv())}  # type: ignore[union-attr]
     assert got == {f"{base}/a", f"{base}/b", f"{base}/other"}
     attacker.sock.close()
@@ -80,7 +79,7 @@ def test_shared_filters_over_311_are_refused_alone_and_others_subscribe_meanwhil
 
 
 def test_a_persistent_session_with_311_shared_filters_does_not_cost_others_their_messages(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     """Sessions on one shard: one (clean session 0) tries the `$share/`
     filters, three others subscribe for real; messages queued for them
@@ -142,7 +141,7 @@ DEEP = "/" * 32766  # 32,767 levels, a 65 KB SUBSCRIBE once encoded with its len
 
 
 def test_deep_filters_are_refused_and_cost_the_router_nothing(
-    make_broker: Callable[..., Broker],
+    make_broker: MakeBroker,
 ) -> None:
     """50 SUBSCRIBEs of a 32,767-level filter (3.1.1 and 5.0): SUBACK 0x80
     (v5: 0x8F, Topic Filter invalid) while the other entry of each is
@@ -164,6 +163,7 @@ def test_deep_filters_are_refused_and_cost_the_router_nothing(
         growth = rss(broker)[("router", 0)] - router_before
         assert growth < 50 * MB, f"router grew by {growth / MB:.0f} MB after {n + 1} SUBSCRIBEs"
     print(f"router +{growth / MB:.0f} MB after 50 SUBSCRIBEs of a 32,767-level filter")
+    # A None in codes (a SUBACK that never came) fails these as a TypeError.
     assert set(map(tuple, codes[4])) == {(0x80, 0x80, 1)}, codes[4]  # type: ignore[arg-type]
     assert set(map(tuple, codes[5])) == {(0x8F, 0x8F, 1)}, codes[5]  # type: ignore[arg-type]
     for raw in clients.values():

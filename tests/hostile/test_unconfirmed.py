@@ -9,12 +9,12 @@ from __future__ import annotations
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from flockmq.frontend.codec import Connect, Puback, Publish, StreamDecoder, encode
-from tests.e2e.broker import Broker
+from tests.e2e.broker import Broker, MakeBroker
 from tests.e2e.clients import TIMEOUT, Client, unique
 
 from .health import MB, assert_healthy, child_pids
@@ -55,7 +55,7 @@ def wait_for_counter(broker: Broker, name: str) -> int:
 
 
 def test_a_publisher_is_not_read_while_its_publishes_wait_for_the_store(
-    make_broker: Callable[..., Broker], tmp_path: Path
+    make_broker: MakeBroker, tmp_path: Path
 ) -> None:
     config = tmp_path / "unconfirmed.toml"
     config.write_text(
@@ -120,7 +120,7 @@ def test_a_publisher_is_not_read_while_its_publishes_wait_for_the_store(
     count = sent[0]
     # The store writes again: every publish is acknowledged and delivered.
     pub.settimeout(TIMEOUT)
-    acked = set()
+    acked: set[int] = set()
     while len(acked) < count:
         data = pub.recv(65536)
         assert data, "the publisher was disconnected"

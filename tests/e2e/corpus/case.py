@@ -32,6 +32,7 @@ Cases that the broker gets wrong today carry `xfail` with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from .wire import (
     ack,
@@ -259,20 +260,48 @@ def in_context(ctx: int, block: bytes) -> tuple[bytes, str]:
     return auth(b"\x18" + block), "session"
 
 
+class ContextOptions(TypedDict, total=False):
+    """Case's fields that have defaults, but its setup (Corpus.ctx_case sets it)."""
+
+    probe: str
+    inflight: tuple[int, bool]
+    answer_level: int
+    xfail: str | None
+    will: bool
+
+
+class CaseOptions(ContextOptions, total=False):
+    """Case's fields that have defaults, as Corpus.add passes them on."""
+
+    setup: str
+
+
 class Corpus:
     def __init__(self) -> None:
         self.cases: dict[str, Case] = {}
 
     def add(
-        self, group: str, name: str, level: int, data: bytes, expect: Expect, **kw: object
+        self,
+        group: str,
+        name: str,
+        level: int,
+        data: bytes,
+        expect: Expect,
+        **kw: Unpack[CaseOptions],
     ) -> None:
         full = f"v{level}/{group}/{name}"
         if full in self.cases:
             raise ValueError(f"duplicate corpus case {full}")
-        self.cases[full] = Case(full, group, level, data, expect, **kw)  # type: ignore[arg-type]
+        self.cases[full] = Case(full, group, level, data, expect, **kw)
 
     def ctx_case(
-        self, group: str, name: str, ctx: int, block: bytes, code: int, **kw: object
+        self,
+        group: str,
+        name: str,
+        ctx: int,
+        block: bytes,
+        code: int,
+        **kw: Unpack[ContextOptions],
     ) -> None:
         data, phase = in_context(ctx, block)
         expect = connack(code) if phase == "connect" else ("disconnect", code)

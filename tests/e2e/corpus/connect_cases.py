@@ -4,6 +4,8 @@ flags, every field's presence, length and UTF-8, will topics, client ids.
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from .case import (
     BAD_UTF8,
     CLOSE,
@@ -12,6 +14,7 @@ from .case import (
     MALFORMED,
     PROTOCOL,
     WILDCARD_TOPICS,
+    ContextOptions,
     Corpus,
     Expect,
     connack,
@@ -31,7 +34,9 @@ from .wire import (
 def connect_packet(c: Corpus) -> None:
     for level in LEVELS:
 
-        def add(name: str, data: bytes, expect: Expect, level: int = level, **kw: object) -> None:
+        def add(
+            name: str, data: bytes, expect: Expect, level: int = level, **kw: Unpack[ContextOptions]
+        ) -> None:
             c.add("connect", name, level, data, expect, setup="none", **kw)
 
         add("valid", connect(level, f"corpus-ok-{level}"), ok())

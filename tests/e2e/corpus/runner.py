@@ -13,8 +13,17 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Iterable
+from typing import TypeVar, cast
 
-from flockmq.frontend.codec import Packet, ProtocolError, StreamDecoder
+from flockmq.frontend.codec import (
+    Connack,
+    Packet,
+    ProtocolError,
+    Publish,
+    Pubrel,
+    StreamDecoder,
+    Suback,
+)
 
 from .cases import WORKER_PROBE_ID, Case
 from .wire import PINGREQ, ack, connect, publish, subscribe, u16, will_fields
@@ -25,6 +34,7 @@ CONCURRENCY = 48
 Answer = tuple[str, int]
 _run_id = uuid.uuid4().hex[:6]
 _counter = itertools.count()
+P = TypeVar("P", bound=Packet)
 
 
 def describe(packet: Packet) -> Answer:
@@ -64,13 +74,13 @@ class Conversation:
             else:
                 self.decoder.feed(data)
 
-    async def expect(self, kind: str, deadline: float, packet_id: int | None = None) -> Packet:
+    async def expect(self, kind: type[P], deadline: float, packet_id: int | None = None) -> P:
         """Read until a packet of `kind` (and packet id); the others are skipped."""
         while True:
             packet = await self.next(deadline)
             if packet is None:
-                raise ConnectionError(f"closed while waiting for {kind}")
-            if type(packet).__name__.lower() == kind and (
+                raise ConnectionError(f"closed while waiting for {kind.__name__.lower()}")
+            if isinstance(packet, kind) and (
                 packet_id is None or getattr(packet, "packet_id", None) == packet_id
             ):
                 return packet
@@ -85,15 +95,15 @@ async def _setup(conv: Conversation, case: Case, deadline: float) -> bytes:
     level = case.level
     client_id = f"corpus-{_run_id}-{next(_counter)}"
     conv.send(connect(level, client_id))
-    connack = await conv.expect("connack", deadline)
-    if connack.reason_code:  # type: ignore[attr-defined]
+    connack = await conv.expect(Connack, deadline)
+    if connack.reason_code:
         raise ConnectionError(f"setup CONNECT refused: {describe(connack)}")
     if case.setup != "inflight":
         return case.data
     qos, released = case.inflight
     topic = f"corpus/inflight/{client_id}"
     conv.send(subscribe(level, [(topic, 2)], packet_id=1))
-    await conv.expect("suback", deadline)
+    await conv.expect(Suback, deadline)
     # Its own message comes back to it (no No Local here): our publish is
     # acknowledged and the copy delivered, in either order.
     conv.send(publish(level, topic, qos=qos, packet_id=1))
@@ -106,10 +116,12 @@ async def _setup(conv: Conversation, case: Case, deadline: float) -> bytes:
         name = type(packet).__name__.lower()
         if name in ("publish", own_ack):
             got[name] = packet
-    packet_id: int = got["publish"].packet_id  # type: ignore[attr-defined]
+    delivered = got["publish"]
+    assert isinstance(delivered, Publish) and delivered.packet_id is not None  # QoS 1/2
+    packet_id = delivered.packet_id
     if released:
         conv.send(ack(5, packet_id))
-        await conv.expect("pubrel", deadline, packet_id)
+        await conv.expect(Pubrel, deadline, packet_id)
     return case.data[:2] + u16(packet_id) + case.data[4:]
 
 
@@ -123,8 +135,8 @@ async def _connected(
 ) -> Conversation:
     conv = await _open(host, port, level)
     conv.send(data if data is not None else connect(level, client_id))
-    connack = await conv.expect("connack", deadline)
-    if connack.reason_code:  # type: ignore[attr-defined]
+    connack = await conv.expect(Connack, deadline)
+    if connack.reason_code:
         raise ConnectionError(f"setup CONNECT refused: {describe(connack)}")
     return conv
 
@@ -147,7 +159,7 @@ async def run_will_case(host: str, port: int, case: Case) -> tuple[bool, list[An
     client = again = None
     try:
         watcher.send(subscribe(4, [(will_topic, 1)], packet_id=1))
-        await watcher.expect("suback", deadline)
+        await watcher.expect(Suback, deadline)
         flags = 0x02 | 0x04 | 0x08  # clean, will, will QoS 1
         client = await _connected(
             host,
@@ -163,13 +175,13 @@ async def run_will_case(host: str, port: int, case: Case) -> tuple[bool, list[An
             return closed, answers
         again = await _connected(host, port, 4, client_id, deadline)
         again.send(subscribe(4, [(will_topic, 1)], packet_id=1))
-        await again.expect("suback", deadline)
+        await again.expect(Suback, deadline)
         again.send(publish(4, will_topic, qos=1, packet_id=2, payload=b"marker"))
         while True:
-            packet = await watcher.expect("publish", deadline)
-            if packet.payload == b"will":  # type: ignore[attr-defined]
+            packet = await watcher.expect(Publish, deadline)
+            if packet.payload == b"will":
                 answers.append(("will", 0))
-            elif packet.payload == b"marker":  # type: ignore[attr-defined]
+            elif packet.payload == b"marker":
                 return closed, answers
     finally:
         for conv in (watcher, client, again):
@@ -230,10 +242,12 @@ def judge(case: Case, closed: bool, answers: list[Answer]) -> str | None:
         expected = case.expect[1]
         if closed or any(name in ("disconnect", "timeout") for name, _ in answers):
             return f"expected the connection to stay open, got {answers} closed={closed}"
-        if expected is not None and tuple(answers) != tuple(expected):  # type: ignore[arg-type]
-            return f"expected {list(expected)}, got {answers}"  # type: ignore[call-overload]
+        expected = cast("tuple[Answer, ...] | None", expected)  # see case.ok()
+        if expected is not None and tuple(answers) != tuple(expected):
+            return f"expected {list(expected)}, got {answers}"
         return None
-    want: list[Answer] = [] if kind == "close" else [(str(kind), int(case.expect[1]))]  # type: ignore[call-overload]
+    # The code of case.connack() or case.violation().
+    want: list[Answer] = [] if kind == "close" else [(str(kind), int(cast(int, case.expect[1])))]
     if case.will:
         want.append(("will", 0))
     if not closed or answers != want:

@@ -13,7 +13,6 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -22,10 +21,12 @@ from flockmq.config import Config
 from flockmq.envelopes import Wire
 from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import PacketType
+from flockmq.frontend.session import ClientSession
 from flockmq.router.router import Router
 from flockmq.store import DeleteSubscription, SessionRecord, SubscriptionRecord
 from flockmq.workers.session import NEVER_EXPIRES as NEVER
 from tests.unit.router.test_router import route, sub, take, targets_of
+from tests.unit.wire import kind_of, of_kind
 from tests.unit.workers.test_shard import CONN_A, CONN_B, Harness
 
 
@@ -39,7 +40,7 @@ def test_router_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> N
     assert router.counters["envelope_errors"] == 1
     workers, _ = take(router)
     subscribed = sorted(
-        e[1] for out in workers.values() for e in out if e[0] == env.Kind.SUBSCRIBED
+        s.client_id for out in workers.values() for s in of_kind(out, env.Subscribed)
     )
     assert subscribed == ["alice", "bob"]
     route(router, "a/b")
@@ -56,7 +57,7 @@ def test_router_skips_an_invalid_filter_and_takes_the_other_entries() -> None:
     router = Router()
     sub(router, 0, "carol", ("$share/g", 1), ("c/d", 1))
     workers, _ = take(router)
-    assert [e[0] for e in workers[0]] == [env.Kind.SUBSCRIBED]
+    assert [kind_of(e) for e in workers[0]] == [env.Kind.SUBSCRIBED]
     route(router, "c/d")
     workers, _ = take(router)
     assert [t[0] for t in targets_of(workers[0][0])] == ["carol"]
@@ -66,24 +67,36 @@ def test_shard_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> No
     h = Harness()
     h.connect(CONN_A, "alice", clean=True)
     poisoned = [env.Kind.CONNECT, CONN_B]  # the wrong arity
-    h.shard.guard.handle_each(h.shard.handle, [poisoned], h.now)
+    h.shard.state.guard.handle_each(h.shard.handle, [poisoned], h.now)
     h.connect(CONN_B, "bob", clean=True)
     assert h.shard.counters["envelope_errors"] == 1
-    connacks = [e for e in h.peek_acceptors() if e[0] == env.Kind.CONNACK]
-    assert sorted(e[1] for e in connacks) == sorted([CONN_A, CONN_B])
+    connacks = of_kind(h.peek_acceptors(), env.Connack)
+    assert sorted(c.conn for c in connacks) == sorted([CONN_A, CONN_B])
 
 
 class _Conn:
-    """What the acceptor's SEND_ACK handler needs of a connection."""
+    """What the acceptor's SEND_ACK handler needs of a connection: its
+    session, over a link that keeps what it writes."""
 
-    level = 4
-
-    def __init__(self) -> None:
-        self.pubrels: set[int] = set()
+    def __init__(self, acceptor: Acceptor) -> None:
         self.written: list[bytes] = []
+        self.session = ClientSession(42, acceptor, self, 0.0)
 
-    def write(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes) -> None:
         self.written.append(data)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def check_backpressure(self) -> None: ...
+
+    def close_transport(self) -> None: ...
+
+    def unregister(self) -> None: ...
+
+    def peer(self) -> str:
+        return "?"
 
 
 @pytest.fixture
@@ -100,8 +113,9 @@ def acceptor() -> Iterator[Acceptor]:
 def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
     acceptor: Acceptor,
 ) -> None:
-    conn: Any = _Conn()
-    acceptor.connections[42] = conn
+    conn = _Conn(acceptor)
+    # A stand-in for a ClientConnection, with what SEND_ACK needs of one.
+    acceptor.connections[42] = conn  # type: ignore[assignment]
     frame: list[Wire] = [
         [env.Kind.SEND_ACK, 42, PacketType.PUBACK, 1, 0],
         [env.Kind.SEND_ACK, 42],  # the wrong arity
@@ -133,7 +147,7 @@ def test_a_stored_filter_that_is_not_valid_is_dropped_at_load_and_the_rest_resyn
     assert list(h.shard.sessions["poisoned"].subscriptions) == ["a/b"]
     assert list(h.shard.sessions["victim"].subscriptions) == ["c/d"]
     assert h.shard.counters["invalid_stored_subscriptions"] == 1
-    assert DeleteSubscription("poisoned", "$share/g") in h.shard.ops
+    assert DeleteSubscription("poisoned", "$share/g") in h.shard.out.ops
     router = Router()
     for e in h.take_router():
         router.handle(e)

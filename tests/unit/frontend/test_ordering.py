@@ -6,7 +6,7 @@ send is read from the bus's outboxes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.config import Config
+from flockmq.envelopes import Wire
 from flockmq.frontend.acceptor import Acceptor
-from flockmq.frontend.codec import encode
+from flockmq.frontend.codec import Packet, encode
 from flockmq.frontend.codec.packets import (
     Connect,
     Disconnect,
@@ -26,7 +27,7 @@ from flockmq.frontend.codec.packets import (
 )
 from flockmq.frontend.connection import ClientConnection
 from flockmq.frontend.ordering import Fences
-from tests.unit.wire import wire, wire_all
+from tests.unit.wire import kind_of, wire, wire_all
 
 
 class FakeTransport:
@@ -35,7 +36,7 @@ class FakeTransport:
         self.written: list[bytes] = []
         self.closed = False
 
-    def get_extra_info(self, name: str) -> Any:
+    def get_extra_info(self, name: str) -> None:
         return None
 
     def set_write_buffer_limits(self, high: int, low: int) -> None:
@@ -69,6 +70,7 @@ def acceptor(tmp_path: Path) -> Iterator[Acceptor]:
 
 def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
     conn = ClientConnection(acceptor)
+    # A fake with what the connection uses of an asyncio transport:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     conn.data_received(encode(Connect(client_id, 4, True, 60), 4))
     acceptor.handle_envelope([env.Kind.CONNACK, conn.conn_id, False, 0, None])
@@ -76,7 +78,7 @@ def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
     return conn
 
 
-def take(acceptor: Acceptor) -> tuple[list[Any], list[Any]]:
+def take(acceptor: Acceptor) -> tuple[list[list[Any]], list[list[Any]]]:
     """(to the router, to the workers) since the last call."""
     outboxes = acceptor.bus.outboxes
     router = wire_all(outboxes["router"])
@@ -86,17 +88,27 @@ def take(acceptor: Acceptor) -> tuple[list[Any], list[Any]]:
     return router, workers
 
 
-def kinds(envelopes: list[Any]) -> list[int]:
-    return [e[0] for e in envelopes]
+def kinds(envelopes: Iterable[Wire]) -> list[env.Kind]:
+    return [kind_of(e) for e in envelopes]
 
 
-def send(conn: ClientConnection, *packets: Any) -> None:
+def seq_of(fence: Wire) -> int:
+    """A FENCE's sequence number."""
+    return env.Fence._make(fence).seq
+
+
+def send(conn: ClientConnection, *packets: Packet) -> None:
     conn.data_received(b"".join(encode(p, 4) for p in packets))
 
 
+def fake_transport(conn: ClientConnection) -> FakeTransport:
+    transport = conn.transport
+    assert isinstance(transport, FakeTransport), transport
+    return transport
+
+
 def reading(conn: ClientConnection) -> bool:
-    transport: Any = conn.transport
-    return bool(transport.reading)
+    return bool(fake_transport(conn).reading)
 
 
 SUB = Subscribe(1, (Subscription("t", 0),))
@@ -107,7 +119,7 @@ def test_a_connection_that_only_publishes_sends_no_fence(acceptor: Acceptor) -> 
     send(conn, *[Publish("t", b"x", 0, True) for _ in range(5)])
     router, workers = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE] * 5 and workers == []
-    assert conn.held is None and reading(conn)
+    assert conn.session.held is None and reading(conn)
     assert acceptor.counters["fences_sent"] == 0
 
 
@@ -125,16 +137,17 @@ def test_subscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> No
     # the FENCE on the ROUTE's pipe; the SUBSCRIBE and what follows wait
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
     fence = router[1]
-    assert fence == [env.Kind.FENCE, 0, conn.fence_seq]
-    assert isinstance(conn.held, Subscribe) and not reading(conn)
-    acceptor.handle_envelope([env.Kind.FENCED, fence[2]])
+    assert fence == [env.Kind.FENCE, 0, conn.session.fence_seq]
+    assert isinstance(conn.session.held, Subscribe) and not reading(conn)
+    acceptor.handle_envelope([env.Kind.FENCED, seq_of(fence)])
     router, workers = take(acceptor)
     # the SUBSCRIBE went; the publish after it now waits for its SUBACK
     assert kinds(workers) == [env.Kind.SUBSCRIBE] and router == []
-    assert isinstance(conn.held, Publish) and not reading(conn)
+    assert isinstance(conn.session.held, Publish) and not reading(conn)
     acceptor.handle_envelope([env.Kind.SEND_SUBACK, conn.conn_id, 1, [0]])
     router, workers = take(acceptor)
-    assert [e[3] for e in router] == [b"after"] and conn.held is None and reading(conn)
+    payloads = [env.Route._make(e).payload for e in router]
+    assert payloads == [b"after"] and conn.session.held is None and reading(conn)
 
 
 def test_unsubscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> None:
@@ -142,7 +155,7 @@ def test_unsubscribe_after_a_publish_waits_for_the_fence(acceptor: Acceptor) -> 
     send(conn, Publish("t", b"r"), Unsubscribe(2, ("t",)))
     router, workers = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
-    acceptor.handle_envelope([env.Kind.FENCED, router[1][2]])
+    acceptor.handle_envelope([env.Kind.FENCED, seq_of(router[1])])
     assert kinds(take(acceptor)[1]) == [env.Kind.UNSUBSCRIBE]
 
 
@@ -161,7 +174,7 @@ def test_a_qos2_publish_does_not_wait_for_a_suback(acceptor: Acceptor) -> None:
     conn = connected(acceptor)
     send(conn, SUB, Publish("t", b"q2", 2, packet_id=5))
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.Kind.SUBSCRIBE, env.Kind.PUBLISH] and conn.held is None
+    assert kinds(workers) == [env.Kind.SUBSCRIBE, env.Kind.PUBLISH] and conn.session.held is None
 
 
 def test_a_fence_answered_for_another_connection_covers_earlier_routes(
@@ -171,7 +184,7 @@ def test_a_fence_answered_for_another_connection_covers_earlier_routes(
     send(a, Publish("t", b"a"))
     send(b, Publish("t", b"b"), SUB)
     router, _ = take(acceptor)
-    acceptor.handle_envelope([env.Kind.FENCED, router[-1][2]])
+    acceptor.handle_envelope([env.Kind.FENCED, seq_of(router[-1])])
     take(acceptor)
     send(a, SUB)  # its ROUTE came before b's fence: handled
     router, workers = take(acceptor)
@@ -186,13 +199,14 @@ def test_closed_waits_for_the_fence_after_publishes(acceptor: Acceptor) -> None:
     conn.connection_lost(None)
     router, workers = take(acceptor)
     assert kinds(router) == [env.Kind.FENCE] and workers == []
-    acceptor.handle_envelope([env.Kind.FENCED, router[0][2]])
+    acceptor.handle_envelope([env.Kind.FENCED, seq_of(router[0])])
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.Kind.CLOSED] and workers[0][3] is True  # will
+    assert kinds(workers) == [env.Kind.CLOSED] and env.Closed._make(workers[0]).publish_will is True
 
 
 def test_disconnect_with_expiry_also_waits(acceptor: Acceptor) -> None:
     conn = ClientConnection(acceptor)
+    # A fake with what the connection uses of an asyncio transport:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     props = {"session_expiry_interval": 10}
     conn.data_received(encode(Connect("v5", 5, True, 60, properties=props), 5))
@@ -203,9 +217,9 @@ def test_disconnect_with_expiry_also_waits(acceptor: Acceptor) -> None:
     )
     router, workers = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE] and workers == []
-    acceptor.handle_envelope([env.Kind.FENCED, router[1][2]])
+    acceptor.handle_envelope([env.Kind.FENCED, seq_of(router[1])])
     _, workers = take(acceptor)
-    assert kinds(workers) == [env.Kind.CLOSED] and workers[0][4] == 20
+    assert kinds(workers) == [env.Kind.CLOSED] and env.Closed._make(workers[0]).session_expiry == 20
 
 
 def test_a_connection_closed_while_holding_drops_the_held_packet(acceptor: Acceptor) -> None:
@@ -213,8 +227,9 @@ def test_a_connection_closed_while_holding_drops_the_held_packet(acceptor: Accep
     send(conn, Publish("t", b"x"), SUB)
     router, _ = take(acceptor)
     conn.connection_lost(None)
-    assert conn.held is None and take(acceptor) == ([], [])  # CLOSED waits for the same fence
-    acceptor.handle_envelope([env.Kind.FENCED, router[1][2]])
+    # CLOSED waits for the same fence
+    assert conn.session.held is None and take(acceptor) == ([], [])
+    acceptor.handle_envelope([env.Kind.FENCED, seq_of(router[1])])
     _, workers = take(acceptor)
     assert kinds(workers) == [env.Kind.CLOSED]
 
@@ -243,14 +258,14 @@ def test_router_restart_sends_open_fences_again_after_retried_publishes(
     conn = connected(acceptor)
     send(conn, Publish("t", b"q1", 1, packet_id=3), SUB)
     router, _ = take(acceptor)
-    old = router[1][2]
+    old = seq_of(router[1])
     acceptor.handle_envelope([env.Kind.ROUTER_UP, 2])
     router, _ = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE]  # the QoS 1 retry, then the fence
-    new = router[1][2]
-    assert new > old and conn.fence_seq == new
+    new = seq_of(router[1])
+    assert new > old and conn.session.fence_seq == new
     acceptor.handle_envelope([env.Kind.FENCED, old])  # the old router's answer: not this one
-    assert conn.held is not None
+    assert conn.session.held is not None
     acceptor.handle_envelope([env.Kind.FENCED, new])
     assert kinds(take(acceptor)[1]) == [env.Kind.SUBSCRIBE]
 

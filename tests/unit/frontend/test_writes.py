@@ -8,14 +8,15 @@ from __future__ import annotations
 from flockmq import envelopes as env
 from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import Pingreq, Publish, encode
+from flockmq.frontend.connection import ClientConnection
 
 from .test_ordering import FakeTransport, acceptor, connected
 
 __all__ = ["acceptor"]
 
 
-def written(acceptor: Acceptor, conn: object) -> list[bytes]:
-    transport = conn.transport  # type: ignore[attr-defined]
+def written(acceptor: Acceptor, conn: ClientConnection) -> list[bytes]:
+    transport = conn.transport
     assert isinstance(transport, FakeTransport)
     return transport.written
 
@@ -44,7 +45,7 @@ def test_a_close_writes_what_was_queued_before_it(acceptor: Acceptor) -> None:
     acceptor.handle_envelope(
         [env.Kind.SEND_PUBLISH_MANY, [conn.conn_id], "t", b"last", False, None]
     )
-    conn.close()
+    conn.session.close()
     transport = conn.transport
     assert isinstance(transport, FakeTransport) and transport.closed
     assert written(acceptor, conn)[before:] == [encode(Publish("t", b"last", 0), 4)]

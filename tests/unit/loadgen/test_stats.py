@@ -4,6 +4,7 @@ reordering and latency percentiles must count exactly what happened."""
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 
 import pytest
 from hypothesis import given
@@ -30,7 +31,9 @@ def completed_bitmap(count: int, missing: tuple[int, ...] = ()) -> bytes:
     return bytes(bitmap)
 
 
-def feed(count: int, arrivals: list[int], dup_flags: set[int] = frozenset()) -> SequenceTracker:
+def feed(
+    count: int, arrivals: list[int], dup_flags: Collection[int] = frozenset()
+) -> SequenceTracker:
     tracker = SequenceTracker(count)
     for i, seq in enumerate(arrivals):
         tracker.record(seq, i in dup_flags)

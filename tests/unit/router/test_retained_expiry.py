@@ -5,8 +5,6 @@ deadline is stored with it and survives a router restart."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flockmq import envelopes as env
 from flockmq.router.router import Router
 from flockmq.store import DeleteRetained, MemoryStore, PutRetained
@@ -16,7 +14,7 @@ from .test_router import route, sub, take
 INTERVAL = "message_expiry_interval"
 
 
-def retained_sent(router: Router, shard: int = 0) -> list[tuple[str, bytes, Any]]:
+def retained_sent(router: Router, shard: int = 0) -> list[tuple[str, bytes, env.Props]]:
     """(topic, payload, props) of the retained DELIVERs a new subscription got."""
     sub(router, shard, "reader", ("r/#", 1))
     sent = [e for e in router.to_workers.get(shard, []) if isinstance(e, env.Deliver)]

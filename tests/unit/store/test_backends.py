@@ -301,7 +301,7 @@ def test_ops_apply_in_order_within_a_batch(store: Store, reopen: Reopen) -> None
 
 def test_a_failing_batch_applies_nothing(store: Store, reopen: Reopen) -> None:
     store.apply([PutSession("before", 1, 4, None, None)])
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError):  # a batch with something that is not an op:
         store.apply([PutSession("inside", 1, 4, None, None), ("not", "an", "op")])  # type: ignore[list-item]
     assert [s.client_id for s in reopen().load_sessions(everyone)] == ["before"]
     store.apply([PutSession("after", 1, 4, None, None)])  # the store still works

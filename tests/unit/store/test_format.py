@@ -79,6 +79,7 @@ def test_durability_sets_synchronous(tmp_path: Path, durability: str, level: int
         assert s._conn.execute("PRAGMA synchronous").fetchone() == (level,)
         w = s.writer()
         w.apply([PutRetained("t", b"x", 0, None)])
+        # writer() is typed as any backend's writer; this one is SQLite's.
         assert w._conn.execute("PRAGMA synchronous").fetchone() == (level,)  # type: ignore[attr-defined]
         w.close()
 

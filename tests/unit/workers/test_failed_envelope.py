@@ -1,4 +1,4 @@
-"""`workers.process.failed_envelope`: what a worker sends instead of each
+"""`workers.outbox.failed_envelope`: what a worker sends instead of each
 envelope it held back for a commit that failed (the store could not write).
 
 The envelopes are the ones a real shard holds back (`after_commit`), built by
@@ -13,19 +13,19 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import acceptor_of
 from flockmq.mqtt.packet_types import PacketType
-from flockmq.workers.process import failed_envelope
-from tests.unit.wire import wire
+from flockmq.workers.outbox import failed_envelope
+from tests.unit.wire import kind_of, wire
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 
 
-def failed(dest: str | int, e: Any) -> tuple[str | int, Any]:
+def failed(dest: str | int, e: env.Envelope) -> tuple[str | int, list[Any]]:
     """failed_envelope, and what its receiver gets."""
     dest, out = failed_envelope(dest, e)
     return dest, wire(out)
 
 
-def held(h: Harness) -> list[tuple[str | int, Any]]:
+def held(h: Harness) -> list[tuple[str | int, env.Envelope]]:
     """What the shard holds back for this pass's commit."""
     _ops, later = h.shard.take_durable()
     h.take()
@@ -45,8 +45,9 @@ def test_a_qos2_publish_whose_packet_id_was_not_kept_is_not_routed_nor_acknowled
     persistent(h, "pub", CONN_B)
     h.publish_in(CONN_B, "pub", 7, 2, b"q2")
     ((dest, route),) = held(h)
-    assert (dest, route[0]) == ("router", env.Kind.ROUTE)
-    assert len(route[7]) == 5  # [conn, packet_id, attempt, uid, key]
+    assert (dest, kind_of(route)) == ("router", env.Kind.ROUTE)
+    reply = env.Route._make(route).reply
+    assert reply is not None and len(reply) == 5  # [conn, packet_id, attempt, uid, key]
     # Not routed: the publisher's acceptor is told the publish was not stored
     # (so no PUBREC), for the attempt it is waiting on.
     assert failed(dest, route) == (
@@ -128,8 +129,28 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
     h.ack(env.Kind.PUBREC_IN, CONN_A, "sub", 1)
     later = held(h)
     # (the SUB was made after the held-back ROUTE: it waits too, in order)
-    assert sorted(e[0] for _, e in later) == sorted(
+    assert sorted(kind_of(e) for _, e in later) == sorted(
         [env.Kind.ROUTE, env.Kind.STORED, env.Kind.SEND_SUBACK, env.Kind.SEND_ACK, env.Kind.SUB]
     )
     for dest, e in later:
         failed_envelope(dest, e)  # none raises
+
+
+def test_held_back_envelopes_are_told_apart_by_kind_not_by_class() -> None:
+    """A shard builds STORED and a QoS 2 ROUTE as plain tuples; their
+    NamedTuples (or the lists a receiver sees) are read the same way."""
+    stored = env.Stored(env.Kind.STORED, CONN_B, 9, True, 3)
+    reply = env.Reply(CONN_B, 7, 2, 1, env.Qos2Key("pub", 7, 42, True))
+    route = env.Route(env.Kind.ROUTE, "pub", "t", b"x", 2, False, None, reply)
+    forms: list[Any] = [stored, tuple(stored), wire(stored)]
+    for form in forms:
+        assert failed(acceptor_of(CONN_B), form) == (
+            acceptor_of(CONN_B),
+            [env.Kind.STORED, CONN_B, 9, False, 3],
+        )
+    forms = [route, tuple(route), wire(route)]
+    for form in forms:
+        assert failed("router", form) == (
+            acceptor_of(CONN_B),
+            [env.Kind.STORED, CONN_B, 7, False, 2],
+        )

@@ -6,7 +6,7 @@ queue limits, wills (and their delay) and session expiry."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -16,7 +16,7 @@ from flockmq.mqtt.packet_types import PacketType
 from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.sizes import message_size
 from flockmq.workers.shard import Shard, ShardLimits
-from tests.unit.wire import wire, wire_all
+from tests.unit.wire import kind_of, of_kind, wire, wire_all
 
 NEVER = 0xFFFFFFFF
 CONN_A = make_conn_id(0, 1, 1)
@@ -24,10 +24,40 @@ CONN_B = make_conn_id(1, 1, 2)
 CONN_C = make_conn_id(0, 1, 3)
 
 
+class Limits(TypedDict, total=False):
+    """ShardLimits' fields, as Harness passes them on."""
+
+    max_inflight: int
+    max_queued_messages: int
+    max_queued_bytes: int
+    max_subscriptions: int
+    max_subscription_bytes: int
+    queue_qos0: bool
+    max_session_expiry: int
+
+
+class ConnectOptions(TypedDict, total=False):
+    """Harness.connect's options, as connected() passes them on."""
+
+    expiry: int | None
+    level: int
+    will: env.Will | None
+    receive_maximum: int
+
+
+def connack_conn(e: Wire) -> int | None:
+    """The connection a CONNACK answers; None for another kind."""
+    return env.Connack._make(e).conn if kind_of(e) == env.Kind.CONNACK else None
+
+
+def session_present(connack: Wire) -> bool:
+    return env.Connack._make(connack).session_present
+
+
 class Harness:
     """A shard plus helpers that build envelopes and collect what it sends."""
 
-    def __init__(self, **limits: Any) -> None:
+    def __init__(self, **limits: Unpack[Limits]) -> None:
         self.shard = Shard(0, ShardLimits(**limits))
         self.now = 1000.0
 
@@ -40,7 +70,7 @@ class Harness:
         clean: bool,
         expiry: int | None = None,
         level: int = 4,
-        will: list[Any] | None = None,
+        will: env.Will | None = None,
         receive_maximum: int = 0,
     ) -> Wire:
         """CONNECT; returns the CONNACK envelope."""
@@ -55,7 +85,7 @@ class Harness:
             level=level,
             keepalive=60,
             username=None,
-            will=None if will is None else env.Will(*will),
+            will=will,
             receive_maximum=receive_maximum,
             assigned_id=False,
         )
@@ -63,7 +93,7 @@ class Harness:
         return self.connack_of(conn)
 
     def connack_of(self, conn: int) -> Wire:
-        connacks = [e for e in self.peek_acceptors() if e[0] == env.Kind.CONNACK and e[1] == conn]
+        connacks = [e for e in self.peek_acceptors() if connack_conn(e) == conn]
         assert len(connacks) == 1
         return connacks[0]
 
@@ -86,7 +116,7 @@ class Harness:
         )
         self.shard.handle(wire(connect), self.now)
         assert [env.Kind.CLOSE, old, ReasonCode.SESSION_TAKEN_OVER] in self.peek_acceptors()
-        assert not [e for e in self.peek_acceptors() if e[0] == env.Kind.CONNACK and e[1] == conn]
+        assert not [e for e in self.peek_acceptors() if connack_conn(e) == conn]
         self.close(old, client_id)
         return self.connack_of(conn)
 
@@ -114,7 +144,7 @@ class Harness:
         payload: bytes,
         qos: int,
         granted: int | None = None,
-        props: dict[str, Any] | None = None,
+        props: env.Props = None,
     ) -> None:
         """A DELIVER as the router sends it: the target names a filter the
         session holds (its first), or "t" when it holds none."""
@@ -141,7 +171,8 @@ class Harness:
         )
         self.shard.handle(wire(deliver), self.now)
 
-    def ack(self, kind: int, conn: int, client_id: str, packet_id: int, rc: int = 0) -> None:
+    def ack(self, kind: int, conn: int, client_id: str, packet_id: int | None, rc: int = 0) -> None:
+        """packet_id: as publishes() gives it (None only at QoS 0, never acknowledged)."""
         if kind in (env.Kind.PUBACK_IN, env.Kind.PUBREC_IN):
             self.shard.handle([kind, conn, client_id, packet_id, rc], self.now)
         else:
@@ -174,7 +205,7 @@ class Harness:
     def take(self) -> tuple[list[Wire], list[Wire]]:
         """(to_router, to_acceptors) since the last take, then cleared; what
         waited for a store commit is included, as if the commit succeeded."""
-        router = wire_all(self.shard.to_router)
+        router: list[Wire] = list(wire_all(self.shard.to_router))
         acceptors = self.peek_acceptors()
         self.ops, later = self.shard.take_durable()
         self.shard.commit_done(self.shard.hold_for_commit(later))  # as if committed
@@ -187,7 +218,7 @@ class Harness:
 
     @staticmethod
     def connack_of_taken(acceptors: list[Wire], conn: int) -> Wire:
-        (connack,) = [e for e in acceptors if e[0] == env.Kind.CONNACK and e[1] == conn]
+        (connack,) = [e for e in acceptors if connack_conn(e) == conn]
         return connack
 
     def take_acceptors(self) -> list[Wire]:
@@ -199,26 +230,27 @@ class Harness:
 
 def publishes(envelopes: list[Wire]) -> list[tuple[int | None, bytes, int, bool]]:
     """(packet_id, payload, qos, dup) of each SEND_PUBLISH, in order."""
-    return [(e[2], e[4], e[5], e[7]) for e in envelopes if e[0] == env.Kind.SEND_PUBLISH]
+    return [(p.packet_id, p.payload, p.qos, p.dup) for p in of_kind(envelopes, env.SendPublish)]
 
 
 def acks(envelopes: list[Wire]) -> list[tuple[int, int, int]]:
     """(packet_type, packet_id, rc) of each SEND_ACK, in order."""
-    return [(e[2], e[3], e[4]) for e in envelopes if e[0] == env.Kind.SEND_ACK]
+    return [(a.packet_type, a.packet_id, a.rc) for a in of_kind(envelopes, env.SendAck)]
 
 
 def routes(envelopes: list[Wire]) -> list[tuple[str, bytes, int, bool]]:
-    return [(e[2], e[3], e[4], e[5]) for e in envelopes if e[0] == env.Kind.ROUTE]
+    return [(r.topic, r.payload, r.qos, r.retain) for r in of_kind(envelopes, env.Route)]
 
 
-def replies(envelopes: list[Wire]) -> list[Any]:
+def replies(envelopes: list[Wire]) -> list[env.Reply]:
     """The reply address each ROUTE carries (whose acknowledgement waits on it)."""
-    return [e[7] for e in envelopes if e[0] == env.Kind.ROUTE]
+    routes = of_kind(envelopes, env.Route)
+    return [env.Reply._make(r.reply) for r in routes if r.reply is not None]
 
 
 def duplicates_routed(envelopes: list[Wire]) -> list[int]:
     """Packet ids the shard answered as QoS 2 retransmissions (ROUTED -1)."""
-    return [e[2] for e in envelopes if e[0] == env.Kind.ROUTED and e[3] == -1]
+    return [r.packet_id for r in of_kind(envelopes, env.Routed) if r.shards == -1]
 
 
 # --- connect, session present, clean session --------------------------------------------
@@ -238,8 +270,8 @@ def test_persistent_session_resumes_with_session_present_and_subscriptions() -> 
     h.close(CONN_A, "c1")
     router, _ = h.take()
     assert [env.Kind.ONLINE, "c1", 0] in router
-    assert not any(e[0] == env.Kind.UNSUB_ALL for e in router)
-    assert h.connect(CONN_B, "c1", clean=False)[2] is True
+    assert not any(kind_of(e) == env.Kind.UNSUB_ALL for e in router)
+    assert session_present(h.connect(CONN_B, "c1", clean=False)) is True
     assert set(h.shard.sessions["c1"].subscriptions) == {"a/#"}
 
 
@@ -250,7 +282,7 @@ def test_clean_session_discards_the_old_session() -> None:
     h.close(CONN_A, "c1")
     h.deliver("c1", b"queued", 1)
     h.take()
-    assert h.connect(CONN_B, "c1", clean=True)[2] is False
+    assert session_present(h.connect(CONN_B, "c1", clean=True)) is False
     router, acceptors = h.take()
     assert [env.Kind.UNSUB_ALL, "c1"] in router
     assert publishes(acceptors) == []
@@ -266,18 +298,18 @@ def test_clean_session_ends_when_its_connection_closes() -> None:
     h.close(CONN_A, "c1")
     assert "c1" not in h.shard.sessions
     assert [env.Kind.UNSUB_ALL, "c1"] in h.take_router()
-    assert h.connect(CONN_B, "c1", clean=False)[2] is False
+    assert session_present(h.connect(CONN_B, "c1", clean=False)) is False
 
 
 # --- takeover ---------------------------------------------------------------------------
 def test_takeover_closes_old_connection_and_resumes_the_session() -> None:
     h = Harness()
-    will = ["w/c1", b"gone", 1, False, None, 0]
+    will = env.Will("w/c1", b"gone", 1, False, None, 0)
     h.connect(CONN_A, "c1", clean=False, will=will)
     h.subscribe(CONN_A, "c1", "a", 1)
     h.take()
     connack = h.take_over(CONN_B, CONN_A, "c1", clean=False)
-    assert connack[2] is True  # session present
+    assert session_present(connack) is True
     router, acceptors = h.take()
     assert [env.Kind.CLOSE, CONN_A, ReasonCode.SESSION_TAKEN_OVER] in acceptors
     assert routes(router) == [("w/c1", b"gone", 1, False)]  # the old connection's will
@@ -310,9 +342,9 @@ def test_takeover_waits_for_what_the_old_connection_sent_last() -> None:
     h.ack(env.Kind.PUBACK_IN, CONN_A, "c1", pid)  # the old connection's last words
     h.close(CONN_A, "c1")
     router, acceptors = h.take()
-    assert h.connack_of_taken(acceptors, CONN_B)[2] is True
+    assert session_present(h.connack_of_taken(acceptors, CONN_B)) is True
     assert publishes(acceptors) == []  # m1 was acknowledged: not redelivered
-    assert [e[0] for e in router if e[0] == env.Kind.SUB] == [env.Kind.SUB]  # the held SUBSCRIBE
+    assert [s.kind for s in of_kind(router, env.Sub)] == [env.Kind.SUB]  # the held SUBSCRIBE
     assert h.shard.sessions["c1"].inflight == {}
     assert h.shard.counters["stale_connection_packets"] == 0
 
@@ -331,7 +363,7 @@ def test_takeover_attaches_anyway_when_the_old_acceptor_never_answers() -> None:
     assert h.shard.sessions["c1"].conn == CONN_A  # still waiting
     h.shard.handle_timer(due)
     _router, acceptors = h.take()
-    assert h.connack_of_taken(acceptors, CONN_B)[2] is True
+    assert session_present(h.connack_of_taken(acceptors, CONN_B)) is True
     assert [(p, d) for _, p, _, d in publishes(acceptors)] == [(b"m1", True)]  # DUP
     assert h.shard.counters["takeovers_unconfirmed"] == 1
     # The old connection's CLOSED, when it finally comes, changes nothing.
@@ -348,9 +380,9 @@ def test_a_waiting_connection_that_closes_is_forgotten() -> None:
     h.close(CONN_B, "c1")  # gave up before it was attached
     h.close(CONN_A, "c1")  # then the old one is closed as asked
     _router, acceptors = h.take()
-    assert not [e for e in acceptors if e[0] == env.Kind.CONNACK]
+    assert not [e for e in acceptors if kind_of(e) == env.Kind.CONNACK]
     assert h.shard.sessions["c1"].conn is None
-    assert h.shard.takeovers.pending == {}
+    assert h.shard.state.takeovers.pending == {}
 
 
 def test_a_third_connection_takes_over_the_waiting_one() -> None:
@@ -367,7 +399,7 @@ def test_a_third_connection_takes_over_the_waiting_one() -> None:
     assert h.shard.sessions["c1"].conn == CONN_A
     h.close(CONN_A, "c1")
     _router, acceptors = h.take()
-    assert [e[1] for e in acceptors if e[0] == env.Kind.CONNACK] == [CONN_C]
+    assert [c.conn for c in of_kind(acceptors, env.Connack)] == [CONN_C]
     assert h.shard.sessions["c1"].conn == CONN_C
 
 
@@ -376,7 +408,7 @@ def test_takeover_with_clean_session_starts_fresh() -> None:
     h.connect(CONN_A, "c1", clean=False)
     h.subscribe(CONN_A, "c1", "a", 1)
     h.take()
-    assert h.take_over(CONN_B, CONN_A, "c1", clean=True)[2] is False
+    assert session_present(h.take_over(CONN_B, CONN_A, "c1", clean=True)) is False
     assert h.shard.sessions["c1"].subscriptions == {}
     assert h.shard.sessions["c1"].conn == CONN_B
 
@@ -387,16 +419,16 @@ def test_takeover_of_a_clean_connection_by_a_persistent_one() -> None:
     h = Harness()
     h.connect(CONN_A, "c1", clean=True)
     h.take()
-    assert h.take_over(CONN_B, CONN_A, "c1", clean=False)[2] is False
+    assert session_present(h.take_over(CONN_B, CONN_A, "c1", clean=False)) is False
     assert h.shard.sessions["c1"].conn == CONN_B
     h.take()
     h.subscribe(CONN_B, "c1", "a", 1)
     router, _ = h.take()
-    assert router and router[0][0] == env.Kind.SUB
+    assert router and kind_of(router[0]) == env.Kind.SUB
 
 
 # --- outbound QoS 1/2: window, queue, state machine -------------------------------------
-def connected(h: Harness, client_id: str = "c1", **kwargs: Any) -> None:
+def connected(h: Harness, client_id: str = "c1", **kwargs: Unpack[ConnectOptions]) -> None:
     """A persistent session on CONN_A subscribed to "t" (the router only
     delivers to sessions that hold a matching subscription)."""
     h.connect(CONN_A, client_id, clean=False, **kwargs)
@@ -522,6 +554,7 @@ def test_acks_for_packet_ids_not_in_flight_are_ignored(kind: int) -> None:
     connected(h)
     h.deliver("c1", b"m", 1)
     ((pid, *_),) = publishes(h.take_acceptors())
+    assert pid is not None  # QoS 1: it has one
     h.ack(kind, CONN_A, "c1", pid + 1)
     assert h.take() == ([], [])
     assert h.shard.sessions["c1"].conn == CONN_A
@@ -603,22 +636,22 @@ def test_resume_redelivers_inflight_with_dup_in_original_order_then_the_queue() 
     h.close(CONN_A, "c1")
     h.deliver("c1", b"e", 1)
     h.take()
-    assert h.connect(CONN_B, "c1", clean=False)[2] is True
+    assert session_present(h.connect(CONN_B, "c1", clean=False)) is True
     out = h.take_acceptors()
     resent = [
-        ("PUBLISH", e[2], e[4], e[7])
-        if e[0] == env.Kind.SEND_PUBLISH
-        else ("PUBREL", e[3], None, None)
-        for e in out
-        if e[0] in (env.Kind.SEND_PUBLISH, env.Kind.SEND_ACK)
+        ("PUBLISH", e.packet_id, e.payload, e.dup)
+        if isinstance(e, env.SendPublish)
+        else ("PUBREL", e.packet_id, None, None)
+        for e in map(env.read, out)
+        if isinstance(e, env.SendPublish | env.SendAck)
     ]
     assert resent == [
         ("PUBLISH", pid_a, b"a", True),
         ("PUBREL", pid_b, None, None),
         ("PUBLISH", pid_c, b"c", True),
     ]
-    assert [e[1] for e in out if e[0] == env.Kind.SEND_PUBLISH] == [CONN_B, CONN_B]
-    assert all(e[2] == PacketType.PUBREL for e in out if e[0] == env.Kind.SEND_ACK)
+    assert [e.conn for e in of_kind(out, env.SendPublish)] == [CONN_B, CONN_B]
+    assert all(e.packet_type == PacketType.PUBREL for e in of_kind(out, env.SendAck))
     assert h.shard.counters["redeliveries"] == 3
     # Acks on the new connection free the window; d and e follow in order.
     h.ack(env.Kind.PUBACK_IN, CONN_B, "c1", pid_a)
@@ -636,7 +669,7 @@ def test_inbound_qos1_is_routed_with_a_reply_address() -> None:
     h.publish_in(CONN_A, "c1", 3, 1, b"x")
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"x", 1, False)]
-    assert [r[:4] for r in replies(router)] == [[CONN_A, 3, 0, 1]]
+    assert [[r.conn, r.packet_id, r.attempt, r.uid] for r in replies(router)] == [[CONN_A, 3, 0, 1]]
     assert acks(acceptors) == []
 
 
@@ -647,7 +680,7 @@ def test_inbound_qos2_duplicate_is_suppressed_until_pubrel() -> None:
     h.publish_in(CONN_A, "c1", 7, 2, b"once")  # a retransmission (DUP)
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert [r[:4] for r in replies(router)] == [[CONN_A, 7, 0, 1]]
+    assert [[r.conn, r.packet_id, r.attempt, r.uid] for r in replies(router)] == [[CONN_A, 7, 0, 1]]
     assert duplicates_routed(acceptors) == [7]
     assert h.shard.counters["qos2_duplicates_suppressed"] == 1
     h.ack(env.Kind.PUBREL_IN, CONN_A, "c1", 7)
@@ -757,7 +790,7 @@ def test_queue_accounting_after_drain() -> None:
 
 
 # --- wills ------------------------------------------------------------------------------
-WILL = ["will/c1", b"offline", 1, True, None, 0]
+WILL = env.Will("will/c1", b"offline", 1, True, None, 0)
 
 
 def test_will_is_published_when_the_connection_closes_without_disconnect() -> None:
@@ -781,7 +814,7 @@ def test_will_is_discarded_on_disconnect() -> None:
 
 def test_will_delay_publishes_after_the_delay() -> None:
     h = Harness()
-    connected(h, level=5, expiry=100, will=[*WILL[:5], 5])
+    connected(h, level=5, expiry=100, will=WILL._replace(delay_interval=5))
     h.close(CONN_A, "c1")
     assert routes(h.take_router()) == []
     assert h.shard.next_timer() == h.now + 5
@@ -794,7 +827,7 @@ def test_will_delay_publishes_after_the_delay() -> None:
 
 def test_reconnect_within_will_delay_cancels_the_will() -> None:
     h = Harness()
-    connected(h, level=5, expiry=100, will=[*WILL[:5], 5])
+    connected(h, level=5, expiry=100, will=WILL._replace(delay_interval=5))
     h.close(CONN_A, "c1")
     h.now += 2
     h.connect(CONN_B, "c1", clean=False, level=5, expiry=100)
@@ -811,11 +844,11 @@ def test_a_clean_start_within_the_will_delay_cancels_the_will() -> None:
     Interval has elapsed" [MQTT-3.1.2-8]. The clean start still ends the old
     session (a new one, session present 0)."""
     h = Harness()
-    connected(h, level=5, expiry=100, will=[*WILL[:5], 60])
+    connected(h, level=5, expiry=100, will=WILL._replace(delay_interval=60))
     h.close(CONN_A, "c1")
     h.take()
     h.now += 2
-    assert h.connect(CONN_B, "c1", clean=True, level=5, expiry=100)[2] is False
+    assert session_present(h.connect(CONN_B, "c1", clean=True, level=5, expiry=100)) is False
     router = h.take_router()
     assert routes(router) == []
     assert [env.Kind.UNSUB_ALL, "c1"] in router  # the old session ended
@@ -827,7 +860,7 @@ def test_a_clean_start_within_the_will_delay_cancels_the_will() -> None:
 def test_will_delay_is_capped_by_session_expiry() -> None:
     """The will goes out when the session ends if that is first [MQTT-3.1.3-9]."""
     h = Harness()
-    connected(h, level=5, expiry=3, will=[*WILL[:5], 60])
+    connected(h, level=5, expiry=3, will=WILL._replace(delay_interval=60))
     h.close(CONN_A, "c1")
     assert routes(h.take_router()) == []
     h.shard.handle_timer(h.now + 2.9)
@@ -839,7 +872,7 @@ def test_will_delay_is_capped_by_session_expiry() -> None:
 
 def test_will_delay_on_a_session_that_ends_with_the_connection_is_immediate() -> None:
     h = Harness()
-    connected(h, level=5, expiry=0, will=[*WILL[:5], 30])
+    connected(h, level=5, expiry=0, will=WILL._replace(delay_interval=30))
     h.close(CONN_A, "c1")
     assert routes(h.take_router()) == [("will/c1", b"offline", 1, True)]
 
@@ -859,7 +892,7 @@ def test_session_expiry_via_handle_timer() -> None:
     assert [env.Kind.UNSUB_ALL, "c1"] in h.take_router()
     assert h.shard.counters["sessions_expired"] == 1
     assert h.shard.next_timer() is None
-    assert h.connect(CONN_B, "c1", clean=False, level=5, expiry=10)[2] is False
+    assert session_present(h.connect(CONN_B, "c1", clean=False, level=5, expiry=10)) is False
 
 
 def test_online_and_never_expiring_sessions_have_no_timer() -> None:
@@ -904,7 +937,7 @@ def test_many_offline_sessions_expire_in_order_and_a_returning_one_does_not() ->
         h.close(back, "s5")
         h.connect(back, "s5", clean=False, level=5, expiry=15)
         h.take()
-    assert len(h.shard.expiries) <= 1024 + 2 * len(h.shard.offline)
+    assert len(h.shard.state.expiries) <= 1024 + 2 * len(h.shard.state.offline)
 
 
 def test_max_session_expiry_caps_the_requested_expiry() -> None:
@@ -953,7 +986,7 @@ def test_qos2_retry_from_the_acceptor_is_routed_again() -> None:
     )
     router, acceptors = h.take()
     assert routes(router) == [("in/t", b"once", 2, False)]
-    assert [r[:4] for r in replies(router)] == [[CONN_A, 7, 1, 1]]
+    assert [[r.conn, r.packet_id, r.attempt, r.uid] for r in replies(router)] == [[CONN_A, 7, 1, 1]]
     assert duplicates_routed(acceptors) == []
 
 
@@ -977,8 +1010,8 @@ def test_a_qos2_retry_the_shard_already_took_is_confirmed_but_not_delivered_twic
         )
     out = h.take_acceptors()
     assert [p for _, p, _, _ in publishes(out)] == [b"once"]
-    stored = [e for e in out if e[0] == env.Kind.STORED]
-    assert [(e[2], e[4]) for e in stored] == [(4, 0), (4, 1)]  # both attempts confirmed
+    stored = of_kind(out, env.Stored)
+    assert [(e.packet_id, e.attempt) for e in stored] == [(4, 0), (4, 1)]  # both attempts confirmed
     assert h.shard.counters["qos2_retries_deduplicated"] == 1
 
 
@@ -1000,10 +1033,12 @@ def test_a_message_too_large_for_the_client_frees_its_window_slot() -> None:
 def test_a_session_expiry_over_the_limit_is_capped_and_the_connack_says_so() -> None:
     h = Harness(max_session_expiry=3600)
     connack = h.connect(CONN_A, "c1", clean=False, level=5, expiry=86400)
-    assert connack[4] == {"session_expiry_interval": 3600}
+    assert env.Connack._make(connack).props == {"session_expiry_interval": 3600}
     assert h.shard.sessions["c1"].session_expiry == 3600
     connack = h.connect(CONN_B, "c2", clean=False, level=5, expiry=60)
-    assert connack[4] is None  # within the limit: nothing to say
+    assert env.Connack._make(connack).props is None  # within the limit: nothing to say
     # MQTT 3.1.1 has no such property: its "never expires" is capped silently
     connack = h.connect(CONN_C, "c3", clean=False, level=4)
-    assert connack[4] is None and h.shard.sessions["c3"].session_expiry == 3600
+    assert (
+        env.Connack._make(connack).props is None and h.shard.sessions["c3"].session_expiry == 3600
+    )

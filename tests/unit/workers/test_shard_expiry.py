@@ -5,11 +5,11 @@ restart of the worker (it is stored with the message)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flockmq import envelopes as env
+from flockmq.envelopes import Wire
 from flockmq.store import DeleteMessage, MemoryStore, PutMessage
 from flockmq.workers.shard import Shard, ShardLimits
+from tests.unit.wire import of_kind
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 
@@ -23,16 +23,16 @@ def offline_subscriber(h: Harness, *, qos: int = 1) -> None:
     h.take()
 
 
-def deliver(h: Harness, payload: bytes, qos: int, props: dict[str, Any] | None) -> None:
+def deliver(h: Harness, payload: bytes, qos: int, props: env.Props) -> None:
     h.shard.handle(
         [env.Kind.DELIVER, "t", payload, qos, False, props, [["s1", qos, False, [], "t"]], None],
         h.now,
     )
 
 
-def sent(acceptors: list[Any]) -> list[tuple[bytes, Any]]:
+def sent(acceptors: list[Wire]) -> list[tuple[bytes, env.Props]]:
     """(payload, props) of each SEND_PUBLISH."""
-    return [(e[4], e[8]) for e in acceptors if e[0] == env.Kind.SEND_PUBLISH]
+    return [(p.payload, p.props) for p in of_kind(acceptors, env.SendPublish)]
 
 
 def test_a_queued_copy_goes_with_the_interval_counted_down() -> None:
@@ -65,7 +65,7 @@ def test_a_copy_not_sent_before_its_deadline_is_dropped_and_deleted() -> None:
 def test_a_message_without_the_property_never_expires() -> None:
     h = Harness()
     offline_subscriber(h, qos=0)
-    h.shard.limits = ShardLimits(queue_qos0=True)
+    h.shard.state.limits = ShardLimits(queue_qos0=True)
     deliver(h, b"q0", 0, {INTERVAL: 1})
     deliver(h, b"forever", 0, None)
     h.now += 10**6

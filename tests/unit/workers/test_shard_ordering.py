@@ -6,6 +6,7 @@ UNSUBSCRIBED; answers the router never gave come after a ROUTER_UP."""
 from __future__ import annotations
 
 from flockmq import envelopes as env
+from tests.unit.wire import kind_of
 
 from .test_shard import CONN_A, Harness
 
@@ -31,7 +32,7 @@ def test_subscribe_after_a_qos2_publish_waits_behind_its_route() -> None:
     subscribe(h, 1, "in/t")
     assert h.shard.to_router == []  # nothing overtakes the ROUTE waiting for its commit
     _ops, later = h.shard.take_durable()
-    assert [(dest, e[0]) for dest, e in later] == [
+    assert [(dest, kind_of(e)) for dest, e in later] == [
         ("router", env.Kind.ROUTE),
         ("router", env.Kind.SUB),
     ]
@@ -41,14 +42,14 @@ def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> Non
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     h.take()
-    h.shard.router_commits_pending = 1  # as the process sets it for an earlier pass
+    h.shard.out.router_commits_pending = 1  # as the process sets it for an earlier pass
     h.close(CONN_A, "c")
     _ops, later = h.shard.take_durable()
     assert h.shard.to_router == []
-    assert [e[0] for _, e in later] == [env.Kind.ONLINE]
-    h.shard.router_commits_pending = 0
+    assert [kind_of(e) for _, e in later] == [env.Kind.ONLINE]
+    h.shard.out.router_commits_pending = 0
     h.connect(CONN_A, "c", clean=True)
-    assert [e[0] for e in h.shard.to_router] == [env.Kind.ONLINE]
+    assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.ONLINE]
 
 
 def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
@@ -56,7 +57,7 @@ def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
     h.connect(CONN_A, "c", clean=True)
     h.take()
     subscribe(h, 1, "t")
-    assert [e[0] for e in h.shard.to_router] == [env.Kind.SUB]
+    assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.SUB]
 
 
 def test_unsuback_waits_for_the_router() -> None:
@@ -92,12 +93,12 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
     h.take()
     h.shard.handle([env.Kind.ROUTER_UP, 5], h.now)
     router, acceptors = h.take()
-    assert [e[0] for e in router] == [env.Kind.ONLINE, env.Kind.SUB, env.Kind.SYNCED]
+    assert [kind_of(e) for e in router] == [env.Kind.ONLINE, env.Kind.SUB, env.Kind.SYNCED]
     assert acceptors == [
         [env.Kind.SEND_SUBACK, CONN_A, 1, [0]],
         [env.Kind.SEND_UNSUBACK, CONN_A, 3, [0]],
     ]
-    assert h.shard.awaiting_router == {}
+    assert h.shard.state.awaiting_router == {}
 
 
 def test_a_router_answer_after_a_router_up_gives_no_second_ack() -> None:
@@ -111,7 +112,7 @@ def test_a_router_answer_after_a_router_up_gives_no_second_ack() -> None:
     h.take()
     h.shard.handle([env.Kind.ROUTER_UP, 0], h.now)
     _, acceptors = h.take()
-    assert [e[0] for e in acceptors] == [env.Kind.SEND_SUBACK, env.Kind.SEND_UNSUBACK]
+    assert [kind_of(e) for e in acceptors] == [env.Kind.SEND_SUBACK, env.Kind.SEND_UNSUBACK]
     h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
     h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
     assert h.take() == ([], [])
@@ -131,11 +132,11 @@ def test_retained_messages_wait_behind_a_suback_that_waits_for_its_commit() -> N
     h.shard.handle(retained, h.now)
     assert h.peek_acceptors() == []
     _ops, later = h.shard.take_durable()
-    assert [e[0] for _, e in later] == [env.Kind.SEND_SUBACK, env.Kind.SEND_PUBLISH]
+    assert [kind_of(e) for _, e in later] == [env.Kind.SEND_SUBACK, env.Kind.SEND_PUBLISH]
     hold = h.shard.hold_for_commit(later)
     h.shard.handle(retained, h.now)  # a later pass, before the commit is done
     assert h.peek_acceptors() == []
     h.shard.commit_done(hold)
     h.shard.take_durable()
     h.shard.handle(retained, h.now)
-    assert [e[0] for e in h.peek_acceptors()] == [env.Kind.SEND_PUBLISH_MANY]
+    assert [kind_of(e) for e in h.peek_acceptors()] == [env.Kind.SEND_PUBLISH_MANY]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from flockmq import envelopes as env
+from flockmq.envelopes import Wire
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.store import (
     DeleteMessage,
@@ -23,9 +26,9 @@ from flockmq.store import (
 )
 from flockmq.workers.session import Subscription
 from flockmq.workers.shard import Shard, ShardLimits
-from tests.unit.wire import wire
+from tests.unit.wire import kind_of, of_kind, wire
 
-from .test_shard import CONN_A, CONN_B, CONN_C, NEVER, Harness, acks, publishes
+from .test_shard import CONN_A, CONN_B, CONN_C, NEVER, Harness, acks, publishes, session_present
 
 
 def persistent_subscriber(h: Harness, conn: int = CONN_A) -> None:
@@ -60,7 +63,7 @@ def test_persistent_session_records_its_state() -> None:
     h.shard.handle([env.Kind.SUBSCRIBED, "p1", CONN_A, 1, [1]], h.now)
     _, acceptors = h.take()
     # The SUBACK promises the subscription is kept: it waited for the commit.
-    assert [e[0] for e in acceptors] == [env.Kind.SEND_SUBACK]
+    assert [kind_of(e) for e in acceptors] == [env.Kind.SEND_SUBACK]
     h.deliver("p1", b"m", 1)
     h.take()
     puts = [op for op in h.ops if isinstance(op, PutMessage)]
@@ -110,8 +113,8 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
 
     shard = Shard(0, ShardLimits())
     shard.load(store.load_sessions(lambda _cid: True), h.now + 5)
-    router = list(shard.to_router)
-    assert [e[0] for e in router].count(env.Kind.SUB) == 1
+    router: list[Wire] = list(shard.to_router)
+    assert [kind_of(e) for e in router].count(env.Kind.SUB) == 1
     restored = shard.sessions["p1"]
     assert restored.conn is None
     assert list(restored.subscriptions) == ["t"]
@@ -120,7 +123,7 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
     h2 = Harness()
     h2.shard = shard
     connack = h2.connect(CONN_B, "p1", clean=False, expiry=NEVER)
-    assert connack[2] is True  # session present
+    assert session_present(connack) is True
     out = h2.take_acceptors()
     assert publishes(out) == [(2, b"1", 1, True), (3, b"2", 1, True)]
     # The QoS 2 packet id is still known, but not whether it was confirmed
@@ -129,25 +132,35 @@ def test_a_shard_rebuilt_from_the_store_resumes_the_session() -> None:
         [env.Kind.PUBLISH, CONN_B, "p1", 5, "in/t", b"q2", 2, False, None, 0, False, 1], h2.now
     )
     router, acceptors = h2.take()
-    assert [e[2] for e in router if e[0] == env.Kind.ROUTE] == ["in/t"]
-    assert [e for e in acceptors if e[0] == env.Kind.ROUTED] == []
+    assert [r.topic for r in of_kind(router, env.Route)] == ["in/t"]
+    assert [e for e in acceptors if kind_of(e) == env.Kind.ROUTED] == []
     h2.ack(env.Kind.PUBREL_IN, CONN_B, "p1", 5)
     assert acks(h2.take_acceptors()) == [(PacketType.PUBCOMP, 5, 0)]
 
 
-def route_to_deliver(route: list[Any], target: str, confirm: bool = True) -> list[Any]:
+def route_to_deliver(route: Wire, target: str, confirm: bool = True) -> list[Any]:
     """The DELIVER a router makes of a shard's QoS 2 ROUTE for one target."""
-    _, _origin, topic, payload, qos, retain, props, reply = route
+    r = env.Route._make(route)
+    assert r.reply is not None  # a QoS 2 ROUTE carries one
     return [
         env.Kind.DELIVER,
-        topic,
-        payload,
-        qos,
-        retain,
-        props,
+        r.topic,
+        r.payload,
+        r.qos,
+        r.retain,
+        r.props,
         [[target, 2, False, [], "in/#"]],
-        [*reply, confirm],
+        [*r.reply, confirm],
     ]
+
+
+def qos2_key(route: Wire) -> env.Qos2Key:
+    """The key a shard's QoS 2 ROUTE carries in its reply."""
+    reply = env.Route._make(route).reply
+    assert reply is not None
+    key = env.Reply._make(reply).key
+    assert key is not None
+    return env.Qos2Key._make(key)
 
 
 def test_qos2_resend_after_the_worker_restarted_is_delivered_once() -> None:
@@ -167,11 +180,11 @@ def test_qos2_resend_after_the_worker_restarted_is_delivered_once() -> None:
     h.publish_in(CONN_A, "pub", 5, 2, b"once")
     router, _ = h.take()
     store.apply(h.ops)  # the packet id (with its token) is committed, then routed
-    (route,) = [e for e in router if e[0] == env.Kind.ROUTE]
+    (route,) = [e for e in router if kind_of(e) == env.Kind.ROUTE]
     h.shard.handle(route_to_deliver(route, "sub"), h.now)
     _, acceptors = h.take()
     store.apply(h.ops)  # the copy and its seen row, in one commit
-    assert [e[0] for e in acceptors] == [env.Kind.STORED]
+    assert [kind_of(e) for e in acceptors] == [env.Kind.STORED]
     assert any(isinstance(op, PutSeenQos2) for op in h.ops)
 
     shard = Shard(0, ShardLimits(), nonce=99)  # the restarted worker
@@ -185,11 +198,11 @@ def test_qos2_resend_after_the_worker_restarted_is_delivered_once() -> None:
         [env.Kind.PUBLISH, CONN_B, "pub", 5, "in/t", b"once", 2, False, None, 0, False, 1], h2.now
     )
     router, _ = h2.take()
-    (again,) = [e for e in router if e[0] == env.Kind.ROUTE]
-    assert again[7][4] == route[7][4]  # the same key, from the store
+    (again,) = [e for e in router if kind_of(e) == env.Kind.ROUTE]
+    assert qos2_key(again) == qos2_key(route)  # the same key, from the store
     h2.shard.handle(route_to_deliver(again, "sub"), h2.now)
     _, acceptors = h2.take()
-    assert [e[0] for e in acceptors] == [env.Kind.STORED]  # confirmed: PUBREC can go out
+    assert [kind_of(e) for e in acceptors] == [env.Kind.STORED]  # confirmed: PUBREC can go out
     assert h2.shard.counters["qos2_retries_deduplicated"] == 1
     assert [m.payload for m in shard.sessions["sub"].queue] == [b"once"]
     h2.ack(env.Kind.PUBREL_IN, CONN_B, "pub", 5)
@@ -206,8 +219,8 @@ def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
     h.take()
     h.publish_in(CONN_A, "pub", 5, 2, b"m")
     router, _ = h.take()
-    (route,) = [e for e in router if e[0] == env.Kind.ROUTE]
-    assert route[7][4][3] is False  # not durable: the publisher's state dies with it
+    (route,) = [e for e in router if kind_of(e) == env.Kind.ROUTE]
+    assert qos2_key(route).durable is False  # not durable: the publisher's state dies with it
     h.shard.handle(route_to_deliver(route, "sub"), h.now)
     h.take()
     assert not any(isinstance(op, PutSeenQos2) for op in h.ops)
@@ -218,7 +231,7 @@ def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
 
 def test_tokens_differ_between_incarnations() -> None:
     a, b = Shard(0, ShardLimits(), nonce=1), Shard(0, ShardLimits(), nonce=2)
-    assert a._next_token() != b._next_token()
+    assert a.state.next_token() != b.state.next_token()
 
 
 def test_a_message_sent_in_the_pass_that_queued_it_is_one_row() -> None:
@@ -274,6 +287,7 @@ def test_a_damaged_record_costs_only_its_own_session() -> None:
         4,
         None,
         1.0,
+        # damaged: no sequence number
         messages=(MessageRecord(None, "t", b"x", 1, False, None),),  # type: ignore[arg-type]
     )
     shard = Shard(0, ShardLimits())
@@ -283,5 +297,28 @@ def test_a_damaged_record_costs_only_its_own_session() -> None:
     assert [m.payload for m in shard.sessions["good"].queue] == [b"kept"]
     (msg,) = shard.sessions["props"].queue
     assert msg.payload == b"no props" and msg.props is None  # delivered, without properties
-    assert "props" not in shard.pending_wills
-    assert [e[0] for e in shard.to_router][-1] == env.Kind.SYNCED  # resync not blocked
+    assert "props" not in shard.state.pending_wills
+    assert [kind_of(e) for e in shard.to_router][-1] == env.Kind.SYNCED  # resync not blocked
+
+
+# --- the store's format of a will ------------------------------------------------------------
+def test_a_will_is_stored_as_it_always_was_and_read_back() -> None:
+    """The session keeps its will as a `Will` dataclass; the store keeps the
+    msgpack array of env.Will's fields, as every earlier flockmq wrote it."""
+    will = env.Will("w/t", b"gone", 1, True, {"user_property": [["k", "v"]]}, 30)
+    h = Harness()
+    h.connect(CONN_A, "p1", clean=False, expiry=NEVER, will=will)
+    h.take()
+    (put,) = [op for op in h.ops if isinstance(op, PutSession)]
+    assert put.will == msgpack.packb(will, use_bin_type=True)
+    # A worker that died with the connection attached: the stored will goes
+    # out once the connection has not come back in time.
+    rec = SessionRecord("p1", NEVER, 4, put.will, None)
+    shard = Shard(0, ShardLimits())
+    shard.load([rec], 1000.0)
+    shard.to_router.clear()
+    due = shard.next_timer()
+    assert due is not None
+    shard.handle_timer(due)
+    routes = [wire(e) for e in shard.to_router if kind_of(e) == env.Kind.ROUTE]
+    assert routes == [[env.Kind.ROUTE, "p1", *will[:5], None]]

@@ -11,6 +11,7 @@ from flockmq import envelopes as env
 from flockmq.mqtt.reason_codes import ReasonCode
 from flockmq.store import MemoryStore
 from flockmq.workers.shard import Shard, ShardLimits
+from tests.unit.wire import kind_of, of_kind
 
 from .test_shard import CONN_A, Harness, connected
 
@@ -24,10 +25,10 @@ def subscribe(h: Harness, *filters: str) -> list[int]:
     )
     router, acceptors = h.take()
     for e in router:
-        if e[0] == env.Kind.SUB:
-            return list(e[6])
-    (suback,) = [e for e in acceptors if e[0] == env.Kind.SEND_SUBACK]
-    return list(suback[3])
+        if kind_of(e) == env.Kind.SUB:
+            return list(env.Sub._make(e).codes)
+    (suback,) = of_kind(acceptors, env.SendSuback)
+    return list(suback.codes)
 
 
 @pytest.mark.parametrize(("level", "refused"), [(4, 0x80), (5, ReasonCode.QUOTA_EXCEEDED)])

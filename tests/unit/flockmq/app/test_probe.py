@@ -6,10 +6,11 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from flockmq.app.probe import free_port, mqtt_ready
+from flockmq.app.probe import free_port, free_port_range, mqtt_ready
 
 
 @pytest.fixture
@@ -55,3 +56,18 @@ def test_anything_else_is_not_ready(
 
 def test_nobody_listening_is_not_ready() -> None:
     assert not mqtt_ready("127.0.0.1", free_port(), timeout=0.5)
+
+
+def test_free_port_range_gives_consecutive_ports_below_the_ephemeral_range() -> None:
+    base = free_port_range(16)
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert base >= 10_000 and base + 16 <= low
+    socks = []
+    try:
+        for port in range(base, base + 16):  # all of them bind
+            sock = socket.socket()
+            socks.append(sock)
+            sock.bind(("127.0.0.1", port))
+    finally:
+        for sock in socks:
+            sock.close()

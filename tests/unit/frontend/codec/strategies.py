@@ -4,6 +4,7 @@ machine does not flake; example counts that keep the suite fast)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -43,11 +44,9 @@ CODEC_SETTINGS = settings(
 LEVELS = (3, 4, 5)
 
 # Well-formed UTF-8 without U+0000 (surrogates cannot be encoded at all).
-text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12
-)
+text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=12)
 _level_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/+#"), max_size=6
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00/+#"), max_size=6
 )
 topic_names = st.lists(_level_text, min_size=1, max_size=4).map("/".join).filter(bool)
 packet_ids = st.integers(1, 0xFFFF)
@@ -226,9 +225,9 @@ def auths(draw: st.DrawFn, level: int) -> Auth:
     return Auth(code, draw(properties(PacketType.AUTH, level)))
 
 
-def packets_of(kind: str, level: int) -> st.SearchStrategy[Any]:
+def packets_of(kind: str, level: int) -> st.SearchStrategy[Packet]:
     """The strategy for one packet kind (a PacketType name) at a level."""
-    builders: dict[str, Any] = {
+    builders: dict[str, Callable[[], st.SearchStrategy[Packet]]] = {
         "CONNECT": lambda: connects(level),
         "CONNACK": lambda: connacks(level),
         "PUBLISH": lambda: publishes(level),
@@ -252,7 +251,7 @@ def kinds_at(level: int) -> list[str]:
     return [t.name for t in PacketType if level == 5 or t != PacketType.AUTH]
 
 
-def any_packet(level: int) -> st.SearchStrategy[Any]:
+def any_packet(level: int) -> st.SearchStrategy[Packet]:
     """Any packet valid at `level`, except CONNECT (which would carry its own
     level; streams after a CONNECT are built by the tests that need them)."""
     return st.one_of([packets_of(k, level) for k in kinds_at(level) if k != "CONNECT"])

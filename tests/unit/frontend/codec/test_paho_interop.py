@@ -14,7 +14,7 @@ import queue
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
 
 import pytest
 
@@ -39,10 +39,15 @@ from flockmq.frontend.codec import (
     encode_publish,
 )
 
-mqtt = pytest.importorskip("paho.mqtt.client")
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
-from paho.mqtt.subscribeoptions import SubscribeOptions  # noqa: E402
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+else:
+    mqtt = pytest.importorskip("paho.mqtt.client")
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 TIMEOUT = 5.0
 pytestmark = pytest.mark.timeout(60)
@@ -65,6 +70,9 @@ def answer(packet: Packet, level: int) -> bytes | None:
     if isinstance(packet, Pingreq):
         return b"\xd0\x00"
     return None
+
+
+P = TypeVar("P", bound=Packet)
 
 
 class WireServer:
@@ -102,7 +110,7 @@ class WireServer:
         with self.lock:
             self.conn.sendall(data)
 
-    def expect(self, cls: type[Any]) -> Any:
+    def expect(self, cls: type[P]) -> P:
         item = self.received.get(timeout=TIMEOUT)
         if isinstance(item, BaseException):
             raise item
@@ -123,10 +131,34 @@ def server() -> Iterator[WireServer]:
     srv.close()
 
 
-def start_client(client: Any, server: WireServer, **connect_kw: Any) -> dict[str, Any]:
-    events: dict[str, Any] = {"connected": threading.Event(), "messages": queue.Queue()}
+class Events(TypedDict, total=False):
+    """What a client's callbacks saw."""
 
-    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    connected: threading.Event
+    messages: queue.Queue[mqtt.MQTTMessage]
+    connack: tuple[ReasonCode, Properties | None]
+
+
+class ConnectOptions(TypedDict, total=False):
+    """paho's connect() options the tests pass."""
+
+    keepalive: int
+    clean_start: bool
+    properties: Properties | None
+
+
+def start_client(
+    client: mqtt.Client, server: WireServer, **connect_kw: Unpack[ConnectOptions]
+) -> Events:
+    events: Events = {"connected": threading.Event(), "messages": queue.Queue()}
+
+    def on_connect(
+        c: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         events["connack"] = (reason, props)
         events["connected"].set()
 
@@ -137,8 +169,16 @@ def start_client(client: Any, server: WireServer, **connect_kw: Any) -> dict[str
     return events
 
 
-def publish_and_check(client: Any, server: WireServer, level: int, qos: int, **kw: Any) -> Publish:
-    info = client.publish(f"t/{qos}", f"m{qos}".encode(), qos=qos, retain=qos == 1, **kw)
+def publish_and_check(
+    client: mqtt.Client,
+    server: WireServer,
+    level: int,
+    qos: int,
+    properties: Properties | None = None,
+) -> Publish:
+    info = client.publish(
+        f"t/{qos}", f"m{qos}".encode(), qos=qos, retain=qos == 1, properties=properties
+    )
     packet: Publish = server.expect(Publish)
     assert (packet.topic, packet.payload, packet.qos, packet.retain, packet.dup) == (
         f"t/{qos}",
@@ -158,7 +198,7 @@ def publish_and_check(client: Any, server: WireServer, level: int, qos: int, **k
 @pytest.mark.parametrize(("protocol", "level"), [("MQTTv31", 3), ("MQTTv311", 4)])
 def test_paho_v3(server: WireServer, protocol: str, level: int) -> None:
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="paho-v3", protocol=getattr(mqtt, protocol)
+        CallbackAPIVersion.VERSION2, client_id="paho-v3", protocol=getattr(mqtt, protocol)
     )
     client.username_pw_set("user", "secret")
     client.will_set("will/topic", b"gone", qos=1, retain=True)
@@ -195,7 +235,7 @@ def test_paho_v3(server: WireServer, protocol: str, level: int) -> None:
 
 
 def test_paho_v5(server: WireServer) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-5", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="paho-5", protocol=mqtt.MQTTv5)
     will_props = Properties(PacketTypes.WILLMESSAGE)
     will_props.WillDelayInterval = 10
     will_props.MessageExpiryInterval = 300
@@ -230,7 +270,8 @@ def test_paho_v5(server: WireServer) -> None:
         )
         assert events["connected"].wait(TIMEOUT)
         reason, props = events["connack"]
-        assert reason == 0 and props.ReceiveMaximum == 20  # paho read our CONNACK properties
+        # paho read our CONNACK properties (paho's Properties has its names at run time only):
+        assert reason == 0 and props.ReceiveMaximum == 20  # type: ignore[union-attr]
 
         sub_props = Properties(PacketTypes.SUBSCRIBE)
         sub_props.SubscriptionIdentifier = 7
@@ -271,8 +312,9 @@ def test_paho_v5(server: WireServer) -> None:
         server.send(encode_publish("x/y", b"hi", 1, False, False, 78, out_props, 5))
         msg = events["messages"].get(timeout=TIMEOUT)
         assert (msg.topic, msg.payload, msg.qos) == ("x/y", b"hi", 1)
-        assert msg.properties.UserProperty == [("a", "b")]
-        assert msg.properties.MessageExpiryInterval == 9
+        # paho's Properties has its names at run time only.
+        assert msg.properties.UserProperty == [("a", "b")]  # type: ignore[union-attr]
+        assert msg.properties.MessageExpiryInterval == 9  # type: ignore[union-attr]
         assert server.expect(Puback) == Puback(78)
 
         client.disconnect()

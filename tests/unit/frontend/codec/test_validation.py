@@ -219,6 +219,7 @@ def test_non_minimal_remaining_length_in_v5_connect() -> None:
         decode(bytes((0x10, 0x80 | len(v5), 0x00)) + v5)
     assert info.value.protocol_level == 5  # answered with a v5 CONNACK
     v4 = h("00 04 'MQTT' 04 02 00 00 00 00")
+    # decode() gives any packet: one without the field fails here too.
     assert decode(bytes((0x10, 0x80 | len(v4), 0x00)) + v4).client_id == ""  # type: ignore[union-attr]
 
 
@@ -242,13 +243,15 @@ def test_level_3_tolerates_dup_on_subscribe_and_missing_password() -> None:
     assert decode(h("8a 08 00 01 00 03 'a/+' 01"), 3).packet_type == 8
     body = h("00 06 'MQIsdp' 03 c2 00 3c 00 01 'c' 00 01 'u'")
     packet = decode(bytes((0x10, len(body))) + body)
+    # decode() gives any packet: one without the fields fails here too.
     assert packet.username == "u" and packet.password is None  # type: ignore[union-attr]
     with pytest.raises(MalformedPacket):
         decode(h("8a 08 00 01 00 03 'a/+' 01"), 4)
 
 
 def test_shared_subscription_syntax_only_at_level_5() -> None:
-    # Below 5, "$share//a" is an ordinary (valid) filter.
+    # Below 5, "$share//a" is an ordinary (valid) filter. (decode() gives any packet: one
+    # without subscriptions fails here too.)
     assert decode(h(subscribe("$share//a")), 4).subscriptions[0].topic_filter == "$share//a"  # type: ignore[union-attr]
 
 

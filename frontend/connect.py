@@ -1,0 +1,199 @@
+"""CONNECT, CONNACK and DISCONNECT of one client session (sans-IO).
+
+CONNECT is mapped to the CONNECT envelope for the session's shard (client id
+assigned or refused, will checked against the topic depth and the ACL,
+session expiry from the version's rules); DISCONNECT's rules decide whether
+the will is published and which expiry the session ends with. The CONNACK
+(the worker's, or a refusal made here) is the first packet written, and
+lets what the client sent after its CONNECT be read. All act on
+the session passed in (frontend/session.py), which owns the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from flockmq import envelopes as env
+from flockmq.frontend.codec import Connack, Connect, Disconnect, ProtocolError, ReasonCode, encode
+from flockmq.frontend.codec.packets import Will
+from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
+from flockmq.sharding import shard_of
+
+from .inbound_publish import check_topic_depth, may_publish
+from .states import CLOSED, CONNECTED, CONNECTING
+from .topic_aliases import TOPIC_ALIAS_MAXIMUM
+
+if TYPE_CHECKING:
+    from .session import ClientSession
+
+Kind = env.Kind
+NEVER_EXPIRES = 0xFFFFFFFF
+
+
+def handle_connect(session: ClientSession, packet: Connect) -> None:
+    session.level = level = packet.protocol_level
+    session.keepalive = packet.keepalive
+    session.username = packet.username
+    props = packet.properties
+    client_id = _client_id(session, packet)
+    if client_id is None:
+        return  # refused
+    assigned = not packet.client_id and level >= 5
+    session.client_id = client_id
+    if level >= 5 and "authentication_method" in props:
+        # Enhanced authentication is not supported: refuse it rather than
+        # accept a client that believes it authenticated [MQTT-4.12.0-1].
+        refuse_connect(
+            session,
+            ReasonCode.BAD_AUTHENTICATION_METHOD,
+            f"authentication method {props['authentication_method']!r} not supported",
+        )
+        return
+    host = session.host
+    if host.acl is not None:
+        session.acl_rules = host.acl.rules_for(client_id, packet.username)
+    will_env = None
+    if packet.will is not None:
+        will_env = _will(session, packet.will)
+        if will_env is None:
+            return  # refused
+    if level >= 5:
+        expiry = props.get("session_expiry_interval", 0)
+        session.max_outgoing_packet = props.get("maximum_packet_size", 0)
+    else:
+        expiry = 0 if packet.clean_start else NEVER_EXPIRES
+    session.shard = shard_of(client_id, host.config.workers)
+    session.state = CONNECTING
+    host.count("connects")
+    session.connect_envelope = env.Connect(
+        Kind.CONNECT,
+        session.conn_id,
+        client_id,
+        packet.clean_start,
+        expiry,
+        level,
+        packet.keepalive,
+        packet.username,
+        will_env,
+        props.get("receive_maximum", 0),
+        assigned,
+    )
+    session.forward(session.connect_envelope)
+
+
+def _client_id(session: ClientSession, packet: Connect) -> str | None:
+    """The client id, assigned when empty; None: refused (CONNACK written)."""
+    if packet.client_id:
+        return packet.client_id
+    level = packet.protocol_level
+    if level == 3 or (level == 4 and not packet.clean_start):
+        # 3.1.1: a zero-length id needs clean session 1 [MQTT-3.1.3-8];
+        # 3.1 requires 1-23 characters (longer ones are accepted, as
+        # Mosquitto does): CONNACK 0x02 Identifier Rejected.
+        refuse_connect(session, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
+        return None
+    return "auto-" + uuid.uuid4().hex
+
+
+def _will(session: ClientSession, will: Will) -> env.Will | None:
+    """The will for the shard; None: refused (CONNACK written)."""
+    check_topic_depth(session, will.topic)
+    if not may_publish(session, will.topic):
+        session.host.count("acl_denied_wills")
+        refuse_connect(session, ReasonCode.NOT_AUTHORIZED, f"will topic {will.topic!r} denied")
+        return None
+    will_props = dict(will.properties)
+    delay = will_props.pop("will_delay_interval", 0)
+    return env.Will(will.topic, will.payload, will.qos, will.retain, will_props or None, delay)
+
+
+def handle_disconnect(session: ClientSession, packet: Disconnect) -> None:
+    expiry = packet.properties.get("session_expiry_interval")
+    connect = session.connect_envelope
+    if expiry and connect is not None and connect.session_expiry == 0:
+        # Not a valid DISCONNECT: the will stays, the session ends as agreed.
+        raise ProtocolError(
+            "MQTT 5 section 3.14.2.2.2: DISCONNECT sets a Session Expiry Interval "
+            "after CONNECT set none"
+        )
+    # A DISCONNECT discards the will [MQTT-3.14.4-3], unless v5 asks for it (0x04).
+    session.will_on_close = packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL_MESSAGE
+    if expiry is not None and session.state in (CONNECTING, CONNECTED):
+        session.report_closed(
+            env.Closed(
+                Kind.CLOSED, session.conn_id, session.client_id, session.will_on_close, expiry
+            )
+        )
+        session.state = CLOSED  # connection_lost must not report it again
+        session.link.unregister()
+    session.close()
+
+
+def _write_connack(session: ClientSession, data: bytes) -> None:
+    """The CONNACK, and what waited for it: written as they are."""
+    if not session.closing:
+        session.link.send_bytes(data)
+
+
+def handle_connack(
+    session: ClientSession, session_present: bool, rc: int, props: dict[str, Any] | None
+) -> None:
+    if session.state != CONNECTING:
+        return
+    if rc == 0:
+        session.state = CONNECTED
+        session.worker_incarnation = session.host.worker_incarnation(session.shard)
+    if session.level >= 5:
+        data = _connack_v5(session, session_present, rc, props)
+        if session.too_large(data):
+            # Not even the CONNACK fits the client's Maximum Packet Size
+            # [MQTT-3.1.2-24]: the connection cannot work, close it.
+            session.host.count("connack_over_client_maximum_packet_size")
+            session.close()
+            return
+        _write_connack(session, data)
+    else:
+        code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
+        _write_connack(session, encode(Connack(session_present and rc == 0, code), session.level))
+    early, session.before_connack_writes = session.before_connack_writes, bytearray()
+    if rc != 0:
+        session.close()
+        return
+    if early:  # each checked against the client's Maximum Packet Size already
+        _write_connack(session, bytes(early))
+    if session.before_connack:
+        held, session.before_connack = session.before_connack, []
+        for e in held:
+            session.host.handle_envelope(e)
+    session.connack_wait = False
+    if session.read_packets():  # what the client sent after its CONNECT
+        session.link.check_backpressure()
+    session.resume_reading()
+
+
+def _connack_v5(
+    session: ClientSession, session_present: bool, rc: int, props: dict[str, Any] | None
+) -> bytes:
+    """The v5 CONNACK, with what this broker tells every client."""
+    config = session.host.config
+    props = dict(props or {})
+    props.setdefault("topic_alias_maximum", TOPIC_ALIAS_MAXIMUM)
+    props.setdefault("maximum_packet_size", config.max_packet_size)
+    props.setdefault("shared_subscription_available", 1)
+    if session.keepalive > config.max_keepalive:
+        session.keepalive = config.max_keepalive
+        props["server_keep_alive"] = session.keepalive
+    return encode(Connack(session_present, rc, props), 5)
+
+
+def refuse_connect(session: ClientSession, rc: ReasonCode, why: str) -> None:
+    session.host.count("connects_refused")
+    session.host.client_log.log(
+        logging.INFO, "refusing CONNECT from %s: %s (%s)", session.link.peer(), why, rc.name
+    )
+    session.state = CONNECTING  # so on_connack writes the answer, then close
+    handle_connack(session, False, rc, None)
+    session.state = CLOSED
+    session.link.unregister()

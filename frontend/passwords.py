@@ -1,0 +1,210 @@
+"""Mosquitto's password file, read and written as `mosquitto_passwd` does.
+
+One entry per line, `username:hash`, where the hash is one of
+- `$7$ITERATIONS$SALT$HASH`: PBKDF2-HMAC-SHA512 (what `mosquitto_passwd`
+  writes since Mosquitto 2.0; 101 iterations by default there, 12-byte salt,
+  64-byte hash);
+- `$6$SALT$HASH`: SHA-512 of the password followed by the salt (Mosquitto 1.x).
+SALT and HASH are standard base64. Blank lines and lines starting with `#` are
+skipped. A file `mosquitto_passwd` wrote is read unchanged, and the entries
+written here are ones Mosquitto accepts.
+
+Invariants: a password is compared in constant time; an unknown username costs
+the same work as a known one (no timing oracle for which users exist); neither
+a password nor a hash is ever put in an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PBKDF2 = "sha512-pbkdf2"
+SHA512 = "sha512"
+SCHEMES = (PBKDF2, SHA512)
+# mosquitto_passwd 2.0's defaults, so our entries look like its own
+DEFAULT_ITERATIONS = 101
+SALT_BYTES = 12
+HASH_BYTES = 64
+# a hash whose iteration count would cost seconds per CONNECT is refused
+MAX_ITERATIONS = 1_000_000
+
+
+class PasswordFileError(ValueError):
+    """A password file that cannot be used: the message names the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHash:
+    """One user's stored hash."""
+
+    scheme: str  # PBKDF2 or SHA512
+    salt: bytes
+    digest: bytes
+    iterations: int = 0  # PBKDF2 only
+
+    def matches(self, password: bytes) -> bool:
+        return hmac.compare_digest(self.compute(password), self.digest)
+
+    def compute(self, password: bytes) -> bytes:
+        if self.scheme == PBKDF2:
+            return hashlib.pbkdf2_hmac("sha512", password, self.salt, self.iterations)
+        return hashlib.sha512(password + self.salt).digest()
+
+    def encode(self) -> str:
+        salt = base64.b64encode(self.salt).decode()
+        digest = base64.b64encode(self.digest).decode()
+        if self.scheme == PBKDF2:
+            return f"$7${self.iterations}${salt}${digest}"
+        return f"$6${salt}${digest}"
+
+
+def hash_password(
+    password: bytes,
+    scheme: str = PBKDF2,
+    iterations: int = DEFAULT_ITERATIONS,
+    salt: bytes | None = None,
+) -> PasswordHash:
+    """A new hash of `password` with a random salt."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown hash scheme {scheme!r} (one of {', '.join(SCHEMES)})")
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be 1..{MAX_ITERATIONS}")
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    empty = PasswordHash(scheme, salt, b"", iterations if scheme == PBKDF2 else 0)
+    return PasswordHash(scheme, salt, empty.compute(password), empty.iterations)
+
+
+def parse_hash(text: str) -> PasswordHash:
+    """A stored hash from its text (`$7$...` or `$6$...`); ValueError if malformed."""
+    parts = text.split("$")
+    try:
+        if len(parts) == 5 and parts[0] == "" and parts[1] == "7":
+            iterations = int(parts[2])
+            if not 1 <= iterations <= MAX_ITERATIONS:
+                raise ValueError(f"iterations out of 1..{MAX_ITERATIONS}")
+            salt, digest = _b64(parts[3]), _b64(parts[4])
+            return PasswordHash(PBKDF2, salt, digest, iterations)
+        if len(parts) == 4 and parts[0] == "" and parts[1] == "6":
+            return PasswordHash(SHA512, _b64(parts[2]), _b64(parts[3]))
+    except binascii.Error as exc:
+        raise ValueError(f"bad base64 ({exc})") from None
+    raise ValueError("not a $7$ (PBKDF2-SHA512) or $6$ (SHA-512) hash")
+
+
+def _b64(text: str) -> bytes:
+    value = base64.b64decode(text, validate=True)
+    if not value:
+        raise ValueError("empty salt or hash")
+    return value
+
+
+class PasswordFile:
+    """The users of one password file and their hashes."""
+
+    def __init__(self, entries: dict[str, PasswordHash] | None = None) -> None:
+        self.entries: dict[str, PasswordHash] = dict(entries or {})
+        # an unknown user is checked against this, so it costs what a known one does
+        self._decoy = hash_password(b"", PBKDF2, DEFAULT_ITERATIONS)
+
+    @classmethod
+    def parse(cls, text: str, source: str = "password file") -> PasswordFile:
+        entries: dict[str, PasswordHash] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            username, sep, hashed = line.partition(":")
+            if not sep or not username:
+                raise PasswordFileError(f"{source}:{number}: expected username:hash")
+            try:
+                entries[username] = parse_hash(hashed)
+            except ValueError as exc:
+                hint = " (a plain-text password? run `flockmq passwd -U FILE`)"
+                plain = "" if hashed.startswith("$") else hint
+                raise PasswordFileError(
+                    f"{source}:{number}: user {username!r}: {exc}{plain}"
+                ) from None
+        return cls(entries)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PasswordFile:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PasswordFileError(f"cannot read password file {os.fspath(path)}: {exc}") from None
+        return cls.parse(text, os.fspath(path))
+
+    def check(self, username: str, password: bytes | None) -> bool:
+        """True if `username` is in the file and `password` is its password."""
+        entry = self.entries.get(username)
+        if entry is None or password is None:
+            self._decoy.matches(password or b"")
+            return False
+        return entry.matches(password)
+
+    def __contains__(self, username: object) -> bool:
+        return username in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def dump(self) -> str:
+        return "".join(f"{user}:{entry.encode()}\n" for user, entry in self.entries.items())
+
+
+def check_username(username: str) -> None:
+    """A username the file can hold (mosquitto_passwd's rules)."""
+    if not username:
+        raise ValueError("the username is empty")
+    if ":" in username:
+        raise ValueError("a username cannot contain ':'")
+    if any(ch in username for ch in "\r\n"):
+        raise ValueError("a username cannot contain a line break")
+
+
+def write_password_file(path: str | os.PathLike[str], passwords: PasswordFile) -> None:
+    """Replace `path` atomically with `passwords`, keeping the file's mode
+    (0600 for a new file: it holds hashes)."""
+    target = Path(path)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(passwords.dump())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def hash_plain_text_file(text: str, scheme: str, iterations: int) -> PasswordFile:
+    """`mosquitto_passwd -U`: every `user:password` line whose password is not
+    already a hash becomes `user:hash`."""
+    entries: dict[str, PasswordHash] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        username, sep, secret = line.partition(":")
+        if not sep or not username:
+            raise PasswordFileError(f"line {number}: expected username:password")
+        try:
+            entries[username] = parse_hash(secret)
+        except ValueError:
+            entries[username] = hash_password(secret.encode(), scheme, iterations)
+    return PasswordFile(entries)

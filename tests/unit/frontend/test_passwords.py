@@ -1,0 +1,113 @@
+"""flockmq.frontend.passwords: Mosquitto's password file format, with vectors
+written by mosquitto_passwd 2.0.11 (`-b pw alice secret`, `-H sha512 -b pw bob
+hunter2`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flockmq.frontend.passwords import (
+    PBKDF2,
+    SHA512,
+    PasswordFile,
+    PasswordFileError,
+    hash_password,
+    hash_plain_text_file,
+    parse_hash,
+)
+
+MOSQUITTO_FILE = """\
+# written by mosquitto_passwd 2.0.11
+alice:$7$101$fq2q/YLj7ejogMDo$Lqd8/k60CiGh1NDSzQaTLW70gTcPwqpmtf+5vvPN6o9zJs3sg7fmmmOO0K97ts6oqDeH4aVQyLeUuyRCj9X27A==
+
+bob:$6$bvjSOoHHzDcfsSL1$Usyx94SEDRUFcELqhAWYOF9GCr6J/W3G2MuNr6e24eS+HqUgW3nOdAo+FKlz6N8DnSY8OncPm61ajg5G3ljdhg==
+"""
+
+
+def test_a_file_mosquitto_passwd_wrote_is_read_unchanged() -> None:
+    passwords = PasswordFile.parse(MOSQUITTO_FILE)
+    assert sorted(passwords.entries) == ["alice", "bob"]
+    assert passwords.entries["alice"].scheme == PBKDF2
+    assert passwords.entries["alice"].iterations == 101
+    assert passwords.entries["bob"].scheme == SHA512
+    assert passwords.check("alice", b"secret")
+    assert passwords.check("bob", b"hunter2")
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        ("alice", b"Secret"),
+        ("alice", b""),
+        ("alice", None),
+        ("bob", b"secret"),
+        ("carol", b"secret"),
+        ("", b"secret"),
+    ],
+)
+def test_wrong_passwords_and_unknown_users_are_refused(
+    username: str, password: bytes | None
+) -> None:
+    assert not PasswordFile.parse(MOSQUITTO_FILE).check(username, password)
+
+
+def test_what_we_write_reads_back_as_mosquitto_writes_it() -> None:
+    for scheme in (PBKDF2, SHA512):
+        entry = hash_password(b"p\xc3\xa4ss", scheme)
+        text = entry.encode()
+        assert text.startswith("$7$101$" if scheme == PBKDF2 else "$6$")
+        assert parse_hash(text) == entry
+        assert entry.matches(b"p\xc3\xa4ss")
+        assert not entry.matches(b"pass")
+    # a fixed salt gives the hash mosquitto_passwd computed for it
+    alice = PasswordFile.parse(MOSQUITTO_FILE).entries["alice"]
+    assert hash_password(b"secret", PBKDF2, 101, alice.salt) == alice
+    bob = PasswordFile.parse(MOSQUITTO_FILE).entries["bob"]
+    assert hash_password(b"hunter2", SHA512, salt=bob.salt) == bob
+
+
+def test_salts_are_random() -> None:
+    assert hash_password(b"x").salt != hash_password(b"x").salt
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "alice",  # no hash
+        ":$6$c2FsdA==$aGFzaA==",  # no username
+        "alice:secret",  # plain text
+        "alice:$7$x$c2FsdA==$aGFzaA==",  # iterations not a number
+        "alice:$7$0$c2FsdA==$aGFzaA==",  # no iterations
+        "alice:$7$99999999$c2FsdA==$aGFzaA==",  # a CONNECT would cost seconds
+        "alice:$6$not base64!$aGFzaA==",
+        "alice:$6$$aGFzaA==",  # empty salt
+        "alice:$5$c2FsdA==$aGFzaA==",  # an unknown scheme
+        "alice:$6$c2FsdA==",  # no hash part
+    ],
+)
+def test_a_bad_line_is_refused_with_its_number_and_not_its_secret(line: str) -> None:
+    with pytest.raises(PasswordFileError) as caught:
+        PasswordFile.parse(f"# users\n{line}\n", "pw.txt")
+    message = str(caught.value)
+    assert message.startswith("pw.txt:2:")
+    secret = line.partition(":")[2]
+    if secret:
+        assert secret not in message
+
+
+def test_plain_text_gets_a_hint() -> None:
+    with pytest.raises(PasswordFileError, match="flockmq passwd -U"):
+        PasswordFile.parse("alice:secret\n")
+
+
+def test_upgrading_a_plain_text_file_hashes_only_plain_passwords() -> None:
+    bob_line = MOSQUITTO_FILE.splitlines()[-1]
+    upgraded = hash_plain_text_file(f"# users\ncarol:secret\n\n{bob_line}\nx:y:z\n", PBKDF2, 101)
+    assert sorted(upgraded.entries) == ["bob", "carol", "x"]
+    assert upgraded.check("carol", b"secret")
+    assert upgraded.check("x", b"y:z")  # the password is everything after the first ':'
+    assert upgraded.check("bob", b"hunter2")  # already hashed: kept, not hashed again
+    assert upgraded.entries["bob"] == PasswordFile.parse(bob_line).entries["bob"]
+    dumped = upgraded.dump()
+    assert "secret" not in dumped
+    assert PasswordFile.parse(dumped).check("carol", b"secret")

@@ -1,0 +1,216 @@
+"""What a shard's pass produces, and the order it may leave in (sans-IO).
+
+`Outbox` owns the outputs of a pass: envelopes for the router (`to_router`)
+and for each acceptor (`to_acceptors`), store `ops`, and `after_commit`:
+envelopes that promise durability, sent by the process only once this pass's
+ops are committed. It also keeps what must wait behind those: envelopes for
+the router made after one that waits (one connection's order), and envelopes
+for a connection whose SUBACK waits (its retained messages). `failed_envelope`
+says what is sent instead of a held-back envelope whose commit failed.
+
+Invariants: `ops` holds store ops in the order they were made, and
+`UnsavedMessage` placeholders for messages queued in this pass (`take_durable`
+resolves them to their PutMessage); `unsaved` counts the placeholders.
+`to_router`, `to_acceptors` and `behind_suback` are never replaced, only
+changed (the process and `Shard` keep references to them); `ops` and
+`after_commit` are replaced by `take_durable`: never keep a reference to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, cast
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Envelope, Kind, acceptor_of
+from flockmq.message_expiry import pack_stored_props
+from flockmq.persistence import pack_blob
+from flockmq.store import Op, PutMessage, PutSession
+from flockmq.workers.session import OutMessage, Session
+
+_STORED: Final = Kind.STORED
+_ROUTE: Final = Kind.ROUTE
+_SEND_SUBACK: Final = Kind.SEND_SUBACK
+
+# Where a held-back envelope goes: "router" or an acceptor index.
+Destination = str | int
+
+
+@dataclass(slots=True)
+class UnsavedMessage:
+    """Stands in `Outbox.ops` for the PutMessage of a message queued in this
+    pass, made only when the pass ends (see `Outbox.take_durable`)."""
+
+    client_id: str
+    msg: OutMessage
+
+
+@dataclass(slots=True, eq=False)
+class Outbox:
+    to_router: list[Envelope] = field(default_factory=list)
+    to_acceptors: dict[int, list[Envelope]] = field(default_factory=dict)
+    ops: list[Op | UnsavedMessage] = field(default_factory=list)
+    unsaved: int = 0  # UnsavedMessage placeholders in ops
+    after_commit: list[tuple[Destination, Envelope]] = field(default_factory=list)
+    # What goes to the router leaves in the order it was made: once one
+    # envelope for it waits for a commit (this pass: router_waits, or
+    # earlier passes not yet committed: router_commits_pending, set by
+    # hold_for_commit), the ones after it wait too (see send_router).
+    router_commits_pending: int = 0
+    router_waits: bool = False
+    # Connections whose SUBACK waits for a commit (a persistent session),
+    # with how many: what is sent to them meanwhile (the retained
+    # messages) waits too, so SUBACK comes first.
+    behind_suback: dict[int, int] = field(default_factory=dict)
+
+    def send(self, conn: int, envelope: Envelope) -> None:
+        """To the acceptor of `conn`, after its SUBACK if that waits."""
+        acceptor = acceptor_of(conn)
+        if self.behind_suback and conn in self.behind_suback:
+            self.after_commit.append((acceptor, envelope))  # after its SUBACK
+            return
+        out = self.to_acceptors.get(acceptor)
+        if out is None:
+            out = self.to_acceptors[acceptor] = []
+        out.append(envelope)
+
+    def send_after_commit(self, conn: int, envelope: Envelope) -> None:
+        """To the acceptor of `conn` once this pass's ops are committed."""
+        self.after_commit.append((acceptor_of(conn), envelope))
+
+    def send_suback_after_commit(self, conn: int, suback: env.SendSuback) -> None:
+        """A SUBACK that promises its subscriptions are kept; what is sent to
+        `conn` after it waits behind it."""
+        self.after_commit.append((acceptor_of(conn), suback))
+        self.behind_suback[conn] = self.behind_suback.get(conn, 0) + 1
+
+    def send_router(self, envelope: Envelope) -> None:
+        """To the router, after everything sent there before: a QoS 2 publish
+        waiting for its commit must not be overtaken by a SUB, UNSUB, will or
+        session end made after it (one connection's order, item 22)."""
+        if self.router_waits or self.router_commits_pending:
+            self.after_commit.append(("router", envelope))
+        else:
+            self.to_router.append(envelope)
+
+    def send_router_after_commit(self, envelope: env.RouteTuple) -> None:
+        self.after_commit.append(("router", envelope))
+        self.router_waits = True
+
+    def put_session(self, session: Session) -> None:
+        """Record a persistent session (its will as the store keeps it:
+        `Will.stored`)."""
+        if session.persistent:
+            session.persisted = True
+            will = session.will
+            self.ops.append(
+                PutSession(
+                    session.client_id,
+                    session.session_expiry,
+                    session.protocol_level,
+                    None if will is None else pack_blob(will.stored()),
+                    session.disconnected_at,
+                )
+            )
+
+    def put_message_later(self, client_id: str, msg: OutMessage) -> None:
+        """A message queued in this pass: its PutMessage is made when the pass
+        ends, with the packet id and state it has then."""
+        msg.unsaved = True
+        self.unsaved += 1
+        self.ops.append(UnsavedMessage(client_id, msg))
+
+    def take_durable(self) -> tuple[list[Op], list[tuple[Destination, Envelope]]]:
+        """This pass's store ops and the envelopes that must wait for them. A
+        message queued in this pass becomes its PutMessage only now, in its
+        place, with the packet id and state it has now (most go in flight in
+        the pass that queued them: one row written instead of a put and an
+        update); one acknowledged in the same pass is not written at all."""
+        ops, later = self.ops, self.after_commit
+        self.ops, self.after_commit = [], []
+        self.router_waits = False
+        if self.unsaved:
+            self.unsaved = 0
+            ops = [op for op in map(_resolve, ops) if op is not None]
+        return cast(list[Op], ops), later
+
+    def hold_for_commit(self, later: list[tuple[Destination, Envelope]]) -> tuple[bool, list[int]]:
+        """The process commits a pass's ops; `later` waits for it: until
+        `commit_done`, what follows it to the router or to a connection whose
+        SUBACK is in it waits too."""
+        to_router = any(dest == "router" for dest, _ in later)
+        if to_router:
+            self.router_commits_pending += 1
+        subacks = [env.SendSuback._make(e).conn for _, e in later if e[0] == _SEND_SUBACK]
+        return to_router, subacks
+
+    def commit_done(self, hold: tuple[bool, list[int]]) -> None:
+        to_router, subacks = hold
+        if to_router:
+            self.router_commits_pending -= 1
+        behind = self.behind_suback
+        for conn in subacks:
+            left = behind.get(conn, 0) - 1
+            if left > 0:
+                behind[conn] = left
+            else:
+                behind.pop(conn, None)
+
+
+def _resolve(op: Op | UnsavedMessage) -> Op | None:
+    """A placeholder of `Outbox.ops` as its PutMessage (None: acknowledged
+    before it was written); any other op as it is."""
+    if type(op) is not UnsavedMessage:
+        return op  # type: ignore[return-value]
+    msg = op.msg
+    if not msg.unsaved:
+        return None
+    msg.unsaved = False
+    return PutMessage(
+        op.client_id,
+        msg.seq,
+        msg.topic,
+        msg.payload,
+        msg.qos,
+        msg.retain,
+        pack_stored_props(msg.props, msg.deadline),
+        msg.packet_id,
+        msg.state,
+    )
+
+
+def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelope]:
+    """What to send instead of a durability promise whose commit failed.
+
+    Every kind a shard holds back for a commit (`after_commit`), told apart
+    by its kind (built as a plain tuple or a NamedTuple: see
+    flockmq/envelopes.py):
+
+    - STORED (a copy for this shard's persistent sessions): ok becomes False,
+      so the publisher's acceptor does not acknowledge the publish.
+    - ROUTE of a QoS 2 publish from a persistent session (its packet id and
+      token were not kept): not routed; the publisher's acceptor gets STORED
+      False instead (no PUBREC; it closes the connection and the client
+      resends).
+    - SEND_SUBACK for a persistent session: every subscription refused (0x80).
+    - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
+    - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
+      ONLINE, a will: see Outbox.send_router): sent as it is, in its order.
+    - Anything for a connection made after its held-back SUBACK (the retained
+      messages: see Outbox.behind_suback): sent as it is, in its order.
+    """
+    kind = e[0]
+    if kind == _STORED:
+        _, conn, packet_id, _ok, attempt = cast(env.StoredTuple, e)
+        failed: env.StoredTuple = (_STORED, conn, packet_id, False, attempt)
+        return dest, failed
+    if kind == _ROUTE:
+        _, _origin, _topic, _payload, _qos, _retain, _props, reply = cast(env.RouteTuple, e)
+        if reply is not None:  # a QoS 2 publish whose id was not kept
+            conn, packet_id, attempt, _uid, _key = reply
+            refused: env.StoredTuple = (_STORED, conn, packet_id, False, attempt)
+            return acceptor_of(conn), refused
+    elif kind == _SEND_SUBACK:
+        suback = env.SendSuback._make(e)
+        return dest, suback._replace(codes=[0x80 for _ in suback.codes])
+    return dest, e
