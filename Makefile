@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install run test test-unit test-e2e test-hostile lint bench loadtest fuzz clean
+.PHONY: install test-tools run test test-unit test-e2e test-hostile lint bench loadtest fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/flockmq serve $(ARGS)
 
-test: install
+# Mosquitto's broker and clients, which some tests talk to (apt-get where
+# possible; otherwise those tests skip and say why).
+test-tools:
+	@scripts/install_test_tools.sh
+
+test: install test-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Parts of `make test`: the sans-IO cores (seconds), the real broker with
@@ -26,7 +31,7 @@ test: install
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
-test-e2e: install
+test-e2e: install test-tools
 	$(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 test-hostile: install

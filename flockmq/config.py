@@ -10,13 +10,24 @@ import dataclasses
 import json
 import os
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from flockmq.listeners import (
+    Listener,
+    ListenerError,
+    check_exposure,
+    check_listener,
+    parse_listener,
+)
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -36,8 +47,21 @@ class Config:
     workers: int = 0  # 0: the host's CPU count
     data_dir: str = ""
     acl_file: str | None = None
+    # authentication (flockmq.frontend.authentication): Mosquitto's password
+    # file, and whether clients without a username may connect (None: only on
+    # loopback listeners when no password file is set; see flockmq.listeners)
+    password_file: str | None = None
+    allow_anonymous: bool | None = None
+    # an address's first bad password is answered at once, each next refusal
+    # after this delay, doubling up to the maximum (flockmq.frontend.authentication)
+    auth_failure_delay: float = 1.0
+    auth_failure_max_delay: float = 10.0
+    # [[listeners]] tables (flockmq.listeners.Listener's keys); none: one
+    # plain MQTT listener on host:port
+    listeners: list[dict[str, Any]] = field(default_factory=list)
     acl_cache_bytes: int = 4 * 1024 * 1024  # per acceptor: cached per-topic ACL decisions
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line
     # durable state: "sqlite" (flockmq.db in data_dir) or "none" (memory only)
     persistence: str = "sqlite"
     durability: str = "process"  # "process": survives kill -9; "power": fsync each commit
@@ -110,6 +134,7 @@ class Config:
         self._validate_port_and_counts()
         self._validate_choices()
         self._validate_acl_file()
+        self._validate_listeners()
         self._validate_limits()
 
     def _validate_port_and_counts(self) -> None:
@@ -125,6 +150,8 @@ class Config:
             raise ConfigError(
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format: {self.log_format!r} is not one of {LOG_FORMATS}")
         if self.persistence not in ("sqlite", "none"):
             raise ConfigError(f"persistence: {self.persistence!r} is not 'sqlite' or 'none'")
         if self.durability not in ("process", "power"):
@@ -168,8 +195,62 @@ class Config:
                 raise ConfigError(f"{name}: must be positive")
         if self.max_inflight > 65535:
             raise ConfigError("max_inflight: at most 65535 (packet identifiers are 16-bit)")
-        if self.connect_timeout <= 0:
-            raise ConfigError("connect_timeout: must be positive")
+        for name in (
+            "connect_timeout",
+            "publish_confirm_timeout",
+            "sys_interval",
+            "restart_backoff_max",
+            "shutdown_timeout",
+            "auth_failure_delay",
+            "auth_failure_max_delay",
+        ):
+            if not getattr(self, name) > 0:  # not NaN either
+                raise ConfigError(f"{name}: must be a positive number of seconds")
+        if not 0 <= self.max_keepalive <= 65535:
+            raise ConfigError("max_keepalive: 0-65535 seconds (a 16-bit field)")
+        if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:
+            raise ConfigError("max_session_expiry: 0-4294967295 seconds (a 32-bit field)")
+        last_port = self.tcp_base_port + 1 + 2 * self.workers + self.acceptors
+        if self.transport == "tcp" and not (self.tcp_base_port > 0 and last_port < 65536):
+            raise ConfigError(
+                f"tcp_base_port: the bus needs ports {self.tcp_base_port}-{last_port}"
+            )
+
+    def _validate_listeners(self) -> None:
+        # read once here, so a bad line stops `flockmq serve` with its number
+        from flockmq.frontend.passwords import PasswordFile, PasswordFileError
+
+        if self.password_file is not None:
+            try:
+                PasswordFile.load(self.password_file)
+            except PasswordFileError as exc:
+                raise ConfigError(f"password_file: {exc}") from None
+        from flockmq.frontend.tls import TLSConfigError, server_context
+
+        listeners = self.listener_list()
+        try:
+            check_exposure(listeners, self.allow_anonymous, self.password_file)
+            for listener in listeners:
+                if listener.tls:
+                    server_context(listener)  # certificates and keys that load
+        except (ListenerError, TLSConfigError) as exc:
+            raise ConfigError(str(exc)) from None
+
+    def listener_list(self) -> list[Listener]:
+        """The listeners, checked: `[[listeners]]`, or one on host:port."""
+        try:
+            if not self.listeners:
+                listener = Listener(host=self.host, port=self.port)
+                check_listener(listener, "--host/--port")
+                return [listener]
+            if not isinstance(self.listeners, list):
+                raise ListenerError("listeners: expected [[listeners]] tables")
+            return [
+                parse_listener(raw, f"listeners[{i}]") if isinstance(raw, dict) else _not_table(i)
+                for i, raw in enumerate(self.listeners)
+            ]
+        except ListenerError as exc:
+            raise ConfigError(str(exc)) from None
 
     # --- endpoints -------------------------------------------------------
     def _endpoint(self, name: str, offset: int) -> str:
@@ -215,6 +296,10 @@ class Config:
         return cls(**json.loads(text))
 
 
+def _not_table(index: int) -> Listener:
+    raise ListenerError(f"listeners[{index}]: expected a table")
+
+
 KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {"extra", "runtime_dir"}
 
 
@@ -236,12 +321,41 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
                 raise ConfigError(f"config file {path}: unknown key {key!r}")
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
-    defaults = Config()
     for key, value in values.items():
-        expected = type(getattr(defaults, key))
-        if expected is float and isinstance(value, int):
-            value = float(value)
-        if getattr(defaults, key) is not None and not isinstance(value, expected):
-            raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
-        values[key] = value
+        values[key] = checked_value(key, value)
     return Config(**values).resolved()
+
+
+def checked_value(key: str, value: Any) -> Any:
+    """`value` for the key `key` if it has the key's type (an int where a
+    float goes becomes a float); ConfigError naming the key otherwise. TOML's
+    `true` is not an integer here, though Python's bool is one."""
+    hint = FIELD_TYPES[key]
+    allowed = hint.__args__ if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        origin = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is not bool and isinstance(value, origin) and not isinstance(value, bool):
+            return value
+    names = " or ".join(_type_name(kind) for kind in allowed)
+    raise ConfigError(f"{key}: expected {names}, got {value!r}")
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "nothing"
+    if typing.get_origin(kind) is list:
+        return "a list of tables" if key_is_tables(kind) else "a list"
+    return str(kind.__name__)
+
+
+def key_is_tables(kind: Any) -> bool:
+    return typing.get_origin(typing.get_args(kind)[0]) is dict
+
+
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Config)

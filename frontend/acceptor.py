@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 from collections import Counter
 from collections.abc import Sequence
 from typing import cast
@@ -25,14 +24,17 @@ from flockmq import envelopes as env
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Kind, Wire, make_conn_id
-from flockmq.frontend.acl import ACL, READ, DecisionCache, load_acl
+from flockmq.frontend.acl import ACL, READ, ACLError, DecisionCache, load_acl
 from flockmq.frontend.codec import ProtocolError, ReasonCode, encode_publish
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.sysstats import SysStats
 
+from .authentication import FailureThrottle
 from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
 from .ordering import Fences
+from .passwords import PasswordFile, PasswordFileError
+from .servers import ListenerEndpoint, start_servers
 from .session import ClientSession
 from .states import CONNECTED, CONNECTING
 
@@ -53,6 +55,8 @@ class Acceptor:
         self.loop = loop
         self.now = loop.time()
         self.acl: ACL | None = load_acl(config.acl_file) if config.acl_file else None
+        self.passwords = PasswordFile.load(config.password_file) if config.password_file else None
+        self.throttle = FailureThrottle(config.auth_failure_delay, config.auth_failure_max_delay)
         # None without an ACL file: then no path checks anything.
         self.acl_decisions = DecisionCache(config.acl_cache_bytes) if self.acl else None
         self._acl_log_after: dict[str, float] = {}  # counter -> when the next line may go
@@ -95,7 +99,7 @@ class Acceptor:
                 config.worker_endpoint(shard),
             )
         self.stats = SysStats("acceptor", index, self.counters)
-        self.server: asyncio.Server | None = None
+        self.servers: list[tuple[ListenerEndpoint, asyncio.Server]] = []
         self._handlers = {
             env.Kind.CONNACK: self._on_connack,
             env.Kind.SEND_PUBLISH: self._on_send_publish,
@@ -118,21 +122,43 @@ class Acceptor:
         for shard in range(self.config.workers):
             self.bus.send(shard, hello)
         self.bus.send("router", hello)
-        sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((self.config.host, self.config.port))
-        sock.listen(4096)
-        sock.setblocking(False)
-        self.server = await self.loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=4096
-        )
+        self.servers = await start_servers(self, self.config.listener_list(), self.passwords)
         self.loop.call_later(TIMER_INTERVAL, self._tick)
-        log.info("acceptor %d listening on %s:%d", self.index, self.config.host, self.config.port)
+
+    def reload_files(self) -> None:
+        """SIGHUP: read the password and ACL files again. Connections stay;
+        a client keeps the identity it authenticated with, and the new ACL
+        applies to its next operation and delivery. A file that does not
+        parse is refused with a log line, and the old one stays in force."""
+        config = self.config
+        if config.password_file is not None:
+            try:
+                passwords = PasswordFile.load(config.password_file)
+            except PasswordFileError as exc:
+                log.error("SIGHUP: keeping the old password file: %s", exc)
+            else:
+                self.passwords = passwords
+                for endpoint, _server in self.servers:
+                    endpoint.authenticator.passwords = passwords
+                log.info("SIGHUP: password file reloaded (%d users)", len(passwords))
+        if config.acl_file is not None:
+            try:
+                acl = load_acl(config.acl_file)
+            except (ACLError, OSError, UnicodeDecodeError) as exc:
+                log.error("SIGHUP: keeping the old ACL: %s", exc)
+            else:
+                self.acl = acl
+                self.acl_decisions = DecisionCache(config.acl_cache_bytes)
+                for conn in self.connections.values():
+                    session = conn.session
+                    if session.acl_rules is not None:
+                        session.acl_rules = acl.rules_for(session.client_id, session.username)
+                log.info("SIGHUP: ACL reloaded")
+        self.count("reloads")
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for _endpoint, server in self.servers:
+            server.close()
         for conn in list(self.connections.values()):
             conn.session.close()
         await asyncio.sleep(0)  # let connection_lost report the closes
@@ -443,6 +469,7 @@ def run_acceptor(config: Config, index: int, incarnation: int) -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, acceptor.reload_files)
         await acceptor.start()
         await stop.wait()
         await acceptor.stop()

@@ -21,6 +21,7 @@ from flockmq.frontend.codec.packets import Will
 from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 from flockmq.sharding import shard_of
 
+from .authentication import PendingRefusal, Refusal
 from .inbound_publish import check_topic_depth, may_publish
 from .states import CLOSED, CONNECTED, CONNECTING
 from .topic_aliases import TOPIC_ALIAS_MAXIMUM
@@ -51,9 +52,11 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
             f"authentication method {props['authentication_method']!r} not supported",
         )
         return
+    if not authenticate(session, packet):
+        return  # refused, at once or after the throttle's delay
     host = session.host
     if host.acl is not None:
-        session.acl_rules = host.acl.rules_for(client_id, packet.username)
+        session.acl_rules = host.acl.rules_for(client_id, session.username)
     will_env = None
     if packet.will is not None:
         will_env = _will(session, packet.will)
@@ -75,7 +78,7 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
         expiry,
         level,
         packet.keepalive,
-        packet.username,
+        session.username,
         will_env,
         props.get("receive_maximum", 0),
         assigned,
@@ -186,6 +189,64 @@ def _connack_v5(
         session.keepalive = config.max_keepalive
         props["server_keep_alive"] = session.keepalive
     return encode(Connack(session_present, rc, props), 5)
+
+
+def authenticate(session: ClientSession, packet: Connect) -> bool:
+    """Who the client is (flockmq/frontend/authentication.py): its username
+    from the password file, the certificate or the CONNECT; False when it is
+    refused. A bad password is answered after the address's throttle delay
+    (nothing after the CONNECT is read meanwhile); an address with too many
+    refusals waiting is closed before any password is checked."""
+    host = session.host
+    address = session.link.address()
+    throttle = host.throttle
+    if packet.username is not None and not throttle.admits(address):
+        host.count("connects_throttled")
+        host.client_log.log(
+            logging.INFO,
+            "closing CONNECT from %s unchecked: too many refusals waiting",
+            session.link.peer(),
+        )
+        session.close()
+        return False
+    verdict = session.link.authenticate(packet.username, packet.password)
+    if verdict.refusal is None:
+        session.username = verdict.username
+        return True
+    refusal = verdict.refusal
+    why = f"client {session.client_id!r}: {refusal.name.lower().replace('_', ' ')}"
+    if refusal is Refusal.BAD_CREDENTIALS:
+        host.count("connects_bad_credentials")
+        why = f"client {session.client_id!r}, user {packet.username!r}: bad user name or password"
+        delay = throttle.failed(address, host.now)
+        if delay > 0:
+            session.refusal = PendingRefusal(host.now + delay, refusal.value, why, address)
+            session.state = CONNECTING  # nothing after the CONNECT is read (read_packets)
+            return False
+        throttle.released(address)
+    else:
+        host.count("connects_not_authorized")
+    refuse_connect(session, refusal.value, why)
+    return False
+
+
+def refuse_pending(session: ClientSession, now: float) -> bool:
+    """Send a held refusal once it is due; True while one is held."""
+    pending = session.refusal
+    if pending is None:
+        return False
+    if now >= pending.due:
+        session.refusal = None
+        session.host.throttle.released(pending.address)
+        refuse_connect(session, pending.reason_code, pending.why)
+    return True
+
+
+def drop_pending_refusal(session: ClientSession) -> None:
+    """The connection is gone before its refusal was due."""
+    if session.refusal is not None:
+        session.host.throttle.released(session.refusal.address)
+        session.refusal = None
 
 
 def refuse_connect(session: ClientSession, rc: ReasonCode, why: str) -> None:

@@ -17,10 +17,14 @@ import asyncio
 import socket
 from typing import TYPE_CHECKING
 
+from .authentication import Verdict
 from .session import ClientSession
+from .tls import certificate_identity
 
 if TYPE_CHECKING:
     from flockmq.frontend.acceptor import Acceptor
+
+    from .servers import ListenerEndpoint
 
 # Socket write buffer per client. Over WRITE_HIGH the client is behind: QoS 0
 # copies for it are dropped (counted) once its buffer passes the acceptor's
@@ -34,8 +38,11 @@ CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, acceptor: Acceptor) -> None:
+    def __init__(self, acceptor: Acceptor, endpoint: ListenerEndpoint) -> None:
         self.acceptor = acceptor
+        self.endpoint = endpoint  # the listener it came in on
+        self.identity: str | None = None  # the verified client certificate's CN
+        self.counted = False  # in endpoint.connections
         self.conn_id = acceptor.next_conn_id()
         self.transport: asyncio.Transport | None = None
         self.session = ClientSession(self.conn_id, acceptor, self, acceptor.loop.time())
@@ -48,6 +55,18 @@ class ClientConnection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        endpoint = self.endpoint
+        if endpoint.full():
+            self.acceptor.count("connections_over_listener_limit")
+            self.lost = True  # nothing is ever written to it
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        endpoint.connections += 1
+        self.counted = True
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.acceptor.count("tls_connections")
+            self.identity = certificate_identity(ssl_object.getpeercert())
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -68,6 +87,9 @@ class ClientConnection(asyncio.Protocol):
         self.acceptor.writer_drained(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.endpoint.connections -= 1
+            self.counted = False
         self.lost = True
         self.pending.clear()
         self.pending_bytes = 0
@@ -156,6 +178,15 @@ class ClientConnection(asyncio.Protocol):
             return "?"
         addr = self.transport.get_extra_info("peername")
         return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+    def address(self) -> str:
+        if self.transport is None:
+            return "?"
+        addr = self.transport.get_extra_info("peername")
+        return str(addr[0]) if addr else "?"
+
+    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
+        return self.endpoint.authenticator.authenticate(username, password, self.identity)
 
     def _abort_unless_closed(self) -> None:
         if not self.lost and self.transport is not None:

@@ -68,6 +68,7 @@ from flockmq.frontend.codec.packets import (
 )
 from flockmq.mqtt.errors import UnsupportedProtocolVersion
 
+from .authentication import FailureThrottle, PendingRefusal, Verdict
 from .confirmations import (
     PUBREC,
     Confirmations,
@@ -76,7 +77,13 @@ from .confirmations import (
     check_confirmations,
     retry_unconfirmed,
 )
-from .connect import handle_connack, handle_connect, handle_disconnect, refuse_connect
+from .connect import (
+    drop_pending_refusal,
+    handle_connack,
+    handle_connect,
+    handle_disconnect,
+    refuse_connect,
+)
 from .inbound_publish import handle_publish
 from .states import CLOSED, CONNECTED, CONNECTING, NEW
 from .subscribe import handle_subscribe, handle_unsubscribe
@@ -125,6 +132,13 @@ class Link(Protocol):
 
     def peer(self) -> str: ...
 
+    def address(self) -> str:
+        """The client's IP address (what the authentication throttle counts by)."""
+
+    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
+        """The listener's decision on these credentials (and the client's
+        certificate, where the transport has one)."""
+
 
 class Host(Protocol):
     """What a session asks of its acceptor (shared by its sessions)."""
@@ -136,6 +150,7 @@ class Host(Protocol):
     fences: Fences
     unconfirmed: UnconfirmedTotals
     client_log: RateLimitedLog
+    throttle: FailureThrottle  # delays for addresses that fail to authenticate
 
     def count(self, name: str) -> None: ...
 
@@ -189,6 +204,7 @@ class ClientSession:
         self.held: Any = None  # the packet that waits (nothing after it is read)
         self.held_since = 0.0
         self.closed_report: env.Closed | None = None  # CLOSED waiting for its fence
+        self.refusal: PendingRefusal | None = None  # a bad password's answer, held
 
     # --- bytes in ---------------------------------------------------------------------------
     def receive_data(self, data: bytes, now: float) -> bool:
@@ -443,7 +459,9 @@ class ClientSession:
 
     def connection_lost(self) -> None:
         """The transport is gone: nothing more of this connection is acted on."""
-        was_registered = self.state in (CONNECTING, CONNECTED)
+        # a CONNECT refused, or held for refusal, never reached the worker
+        was_registered = self.state in (CONNECTING, CONNECTED) and self.refusal is None
+        drop_pending_refusal(self)
         self.state = CLOSED
         unconfirmed = self.host.unconfirmed
         unconfirmed.sessions.discard(self)

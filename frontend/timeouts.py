@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from flockmq.frontend.codec import ReasonCode
 
+from .connect import refuse_pending
 from .states import CONNECTING, NEW
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ def check_timeouts(session: ClientSession, now: float, write_paused_at: float | 
     `write_paused_at` for write_timeout (a slow consumer); keepalive
     [MQTT-3.1.2-24]: 1.5 x keepalive."""
     config = session.host.config
+    if refuse_pending(session, now):
+        return  # a refusal held by the throttle: it is answered, then closed
     if session.state in (NEW, CONNECTING):
         if now - session.created > config.connect_timeout:
             session.host.count("connect_timeouts")

@@ -135,12 +135,14 @@ def bench_acceptor(count: int) -> dict[str, float]:
     from flockmq.frontend.codec import encode
     from flockmq.frontend.codec.packets import Connect, Puback, Publish
     from flockmq.frontend.connection import ClientConnection
+    from flockmq.frontend.servers import endpoint_for
+    from flockmq.listeners import Listener
 
     with tempfile.TemporaryDirectory() as tmp:
         loop = asyncio.new_event_loop()
         config = Config(acceptors=1, workers=2, runtime_dir=tmp, data_dir=tmp)
         acceptor = Acceptor(config, 0, 1, loop)
-        conn = ClientConnection(acceptor)
+        conn = ClientConnection(acceptor, endpoint_for(Listener()))
         conn.connection_made(FakeTransport())  # type: ignore[arg-type]
         conn.data_received(encode(Connect("c", 4, True, 60), 4))
         acceptor.handle_envelope([20, conn.conn_id, False, 0, None])  # CONNACK

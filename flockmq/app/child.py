@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import sys
 
 from flockmq.app.logsetup import setup_logging
@@ -23,6 +24,9 @@ ROLES = ("acceptor", "router", "worker")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGHUP asks acceptors to reload files (the supervisor forwards it); until
+    # a role installs its handler, and in the other roles, it must not kill.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     parser = argparse.ArgumentParser(prog="flockmq.app.child")
     parser.add_argument("role", choices=ROLES)
     parser.add_argument("index", type=int)
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.config, encoding="utf-8") as fh:
         config = Config.from_json(fh.read())
-    setup_logging(config.log_level, f"{args.role}-{args.index}")
+    setup_logging(config.log_level, f"{args.role}-{args.index}", config.log_format)
     if args.supervisor is not None and not stop_with_parent(
         args.supervisor, config.shutdown_timeout
     ):

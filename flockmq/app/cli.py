@@ -9,7 +9,7 @@ import click
 
 from flockmq import __version__
 from flockmq.app.logsetup import setup_logging
-from flockmq.config import LOG_LEVELS, ConfigError, load_config
+from flockmq.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_config
 
 
 @click.group()
@@ -35,7 +35,18 @@ def main() -> None:
 )
 @click.option("--data-dir", default=None, help="Where durable state lives.")
 @click.option("--acl-file", default=None, help="ACL file in Mosquitto's format.")
+@click.option(
+    "--password-file",
+    default=None,
+    help="Password file in Mosquitto's format (`flockmq passwd` or mosquitto_passwd).",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None, help="[info]")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="text, or json: one JSON object per line for log collectors [text].",
+)
 @click.option(
     "--max-inflight",
     type=int,
@@ -84,7 +95,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
     try:
         config = load_config(config_file, flags)
-        setup_logging(config.log_level, "supervisor")
+        setup_logging(config.log_level, "supervisor", config.log_format)
         supervisor = Supervisor(config)
         code = supervisor.run()
     except ConfigError as exc:
@@ -132,3 +143,43 @@ def passwd(file: str, username: str | None, password: str | None, **flags: Any) 
 
 def _prompt_password() -> str:
     return str(click.prompt("Password", hide_input=True, confirmation_prompt="Reenter password"))
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check_config(file: str) -> None:
+    """Check a TOML config as `serve --config FILE` would (types, ranges, and
+    the files it names: ACL, passwords, certificates), then print the
+    settings in effect."""
+    try:
+        config = load_config(file, {})
+    except ConfigError as exc:
+        click.echo(f"flockmq: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"# {file}: OK. The settings in effect (defaults included):")
+    click.echo(effective_settings(config))
+
+
+def effective_settings(config: Any) -> str:
+    """The resolved configuration as TOML a user could paste back."""
+    import dataclasses
+
+    lines = []
+    for key, value in sorted(dataclasses.asdict(config).items()):
+        if key in ("extra", "runtime_dir", "listeners") or value is None:
+            continue
+        lines.append(f"{key} = {_toml(value)}")
+    for listener in config.listener_list():
+        lines.append("\n[[listeners]]")
+        for key, value in dataclasses.asdict(listener).items():
+            if value is not None:
+                lines.append(f"{key} = {_toml(value)}")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)

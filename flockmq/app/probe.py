@@ -54,13 +54,18 @@ def free_port_range(count: int, host: str = "127.0.0.1") -> int:
     raise OSError(f"no {count} consecutive free ports on {host}")
 
 
-def mqtt_ready(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when an MQTT 3.1.1 CONNECT (clean session) on host:port gets a
-    CONNACK with return code 0 within `timeout`; the probe then disconnects."""
+def mqtt_ready(
+    host: str, port: int, timeout: float = 1.0, credentials: tuple[str, bytes] | None = None
+) -> bool:
+    """True when an MQTT 3.1.1 CONNECT (clean session; with `credentials`, a
+    username and password) on host:port gets a CONNACK with return code 0
+    within `timeout`; the probe then disconnects."""
+    username, password = credentials if credentials is not None else (None, None)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            sock.sendall(encode(Connect(f"ready-probe-{os.getpid()}", 4, True, 10), 4))
+            probe = Connect(f"ready-probe-{os.getpid()}", 4, True, 10, username, password)
+            sock.sendall(encode(probe, 4))
             decoder = StreamDecoder(protocol_level=4)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

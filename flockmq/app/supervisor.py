@@ -138,13 +138,13 @@ class Supervisor:
         self.prepare()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_reload)
         try:
             for child in self.children:
                 self.spawn(child)
             log.info(
-                "flockmq serving on %s:%d: %d acceptors, %d workers, 1 router (pid %d)",
-                self.config.host,
-                self.config.port,
+                "flockmq serving on %s: %d acceptors, %d workers, 1 router (pid %d)",
+                ", ".join(listener.name for listener in self.config.listener_list()),
                 self.config.acceptors,
                 self.config.workers,
                 os.getpid(),
@@ -160,6 +160,14 @@ class Supervisor:
         if not self.stopping:
             log.info("received %s: stopping", signal.Signals(signum).name)
         self.stopping = True
+
+    def _on_reload(self, signum: int, _frame: object) -> None:
+        """SIGHUP: the acceptors read the password and ACL files again."""
+        log.info("received SIGHUP: the acceptors reload the password and ACL files")
+        for child in self.children:
+            if child.role == "acceptor" and child.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGHUP)
 
     def watch(self) -> None:
         now = time.monotonic()

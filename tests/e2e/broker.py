@@ -37,6 +37,9 @@ class Broker:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # username and password of the readiness probe's CONNECT (a broker with a
+    # password file refuses an anonymous one)
+    credentials: tuple[str, bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -76,7 +79,7 @@ class Broker:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"flockmq serve exited early:\n{self.log()}")
-            if mqtt_ready(self.host, self.port):
+            if mqtt_ready(self.host, self.port, credentials=self.credentials):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"broker not ready after {timeout}s:\n{self.log()}")

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol, TypedDict, Unpack, cast
+from typing import Any, Literal, Protocol, TypedDict, Unpack, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -65,7 +65,14 @@ class Client:
         session_expiry: int | None = None,
         host: str = "127.0.0.1",
         will_properties: Properties | None = None,
+        password: str | None = None,
+        transport: Literal["tcp", "websockets"] = "tcp",
+        ws_path: str = "/mqtt",
+        tls: dict[str, Any] | None = None,
+        bind_address: str = "",
     ) -> None:
+        """`transport`: "tcp" or "websockets" (at `ws_path`); `tls`: the
+        keyword arguments of paho's `tls_set` (ca_certs, certfile, keyfile)."""
         self.client_id = client_id if client_id is not None else unique("c")
         version = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}[protocol]
         kwargs: dict[str, Any] = {"protocol": version}
@@ -78,8 +85,13 @@ class Client:
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             reconnect_on_failure=False,
+            transport=transport,
             **kwargs,
         )
+        if transport == "websockets":
+            self.paho.ws_set_options(path=ws_path)
+        if tls is not None:
+            self.paho.tls_set(**tls)
         self.paho.max_inflight_messages_set(100)
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[tuple[mqtt.ConnectFlags, ReasonCode]] = queue.Queue()
@@ -93,8 +105,9 @@ class Client:
         if will is not None:
             self.paho.will_set(will[0], will[1], will[2], will[3], will_properties)
         if username is not None:
-            self.paho.username_pw_set(username)
+            self.paho.username_pw_set(username, password)
         self.host = host
+        self.bind_address = bind_address
         self.port = port
         self.keepalive = keepalive
 
@@ -118,7 +131,9 @@ class Client:
                 props.SessionExpiryInterval = self.session_expiry
             kwargs["clean_start"] = self.clean
             kwargs["properties"] = props
-        self.paho.connect(self.host, self.port, self.keepalive, **kwargs)
+        self.paho.connect(
+            self.host, self.port, self.keepalive, bind_address=self.bind_address, **kwargs
+        )
         self.paho.loop_start()
         flags, rc = self.connack.get(timeout=TIMEOUT)
         assert rc == expect_rc, f"CONNACK {rc}, expected {expect_rc}"

@@ -7,6 +7,7 @@ port and of a bad configuration."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -273,6 +274,20 @@ def test_sigterm_stops_everything_cleanly(make_broker: MakeBroker) -> None:
     assert client.disconnected.wait(5)
     assert "stopped" in b.log()
     client.drop()
+
+
+def test_json_logs_name_every_process(make_broker: MakeBroker) -> None:
+    b = make_broker("--log-format", "json", acceptors=1, workers=1)
+    client = Client(b.port)
+    client.connect()
+    client.disconnect()
+    assert b.proc is not None
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.proc.wait(10) == 0
+    entries = [json.loads(line) for line in b.log().splitlines() if line.strip()]
+    assert {e["process"] for e in entries} >= {"supervisor", "router-0", "worker-0", "acceptor-0"}
+    assert all(e["level"] in ("debug", "info", "warning", "error") for e in entries)
+    assert any("stopped" in e["message"] for e in entries)
 
 
 def test_port_in_use_is_refused(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from flockmq import envelopes as env
 from flockmq.config import Config
 from flockmq.envelopes import Wire
 from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.authentication import Verdict
 from flockmq.frontend.codec import PacketType
 from flockmq.frontend.session import ClientSession
 from flockmq.router.router import Router
@@ -81,6 +82,12 @@ class _Conn:
     def __init__(self, acceptor: Acceptor) -> None:
         self.written: list[bytes] = []
         self.session = ClientSession(42, acceptor, self, 0.0)
+
+    def address(self) -> str:
+        return "127.0.0.1"
+
+    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
+        return Verdict(username)
 
     def send_bytes(self, data: bytes) -> None:
         self.written.append(data)

@@ -12,11 +12,14 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.config import Config
 from flockmq.frontend.acl import ACL, ClientRules, DecisionCache
+from flockmq.frontend.authentication import Authenticator, FailureThrottle, Verdict
 from flockmq.frontend.codec import Connect, StreamDecoder, encode
 from flockmq.frontend.confirmations import UnconfirmedTotals
 from flockmq.frontend.ordering import Fences
+from flockmq.frontend.passwords import PasswordFile
 from flockmq.frontend.session import ClientSession
 from flockmq.isolation import RateLimitedLog
+from flockmq.listeners import Listener
 from tests.unit.wire import wire
 
 CONN_ID = 7
@@ -32,6 +35,7 @@ class FakeHost:
         self.acl_decisions = DecisionCache(1 << 20) if acl is not None else None
         self.fences = Fences(0)
         self.client_log = RateLimitedLog(logging.getLogger("test"), burst=1000)
+        self.throttle = FailureThrottle()
         self.counters: Counter[str] = Counter()
         self.router: list[Any] = []
         self.workers: list[tuple[int, Any]] = []
@@ -74,9 +78,11 @@ class FakeHost:
 
 
 class FakeLink:
-    """The connection a session runs on, recording what it is asked."""
+    """The connection a session runs on, recording what it is asked; it
+    authenticates as a plain loopback listener with `passwords`."""
 
-    def __init__(self) -> None:
+    def __init__(self, passwords: PasswordFile | None = None) -> None:
+        self.authenticator = Authenticator(Listener(), passwords, None)
         self.written: list[bytes] = []
         self.reading = True
         self.closed = False
@@ -104,6 +110,12 @@ class FakeLink:
 
     def peer(self) -> str:
         return "192.0.2.1:50000"
+
+    def address(self) -> str:
+        return "10.0.0.1"
+
+    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
+        return self.authenticator.authenticate(username, password)
 
     def take(self) -> bytes:
         """What was written since the last call, as one stream."""

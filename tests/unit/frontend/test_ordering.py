@@ -27,6 +27,8 @@ from flockmq.frontend.codec.packets import (
 )
 from flockmq.frontend.connection import ClientConnection
 from flockmq.frontend.ordering import Fences
+from flockmq.frontend.servers import endpoint_for
+from flockmq.listeners import Listener
 from tests.unit.wire import kind_of, wire, wire_all
 
 
@@ -69,7 +71,7 @@ def acceptor(tmp_path: Path) -> Iterator[Acceptor]:
 
 
 def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
-    conn = ClientConnection(acceptor)
+    conn = ClientConnection(acceptor, endpoint_for(Listener()))
     # A fake with what the connection uses of an asyncio transport:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     conn.data_received(encode(Connect(client_id, 4, True, 60), 4))
@@ -205,7 +207,7 @@ def test_closed_waits_for_the_fence_after_publishes(acceptor: Acceptor) -> None:
 
 
 def test_disconnect_with_expiry_also_waits(acceptor: Acceptor) -> None:
-    conn = ClientConnection(acceptor)
+    conn = ClientConnection(acceptor, endpoint_for(Listener()))
     # A fake with what the connection uses of an asyncio transport:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     props = {"session_expiry_interval": 10}

@@ -12,7 +12,9 @@ from flockmq.envelopes import Kind
 from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import Connect, Publish, encode
 from flockmq.frontend.connection import ClientConnection
+from flockmq.frontend.servers import endpoint_for
 from flockmq.frontend.states import CONNECTED
+from flockmq.listeners import Listener
 from tests.unit.wire import kind_of
 
 from .test_ordering import FakeTransport, acceptor, take
@@ -21,7 +23,7 @@ __all__ = ["acceptor"]
 
 
 def persistent(acceptor: Acceptor, client_id: str = "p") -> ClientConnection:
-    conn = ClientConnection(acceptor)
+    conn = ClientConnection(acceptor, endpoint_for(Listener()))
     # A fake with what the connection uses of an asyncio transport:
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     conn.data_received(encode(Connect(client_id, 4, False, 60), 4))  # clean session 0

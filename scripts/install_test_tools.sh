@@ -1,0 +1,25 @@
+#!/bin/sh
+# System tools some tests talk to: Mosquitto's broker and clients
+# (mosquitto_passwd, mosquitto_pub, mosquitto_sub) and Chromium (MQTT.js in a
+# real browser; npm fetches MQTT.js itself into build/npm). Installed with apt-get
+# where that is possible (root, Debian); where it is not, the tests that need
+# them skip and say why. Called by `make test`.
+set -u
+missing=""
+command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+command -v mosquitto_pub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "test tools: not installing$missing (needs root and apt-get); the tests that use them skip"
+    exit 0
+fi
+echo "test tools: installing$missing"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null 2>&1; } \
+    || echo "test tools: could not install$missing; the tests that use them skip"
+# the package starts a system broker on port 1883; the tests start their own
+if command -v systemctl >/dev/null 2>&1; then systemctl stop mosquitto >/dev/null 2>&1 || true; fi
+exit 0
