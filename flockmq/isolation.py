@@ -1,11 +1,14 @@
 """Failure isolation between envelopes, and log lines a client cannot flood.
 
-Every role handles the envelopes of a frame one by one. One that raises (a
+Every core handles the envelopes of a frame one by one. One that raises (a
 bug met by a rare path, or input no check foresaw) must cost only itself:
-`EnvelopeGuard.failed` is called from the role's `except` around each
-envelope, counts it, and logs its traceback, rate limited, so that the
-others of the frame are still handled and a stream of bad envelopes cannot
-fill the disk.
+`EnvelopeGuard.handle_each` is the one loop that hands envelopes to a core's
+`handle` and catches what one raises: it is counted (`envelope_errors`) and
+its traceback logged, rate limited, so that the others of the frame are still
+handled and a stream of bad envelopes cannot fill the disk. The runtime
+(flockmq/runtime.py) feeds every frame through it, and a core that replays
+envelopes it held (a router resyncing, a shard completing a takeover) does
+too. A core's `handle` itself may raise.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flockmq.envelopes import kind_name
+from flockmq.envelopes import Wire, kind_name
 
 
 class RateLimitedLog:
@@ -65,6 +68,16 @@ class EnvelopeGuard:
         self.role = role
         self.counters = counters
         self.limited = RateLimitedLog(logger)
+
+    def handle_each(
+        self, handle: Callable[[Wire, float], None], envelopes: Iterable[Wire], now: float
+    ) -> None:
+        """`handle(e, now)` for each envelope; one that raises costs only itself."""
+        for e in envelopes:
+            try:
+                handle(e, now)
+            except Exception:
+                self.failed(e)
 
     def failed(self, envelope: object) -> None:
         """Call from inside the `except` block (the traceback is logged)."""

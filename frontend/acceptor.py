@@ -465,11 +465,20 @@ def run_acceptor(config: Config, index: int, incarnation: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        # SIGHUP is handled from before the files are first read: one sent
+        # earlier was ignored (flockmq.app.child), but the read comes after it
+        started: list[Acceptor] = []
+
+        def reload() -> None:
+            for acceptor in started:
+                acceptor.reload_files()
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         acceptor = Acceptor(config, index, incarnation, loop)
+        started.append(acceptor)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, acceptor.reload_files)
         await acceptor.start()
         await stop.wait()
         await acceptor.stop()

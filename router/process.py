@@ -1,19 +1,29 @@
-"""The router process: a thin adapter between ZeroMQ, the store and `Router`."""
+"""The router process: `Router` as a runtime core (flockmq/runtime.py) in a
+`CoreProcess` (flockmq/runtime_process.py).
+
+`RouterCore` is the runtime's contract over `Router`: its outboxes
+(`to_workers`, `to_acceptors`) sent per destination, the retained store's
+expiry as its timer, and what a ROUTED held for a retained write becomes when
+that write failed (`failed_envelope`). `start` is what a (re)started router
+sends; the process and the in-memory simulation (tests/unit/simulation/) both
+use it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import time
-from collections.abc import Sequence
+from collections import Counter
 
 from flockmq import envelopes as env
-from flockmq.bus import Bus
+from flockmq import runtime
 from flockmq.config import Config
-from flockmq.envelopes import Envelope, Kind, Wire
+from flockmq.envelopes import Envelope, Kind
+from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
-from flockmq.store import Committer, StoreError
+from flockmq.runtime import Held, Sink
+from flockmq.runtime_process import CoreProcess, Role
+from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
 from .router import Router
@@ -21,6 +31,87 @@ from .router import Router
 log = logging.getLogger("flockmq.router")
 
 SYNC_TIMEOUT = 10.0  # seconds to wait for every worker to re-send its subscriptions
+TICK_INTERVAL = 1.0
+
+
+def failed_envelope(acceptor: int, e: env.RoutedTuple) -> tuple[int, Envelope]:
+    """What to send instead of a ROUTED held for a retained write that
+    failed: the retained message was not kept, so the publish must not be
+    acknowledged (STORED ok=False)."""
+    _, conn, packet_id, _shards, attempt = e
+    return acceptor, env.Stored(Kind.STORED, conn, packet_id, False, attempt)
+
+
+class RouterCore:
+    """`Router` under the runtime's contract (flockmq.runtime.Core)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.counters: Counter[str] = router.counters
+        self.guard: EnvelopeGuard = router.guard
+        self.handle = router.handle  # bound once: the per-envelope path is the router's own
+
+    @classmethod
+    def create(cls, config: Config, retained: list[RetainedRecord]) -> RouterCore:
+        router = Router(config.max_retained_messages, config.max_retained_bytes)
+        router.load_retained(retained)
+        if retained:
+            log.info("router: restored %d retained messages", len(retained))
+        return cls(router)
+
+    def start(self, sink: Sink, incarnation: int, workers: int, acceptors: int) -> None:
+        """Wait for every shard to re-send its subscriptions, and say so:
+        workers re-send them, acceptors send again what is unconfirmed."""
+        self.router.expect_sync(workers)
+        up = env.RouterUp(Kind.ROUTER_UP, incarnation)
+        for shard in range(workers):
+            sink.send(runtime.worker(shard), up)
+        for index in range(acceptors):
+            sink.send(runtime.acceptor(index), up)
+
+    @property
+    def synced(self) -> bool:
+        """Every shard has re-sent its subscriptions: acceptors' publishes may
+        be read (until then they wait in their pipes)."""
+        return not self.router.unsynced
+
+    def stop_waiting_for_sync(self) -> None:
+        self.router.stop_waiting_for_sync()
+
+    def next_timer(self) -> float | None:
+        """The first retained deadline (maybe of a message replaced since:
+        handle_timer skips those)."""
+        expiring = self.router.expiring
+        return expiring[0][0] if expiring else None
+
+    def handle_timer(self, now: float) -> None:
+        self.router.expire_retained(now)
+
+    def flush_outputs(self, sink: runtime.Sink) -> None:
+        for shard, out in self.router.to_workers.items():
+            if out:
+                sink.extend(runtime.worker(shard), out)
+                out.clear()
+        for index, out in self.router.to_acceptors.items():
+            if out:
+                sink.extend(runtime.acceptor(index), out)
+                out.clear()
+
+    def take_durable(self) -> tuple[list[Op], Held]:
+        ops, later = self.router.take_durable()
+        return ops, later  # type: ignore[return-value]
+
+    def hold_for_commit(self, later: Held) -> object:
+        return None
+
+    def commit_done(self, hold: object) -> None:
+        pass
+
+    def failed_envelope(self, dest: int, e: Envelope) -> tuple[int, Envelope]:
+        return failed_envelope(dest, e)  # type: ignore[arg-type]
+
+    def destination(self, dest: int) -> tuple[str, int]:
+        return runtime.acceptor(dest)
 
 
 def run_router(config: Config, incarnation: int) -> None:
@@ -28,90 +119,50 @@ def run_router(config: Config, incarnation: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        router = Router(config.max_retained_messages, config.max_retained_bytes)
-        stats = SysStats("router", 0, router.counters)
         store = open_configured_store(config)
-        retained = store.load_retained()
-        router.load_retained(retained)
-        if retained:
-            log.info("router: restored %d retained messages", len(retained))
-        committer = Committer(store, loop)
+        core = RouterCore.create(config, store.load_retained())
 
-        def send_later(later: list[tuple[int, env.RoutedTuple]], error: StoreError | None) -> None:
-            if error is not None:
-                router.counters["store_failures"] += 1
-                log.error("router: store write failed: %s", error)
-            for acceptor, routed in later:
-                e: Envelope = routed
-                if error is not None:
-                    # The retained message was not kept: do not acknowledge.
-                    _, conn, packet_id, _shards, attempt = routed
-                    e = env.Stored(Kind.STORED, conn, packet_id, False, attempt)
-                bus.send(("acceptor", acceptor), e)
+        def resume_when_synced() -> None:
+            if core.synced:
+                process.bus.resume_reading("sync")
 
-        def on_envelopes(envelopes: Sequence[Wire]) -> None:
-            router.now = time.time()
-            handle = router.handle
-            for e in envelopes:
-                handle(e)
-            ops, later = router.take_durable()
-            if ops or later:
-                committer.release(ops, lambda error: send_later(later, error))
-            for shard, out in router.to_workers.items():
-                if out:
-                    bus.extend(shard, out)
-                    out.clear()
-            for acceptor, out in router.to_acceptors.items():
-                if out:
-                    bus.extend(("acceptor", acceptor), out)
-                    out.clear()
-            if not router.unsynced:
-                bus.resume_reading("sync")
-
-        bus = Bus(
-            loop, config.ROUTER_ID, incarnation, on_envelopes, pipe_bytes=config.max_pipe_bytes
+        role = Role(
+            "router",
+            core,
+            bus_id=config.ROUTER_ID,
+            incarnation=incarnation,
+            stats=SysStats("router", 0, core.counters),
+            send_stats=lambda routes, now: process.runner.feed(routes, now),  # routed here
+            tick_interval=TICK_INTERVAL,
+            logger=log,
+            after_pass=resume_when_synced,
         )
+        process = CoreProcess(loop, config, store, role)
+        bus = process.bus
         bus.bind(config.router_endpoint(), pausable=False)  # from workers
         bus.bind(config.router_work_endpoint(), pausable=True)  # from acceptors
         for shard in range(config.workers):
-            bus.connect(shard, config.worker_endpoint(shard), config.worker_id(shard))
-        for acceptor in range(config.acceptors):
             bus.connect(
-                ("acceptor", acceptor),
-                config.acceptor_endpoint(acceptor),
-                config.acceptor_id(acceptor),
+                runtime.worker(shard), config.worker_endpoint(shard), config.worker_id(shard)
+            )
+        for index in range(config.acceptors):
+            bus.connect(
+                runtime.acceptor(index),
+                config.acceptor_endpoint(index),
+                config.acceptor_id(index),
             )
         # Until every shard has re-sent its subscriptions, acceptors'
         # publishes wait in their pipes, not in this process.
         bus.pause_reading("sync")
         bus.start()
-        router.expect_sync(config.workers)
-        for shard in range(config.workers):
-            bus.send(shard, env.RouterUp(Kind.ROUTER_UP, incarnation))
-        for acceptor in range(config.acceptors):
-            bus.send(("acceptor", acceptor), env.RouterUp(Kind.ROUTER_UP, incarnation))
+        core.start(bus, incarnation, config.workers, config.acceptors)
 
         def sync_timeout() -> None:
-            router.stop_waiting_for_sync()
-            on_envelopes([])  # send what the held publishes produced
+            core.stop_waiting_for_sync()
+            process.flush()  # send what the held publishes produced
 
         loop.call_later(SYNC_TIMEOUT, sync_timeout)
-
-        def tick() -> None:
-            sys_envelopes: list[env.Route] = []
-            stats.maybe_publish(loop.time(), config.sys_interval, sys_envelopes.append)
-            router.expire_retained(time.time())
-            on_envelopes(sys_envelopes)
-            loop.call_later(1.0, tick)
-
-        tick()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         log.info("router up (incarnation %d)", incarnation)
-        await stop.wait()
-        committer.close()
-        bus.close()
-        store.close()
+        await process.serve()
 
     uvloop.run(main())

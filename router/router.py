@@ -203,28 +203,26 @@ class Router:
     def _release_held(self) -> None:
         held, self.held = self.held, []
         self.held_bytes = 0
-        for envelope in held:
-            self.handle(envelope)
+        self.guard.handle_each(self.handle, held, self.now)
 
-    def handle(self, envelope: Wire) -> None:
-        """One envelope; one that raises is logged and counted alone (see
-        flockmq/isolation.py), the others of its frame are still handled."""
-        try:
-            kind = envelope[0]
-            if self.unsynced and kind == _ROUTE:
-                self._hold(envelope)
-                return
-            if self.unsynced and kind == _FENCE:
-                self.held.append(envelope)  # answered after the ROUTEs held before it
-                return
-            handler = self._handlers.get(kind)
-            if handler is None:
-                self.counters["unknown_envelopes"] += 1
-                self.guard.limited.warning("router: unknown envelope kind %r", kind)
-                return
-            handler(envelope)
-        except Exception:
-            self.guard.failed(envelope)
+    def handle(self, envelope: Wire, now: float | None = None) -> None:
+        """One envelope (at wall-clock time `now`, or `self.now`). It may
+        raise: the runtime isolates each envelope (flockmq/isolation.py)."""
+        if now is not None:
+            self.now = now
+        kind = envelope[0]
+        if self.unsynced and kind == _ROUTE:
+            self._hold(envelope)
+            return
+        if self.unsynced and kind == _FENCE:
+            self.held.append(envelope)  # answered after the ROUTEs held before it
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self.counters["unknown_envelopes"] += 1
+            self.guard.limited.warning("router: unknown envelope kind %r", kind)
+            return
+        handler(envelope)
 
     def _hold(self, route: Wire) -> None:
         """Acceptors' publishes wait in their pipes while shards resync (the
@@ -453,7 +451,11 @@ class Router:
 
     def _on_online(self, e: Wire) -> None:
         online = env.Online._make(e)
-        self._invalidate()
+        # Plans name online subscribers' connections; a client with no
+        # subscription is in none (its first SUBSCRIBE invalidates them), so
+        # publishers coming and going keep every plan.
+        if self.tree.has_subscriptions(online.client_id):
+            self._invalidate()
         if online.conn:
             self.online[online.client_id] = online.conn
         else:

@@ -184,6 +184,9 @@ class TopicTree(Generic[K, V]):
         self._clear_cache()
         return True
 
+    def has_subscriptions(self, subscriber: K) -> bool:
+        return subscriber in self._by_subscriber
+
     def unsubscribe_all(self, subscriber: K) -> int:
         """Remove every subscription of `subscriber`; return how many."""
         mine = self._by_subscriber.pop(subscriber, None)

@@ -11,6 +11,10 @@ sums of every run so that a broken QoS guarantee is visible next to the speed.
 Every load-test run is bounded in time (--duration-limit) and every broker is
 stopped by its pid (SIGTERM, then SIGKILL). Benchmarks are not tests: this
 reports figures and exits 0 unless a run broke a QoS guarantee or failed.
+
+The TLS and password rows give both brokers the same listener: certificates
+(trustme) and a `$7$` password file made once per bench run in a temporary
+directory, removed at the end.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +37,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil
-from loadgen.brokers import BrokerError, BrokerProcess, find_mosquitto
+from loadgen.brokers import PLAIN, BrokerError, BrokerProcess, Security, find_mosquitto
+from loadgen.credentials import (
+    PasswordFiles,
+    TlsFiles,
+    make_certificates,
+    make_password_files,
+)
 from loadgen.progress import human
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -72,9 +84,14 @@ RSS = Metric("broker_rss_peak_mb", "broker RSS peak MB", higher_is_better=False)
 # run: it does not depend on who is the bottleneck, and a generator that needs
 # as much CPU per message as the broker measures itself, not the broker.
 CPU = Metric("broker_cpu_us_per_msg", "broker CPU µs/msg", higher_is_better=False)
+CONNECT_CPU = Metric("broker_cpu_us_per_connect", "broker CPU µs/connect", higher_is_better=False)
+GENERATOR_CONNECT_CPU = Metric(
+    "generator_cpu_us_per_connect", "generator CPU µs/connect", higher_is_better=False
+)
 GENERATOR_CPU = Metric("generator_cpu_us_per_msg", "generator CPU µs/msg", higher_is_better=False)
 # How much faster the generator could go: the CPU its processes could have
-# used over the run (one core each) over what they used. Under GENERATOR_BOUND
+# used over the run (one core each, no more cores than the machine has) over
+# what they used. Under GENERATOR_BOUND
 # the row's figure may be the generator's, not the broker's: flagged.
 HEADROOM = Metric("generator_headroom", "generator headroom x")
 GENERATOR_BOUND = 1.5
@@ -89,6 +106,11 @@ class Row:
     metrics: tuple[Metric, ...] = (DELIVERIES, CPU, GENERATOR_CPU, HEADROOM, RSS)
     targets: tuple[Target, Target] = (FLOCKMQ, MOSQUITTO)
     checks_delivery: bool = True  # report lost/dup/out-of-order
+    # What CPU is counted per: the result's key, and the unit in metric keys
+    # ("broker_cpu_us_per_<unit>").
+    per: tuple[str, str] = ("delivered", "msg")
+    tls: bool = False  # every client and both brokers' listener speak TLS
+    passwords: bool = False  # both brokers check a password file; no anonymous clients
 
 
 # Counts are sized so that a row takes ~5-10 s per broker on a 2-core machine.
@@ -146,6 +168,44 @@ ROWS = (
         ("--count", "10000"),
         targets=(FLOCKMQ_POWER, MOSQUITTO),
     ),
+    # Issue 11: the same fan-in over TLS, both brokers serving the same
+    # certificate (ECDSA P-256 from trustme), every client verifying it.
+    Row(
+        "fanin-q1-tls",
+        "fan-in 4->1, QoS 1, TLS",
+        ("fanin", "--publishers", "4", "--qos", "1", "--count", "100000"),
+        ("--count", "10000"),
+        tls=True,
+    ),
+    # Issue 11: new connections per second, each with a username and password
+    # checked against the same $7$ (PBKDF2-SHA512, 101 iterations) password
+    # file. 4 processes x 25 handshakes at a time: 100 in flight, within
+    # Mosquitto's listen backlog of 100; past it the kernel drops SYNs, and a
+    # run measures the 1 s SYN retry instead of the broker.
+    Row(
+        "connects-passwords",
+        "new connections/s, password checks",
+        (
+            "connect-rate",
+            "--connections",
+            "10000",
+            "--processes",
+            "4",
+            "--connect-concurrency",
+            "25",
+        ),
+        ("--connections", "2000"),
+        metrics=(
+            Metric("connects_per_s", "connects/s"),
+            CONNECT_CPU,
+            GENERATOR_CONNECT_CPU,
+            HEADROOM,
+            RSS,
+        ),
+        checks_delivery=False,
+        per=("connects", "connect"),
+        passwords=True,
+    ),
     Row(
         "latency",
         "latency at 10k msg/s, QoS 0",
@@ -193,12 +253,56 @@ ROWS = (
 )
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """The TLS and password files of this bench run, shared by both brokers
+    and the generator."""
+
+    directory: Path
+    tls: TlsFiles
+    passwords: PasswordFiles
+
+    @classmethod
+    def make(cls) -> Secrets:
+        directory = Path(tempfile.mkdtemp(prefix="bench-secrets-"))
+        return cls(directory, make_certificates(directory), make_password_files(directory))
+
+    def security(self, row: Row) -> Security:
+        """What the brokers' listener asks of clients in `row`."""
+        return Security(
+            tls=self.tls if row.tls else None,
+            password_file=self.passwords.password_file if row.passwords else None,
+            probe_user=self.passwords.users[0] if row.passwords else None,
+        )
+
+    def loadtest_args(self, row: Row) -> list[str]:
+        """The load tester's options that go with `security(row)`."""
+        args = []
+        if row.tls:
+            args += ["--cafile", str(self.tls.cafile)]
+        if row.passwords:
+            args += ["--credentials", str(self.passwords.credentials)]
+        return args
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def run_loadtest(
-    row: Row, target: Target, quick: bool, duration_limit: float, mosquitto: str | None
+    row: Row,
+    target: Target,
+    quick: bool,
+    duration_limit: float,
+    mosquitto: str | None,
+    secrets: Secrets | None = None,
 ) -> dict[str, Any]:
     """One run: a fresh broker, one load test, the broker stopped."""
     record: dict[str, Any] = {"row": row.name, "target": target.label, "result": None}
-    broker = BrokerProcess(target.kind, list(target.args))
+    if (row.tls or row.passwords) and secrets is None:
+        record["error"] = "no certificates or password file for this row"
+        return record
+    security = secrets.security(row) if secrets is not None else PLAIN
+    broker = BrokerProcess(target.kind, list(target.args), security)
     try:
         broker.start(mosquitto)
     except BrokerError as error:
@@ -209,6 +313,7 @@ def run_loadtest(
         str(LOADTEST),
         *row.args,
         *(row.quick if quick else ()),
+        *(secrets.loadtest_args(row) if secrets is not None else ()),
         "--port",
         str(broker.port),
         "--broker-pid",
@@ -228,11 +333,13 @@ def run_loadtest(
         lines = proc.stdout.strip().splitlines()
         if lines:
             result = record["result"] = json.loads(lines[-1])
-            delivered = result.get("delivered") or 0
-            if delivered:
-                result["broker_cpu_us_per_msg"] = broker_cpu * 1e6 / delivered
-                result["generator_cpu_us_per_msg"] = generator_cpu * 1e6 / delivered
-            available = (result.get("duration_s") or 0) * (result.get("processes") or 0)
+            counted, unit = row.per
+            done = result.get(counted) or 0
+            if done:
+                result[f"broker_cpu_us_per_{unit}"] = broker_cpu * 1e6 / done
+                result[f"generator_cpu_us_per_{unit}"] = generator_cpu * 1e6 / done
+            cores = min(result.get("processes") or 0, os.cpu_count() or 1)
+            available = (result.get("duration_s") or 0) * cores
             if generator_cpu > 0 and available > 0:
                 result["generator_headroom"] = available / generator_cpu
         else:
@@ -359,7 +466,7 @@ def fmt(value: float | None) -> str:
 
 def print_table(lines: list[dict[str, Any]]) -> None:
     header = (
-        f"{'row':<12} {'metric':<20} {'flockmq':>9} {'other':>9} {'ratio':>6}  "
+        f"{'row':<19} {'metric':<23} {'flockmq':>9} {'other':>9} {'ratio':>6}  "
         f"{'lost/dup/ooo':>13} {'(other)':>13} {'other is':<12}"
     )
     print(header)
@@ -372,13 +479,14 @@ def print_table(lines: list[dict[str, Any]]) -> None:
         ):
             mark = f" GENERATOR-BOUND? (under {GENERATOR_BOUND}x)"
         print(
-            f"{ln['row']:<12} {ln['metric']:<20} {fmt(ln['median_a']):>9} "
+            f"{ln['row']:<19} {ln['metric']:<23} {fmt(ln['median_a']):>9} "
             f"{fmt(ln['median_b']):>9} {ratio:>6}  {ln['lost_dup_ooo_a']:>13} "
             f"{ln['lost_dup_ooo_b']:>13} {ln['b']:<12}{mark}"
         )
     print("ratio = flockmq / other (medians); lost/dup/ooo summed over all runs")
     print(
-        "generator headroom = CPU its processes could have used (one core each) / CPU they"
+        "generator headroom = CPU its processes could have used (a core each, at most the"
+        " machine's) / CPU they"
         f" used; under {GENERATOR_BOUND}x a row's figure may be the generator's"
     )
     costs = durability_costs(lines)
@@ -494,6 +602,36 @@ def row_names() -> str:
     return ", ".join(r.name for r in ROWS)
 
 
+def run_rows(
+    rows: list[Row], args: argparse.Namespace, mosquitto: str | None, secrets: Secrets | None
+) -> list[dict[str, Any]]:
+    """Every run of every row, --runs rounds, progress on stderr."""
+
+    def targets_of(row: Row, run: int) -> tuple[Target, ...]:
+        # Alternate the brokers, and which goes first, so that drift in the
+        # machine's state does not favour one.
+        order = row.targets if run % 2 == 0 else row.targets[::-1]
+        return tuple(t for t in order if t is not MOSQUITTO or mosquitto is not None)
+
+    records: list[dict[str, Any]] = []
+    total = sum(len(targets_of(row, 0)) for row in rows) * args.runs
+    for run in range(args.runs):
+        for row in rows:
+            for target in targets_of(row, run):
+                record = run_loadtest(
+                    row, target, args.quick, args.duration_limit, mosquitto, secrets
+                )
+                record["run"] = run
+                records.append(record)
+                print(
+                    f"[{len(records)}/{total}] {row.name} {target.label} run {run + 1}: "
+                    f"{describe(record, row)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -506,27 +644,18 @@ def main(argv: list[str] | None = None) -> int:
     if mosquitto is None:
         print("bench: no mosquitto; measuring flockmq only", file=sys.stderr)
 
-    def targets_of(row: Row, run: int) -> tuple[Target, ...]:
-        # Alternate the brokers, and which goes first, so that drift in the
-        # machine's state does not favour one.
-        order = row.targets if run % 2 == 0 else row.targets[::-1]
-        return tuple(t for t in order if t is not MOSQUITTO or mosquitto is not None)
-
-    records: list[dict[str, Any]] = []
-    total = sum(len(targets_of(row, 0)) for row in rows) * args.runs
+    secrets = None
+    if any(row.tls or row.passwords for row in rows):
+        try:
+            secrets = Secrets.make()
+        except ImportError as error:  # trustme: pip install -e '.[test]'
+            print(f"bench: no certificates ({error}); TLS rows fail", file=sys.stderr)
     started = time.time()
-    for run in range(args.runs):
-        for row in rows:
-            for target in targets_of(row, run):
-                record = run_loadtest(row, target, args.quick, args.duration_limit, mosquitto)
-                record["run"] = run
-                records.append(record)
-                print(
-                    f"[{len(records)}/{total}] {row.name} {target.label} run {run + 1}: "
-                    f"{describe(record, row)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    try:
+        records = run_rows(rows, args, mosquitto, secrets)
+    finally:
+        if secrets is not None:
+            secrets.remove()
     lines = summarize(rows, records)
     print()
     print_table(lines)

@@ -5,7 +5,10 @@
 Scenarios: fanin (P publishers -> 1 wildcard subscriber), fanout (1 publisher
 -> N subscribers), pairs (K publisher/subscriber pairs on their own topics),
 connections (C idle connections held for --hold seconds), latency (one
-publisher at a fixed --rate to one subscriber). Clients run in several
+publisher at a fixed --rate to one subscriber), connect-rate (C clients each
+connect once, CONNACK 0, DISCONNECT: connects per second). With --cafile every
+client speaks TLS; with --credentials every client sends a username and
+password (the file's users in turn). Clients run in several
 processes, each an asyncio event loop on uvloop, with a small MQTT client of
 our own (loadgen/client.py) instead of paho, so the tester is not the
 bottleneck.
@@ -31,6 +34,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from loadgen.credentials import read_credentials
 from loadgen.runner import Coordinator
 from loadgen.scenarios import SCENARIOS, Settings
 
@@ -60,7 +64,18 @@ def is_loopback(host: str) -> bool:
 @click.option("--publishers", default=4, type=click.IntRange(1), help="fanin publishers.")
 @click.option("--subscribers", default=100, type=click.IntRange(1), help="fanout subscribers.")
 @click.option("--pairs", default=100, type=click.IntRange(1), help="pairs: publisher/subscriber.")
-@click.option("--connections", default=10_000, type=click.IntRange(1), help="Idle connections.")
+@click.option(
+    "--connections",
+    default=10_000,
+    type=click.IntRange(1),
+    help="connections: idle connections; connect-rate: connects.",
+)
+@click.option(
+    "--connect-concurrency",
+    default=200,
+    type=click.IntRange(1),
+    help="Handshakes in progress at a time, per client process.",
+)
 @click.option("--hold", default=10.0, type=float, help="connections: seconds to hold them.")
 @click.option("--protocol", default="4", type=click.Choice(["4", "5"]), help="MQTT level.")
 @click.option("--clean/--persistent", default=True, help="Clean or persistent sessions.")
@@ -68,6 +83,19 @@ def is_loopback(host: str) -> bool:
 @click.option("--drain-timeout", default=5.0, type=float, help="Wait this long for stragglers.")
 @click.option("--processes", default=0, type=click.IntRange(0), help="Client processes; 0: auto.")
 @click.option("--broker-pid", default=None, type=int, help="Broker (supervisor) pid, for RSS.")
+@click.option(
+    "--cafile",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TLS: trust this CA (PEM); every client speaks TLS.",
+)
+@click.option(
+    "--credentials",
+    "credentials_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file of user:password lines; clients take the users in turn.",
+)
 @click.option("--plot", "plot_path", default=None, help="Write a PNG chart here.")
 @click.option("--json", "json_only", is_flag=True, help="Only the JSON line, no progress bar.")
 @click.option("--allow-remote", is_flag=True, help="Allow a broker that is not on loopback.")
@@ -85,6 +113,7 @@ def main(  # noqa: PLR0913, PLR0917
     subscribers: int,
     pairs: int,
     connections: int,
+    connect_concurrency: int,
     hold: float,
     protocol: str,
     clean: bool,
@@ -92,6 +121,8 @@ def main(  # noqa: PLR0913, PLR0917
     drain_timeout: float,
     processes: int,
     broker_pid: int | None,
+    cafile: str | None,
+    credentials_file: str | None,
     plot_path: str | None,
     json_only: bool,
     allow_remote: bool,
@@ -101,6 +132,10 @@ def main(  # noqa: PLR0913, PLR0917
         raise click.UsageError(f"{host} is not a loopback address; pass --allow-remote")
     if scenario == "latency" and not rate:
         rate = 10_000.0
+    try:
+        credentials = read_credentials(Path(credentials_file)) if credentials_file else ()
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     settings = Settings(
         scenario=scenario,
         host=host,
@@ -117,10 +152,13 @@ def main(  # noqa: PLR0913, PLR0917
         pairs=pairs,
         connections=connections,
         hold=hold,
+        connect_concurrency=connect_concurrency,
         duration_limit=duration_limit,
         drain_timeout=drain_timeout,
         processes=processes,
         run_id=uuid.uuid4().hex[:8],
+        cafile=cafile or "",
+        credentials=credentials,
     )
     try:
         coordinator = Coordinator(settings, show_progress=not json_only and sys.stderr.isatty())

@@ -32,6 +32,7 @@ import itertools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -314,8 +315,23 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
         raise StoreError(f"cannot open {path} as a flockmq store: {_explain(e)}") from e
 
 
-def _set_wal(conn: sqlite3.Connection, path: str) -> None:
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+def _set_wal(conn: sqlite3.Connection, path: str, deadline_s: float = 30.0) -> None:
+    """WAL mode. Switching a new file to WAL needs it to itself, and SQLite
+    answers "database is locked" at once, without its busy timeout, when
+    another process is switching or creating it at the same moment (every
+    broker process opens the file when a broker starts on a new data dir):
+    such a lock is waited out here."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.005
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot put {path} in WAL mode (journal_mode is {mode})")
 

@@ -89,8 +89,7 @@ class Connections:
 
     def _complete_takeover(self, waiting: Takeover, now: float) -> None:
         self._attach(waiting.connect, now)
-        for envelope in waiting.held:
-            self.replay(envelope, now)
+        self.state.guard.handle_each(self.replay, waiting.held, now)
 
     def take_over_overdue(self, now: float) -> None:
         """Finish takeovers whose old connection's acceptor never answered."""

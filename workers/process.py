@@ -1,9 +1,12 @@
-"""The session-worker process: a thin adapter between ZeroMQ, the clock, the
-store and `Shard`.
+"""The session-worker process: `Shard` as a runtime core (flockmq/runtime.py)
+in a `CoreProcess` (flockmq/runtime_process.py).
 
-Each event-loop pass: feed envelopes to the shard, send what it produced, and
-submit its store ops to the group committer; envelopes that promise durability
-(`after_commit`) leave only when that commit is done.
+`ShardCore` is the runtime's contract over the shard's public methods: its
+outboxes (`to_router`, `to_acceptors`), its timers, the commit bracket
+(`hold_for_commit`/`commit_done`: what follows a held envelope waits for it),
+and `failed_envelope` (workers/outbox.py), what each envelope it held back
+for a commit becomes when the store could not write. `start` is what a (re)started worker does;
+the process and the in-memory simulation (tests/unit/simulation/) both use it.
 """
 
 from __future__ import annotations
@@ -11,22 +14,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import signal
 import time
+from collections import Counter
+from collections.abc import Iterable
 
 from flockmq import envelopes as env
-from flockmq.bus import Bus
+from flockmq import runtime
 from flockmq.config import Config
-from flockmq.envelopes import Envelope, Kind, Wire
+from flockmq.envelopes import Envelope, Kind, Route
+from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
+from flockmq.runtime import Held, Sink
+from flockmq.runtime_process import CoreProcess, Role
 from flockmq.sharding import shard_of
-from flockmq.store import Committer, StoreError
+from flockmq.store import Op, SessionRecord
 from flockmq.sysstats import SysStats
 
 from .outbox import failed_envelope
 from .shard import Shard, ShardLimits
 
 log = logging.getLogger("flockmq.worker")
+
+TICK_INTERVAL = 0.25
 
 
 def limits_from(config: Config) -> ShardLimits:
@@ -41,92 +50,100 @@ def limits_from(config: Config) -> ShardLimits:
     )
 
 
+class ShardCore:
+    """`Shard` under the runtime's contract (flockmq.runtime.Core)."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.counters: Counter[str] = shard.counters
+        self.guard: EnvelopeGuard = shard.state.guard
+        # Bound once: the per-envelope path is the shard's own.
+        self.handle = shard.handle
+        self.next_timer = shard.next_timer
+        self.handle_timer = shard.handle_timer
+        self.hold_for_commit = shard.hold_for_commit
+
+    def start(
+        self,
+        sink: Sink,
+        incarnation: int,
+        acceptors: int,
+        records: Iterable[SessionRecord],
+        now: float,
+    ) -> None:
+        """Announce this shard to the router and every acceptor, and load its
+        sessions from the store (re-sending their subscriptions)."""
+        shard = self.shard
+        shard.startup_envelopes(incarnation)
+        up = env.WorkerUp(Kind.WORKER_UP, shard.index, incarnation)
+        for index in range(acceptors):
+            sink.send(runtime.acceptor(index), up)
+        shard.load(records, now)
+
+    def send_stats(self, routes: list[Route], now: float) -> None:
+        """This process's $SYS counters: to the router."""
+        self.shard.to_router.extend(routes)
+
+    def flush_outputs(self, sink: Sink) -> None:
+        shard = self.shard
+        if shard.to_router:
+            sink.extend(runtime.ROUTER, shard.to_router)
+            shard.to_router.clear()
+        for index, out in shard.to_acceptors.items():
+            if out:
+                sink.extend(runtime.acceptor(index), out)
+                out.clear()
+
+    def take_durable(self) -> tuple[list[Op], Held]:
+        return self.shard.take_durable()
+
+    def commit_done(self, hold: object) -> None:
+        self.shard.commit_done(hold)  # type: ignore[arg-type]
+
+    def failed_envelope(self, dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
+        return failed_envelope(dest, e)
+
+    def destination(self, dest: str | int) -> runtime.Dest:
+        """The shard names the router "router" and an acceptor by its index."""
+        return runtime.ROUTER if dest == "router" else runtime.acceptor(dest)  # type: ignore[arg-type]
+
+
 def run_worker(config: Config, index: int, incarnation: int) -> None:
     import uvloop
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        shard = Shard(index, limits_from(config), nonce=secrets.randbits(31))
-        stats = SysStats("worker", index, shard.counters)
+        core = ShardCore(Shard(index, limits_from(config), nonce=secrets.randbits(31)))
         store = open_configured_store(config)
         workers = config.workers
         records = store.load_sessions(lambda client_id: shard_of(client_id, workers) == index)
-        committer = Committer(store, loop)
-
-        def send_later(
-            later: list[tuple[str | int, Envelope]],
-            error: StoreError | None,
-            hold: tuple[bool, list[int]],
-        ) -> None:
-            if error is not None:
-                shard.counters["store_failures"] += 1
-                log.error("worker %d: store write failed: %s", index, error)
-            for dest, e in later:
-                if error is not None:
-                    dest, e = failed_envelope(dest, e)
-                bus.send(dest, e)
-            shard.commit_done(hold)
-
-        def drain() -> None:
-            ops, later = shard.take_durable()
-            if ops or later:
-                # What follows these to the router, or to a connection whose
-                # SUBACK is among them, waits for them (commits complete in order).
-                hold = shard.hold_for_commit(later)
-                committer.release(ops, lambda error: send_later(later, error, hold))
-            if shard.to_router:
-                bus.extend("router", shard.to_router)
-                shard.to_router.clear()
-            for acceptor, out in shard.to_acceptors.items():
-                if out:
-                    bus.extend(acceptor, out)
-                    out.clear()
-
-        def on_envelopes(envelopes: list[Wire]) -> None:
-            now = time.time()
-            handle = shard.handle
-            for e in envelopes:
-                handle(e, now)
-            drain()
-
-        bus = Bus(
-            loop,
-            config.worker_id(index),
-            incarnation,
-            on_envelopes,
-            pipe_bytes=config.max_pipe_bytes,
+        role = Role(
+            f"worker {index}",
+            core,
+            bus_id=config.worker_id(index),
+            incarnation=incarnation,
+            stats=SysStats("worker", index, core.counters),
+            send_stats=core.send_stats,
+            tick_interval=TICK_INTERVAL,
+            logger=log,
         )
+        process = CoreProcess(loop, config, store, role)
+        bus = process.bus
         bus.bind(config.worker_endpoint(index), pausable=False)  # from the router
         bus.bind(config.worker_work_endpoint(index), pausable=True)  # from acceptors
-        bus.connect("router", config.router_endpoint(), config.ROUTER_ID)
+        bus.connect(runtime.ROUTER, config.router_endpoint(), config.ROUTER_ID)
         for acceptor in range(config.acceptors):
-            bus.connect(acceptor, config.acceptor_endpoint(acceptor), config.acceptor_id(acceptor))
+            bus.connect(
+                runtime.acceptor(acceptor),
+                config.acceptor_endpoint(acceptor),
+                config.acceptor_id(acceptor),
+            )
         bus.start()
-        shard.startup_envelopes(incarnation)
-        for acceptor in range(config.acceptors):
-            bus.send(acceptor, env.WorkerUp(Kind.WORKER_UP, index, incarnation))
-        shard.load(records, time.time())
+        core.start(bus, incarnation, config.acceptors, records, time.time())
         if records:
             log.info("worker %d: restored %d persistent sessions", index, len(records))
-        drain()
-
-        def tick() -> None:
-            now = time.time()
-            due = shard.next_timer()
-            if due is not None and due <= now:
-                shard.handle_timer(now)
-            stats.maybe_publish(loop.time(), config.sys_interval, shard.to_router.append)
-            drain()
-            loop.call_later(0.25, tick)
-
-        tick()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        process.flush()
         log.info("worker %d up (incarnation %d)", index, incarnation)
-        await stop.wait()
-        committer.close()
-        bus.close()
-        store.close()
+        await process.serve()
 
     uvloop.run(main())

@@ -5,6 +5,12 @@ config (persistence off, queues and in-flight window raised so that it does
 not drop what a benchmark sends). Each broker runs in its own process group on
 a free 127.0.0.1 port; it is ready when a CONNECT gets a CONNACK, and it is
 stopped by its pid: SIGTERM to the group, SIGKILL after a timeout.
+
+A `Security` gives both brokers the same listener: TLS with the same
+certificate and key, and/or the same password file with anonymous clients
+refused. flockmq then gets a generated TOML config with one `[[listeners]]`
+table, Mosquitto the same keys in its config; the readiness probe speaks TLS
+and sends a user's credentials.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,7 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flockmq.app.probe import free_port, mqtt_ready
+from flockmq.app.probe import free_port
+from loadgen import wire
+from loadgen.credentials import TlsFiles
 
 VENV_BIN = Path(sys.executable).parent
 FLOCKMQ_INFLIGHT = 64  # flockmq's default max_inflight; Mosquitto is set to match
@@ -51,9 +61,7 @@ def find_mosquitto(install: bool = True) -> str | None:
     return None
 
 
-MOSQUITTO_CONF = """\
-listener {port} 127.0.0.1
-allow_anonymous true
+MOSQUITTO_COMMON = """\
 persistence false
 max_connections -1
 max_queued_messages 1000000
@@ -67,12 +75,98 @@ log_type warning
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Security:
+    """What both brokers' one listener asks of a client: TLS (`tls`), a
+    password (`password_file`, anonymous clients refused), or both."""
+
+    tls: TlsFiles | None = None
+    password_file: Path | None = None
+    probe_user: tuple[str, str] | None = None  # credentials for the readiness probe
+
+
+PLAIN = Security()
+
+
+def mosquitto_conf(port: int, security: Security = PLAIN) -> str:
+    """Mosquitto's config for a bench run on 127.0.0.1:`port`."""
+    lines = [f"listener {port} 127.0.0.1"]
+    if security.tls is not None:
+        lines += [f"certfile {security.tls.certfile}", f"keyfile {security.tls.keyfile}"]
+    if security.password_file is not None:
+        lines += [f"password_file {security.password_file}", "allow_anonymous false"]
+    else:
+        lines.append("allow_anonymous true")
+    if security != PLAIN:
+        # Started as root, Mosquitto drops to the user `mosquitto`, which
+        # cannot read the run's files (0600, in a 0700 directory): stay who
+        # started it (ignored when that is not root).
+        lines.append("user root")
+    return "\n".join(lines) + "\n" + MOSQUITTO_COMMON.format(inflight=FLOCKMQ_INFLIGHT)
+
+
+def flockmq_toml(port: int, security: Security) -> str:
+    """flockmq's TOML config for a bench run: one listener on 127.0.0.1:`port`
+    with the same certificate, key and password file as Mosquitto's."""
+    top: list[str] = []
+    if security.password_file is not None:
+        top += [f"password_file = {_toml_str(security.password_file)}", "allow_anonymous = false"]
+    listener = ["[[listeners]]", 'host = "127.0.0.1"', f"port = {port}"]
+    if security.tls is not None:
+        listener += [
+            f"certfile = {_toml_str(security.tls.certfile)}",
+            f"keyfile = {_toml_str(security.tls.keyfile)}",
+        ]
+    return "\n".join([*top, *listener]) + "\n"
+
+
+def _toml_str(path: Path) -> str:
+    """A TOML basic string of `path` (a temporary directory's: no quotes or
+    backslashes to escape, but escape them anyway)."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def mqtt_ready(host: str, port: int, security: Security = PLAIN, timeout: float = 1.0) -> bool:
+    """True when a CONNECT, over TLS and with the probe's credentials if
+    `security` asks for them, gets CONNACK 0 within `timeout`."""
+    user = security.probe_user
+    connect = wire.encode_connect(
+        f"ready-probe-{os.getpid()}",
+        keepalive=10,
+        username=user[0] if user else None,
+        password=user[1].encode() if user else None,
+    )
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            raw.settimeout(timeout)
+            sock = raw
+            if security.tls is not None:
+                context = ssl.create_default_context(cafile=str(security.tls.cafile))
+                sock = context.wrap_socket(raw, server_hostname=host)
+            sock.sendall(connect)
+            reader = wire.PacketReader()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                for first, body in reader.feed(data):
+                    ok = first >> 4 == wire.CONNACK and body[1:2] == b"\x00"
+                    if ok:
+                        sock.sendall(wire.DISCONNECT_BYTES)
+                    return ok
+    except (OSError, wire.WireError):  # ssl.SSLError is an OSError
+        return False
+    return False
+
+
 @dataclass
 class BrokerProcess:
     """One running broker: its label, port, supervisor pid and log."""
 
     kind: str  # "flockmq" or "mosquitto"
     args: list[str] = field(default_factory=list)  # flockmq: extra serve flags
+    security: Security = PLAIN
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
@@ -88,18 +182,20 @@ class BrokerProcess:
             if mosquitto is None:
                 raise BrokerError("mosquitto is not installed")
             conf = self.workdir / "mosquitto.conf"
-            conf.write_text(MOSQUITTO_CONF.format(port=self.port, inflight=FLOCKMQ_INFLIGHT))
+            conf.write_text(mosquitto_conf(self.port, self.security))
             return [mosquitto, "-c", str(conf)]
         flockmq = VENV_BIN / "flockmq"
         if not flockmq.exists():
             raise BrokerError(f"{flockmq} does not exist (pip install -e .)")
+        where = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if self.security != PLAIN:
+            toml = self.workdir / "flockmq.toml"
+            toml.write_text(flockmq_toml(self.port, self.security))
+            where = ["--config", str(toml)]
         return [
             str(flockmq),
             "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
+            *where,
             "--data-dir",
             str(self.workdir / "data"),
             *self.args,
@@ -122,7 +218,7 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BrokerError(f"{self.kind} exited early:\n{self.log_tail()}")
-            if mqtt_ready("127.0.0.1", self.port):
+            if mqtt_ready("127.0.0.1", self.port, self.security):
                 return self
             time.sleep(0.1)
         self.stop()

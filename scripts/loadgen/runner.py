@@ -20,7 +20,12 @@ from typing import Any
 from loadgen import broker_rss
 from loadgen.progress import ProgressBar, human
 from loadgen.scenarios import Plan, Settings, build_plan
-from loadgen.stats import LatencyHistogram, guarantee_violations, total_deliveries
+from loadgen.stats import (
+    DeliveryTotals,
+    LatencyHistogram,
+    guarantee_violations,
+    total_deliveries,
+)
 from loadgen.worker import ConnectReport, Progress, WorkerResult, worker_main
 
 RSS_INTERVAL = 0.5
@@ -144,6 +149,8 @@ class Coordinator:
                 self.broadcast(("go", go_ns))
                 if self.settings.scenario == "connections":
                     self.hold(min(go + self.settings.hold, deadline))
+                elif self.settings.scenario == "connect-rate":
+                    self.await_connects(go, deadline)
                 else:
                     self.await_delivery(go, deadline)
             ended = time.monotonic()
@@ -177,6 +184,21 @@ class Coordinator:
             alive = sum(p.alive for p in self.progress.values())
             span = max(until - start, 1e-9)
             self.bar.update((now - start) / span, f"holding {human(alive)} connections")
+
+    def await_connects(self, go: float, deadline: float) -> None:
+        """connect-rate: until every process has connected each of its clients."""
+        total = len(self.plan.churn)
+        while len(self.published) < len(self.conns) and not self.lost_workers:
+            now = time.monotonic()
+            if now >= deadline:
+                self.timed_out = True
+                return
+            self.poll(min(0.2, deadline - now))
+            done = sum(p.completed for p in self.progress.values())
+            rate = done / max(time.monotonic() - go, 1e-9)
+            self.bar.update(
+                done / max(total, 1), f"connected {human(done)}/{total} {human(rate)}/s"
+            )
 
     def await_delivery(self, go: float, deadline: float) -> None:
         plan = self.plan
@@ -275,6 +297,8 @@ class Coordinator:
         }
         if s.scenario == "connections":
             summary.update(self.connection_summary(rss_idle))
+        elif s.scenario == "connect-rate":
+            summary.update(connect_rate_summary(results, go_ns, seconds))
         else:
             summary.update(
                 {
@@ -304,8 +328,7 @@ class Coordinator:
         summary["broker_rss_peak_mb"] = _mb(self.rss_peak) if self.broker else None
         summary["duration_s"] = round(seconds, 3)
         summary["timed_out"] = self.timed_out
-        violations = [] if s.scenario == "connections" else guarantee_violations(s.qos, totals)
-        summary["violations"] = violations
+        violations = summary["violations"] = self.violations(summary, totals)
         summary["errors"] = errors[:10]
         if setup_failed or self.lost_workers:
             code = EXIT_SETUP
@@ -317,6 +340,17 @@ class Coordinator:
             code = EXIT_OK
         summary["exit_code"] = code
         return Outcome(summary, code, list(self.series.values()), latency)
+
+    def violations(self, summary: dict[str, Any], totals: DeliveryTotals) -> list[str]:
+        """What the run broke: a QoS promise, or (connect-rate) a connect with
+        good credentials that was refused, timed out or never tried."""
+        scenario = self.settings.scenario
+        if scenario == "connections":
+            return []
+        if scenario == "connect-rate":
+            missing = len(self.plan.churn) - summary["connects"]
+            return [f"{missing} of {len(self.plan.churn)} connects failed"] if missing else []
+        return guarantee_violations(self.settings.qos, totals)
 
     def connection_summary(self, rss_idle: int) -> dict[str, Any]:
         reports = list(self.ready.values())
@@ -336,6 +370,20 @@ class Coordinator:
             "broker_rss_end_mb": _mb(self.rss_last) if self.broker else None,
             "broker_kb_per_connection": round(per_conn / 1024, 2) if per_conn else None,
         }
+
+
+def connect_rate_summary(results: list[WorkerResult], go_ns: int, seconds: float) -> dict[str, Any]:
+    """connect-rate: connects completed (CONNACK 0) per second, from "go" to
+    the last CONNACK of any process."""
+    connects = sum(r.completed for r in results)
+    last = max((r.last_publish_ns for r in results), default=0)
+    span = (last - go_ns) / 1e9 if last > go_ns else seconds
+    return {
+        "connects": connects,
+        "failed": sum(r.failed for r in results),
+        "connect_s": round(span, 3),
+        "connects_per_s": round(connects / max(span, 1e-9)),
+    }
 
 
 def _us(ns: int) -> float:

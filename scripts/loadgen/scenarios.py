@@ -3,7 +3,9 @@ to, and which process runs it.
 
 A plan is plain data, built before any process starts: every publisher has a
 global id and a message count, every subscriber a topic filter and the ids of
-the publishers it must hear from. Subscribers are spread over the processes
+the publishers it must hear from; in `connect-rate`, each client only connects
+(CONNECT, CONNACK 0, DISCONNECT) once, after "go". With credentials, clients
+take the users in turn. Subscribers are spread over the processes
 first so that they do not share a process with the publishers they measure
 when there is a choice.
 """
@@ -14,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-SCENARIOS = ("fanin", "fanout", "pairs", "connections", "latency")
+SCENARIOS = ("fanin", "fanout", "pairs", "connections", "latency", "connect-rate")
 
 # A process holds at most this many connections (the host caps a process at
 # 20,000 descriptors; leave room for the event loop, pipes and libraries).
@@ -46,6 +48,8 @@ class Settings:
     keepalive: int = 60
     connect_concurrency: int = 200
     run_id: str = ""
+    cafile: str = ""  # non-empty: every client speaks TLS and trusts this CA
+    credentials: tuple[tuple[str, str], ...] = ()  # (user, password), taken in turn
 
 
 @dataclass(slots=True)
@@ -58,6 +62,7 @@ class ClientSpec:
     topic_filter: str = ""  # non-empty: this client subscribes
     expects: tuple[int, ...] = ()  # publisher ids a subscriber must hear from
     source_ip: str = ""  # bind here before connecting (spreads ephemeral ports)
+    credentials: tuple[str, str] | None = None  # (username, password) in its CONNECT
 
 
 @dataclass(slots=True)
@@ -66,6 +71,7 @@ class Plan:
     publishers: list[ClientSpec] = field(default_factory=list)
     subscribers: list[ClientSpec] = field(default_factory=list)
     idle: list[ClientSpec] = field(default_factory=list)
+    churn: list[ClientSpec] = field(default_factory=list)  # connect once, after "go"
     assignment: list[list[ClientSpec]] = field(default_factory=list)
 
     @property
@@ -113,8 +119,21 @@ def build_plan(settings: Settings, cpu_count: int) -> Plan:
             ClientSpec(f"lg-{s.run_id}-c{i}", source_ip=_source_ip(s.host, i))
             for i in range(s.connections)
         ]
+    elif s.scenario == "connect-rate":
+        # The first 10,000 need no bind (the default source address); the
+        # bind and its system calls would be most of the client's cost.
+        plan.churn = [
+            ClientSpec(
+                f"lg-{s.run_id}-n{i}", source_ip=_source_ip(s.host, i) if i >= 10_000 else ""
+            )
+            for i in range(s.connections)
+        ]
     else:
         raise ValueError(f"unknown scenario {s.scenario!r}")
+    if s.credentials:
+        clients = [*plan.subscribers, *plan.publishers, *plan.idle, *plan.churn]
+        for i, client in enumerate(clients):
+            client.credentials = s.credentials[i % len(s.credentials)]
     _assign(plan, cpu_count)
     return plan
 
@@ -137,9 +156,13 @@ def _source_ip(host: str, index: int) -> str:
     return f"127.0.0.{1 + index // 10_000}"
 
 
+def _churn_source_ip(host: str, index: int) -> str:
+    return _source_ip(host, index) if index >= 10_000 else ""
+
+
 def process_count(plan: Plan, cpu_count: int) -> int:
     s = plan.settings
-    clients = len(plan.publishers) + len(plan.subscribers) + len(plan.idle)
+    clients = len(plan.publishers) + len(plan.subscribers) + len(plan.idle) + len(plan.churn)
     needed = math.ceil(clients / MAX_CONNECTIONS_PER_PROCESS)
     if s.processes:
         if s.processes < needed:
@@ -152,9 +175,9 @@ def process_count(plan: Plan, cpu_count: int) -> int:
 
 
 def _assign(plan: Plan, cpu_count: int) -> None:
-    """Round-robin subscribers, then publishers, then idle clients over the
-    processes, continuing where the previous role stopped."""
+    """Round-robin subscribers, then publishers, then idle and connect-only
+    clients over the processes, continuing where the previous role stopped."""
     n = process_count(plan, cpu_count)
     plan.assignment = [[] for _ in range(n)]
-    for i, client in enumerate([*plan.subscribers, *plan.publishers, *plan.idle]):
+    for i, client in enumerate([*plan.subscribers, *plan.publishers, *plan.idle, *plan.churn]):
         plan.assignment[i % n].append(client)

@@ -72,10 +72,19 @@ def encode_connect(
     keepalive: int = 60,
     session_expiry: int = 0,
     receive_maximum: int = 0,
+    username: str | None = None,
+    password: bytes | None = None,
 ) -> bytes:
     """CONNECT [MQTT-3.1]; at level 5 `session_expiry` and `receive_maximum`
-    (0: left out) go in the properties."""
+    (0: left out) go in the properties. A password needs a username at level 4
+    [MQTT-3.1.2-22]."""
+    if password is not None and username is None and protocol == 4:
+        raise ValueError("[MQTT-3.1.2-22] a password needs a username at level 4")
     flags = 0x02 if clean else 0x00
+    if username is not None:
+        flags |= 0x80
+    if password is not None:
+        flags |= 0x40
     body = _utf8("MQTT") + bytes((protocol, flags)) + keepalive.to_bytes(2, "big")
     if protocol == 5:
         props = b""
@@ -85,6 +94,10 @@ def encode_connect(
             props += b"\x21" + receive_maximum.to_bytes(2, "big")
         body += encode_varint(len(props)) + props
     body += _utf8(client_id)
+    if username is not None:
+        body += _utf8(username)
+    if password is not None:
+        body += len(password).to_bytes(2, "big") + password
     return _packet(CONNECT << 4, body)
 
 

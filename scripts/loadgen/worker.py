@@ -6,6 +6,9 @@ Worker -> coordinator: ("ready", ConnectReport), ("progress", Progress)
 every PROGRESS_INTERVAL, ("published", last_ns) once its publishers are done,
 and ("result", WorkerResult) after "stop". A worker never decides the run's
 phases: it connects, waits for "go", publishes, and reports until "stop".
+In `connect-rate` it connects nothing before "go"; after it, each client
+connects once (CONNECT, CONNACK 0, DISCONNECT, closed), `connect_concurrency`
+at a time, and "published" says the last one is done.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class WorkerResult:
     alive: int = 0
     last_receive_ns: int = 0
     last_publish_ns: int = 0
+    failed: int = 0  # connect-rate: connects that did not get CONNACK 0 in time
     latency: tuple[dict[int, int], int, int] = ({}, 0, 0)
     trackers: list[TrackerWire] = field(default_factory=list)
     completed_bitmaps: dict[int, bytes] = field(default_factory=dict)
@@ -107,11 +111,13 @@ class Worker:
         self.errors: list[str] = []
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self.last_publish_ns = 0
+        self.churn = settings.scenario == "connect-rate"
+        self.failed = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self.on_pipe)
-        report = await self.connect_all()
+        report = ConnectReport(0, 0, 0.0, []) if self.churn else await self.connect_all()
         self.conn.send(("ready", report))
         reporter = asyncio.create_task(self.report_progress())
         pinger = asyncio.create_task(self.ping())
@@ -119,7 +125,8 @@ class Worker:
         while True:
             message = await self.inbox.get()
             if message[0] == "go":
-                publishing = asyncio.create_task(self.publish(message[1]))
+                work = self.connect_each() if self.churn else self.publish(message[1])
+                publishing = asyncio.create_task(work)
             elif message[0] in ("stop", "eof"):
                 break
         for task in (reporter, pinger, publishing):
@@ -194,6 +201,28 @@ class Worker:
         self.last_publish_ns = time.monotonic_ns()
         self.conn.send(("published", self.last_publish_ns))
 
+    async def connect_each(self) -> None:
+        """connect-rate: every client connects, is accepted and disconnects."""
+        gate = asyncio.Semaphore(self.settings.connect_concurrency)
+
+        async def connect_once(spec: ClientSpec) -> None:
+            async with gate:
+                try:
+                    client = await open_client(spec, self.settings, self.counters, CONNECT_TIMEOUT)
+                except (TimeoutError, OSError, ClientError) as error:
+                    self.note_error(error)
+                    self.failed += 1
+                    return
+                self.counters.completed += 1
+                self.last_publish_ns = time.monotonic_ns()
+                client.disconnect()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await client.closed
+
+        await asyncio.gather(*(connect_once(spec) for spec in self.specs))
+        self.conn.send(("published", self.last_publish_ns))
+
     async def report_progress(self) -> None:
         c = self.counters
         while True:
@@ -239,6 +268,7 @@ class Worker:
             alive=sum(1 for client in self.clients if not client.closed.done()),
             last_receive_ns=c.last_receive_ns,
             last_publish_ns=self.last_publish_ns,
+            failed=self.failed,
             latency=c.latency.to_wire(),
             errors=list(self.errors),
         )

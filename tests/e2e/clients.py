@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict, Unpack, cast
 
 import paho.mqtt.client as mqtt
@@ -37,7 +38,8 @@ class HasPort(Protocol):
 
 
 class ClientOptions(TypedDict, total=False):
-    """Client's keyword arguments, as `connected` and `watch` pass them on."""
+    """Client's keyword arguments (ClientSettings has their defaults), as
+    `connected` and `watch` pass them on."""
 
     protocol: int
     clean: bool
@@ -47,51 +49,61 @@ class ClientOptions(TypedDict, total=False):
     session_expiry: int | None
     host: str
     will_properties: Properties | None
+    password: str | None
+    transport: Literal["tcp", "websockets"]
+    ws_path: str
+    tls: dict[str, Any] | None
+    bind_address: str
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """ClientOptions with their defaults. `transport`: "tcp" or "websockets"
+    (at `ws_path`); `tls`: the keyword arguments of paho's `tls_set` (ca_certs,
+    certfile, keyfile); `will`: topic, payload, QoS, retain."""
+
+    protocol: int = 4
+    clean: bool = True
+    keepalive: int = 60
+    will: tuple[str, bytes, int, bool] | None = None
+    username: str | None = None
+    session_expiry: int | None = None
+    host: str = "127.0.0.1"
+    will_properties: Properties | None = None
+    password: str | None = None
+    transport: Literal["tcp", "websockets"] = "tcp"
+    ws_path: str = "/mqtt"
+    tls: dict[str, Any] | None = None
+    bind_address: str = ""
 
 
 class Client:
     """A paho client that records what it receives."""
 
     def __init__(
-        self,
-        port: int,
-        client_id: str | None = None,
-        *,
-        protocol: int = 4,
-        clean: bool = True,
-        keepalive: int = 60,
-        will: tuple[str, bytes, int, bool] | None = None,
-        username: str | None = None,
-        session_expiry: int | None = None,
-        host: str = "127.0.0.1",
-        will_properties: Properties | None = None,
-        password: str | None = None,
-        transport: Literal["tcp", "websockets"] = "tcp",
-        ws_path: str = "/mqtt",
-        tls: dict[str, Any] | None = None,
-        bind_address: str = "",
+        self, port: int, client_id: str | None = None, **options: Unpack[ClientOptions]
     ) -> None:
-        """`transport`: "tcp" or "websockets" (at `ws_path`); `tls`: the
-        keyword arguments of paho's `tls_set` (ca_certs, certfile, keyfile)."""
+        """`options`: see ClientSettings."""
+        settings = ClientSettings(**options)
         self.client_id = client_id if client_id is not None else unique("c")
-        version = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}[protocol]
+        version = {3: mqtt.MQTTv31, 4: mqtt.MQTTv311, 5: mqtt.MQTTv5}[settings.protocol]
         kwargs: dict[str, Any] = {"protocol": version}
-        if protocol < 5:
-            kwargs["clean_session"] = clean
-        self.protocol = protocol
-        self.clean = clean
-        self.session_expiry = session_expiry
+        if settings.protocol < 5:
+            kwargs["clean_session"] = settings.clean
+        self.protocol = settings.protocol
+        self.clean = settings.clean
+        self.session_expiry = settings.session_expiry
         self.paho = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             reconnect_on_failure=False,
-            transport=transport,
+            transport=settings.transport,
             **kwargs,
         )
-        if transport == "websockets":
-            self.paho.ws_set_options(path=ws_path)
-        if tls is not None:
-            self.paho.tls_set(**tls)
+        if settings.transport == "websockets":
+            self.paho.ws_set_options(path=settings.ws_path)
+        if settings.tls is not None:
+            self.paho.tls_set(**settings.tls)
         self.paho.max_inflight_messages_set(100)
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[tuple[mqtt.ConnectFlags, ReasonCode]] = queue.Queue()
@@ -102,14 +114,15 @@ class Client:
         self.paho.on_connect = lambda c, u, flags, rc, props: self.connack.put((flags, rc))
         self.paho.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.put(rcs)
         self.paho.on_disconnect = self._on_disconnect
+        will = settings.will
         if will is not None:
-            self.paho.will_set(will[0], will[1], will[2], will[3], will_properties)
-        if username is not None:
-            self.paho.username_pw_set(username, password)
-        self.host = host
-        self.bind_address = bind_address
+            self.paho.will_set(will[0], will[1], will[2], will[3], settings.will_properties)
+        if settings.username is not None:
+            self.paho.username_pw_set(settings.username, settings.password)
+        self.host = settings.host
+        self.bind_address = settings.bind_address
         self.port = port
-        self.keepalive = keepalive
+        self.keepalive = settings.keepalive
 
     def _on_disconnect(
         self,

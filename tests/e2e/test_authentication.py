@@ -204,6 +204,10 @@ def test_sighup_reloads_passwords_and_acl_without_dropping_anyone(tmp_path: Path
     )
     b.start()
     try:
+        # ready means one acceptor answers: wait for both (each reads the
+        # files when it starts, so a SIGHUP before then has nothing to reload)
+        wait_for(lambda: "acceptor 1 listening" in b.log(), 30, "acceptor 1")
+        wait_for(lambda: "acceptor 0 listening" in b.log(), 30, "acceptor 0")
         alice = Client(b.port, username="alice", password="one")
         alice.connect()
         assert alice.subscribe("shared/news", 1)[0] == 0x80  # not granted yet

@@ -135,6 +135,38 @@ KILLS = [
 ]
 
 
+def wait_all_acked(publishers: list[Publisher]) -> None:
+    """Until every publish is acknowledged; else fail with, per publisher, its
+    connects, disconnects and the first unacknowledged messages' paho states."""
+    try:
+        wait_for(lambda: all(p.all_acked() for p in publishers), 30, "every publish acked")
+    except AssertionError as exc:
+        state = [
+            (
+                p.client_id,
+                p.connects,
+                p.disconnects,
+                [
+                    (seq, str(getattr(p.paho._out_messages.get(p.mids[seq]), "state", "?")))
+                    for seq in sorted(set(range(COUNT)) - p.acked())[:10]
+                ],
+            )
+            for p in publishers
+        ]
+        raise AssertionError(
+            f"{exc}: (publisher, connects, disconnects, [(unacked seq, paho state)]) {state}"
+        ) from None
+
+
+def assert_sessions_found(subscribers: list[Subscriber], publishers: list[Publisher]) -> None:
+    """Every reconnection found its session (clean session 0)."""
+    for sub in subscribers:
+        assert sub.session_present[0] is False
+        assert all(sub.session_present[1:]), (sub.client_id, sub.session_present)
+    for pub in publishers:
+        assert all(pub.session_present[1:]), (pub.client_id, pub.session_present)
+
+
 @pytest.mark.parametrize(("role", "qos"), KILLS)
 def test_no_acknowledged_message_is_lost_when_a_process_is_killed(
     make_broker: MakeBroker,
@@ -174,24 +206,7 @@ def test_no_acknowledged_message_is_lost_when_a_process_is_killed(
 
     # The dust settles: every message is eventually acknowledged (the
     # publishers reconnect and retransmit), then the offline subscribers return.
-    try:
-        wait_for(lambda: all(p.all_acked() for p in publishers), 30, "every publish acked")
-    except AssertionError as exc:
-        state = [
-            (
-                p.client_id,
-                p.connects,
-                p.disconnects,
-                [
-                    (seq, str(getattr(p.paho._out_messages.get(p.mids[seq]), "state", "?")))
-                    for seq in sorted(set(range(COUNT)) - p.acked())[:10]
-                ],
-            )
-            for p in publishers
-        ]
-        raise AssertionError(
-            f"{exc}: (publisher, connects, disconnects, [(unacked seq, paho state)]) {state}"
-        ) from None
+    wait_all_acked(publishers)
     for sub in offline:
         sub.start()
     # Markers, published after everything was acknowledged, are barriers: a
@@ -215,12 +230,7 @@ def test_no_acknowledged_message_is_lost_when_a_process_is_killed(
     wait_for(lambda: all(marker in s.distinct() for s in subscribers), WAIT, "marker 2")
 
     stats = {sub.client_id: check_delivery(sub, publishers, qos) for sub in subscribers}
-    for sub in subscribers:
-        # Every reconnection found its session (clean session 0).
-        assert sub.session_present[0] is False
-        assert all(sub.session_present[1:]), (sub.client_id, sub.session_present)
-    for pub in publishers:
-        assert all(pub.session_present[1:]), (pub.client_id, pub.session_present)
+    assert_sessions_found(subscribers, publishers)
     if role in ("acceptor", "broker"):
         for peer in [*publishers, *online]:
             assert peer.disconnects >= 1, f"{peer.client_id} was not disconnected by the kill"

@@ -59,6 +59,64 @@ def hung_client(port: int, flood_topic: str, will_topic: str) -> socket.socket:
     return sock
 
 
+def keep_alive(hung: list[socket.socket]) -> None:
+    ping = encode(Pingreq(), 4)
+    for s in hung:
+        s.sendall(ping)  # they still send, so keepalive does not expire yet
+
+
+def fill_sockets(port: int, base: str, watcher: Client, hung: list[socket.socket]) -> socket.socket:
+    """Flood `base`/flood until the hung clients' sockets are full: the acceptor
+    has written (or dropped) every copy for them once the watcher, on the same
+    acceptor, got the last message. The hung clients keep sending PINGREQs
+    meanwhile. Returns the publisher's socket."""
+    publisher = socket.create_connection(("127.0.0.1", port))
+    publisher.sendall(encode(Connect(unique("flood"), 4, True, 0), 4))
+    for n in range(FLOOD):
+        publisher.sendall(encode(Publish(f"{base}/flood", PAYLOAD, 0), 4))
+        if n % 16 == 0:
+            keep_alive(hung)
+    publisher.sendall(encode(Publish(f"{base}/flood", b"last", 0), 4))
+    deadline = time.monotonic() + 60
+    last_ping = time.monotonic()
+    while True:
+        assert time.monotonic() < deadline, "the flood never reached the watcher"
+        if time.monotonic() - last_ping > 0.5:
+            keep_alive(hung)
+            last_ping = time.monotonic()
+        try:
+            msg = watcher.messages.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        assert msg.topic == f"{base}/flood", f"early will {msg.topic}"
+        if msg.payload == b"last":
+            return publisher
+
+
+def collect_wills(watcher: Client, base: str, until: float) -> set[str]:
+    """The topics of the wills under `base`/will/ the watcher gets before `until`
+    (monotonic), or once it has all CLIENTS of them."""
+    wills: set[str] = set()
+    while len(wills) < CLIENTS:
+        remaining = until - time.monotonic()
+        try:
+            msg = watcher.messages.get(timeout=max(0.01, remaining))
+        except queue.Empty:
+            break
+        if msg.topic.startswith(f"{base}/will/"):
+            wills.add(msg.topic)
+    return wills
+
+
+def still_open(acceptor: psutil.Process, ports: set[int], broker_port: int) -> int:
+    """How many of the clients at `ports` the acceptor still has a socket for."""
+    return sum(
+        1
+        for c in acceptor.net_connections("tcp")
+        if c.raddr and c.raddr.port in ports and c.laddr.port == broker_port
+    )
+
+
 def test_clients_that_stop_reading_and_sending_are_closed_and_their_wills_published(
     make_broker: MakeBroker,
 ) -> None:
@@ -72,63 +130,21 @@ def test_clients_that_stop_reading_and_sending_are_closed_and_their_wills_publis
     watcher.subscribe(f"{base}/flood", 0)
     hung = [hung_client(broker.port, f"{base}/flood", f"{base}/will/{i}") for i in range(CLIENTS)]
     ports = {s.getsockname()[1] for s in hung}
-    ping = encode(Pingreq(), 4)
-
-    def keep_alive() -> None:
-        for s in hung:
-            s.sendall(ping)  # they still send, so keepalive does not expire yet
-
-    # Fill their sockets: the acceptor has written (or dropped) every copy for
-    # them once the watcher, on the same acceptor, got the last message.
-    publisher = socket.create_connection(("127.0.0.1", broker.port))
-    publisher.sendall(encode(Connect(unique("flood"), 4, True, 0), 4))
-    for n in range(FLOOD):
-        publisher.sendall(encode(Publish(f"{base}/flood", PAYLOAD, 0), 4))
-        if n % 16 == 0:
-            keep_alive()
-    publisher.sendall(encode(Publish(f"{base}/flood", b"last", 0), 4))
-    deadline = time.monotonic() + 60
-    last_ping = time.monotonic()
-    while True:
-        assert time.monotonic() < deadline, "the flood never reached the watcher"
-        if time.monotonic() - last_ping > 0.5:
-            keep_alive()
-            last_ping = time.monotonic()
-        try:
-            msg = watcher.messages.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        assert msg.topic == f"{base}/flood", f"early will {msg.topic}"
-        if msg.payload == b"last":
-            break
+    publisher = fill_sockets(broker.port, base, watcher, hung)
 
     # From now on the hung clients neither read nor send.
     stopped = time.monotonic()
     bound = 1.5 * KEEPALIVE + CLOSE_GRACE + SLACK
-    wills: set[str] = set()
-    while len(wills) < CLIENTS:
-        remaining = stopped + bound - time.monotonic()
-        try:
-            msg = watcher.messages.get(timeout=max(0.01, remaining))
-        except queue.Empty:
-            break
-        if msg.topic.startswith(f"{base}/will/"):
-            wills.add(msg.topic)
+    wills = collect_wills(watcher, base, stopped + bound)
     elapsed = time.monotonic() - stopped
     assert len(wills) == CLIENTS, f"{len(wills)} of {CLIENTS} wills within {bound:.1f}s"
     print(f"{CLIENTS} wills {elapsed:.1f}s after the clients stopped (keepalive {KEEPALIVE}s)")
 
-    def still_open() -> int:
-        return sum(
-            1
-            for c in acceptor.net_connections("tcp")
-            if c.raddr and c.raddr.port in ports and c.laddr.port == broker.port
-        )
-
     deadline = time.monotonic() + 10
-    while still_open() and time.monotonic() < deadline:
+    while still_open(acceptor, ports, broker.port) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert still_open() == 0, f"{still_open()} hung clients' sockets still open in the acceptor"
+    open_now = still_open(acceptor, ports, broker.port)
+    assert open_now == 0, f"{open_now} hung clients' sockets still open in the acceptor"
     for s in hung:
         s.close()
     publisher.close()

@@ -54,6 +54,63 @@ def wait_for_counter(broker: Broker, name: str) -> int:
     return value[0]
 
 
+class Flood:
+    """QoS 1 publishes of PAYLOAD to `topic` over the raw socket `pub`, from a
+    thread, until `done` is set or `cap` bytes are sent."""
+
+    def __init__(self, pub: socket.socket, topic: str, cap: int) -> None:
+        self.pub = pub
+        self.topic = topic
+        self.cap = cap
+        self.sent = 0
+        self.stalled = threading.Event()  # the broker took nothing for a second
+        self.done = threading.Event()
+        self.finished = threading.Event()  # the publisher sent all it had
+        self.thread = threading.Thread(target=self._publish, daemon=True)
+
+    def _publish(self) -> None:
+        self.pub.settimeout(1.0)
+        packet_id = 0
+        while not self.done.is_set() and self.sent * len(PAYLOAD) < self.cap:
+            packet_id = packet_id % 65535 + 1
+            data = encode(Publish(self.topic, PAYLOAD, 1, packet_id=packet_id), 4)
+            view = memoryview(data)
+            while view and not self.done.is_set():
+                try:
+                    n = self.pub.send(view)
+                except TimeoutError:
+                    self.stalled.set()
+                    continue
+                view = view[n:]
+            if not view:
+                self.sent += 1
+        self.finished.set()
+
+
+def connect_publisher(broker: Broker) -> tuple[socket.socket, StreamDecoder]:
+    """A raw MQTT 3.1.1 client with a small send buffer, connected."""
+    pub = socket.create_connection(("127.0.0.1", broker.port))
+    pub.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    pub.sendall(encode(Connect(unique("pub"), 4, True, 0), 4))
+    decoder = StreamDecoder(protocol_level=4)
+    decoder.feed(pub.recv(4))  # CONNACK
+    assert decoder.next_packet() is not None
+    return pub, decoder
+
+
+def await_pubacks(pub: socket.socket, decoder: StreamDecoder, count: int) -> None:
+    """Until `count` packet ids are acknowledged, each by a PUBACK."""
+    pub.settimeout(TIMEOUT)
+    acked: set[int] = set()
+    while len(acked) < count:
+        data = pub.recv(65536)
+        assert data, "the publisher was disconnected"
+        decoder.feed(data)
+        while (packet := decoder.next_packet()) is not None:
+            assert isinstance(packet, Puback)
+            acked.add(packet.packet_id)
+
+
 def test_a_publisher_is_not_read_while_its_publishes_wait_for_the_store(
     make_broker: MakeBroker, tmp_path: Path
 ) -> None:
@@ -72,62 +129,26 @@ def test_a_publisher_is_not_read_while_its_publishes_wait_for_the_store(
     sub.subscribe(topic, 1)
     sub.disconnect()  # every publish to it must now be committed before its PUBACK
 
-    pub = socket.create_connection(("127.0.0.1", broker.port))
-    pub.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-    pub.sendall(encode(Connect(unique("pub"), 4, True, 0), 4))
-    decoder = StreamDecoder(protocol_level=4)
-    decoder.feed(pub.recv(4))  # CONNACK
-    assert decoder.next_packet() is not None
-
-    sent = [0]
-    stalled = threading.Event()  # the broker took nothing for a second
-    done = threading.Event()
-    finished = threading.Event()  # the publisher sent all it had
-    cap = 64 * MB  # far over what the bound lets in; reached at once without it
-
-    def publish() -> None:
-        pub.settimeout(1.0)
-        packet_id = 0
-        while not done.is_set() and sent[0] * len(PAYLOAD) < cap:
-            packet_id = packet_id % 65535 + 1
-            data = encode(Publish(topic, PAYLOAD, 1, packet_id=packet_id), 4)
-            view = memoryview(data)
-            while view and not done.is_set():
-                try:
-                    n = pub.send(view)
-                except TimeoutError:
-                    stalled.set()
-                    continue
-                view = view[n:]
-            if not view:
-                sent[0] += 1
-        finished.set()
+    pub, decoder = connect_publisher(broker)
+    # far over what the bound lets in; reached at once without it
+    flood = Flood(pub, topic, cap=64 * MB)
 
     with store_locked(broker):
-        thread = threading.Thread(target=publish, daemon=True)
-        thread.start()
+        flood.thread.start()
         # Paused: it reads nothing more, whatever the client sends.
         for _ in range(int(TIMEOUT * 10)):
-            if stalled.wait(0.1) or finished.is_set():
+            if flood.stalled.wait(0.1) or flood.finished.is_set():
                 break
-        taken = sent[0] * len(PAYLOAD)
-        assert stalled.is_set(), f"the broker kept reading: {taken / MB:.0f} MB taken"
+        taken = flood.sent * len(PAYLOAD)
+        assert flood.stalled.is_set(), f"the broker kept reading: {taken / MB:.0f} MB taken"
         # What it read: the bound, one read's worth, and the kernel's buffers.
         assert taken < 32 * MB, f"{taken / MB:.0f} MB taken with the store locked"
         assert wait_for_counter(broker, "unconfirmed_full_pauses") >= 1
-    done.set()
-    thread.join(TIMEOUT)
-    count = sent[0]
+    flood.done.set()
+    flood.thread.join(TIMEOUT)
+    count = flood.sent
     # The store writes again: every publish is acknowledged and delivered.
-    pub.settimeout(TIMEOUT)
-    acked: set[int] = set()
-    while len(acked) < count:
-        data = pub.recv(65536)
-        assert data, "the publisher was disconnected"
-        decoder.feed(data)
-        while (packet := decoder.next_packet()) is not None:
-            assert isinstance(packet, Puback)
-            acked.add(packet.packet_id)
+    await_pubacks(pub, decoder, count)
     pub.close()
     sub = Client(broker.port, sub_id, clean=False)
     sub.connect()

@@ -247,17 +247,22 @@ def in_context(ctx: int, block: bytes) -> tuple[bytes, str]:
         return connect(
             5, "corpus-w", flags=0x06, will=will_fields(5, "w/t", wprops=block)
         ), "connect"
+    return session_packet(ctx, block), "session"
+
+
+def session_packet(ctx: int, block: bytes) -> bytes:
+    """A valid MQTT 5 packet of `ctx`, sent after CONNACK, whose property block is `block`."""
     if ctx == PUBLISH:
-        return publish(5, "a/b", pprops=block), "session"
+        return publish(5, "a/b", pprops=block)
     if ctx in ACKS:
-        return ack(ctx, 0x7777, b"\x00" + block), "session"
+        return ack(ctx, 0x7777, b"\x00" + block)
     if ctx == SUBSCRIBE:
-        return subscribe(5, [("a/b", 0)], sprops=block), "session"
+        return subscribe(5, [("a/b", 0)], sprops=block)
     if ctx == UNSUBSCRIBE:
-        return unsubscribe(5, ["a/b"], uprops=block), "session"
+        return unsubscribe(5, ["a/b"], uprops=block)
     if ctx == DISCONNECT:
-        return disconnect(5, b"\x00" + block), "session"
-    return auth(b"\x18" + block), "session"
+        return disconnect(5, b"\x00" + block)
+    return auth(b"\x18" + block)
 
 
 class ContextOptions(TypedDict, total=False):

@@ -39,88 +39,103 @@ from .wire import (
 # --- fixed header (3.1.1 section 2.2, 5.0 section 2.1) ------------------------------------
 def fixed_header(c: Corpus) -> None:
     for level in LEVELS:
-        for ptype in range(1, 16):
-            if ptype == 3:
+        header_flags(c, level)
+        publish_header(c, level)
+        remaining_length(c, level)
+
+
+def header_flags(c: Corpus, level: int) -> None:
+    """Each packet type's reserved fixed-header flags, and the reserved type 0."""
+    for ptype in range(1, 16):
+        if ptype == 3:
+            continue
+        body = valid_body(ptype, level)
+        for flags in range(16):
+            if flags == REQUIRED_FLAGS[ptype]:
                 continue
-            body = valid_body(ptype, level)
-            for flags in range(16):
-                if flags == REQUIRED_FLAGS[ptype]:
-                    continue
-                if level == 3 and ptype in (6, 8, 10) and flags == REQUIRED_FLAGS[ptype] | 8:
-                    continue  # MQTT 3.1 sets DUP on these when it sends them again
-                data = packet(ptype << 4 | flags, body)
-                name = f"type-{ptype}-flags-{flags:x}"
-                # Invalid reserved flags are a Malformed Packet [MQTT-2.1.3-1]; AUTH
-                # below 5.0 is a reserved type whatever its flags.
-                c.add("header", name, level, data, violation(level, MALFORMED))
-                if ptype == 1:  # as the first packet: the fixed header already fails
-                    c.add("header", name + "-first", level, data, CLOSE, setup="none")
-        for flags in range(16):  # packet type 0 is reserved (Forbidden)
+            if level == 3 and ptype in (6, 8, 10) and flags == REQUIRED_FLAGS[ptype] | 8:
+                continue  # MQTT 3.1 sets DUP on these when it sends them again
+            data = packet(ptype << 4 | flags, body)
+            name = f"type-{ptype}-flags-{flags:x}"
+            # Invalid reserved flags are a Malformed Packet [MQTT-2.1.3-1]; AUTH
+            # below 5.0 is a reserved type whatever its flags.
+            c.add("header", name, level, data, violation(level, MALFORMED))
+            if ptype == 1:  # as the first packet: the fixed header already fails
+                c.add("header", name + "-first", level, data, CLOSE, setup="none")
+    for flags in range(16):  # packet type 0 is reserved (Forbidden)
+        c.add(
+            "header",
+            f"type-0-flags-{flags:x}",
+            level,
+            packet(flags, b""),
+            violation(level, MALFORMED),
+        )
+        c.add(
+            "header",
+            f"type-0-flags-{flags:x}-first",
+            level,
+            packet(flags, b""),
+            CLOSE,
+            setup="none",
+        )
+
+
+def publish_header(c: Corpus, level: int) -> None:
+    """PUBLISH's fixed-header flags."""
+    # PUBLISH: QoS 3 is a Malformed Packet [MQTT-3.3.1-4]; DUP on QoS 0 is not
+    # allowed [MQTT-3.3.1-2].
+    body = s("a/b") + u16(1) + (b"\x00" if level == 5 else b"") + b"p"
+    for flags in (0x6, 0x7, 0xE, 0xF):
+        c.add(
+            "header",
+            f"publish-qos3-flags-{flags:x}",
+            level,
+            packet(0x30 | flags, body),
+            violation(level, MALFORMED),
+        )
+    for flags in (0x8, 0x9):
+        c.add(
+            "header",
+            f"publish-dup-qos0-flags-{flags:x}",
+            level,
+            publish(level, "a/b", flags=flags),
+            violation(level, PROTOCOL),
+        )
+
+
+def remaining_length(c: Corpus, level: int) -> None:
+    """The Remaining Length: its encoding, and the maximum packet size."""
+    # Remaining length: at most 4 bytes [MQTT-1.5.5]/(2.2.3).
+    for i, rl in enumerate(
+        [b"\xff\xff\xff\xff\x7f", b"\x80\x80\x80\x80\x00", b"\xff\xff\xff\xff\xff\x01"]
+    ):
+        for first in (0x30, 0xC0, 0x82):
             c.add(
                 "header",
-                f"type-0-flags-{flags:x}",
+                f"remaining-length-5-bytes-{i}-{first:x}",
                 level,
-                packet(flags, b""),
+                bytes((first,)) + rl,
                 violation(level, MALFORMED),
+                probe="none",
             )
+    # Non-minimal remaining length: a Malformed Packet in 5.0 [MQTT-1.5.5-1];
+    # 3.1.1 section 2.2.3 has no such rule (accepted).
+    for rl in (b"\x80\x00", b"\x80\x80\x00", b"\x80\x80\x80\x00"):
+        expect = violation(level, MALFORMED) if level == 5 else ok()
+        c.add("header", f"pingreq-non-minimal-length-{len(rl)}", level, b"\xc0" + rl, expect)
+    # Over the maximum packet size the broker announces (v5 CONNACK): refused
+    # from the fixed header alone, 0x95 [MQTT-3.2.2-15] / a close.
+    for first in (0x30, 0x32, 0x82, 0xA2, 0xC0, 0xE0, 0x40):
+        for size in (MAX_PACKET_SIZE + 1, 2 * MAX_PACKET_SIZE, 268_435_455):
+            data = bytes((first,)) + vbi(size) + b"\x00\x03a/b"
             c.add(
                 "header",
-                f"type-0-flags-{flags:x}-first",
+                f"too-large-{first:x}-{size}",
                 level,
-                packet(flags, b""),
-                CLOSE,
-                setup="none",
+                data,
+                violation(level, TOO_LARGE),
+                probe="none",
             )
-        # PUBLISH: QoS 3 is a Malformed Packet [MQTT-3.3.1-4]; DUP on QoS 0 is not
-        # allowed [MQTT-3.3.1-2].
-        body = s("a/b") + u16(1) + (b"\x00" if level == 5 else b"") + b"p"
-        for flags in (0x6, 0x7, 0xE, 0xF):
-            c.add(
-                "header",
-                f"publish-qos3-flags-{flags:x}",
-                level,
-                packet(0x30 | flags, body),
-                violation(level, MALFORMED),
-            )
-        for flags in (0x8, 0x9):
-            c.add(
-                "header",
-                f"publish-dup-qos0-flags-{flags:x}",
-                level,
-                publish(level, "a/b", flags=flags),
-                violation(level, PROTOCOL),
-            )
-        # Remaining length: at most 4 bytes [MQTT-1.5.5]/(2.2.3).
-        for i, rl in enumerate(
-            [b"\xff\xff\xff\xff\x7f", b"\x80\x80\x80\x80\x00", b"\xff\xff\xff\xff\xff\x01"]
-        ):
-            for first in (0x30, 0xC0, 0x82):
-                c.add(
-                    "header",
-                    f"remaining-length-5-bytes-{i}-{first:x}",
-                    level,
-                    bytes((first,)) + rl,
-                    violation(level, MALFORMED),
-                    probe="none",
-                )
-        # Non-minimal remaining length: a Malformed Packet in 5.0 [MQTT-1.5.5-1];
-        # 3.1.1 section 2.2.3 has no such rule (accepted).
-        for rl in (b"\x80\x00", b"\x80\x80\x00", b"\x80\x80\x80\x00"):
-            expect = violation(level, MALFORMED) if level == 5 else ok()
-            c.add("header", f"pingreq-non-minimal-length-{len(rl)}", level, b"\xc0" + rl, expect)
-        # Over the maximum packet size the broker announces (v5 CONNACK): refused
-        # from the fixed header alone, 0x95 [MQTT-3.2.2-15] / a close.
-        for first in (0x30, 0x32, 0x82, 0xA2, 0xC0, 0xE0, 0x40):
-            for size in (MAX_PACKET_SIZE + 1, 2 * MAX_PACKET_SIZE, 268_435_455):
-                data = bytes((first,)) + vbi(size) + b"\x00\x03a/b"
-                c.add(
-                    "header",
-                    f"too-large-{first:x}-{size}",
-                    level,
-                    data,
-                    violation(level, TOO_LARGE),
-                    probe="none",
-                )
 
 
 # --- PINGREQ, DISCONNECT, AUTH (sections 3.12, 3.14, 3.15) --------------------------------

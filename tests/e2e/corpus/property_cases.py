@@ -44,19 +44,7 @@ from .wire import (
 def properties(c: Corpus) -> None:
     for ctx, cname in CONTEXTS.items():
         g = f"properties-{cname}"
-        for ident, (pname, value, allowed) in PROPERTIES.items():
-            if ctx not in allowed:
-                # Not valid for the packet type: a Malformed Packet (section 2.2.2.2).
-                c.ctx_case(g, f"not-allowed-{pname}", ctx, props(prop(ident, value)), MALFORMED)
-            elif ident != 0x26 and not (ctx == PUBLISH and ident == 0x0B):
-                # (A Subscription Identifier may repeat in a PUBLISH to a client; from
-                # a client it is not allowed at all: see publish_properties.)
-                # Each of these may appear once: "It is a Protocol Error to include
-                # ... more than once" (sections 3.x.2.x).
-                dup = props(prop(ident, value), prop(ident, value))
-                c.ctx_case(g, f"duplicate-{pname}", ctx, dup, PROTOCOL)
-        for ident in UNKNOWN_PROPERTY_IDS:
-            c.ctx_case(g, f"unknown-id-{ident:02x}", ctx, props(prop(ident, b"\x00")), MALFORMED)
+        property_identifiers(c, g, ctx)
         # Lengths: the Property Length is a minimal Variable Byte Integer of at
         # most 4 bytes [MQTT-1.5.5-1] that must hold whole properties.
         pair = prop(0x26, s("k") + s("v"))
@@ -123,6 +111,23 @@ def properties(c: Corpus) -> None:
             # User Property may repeat, with the same name too (a control case).
             data, _ = in_context(ctx, props(pair, pair, prop(0x26, s("k") + s("w"))))
             c.add(g, f"{cname}/user-properties-repeated", 5, data, ok())
+
+
+def property_identifiers(c: Corpus, g: str, ctx: int) -> None:
+    """Each known property where the packet may not carry it, or carries it twice; unknown ones."""
+    for ident, (pname, value, allowed) in PROPERTIES.items():
+        if ctx not in allowed:
+            # Not valid for the packet type: a Malformed Packet (section 2.2.2.2).
+            c.ctx_case(g, f"not-allowed-{pname}", ctx, props(prop(ident, value)), MALFORMED)
+        elif ident != 0x26 and not (ctx == PUBLISH and ident == 0x0B):
+            # (A Subscription Identifier may repeat in a PUBLISH to a client; from
+            # a client it is not allowed at all: see publish_properties.)
+            # Each of these may appear once: "It is a Protocol Error to include
+            # ... more than once" (sections 3.x.2.x).
+            dup = props(prop(ident, value), prop(ident, value))
+            c.ctx_case(g, f"duplicate-{pname}", ctx, dup, PROTOCOL)
+    for ident in UNKNOWN_PROPERTY_IDS:
+        c.ctx_case(g, f"unknown-id-{ident:02x}", ctx, props(prop(ident, b"\x00")), MALFORMED)
 
 
 def connect_properties(c: Corpus) -> None:

@@ -155,143 +155,159 @@ def probe_answer(level: int) -> tuple[str, int]:
 
 def acks(c: Corpus) -> None:
     for level in LEVELS:
-        g = "acks"
         for ptype, aname in ACK_NAMES.items():
-            c.add(g, f"{aname}-packet-id-0", level, ack(ptype, 0), violation(level, PROTOCOL))
-            c.add(
-                g,
-                f"{aname}-length-0",
-                level,
-                packet(ptype << 4 | REQUIRED_FLAGS[ptype], b""),
-                violation(level, MALFORMED),
-            )
-            c.add(
-                g,
-                f"{aname}-length-1",
-                level,
-                packet(ptype << 4 | REQUIRED_FLAGS[ptype], b"\x01"),
-                violation(level, MALFORMED),
-            )
-            if level < 5:  # only the packet id (3.1.1 sections 3.4-3.7)
-                for extra in (b"\x00", b"\x00\x00", b"\x10\x00\x00"):
-                    c.add(g, f"{aname}-trailing-{len(extra)}", level, ack(ptype, 5, extra), CLOSE)
-            else:
-                # A reason code not in the packet's table (sections 3.4.2.1-3.7.2.1).
-                for code in (
-                    0x01,
-                    0x02,
-                    0x04,
-                    0x11,
-                    0x18,
-                    0x7F,
-                    0x81,
-                    0x82,
-                    0x84,
-                    0x8F,
-                    0x92,
-                    0x93,
-                    0x98,
-                    0x9A,
-                    0xA0,
-                    0xFF,
-                ):
-                    if code not in V5_ACK_CODES[ptype]:
-                        c.add(
-                            g,
-                            f"{aname}-reason-{code:02x}",
-                            5,
-                            ack(ptype, 5, bytes((code,))),
-                            violation(5, PROTOCOL),
-                        )
+            ack_fields(c, level, ptype, aname)
+            unknown_packet_id(c, level, ptype, aname)
+        inflight_acks(c, level)
+
+
+def ack_fields(c: Corpus, level: int, ptype: int, aname: str) -> None:
+    """An acknowledgement's packet id, length, trailing bytes and reason code."""
+    g = "acks"
+    c.add(g, f"{aname}-packet-id-0", level, ack(ptype, 0), violation(level, PROTOCOL))
+    c.add(
+        g,
+        f"{aname}-length-0",
+        level,
+        packet(ptype << 4 | REQUIRED_FLAGS[ptype], b""),
+        violation(level, MALFORMED),
+    )
+    c.add(
+        g,
+        f"{aname}-length-1",
+        level,
+        packet(ptype << 4 | REQUIRED_FLAGS[ptype], b"\x01"),
+        violation(level, MALFORMED),
+    )
+    if level < 5:  # only the packet id (3.1.1 sections 3.4-3.7)
+        for extra in (b"\x00", b"\x00\x00", b"\x10\x00\x00"):
+            c.add(g, f"{aname}-trailing-{len(extra)}", level, ack(ptype, 5, extra), CLOSE)
+    else:
+        # A reason code not in the packet's table (sections 3.4.2.1-3.7.2.1).
+        for code in (
+            0x01,
+            0x02,
+            0x04,
+            0x11,
+            0x18,
+            0x7F,
+            0x81,
+            0x82,
+            0x84,
+            0x8F,
+            0x92,
+            0x93,
+            0x98,
+            0x9A,
+            0xA0,
+            0xFF,
+        ):
+            if code not in V5_ACK_CODES[ptype]:
                 c.add(
                     g,
-                    f"{aname}-reason-and-no-property-length-trailing",
+                    f"{aname}-reason-{code:02x}",
                     5,
-                    ack(ptype, 5, b"\x00\x00\x00"),
-                    violation(5, MALFORMED),
+                    ack(ptype, 5, bytes((code,))),
+                    violation(5, PROTOCOL),
                 )
-            # For a packet id not in flight: a late duplicate, not a violation.
-            # PUBREC is answered PUBREL (0x92 Packet Identifier not found in 5.0),
-            # PUBREL with PUBCOMP; PUBACK and PUBCOMP with nothing.
-            nf = 0x92 if level == 5 else 0
-            answer = {
-                PUBACK: (),
-                PUBCOMP: (),
-                PUBREC: (("pubrel", nf),),
-                PUBREL: (("pubcomp", nf),),
-            }[ptype]
+        c.add(
+            g,
+            f"{aname}-reason-and-no-property-length-trailing",
+            5,
+            ack(ptype, 5, b"\x00\x00\x00"),
+            violation(5, MALFORMED),
+        )
+
+
+def unknown_packet_id(c: Corpus, level: int, ptype: int, aname: str) -> None:
+    """An acknowledgement for a packet id not in flight, with each reason code MQTT 5 allows."""
+    g = "acks"
+    # For a packet id not in flight: a late duplicate, not a violation.
+    # PUBREC is answered PUBREL (0x92 Packet Identifier not found in 5.0),
+    # PUBREL with PUBCOMP; PUBACK and PUBCOMP with nothing.
+    nf = 0x92 if level == 5 else 0
+    answer = {
+        PUBACK: (),
+        PUBCOMP: (),
+        PUBREC: (("pubrel", nf),),
+        PUBREL: (("pubcomp", nf),),
+    }[ptype]
+    c.add(
+        g,
+        f"{aname}-unknown-packet-id",
+        level,
+        ack(ptype, 4242),
+        ok((*answer, probe_answer(level))),
+        probe="worker",
+    )
+    if level == 5:
+        for code in sorted(V5_ACK_CODES[ptype]):
+            if ptype == PUBREC and code >= 0x80:
+                # Item 19: a failed PUBREC ends the flow; nothing to release (4.3.3).
+                got: tuple[tuple[str, int], ...] = ()
+            else:
+                got = answer
             c.add(
                 g,
-                f"{aname}-unknown-packet-id",
-                level,
-                ack(ptype, 4242),
-                ok((*answer, probe_answer(level))),
+                f"{aname}-unknown-packet-id-reason-{code:02x}",
+                5,
+                ack(ptype, 4243, bytes((code,))),
+                ok((*got, probe_answer(5))),
                 probe="worker",
             )
-            if level == 5:
-                for code in sorted(V5_ACK_CODES[ptype]):
-                    if ptype == PUBREC and code >= 0x80:
-                        # Item 19: a failed PUBREC ends the flow; nothing to release (4.3.3).
-                        got: tuple[tuple[str, int], ...] = ()
-                    else:
-                        got = answer
-                    c.add(
-                        g,
-                        f"{aname}-unknown-packet-id-reason-{code:02x}",
-                        5,
-                        ack(ptype, 4243, bytes((code,))),
-                        ok((*got, probe_answer(5))),
-                        probe="worker",
-                    )
-        # Item 18: an acknowledgement of the wrong type for a message in flight is
-        # a protocol violation [MQTT-4.8.0-1].
-        wrong = {
-            "puback-for-qos2": (2, False, PUBACK),
-            "puback-after-pubrel": (2, True, PUBACK),
-            "pubcomp-for-qos1": (1, False, PUBCOMP),
-            "pubcomp-before-pubrel": (2, False, PUBCOMP),
-            "pubrec-for-qos1": (1, False, PUBREC),
-            "pubrel-for-qos1-delivery": None,
-        }
-        for name, spec in wrong.items():
-            if spec is None:
-                continue
-            qos, released, ptype = spec
+
+
+def inflight_acks(c: Corpus, level: int) -> None:
+    """Acknowledgements of a message in flight to the client: wrong types, and the right ones."""
+    # Item 18: an acknowledgement of the wrong type for a message in flight is
+    # a protocol violation [MQTT-4.8.0-1].
+    wrong = {
+        "puback-for-qos2": (2, False, PUBACK),
+        "puback-after-pubrel": (2, True, PUBACK),
+        "pubcomp-for-qos1": (1, False, PUBCOMP),
+        "pubcomp-before-pubrel": (2, False, PUBCOMP),
+        "pubrec-for-qos1": (1, False, PUBREC),
+        "pubrel-for-qos1-delivery": None,
+    }
+    for name, spec in wrong.items():
+        if spec is None:
+            continue
+        qos, released, ptype = spec
+        c.add(
+            "inflight",
+            name,
+            level,
+            ack(ptype, 0xFFFF),
+            violation(level, PROTOCOL),
+            setup="inflight",
+            inflight=(qos, released),
+            probe="none",
+        )
+        if level == 5:
             c.add(
                 "inflight",
-                name,
+                name + "-with-reason",
                 level,
-                ack(ptype, 0xFFFF),
+                ack(ptype, 0xFFFF, b"\x80" if ptype != PUBCOMP else b"\x92"),
                 violation(level, PROTOCOL),
                 setup="inflight",
                 inflight=(qos, released),
                 probe="none",
             )
-            if level == 5:
-                c.add(
-                    "inflight",
-                    name + "-with-reason",
-                    level,
-                    ack(ptype, 0xFFFF, b"\x80" if ptype != PUBCOMP else b"\x92"),
-                    violation(level, PROTOCOL),
-                    setup="inflight",
-                    inflight=(qos, released),
-                    probe="none",
-                )
-        # The right acknowledgements are fine (controls).
-        for name, (qos, released, ptype, answer) in {
-            "puback-for-qos1": (1, False, PUBACK, ()),
-            "pubrec-for-qos2": (2, False, PUBREC, (("pubrel", 0),)),
-            "pubcomp-after-pubrel": (2, True, PUBCOMP, ()),
-            "pubrec-again-after-pubrel": (2, True, PUBREC, (("pubrel", 0),)),
-        }.items():
-            c.add(
-                "inflight",
-                name,
-                level,
-                ack(ptype, 0xFFFF),
-                ok((*answer, probe_answer(level))),
-                setup="inflight",
-                inflight=(qos, released),
-                probe="worker",
-            )
+    # The right acknowledgements are fine (controls).
+    for name, (qos, released, ptype, answer) in {
+        "puback-for-qos1": (1, False, PUBACK, ()),
+        "pubrec-for-qos2": (2, False, PUBREC, (("pubrel", 0),)),
+        "pubcomp-after-pubrel": (2, True, PUBCOMP, ()),
+        "pubrec-again-after-pubrel": (2, True, PUBREC, (("pubrel", 0),)),
+    }.items():
+        c.add(
+            "inflight",
+            name,
+            level,
+            ack(ptype, 0xFFFF),
+            ok((*answer, probe_answer(level))),
+            setup="inflight",
+            inflight=(qos, released),
+            probe="worker",
+        )

@@ -8,6 +8,8 @@ and frame them; `props` are the MQTT 5 property blocks (section 2.2.2).
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 PROTOCOL_NAMES = {3: b"MQIsdp", 4: b"MQTT", 5: b"MQTT"}
 
 # Fixed-header flags each packet type must carry (3.1.1 section 2.2.2, 5.0
@@ -54,32 +56,40 @@ def prop(ident: int, value: bytes) -> bytes:
     return bytes((ident,)) + value
 
 
+class ConnectFields(TypedDict, total=False):
+    """CONNECT's fields besides the level and client id, each with a default:
+    `flags` 0x02 (clean session), `keepalive` 30, `connect_props` an empty
+    property block (MQTT 5 only), `will` none, `username` and `password` none
+    (each is the field already encoded), `name` the level's protocol name,
+    `protocol_level` the level, `first_byte` 0x10."""
+
+    flags: int
+    keepalive: int
+    connect_props: bytes
+    will: bytes
+    username: bytes | None
+    password: bytes | None
+    name: bytes | None
+    protocol_level: int | None
+    first_byte: int
+
+
 def connect(
-    level: int,
-    client_id: bytes | str = b"corpus",
-    *,
-    flags: int = 0x02,
-    keepalive: int = 30,
-    connect_props: bytes = b"\x00",
-    will: bytes = b"",
-    username: bytes | None = None,
-    password: bytes | None = None,
-    name: bytes | None = None,
-    protocol_level: int | None = None,
-    first_byte: int = 0x10,
+    level: int, client_id: bytes | str = b"corpus", **fields: Unpack[ConnectFields]
 ) -> bytes:
     """CONNECT (section 3.1). `will` is the will fields already encoded (will
     properties for MQTT 5, topic, payload); set the will flags in `flags`."""
+    name = fields.get("name")
+    protocol_level = fields.get("protocol_level")
     body = s(PROTOCOL_NAMES[level] if name is None else name)
-    body += bytes((level if protocol_level is None else protocol_level, flags)) + u16(keepalive)
+    body += bytes((level if protocol_level is None else protocol_level, fields.get("flags", 0x02)))
+    body += u16(fields.get("keepalive", 30))
     if level == 5:
-        body += connect_props
-    body += s(client_id) + will
-    if username is not None:
-        body += username
-    if password is not None:
-        body += password
-    return packet(first_byte, body)
+        body += fields.get("connect_props", b"\x00")
+    body += s(client_id) + fields.get("will", b"")
+    body += fields.get("username") or b""
+    body += fields.get("password") or b""
+    return packet(fields.get("first_byte", 0x10), body)
 
 
 def will_fields(
@@ -155,20 +165,17 @@ def valid_body(ptype: int, level: int) -> bytes:
     """A valid body for each packet type at `level` (server-only types too),
     so a case can change one thing only (its flags, say)."""
     v5 = level == 5
-    if ptype == 1:
-        return connect(level, b"again")[2:]
-    if ptype == 2:
-        return b"\x00\x00" + (b"\x00" if v5 else b"")
-    if ptype == 3:
-        return publish(level, "a/b")[2:]
-    if ptype in (4, 5, 6, 7):
-        return u16(7)
-    if ptype == 8:
-        return subscribe(level, [("a/b", 0)])[2:]
-    if ptype == 9:
-        return u16(1) + (b"\x00" if v5 else b"") + b"\x00"
-    if ptype == 10:
-        return unsubscribe(level, ["a/b"])[2:]
-    if ptype == 11:
-        return u16(1) + (b"\x00\x00" if v5 else b"")
-    return b""  # PINGREQ, PINGRESP, DISCONNECT, AUTH, reserved 0
+    bodies = {
+        1: connect(level, b"again")[2:],
+        2: b"\x00\x00" + (b"\x00" if v5 else b""),
+        3: publish(level, "a/b")[2:],
+        4: u16(7),
+        5: u16(7),
+        6: u16(7),
+        7: u16(7),
+        8: subscribe(level, [("a/b", 0)])[2:],
+        9: u16(1) + (b"\x00" if v5 else b"") + b"\x00",
+        10: unsubscribe(level, ["a/b"])[2:],
+        11: u16(1) + (b"\x00\x00" if v5 else b""),
+    }
+    return bodies.get(ptype, b"")  # PINGREQ, PINGRESP, DISCONNECT, AUTH, reserved 0

@@ -2,7 +2,10 @@
 in the router, a shard and an acceptor, a frame with a poisoned envelope
 between good ones still has the good ones' effects, and `envelope_errors`
 counts the bad one. Before: the exception left the role's handler and the
-rest of the frame (up to 256 other clients' envelopes) was dropped."""
+rest of the frame (up to 256 other clients' envelopes) was dropped. (The
+router's and the shard's frames go through EnvelopeGuard.handle_each, as
+flockmq/runtime.py feeds them; tests/unit/flockmq/test_runtime.py drives the
+runner itself.)"""
 
 from __future__ import annotations
 
@@ -33,8 +36,8 @@ def test_router_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> N
     good_alice = [env.Kind.SUB, 0, "alice", 7, 1, [["a/b", 1, False, False, True, None, True]], [1]]
     poisoned = [env.Kind.SUB, 0, "mallory", 8, 1, [["a/b"]], [1]]  # an entry of the wrong arity
     good_bob = [env.Kind.SUB, 1, "bob", 9, 1, [["a/+", 1, False, False, True, None, True]], [1]]
-    for e in (good_alice, poisoned, good_bob):
-        router.handle(e)
+    # The loop every frame goes through (flockmq/runtime.py feeds it).
+    router.guard.handle_each(router.handle, [good_alice, poisoned, good_bob], 0.0)
     assert router.counters["envelope_errors"] == 1
     workers, _ = take(router)
     subscribed = sorted(
@@ -64,7 +67,8 @@ def test_router_skips_an_invalid_filter_and_takes_the_other_entries() -> None:
 def test_shard_handles_the_rest_of_a_frame_after_an_envelope_that_raises() -> None:
     h = Harness()
     h.connect(CONN_A, "alice", clean=True)
-    h.shard.handle([env.Kind.CONNECT, CONN_B], h.now)  # the wrong arity
+    poisoned = [env.Kind.CONNECT, CONN_B]  # the wrong arity
+    h.shard.state.guard.handle_each(h.shard.handle, [poisoned], h.now)
     h.connect(CONN_B, "bob", clean=True)
     assert h.shard.counters["envelope_errors"] == 1
     connacks = of_kind(h.peek_acceptors(), env.Connack)

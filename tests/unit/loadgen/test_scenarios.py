@@ -57,3 +57,28 @@ def test_too_few_processes_is_refused() -> None:
 def test_subscribers_and_publishers_are_spread() -> None:
     plan = build_plan(Settings("pairs", pairs=10, processes=2, run_id="t"), 8)
     assert [len(a) for a in plan.assignment] == [10, 10]
+
+
+def test_connect_rate_clients_only_connect() -> None:
+    plan = build_plan(Settings("connect-rate", connections=12_000, processes=4, run_id="t"), 2)
+    assert not plan.publishers and not plan.subscribers and not plan.idle
+    assert len(plan.churn) == 12_000
+    assert len({c.client_id for c in plan.churn}) == 12_000
+    assert [len(a) for a in plan.assignment] == [3000] * 4
+    # the first 10,000 connect from the default address, the rest are spread
+    assert {c.source_ip for c in plan.churn[:10_000]} == {""}
+    assert {c.source_ip for c in plan.churn[10_000:]} == {"127.0.0.2"}
+
+
+def test_clients_take_the_credentials_in_turn() -> None:
+    users = (("a", "pa"), ("b", "pb"), ("c", "pc"))
+    plan = build_plan(Settings("connect-rate", connections=7, credentials=users, run_id="t"), 2)
+    assert [c.credentials for c in plan.churn] == [*users, *users, users[0]]
+    plan = build_plan(Settings("fanin", publishers=4, credentials=users, run_id="t"), 2)
+    clients = [*plan.subscribers, *plan.publishers]
+    assert all(c.credentials in users for c in clients)
+
+
+def test_no_credentials_means_anonymous() -> None:
+    plan = build_plan(Settings("fanin", publishers=2, run_id="t"), 2)
+    assert all(c.credentials is None for c in [*plan.subscribers, *plan.publishers])

@@ -107,6 +107,17 @@ def test_connect_5_carries_session_expiry() -> None:
     assert got == b"\x10\x14\x00\x04MQTT\x05\x00\x00\x0a\x05\x11\x00\x00\x01\x2c\x00\x02c1"
 
 
+def test_connect_with_username_and_password() -> None:
+    # flags 0xC2: username, password, clean session [MQTT-3.1.2.8, 3.1.2.9]
+    got = wire.encode_connect("c1", keepalive=60, username="al", password=b"pw")
+    assert got == b"\x10\x16\x00\x04MQTT\x04\xc2\x00\x3c\x00\x02c1\x00\x02al\x00\x02pw"
+
+
+def test_connect_4_refuses_a_password_without_a_username() -> None:
+    with pytest.raises(ValueError, match=r"MQTT-3\.1\.2-22"):
+        wire.encode_connect("c1", password=b"pw")
+
+
 def test_subscribe_golden_bytes() -> None:
     assert wire.encode_subscribe(1, "a/+", 1) == b"\x82\x08\x00\x01\x00\x03a/+\x01"
     assert wire.encode_subscribe(1, "a/+", 2, protocol=5) == b"\x82\x09\x00\x01\x00\x00\x03a/+\x02"

@@ -5,7 +5,7 @@ messages after SUBSCRIBED, and WORKER_UP forgetting a restarted shard."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pytest
 
@@ -16,6 +16,18 @@ from flockmq.store import RetainedRecord
 from tests.unit.wire import kind_of, wire, wire_all
 
 
+class EntryOptions(TypedDict, total=False):
+    """A subscription's options, the same for each of its filters: no_local
+    (default False), rap (retain as published, False), send_retained (True),
+    sub_id (the subscription identifier, None), persistent (True)."""
+
+    no_local: bool
+    rap: bool
+    send_retained: bool
+    sub_id: int | None
+    persistent: bool
+
+
 def sub(
     router: Router,
     shard: int,
@@ -23,14 +35,19 @@ def sub(
     *filters: tuple[str, int],
     conn: int = 7,
     packet_id: int = 1,
-    no_local: bool = False,
-    rap: bool = False,
-    send_retained: bool = True,
-    sub_id: int | None = None,
-    persistent: bool = True,
+    **options: Unpack[EntryOptions],
 ) -> None:
     entries = [
-        env.RouteEntry(f, q, no_local, rap, send_retained, sub_id, persistent) for f, q in filters
+        env.RouteEntry(
+            f,
+            q,
+            options.get("no_local", False),
+            options.get("rap", False),
+            options.get("send_retained", True),
+            options.get("sub_id"),
+            options.get("persistent", True),
+        )
+        for f, q in filters
     ]
     codes = [q for _, q in filters]
     router.handle(wire(env.Sub(env.Kind.SUB, shard, client_id, conn, packet_id, entries, codes)))
@@ -159,6 +176,25 @@ def test_going_offline_invalidates_the_direct_plan() -> None:
     workers, acceptors = take(router)
     assert acceptors == {}
     assert targets_of(workers[0][0]) == [["a", 0, False, []]]
+
+
+def test_publishers_coming_and_going_keep_the_cached_plans() -> None:
+    router = Router()
+    conn = make_conn_id(0, 0, 1)
+    sub(router, 0, "a", ("z", 0), conn=conn)
+    router.handle([env.Kind.ONLINE, "a", conn])
+    route(router, "z", qos=0)
+    take(router)
+    assert router.plans  # the plan for "z" is cached
+    for i in range(50):  # clients with no subscription connect and leave
+        router.handle([env.Kind.ONLINE, f"pub-{i}", make_conn_id(0, 0, 100 + i)])
+        router.handle([env.Kind.ONLINE, f"pub-{i}", 0])
+    assert router.plans
+    route(router, "z", qos=0)
+    assert take(router)[1] == {0: [[env.Kind.SEND_PUBLISH_MANY, [conn], "z", b"p", False, None]]}
+    # a subscriber going offline still changes the plan
+    router.handle([env.Kind.ONLINE, "a", 0])
+    assert not router.plans
 
 
 def test_no_local_skips_the_publisher_only() -> None:

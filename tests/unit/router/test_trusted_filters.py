@@ -36,7 +36,8 @@ def test_an_invalid_filter_never_raises_and_unsubscribes_cleanly(bad: str) -> No
 
 def test_a_filter_that_is_not_a_string_fails_its_envelope_alone() -> None:
     router = Router()
-    router.handle([env.Kind.SUB, 0, "mallory", 8, 1, [[5, 1, False, False, True, None, True]], [1]])
+    poisoned = [env.Kind.SUB, 0, "mallory", 8, 1, [[5, 1, False, False, True, None, True]], [1]]
+    router.guard.handle_each(router.handle, [poisoned], 0.0)  # as the runtime feeds a frame
     assert router.counters["envelope_errors"] == 1
     sub(router, 0, "alice", ("a/b", 1))
     take(router)

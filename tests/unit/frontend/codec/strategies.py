@@ -67,6 +67,15 @@ def topic_filters(draw: st.DrawFn, level: int, allow_shared: bool = True) -> str
     return topic_filter
 
 
+# A property's values by its wire type (binary data for the others).
+_BY_WIRE_TYPE: dict[WireType, st.SearchStrategy[Any]] = {
+    WireType.BYTE: st.integers(0, 1),
+    WireType.TWO_BYTE_INT: st.integers(1, 0xFFFF),
+    WireType.FOUR_BYTE_INT: st.integers(1, 0xFFFFFFFF),
+    WireType.UTF8: text,
+}
+
+
 def _value(name: str, wire_type: WireType, packet_type: int) -> st.SearchStrategy[Any]:
     if name == "user_property":
         return st.lists(st.tuples(text, text), min_size=1, max_size=3).map(tuple)
@@ -77,15 +86,7 @@ def _value(name: str, wire_type: WireType, packet_type: int) -> st.SearchStrateg
         return ids
     if name == "response_topic":
         return topic_names
-    if wire_type is WireType.BYTE:
-        return st.integers(0, 1)
-    if wire_type is WireType.TWO_BYTE_INT:
-        return st.integers(1, 0xFFFF)
-    if wire_type is WireType.FOUR_BYTE_INT:
-        return st.integers(1, 0xFFFFFFFF)
-    if wire_type is WireType.UTF8:
-        return text
-    return st.binary(max_size=12)
+    return _BY_WIRE_TYPE.get(wire_type, st.binary(max_size=12))
 
 
 def _add_auth_method(props: dict[str, Any]) -> dict[str, Any]:

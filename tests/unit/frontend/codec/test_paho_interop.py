@@ -63,6 +63,11 @@ def answer(packet: Packet, level: int) -> bytes | None:
     if isinstance(packet, Unsubscribe):
         codes = (0,) * len(packet.topic_filters) if level == 5 else ()
         return encode(Unsuback(packet.packet_id, codes), level)
+    return flow_answer(packet, level)
+
+
+def flow_answer(packet: Packet, level: int) -> bytes | None:
+    """What a broker would send back to a PUBLISH, PUBREL or PINGREQ."""
     if isinstance(packet, Publish) and packet.qos and packet.packet_id is not None:
         return encode_ack(4 if packet.qos == 1 else 5, packet.packet_id, level)
     if isinstance(packet, Pubrel):
