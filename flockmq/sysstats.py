@@ -1,5 +1,12 @@
 """Each process's counters, published as retained `$SYS/broker/<role>/<index>/<name>`
-messages (the MQTT way to expose broker statistics), only when they changed."""
+messages (the MQTT way to expose broker statistics), only when they changed.
+
+`gauges`, when given, is asked for the values that are a state rather than a
+count (connected clients, queued messages) each time the counters are due, so
+they are computed once per interval, not kept up to date on every message.
+`extra`, when given, adds topics of its own (the router's broker-wide
+Mosquitto topics, router/sys_topics.py), published like the counters: retained,
+and only when their value changed."""
 
 from __future__ import annotations
 
@@ -11,10 +18,20 @@ from flockmq.mqtt.topics import SYS_PREFIX
 
 
 class SysStats:
-    def __init__(self, role: str, index: int, counters: Counter[str]) -> None:
+    def __init__(
+        self,
+        role: str,
+        index: int,
+        counters: Counter[str],
+        gauges: Callable[[], dict[str, int]] | None = None,
+        extra: Callable[[float], list[tuple[str, bytes]]] | None = None,
+    ) -> None:
         self.prefix = f"{SYS_PREFIX}broker/{role}/{index}/"
         self.counters = counters
+        self.gauges = gauges
+        self.extra = extra
         self.published: dict[str, int] = {}
+        self.published_extra: dict[str, bytes] = {}
         self.last = 0.0
 
     def changed(self) -> list[tuple[str, int]]:
@@ -26,7 +43,15 @@ class SysStats:
         if now - self.last < interval:
             return
         self.last = now
+        if self.gauges is not None:
+            for name, value in self.gauges().items():
+                self.counters[name] = value  # set: Counter.update would add
         for name, value in self.changed():
             send(
                 Route(Kind.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None, None)
             )
+        if self.extra is not None:
+            for topic, payload in self.extra(now):
+                if self.published_extra.get(topic) != payload:
+                    self.published_extra[topic] = payload
+                    send(Route(Kind.ROUTE, "", topic, payload, 0, True, None, None))

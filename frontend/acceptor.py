@@ -37,6 +37,7 @@ from .passwords import PasswordFile, PasswordFileError
 from .servers import ListenerEndpoint, start_servers
 from .session import ClientSession
 from .states import CONNECTED, CONNECTING
+from .traffic import Traffic
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -98,7 +99,8 @@ class Acceptor:
                 config.worker_id(shard),
                 config.worker_endpoint(shard),
             )
-        self.stats = SysStats("acceptor", index, self.counters)
+        self.traffic = Traffic()
+        self.stats = SysStats("acceptor", index, self.counters, gauges=self.gauges)
         self.servers: list[tuple[ListenerEndpoint, asyncio.Server]] = []
         self._handlers = {
             env.Kind.CONNACK: self._on_connack,
@@ -176,6 +178,11 @@ class Acceptor:
             self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
         self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
         self.loop.call_later(TIMER_INTERVAL, self._tick)
+
+    def gauges(self) -> dict[str, int]:
+        """Published with the counters (flockmq/sysstats.py)."""
+        connected = sum(1 for c in self.connections.values() if c.session.state == CONNECTED)
+        return {"clients_connected": connected, **self.traffic.as_counters()}
 
     def check_order(self, now: float, timeout: float) -> None:
         """Fences and holds waiting longer than `timeout` (a process died
@@ -361,6 +368,7 @@ class Acceptor:
                 self._discarded(session, packet_id)
             return
         session.write(data)
+        self.traffic.publishes_out += 1
 
     def _discarded(self, session: ClientSession, packet_id: int | None) -> None:
         discarded = env.Discarded(

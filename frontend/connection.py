@@ -75,7 +75,9 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # (the congestion test is inline: this is once per read on the publish path)
-        if self.session.receive_data(data, self.acceptor.now) and self.acceptor.bus.congested:
+        acceptor = self.acceptor
+        acceptor.traffic.bytes_in += len(data)
+        if self.session.receive_data(data, acceptor.now) and acceptor.bus.congested:
             self.check_backpressure()
 
     def pause_writing(self) -> None:
@@ -112,6 +114,7 @@ class ClientConnection(asyncio.Protocol):
             self.acceptor.count("qos0_dropped_slow_consumer")
             return
         self.session.write(data)
+        self.acceptor.traffic.publishes_out += 1
 
     def flush(self) -> None:
         """Write what this pass queued, in order."""
@@ -123,6 +126,7 @@ class ClientConnection(asyncio.Protocol):
         self.pending_bytes = 0
         if self.transport is not None and not self.lost:
             self.transport.write(data)
+            self.acceptor.traffic.bytes_out += len(data)
 
     def check_timers(self, now: float) -> None:
         self.session.check_timers(now, self.write_paused_at)
@@ -141,6 +145,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if not self.pending:
             self.acceptor.schedule_flush(self)
+        self.acceptor.traffic.packets_out += 1
         self.pending.append(data)
         self.pending_bytes += len(data)
 

@@ -89,6 +89,7 @@ from .states import CLOSED, CONNECTED, CONNECTING, NEW
 from .subscribe import handle_subscribe, handle_unsubscribe
 from .timeouts import check_timeouts
 from .topic_aliases import TopicAliases
+from .traffic import Traffic
 
 if TYPE_CHECKING:
     from flockmq.config import Config
@@ -151,6 +152,7 @@ class Host(Protocol):
     unconfirmed: UnconfirmedTotals
     client_log: RateLimitedLog
     throttle: FailureThrottle  # delays for addresses that fail to authenticate
+    traffic: Traffic  # bytes and packets each way, for $SYS
 
     def count(self, name: str) -> None: ...
 
@@ -205,6 +207,7 @@ class ClientSession:
         self.held_since = 0.0
         self.closed_report: env.Closed | None = None  # CLOSED waiting for its fence
         self.refusal: PendingRefusal | None = None  # a bad password's answer, held
+        self.traffic = host.traffic  # the acceptor's, for $SYS
 
     # --- bytes in ---------------------------------------------------------------------------
     def receive_data(self, data: bytes, now: float) -> bool:
@@ -254,7 +257,10 @@ class ClientSession:
 
     def handle_packet(self, packet: Any) -> None:
         kind = type(packet)
+        traffic = self.traffic
+        traffic.packets_in += 1
         if kind is Publish:
+            traffic.publishes_in += 1
             handle_publish(self, packet)
         elif self.state == NEW:
             if kind is not Connect:

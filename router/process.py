@@ -131,7 +131,13 @@ def run_router(config: Config, incarnation: int) -> None:
             core,
             bus_id=config.ROUTER_ID,
             incarnation=incarnation,
-            stats=SysStats("router", 0, core.counters),
+            stats=SysStats(
+                "router",
+                0,
+                core.counters,
+                gauges=core.router.gauges,
+                extra=core.router.mosquitto_sys.topics,
+            ),
             send_stats=lambda routes, now: process.runner.feed(routes, now),  # routed here
             tick_interval=TICK_INTERVAL,
             logger=log,

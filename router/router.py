@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, cast
 
+from flockmq import __version__
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, Kind, Wire, acceptor_of, incarnation_of
 from flockmq.isolation import EnvelopeGuard
@@ -43,6 +44,7 @@ from flockmq.sizes import message_size
 from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore
+from .sys_topics import SysTopics
 from .topic_tree import TopicTree
 
 log = logging.getLogger("flockmq.router")
@@ -107,6 +109,8 @@ class Router:
         self.tree: TopicTree[str, Subscription] = TopicTree()
         self.retained: RetainedStore[RetainedMessage] = RetainedStore(sizeof=_retained_size)
         self._sys_topics: set[str] = set()  # retained $SYS topics (the broker's)
+        # Mosquitto's broker-wide $SYS topics, from every process's counters
+        self.mosquitto_sys = SysTopics(__version__)
         # Past either, a retained publish to a new topic (or one that makes
         # its topic's message larger) is delivered but not retained.
         self.max_retained_messages = max_retained_messages
@@ -241,6 +245,10 @@ class Router:
             out = self.to_workers[shard] = []
         return out
 
+    def gauges(self) -> dict[str, int]:
+        """Published with the counters (flockmq/sysstats.py)."""
+        return {"retained_messages": len(self.retained) - len(self._sys_topics)}
+
     def _invalidate(self) -> None:
         if self.plans:
             self.plans.clear()
@@ -339,6 +347,7 @@ class Router:
                 # $SYS is the broker's own (a fixed set of counters): never
                 # refused, and not counted against the clients' bounds.
                 self._sys_topics.add(topic)
+                self.mosquitto_sys.observe(topic, payload)
             elif self._over_retained_quota(topic, payload, props):
                 return
             deadline = deadline_of(props, self.now)

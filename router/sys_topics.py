@@ -82,7 +82,7 @@ MAX_VALUE_BYTES = 32  # a counter's text; longer is not one of ours
 @dataclass
 class SysTopics:
     version: str
-    started: float
+    started: float | None = None  # the first `topics` call's time, if not given
     values: dict[tuple[str, int, str], int] = field(default_factory=dict)
     # what restarted processes had counted before, per (role, index, name)
     carried: dict[tuple[str, int, str], int] = field(default_factory=dict)
@@ -119,6 +119,8 @@ class SysTopics:
 
     def topics(self, now: float) -> list[tuple[str, bytes]]:
         """Every Mosquitto topic with its value now (published retained)."""
+        if self.started is None:
+            self.started = now
         totals = {name: self.total(name) for name in SUMS}
         connected = totals["clients_connected"]
         self.maximum_connected = max(self.maximum_connected, connected)

@@ -122,7 +122,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
             core,
             bus_id=config.worker_id(index),
             incarnation=incarnation,
-            stats=SysStats("worker", index, core.counters),
+            stats=SysStats("worker", index, core.counters, gauges=core.shard.gauges),
             send_stats=core.send_stats,
             tick_interval=TICK_INTERVAL,
             logger=log,

@@ -123,6 +123,17 @@ class Shard:
         times = [state.next_will(), state.next_expiry(), state.takeovers.next_due()]
         return min((t for t in times if t is not None), default=None)
 
+    def gauges(self) -> dict[str, int]:
+        """What this shard holds now, for $SYS (flockmq/sysstats.py): once per
+        interval, a walk over its sessions."""
+        sessions = self.state.sessions.values()
+        return {
+            "sessions": len(self.state.sessions),
+            "sessions_offline": len(self.state.offline),
+            "subscriptions": sum(len(s.subscriptions) for s in sessions),
+            "messages_stored": sum(len(s.queue) + len(s.inflight) for s in sessions),
+        }
+
     def load(self, records: Iterable[SessionRecord], now: float) -> None:
         """Sessions of this shard from the store (see workers/restore.py)."""
         self.restore.load(records, now)

@@ -18,6 +18,7 @@ from flockmq.frontend.confirmations import UnconfirmedTotals
 from flockmq.frontend.ordering import Fences
 from flockmq.frontend.passwords import PasswordFile
 from flockmq.frontend.session import ClientSession
+from flockmq.frontend.traffic import Traffic
 from flockmq.isolation import RateLimitedLog
 from flockmq.listeners import Listener
 from tests.unit.wire import wire
@@ -36,6 +37,7 @@ class FakeHost:
         self.fences = Fences(0)
         self.client_log = RateLimitedLog(logging.getLogger("test"), burst=1000)
         self.throttle = FailureThrottle()
+        self.traffic = Traffic()
         self.counters: Counter[str] = Counter()
         self.router: list[Any] = []
         self.workers: list[tuple[int, Any]] = []
