@@ -110,6 +110,8 @@ class Config:
     max_session_expiry: int = 0xFFFFFFFF
     # observability: counters published as retained $SYS/broker/... messages
     sys_interval: float = 10.0
+    # Prometheus metrics over HTTP on host:metrics_port (router/metrics.py); 0: off
+    metrics_port: int = 0
     # supervisor
     restart_backoff_max: float = 10.0
     shutdown_timeout: float = 5.0
@@ -140,6 +142,8 @@ class Config:
     def _validate_port_and_counts(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"metrics_port: {self.metrics_port} is not a TCP port (0: off)")
         if not 1 <= self.acceptors <= 256:
             raise ConfigError(f"acceptors: {self.acceptors} is outside 1-256")
         if not 1 <= self.workers <= 256:

@@ -13,8 +13,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+import psutil
+
 from flockmq.envelopes import Kind, Route
 from flockmq.mqtt.topics import SYS_PREFIX
+
+_PROCESS = psutil.Process()
+
+
+def process_gauges() -> dict[str, int]:
+    """This process's CPU time, resident memory and open descriptors."""
+    with _PROCESS.oneshot():
+        cpu = _PROCESS.cpu_times()
+        return {
+            "process_cpu_ms": int((cpu.user + cpu.system) * 1000),
+            "process_rss_bytes": _PROCESS.memory_info().rss,
+            "process_open_fds": _PROCESS.num_fds(),
+        }
 
 
 class SysStats:
@@ -43,9 +58,11 @@ class SysStats:
         if now - self.last < interval:
             return
         self.last = now
+        gauges = process_gauges()
         if self.gauges is not None:
-            for name, value in self.gauges().items():
-                self.counters[name] = value  # set: Counter.update would add
+            gauges.update(self.gauges())
+        for name, value in gauges.items():
+            self.counters[name] = value  # set: Counter.update would add
         for name, value in self.changed():
             send(
                 Route(Kind.ROUTE, "", self.prefix + name, str(value).encode(), 0, True, None, None)

@@ -26,6 +26,7 @@ from flockmq.runtime_process import CoreProcess, Role
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
+from .metrics import serve_metrics
 from .router import Router
 
 log = logging.getLogger("flockmq.router")
@@ -168,6 +169,8 @@ def run_router(config: Config, incarnation: int) -> None:
             process.flush()  # send what the held publishes produced
 
         loop.call_later(SYNC_TIMEOUT, sync_timeout)
+        if config.metrics_port:
+            serve_metrics(config.host, config.metrics_port, core.router.mosquitto_sys)
         log.info("router up (incarnation %d)", incarnation)
         await process.serve()
 

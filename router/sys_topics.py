@@ -77,6 +77,11 @@ GAUGES = frozenset(
     }
 )
 MAX_VALUE_BYTES = 32  # a counter's text; longer is not one of ours
+# every process's every counter, for the metrics endpoint (router/metrics.py):
+# bounded by processes and the counter names in the code; past this many
+# entries new ones are not kept (counted in `dropped`)
+MAX_PROCESS_VALUES = 100_000
+MAX_INDEX = 4096
 
 
 @dataclass
@@ -89,28 +94,28 @@ class SysTopics:
     loads: dict[str, float] = field(default_factory=dict)
     last_totals: dict[str, int] = field(default_factory=dict)
     last_update: float | None = None
+    # (role, index, name) -> value, for every counter any process publishes
+    process_values: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    dropped: int = 0
     maximum_connected: int = 0
 
     def observe(self, topic: str, payload: bytes) -> bool:
         """A retained `$SYS/broker/<role>/<index>/<name>` publish went by:
         keep its value. False when it is not one (nothing kept)."""
-        if not topic.startswith(PREFIX) or len(payload) > MAX_VALUE_BYTES:
+        parsed = _parse(topic, payload)
+        if parsed is None:
             return False
-        parts = topic[len(PREFIX) :].split("/")
-        if len(parts) != 3 or parts[0] not in ROLES or parts[2] not in SUMS:
+        key, value = parsed
+        if key not in self.process_values and len(self.process_values) >= MAX_PROCESS_VALUES:
+            self.dropped += 1
             return False
-        role, index, name = parts
-        if not index.isdigit() or len(index) > 4 or SUMS[name] != role:
-            return False
-        try:
-            value = int(payload)
-        except ValueError:
-            return False
-        key = (role, int(index), name)
-        before = self.values.get(key)
-        if before is not None and value < before and name not in GAUGES:
-            self.carried[key] = self.carried.get(key, 0) + before  # it restarted
-        self.values[key] = value
+        self.process_values[key] = value
+        role, _index, name = key
+        if SUMS.get(name) == role:
+            before = self.values.get(key)
+            if before is not None and value < before and name not in GAUGES:
+                self.carried[key] = self.carried.get(key, 0) + before  # it restarted
+            self.values[key] = value
         return True
 
     def total(self, name: str) -> int:
@@ -168,3 +173,19 @@ class SysTopics:
                 decay = math.exp(-elapsed / seconds)
                 self.loads[key] = self.loads.get(key, 0.0) * decay + per_minute * (1.0 - decay)
         self.last_totals = {name: totals[name] for name in LOADS.values()}
+
+
+def _parse(topic: str, payload: bytes) -> tuple[tuple[str, int, str], int] | None:
+    """((role, index, name), value) of a per-process counter's publish."""
+    if not topic.startswith(PREFIX) or len(payload) > MAX_VALUE_BYTES:
+        return None
+    parts = topic[len(PREFIX) :].split("/")
+    if len(parts) != 3 or parts[0] not in ROLES:
+        return None
+    role, index, name = parts
+    if not index.isdigit() or int(index) >= MAX_INDEX or not name.isidentifier():
+        return None
+    try:
+        return (role, int(index), name), int(payload)
+    except ValueError:
+        return None

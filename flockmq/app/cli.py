@@ -71,6 +71,12 @@ def main() -> None:
     help="Seconds between $SYS/broker counter updates [10].",
 )
 @click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on HOST:PORT/metrics [off].",
+)
+@click.option(
     "--persistence",
     type=click.Choice(["sqlite", "none"]),
     default=None,

@@ -76,9 +76,9 @@ def test_load_is_mosquittos_moving_average_per_minute() -> None:
 @pytest.mark.parametrize(
     ("topic", "payload"),
     [
-        ("$SYS/broker/acceptor/0/unknown_counter", b"1"),
         ("$SYS/broker/acceptor/x/packets_received", b"1"),
-        ("$SYS/broker/worker/0/packets_received", b"1"),  # not a worker's counter
+        ("$SYS/broker/acceptor/99999/packets_received", b"1"),
+        ("$SYS/broker/acceptor/0/not-a-name", b"1"),
         ("$SYS/broker/acceptor/0/packets_received", b"many"),
         ("$SYS/broker/acceptor/0/packets_received", b"1" * 100),
         ("$SYS/broker/clients/connected", b"1"),  # our own output
@@ -89,4 +89,25 @@ def test_load_is_mosquittos_moving_average_per_minute() -> None:
 def test_anything_else_is_ignored(topic: str, payload: bytes) -> None:
     sys = SysTopics("1", started=0.0)
     assert not sys.observe(topic, payload)
+    assert sys.values == {} and sys.process_values == {}
+
+
+def test_every_process_counter_is_kept_for_the_metrics_but_only_ours_are_summed() -> None:
+    sys = SysTopics("1", started=0.0)
+    assert sys.observe("$SYS/broker/acceptor/0/protocol_errors", b"3")
+    assert sys.observe("$SYS/broker/worker/0/packets_received", b"5")  # not a worker's total
     assert sys.values == {}
+    assert sys.process_values == {
+        ("acceptor", 0, "protocol_errors"): 3,
+        ("worker", 0, "packets_received"): 5,
+    }
+
+
+def test_the_process_values_are_bounded() -> None:
+    from flockmq.router import sys_topics
+
+    sys = SysTopics("1", started=0.0)
+    for i in range(sys_topics.MAX_PROCESS_VALUES + 10):
+        sys.observe(f"$SYS/broker/acceptor/{i % 4000}/c{i // 4000}", b"1")
+    assert len(sys.process_values) == sys_topics.MAX_PROCESS_VALUES
+    assert sys.dropped == 10
