@@ -234,15 +234,20 @@ class ClientSession:
         sent before it (`must_wait`, frontend/ordering.py). True when all
         were handled."""
         decoder = self.decoder
+        handled = publishes = 0  # for $SYS (frontend/traffic.py), added once per call
         try:
             packet = decoder.next_packet() if waited is None else waited
             while packet is not None:
+                kind = type(packet)
                 if (
                     packet is not waited
-                    and (self.unanswered or type(packet) is not Publish)  # the publish path
+                    and (self.unanswered or kind is not Publish)  # the publish path
                     and self.must_wait(packet)
                 ):
                     return False
+                handled += 1
+                if kind is Publish:
+                    publishes += 1
                 self.handle_packet(packet)
                 if self.state != CONNECTED or self.closing:
                     if self.state == CONNECTING and not self.closing:
@@ -253,14 +258,15 @@ class ClientSession:
         except ProtocolError as exc:
             self.fail(exc)
             return False
+        finally:
+            traffic = self.traffic
+            traffic.packets_in += handled
+            traffic.publishes_in += publishes
         return True
 
     def handle_packet(self, packet: Any) -> None:
         kind = type(packet)
-        traffic = self.traffic
-        traffic.packets_in += 1
         if kind is Publish:
-            traffic.publishes_in += 1
             handle_publish(self, packet)
         elif self.state == NEW:
             if kind is not Connect:
