@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flockmq import envelopes as env
 from flockmq.frontend.acl import WRITE
 from flockmq.frontend.codec import ProtocolError, Publish, ReasonCode, encode_ack
-from flockmq.mqtt.topics import topic_levels
+from flockmq.mqtt.topics import is_sys_topic, topic_levels
 from flockmq.sizes import message_size
 
 from .confirmations import PUBACK, PUBREC
@@ -112,7 +112,7 @@ def may_publish(session: ClientSession, topic: str) -> bool:
     decisions = host.acl_decisions
     if decisions is not None and session.acl_rules is not None:
         return bool(decisions.access(session.acl_rules, topic) & WRITE)
-    if topic == "$SYS" or topic.startswith("$SYS/"):
+    if is_sys_topic(topic):
         host.count("sys_publishes_refused")
         return False
     return True

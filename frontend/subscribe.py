@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from flockmq import envelopes as env
 from flockmq.frontend.codec import ProtocolError, ReasonCode
 from flockmq.frontend.codec.packets import Subscribe, Unsubscribe
-from flockmq.mqtt.topics import SHARE_PREFIX, parse_topic_filter, topic_levels
+from flockmq.mqtt.topics import SHARE_PREFIX, is_shared, split_topic_filter, topic_levels
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -35,7 +35,7 @@ def handle_subscribe(session: ClientSession, packet: Subscribe) -> None:
                 "acl_denied_subscriptions", session.client_id, "subscription to", sub.topic_filter
             )
             qos = ReasonCode.NOT_AUTHORIZED if session.level >= 5 else 0x80
-        elif sub.topic_filter.startswith("$share/") and sub.no_local:
+        elif is_shared(sub.topic_filter) and sub.no_local:
             raise ProtocolError("[MQTT-3.8.3-4] no local on a shared subscription")
         entries.append(
             env.SubEntry(
@@ -77,7 +77,7 @@ def refuse_filter(session: ClientSession, topic_filter: str, max_levels: int) ->
         return 0x80
     if topic_levels(topic_filter) > max_levels + (2 if level >= 5 else 0):
         # (+2: `$share/{group}/` before a v5 shared filter's own levels)
-        real = parse_topic_filter(topic_filter, level).filter
+        real = split_topic_filter(topic_filter).filter  # validated by the codec
         if topic_levels(real) > max_levels:
             session.host.count("topics_too_deep")
             return ReasonCode.TOPIC_FILTER_INVALID if level >= 5 else 0x80

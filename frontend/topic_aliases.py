@@ -32,5 +32,7 @@ class TopicAliases:
             return topic
         known = self.topics.get(alias)
         if known is None:
-            raise ProtocolError(f"[MQTT-3.3.4-?] unknown topic alias {alias}")
+            # MQTT 5 section 3.3.2.3.4: an alias the receiver has no mapping
+            # for, with an empty topic name, is a Protocol Error
+            raise ProtocolError(f"unknown topic alias {alias} (MQTT 5 section 3.3.2.3.4)")
         return known

@@ -156,6 +156,12 @@ def split_topic_filter(topic_filter: str) -> TopicFilter:
     return TopicFilter(share_name, real)
 
 
+def is_sys_topic(topic: str) -> bool:
+    """The broker's own statistics tree, `$SYS` and below (clients may read
+    it, not publish to it)."""
+    return topic == SYS_PREFIX[:-1] or topic.startswith(SYS_PREFIX)
+
+
 def is_dollar_topic(topic: str) -> bool:
     """A topic name (or first level) starting with `$`: a filter whose first
     level is a wildcard does not match it [MQTT-4.7.2-1]."""

@@ -62,3 +62,10 @@ def test_dollar_topics() -> None:
     assert is_dollar_topic("$")
     assert not is_dollar_topic("a/$SYS")
     assert not is_dollar_topic("")
+
+
+def test_the_sys_tree_is_sys_and_below() -> None:
+    from flockmq.mqtt.topics import is_sys_topic
+
+    assert is_sys_topic("$SYS") and is_sys_topic("$SYS/broker/uptime")
+    assert not is_sys_topic("$SYSTEM/x") and not is_sys_topic("sys/x") and not is_sys_topic("$")
