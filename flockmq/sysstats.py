@@ -40,11 +40,16 @@ class SysStats:
         counters: Counter[str],
         gauges: Callable[[], dict[str, int]] | None = None,
         extra: Callable[[float], list[tuple[str, bytes]]] | None = None,
+        process_metrics: bool = False,
     ) -> None:
         self.prefix = f"{SYS_PREFIX}broker/{role}/{index}/"
         self.counters = counters
         self.gauges = gauges
         self.extra = extra
+        # CPU, RSS and descriptors of this process, for the metrics endpoint
+        # only: reading them reads /proc files, which a process that should be
+        # reading nothing (a test that watches its reads) should not do
+        self.process_metrics = process_metrics
         self.published: dict[str, int] = {}
         self.published_extra: dict[str, bytes] = {}
         self.last = 0.0
@@ -58,7 +63,7 @@ class SysStats:
         if now - self.last < interval:
             return
         self.last = now
-        gauges = process_gauges()
+        gauges = process_gauges() if self.process_metrics else {}
         if self.gauges is not None:
             gauges.update(self.gauges())
         for name, value in gauges.items():

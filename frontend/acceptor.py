@@ -100,7 +100,13 @@ class Acceptor:
                 config.worker_endpoint(shard),
             )
         self.traffic = Traffic()
-        self.stats = SysStats("acceptor", index, self.counters, gauges=self.gauges)
+        self.stats = SysStats(
+            "acceptor",
+            index,
+            self.counters,
+            gauges=self.gauges,
+            process_metrics=bool(config.metrics_port),
+        )
         self.servers: list[tuple[ListenerEndpoint, asyncio.Server]] = []
         self._handlers = {
             env.Kind.CONNACK: self._on_connack,

@@ -138,6 +138,7 @@ def run_router(config: Config, incarnation: int) -> None:
                 core.counters,
                 gauges=core.router.gauges,
                 extra=core.router.mosquitto_sys.topics,
+                process_metrics=bool(config.metrics_port),
             ),
             send_stats=lambda routes, now: process.runner.feed(routes, now),  # routed here
             tick_interval=TICK_INTERVAL,
