@@ -27,8 +27,10 @@ from flockmq.envelopes import Kind, Wire, make_conn_id
 from flockmq.frontend.acl import ACL, READ, ACLError, DecisionCache, load_acl
 from flockmq.frontend.codec import ProtocolError, ReasonCode, encode_publish
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
+from flockmq.runtime import CoreRunner
 from flockmq.sysstats import SysStats
 
+from .acceptor_core import TIMER_INTERVAL, AcceptorCore, NoCommits
 from .authentication import FailureThrottle
 from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
@@ -41,7 +43,6 @@ from .traffic import Traffic
 
 log = logging.getLogger("flockmq.acceptor")
 
-TIMER_INTERVAL = 0.5
 TAKEOVER_READ_GRACE = 0.002  # seconds a taken-over connection is still read
 ACL_LOG_INTERVAL = 10.0  # seconds between log lines about one kind of ACL denial
 
@@ -108,7 +109,7 @@ class Acceptor:
             process_metrics=bool(config.metrics_port),
         )
         self.servers: list[tuple[ListenerEndpoint, asyncio.Server]] = []
-        self._handlers = {
+        self.handlers = {
             env.Kind.CONNACK: self._on_connack,
             env.Kind.SEND_PUBLISH: self._on_send_publish,
             env.Kind.SEND_PUBLISH_MANY: self._on_send_publish_many,
@@ -122,6 +123,9 @@ class Acceptor:
             env.Kind.STORED: self._on_stored,
             env.Kind.FENCED: self._on_fenced,
         }
+        # envelopes and timers go through the runtime every core shares
+        self.core = AcceptorCore(self, RateLimitedLog(log))
+        self.runner = CoreRunner(f"acceptor {index}", self.core, self.bus, NoCommits(), log)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,7 +177,14 @@ class Acceptor:
         self.bus.close()
 
     def _tick(self) -> None:
-        now = self.now = self.loop.time()
+        self.now = now = self.loop.time()
+        self.runner.tick(now)
+        self.loop.call_later(TIMER_INTERVAL, self._tick)
+
+    def run_timers(self, now: float) -> None:
+        """The acceptor's timers (AcceptorCore.handle_timer): every session's
+        timeouts and confirmations, the ordering holds, $SYS."""
+        self.now = now
         for conn in list(self.connections.values()):
             conn.check_timers(now)
         timeout = self.config.publish_confirm_timeout
@@ -183,7 +194,6 @@ class Acceptor:
         if self.acl_decisions is not None:
             self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
         self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
-        self.loop.call_later(TIMER_INTERVAL, self._tick)
 
     def gauges(self) -> dict[str, int]:
         """Published with the counters (flockmq/sysstats.py)."""
@@ -287,19 +297,16 @@ class Acceptor:
 
     # --- envelopes from workers ----------------------------------------------------------------
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
-        self.now = self.loop.time()
-        for e in envelopes:
-            self.handle_envelope(e)
+        """A frame, through the runtime (flockmq/runtime.py): each envelope
+        isolated, the others of its frame still handled."""
+        self.now = now = self.loop.time()
+        self.runner.feed(envelopes, now)
 
     def handle_envelope(self, e: Wire) -> None:
-        """One envelope; one that raises is logged and counted alone (see
-        flockmq/isolation.py), the others of its frame are still handled."""
+        """One envelope held for a session, handled now, isolated as the
+        runner isolates each of a frame's (EnvelopeGuard.handle_each)."""
         try:
-            handler = self._handlers.get(e[0])
-            if handler is None:
-                self.counters["unknown_envelopes"] += 1
-                return
-            handler(e)
+            self.core.handle(e, self.now)
         except Exception:
             self.guard.failed(e)
 
