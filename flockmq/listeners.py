@@ -150,7 +150,3 @@ def check_exposure(
                 "password_file and no require_certificate, so anyone could connect; set "
                 "allow_anonymous = true if that is what you want"
             )
-
-
-def listener_to_dict(listener: Listener) -> dict[str, Any]:
-    return dataclasses.asdict(listener)

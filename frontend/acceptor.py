@@ -303,12 +303,8 @@ class Acceptor:
         self.runner.feed(envelopes, now)
 
     def handle_envelope(self, e: Wire) -> None:
-        """One envelope held for a session, handled now, isolated as the
-        runner isolates each of a frame's (EnvelopeGuard.handle_each)."""
-        try:
-            self.core.handle(e, self.now)
-        except Exception:
-            self.guard.failed(e)
+        """One envelope held for a session, handled now (isolated alike)."""
+        self.guard.handle_each(self.core.handle, (e,), self.now)
 
     def _on_router_up(self, e: Wire) -> None:
         """The router restarted: what it held is gone. Publishes still waiting

@@ -93,10 +93,6 @@ class Authenticator:
             return Verdict(username)
         return Verdict(refusal=Refusal.BAD_CREDENTIALS)
 
-    @property
-    def checks_passwords(self) -> bool:
-        return self.passwords is not None and not self.listener.use_identity_as_username
-
 
 @dataclass(slots=True)
 class _Failures:

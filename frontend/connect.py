@@ -214,10 +214,10 @@ def authenticate(session: ClientSession, packet: Connect) -> bool:
         session.username = verdict.username
         return True
     refusal = verdict.refusal
-    why = f"client {session.client_id!r}: {refusal.name.lower().replace('_', ' ')}"
+    reason = refusal.value.name.lower().replace("_", " ")  # "bad user name or password"
+    why = f"client {session.client_id!r}, user {packet.username!r}: {reason}"
     if refusal is Refusal.BAD_CREDENTIALS:
         host.count("connects_bad_credentials")
-        why = f"client {session.client_id!r}, user {packet.username!r}: bad user name or password"
         delay = throttle.failed(address, host.now)
         if delay > 0:
             session.refusal = PendingRefusal(host.now + delay, refusal.value, why, address)

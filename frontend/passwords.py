@@ -24,6 +24,7 @@ import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,13 +119,7 @@ class PasswordFile:
     @classmethod
     def parse(cls, text: str, source: str = "password file") -> PasswordFile:
         entries: dict[str, PasswordHash] = {}
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            username, sep, hashed = line.partition(":")
-            if not sep or not username:
-                raise PasswordFileError(f"{source}:{number}: expected username:hash")
+        for number, username, hashed in _lines(text, source, "hash", strip=True):
             try:
                 entries[username] = parse_hash(hashed)
             except ValueError as exc:
@@ -192,19 +187,29 @@ def write_password_file(path: str | os.PathLike[str], passwords: PasswordFile) -
         raise
 
 
-def hash_plain_text_file(text: str, scheme: str, iterations: int) -> PasswordFile:
+def hash_plain_text_file(
+    text: str, scheme: str, iterations: int, source: str = "password file"
+) -> PasswordFile:
     """`mosquitto_passwd -U`: every `user:password` line whose password is not
-    already a hash becomes `user:hash`."""
+    already a hash becomes `user:hash` (a password keeps its spaces)."""
     entries: dict[str, PasswordHash] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip("\r\n")
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        username, sep, secret = line.partition(":")
-        if not sep or not username:
-            raise PasswordFileError(f"line {number}: expected username:password")
+    for _number, username, secret in _lines(text, source, "password", strip=False):
         try:
             entries[username] = parse_hash(secret)
         except ValueError:
             entries[username] = hash_password(secret.encode(), scheme, iterations)
     return PasswordFile(entries)
+
+
+def _lines(text: str, source: str, what: str, strip: bool) -> Iterator[tuple[int, str, str]]:
+    """(line number, username, what follows its ':') of each entry; blank
+    lines and `#` comments skipped. `strip`: the whole line, which a hash
+    allows and a plain-text password does not."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip() if strip else raw
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        username, sep, rest = line.partition(":")
+        if not sep or not username:
+            raise PasswordFileError(f"{source}:{number}: expected username:{what}")
+        yield number, username, rest

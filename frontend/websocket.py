@@ -22,7 +22,7 @@ caps it at 16 KiB) before it hands data on.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -48,7 +48,6 @@ class Received:
     send: bytes = b""  # bytes to write to the socket
     closed: bool = False  # the stream has ended: write `send`, then close
     error: str | None = None  # why it ended, if not a normal close
-    accepted: list[str] = field(default_factory=list)  # the subprotocol, once accepted
 
 
 class WebSocketStream:
@@ -128,7 +127,6 @@ class WebSocketStream:
             return
         self.subprotocol = offered[0]
         out.send += self._ws.send(AcceptConnection(subprotocol=self.subprotocol))
-        out.accepted.append(self.subprotocol)
         self.open = True
 
     def _close(self, out: Received, code: int, why: str) -> None:

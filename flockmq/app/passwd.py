@@ -38,7 +38,8 @@ def run_passwd(request: PasswdRequest, prompt: Callable[[], str]) -> str:
     path = Path(request.file)
     if request.upgrade:
         text = path.read_text(encoding="utf-8")
-        write_password_file(path, hash_plain_text_file(text, request.scheme, request.iterations))
+        upgraded = hash_plain_text_file(text, request.scheme, request.iterations, str(path))
+        write_password_file(path, upgraded)
         return ""
     assert request.username is not None  # check_arguments
     passwords = PasswordFile() if request.create else _load(path)

@@ -48,14 +48,29 @@ async def events(reader: asyncio.StreamReader, ws: WSConnection, want: int) -> l
     return got
 
 
+async def serve_and_connect(
+    inner: Echo,
+) -> tuple[asyncio.Server, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A server on a free 127.0.0.1 port whose connections wrap `inner`, and
+    a plain TCP client of it."""
+    server = await asyncio.get_running_loop().create_server(
+        lambda: WebSocketProtocol(inner), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return server, reader, writer
+
+
+async def close(server: asyncio.Server, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
 def test_the_inner_protocol_sees_plain_bytes() -> None:
     async def scenario() -> None:
         inner = Echo()
-        server = await asyncio.get_running_loop().create_server(
-            lambda: WebSocketProtocol(inner), "127.0.0.1", 0
-        )
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        server, reader, writer = await serve_and_connect(inner)
         ws = WSConnection(ConnectionType.CLIENT)
         writer.write(ws.send(Request("localhost", "/mqtt", subprotocols=["mqtt"])))
         (accept,) = await events(reader, ws, 1)
@@ -76,9 +91,7 @@ def test_the_inner_protocol_sees_plain_bytes() -> None:
         assert closing.code == 1000
         await asyncio.wait_for(inner.lost.wait(), 10)
         assert inner.received == b"hellobye"
-        writer.close()
-        server.close()
-        await server.wait_closed()
+        await close(server, writer)
 
     asyncio.run(scenario())
 
@@ -86,18 +99,12 @@ def test_the_inner_protocol_sees_plain_bytes() -> None:
 def test_a_refused_upgrade_closes_the_socket_and_tells_the_inner_protocol() -> None:
     async def scenario() -> None:
         inner = Echo()
-        server = await asyncio.get_running_loop().create_server(
-            lambda: WebSocketProtocol(inner), "127.0.0.1", 0
-        )
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        server, reader, writer = await serve_and_connect(inner)
         writer.write(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")  # no upgrade at all
         answer = await asyncio.wait_for(reader.read(), 10)
         assert answer.startswith(b"HTTP/1.1 400")
         await asyncio.wait_for(inner.lost.wait(), 10)
         assert inner.received == b""
-        writer.close()
-        server.close()
-        await server.wait_closed()
+        await close(server, writer)
 
     asyncio.run(scenario())
