@@ -78,6 +78,17 @@ class Releaser(Protocol):
     def release(self, ops: Sequence[Op], on_done: Callable[[StoreError | None], None]) -> None: ...
 
 
+class NoCommits:
+    """The `Releaser` of a core with no store (an acceptor): it never has
+    anything to commit, so nothing is ever released."""
+
+    def release(self, ops: Sequence[Op], on_done: Callable[[StoreError | None], None]) -> None:
+        raise AssertionError("this core has no store")
+
+    def close(self) -> None:
+        pass
+
+
 class Core(Protocol):
     """What a role's logic offers the runtime (see the module docstring)."""
 

@@ -1,12 +1,15 @@
 """A core in a process: the event loop, the bus, the group committer, the
-tick and the signals, written once for the router and the workers.
+tick and the signals, written once for the router, the workers and the
+acceptors.
 
 `CoreProcess` owns what `CoreRunner` (flockmq/runtime.py) is given: its
-`Bus` (frames in: `CoreRunner.feed` with the wall-clock time of the frame),
-its `Committer` (store writes off the loop), and a tick every
-`tick_interval` seconds (the core's timers and this process's $SYS
-counters). `serve()` runs until SIGTERM or SIGINT, then closes the
-committer (what was submitted is committed), the bus and the store.
+`Bus` (frames in: `CoreRunner.feed` with the role's clock's time of the
+frame), its `Committer` (store writes off the loop; an acceptor has no store
+and gets `NoCommits`), and a tick every `tick_interval` seconds (the core's
+timers and this process's $SYS counters). `serve()` runs until SIGTERM or
+SIGINT, then runs the role's `stopping` (an acceptor closes its servers and
+connections), then closes the committer (what was submitted is committed),
+the bus and the store.
 
 The role supplies its core and options (`Role`), the bus wiring and what it
 sends at start; the rest is here, so that every core is driven the same way.
@@ -18,13 +21,13 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Route, Wire
-from flockmq.runtime import Core, CoreRunner
+from flockmq.runtime import Core, CoreRunner, NoCommits
 from flockmq.store import Committer, Store
 from flockmq.sysstats import SysStats
 
@@ -37,7 +40,12 @@ class Role:
     the process's id on the bus (Config.process_id); `send_stats(routes,
     now)`: where this process's $SYS ROUTEs go (the router routes its own; a
     worker sends them to the router); `after_pass`: called at the end of
-    every pass (the router resumes reading acceptors once it is synced)."""
+    every pass (the router resumes reading acceptors once it is synced);
+    `clock`: the time given to the core (wall-clock time, which the store
+    keeps, for the router and workers; the loop's monotonic time for an
+    acceptor, whose timers are all relative); `on_decongested`: the bus has
+    no backlog any more (an acceptor reads its clients again); `stopping`:
+    awaited after the stop signal, before the bus closes."""
 
     name: str
     core: Core
@@ -48,12 +56,16 @@ class Role:
     tick_interval: float
     logger: logging.Logger
     after_pass: Callable[[], None] | None = None
+    clock: Callable[[], float] = time.time
+    on_decongested: Callable[[], None] | None = None
+    stopping: Callable[[], Awaitable[None]] | None = None
 
 
 class CoreProcess:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, config: Config, store: Store, role: Role
+        self, loop: asyncio.AbstractEventLoop, config: Config, store: Store | None, role: Role
     ) -> None:
+        """`store` None: the core never commits (an acceptor)."""
         self.loop = loop
         self.config = config
         self.store = store
@@ -61,18 +73,23 @@ class CoreProcess:
         self.send_stats = role.send_stats
         self.tick_interval = role.tick_interval
         self.after_pass = role.after_pass
+        self.clock = role.clock
+        self.stopping = role.stopping
         self.bus = Bus(
             loop,
             role.bus_id,
             role.incarnation,
             self.on_envelopes,
+            on_decongested=role.on_decongested,
             pipe_bytes=config.max_pipe_bytes,
         )
-        self.committer = Committer(store, loop)
+        self.committer: Committer | NoCommits = (
+            NoCommits() if store is None else Committer(store, loop)
+        )
         self.runner = CoreRunner(role.name, role.core, self.bus, self.committer, role.logger)
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
-        self.runner.feed(envelopes, time.time())
+        self.runner.feed(envelopes, self.clock())
         if self.after_pass is not None:
             self.after_pass()
 
@@ -83,7 +100,7 @@ class CoreProcess:
             self.after_pass()
 
     def tick(self) -> None:
-        now = time.time()
+        now = self.clock()
         self.runner.run_timers(now)
         routes: list[Route] = []
         self.stats.maybe_publish(self.loop.time(), self.config.sys_interval, routes.append)
@@ -99,6 +116,9 @@ class CoreProcess:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if self.stopping is not None:
+            await self.stopping()
         self.committer.close()
         self.bus.close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()

@@ -17,20 +17,20 @@ import asyncio
 import logging
 import signal
 from collections import Counter
-from collections.abc import Sequence
-from typing import cast
+from typing import Protocol, cast
 
 from flockmq import envelopes as env
-from flockmq.bus import Bus
+from flockmq import runtime
 from flockmq.config import Config
 from flockmq.envelopes import Kind, Wire, make_conn_id
 from flockmq.frontend.acl import ACL, READ, ACLError, DecisionCache, load_acl
 from flockmq.frontend.codec import ProtocolError, ReasonCode, encode_publish
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
-from flockmq.runtime import CoreRunner
+from flockmq.runtime import Sink
+from flockmq.runtime_process import CoreProcess, Role
 from flockmq.sysstats import SysStats
 
-from .acceptor_core import TIMER_INTERVAL, AcceptorCore, NoCommits
+from .acceptor_core import TIMER_INTERVAL, AcceptorCore
 from .authentication import FailureThrottle
 from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
@@ -45,6 +45,14 @@ log = logging.getLogger("flockmq.acceptor")
 
 TAKEOVER_READ_GRACE = 0.002  # seconds a taken-over connection is still read
 ACL_LOG_INTERVAL = 10.0  # seconds between log lines about one kind of ACL denial
+
+
+class AcceptorBus(Sink, Protocol):
+    """What an acceptor sends on (flockmq.bus.Bus in its process)."""
+
+    @property
+    def congested(self) -> bool:
+        """Something waits to be sent: clients are not read until it drains."""
 
 
 class Acceptor:
@@ -79,27 +87,10 @@ class Acceptor:
         # client can cause them as fast as it can reconnect.
         self.client_log = RateLimitedLog(log, burst=50)
         self._counter = 0
-        self.bus = Bus(
-            loop,
-            config.acceptor_id(index),
-            incarnation,
-            self.on_envelopes,
-            on_decongested=self.resume_reading,
-            pipe_bytes=config.max_pipe_bytes,
-        )
-        # One inbox, always read: a slow client never stops its acceptor from
-        # taking envelopes for everyone else (see write_qos0, check_timers).
-        self.bus.bind(config.acceptor_endpoint(index), pausable=False)
-        self.bus.connect(
-            "router", config.router_work_endpoint(), config.ROUTER_ID, config.router_endpoint()
-        )
-        for shard in range(config.workers):
-            self.bus.connect(
-                shard,
-                config.worker_work_endpoint(shard),
-                config.worker_id(shard),
-                config.worker_endpoint(shard),
-            )
+        # what the acceptor sends on: its process's bus (attach), or the
+        # simulation's in-memory one (tests/unit/simulation/)
+        self.bus: AcceptorBus
+        self.worker_keys = [runtime.worker(shard) for shard in range(config.workers)]
         self.traffic = Traffic()
         self.stats = SysStats(
             "acceptor",
@@ -125,17 +116,39 @@ class Acceptor:
         }
         # envelopes and timers go through the runtime every core shares
         self.core = AcceptorCore(self, RateLimitedLog(log))
-        self.runner = CoreRunner(f"acceptor {index}", self.core, self.bus, NoCommits(), log)
 
     # --- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> None:
-        self.bus.start()
+    def attach(self, bus: AcceptorBus) -> None:
+        self.bus = bus
+
+    def role(self) -> Role:
+        """What this acceptor brings to its process (flockmq/runtime_process.py)."""
+        return Role(
+            f"acceptor {self.index}",
+            self.core,
+            bus_id=self.config.acceptor_id(self.index),
+            incarnation=self.incarnation,
+            stats=self.stats,
+            send_stats=lambda routes, _now: self.bus.extend(runtime.ROUTER, routes),
+            tick_interval=TIMER_INTERVAL,
+            logger=log,
+            clock=self.loop.time,
+            # One inbox, always read: a slow client never stops its acceptor
+            # from taking envelopes for everyone else (see write_qos0,
+            # check_timers); its clients wait while the bus is congested.
+            on_decongested=self.resume_reading,
+            stopping=self.stop,
+        )
+
+    def announce(self) -> None:
+        """Tell the router and every worker that this incarnation is up."""
         hello = env.AcceptorUp(Kind.ACCEPTOR_UP, self.index, self.incarnation)
-        for shard in range(self.config.workers):
-            self.bus.send(shard, hello)
-        self.bus.send("router", hello)
+        for key in self.worker_keys:
+            self.bus.send(key, hello)
+        self.bus.send(runtime.ROUTER, hello)
+
+    async def listen(self) -> None:
         self.servers = await start_servers(self, self.config.listener_list(), self.passwords)
-        self.loop.call_later(TIMER_INTERVAL, self._tick)
 
     def reload_files(self) -> None:
         """SIGHUP: read the password and ACL files again. Connections stay;
@@ -169,22 +182,18 @@ class Acceptor:
         self.count("reloads")
 
     async def stop(self) -> None:
+        """The stop signal: no new clients, every connection closed (then
+        the process closes the bus)."""
         for _endpoint, server in self.servers:
             server.close()
         for conn in list(self.connections.values()):
             conn.session.close()
         await asyncio.sleep(0)  # let connection_lost report the closes
-        self.bus.close()
-
-    def _tick(self) -> None:
-        self.now = now = self.loop.time()
-        self.runner.tick(now)
-        self.loop.call_later(TIMER_INTERVAL, self._tick)
 
     def run_timers(self, now: float) -> None:
         """The acceptor's timers (AcceptorCore.handle_timer): every session's
-        timeouts and confirmations, the ordering holds, $SYS."""
-        self.now = now
+        timeouts and confirmations, the ordering holds. (Its $SYS counters
+        go with its process's tick.)"""
         for conn in list(self.connections.values()):
             conn.check_timers(now)
         timeout = self.config.publish_confirm_timeout
@@ -193,7 +202,6 @@ class Acceptor:
         self.check_order(now, timeout)
         if self.acl_decisions is not None:
             self.counters["acl_decision_cache_clears"] = self.acl_decisions.clears
-        self.stats.maybe_publish(now, self.config.sys_interval, self.to_router)
 
     def gauges(self) -> dict[str, int]:
         """Published with the counters (flockmq/sysstats.py)."""
@@ -259,10 +267,10 @@ class Acceptor:
         )
 
     def to_worker(self, shard: int, envelope: env.Envelope) -> None:
-        self.bus.send(shard, envelope)
+        self.bus.send(self.worker_keys[shard], envelope)
 
     def to_router(self, envelope: env.Route | env.RouteTuple | env.Fence) -> None:
-        self.bus.send("router", envelope)
+        self.bus.send(runtime.ROUTER, envelope)
 
     def schedule_flush(self, conn: ClientConnection) -> None:
         """`conn` has bytes queued: they go out at the end of this loop pass."""
@@ -296,12 +304,6 @@ class Acceptor:
         self.paused.clear()
 
     # --- envelopes from workers ----------------------------------------------------------------
-    def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
-        """A frame, through the runtime (flockmq/runtime.py): each envelope
-        isolated, the others of its frame still handled."""
-        self.now = now = self.loop.time()
-        self.runner.feed(envelopes, now)
-
     def handle_envelope(self, e: Wire) -> None:
         """One envelope held for a session, handled now (isolated alike)."""
         self.guard.handle_each(self.core.handle, (e,), self.now)
@@ -477,6 +479,29 @@ class Acceptor:
             self.retry_unconfirmed(f"worker {shard} restarted")
 
 
+def acceptor_process(
+    config: Config, index: int, incarnation: int, loop: asyncio.AbstractEventLoop
+) -> tuple[Acceptor, CoreProcess]:
+    """An acceptor in its process: the runtime (flockmq/runtime_process.py)
+    with its bus wired, not yet started."""
+    acceptor = Acceptor(config, index, incarnation, loop)
+    process = CoreProcess(loop, config, None, acceptor.role())
+    bus = process.bus
+    acceptor.attach(bus)
+    bus.bind(config.acceptor_endpoint(index), pausable=False)
+    bus.connect(
+        runtime.ROUTER, config.router_work_endpoint(), config.ROUTER_ID, config.router_endpoint()
+    )
+    for shard, key in enumerate(acceptor.worker_keys):
+        bus.connect(
+            key,
+            config.worker_work_endpoint(shard),
+            config.worker_id(shard),
+            config.worker_endpoint(shard),
+        )
+    return acceptor, process
+
+
 def run_acceptor(config: Config, index: int, incarnation: int) -> None:
     import uvloop
 
@@ -491,13 +516,11 @@ def run_acceptor(config: Config, index: int, incarnation: int) -> None:
                 acceptor.reload_files()
 
         loop.add_signal_handler(signal.SIGHUP, reload)
-        acceptor = Acceptor(config, index, incarnation, loop)
+        acceptor, process = acceptor_process(config, index, incarnation, loop)
         started.append(acceptor)
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await acceptor.start()
-        await stop.wait()
-        await acceptor.stop()
+        process.bus.start()
+        acceptor.announce()
+        await acceptor.listen()
+        await process.serve()
 
     uvloop.run(main())

@@ -7,7 +7,8 @@ What differs is what an acceptor is: it writes to its clients' sockets as it
 handles an envelope (the connections' writes are coalesced per loop pass,
 frontend/connection.py), it sends to the router and the workers on the bus as
 it goes (the bus batches per pass), and it holds nothing for a commit (it has
-no store): `take_durable` is always empty.
+no store, and its process's committer is `flockmq.runtime.NoCommits`):
+`take_durable` is always empty.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class AcceptorCore:
         self.due = 0.0  # the next tick
 
     def handle(self, envelope: Wire, now: float) -> None:
-        """One envelope; may raise (the runner isolates it). (`now` is the
-        acceptor's already: on_envelopes set it for the frame.)"""
+        """One envelope; may raise (the runner isolates it)."""
+        self.acceptor.now = now
         handler = self.handlers.get(envelope[0])
         if handler is None:
             self.counters["unknown_envelopes"] += 1
@@ -53,6 +54,7 @@ class AcceptorCore:
         # The process ticks every TIMER_INTERVAL: due half-way to the next
         # tick, so a tick that fires a little early still runs the timers.
         self.due = now + TIMER_INTERVAL / 2
+        self.acceptor.now = now
         self.acceptor.run_timers(now)
 
     def flush_outputs(self, sink: Sink) -> None:
@@ -72,10 +74,3 @@ class AcceptorCore:
 
     def destination(self, dest: Any) -> Dest:
         return dest  # type: ignore[no-any-return]
-
-
-class NoCommits:
-    """The acceptor's `Releaser`: it has no store, so nothing is ever released."""
-
-    def release(self, ops: object, on_done: object) -> None:
-        raise AssertionError("an acceptor has no store")

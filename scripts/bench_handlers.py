@@ -131,7 +131,7 @@ def bench_acceptor(count: int) -> dict[str, float]:
     back, so the PUBACK goes out), its PUBACK in, and a SEND_PUBLISH out to it.
     Envelopes from other processes are fed as msgpack gives them (lists)."""
     from flockmq.config import Config
-    from flockmq.frontend.acceptor import Acceptor
+    from flockmq.frontend.acceptor import acceptor_process
     from flockmq.frontend.codec import encode
     from flockmq.frontend.codec.packets import Connect, Puback, Publish
     from flockmq.frontend.connection import ClientConnection
@@ -141,12 +141,12 @@ def bench_acceptor(count: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         loop = asyncio.new_event_loop()
         config = Config(acceptors=1, workers=2, runtime_dir=tmp, data_dir=tmp)
-        acceptor = Acceptor(config, 0, 1, loop)
+        acceptor, process = acceptor_process(config, 0, 1, loop)
         conn = ClientConnection(acceptor, endpoint_for(Listener()))
         conn.connection_made(FakeTransport())  # type: ignore[arg-type]
         conn.data_received(encode(Connect("c", 4, True, 60), 4))
         acceptor.handle_envelope([20, conn.conn_id, False, 0, None])  # CONNACK
-        outboxes = acceptor.bus.outboxes
+        outboxes = process.bus.outboxes
 
         def clear() -> None:
             for out in outboxes.values():
@@ -184,7 +184,7 @@ def bench_acceptor(count: int) -> dict[str, float]:
             acceptor.handle_envelope(e)
 
         results["acceptor SEND_PUBLISH"] = per_envelope(deliver, lambda: list(send_publish), count)
-        acceptor.bus.close()
+        process.bus.close()
         loop.close()
         return results
 

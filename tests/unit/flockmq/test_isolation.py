@@ -19,13 +19,15 @@ import pytest
 from flockmq import envelopes as env
 from flockmq.config import Config
 from flockmq.envelopes import Wire
-from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.acceptor import Acceptor, acceptor_process
 from flockmq.frontend.authentication import Verdict
 from flockmq.frontend.codec import PacketType
 from flockmq.frontend.session import ClientSession
 from flockmq.router.router import Router
+from flockmq.runtime_process import CoreProcess
 from flockmq.store import DeleteSubscription, SessionRecord, SubscriptionRecord
 from flockmq.workers.session import NEVER_EXPIRES as NEVER
+from tests.unit.frontend.acceptors import acceptor_of
 from tests.unit.router.test_router import route, sub, take, targets_of
 from tests.unit.wire import kind_of, of_kind
 from tests.unit.workers.test_shard import CONN_A, CONN_B, Harness
@@ -107,19 +109,22 @@ class _Conn:
 
 
 @pytest.fixture
-def acceptor() -> Iterator[Acceptor]:
+def process() -> Iterator[CoreProcess]:
     runtime = tempfile.mkdtemp(prefix="fmq-", dir="/tmp")  # ipc paths must stay short
     loop = asyncio.new_event_loop()
-    a = Acceptor(Config(acceptors=1, workers=1, runtime_dir=runtime), 0, 1, loop)
-    yield a
-    a.bus.close()
+    _acceptor, proc = acceptor_process(
+        Config(acceptors=1, workers=1, runtime_dir=runtime), 0, 1, loop
+    )
+    yield proc
+    proc.bus.close()
     loop.close()
     shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
-    acceptor: Acceptor,
+    process: CoreProcess,
 ) -> None:
+    acceptor = acceptor_of(process)
     conn = _Conn(acceptor)
     # A stand-in for a ClientConnection, with what SEND_ACK needs of one.
     acceptor.connections[42] = conn  # type: ignore[assignment]
@@ -128,7 +133,7 @@ def test_acceptor_handles_the_rest_of_a_frame_after_an_envelope_that_raises(
         [env.Kind.SEND_ACK, 42],  # the wrong arity
         [env.Kind.SEND_ACK, 42, PacketType.PUBACK, 2, 0],
     ]
-    acceptor.on_envelopes(frame)
+    process.runner.feed(frame, 100.0)
     assert acceptor.counters["envelope_errors"] == 1
     assert conn.written == [b"\x40\x02\x00\x01", b"\x40\x02\x00\x02"]
 

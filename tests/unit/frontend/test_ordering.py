@@ -5,15 +5,11 @@ send is read from the bus's outboxes."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-import pytest
-
 from flockmq import envelopes as env
-from flockmq.config import Config
+from flockmq.bus import Bus
 from flockmq.envelopes import Wire
 from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import Packet, encode
@@ -31,43 +27,7 @@ from flockmq.frontend.servers import endpoint_for
 from flockmq.listeners import Listener
 from tests.unit.wire import kind_of, wire, wire_all
 
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.reading = True
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
-@pytest.fixture
-def acceptor(tmp_path: Path) -> Iterator[Acceptor]:
-    loop = asyncio.new_event_loop()
-    config = Config(acceptors=1, workers=2, runtime_dir=str(tmp_path), data_dir=str(tmp_path))
-    acc = Acceptor(config, 0, 1, loop)
-    yield acc
-    acc.bus.close()
-    loop.close()
+from .acceptors import FakeTransport
 
 
 def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
@@ -82,7 +42,9 @@ def connected(acceptor: Acceptor, client_id: str = "c") -> ClientConnection:
 
 def take(acceptor: Acceptor) -> tuple[list[list[Any]], list[list[Any]]]:
     """(to the router, to the workers) since the last call."""
-    outboxes = acceptor.bus.outboxes
+    bus = acceptor.bus
+    assert isinstance(bus, Bus)
+    outboxes = bus.outboxes
     router = wire_all(outboxes["router"])
     workers = [wire(e) for key, out in outboxes.items() if key != "router" for e in out]
     for out in outboxes.values():

@@ -17,9 +17,8 @@ from flockmq.frontend.states import CONNECTED
 from flockmq.listeners import Listener
 from tests.unit.wire import kind_of
 
-from .test_ordering import FakeTransport, acceptor, take
-
-__all__ = ["acceptor"]
+from .acceptors import FakeTransport
+from .test_ordering import take
 
 
 def persistent(acceptor: Acceptor, client_id: str = "p") -> ClientConnection:

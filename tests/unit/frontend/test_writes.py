@@ -10,9 +10,8 @@ from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import Pingreq, Publish, encode
 from flockmq.frontend.connection import ClientConnection
 
-from .test_ordering import FakeTransport, acceptor, connected
-
-__all__ = ["acceptor"]
+from .acceptors import FakeTransport
+from .test_ordering import connected
 
 
 def written(acceptor: Acceptor, conn: ClientConnection) -> list[bytes]:
