@@ -1,9 +1,17 @@
 """The broker's cores wired together in one process: a router and W shards,
 each driven by the same `CoreRunner` as its real process (flockmq/runtime.py),
-over an in-memory bus, one shared in-memory store and a fake clock. The test
-plays the acceptors: `Client` sends what an acceptor's connection sends
-(flockmq/envelopes.py: CONNECT, ROUTE, PUBLISH, the acknowledgements, CLOSED)
-and reads what comes back for its connection.
+over an in-memory bus, one shared in-memory store and a fake clock.
+
+Two ways to play the acceptors:
+- `Simulation(...)`: the test plays them. `Client` sends what an acceptor's
+  connection sends (flockmq/envelopes.py: CONNECT, ROUTE, PUBLISH, the
+  acknowledgements, CLOSED) and reads what comes back for its connection.
+- `Simulation(..., acceptor_cores=True)`: real acceptors (frontend/
+  acceptor.py, their `AcceptorCore` driven by a `CoreRunner` as in their
+  process) with real `ClientConnection`s and `ClientSession`s over an
+  in-memory transport, on an event loop of the simulation's clock
+  (`SimLoop`). `MqttClient` speaks MQTT packets to one and reads the packets
+  written back: the whole broker, socket to socket, minus the sockets.
 
 Deterministic: frames are delivered one at a time, pipe by pipe in the order
 the pipes were first used, each as msgpack carries it (lists, not
@@ -11,12 +19,15 @@ NamedTuples); commits are applied after each frame (`auto_commit`), or when
 the test says (`commit`, `fail_commits`); time moves only with `advance`.
 
 Restarts rebuild a core from the store as its process does at start
-(`RouterCore.create`/`start`, `ShardCore.start`): what was in its inbox and
-its uncommitted writes die with it.
+(`RouterCore.create`/`start`, `ShardCore.start`, `Acceptor.announce`): what
+was in its inbox and its uncommitted writes die with it (and an acceptor's
+connections).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -27,14 +38,20 @@ from flockmq import envelopes as env
 from flockmq import runtime
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind, Wire, make_conn_id
+from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.codec import Packet, StreamDecoder, encode
+from flockmq.frontend.connection import ClientConnection
+from flockmq.frontend.servers import endpoint_for
+from flockmq.listeners import Listener
 from flockmq.mqtt.packet_types import PacketType
 from flockmq.router.process import SYNC_TIMEOUT, RouterCore
-from flockmq.runtime import CoreRunner
+from flockmq.runtime import CoreRunner, NoCommits
 from flockmq.sharding import shard_of
 from flockmq.store import MemoryStore, Op, StoreError
 from flockmq.store.compact import compact
 from flockmq.workers.process import ShardCore, limits_from
 from flockmq.workers.shard import Shard
+from tests.unit.frontend.acceptors import FakeTransport
 from tests.unit.wire import wire
 
 log = logging.getLogger("flockmq.simulation")
@@ -84,6 +101,85 @@ class Outbox:
     def extend(self, key: Hashable, envelopes: Sequence[Envelope]) -> None:
         self.sim.post(self.sender, key, envelopes)
 
+    @property
+    def congested(self) -> bool:
+        """An in-memory pipe has no backlog: an acceptor always reads."""
+        return False
+
+
+class SimHandle:
+    """What call_soon/call_later return: cancellable."""
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class SimLoop:
+    """What an acceptor and its connections use of the event loop (time,
+    call_soon, call_later), on the simulation's clock: callbacks run between
+    frames (`run_ready`), timers once time has reached them (`run_due`)."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.ready: deque[SimHandle] = deque()
+        self.timers: list[tuple[float, int, SimHandle]] = []
+        self.order = itertools.count()
+
+    def time(self) -> float:
+        return self.sim.now
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> SimHandle:
+        handle = SimHandle(callback, args)
+        self.ready.append(handle)
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> SimHandle:
+        handle = SimHandle(callback, args)
+        heapq.heappush(self.timers, (self.sim.now + delay, next(self.order), handle))
+        return handle
+
+    def run_ready(self) -> bool:
+        """Run what is ready; False when nothing was."""
+        ran = False
+        while self.ready:
+            handle = self.ready.popleft()
+            if not handle.cancelled:
+                handle.callback(*handle.args)
+                ran = True
+        return ran
+
+    def run_due(self) -> None:
+        while self.timers and self.timers[0][0] <= self.sim.now:
+            _, _, handle = heapq.heappop(self.timers)
+            self.ready.append(handle)
+
+
+class SimTransport(FakeTransport):
+    """A connection's socket: what the acceptor writes is kept; a close is
+    reported to the connection (connection_lost) by the loop, as asyncio does."""
+
+    def __init__(self, loop: SimLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.protocol: ClientConnection | None = None
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            super().write(data)
+
+    def close(self) -> None:
+        if not self.closed and self.protocol is not None:
+            self.loop.call_soon(self.protocol.connection_lost, None)
+        self.closed = True
+
+    def abort(self) -> None:
+        self.close()
+
 
 @dataclass
 class Node:
@@ -91,6 +187,14 @@ class Node:
     runner: CoreRunner
     committer: SimCommitter
     incarnation: int
+
+
+@dataclass
+class AcceptorNode:
+    acceptor: Acceptor
+    runner: CoreRunner
+    incarnation: int
+    clients: list[MqttClient] = field(default_factory=list)
 
 
 @dataclass
@@ -107,9 +211,12 @@ class Received:
 
 
 class Simulation:
-    def __init__(self, workers: int = 2, acceptors: int = 2, **config: Any) -> None:
+    def __init__(
+        self, workers: int = 2, acceptors: int = 2, acceptor_cores: bool = False, **config: Any
+    ) -> None:
         self.config = Config(workers=workers, acceptors=acceptors, **config)
         self.now = START
+        self.loop = SimLoop(self)
         self.store = MemoryStore()
         self.auto_commit = True
         # (sender, receiver) -> frames, delivered in order
@@ -119,6 +226,9 @@ class Simulation:
         self.trace: list[tuple[Hashable, Hashable, list[Any]]] = []  # every frame delivered
         self.router = self._start_router(0)
         self.workers = [self._start_worker(i, 0) for i in range(workers)]
+        self.acceptors: list[AcceptorNode] = []
+        if acceptor_cores:
+            self.acceptors = [self._start_acceptor(i, 1) for i in range(acceptors)]
         self.run()
 
     # --- the cores -------------------------------------------------------------------
@@ -140,6 +250,31 @@ class Simulation:
         core.start(runner.sink, incarnation, self.config.acceptors, records, self.now)
         runner.flush()
         return Node(key, runner, committer, incarnation)
+
+    def _start_acceptor(self, index: int, incarnation: int) -> AcceptorNode:
+        key = runtime.acceptor(index)
+        acceptor = Acceptor(self.config, index, incarnation, self.loop)  # type: ignore[arg-type]
+        outbox = Outbox(self, key)
+        acceptor.attach(outbox)
+        runner = CoreRunner(f"acceptor {index}", acceptor.core, outbox, NoCommits(), log)
+        acceptor.announce()
+        return AcceptorNode(acceptor, runner, incarnation)
+
+    def restart_acceptor(self, index: int) -> None:
+        """The acceptor dies: its connections with it (their clients see the
+        socket closed), and its next incarnation says so."""
+        self._die(runtime.acceptor(index))
+        old = self.acceptors[index]
+        for client in old.clients:
+            client.transport.closed = True  # no connection_lost: the process is gone
+        self.acceptors[index] = self._start_acceptor(index, old.incarnation + 1)
+
+    def mqtt_client(self, acceptor: int = 0, level: int = 4) -> MqttClient:
+        """A new connection to a real acceptor (acceptor_cores=True)."""
+        node = self.acceptors[acceptor]
+        client = MqttClient(self, node.acceptor, level)
+        node.clients.append(client)
+        return client
 
     def shard(self, index: int) -> Shard:
         core = self.workers[index].runner.core
@@ -192,7 +327,10 @@ class Simulation:
         return True
 
     def step(self) -> bool:
-        """Deliver one frame; False when none can be."""
+        """Run the acceptors' ready callbacks (their writes, closes), or else
+        deliver one frame; False when there is nothing to do."""
+        if self.loop.run_ready():
+            return True
         for (sender, receiver), frames in self.pipes.items():
             if frames and self._readable(sender, receiver):
                 frame = frames.popleft()
@@ -215,6 +353,9 @@ class Simulation:
             self.router.runner.feed(frame, self.now)
         elif isinstance(receiver, tuple) and receiver[0] == "worker":
             self.workers[receiver[1]].runner.feed(frame, self.now)
+        elif self.acceptors:
+            assert isinstance(receiver, tuple)
+            self.acceptors[receiver[1]].runner.feed(frame, self.now)
         else:
             for e in frame:
                 self._to_connection(e)
@@ -230,8 +371,10 @@ class Simulation:
     def advance(self, seconds: float) -> None:
         """Time passes: every core's timers, as its process's tick runs them."""
         self.now += seconds
-        for node in (self.router, *self.workers):
-            node.runner.tick(self.now)
+        self.loop.run_due()
+        runners = [node.runner for node in (self.router, *self.workers)]
+        for runner in (*runners, *(node.runner for node in self.acceptors)):
+            runner.tick(self.now)
         if self.auto_commit:
             self.commit()
         self.run()
@@ -432,3 +575,42 @@ class Client:
 
     def pubrels(self) -> list[int]:
         return [pid for kind, pid in self.received.acks if kind == PacketType.PUBREL]
+
+
+class MqttClient:
+    """A client on a real acceptor: MQTT packets in, the packets the
+    acceptor wrote back out (decoded as a client would)."""
+
+    def __init__(self, sim: Simulation, acceptor: Acceptor, level: int) -> None:
+        self.sim = sim
+        self.level = level
+        self.transport = SimTransport(sim.loop)
+        self.conn = ClientConnection(acceptor, endpoint_for(Listener()))
+        self.transport.protocol = self.conn
+        self.conn.connection_made(self.transport)  # type: ignore[arg-type]
+        self.decoder = StreamDecoder(protocol_level=level)
+        self.read = 0  # how many of the transport's writes were decoded
+
+    def send(self, *packets: Packet, run: bool = True) -> None:
+        """Packets from the client, then (unless `run` is False) the broker
+        runs until nothing is left to deliver."""
+        self.conn.data_received(b"".join(encode(p, self.level) for p in packets))
+        if run:
+            self.sim.run()
+
+    def take(self) -> list[Packet]:
+        """What the acceptor wrote since the last call."""
+        written = self.transport.written
+        for data in written[self.read :]:
+            self.decoder.feed(data)
+        self.read = len(written)
+        return list(self.decoder)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.transport.closed)
+
+    def drop(self) -> None:
+        """The network fails (no DISCONNECT): the acceptor sees the socket close."""
+        self.transport.close()
+        self.sim.run()
