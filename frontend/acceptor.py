@@ -266,6 +266,12 @@ class Acceptor:
             count,
         )
 
+    def websocket_ended(self, counter: str, why: str) -> None:
+        """A WebSocket stream refused or broken by its client: counted, and
+        logged rate-limited (a client can cause it as fast as it connects)."""
+        self.counters[counter] += 1
+        self.client_log.log(logging.INFO, "WebSocket: %s", why)
+
     def to_worker(self, shard: int, envelope: env.Envelope) -> None:
         self.bus.send(self.worker_keys[shard], envelope)
 

@@ -92,7 +92,10 @@ def _factory(acceptor: Acceptor, endpoint: ListenerEndpoint) -> Callable[[], asy
 
         def websocket() -> asyncio.Protocol:
             return WebSocketProtocol(
-                ClientConnection(acceptor, endpoint), listener.path, listener.max_websocket_message
+                ClientConnection(acceptor, endpoint),
+                listener.path,
+                listener.max_websocket_message,
+                acceptor.websocket_ended,
             )
 
         return websocket

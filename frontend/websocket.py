@@ -48,6 +48,7 @@ class Received:
     send: bytes = b""  # bytes to write to the socket
     closed: bool = False  # the stream has ended: write `send`, then close
     error: str | None = None  # why it ended, if not a normal close
+    counter: str | None = None  # the acceptor's counter for that reason
 
 
 class WebSocketStream:
@@ -69,9 +70,13 @@ class WebSocketStream:
             self._ws.receive_data(data)
             self._handle_events(out)
         except RemoteProtocolError as exc:
-            self._fail(out, f"WebSocket protocol error: {exc}")
+            self._fail(out, f"WebSocket protocol error: {exc}", "websocket_protocol_errors")
         if data is None and not self.closed:
-            self._fail(out, "the client closed the socket without a closing handshake")
+            self._fail(
+                out,
+                "the client closed the socket without a closing handshake",
+                "websocket_closed_without_handshake",
+            )
         return out
 
     def send(self, mqtt: bytes) -> bytes:
@@ -97,13 +102,23 @@ class WebSocketStream:
             elif isinstance(event, BytesMessage):
                 self._message_bytes += len(event.data)
                 if self._message_bytes > self.max_message:
-                    self._close(out, CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    self._close(
+                        out,
+                        CloseReason.MESSAGE_TOO_BIG,
+                        f"message over {self.max_message} bytes",
+                        "websocket_messages_too_big",
+                    )
                     break
                 chunks.append(bytes(event.data))
                 if event.message_finished:
                     self._message_bytes = 0
             elif isinstance(event, TextMessage):
-                self._close(out, CloseReason.UNSUPPORTED_DATA, "MQTT needs binary frames")
+                self._close(
+                    out,
+                    CloseReason.UNSUPPORTED_DATA,
+                    "MQTT needs binary frames",
+                    "websocket_text_messages",
+                )
                 break
             elif isinstance(event, Ping):
                 out.send += self._ws.send(event.response())
@@ -124,17 +139,20 @@ class WebSocketStream:
             out.send += self._ws.send(RejectConnection(status_code=404 if offered else 400))
             self.closed = out.closed = True
             out.error = f"WebSocket upgrade refused: {why}"
+            out.counter = "websocket_upgrades_refused"
             return
         self.subprotocol = offered[0]
         out.send += self._ws.send(AcceptConnection(subprotocol=self.subprotocol))
         self.open = True
 
-    def _close(self, out: Received, code: int, why: str) -> None:
+    def _close(self, out: Received, code: int, why: str, counter: str) -> None:
         out.send += self._ws.send(CloseConnection(code=code, reason=why))
         self.closed = out.closed = True
         out.error = why
+        out.counter = counter
+        out.counter = counter
 
-    def _fail(self, out: Received, why: str) -> None:
+    def _fail(self, out: Received, why: str, counter: str) -> None:
         with contextlib.suppress(LocalProtocolError):  # wsproto already considers it closed
             if self.open and not self.closed:
                 reason = why[:120]
@@ -143,3 +161,4 @@ class WebSocketStream:
                 out.send += self._ws.send(RejectConnection(status_code=400))
         self.closed = out.closed = True
         out.error = why
+        out.counter = counter

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 from flockmq.frontend.websocket import Received, WebSocketStream
@@ -87,9 +88,17 @@ class WebSocketProtocol(asyncio.Protocol):
     """What the server creates per socket: unwraps frames for `inner`."""
 
     def __init__(
-        self, inner: asyncio.Protocol, path: str = "/mqtt", max_message: int = 1024 * 1024
+        self,
+        inner: asyncio.Protocol,
+        path: str = "/mqtt",
+        max_message: int = 1024 * 1024,
+        report: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`report(counter, why)`: a stream that ended for a reason other
+        than a closing handshake (the acceptor counts it and logs it, rate
+        limited); without it, a log line."""
         self.inner = inner
+        self.report = report
         self.stream = WebSocketStream(path, max_message)
         self.raw: asyncio.Transport | None = None
         self.transport: WebSocketTransport | None = None
@@ -128,5 +137,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self.inner.data_received(out.mqtt)
         if out.closed and not self.raw.is_closing():
             if out.error:
-                log.info("%s: %s", self.raw.get_extra_info("peername"), out.error)
+                why = f"{self.raw.get_extra_info('peername')}: {out.error}"
+                if self.report is not None:
+                    self.report(out.counter or "websocket_errors", why)
+                else:
+                    log.info("%s", why)
             self.raw.close()

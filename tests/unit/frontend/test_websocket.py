@@ -34,6 +34,7 @@ class Client:
         self.mqtt = b""
         self.events: list[Event] = []
         self.closed = False
+        self.counters: list[str] = []  # why the stream ended, as the acceptor counts it
 
     def deliver(self, data: bytes, step: int | None = None) -> None:
         """`data` to the server, whole or `step` bytes at a time."""
@@ -44,6 +45,8 @@ class Client:
     def take(self, out: Received) -> None:
         self.mqtt += out.mqtt
         self.closed = self.closed or out.closed
+        if out.counter is not None:
+            self.counters.append(out.counter)
         if out.send:
             self.ws.receive_data(out.send)
             self.events.extend(self.ws.events())
@@ -75,6 +78,7 @@ def test_a_wrong_path_or_no_mqtt_subprotocol_is_refused() -> None:
         assert answer.status_code == status
         assert client.closed
         assert client.mqtt == b""
+        assert client.counters == ["websocket_upgrades_refused"]
 
 
 def test_packets_split_across_frames_and_several_in_one_frame() -> None:
@@ -122,6 +126,7 @@ def test_a_text_message_closes_with_1003() -> None:
     assert client.closed
     assert isinstance(client.events[-1], CloseConnection)
     assert client.events[-1].code == 1003
+    assert client.counters == ["websocket_text_messages"]
 
 
 def test_a_message_over_the_limit_closes_with_1009() -> None:
@@ -133,6 +138,7 @@ def test_a_message_over_the_limit_closes_with_1009() -> None:
     assert client.closed
     assert isinstance(client.events[-1], CloseConnection)
     assert client.events[-1].code == 1009
+    assert client.counters == ["websocket_messages_too_big"]
     # messages under the limit, one after another, are fine
     client = Client(WebSocketStream(max_message=1000))
     client.upgrade()
@@ -163,10 +169,27 @@ def test_eof_and_garbage_end_the_stream_without_raising() -> None:
     out = stream.receive_data(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c")  # raw MQTT, not HTTP
     assert out.closed
     assert out.error
+    assert out.counter == "websocket_protocol_errors"
     stream = WebSocketStream()
     Client(stream).upgrade()
     out = stream.receive_data(None)
     assert out.closed
+    assert out.counter is None  # wsproto reports it as a close (1006): not an error
+
+
+def test_a_frame_that_declares_a_huge_length_is_closed_at_the_limit() -> None:
+    """A binary frame whose header claims 2**40 bytes: what arrives is
+    counted as it comes, and the stream closes once the limit is passed,
+    without waiting for (or keeping) the rest."""
+    client = Client(WebSocketStream(max_message=4096))
+    client.upgrade()
+    header = bytes([0x82, 0xFF]) + (1 << 40).to_bytes(8, "big") + b"\x00\x00\x00\x00"  # masked
+    client.deliver(header + b"\x00" * 4000)
+    assert not client.closed
+    client.deliver(b"\x00" * 200)
+    assert client.closed
+    assert client.counters == ["websocket_messages_too_big"]
+    assert len(client.mqtt) <= 4096
 
 
 @settings(max_examples=300, deadline=None)
