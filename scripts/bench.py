@@ -325,10 +325,12 @@ def run_loadtest(
     record["command"] = " ".join(cmd[1:])
     try:
         broker_cpu = cpu_seconds(broker.pid)
+        processes_cpu = cpu_by_process(broker.pid)
         generator_cpu = children_cpu_seconds()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_limit + 60)
         generator_cpu = children_cpu_seconds() - generator_cpu
         broker_cpu = cpu_seconds(broker.pid) - broker_cpu
+        processes_after = cpu_by_process(broker.pid)
         record["exit_code"] = proc.returncode
         lines = proc.stdout.strip().splitlines()
         if lines:
@@ -338,6 +340,11 @@ def run_loadtest(
             if done:
                 result[f"broker_cpu_us_per_{unit}"] = broker_cpu * 1e6 / done
                 result[f"generator_cpu_us_per_{unit}"] = generator_cpu * 1e6 / done
+                if processes_after:  # flockmq: by process (scripts/scaling_model.py)
+                    result[f"process_cpu_us_per_{unit}"] = {
+                        name: (after - processes_cpu.get(name, 0.0)) * 1e6 / done
+                        for name, after in processes_after.items()
+                    }
             cores = min(result.get("processes") or 0, os.cpu_count() or 1)
             available = (result.get("duration_s") or 0) * cores
             if generator_cpu > 0 and available > 0:
@@ -368,6 +375,28 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def cpu_by_process(pid: int) -> dict[str, float]:
+    """User + system CPU of each flockmq child ("router/0", "acceptor/1"...),
+    by its command line (`python -m flockmq.app.child ROLE INDEX ...`);
+    empty for another broker."""
+    out: dict[str, float] = {}
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return out
+    for child in children:
+        try:
+            cmdline = child.cmdline()
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        if "flockmq.app.child" in cmdline:
+            at = cmdline.index("flockmq.app.child")
+            if len(cmdline) > at + 2:
+                out[f"{cmdline[at + 1]}/{cmdline[at + 2]}"] = times.user + times.system
+    return out
 
 
 def children_cpu_seconds() -> float:
