@@ -37,6 +37,22 @@ CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
 
 
 class ClientConnection(asyncio.Protocol):
+    # Slotted, as its session: one per connection (asyncio.Protocol has none)
+    __slots__ = (
+        "acceptor",
+        "conn_id",
+        "counted",
+        "endpoint",
+        "identity",
+        "lost",
+        "paused",
+        "pending",
+        "pending_bytes",
+        "session",
+        "transport",
+        "write_paused_at",
+    )
+
     def __init__(self, acceptor: Acceptor, endpoint: ListenerEndpoint) -> None:
         self.acceptor = acceptor
         self.endpoint = endpoint  # the listener it came in on

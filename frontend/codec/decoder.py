@@ -84,6 +84,19 @@ _ACKS: dict[int, type[Puback | Pubrec | Pubrel | Pubcomp]] = {
 _NO_ACKS: dict[int, type[Puback | Pubrec | Pubrel | Pubcomp]] = {}
 
 
+class _NoPackets(deque[Any]):
+    """The one empty queue every decoder with no packet waiting points at
+    (StreamDecoder._ready): never appended to."""
+
+    __slots__ = ()
+
+    def append(self, item: Any) -> None:
+        raise AssertionError("a decoder appended to the shared empty queue")
+
+
+_NO_PACKETS: deque[Any] = _NoPackets()
+
+
 class StreamDecoder:
     """Decodes a byte stream of MQTT packets of either direction.
 
@@ -116,7 +129,9 @@ class StreamDecoder:
         self._need = 2  # bytes needed from _pos before parsing can progress
         self._error: ProtocolError | None = None
         self._check_connect_minimal = False
-        self._ready: deque[Packet] = deque()
+        # Packets decoded, not yet taken: the shared empty _NO_PACKETS while
+        # there are none (an empty deque is 600 bytes, per connection)
+        self._ready: deque[Packet] = _NO_PACKETS
 
     @property
     def buffered(self) -> int:
@@ -144,11 +159,13 @@ class StreamDecoder:
             self._tail += data
 
     def __iter__(self) -> Iterator[Packet]:
-        ready = self._ready
         while True:
+            ready = self._ready
             if not ready:
                 self._drain()
+                ready = self._ready
                 if not ready:
+                    self._ready = _NO_PACKETS
                     return
             yield ready.popleft()
 
@@ -157,7 +174,9 @@ class StreamDecoder:
         ready = self._ready
         if not ready:
             self._drain()
+            ready = self._ready
             if not ready:
+                self._ready = _NO_PACKETS
                 return None
         return ready.popleft()
 
@@ -178,7 +197,10 @@ class StreamDecoder:
     # good part of what decoding a small PUBLISH costs (scripts/bench_codec.py).
     # Every slow path already leaves it (_long_header, _decode_body, parse_publish).
     def _decode_complete_packets(self) -> None:  # noqa: C901, PLR0912, PLR0915
-        append: Callable[[Any], None] = self._ready.append
+        ready = self._ready
+        if ready is _NO_PACKETS:
+            ready = self._ready = deque()
+        append: Callable[[Any], None] = ready.append
         buf = self._buf
         pos = self._pos
         n = len(buf)
