@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from flockmq.bus import Bus
 from flockmq.config import Config
+from flockmq.control import ControlServer
 from flockmq.envelopes import Route, Wire
 from flockmq.runtime import Core, CoreRunner, NoCommits
 from flockmq.store import Committer, Store
@@ -87,6 +88,10 @@ class CoreProcess:
             NoCommits() if store is None else Committer(store, loop)
         )
         self.runner = CoreRunner(role.name, role.core, self.bus, self.committer, role.logger)
+        # answers `flockmq status` and the dashboard (flockmq/control.py)
+        self.control = ControlServer.for_process(
+            loop, config.runtime_dir, role.stats, self.bus, role.incarnation
+        )
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
         self.runner.feed(envelopes, self.clock())
@@ -116,6 +121,8 @@ class CoreProcess:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if self.control is not None:
+            self.control.close()
         if self.stopping is not None:
             await self.stopping()
         self.committer.close()
