@@ -137,7 +137,7 @@ def totals(rows: list[Row]) -> Row:
     return {
         "processes": len(rows),
         "answered": len(answered),
-        "cpu_percent": total("cpu_percent", answered),
+        "cpu_percent": float(total("cpu_percent", answered)),
         "rss_bytes": int(total("rss_bytes", answered)),
         "connections": int(total("connections", answered)),
         "sessions": int(total("sessions", answered)),
