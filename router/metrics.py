@@ -113,7 +113,7 @@ def serve_metrics(host: str, port: int, sys_topics: SysTopics, runtime_dir: str)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BrokerCollector(sys_topics))
-    sampler = StatusSampler(runtime_dir, interval=0.5)
+    sampler = StatusSampler(runtime_dir, interval=1.0)
     server = http.server.ThreadingHTTPServer((host, port), make_handler(registry, sampler.report))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
