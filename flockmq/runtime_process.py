@@ -88,10 +88,6 @@ class CoreProcess:
             NoCommits() if store is None else Committer(store, loop)
         )
         self.runner = CoreRunner(role.name, role.core, self.bus, self.committer, role.logger)
-        # answers `flockmq status` and the dashboard (flockmq/control.py)
-        self.control = ControlServer.for_process(
-            loop, config.runtime_dir, role.stats, self.bus, role.incarnation
-        )
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
         self.runner.feed(envelopes, self.clock())
@@ -117,12 +113,16 @@ class CoreProcess:
     async def serve(self) -> None:
         """Tick, and run until SIGTERM or SIGINT; then close everything."""
         self.tick()
+        # answers `flockmq status` and the dashboard (flockmq/control.py)
+        control = ControlServer.for_process(
+            self.loop, self.config.runtime_dir, self.stats, self.bus, self.bus.incarnation
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        if self.control is not None:
-            self.control.close()
+        if control is not None:
+            control.close()
         if self.stopping is not None:
             await self.stopping()
         self.committer.close()
