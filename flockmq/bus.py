@@ -99,6 +99,9 @@ class Bus:
         self._retry_scheduled = False
         self._paused_by: set[str] = {"start"}
         self.malformed_frames = 0
+        # envelopes through this process, for `flockmq status` (flockmq/control.py)
+        self.envelopes_received = 0
+        self.envelopes_sent = 0
 
     # --- wiring ---------------------------------------------------------------------------
     def bind(self, endpoint: str, *, pausable: bool) -> None:
@@ -157,6 +160,7 @@ class Bus:
         self._flush_scheduled = False
         for key, pending in self.outboxes.items():
             if pending:
+                self.envelopes_sent += len(pending)
                 for start in range(0, len(pending), MAX_BATCH):
                     self._send_chunk(key, pending[start : start + MAX_BATCH])
                 pending.clear()
@@ -318,6 +322,7 @@ class Bus:
             log.exception("dropping an undecodable frame (%d bytes)", len(frame))
             return
         if envelopes:
+            self.envelopes_received += len(envelopes)
             # Roles catch a failing envelope themselves (flockmq/isolation.py);
             # this is the last line of defence for a bug in a role's loop.
             try:

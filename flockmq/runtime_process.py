@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from flockmq.bus import Bus
 from flockmq.config import Config
+from flockmq.control import ControlServer
 from flockmq.envelopes import Route, Wire
 from flockmq.runtime import Core, CoreRunner, NoCommits
 from flockmq.store import Committer, Store
@@ -112,10 +113,16 @@ class CoreProcess:
     async def serve(self) -> None:
         """Tick, and run until SIGTERM or SIGINT; then close everything."""
         self.tick()
+        # answers `flockmq status` and the dashboard (flockmq/control.py)
+        control = ControlServer.for_process(
+            self.loop, self.config.runtime_dir, self.stats, self.bus, self.bus.incarnation
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if control is not None:
+            control.close()
         if self.stopping is not None:
             await self.stopping()
         self.committer.close()

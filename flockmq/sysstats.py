@@ -42,6 +42,8 @@ class SysStats:
         extra: Callable[[float], list[tuple[str, bytes]]] | None = None,
         process_metrics: bool = False,
     ) -> None:
+        self.role = role
+        self.index = index
         self.prefix = f"{SYS_PREFIX}broker/{role}/{index}/"
         self.counters = counters
         self.gauges = gauges

@@ -3,8 +3,11 @@ process, in Prometheus's text format, from the values the router already
 collects for `$SYS` (router/sys_topics.py).
 
 Served by the router process when `metrics_port` is set, on the broker's
-`host`, by prometheus_client's own HTTP server (a thread: it reads a copy of
-the table, which the event loop keeps writing). Names follow Prometheus's
+`host`, by a small `http.server` in threads (they read a copy of the table,
+which the event loop keeps writing): `/metrics` (prometheus_client's
+`generate_latest`), `/` the live dashboard (router/dashboard.html, one static
+page) and `/status.json`, the report `flockmq status --json` prints, asked of
+every process's control socket (flockmq/app/control.py). Names follow Prometheus's
 conventions: `flockmq_<counter>_total{role="acceptor",index="0"}` for counts
 since start, `flockmq_<gauge>{...}` for values now, and per process
 `flockmq_process_cpu_seconds_total`, `flockmq_process_resident_memory_bytes`
@@ -13,11 +16,15 @@ and `flockmq_process_open_fds`.
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -66,8 +73,48 @@ def _family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
     return CounterMetricFamily(f"flockmq_{name}", f"{name} since start, per process", labels=LABELS)
 
 
-def serve_metrics(host: str, port: int, sys_topics: SysTopics) -> None:
+def dashboard_page() -> bytes:
+    return resources.files("flockmq.router").joinpath("dashboard.html").read_bytes()
+
+
+def make_handler(
+    registry: CollectorRegistry, status: Callable[[], object]
+) -> type[http.server.BaseHTTPRequestHandler]:
+    page = dashboard_page()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.partition("?")[0]
+            if path == "/metrics":
+                self.answer(generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/status.json":
+                self.answer(json.dumps(status()).encode(), "application/json")
+            elif path in ("/", "/index.html"):
+                self.answer(page, "text/html; charset=utf-8")
+            else:
+                self.send_error(404)
+
+        def answer(self, body: bytes, kind: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a scrape every few seconds is not news
+
+    return Handler
+
+
+def serve_metrics(host: str, port: int, sys_topics: SysTopics, runtime_dir: str) -> None:
+    from flockmq.app.control import StatusSampler
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BrokerCollector(sys_topics))
-    start_http_server(port, addr=host, registry=registry)
-    log.info("metrics on http://%s:%d/metrics", host, port)
+    sampler = StatusSampler(runtime_dir, interval=1.0)
+    server = http.server.ThreadingHTTPServer((host, port), make_handler(registry, sampler.report))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics and dashboard on http://%s:%d/", host, port)

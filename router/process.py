@@ -171,7 +171,9 @@ def run_router(config: Config, incarnation: int) -> None:
 
         loop.call_later(SYNC_TIMEOUT, sync_timeout)
         if config.metrics_port:
-            serve_metrics(config.host, config.metrics_port, core.router.mosquitto_sys)
+            serve_metrics(
+                config.host, config.metrics_port, core.router.mosquitto_sys, config.runtime_dir
+            )
         log.info("router up (incarnation %d)", incarnation)
         await process.serve()
 

@@ -189,3 +189,51 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    default=None,
+    help="The running broker's data directory [serve's default].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
+@click.option("--watch", is_flag=True, help="Refresh like top, until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.2, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between the two samples behind the rates, and between refreshes.",
+)
+def status(data_dir: str | None, as_json: bool, watch: bool, interval: float) -> None:
+    """Every process of a running broker on this host: CPU, memory,
+    connections, sessions, messages per second, queues, restarts; and advice
+    computed from those figures. Asked of the processes themselves."""
+    import json
+    import time
+
+    from flockmq.app.control import StatusError, StatusSampler, find_broker
+    from flockmq.app.status import render_table
+    from flockmq.config import default_data_dir
+
+    try:
+        broker = find_broker(data_dir or default_data_dir())
+    except StatusError as exc:
+        click.echo(f"flockmq status: {exc}", err=True)
+        sys.exit(1)
+    sampler = StatusSampler(broker.runtime_dir, interval)
+    try:
+        while True:
+            report = sampler.report()
+            if as_json:
+                click.echo(json.dumps(report, indent=None if watch else 2))
+            else:
+                if watch:
+                    click.clear()
+                click.echo(render_table(report))
+            if not watch:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass

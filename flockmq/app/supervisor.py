@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from flockmq.app.data_dir_lock import lock_data_dir
 from flockmq.config import Config, ConfigError
+from flockmq.control import PollingControl, Snapshot, control_endpoint
 from flockmq.persistence import open_configured_store
 from flockmq.store import StoreError
 
@@ -82,6 +83,7 @@ class Supervisor:
         self.runtime_dir = ""
         self.config_path = ""
         self.lock_fd: int | None = None  # holds the data dir's lock; never closed
+        self.control: PollingControl | None = None  # `flockmq status` (flockmq/control.py)
 
     def prepare(self) -> None:
         config = self.config
@@ -140,6 +142,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_reload)
         try:
+            self.control = PollingControl(self.config.data_dir, self.runtime_dir, self.describe)
             for child in self.children:
                 self.spawn(child)
             log.info(
@@ -151,10 +154,27 @@ class Supervisor:
             )
             while not self.stopping:
                 self.watch()
-                time.sleep(0.1)
+                self.control.serve_for(0.1)
         finally:
             self.shutdown()
         return 0
+
+    def describe(self) -> Snapshot:
+        """The control answer: every child, its pid and restarts."""
+        return {
+            "role": "supervisor",
+            "index": 0,
+            "children": [
+                {
+                    "role": child.role,
+                    "index": child.index,
+                    "pid": None if child.proc is None else child.proc.pid,
+                    "restarts": child.incarnation,
+                    "endpoint": control_endpoint(self.runtime_dir, child.role, child.index),
+                }
+                for child in self.children
+            ],
+        }
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if not self.stopping:
@@ -213,6 +233,8 @@ class Supervisor:
                     child.proc.kill()
                     child.proc.wait()
                 child.proc = None
+        if self.control is not None:
+            self.control.close()
         if self.runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
         log.info("stopped")

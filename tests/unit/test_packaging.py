@@ -54,6 +54,7 @@ def test_the_wheel_installs_only_flockmq(tmp_path: Path) -> None:
         "flockmq/store/sqlite.py",
         "flockmq/mqtt/topics.py",
         "flockmq/app/child.py",
+        "flockmq/router/dashboard.html",  # package data: the dashboard (router/metrics.py)
     ):
         assert module in names, module
     # The installed copy imports from where it was installed (no site
