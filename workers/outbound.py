@@ -209,7 +209,7 @@ class Outbound:
                     session.dropped,
                 )
             return
-        session.queue.append(msg)
+        session.enqueue(msg)
         session.queued_bytes += size
         if msg.qos and session.persistent:
             msg.seq = session.next_seq

@@ -148,7 +148,7 @@ def _load_messages(session: Session, messages: Iterable[MessageRecord]) -> None:
             session.inflight[m.packet_id] = msg
         else:
             msg.size = message_size(m.topic, m.payload, props)
-            session.queue.append(msg)
+            session.enqueue(msg)
             session.queued_bytes += msg.size
         session.next_seq = m.seq + 1
     if session.inflight:

@@ -104,6 +104,24 @@ class Subscription:
     sub_id: int | None = None
 
 
+class _EmptyQueue(deque["OutMessage"]):
+    """The one empty queue every session without queued messages points at
+    (an empty deque is 600 bytes, per session): never appended to; see
+    Session.enqueue."""
+
+    __slots__ = ()
+
+    def append(self, item: OutMessage) -> None:
+        raise AssertionError("a session appended to the shared empty queue")
+
+
+EMPTY_QUEUE: deque[OutMessage] = _EmptyQueue()
+
+
+def _empty_queue() -> deque[OutMessage]:
+    return EMPTY_QUEUE
+
+
 @dataclass(slots=True)
 class Session:
     client_id: str
@@ -114,7 +132,7 @@ class Session:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     filter_bytes: int = 0  # the length of every filter in `subscriptions`
     inflight: dict[int, OutMessage] = field(default_factory=dict)
-    queue: deque[OutMessage] = field(default_factory=deque)
+    queue: deque[OutMessage] = field(default_factory=_empty_queue)  # see enqueue
     queued_bytes: int = 0
     inbound_qos2: dict[int, InboundQos2] = field(default_factory=dict)  # by packet id
     will: Will | None = None
@@ -123,6 +141,14 @@ class Session:
     dropped: int = 0  # messages this session could not hold (queue limits)
     next_seq: int = 1
     persisted: bool = False  # has rows in the store that must go when it ends
+
+    def enqueue(self, msg: OutMessage) -> None:
+        """Queue `msg` (a queue of its own from the first message on: a
+        session that never gets one, as an idle one, costs none; one that
+        did keeps it, so a busy session does not allocate one per message)."""
+        if self.queue is EMPTY_QUEUE:
+            self.queue = deque()
+        self.queue.append(msg)
 
     @property
     def persistent(self) -> bool:
