@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Route, Wire
-from flockmq.runtime import Core, CoreRunner
+from flockmq.runtime import Core, CoreRunner, Releaser
 from flockmq.store import Committer, Store
 from flockmq.sysstats import SysStats
 
@@ -50,10 +50,20 @@ class Role:
     after_pass: Callable[[], None] | None = None
 
 
+class NoStore:
+    """The `Releaser` of a core with no store (an auth process): its cores
+    hold nothing for a commit, so nothing is ever released."""
+
+    def release(self, ops: object, on_done: object) -> None:
+        raise AssertionError("this process has no store")
+
+
 class CoreProcess:
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, config: Config, store: Store, role: Role
+        self, loop: asyncio.AbstractEventLoop, config: Config, store: Store | None, role: Role
     ) -> None:
+        """`store` None: a role with no durable state (its core's
+        `take_durable` is always empty)."""
         self.loop = loop
         self.config = config
         self.store = store
@@ -68,8 +78,9 @@ class CoreProcess:
             self.on_envelopes,
             pipe_bytes=config.max_pipe_bytes,
         )
-        self.committer = Committer(store, loop)
-        self.runner = CoreRunner(role.name, role.core, self.bus, self.committer, role.logger)
+        self.committer = Committer(store, loop) if store is not None else None
+        releaser: Releaser = self.committer if self.committer is not None else NoStore()
+        self.runner = CoreRunner(role.name, role.core, self.bus, releaser, role.logger)
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
         self.runner.feed(envelopes, time.time())
@@ -99,6 +110,8 @@ class CoreProcess:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        self.committer.close()
+        if self.committer is not None:
+            self.committer.close()
         self.bus.close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
