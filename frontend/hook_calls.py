@@ -78,6 +78,7 @@ class PendingCall:
     target: int  # the auth process asked
     packet: Any = field(default=None)  # what waits for the answer
     known: dict[str, int] = field(default_factory=dict)  # its topics decided from the cache
+    prior: list[int] = field(default_factory=list)  # a SUBSCRIBE's codes found before asking
 
 
 class DecisionCache:

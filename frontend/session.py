@@ -217,7 +217,7 @@ class ClientSession:
         # The auth hook's call this connection waits for (frontend/hook_calls.py),
         # and its answer for the packet that waited for it
         self.awaiting: PendingCall | None = None
-        self.decided: tuple[Any, dict[str, int]] | None = None
+        self.decided: tuple[Any, dict[str, int], list[int]] | None = None
         self.traffic = host.traffic  # the acceptor's, for $SYS
 
     # --- bytes in ---------------------------------------------------------------------------
@@ -262,6 +262,9 @@ class ClientSession:
                 self.handle_packet(packet)
                 # (held: the packet waits for the auth hook's answer)
                 if self.state != CONNECTED or self.closing or self.held is not None:
+                    if self.held is packet:  # counted when it is handled again
+                        handled -= 1
+                        publishes -= kind is Publish
                     if self.state == CONNECTING and not self.closing:
                         self.connack_wait = True
                         self.link.pause_reading()
@@ -640,7 +643,8 @@ class ClientSession:
         if call.action == CONNECT_CALL:
             hook_answered_connect(self, codes[0])
             return
-        self.decided = (call.packet, {**call.known, **dict(zip(call.topics, codes, strict=True))})
+        answers = dict(zip(call.topics, codes, strict=True))
+        self.decided = (call.packet, {**call.known, **answers}, call.prior)
         self.release_held()
 
     def hold_until_connack(self, e: env.SendPublishMany) -> None:

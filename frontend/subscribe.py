@@ -22,21 +22,13 @@ Kind = env.Kind
 
 def handle_subscribe(session: ClientSession, packet: Subscribe) -> None:
     host = session.host
-    rules = session.acl_rules
-    max_levels = host.config.max_topic_levels
-    codes: list[int] = []  # per filter: 0, or the code refusing it
-    for sub in packet.subscriptions:
-        refused = refuse_filter(session, sub.topic_filter, max_levels)
-        if not refused and rules is not None and not rules.can_subscribe(sub.topic_filter):
-            # Only a filter no readable topic can match; what a granted one
-            # matches is checked message by message on delivery.
-            host.acl_denied(
-                "acl_denied_subscriptions", session.client_id, "subscription to", sub.topic_filter
-            )
-            refused = ReasonCode.NOT_AUTHORIZED if session.level >= 5 else 0x80
-        elif not refused and is_shared(sub.topic_filter) and sub.no_local:
-            raise ProtocolError("[MQTT-3.8.3-4] no local on a shared subscription")
-        codes.append(refused)
+    decided = session.decided
+    if decided is not None and decided[0] is packet:
+        # The hook answered: the filters' own checks were made (and counted)
+        # before it was asked.
+        codes = list(decided[2])
+    else:
+        codes = _check_filters(session, packet)
     if host.hooks is not None and host.hooks.authorizes and not _ask_hook(session, packet, codes):
         return  # waits for the hook's answer
     sub_id = packet.properties.get("subscription_identifier")
@@ -57,6 +49,27 @@ def handle_subscribe(session: ClientSession, packet: Subscribe) -> None:
     session.forward_until_answered(packet.packet_id, subscribe)
 
 
+def _check_filters(session: ClientSession, packet: Subscribe) -> list[int]:
+    """Per filter: 0, or the code refusing it (this broker's limits, the ACL)."""
+    host = session.host
+    rules = session.acl_rules
+    max_levels = host.config.max_topic_levels
+    codes: list[int] = []
+    for sub in packet.subscriptions:
+        refused = refuse_filter(session, sub.topic_filter, max_levels)
+        if not refused and rules is not None and not rules.can_subscribe(sub.topic_filter):
+            # Only a filter no readable topic can match; what a granted one
+            # matches is checked message by message on delivery.
+            host.acl_denied(
+                "acl_denied_subscriptions", session.client_id, "subscription to", sub.topic_filter
+            )
+            refused = ReasonCode.NOT_AUTHORIZED if session.level >= 5 else 0x80
+        elif not refused and is_shared(sub.topic_filter) and sub.no_local:
+            raise ProtocolError("[MQTT-3.8.3-4] no local on a shared subscription")
+        codes.append(refused)
+    return codes
+
+
 def _ask_hook(session: ClientSession, packet: Subscribe, codes: list[int]) -> bool:
     """The auth hook's authorize() for the filters not refused already
     (frontend/hook_calls.py): `codes` updated with its refusals (0x87, or
@@ -71,6 +84,8 @@ def _ask_hook(session: ClientSession, packet: Subscribe, codes: list[int]) -> bo
         return True
     decided = authorize_topics(session, packet, SUBSCRIBE, asked)
     if decided is None:
+        assert session.awaiting is not None
+        session.awaiting.prior = list(codes)
         return False
     for i, sub in enumerate(packet.subscriptions):
         rc = 0 if codes[i] else decided.get(sub.topic_filter, 0)

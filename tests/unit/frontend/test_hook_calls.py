@@ -5,11 +5,13 @@ what a connection sends while a packet waits for the hook."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.config import Config
 from flockmq.envelopes import Kind
+from flockmq.frontend.acl import load_acl
 from flockmq.frontend.codec import Connack, Connect, Puback, Publish, Suback, Subscribe
 from flockmq.frontend.codec.packets import Subscription
 from flockmq.frontend.hook_calls import DecisionCache, HookCalls, PendingCall
@@ -311,3 +313,25 @@ def test_without_a_hook_nothing_is_asked() -> None:
     c.send(Publish("t", b"x", qos=1, packet_id=1), Subscribe(2, (Subscription("t", 1),)))
     assert c.host.hooks is None
     assert [e[0] for e in c.host.router] == [Kind.ROUTE, Kind.FENCE]
+
+
+def test_the_acl_is_checked_first_and_once(tmp_path: Path) -> None:
+    path = tmp_path / "acl"
+    path.write_text("user alice\ntopic readwrite open/#\n")
+    host = FakeHost(acl=load_acl(str(path)))
+    auth = Auth(host)
+    c = Client(host)
+    c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+    auth.reply(auth.take()[0][2], [0])
+    c.connack()
+    host.take()
+    c.link.take()
+    c.send(Publish("closed/x", b"p", qos=1, packet_id=1))
+    assert auth.take() == [] and c.packets() == [Puback(1, 0x87)]  # the ACL: no call
+    c.send(Subscribe(2, (Subscription("closed/#", 1), Subscription("open/a", 1))))
+    (call,) = auth.take()
+    assert call[6] == ["open/a"]  # only what the ACL allowed
+    auth.reply(call[2], [1])
+    ((_, subscribe),) = host.workers
+    assert [entry[1] for entry in subscribe[4]] == [0x87, 1]
+    assert host.counters["acl_denied_subscriptions"] == 1  # not counted again on the answer
