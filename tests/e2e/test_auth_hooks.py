@@ -138,6 +138,22 @@ def test_a_slow_or_raising_hook_costs_only_its_own_client(broker: Broker, userna
         thread.join(10)
     # Server unavailable (3.1.1: return code 3)
     assert sorted(results) == sorted((level, 0x88 if level == 5 else 3) for level in levels)
+    # counted, in $SYS (a slow hook is timed out by the acceptor or by the
+    # auth process, whichever comes first: either way it fails)
+    counters = ["hook_timeouts", "hook_errors"] if username == "slow" else ["hook_errors"]
+    sys_watcher = connected(broker, username="good")
+    for counter in counters:
+        sys_watcher.subscribe(f"$SYS/broker/acceptor/+/{counter}", 0)
+    seen: dict[str, int] = {}
+
+    def counted() -> bool:
+        while not sys_watcher.messages.empty():
+            message = sys_watcher.messages.get()
+            seen[message.topic] = int(message.payload)
+        return sum(seen.values()) >= len(levels)
+
+    wait_for(counted, 10, f"{counters} in $SYS")
+    sys_watcher.disconnect()
 
 
 @pytest.mark.parametrize("prefix", ["slowtopic", "boomtopic"])
