@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -340,13 +340,21 @@ class HookCalls:
 # --- the session's side ---------------------------------------------------------------------
 
 
+class WaitsForHook(Exception):
+    """Raised out of a packet's handler when the packet waits for the hook's
+    answer; `ClientSession.read_packets` stops there (so the publish path
+    pays nothing for it without a hook: no check after each packet)."""
+
+
 def authorize_topics(
-    session: ClientSession, packet: Any, action: str, topics: list[str]
-) -> dict[str, int] | None:
+    session: ClientSession, packet: Any, action: str, topics: list[str], prior: Sequence[int] = ()
+) -> dict[str, int]:
     """The hook's decision on each of `topics` for `packet` ({topic: 0,
     NOT_AUTHORIZED or FAILED}), from the cache or from the answer `packet`
-    waited for; None: it was asked, and `packet` waits for the answer (held,
-    like a packet waiting for its turn: frontend/ordering.py)."""
+    waited for. WaitsForHook: it was asked, and `packet` waits for the
+    answer (held, like a packet waiting for its turn: frontend/ordering.py;
+    `prior`, what its handler found before asking, is given back with the
+    answer)."""
     decided = session.decided
     if decided is not None and decided[0] is packet:
         session.decided = None
@@ -363,9 +371,10 @@ def authorize_topics(
         return known
     call.packet = packet
     call.known = known
+    call.prior = list(prior)
     session.awaiting = call
     session.hold(packet)
-    return None
+    raise WaitsForHook
 
 
 # --- the acceptor's side ----------------------------------------------------------------------

@@ -51,7 +51,7 @@ def handle_publish(session: ClientSession, packet: Publish) -> None:
         refuse_publish(session, packet, ReasonCode.NOT_AUTHORIZED)
         return
     if session.host.hooks is not None and not _hook_allows(session, packet, topic):
-        return  # refused, or waiting for the hook's answer
+        return  # refused
     if qos < 2:
         # The PUBACK of a QoS 1 goes once the message is on its way and
         # confirmed durable (the PUSH socket does not drop it).
@@ -92,14 +92,11 @@ def refuse_publish(session: ClientSession, packet: Publish, rc: int) -> None:
 def _hook_allows(session: ClientSession, packet: Publish, topic: str) -> bool:
     """The auth hook's authorize() (frontend/hook_calls.py), after the ACL:
     False when refused (as the ACL refuses: 0x87, or 0x80 when the hook
-    failed) or while the packet waits for the answer."""
+    failed). WaitsForHook while the packet waits for the answer."""
     hooks = session.host.hooks
     if hooks is None or not hooks.authorizes:
         return True
-    codes = authorize_topics(session, packet, PUBLISH, [topic])
-    if codes is None:
-        return False
-    rc = codes[topic]
+    rc = authorize_topics(session, packet, PUBLISH, [topic])[topic]  # may raise WaitsForHook
     if rc:
         session.host.count("hook_denied_publishes")
         refuse_publish(session, packet, rc)

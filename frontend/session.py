@@ -87,6 +87,7 @@ from .connect import (
     refuse_connect,
     waits_for_connect,
 )
+from .hook_calls import WaitsForHook
 from .inbound_publish import handle_publish
 from .states import CLOSED, CONNECTED, CONNECTING, NEW
 from .subscribe import handle_subscribe, handle_unsubscribe
@@ -260,11 +261,7 @@ class ClientSession:
                 if kind is Publish:
                     publishes += 1
                 self.handle_packet(packet)
-                # (held: the packet waits for the auth hook's answer)
-                if self.state != CONNECTED or self.closing or self.held is not None:
-                    if self.held is packet:  # counted when it is handled again
-                        handled -= 1
-                        publishes -= kind is Publish
+                if self.state != CONNECTED or self.closing:
                     if self.state == CONNECTING and not self.closing:
                         self.connack_wait = True
                         self.link.pause_reading()
@@ -272,6 +269,12 @@ class ClientSession:
                 packet = decoder.next_packet()
         except ProtocolError as exc:
             self.fail(exc)
+            return False
+        except WaitsForHook:
+            # The packet waits for the auth hook's answer, held (see `hold`);
+            # counted when it is handled again.
+            handled -= 1
+            publishes -= type(packet) is Publish
             return False
         finally:
             traffic = self.traffic

@@ -29,8 +29,8 @@ def handle_subscribe(session: ClientSession, packet: Subscribe) -> None:
         codes = list(decided[2])
     else:
         codes = _check_filters(session, packet)
-    if host.hooks is not None and host.hooks.authorizes and not _ask_hook(session, packet, codes):
-        return  # waits for the hook's answer
+    if host.hooks is not None and host.hooks.authorizes:
+        _ask_hook(session, packet, codes)
     sub_id = packet.properties.get("subscription_identifier")
     entries = [
         env.SubEntry(
@@ -70,29 +70,24 @@ def _check_filters(session: ClientSession, packet: Subscribe) -> list[int]:
     return codes
 
 
-def _ask_hook(session: ClientSession, packet: Subscribe, codes: list[int]) -> bool:
+def _ask_hook(session: ClientSession, packet: Subscribe, codes: list[int]) -> None:
     """The auth hook's authorize() for the filters not refused already
     (frontend/hook_calls.py): `codes` updated with its refusals (0x87, or
-    0x80 when the hook failed; 0x80 before MQTT 5); False while the packet
-    waits for the answer."""
+    0x80 when the hook failed; 0x80 before MQTT 5). WaitsForHook while the
+    packet waits for the answer."""
     asked = [
         sub.topic_filter
         for sub, refused in zip(packet.subscriptions, codes, strict=True)
         if not refused
     ]
     if not asked:
-        return True
-    decided = authorize_topics(session, packet, SUBSCRIBE, asked)
-    if decided is None:
-        assert session.awaiting is not None
-        session.awaiting.prior = list(codes)
-        return False
+        return
+    decided = authorize_topics(session, packet, SUBSCRIBE, asked, codes)  # may raise WaitsForHook
     for i, sub in enumerate(packet.subscriptions):
         rc = 0 if codes[i] else decided.get(sub.topic_filter, 0)
         if rc:
             session.host.count("hook_denied_subscriptions")
             codes[i] = rc if session.level >= 5 else 0x80
-    return True
 
 
 def handle_unsubscribe(session: ClientSession, packet: Unsubscribe) -> None:
