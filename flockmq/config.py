@@ -56,6 +56,24 @@ class Config:
     # after this delay, doubling up to the maximum (flockmq.frontend.authentication)
     auth_failure_delay: float = 1.0
     auth_failure_max_delay: float = 10.0
+    # authentication/authorization hooks in Python (flockmq.hooks): a module
+    # run in `auth_processes` auth processes (None: 1 with a hook, else 0),
+    # each call within `auth_hook_timeout` seconds (else denied); authorize()
+    # decisions cached per acceptor for `auth_cache_ttl` seconds (0: not
+    # cached), in at most `auth_cache_bytes`; calls waiting in an acceptor
+    # bounded by number and bytes; sync hooks run on `auth_hook_threads`
+    # threads per auth process
+    auth_hook: str | None = None
+    auth_processes: int | None = None
+    auth_hook_timeout: float = 0.2
+    auth_cache_ttl: float = 5.0
+    auth_cache_bytes: int = 4 * 1024 * 1024
+    auth_max_pending: int = 10_000
+    auth_max_pending_bytes: int = 16 * 1024 * 1024
+    auth_hook_threads: int = 8
+    # which of authenticate/authorize the hook defines: found when the
+    # configuration is checked (not a setting)
+    auth_hook_functions: list[str] = field(default_factory=list)
     # [[listeners]] tables (flockmq.listeners.Listener's keys); none: one
     # plain MQTT listener on host:port
     listeners: list[dict[str, Any]] = field(default_factory=list)
@@ -127,6 +145,8 @@ class Config:
             cfg.workers = cores
         if not cfg.data_dir:
             cfg.data_dir = default_data_dir()
+        if cfg.auth_processes is None:
+            cfg.auth_processes = 1 if cfg.auth_hook else 0
         cfg.validate()
         return cfg
 
@@ -136,6 +156,7 @@ class Config:
         self._validate_port_and_counts()
         self._validate_choices()
         self._validate_acl_file()
+        self._validate_auth_hook()
         self._validate_listeners()
         self._validate_limits()
 
@@ -176,6 +197,28 @@ class Config:
             except (ACLError, OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"acl_file: {exc}") from exc
 
+    def _validate_auth_hook(self) -> None:
+        processes = self.auth_processes or 0
+        if not 0 <= processes <= 64:
+            raise ConfigError(f"auth_processes: {processes} is outside 0-64")
+        if self.auth_hook is None:
+            return
+        if processes == 0:
+            raise ConfigError("auth_processes: 0, but auth_hook needs at least one")
+        # Imported once here, so a hook that does not load stops `flockmq
+        # serve` (and `flockmq check-config`) with why, not every auth process.
+        from flockmq.hooks import HookError, load_hook
+
+        try:
+            hook = load_hook(self.auth_hook)
+        except HookError as exc:
+            raise ConfigError(f"auth_hook: {exc}") from None
+        self.auth_hook_functions = [
+            name for name in ("authenticate", "authorize") if getattr(hook, name) is not None
+        ]
+        if not self.auth_cache_ttl >= 0:
+            raise ConfigError("auth_cache_ttl: must be 0 (no cache) or a number of seconds")
+
     def _validate_limits(self) -> None:
         for name in (
             "max_packet_size",
@@ -194,6 +237,10 @@ class Config:
             "max_acceptor_buffer",
             "write_timeout",
             "acl_cache_bytes",
+            "auth_cache_bytes",
+            "auth_max_pending",
+            "auth_max_pending_bytes",
+            "auth_hook_threads",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
@@ -207,6 +254,7 @@ class Config:
             "shutdown_timeout",
             "auth_failure_delay",
             "auth_failure_max_delay",
+            "auth_hook_timeout",
         ):
             if not getattr(self, name) > 0:  # not NaN either
                 raise ConfigError(f"{name}: must be a positive number of seconds")
@@ -214,7 +262,9 @@ class Config:
             raise ConfigError("max_keepalive: 0-65535 seconds (a 16-bit field)")
         if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:
             raise ConfigError("max_session_expiry: 0-4294967295 seconds (a 32-bit field)")
-        last_port = self.tcp_base_port + 1 + 2 * self.workers + self.acceptors
+        last_port = (
+            self.tcp_base_port + 1 + 2 * self.workers + self.acceptors + (self.auth_processes or 0)
+        )
         if self.transport == "tcp" and not (self.tcp_base_port > 0 and last_port < 65536):
             raise ConfigError(
                 f"tcp_base_port: the bus needs ports {self.tcp_base_port}-{last_port}"
@@ -233,7 +283,7 @@ class Config:
 
         listeners = self.listener_list()
         try:
-            check_exposure(listeners, self.allow_anonymous, self.password_file)
+            check_exposure(listeners, self.allow_anonymous, self.password_file or self.auth_hook)
             for listener in listeners:
                 if listener.tls:
                     server_context(listener)  # certificates and keys that load
@@ -282,6 +332,10 @@ class Config:
     def worker_work_endpoint(self, index: int) -> str:
         return self._endpoint(f"worker-{index}-work", 2 + self.workers + self.acceptors + index)
 
+    def auth_endpoint(self, index: int) -> str:
+        """An auth process's inbox (flockmq/auth/): calls from acceptors."""
+        return self._endpoint(f"auth-{index}", 2 + 2 * self.workers + self.acceptors + index)
+
     # --- ids on the bus (flockmq/bus.py): who sent a frame ---------------
     ROUTER_ID = 0
 
@@ -290,6 +344,9 @@ class Config:
 
     def acceptor_id(self, index: int) -> int:
         return 1 + self.workers + index
+
+    def auth_id(self, index: int) -> int:
+        return 1 + self.workers + self.acceptors + index
 
     # --- serialisation -----------------------------------------------------
     def to_json(self) -> str:
@@ -304,7 +361,11 @@ def _not_table(index: int) -> Listener:
     raise ListenerError(f"listeners[{index}]: expected a table")
 
 
-KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {"extra", "runtime_dir"}
+KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {
+    "extra",
+    "runtime_dir",
+    "auth_hook_functions",
+}
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> Config:

@@ -82,6 +82,10 @@ class Kind(IntEnum):
     UNSUBSCRIBED = 63
     # router -> acceptor
     FENCED = 64
+    # acceptor -> auth process (flockmq/auth/), and its answer
+    AUTHENTICATE = 80
+    AUTHORIZE = 81
+    AUTH_REPLY = 82
 
 
 # --- nested records -----------------------------------------------------------------
@@ -552,6 +556,51 @@ class Fenced(NamedTuple):
     seq: int
 
 
+# --- acceptor <-> auth process (authentication hooks, flockmq/auth/) ----------------
+
+
+class Authenticate(NamedTuple):
+    """Acceptor -> an auth process: run the hook's authenticate() for a
+    CONNECT the password file let through. call: the acceptor's number for
+    the call, given back in AUTH_REPLY; cert: the verified client
+    certificate's identity (CN), or None."""
+
+    kind: Literal[Kind.AUTHENTICATE]
+    acceptor: int
+    call: int
+    client_id: str
+    username: str | None
+    password: bytes | None
+    peer: str
+    cert: str | None
+
+
+class Authorize(NamedTuple):
+    """Acceptor -> an auth process: run the hook's authorize() for each of
+    `topics` (one topic of a PUBLISH, the filters of a SUBSCRIBE) that the
+    ACL allowed; action: "publish" or "subscribe"."""
+
+    kind: Literal[Kind.AUTHORIZE]
+    acceptor: int
+    call: int
+    client_id: str
+    username: str | None
+    action: str
+    topics: list[str]
+
+
+class AuthReply(NamedTuple):
+    """Auth process -> the calling acceptor. results: for AUTHENTICATE one
+    CONNACK reason code (0: allowed); for AUTHORIZE one 1/0 per topic.
+    error: the hook raised, timed out or could not run (results empty); the
+    acceptor denies with "server unavailable" / "not authorized"."""
+
+    kind: Literal[Kind.AUTH_REPLY]
+    call: int
+    results: list[int]
+    error: str | None
+
+
 # --- the per-message kinds as plain tuples ------------------------------------------
 # Building a NamedTuple costs ~150 ns more than a tuple (its __new__ is Python)
 # and packing one ~40 ns more: on the per-message path of the router (ROUTED,
@@ -650,6 +699,9 @@ Envelope = (
     | Unsubscribed
     | RouterUp
     | Fenced
+    | Authenticate
+    | Authorize
+    | AuthReply
     | RouteTuple
     | RoutedTuple
     | DeliverTuple
@@ -700,6 +752,9 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.UNSUBSCRIBED: Unsubscribed,
     Kind.ROUTER_UP: RouterUp,
     Kind.FENCED: Fenced,
+    Kind.AUTHENTICATE: Authenticate,
+    Kind.AUTHORIZE: Authorize,
+    Kind.AUTH_REPLY: AuthReply,
 }
 """Each kind's NamedTuple (tests/unit/flockmq/test_envelopes.py checks it is
 one per kind)."""

@@ -66,7 +66,7 @@ class CoreProcess:
     def __init__(
         self, loop: asyncio.AbstractEventLoop, config: Config, store: Store | None, role: Role
     ) -> None:
-        """`store` None: the core never commits (an acceptor)."""
+        """`store` None: the core never commits (an acceptor, an auth process)."""
         self.loop = loop
         self.config = config
         self.store = store

@@ -34,6 +34,7 @@ from .acceptor_core import TIMER_INTERVAL, AcceptorCore
 from .authentication import FailureThrottle
 from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
+from .hook_calls import attach_hooks, connect_auth
 from .ordering import Fences
 from .passwords import PasswordFile, PasswordFileError
 from .servers import ListenerEndpoint, start_servers
@@ -114,6 +115,8 @@ class Acceptor:
             env.Kind.STORED: self._on_stored,
             env.Kind.FENCED: self._on_fenced,
         }
+        # the auth hook's processes, if one is configured (frontend/hook_calls.py)
+        self.hooks = attach_hooks(self)
         # envelopes and timers go through the runtime every core shares
         self.core = AcceptorCore(self, RateLimitedLog(log))
 
@@ -505,6 +508,7 @@ def acceptor_process(
             config.worker_id(shard),
             config.worker_endpoint(shard),
         )
+    connect_auth(bus, config)
     return acceptor, process
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flockmq import envelopes as env
 from flockmq.frontend.codec import Connack, Connect, Disconnect, ProtocolError, ReasonCode, encode
 from flockmq.frontend.codec.packets import Will
+from flockmq.hooks import CONNECT as CONNECT_CALL
 from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 from flockmq.sharding import shard_of
 
@@ -83,7 +84,53 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
         props.get("receive_maximum", 0),
         assigned,
     )
+    hooks = host.hooks
+    if hooks is not None and hooks.authenticates:
+        _ask_hook(session, packet.password)
+        return
     session.forward(session.connect_envelope)
+
+
+def _ask_hook(session: ClientSession, password: bytes | None) -> None:
+    """The password file and the ACL let this CONNECT through: the auth
+    hook is asked (frontend/hook_calls.py). Until it answers the CONNECT is
+    not sent on and nothing after it is read (CONNECTING)."""
+    hooks = session.host.hooks
+    assert hooks is not None
+    call = hooks.authenticate(session, session, password, session.link.identity)
+    if call is None:  # too many calls waiting
+        session.connect_envelope = None
+        refuse_connect(
+            session, ReasonCode.SERVER_UNAVAILABLE, f"client {session.client_id!r}: hook busy"
+        )
+        return
+    session.awaiting = call
+
+
+def waits_for_connect(session: ClientSession) -> bool:
+    """Its CONNECT waits for the auth hook (not sent to the worker yet)."""
+    call = session.awaiting
+    return call is not None and call.action == CONNECT_CALL
+
+
+def hook_answered_connect(session: ClientSession, rc: int) -> None:
+    """The auth hook's answer to the CONNECT: sent on to the worker, or
+    refused with the hook's reason code (0x88 Server unavailable when the
+    hook failed or did not answer in time)."""
+    connect = session.connect_envelope
+    if rc == 0 and connect is not None:
+        session.forward(connect)
+        return
+    try:
+        code = ReasonCode(rc)
+    except ValueError:
+        code = ReasonCode.NOT_AUTHORIZED
+    host = session.host
+    if code != ReasonCode.SERVER_UNAVAILABLE:
+        host.count("connects_hook_denied")
+    session.connect_envelope = None
+    why = f"client {session.client_id!r}, user {session.username!r}: auth hook"
+    refuse_connect(session, code, why)
 
 
 def _client_id(session: ClientSession, packet: Connect) -> str | None:

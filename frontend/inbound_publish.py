@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Final
 from flockmq import envelopes as env
 from flockmq.frontend.acl import WRITE
 from flockmq.frontend.codec import ProtocolError, Publish, ReasonCode, encode_ack
+from flockmq.hooks import PUBLISH
 from flockmq.mqtt.topics import is_sys_topic, topic_levels
 from flockmq.sizes import message_size
 
 from .confirmations import PUBACK, PUBREC
+from .hook_calls import authorize_topics
 from .states import CONNECTED, CONNECTING
 
 if TYPE_CHECKING:
@@ -45,13 +47,11 @@ def handle_publish(session: ClientSession, packet: Publish) -> None:
     check_topic_depth(session, topic)
     qos = packet.qos
     if not may_publish(session, topic):
-        # Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why.
         session.host.acl_denied("acl_denied_publishes", session.client_id, "publish to", topic)
-        if qos:
-            kind = 4 if qos == 1 else 5
-            rc = ReasonCode.NOT_AUTHORIZED if session.level >= 5 else 0
-            session.write(encode_ack(kind, packet.packet_id or 0, session.level, rc))
+        refuse_publish(session, packet, ReasonCode.NOT_AUTHORIZED)
         return
+    if session.host.hooks is not None and not _hook_allows(session, packet, topic):
+        return  # refused
     if qos < 2:
         # The PUBACK of a QoS 1 goes once the message is on its way and
         # confirmed durable (the PUSH socket does not drop it).
@@ -78,6 +78,30 @@ def handle_publish(session: ClientSession, packet: Publish) -> None:
         session.route(route)
     else:
         _publish_qos2(session, packet, topic, props)
+
+
+def refuse_publish(session: ClientSession, packet: Publish, rc: int) -> None:
+    """Acknowledged and dropped, as 3.1.1 requires [MQTT-3.3.5-2]; v5 says why."""
+    if packet.qos:
+        kind = 4 if packet.qos == 1 else 5
+        session.write(
+            encode_ack(kind, packet.packet_id or 0, session.level, rc if session.level >= 5 else 0)
+        )
+
+
+def _hook_allows(session: ClientSession, packet: Publish, topic: str) -> bool:
+    """The auth hook's authorize() (frontend/hook_calls.py), after the ACL:
+    False when refused (as the ACL refuses: 0x87, or 0x80 when the hook
+    failed). WaitsForHook while the packet waits for the answer."""
+    hooks = session.host.hooks
+    if hooks is None or not hooks.authorizes:
+        return True
+    rc = authorize_topics(session, packet, PUBLISH, [topic])[topic]  # may raise WaitsForHook
+    if rc:
+        session.host.count("hook_denied_publishes")
+        refuse_publish(session, packet, rc)
+        return False
+    return True
 
 
 def _publish_qos2(

@@ -66,6 +66,7 @@ from flockmq.frontend.codec.packets import (
     Unsuback,
     Unsubscribe,
 )
+from flockmq.hooks import CONNECT as CONNECT_CALL
 from flockmq.mqtt.errors import UnsupportedProtocolVersion
 
 from .authentication import FailureThrottle, PendingRefusal, Verdict
@@ -82,8 +83,11 @@ from .connect import (
     handle_connack,
     handle_connect,
     handle_disconnect,
+    hook_answered_connect,
     refuse_connect,
+    waits_for_connect,
 )
+from .hook_calls import WaitsForHook
 from .inbound_publish import handle_publish
 from .states import CLOSED, CONNECTED, CONNECTING, NEW
 from .subscribe import handle_subscribe, handle_unsubscribe
@@ -94,6 +98,7 @@ from .traffic import Traffic
 if TYPE_CHECKING:
     from flockmq.config import Config
     from flockmq.frontend.acl import ACL, ClientRules, DecisionCache
+    from flockmq.frontend.hook_calls import HookCalls, PendingCall
     from flockmq.frontend.ordering import Fences
     from flockmq.isolation import RateLimitedLog
 
@@ -136,6 +141,8 @@ class Link(Protocol):
     def address(self) -> str:
         """The client's IP address (what the authentication throttle counts by)."""
 
+    identity: str | None  # the verified client certificate's CN, if any
+
     def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
         """The listener's decision on these credentials (and the client's
         certificate, where the transport has one)."""
@@ -153,6 +160,7 @@ class Host(Protocol):
     client_log: RateLimitedLog
     throttle: FailureThrottle  # delays for addresses that fail to authenticate
     traffic: Traffic  # bytes and packets each way, for $SYS
+    hooks: HookCalls | None  # the auth hook (frontend/hook_calls.py); None: no hook
 
     def count(self, name: str) -> None: ...
 
@@ -176,6 +184,7 @@ class ClientSession:
     # __dict__ of these fields; tests/unit/frontend/test_memory.py).
     __slots__ = (
         "acl_rules",
+        "awaiting",
         "before_connack",
         "before_connack_writes",
         "client_id",
@@ -186,6 +195,7 @@ class ClientSession:
         "connack_wait",
         "connect_envelope",
         "created",
+        "decided",
         "decoder",
         "fence_seq",
         "held",
@@ -247,6 +257,10 @@ class ClientSession:
         self.held_since = 0.0
         self.closed_report: env.Closed | None = None  # CLOSED waiting for its fence
         self.refusal: PendingRefusal | None = None  # a bad password's answer, held
+        # The auth hook's call this connection waits for (frontend/hook_calls.py),
+        # and its answer for the packet that waited for it
+        self.awaiting: PendingCall | None = None
+        self.decided: tuple[Any, dict[str, int], list[int]] | None = None
         self.traffic = host.traffic  # the acceptor's, for $SYS
 
     # --- bytes in ---------------------------------------------------------------------------
@@ -297,6 +311,12 @@ class ClientSession:
                 packet = decoder.next_packet()
         except ProtocolError as exc:
             self.fail(exc)
+            return False
+        except WaitsForHook:
+            # The packet waits for the auth hook's answer, held (see `hold`);
+            # counted when it is handled again.
+            handled -= 1
+            publishes -= type(packet) is Publish
             return False
         finally:
             traffic = self.traffic
@@ -405,7 +425,7 @@ class ClientSession:
         DUP). A clean session lived only in the dead worker's memory: the
         connection is closed so its client reconnects and subscribes again."""
         host = self.host
-        if self.state == CONNECTING and restarted:
+        if self.state == CONNECTING and restarted and not waits_for_connect(self):
             # Its CONNECT may have died with the old worker (or be waiting
             # there for a takeover): the new one gets it again. A CONNACK
             # that comes twice is taken once.
@@ -449,11 +469,16 @@ class ClientSession:
             self._send_fence()
         else:
             return False
+        self.hold(packet)
+        return True
+
+    def hold(self, packet: Any) -> None:
+        """`packet` waits (for its turn, or for the auth hook): nothing after
+        it is read until `release_held`."""
         self.held = packet
         self.held_since = self.host.now
         self.host.hold(self, True)
         self.link.pause_reading()
-        return True
 
     def release_held(self) -> None:
         """What held this connection is answered: go on reading."""
@@ -469,7 +494,12 @@ class ClientSession:
     def on_answered(self, packet_id: int) -> None:
         """Its SUBACK/UNSUBACK went out: a publish that waited for it goes."""
         self.unanswered.pop(packet_id, None)
-        if self.held is not None and not self.unanswered and not self.fence_seq:
+        if (
+            self.held is not None
+            and not self.unanswered
+            and not self.fence_seq
+            and self.awaiting is None  # (a packet waiting for the hook waits on)
+        ):
             self.release_held()
 
     def _send_fence(self) -> None:
@@ -483,13 +513,18 @@ class ClientSession:
         if self.closed_report is not None:
             report, self.closed_report = self.closed_report, None
             self.forward(report)
-        elif self.held is not None:
+        elif self.held is not None and self.awaiting is None:
             self.release_held()
 
     def check_held(self, now: float, timeout: float) -> None:
         """A SUBSCRIBE/UNSUBSCRIBE never answered (a process died with it):
         the publish behind it goes, rather than the connection hanging."""
-        if self.held is not None and not self.fence_seq and now - self.held_since > timeout:
+        if (
+            self.held is not None
+            and not self.fence_seq
+            and self.awaiting is None  # the hook's calls are timed by their budget
+            and now - self.held_since > timeout
+        ):
             self.host.count("ordering_holds_timed_out")
             self.release_held()
 
@@ -511,8 +546,14 @@ class ClientSession:
 
     def connection_lost(self) -> None:
         """The transport is gone: nothing more of this connection is acted on."""
-        # a CONNECT refused, or held for refusal, never reached the worker
-        was_registered = self.state in (CONNECTING, CONNECTED) and self.refusal is None
+        # a CONNECT refused, held for refusal, or waiting for the auth hook
+        # never reached the worker
+        was_registered = (
+            self.state in (CONNECTING, CONNECTED)
+            and self.refusal is None
+            and not waits_for_connect(self)
+        )
+        self.awaiting = self.decided = None  # a late answer is dropped
         drop_pending_refusal(self)
         self.state = CLOSED
         unconfirmed = self.host.unconfirmed
@@ -636,6 +677,20 @@ class ClientSession:
         reason_codes = tuple(codes) if self.level >= 5 else ()
         self.write(encode(Unsuback(packet_id, reason_codes), self.level))
         self.on_answered(packet_id)
+
+    def on_hook_answer(self, call: PendingCall, codes: list[int]) -> None:
+        """The auth hook answered `call` (or it failed: frontend/hook_calls.py)."""
+        if self.awaiting is not call:
+            return  # not what this connection waits for (any more)
+        self.awaiting = None
+        if self.state == CLOSED or self.closing:
+            return
+        if call.action == CONNECT_CALL:
+            hook_answered_connect(self, codes[0])
+            return
+        answers = dict(zip(call.topics, codes, strict=True))
+        self.decided = (call.packet, {**call.known, **answers}, call.prior)
+        self.release_held()
 
     def hold_until_connack(self, e: env.SendPublishMany) -> None:
         """A delivery that came before this connection's CONNACK (another

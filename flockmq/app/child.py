@@ -2,7 +2,7 @@
 
     python -m flockmq.app.child ROLE INDEX --config FILE --incarnation N --supervisor PID
 
-so `ps` shows each process's role (acceptor, router, worker) and index. A
+so `ps` shows each process's role (acceptor, router, worker, auth) and index. A
 child stops when its supervisor (PID) dies (`flockmq.app.parent_watch`).
 """
 
@@ -20,7 +20,7 @@ from flockmq.app.logsetup import setup_logging
 from flockmq.app.parent_watch import stop_with_parent
 from flockmq.config import Config
 
-ROLES = ("acceptor", "router", "worker")
+ROLES = ("acceptor", "router", "worker", "auth")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +78,10 @@ def run_role(role: str, index: int, incarnation: int, config: Config) -> int:
             from flockmq.router.process import run_router
 
             run_router(config, incarnation)
+        elif role == "auth":
+            from flockmq.auth.process import run_auth
+
+            run_auth(config, index, incarnation)
         else:
             from flockmq.workers.process import run_worker
 

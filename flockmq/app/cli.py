@@ -40,6 +40,11 @@ def main() -> None:
     default=None,
     help="Password file in Mosquitto's format (`flockmq passwd` or mosquitto_passwd).",
 )
+@click.option(
+    "--auth-hook",
+    default=None,
+    help="Python module with authenticate()/authorize() hooks, run in auth processes.",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None, help="[info]")
 @click.option(
     "--log-format",
@@ -172,7 +177,7 @@ def effective_settings(config: Any) -> str:
 
     lines = []
     for key, value in sorted(dataclasses.asdict(config).items()):
-        if key in ("extra", "runtime_dir", "listeners") or value is None:
+        if key in ("extra", "runtime_dir", "listeners", "auth_hook_functions") or value is None:
             continue
         lines.append(f"{key} = {_toml(value)}")
     for listener in config.listener_list():

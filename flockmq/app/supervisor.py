@@ -1,6 +1,7 @@
-"""The supervisor (`flockmq serve`): spawns the router, the workers and the
-acceptors, restarts any that dies (with backoff), and on SIGTERM/SIGINT stops
-them in order — acceptors first (no new input), then workers, then the router —
+"""The supervisor (`flockmq serve`): spawns the router, the workers, the
+acceptors and, with an auth hook, the auth processes; restarts any that dies
+(with backoff), and on SIGTERM/SIGINT stops them in order — acceptors first
+(no new input), then auth processes, then workers, then the router —
 leaving no orphan processes and no stale socket files.
 
 It holds the data directory's lock (`flockmq.app.data_dir_lock`) and passes it to
@@ -112,6 +113,7 @@ class Supervisor:
             [Child("router", 0)]
             + [Child("worker", i) for i in range(config.workers)]
             + [Child("acceptor", i) for i in range(config.acceptors)]
+            + [Child("auth", i) for i in range(config.auth_processes or 0)]
         )
 
     def spawn(self, child: Child) -> None:
@@ -217,7 +219,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Acceptors, then workers, then the router; SIGKILL after the timeout."""
-        for role in ("acceptor", "worker", "router"):
+        for role in ("acceptor", "auth", "worker", "router"):
             group = [c for c in self.children if c.role == role and c.proc is not None]
             for child in group:
                 assert child.proc is not None

@@ -83,6 +83,7 @@ class _Conn:
 
     def __init__(self, acceptor: Acceptor) -> None:
         self.written: list[bytes] = []
+        self.identity: str | None = None
         self.session = ClientSession(42, acceptor, self, 0.0)
 
     def address(self) -> str:

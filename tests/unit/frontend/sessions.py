@@ -15,6 +15,7 @@ from flockmq.frontend.acl import ACL, ClientRules, DecisionCache
 from flockmq.frontend.authentication import Authenticator, FailureThrottle, Verdict
 from flockmq.frontend.codec import Connect, StreamDecoder, encode
 from flockmq.frontend.confirmations import UnconfirmedTotals
+from flockmq.frontend.hook_calls import HookCalls
 from flockmq.frontend.ordering import Fences
 from flockmq.frontend.passwords import PasswordFile
 from flockmq.frontend.session import ClientSession
@@ -46,6 +47,7 @@ class FakeHost:
         self.holding: set[ClientSession] = set()
         self.unconfirmed = UnconfirmedTotals()
         self.denied: list[tuple[str, str, str]] = []
+        self.hooks: HookCalls | None = None
 
     def count(self, name: str) -> None:
         self.counters[name] += 1
@@ -85,6 +87,7 @@ class FakeLink:
 
     def __init__(self, passwords: PasswordFile | None = None) -> None:
         self.authenticator = Authenticator(Listener(), passwords, None)
+        self.identity: str | None = None
         self.written: list[bytes] = []
         self.reading = True
         self.closed = False
