@@ -89,6 +89,28 @@ class NoCommits:
         pass
 
 
+class StoreLess:
+    """The durable half of the `Core` contract for a core with no store (an
+    acceptor, an auth process): nothing is ever held for a commit."""
+
+    _NOTHING: Final[tuple[list[Op], Held]] = ([], [])  # never filled: read once per pass
+
+    def take_durable(self) -> tuple[list[Op], Held]:
+        return self._NOTHING
+
+    def hold_for_commit(self, later: Held) -> object:
+        return None
+
+    def commit_done(self, hold: object) -> None:
+        pass
+
+    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope]:
+        raise AssertionError(f"{type(self).__name__} holds nothing for a commit")
+
+    def destination(self, dest: Any) -> Dest:
+        return dest  # type: ignore[no-any-return]
+
+
 class Core(Protocol):
     """What a role's logic offers the runtime (see the module docstring)."""
 

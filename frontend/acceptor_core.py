@@ -14,21 +14,19 @@ no store, and its process's committer is `flockmq.runtime.NoCommits`):
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flockmq.envelopes import Envelope, Wire, kind_name
+from flockmq.envelopes import Wire, kind_name
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
-from flockmq.runtime import Dest, Held, Sink
-from flockmq.store import Op
+from flockmq.runtime import Sink, StoreLess
 
 if TYPE_CHECKING:
     from .acceptor import Acceptor
 
 TIMER_INTERVAL = 0.5  # the sessions' timers, the ordering holds, $SYS
-_NOTHING_DURABLE: tuple[list[Op], Held] = ([], [])  # never filled: read once per frame
 
 
-class AcceptorCore:
+class AcceptorCore(StoreLess):
     def __init__(self, acceptor: Acceptor, unknown_log: RateLimitedLog) -> None:
         self.acceptor = acceptor
         self.counters: Counter[str] = acceptor.counters
@@ -59,18 +57,3 @@ class AcceptorCore:
 
     def flush_outputs(self, sink: Sink) -> None:
         """Nothing waits here: envelopes went on the bus as they were made."""
-
-    def take_durable(self) -> tuple[list[Op], Held]:
-        return _NOTHING_DURABLE
-
-    def hold_for_commit(self, later: Held) -> object:
-        return None
-
-    def commit_done(self, hold: object) -> None:
-        pass
-
-    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope]:
-        raise AssertionError("an acceptor holds nothing for a commit")
-
-    def destination(self, dest: Any) -> Dest:
-        return dest  # type: ignore[no-any-return]

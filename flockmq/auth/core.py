@@ -14,21 +14,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, Kind, Wire, kind_name
+from flockmq.envelopes import Kind, Wire, kind_name
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
-from flockmq.runtime import Dest, Held, Sink, acceptor
-from flockmq.store import Op
+from flockmq.runtime import Sink, StoreLess, acceptor
 
 log = logging.getLogger("flockmq.auth")
 
 Call = env.Authenticate | env.Authorize
-_NOTHING_DURABLE: tuple[list[Op], Held] = ([], [])
 
 
-class AuthCore:
+class AuthCore(StoreLess):
     def __init__(self, index: int, start: Callable[[Call], None]) -> None:
         """`start(call)`: run the hook for `call`; the runner calls
         `answer` once with its outcome."""
@@ -74,21 +71,6 @@ class AuthCore:
             if replies:
                 sink.extend(acceptor(index), replies)
                 replies.clear()
-
-    def take_durable(self) -> tuple[list[Op], Held]:
-        return _NOTHING_DURABLE
-
-    def hold_for_commit(self, later: Held) -> object:
-        return None
-
-    def commit_done(self, hold: object) -> None:
-        pass
-
-    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope]:
-        raise AssertionError("an auth process holds nothing for a commit")
-
-    def destination(self, dest: Any) -> Dest:
-        return dest  # type: ignore[no-any-return]
 
     def gauges(self) -> dict[str, int]:
         return {"hook_calls_running": self.running}
