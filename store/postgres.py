@@ -108,14 +108,20 @@ SCHEMA_V1 = (
 # MIGRATIONS[n]: the statements that turn format n - 1 into format n.
 MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
+_MESSAGE_COLUMNS = "client_id, seq, topic, payload, qos, retain, props, packet_id, state"
+
+# Columns are always named (never SELECT * or a bare VALUES list), so a
+# migration that adds one changes no query.
 # Per op type: the statements it runs and its parameters, as in store.sqlite.
 # A run of ops of one type goes through executemany (pipelined by psycopg:
 # one round trip per run, not per row), which keeps their order.
 _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     PutSession: (
         (
-            "INSERT INTO flockmq.sessions VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id)"
-            " DO UPDATE SET expiry = excluded.expiry, protocol_level = excluded.protocol_level,"
+            "INSERT INTO flockmq.sessions"
+            " (client_id, expiry, protocol_level, will, disconnected_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id) DO UPDATE SET"
+            " expiry = excluded.expiry, protocol_level = excluded.protocol_level,"
             " will = excluded.will, disconnected_at = excluded.disconnected_at",
         ),
         lambda o: (o.client_id, o.expiry, o.protocol_level, o.will, o.disconnected_at),
@@ -133,7 +139,8 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     ),
     PutSubscription: (
         (
-            "INSERT INTO flockmq.subscriptions VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            "INSERT INTO flockmq.subscriptions (client_id, topic_filter, qos, no_local,"
+            " retain_as_published, retain_handling, sub_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (client_id, topic_filter) DO UPDATE SET qos = excluded.qos,"
             " no_local = excluded.no_local, retain_as_published = excluded.retain_as_published,"
             " retain_handling = excluded.retain_handling, sub_id = excluded.sub_id",
@@ -154,7 +161,8 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     ),
     PutMessage: (
         (
-            "INSERT INTO flockmq.messages VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO flockmq.messages ({_MESSAGE_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (client_id, seq) DO UPDATE SET topic = excluded.topic,"
             " payload = excluded.payload, qos = excluded.qos, retain = excluded.retain,"
             " props = excluded.props, packet_id = excluded.packet_id, state = excluded.state",
@@ -184,7 +192,7 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     ),
     PutInboundQos2: (
         (
-            "INSERT INTO flockmq.inbound_qos2 VALUES (%s, %s, %s)"
+            "INSERT INTO flockmq.inbound_qos2 (client_id, packet_id, token) VALUES (%s, %s, %s)"
             " ON CONFLICT (client_id, packet_id) DO NOTHING",
         ),
         lambda o: (o.client_id, o.packet_id, o.token),
@@ -198,7 +206,8 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     ),
     PutSeenQos2: (
         (
-            "INSERT INTO flockmq.qos2_seen VALUES (%s, %s, %s, %s)"
+            "INSERT INTO flockmq.qos2_seen (origin, packet_id, client_id, token)"
+            " VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (origin, packet_id, client_id) DO UPDATE SET token = excluded.token",
         ),
         lambda o: (o.origin, o.packet_id, o.client_id, o.token),
@@ -213,7 +222,8 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     ),
     PutRetained: (
         (
-            "INSERT INTO flockmq.retained VALUES (%s, %s, %s, %s) ON CONFLICT (topic)"
+            "INSERT INTO flockmq.retained (topic, payload, qos, props) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (topic)"
             " DO UPDATE SET payload = excluded.payload, qos = excluded.qos, props = excluded.props",
         ),
         lambda o: (o.topic, o.payload, o.qos, o.props),
@@ -472,19 +482,24 @@ class PostgresStore(Store):
 
     def load_sessions(self, accept: Callable[[str], bool]) -> list[SessionRecord]:
         with self._snapshot() as cur:
-            cur.execute("SELECT * FROM flockmq.sessions ORDER BY client_id")
+            cur.execute(
+                "SELECT client_id, expiry, protocol_level, will, disconnected_at"
+                " FROM flockmq.sessions ORDER BY client_id"
+            )
             heads = [row for row in cur.fetchall() if accept(row[0])]
             ids = [row[0] for row in heads]
             subs = _select(
                 cur,
-                "SELECT * FROM flockmq.subscriptions WHERE client_id = ANY(%s)"
+                "SELECT client_id, topic_filter, qos, no_local, retain_as_published,"
+                " retain_handling, sub_id FROM flockmq.subscriptions WHERE client_id = ANY(%s)"
                 " ORDER BY client_id, topic_filter",
                 ids,
                 lambda r: SubscriptionRecord(r[1], r[2], r[3], r[4], r[5], r[6]),
             )
             msgs = _select(
                 cur,
-                "SELECT * FROM flockmq.messages WHERE client_id = ANY(%s) ORDER BY client_id, seq",
+                f"SELECT {_MESSAGE_COLUMNS} FROM flockmq.messages WHERE client_id = ANY(%s)"
+                " ORDER BY client_id, seq",
                 ids,
                 lambda r: MessageRecord(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]),
             )
@@ -519,7 +534,7 @@ class PostgresStore(Store):
 
     def load_retained(self) -> list[RetainedRecord]:
         with self._snapshot() as cur:
-            cur.execute("SELECT * FROM flockmq.retained ORDER BY topic")
+            cur.execute("SELECT topic, payload, qos, props FROM flockmq.retained ORDER BY topic")
             return [RetainedRecord(t, p, q, props) for t, p, q, props in cur.fetchall()]
 
     def close(self) -> None:
