@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -234,3 +235,24 @@ def test_processes_create_and_share_a_fresh_database(postgres_dsn: str) -> None:
         assert {m.payload for r in w1 for m in r.messages} == {b"w1"}
         s.apply([PutMessage("w1-0", 2, "t", b"more", 1, False, None)])
         assert [m.seq for m in s.load_sessions(lambda c: c == "w1-0")[0].messages] == [1, 2]
+
+
+def test_without_postgresql_the_tests_skip_saying_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where PostgreSQL is missing or does not start, its tests skip (never
+    fail, never pass unseen), and the skip says why."""
+    from tests import postgres as server
+
+    monkeypatch.setattr(server, "find_bindir", lambda: None)
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL is not installed"):
+        server.start_server()
+    monkeypatch.setattr(server, "find_bindir", lambda: "/bin")  # no initdb there
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL is not installed"):
+        server.start_server()
+    broken = tmp_path / "initdb"
+    broken.write_text("#!/bin/sh\necho initdb: broken >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(server, "find_bindir", lambda: str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL did not start"):
+        server.start_server()
