@@ -110,6 +110,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
 _MESSAGE_COLUMNS = "client_id, seq, topic, payload, qos, retain, props, packet_id, state"
 
+COPY_MIN_ROWS = 64  # message puts in one run from which COPY beats executemany
+_UPSERT_COPIED_MESSAGES = (
+    f"INSERT INTO flockmq.messages ({_MESSAGE_COLUMNS})"
+    f" SELECT {_MESSAGE_COLUMNS} FROM pg_temp.put_messages"
+    " ON CONFLICT (client_id, seq) DO UPDATE SET topic = excluded.topic,"
+    " payload = excluded.payload, qos = excluded.qos, retain = excluded.retain,"
+    " props = excluded.props, packet_id = excluded.packet_id, state = excluded.state"
+)
+
 # Columns are always named (never SELECT * or a bare VALUES list), so a
 # migration that adds one changes no query.
 # Per op type: the statements it runs and its parameters, as in store.sqlite.
@@ -400,18 +409,43 @@ def _apply_ops(conn: psycopg.Connection[Any], ops: Iterable[Op]) -> None:
         try:
             with conn.transaction(), conn.cursor() as cur:
                 for kind, run in itertools.groupby(batch, type):
-                    entry = _SQL.get(kind)
-                    if entry is None:
-                        raise StoreError(f"not a store op: {kind.__name__}")
-                    statements, params = entry
-                    rows = [params(op) for op in run]
-                    for stmt in statements:
-                        cur.executemany(stmt, rows)
+                    _apply_run(cur, kind, list(run))
             return
         except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as e:
             if attempt == RETRIES:
                 raise
             log.info("store: transaction retried (%s)", _first_line(e))
+
+
+def _apply_run(cur: psycopg.Cursor[Any], kind: type, run: list[Any]) -> None:
+    """A run of ops of one type: COPY for many message puts, else executemany."""
+    if kind is PutMessage and len(run) >= COPY_MIN_ROWS:
+        _copy_messages(cur, run)
+        return
+    entry = _SQL.get(kind)
+    if entry is None:
+        raise StoreError(f"not a store op: {kind.__name__}")
+    statements, params = entry
+    rows = [params(op) for op in run]
+    for stmt in statements:
+        cur.executemany(stmt, rows)
+
+
+def _copy_messages(cur: psycopg.Cursor[Any], puts: list[PutMessage]) -> None:
+    """Many PutMessage at once: COPY into a temporary table, then one upsert
+    from it (a batch of queued QoS 1/2 messages for offline sessions). A later
+    put of the same (client id, seq) replaces an earlier one, as in order."""
+    latest = {(op.client_id, op.seq): op for op in puts}
+    cur.execute(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS put_messages"
+        " (LIKE flockmq.messages) ON COMMIT DELETE ROWS"
+    )
+    params = _SQL[PutMessage][1]
+    with cur.copy(f"COPY pg_temp.put_messages ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
+        for op in latest.values():
+            copy.write_row(params(op))
+    cur.execute(_UPSERT_COPIED_MESSAGES)
+    cur.execute("DELETE FROM pg_temp.put_messages")  # a later run in this transaction
 
 
 class PostgresWriter(Writer):
