@@ -337,6 +337,7 @@ def test_a_long_run_of_message_puts_keeps_op_order(store: Store, reopen: Reopen)
         ]
     )
     c, d = reopen().load_sessions(everyone)
+    expected: dict[int, tuple[bytes, int, bool, bytes | None, int, int]]
     expected = {q: (f"a{q}".encode(), 1, False, None, 0, 0) for q in range(290)}
     expected.update({q: (f"b{q}".encode(), 2, True, b"p", 0, 0) for q in range(0, 290, 3)})
     expected[1] = (b"a1", 1, False, None, 11, 1)
