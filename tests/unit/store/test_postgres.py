@@ -12,6 +12,8 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -256,3 +258,52 @@ def test_without_postgresql_the_tests_skip_saying_why(
     monkeypatch.setattr(server, "find_bindir", lambda: str(tmp_path))
     with pytest.raises(pytest.skip.Exception, match="PostgreSQL did not start"):
         server.start_server()
+
+
+def test_a_transaction_that_loses_a_deadlock_is_retried_whole(
+    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds row "b" and then wants row "a", which the store's
+    batch holds while it waits for "b": PostgreSQL aborts the store's
+    transaction (the other side waits 30 s before it checks for deadlocks),
+    and the store retries it whole once the other side is done."""
+    store = open_store("postgres", "", "process", dsn=postgres_dsn)
+    store.apply([PutRetained("a", b"0", 0, None), PutRetained("b", b"0", 0, None)])
+    other = psycopg.connect(postgres_dsn)
+    other.execute("SET deadlock_timeout = '30s'")
+    other.execute("UPDATE flockmq.retained SET payload = 'other' WHERE topic = 'b'")
+    errors: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            store.apply([PutRetained("a", b"store", 0, None), PutRetained("b", b"store", 0, None)])
+        except BaseException as e:
+            errors.append(e)
+
+    with caplog.at_level(logging.INFO, logger="flockmq.store"):
+        thread = threading.Thread(target=apply)
+        thread.start()
+        with raw(postgres_dsn) as watch:
+            for _ in range(200):  # until the store waits for "b"
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = 'flockmq' AND wait_event_type = 'Lock'"
+                ).fetchone()
+                if waiting == (1,):
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the store never waited for the other transaction's row")
+        other.execute("UPDATE flockmq.retained SET payload = 'other' WHERE topic = 'a'")
+        other.commit()
+        thread.join(30)
+    other.close()
+    try:
+        assert errors == []
+        assert "transaction retried" in caplog.text
+        assert {r.topic: r.payload for r in store.load_retained()} == {
+            "a": b"store",
+            "b": b"store",
+        }
+    finally:
+        store.close()
