@@ -83,6 +83,10 @@ class Config:
     # durable state: "sqlite" (flockmq.db in data_dir) or "none" (memory only)
     persistence: str = "sqlite"
     durability: str = "process"  # "process": survives kill -9; "power": fsync each commit
+    # where durable state lives: "sqlite" (data_dir, one host) or "postgres"
+    # (the flockmq schema of the database postgres_dsn names; store/postgres.py)
+    store: str = "sqlite"
+    postgres_dsn: str = ""  # libpq: "host=db port=5432 dbname=flockmq user=flockmq"
     # a QoS 1/2 publish not confirmed durable within this many seconds (a process
     # died mid-way) closes the publisher's connection, so the client retransmits
     publish_confirm_timeout: float = 10.0
@@ -155,6 +159,7 @@ class Config:
         of the checks below."""
         self._validate_port_and_counts()
         self._validate_choices()
+        self._validate_store()
         self._validate_acl_file()
         self._validate_auth_hook()
         self._validate_listeners()
@@ -183,6 +188,22 @@ class Config:
             raise ConfigError(f"durability: {self.durability!r} is not 'process' or 'power'")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
+
+    def _validate_store(self) -> None:
+        if self.store not in ("sqlite", "postgres"):
+            raise ConfigError(f"store: {self.store!r} is not 'sqlite' or 'postgres'")
+        if self.store == "postgres" and self.persistence == "none":
+            raise ConfigError("store: 'postgres' is durable state; persistence = 'none' is not")
+        if self.store == "postgres" and not self.postgres_dsn:
+            raise ConfigError("postgres_dsn: store = 'postgres' needs a connection string")
+        if self.postgres_dsn:
+            from flockmq.store import StoreError
+            from flockmq.store.postgres import describe_dsn
+
+            try:
+                describe_dsn(self.postgres_dsn)
+            except StoreError as exc:
+                raise ConfigError(str(exc)) from None
 
     def _validate_acl_file(self) -> None:
         if self.acl_file is not None and not Path(self.acl_file).is_file():

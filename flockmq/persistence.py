@@ -13,8 +13,19 @@ log = logging.getLogger("flockmq.store")
 
 
 def open_configured_store(config: Config) -> Store:
-    kind = "memory" if config.persistence == "none" else "sqlite"
-    return open_store(kind, config.data_dir, config.durability)
+    kind = "memory" if config.persistence == "none" else config.store
+    return open_store(kind, config.data_dir, config.durability, dsn=config.postgres_dsn)
+
+
+def check_configured_store(config: Config) -> str | None:
+    """For `flockmq check-config`: whether the PostgreSQL store is reachable and
+    readable, without creating or changing anything (a line to print; None for
+    the embedded stores). StoreError saying why it is not."""
+    if config.store != "postgres" or config.persistence == "none":
+        return None
+    from flockmq.store.postgres import check_postgres
+
+    return check_postgres(config.postgres_dsn)
 
 
 def pack_blob(value: object) -> bytes | None:

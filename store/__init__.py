@@ -2,7 +2,9 @@
 
 `open_store(kind, data_dir, durability)` returns a `Store`: "sqlite" (the
 default, one WAL-mode file `flockmq.db` in `data_dir`, shared by every process
-of the host) or "memory" (`--persistence none`: same behaviour, state dies with
+of the host), "postgres" (the `flockmq` schema of the database `dsn` names, for
+brokers that share their state over the network; `store.postgres`, imported
+only then) or "memory" (`--persistence none`: same behaviour, state dies with
 the process). Writes from an event loop go through a `Committer`, which group-
 commits them on its own thread. See `store.base` for the records, the ops and
 the invariants every backend keeps.
@@ -41,7 +43,7 @@ from .committer import Committer
 from .memory import MemoryStore
 from .sqlite import DB_NAME, DEFAULT_BUSY_TIMEOUT_MS, SqliteStore, open_sqlite
 
-KINDS = ("sqlite", "memory")
+KINDS = ("sqlite", "postgres", "memory")
 
 __all__ = [
     "DB_NAME",
@@ -84,13 +86,20 @@ def open_store(
     durability: str = "process",
     *,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    dsn: str = "",
 ) -> Store:
-    """Open the host's store. `kind`: "sqlite" or "memory" (`data_dir` unused);
-    `durability`: "process" or "power". StoreError when it cannot be opened."""
+    """Open the host's store. `kind`: "sqlite", "postgres" (`dsn`: its libpq
+    connection string; `data_dir` unused) or "memory" (`data_dir` unused);
+    `durability`: "process" or "power" (PostgreSQL commits meet both). StoreError
+    when it cannot be opened."""
     if durability not in DURABILITIES:
         raise StoreError(f"durability must be one of {DURABILITIES}, not {durability!r}")
     if kind == "sqlite":
         return open_sqlite(data_dir, durability, busy_timeout_ms=busy_timeout_ms)
+    if kind == "postgres":
+        from .postgres import open_postgres  # psycopg: loaded by the brokers that use it
+
+        return open_postgres(dsn)
     if kind == "memory":
         return MemoryStore()
     raise StoreError(f"store kind must be one of {KINDS}, not {kind!r}")

@@ -88,6 +88,18 @@ def main() -> None:
     help="Durable state in DATA_DIR/flockmq.db, or none (memory only) [sqlite].",
 )
 @click.option(
+    "--store",
+    type=click.Choice(["sqlite", "postgres"]),
+    default=None,
+    help="Durable state in DATA_DIR/flockmq.db, or in PostgreSQL (--postgres-dsn) [sqlite].",
+)
+@click.option(
+    "--postgres-dsn",
+    default=None,
+    help="libpq connection string of the PostgreSQL store (a password is better in "
+    "~/.pgpass or PGPASSWORD than on the command line).",
+)
+@click.option(
     "--durability",
     type=click.Choice(["process", "power"]),
     default=None,
@@ -167,7 +179,17 @@ def check_config(file: str) -> None:
     except ConfigError as exc:
         click.echo(f"flockmq: {exc}", err=True)
         sys.exit(2)
+    from flockmq.persistence import check_configured_store
+    from flockmq.store import StoreError
+
+    try:
+        store_note = check_configured_store(config)
+    except StoreError as exc:
+        click.echo(f"flockmq: store: {exc}", err=True)
+        sys.exit(2)
     click.echo(f"# {file}: OK. The settings in effect (defaults included):")
+    if store_note:
+        click.echo(f"# store: {store_note}")
     click.echo(effective_settings(config))
 
 
@@ -179,6 +201,10 @@ def effective_settings(config: Any) -> str:
     for key, value in sorted(dataclasses.asdict(config).items()):
         if key in ("extra", "runtime_dir", "listeners", "auth_hook_functions") or value is None:
             continue
+        if key == "postgres_dsn" and value:
+            from flockmq.store.postgres import redact_dsn
+
+            value = redact_dsn(value)  # never print a password
         lines.append(f"{key} = {_toml(value)}")
     for listener in config.listener_list():
         lines.append("\n[[listeners]]")

@@ -1,6 +1,8 @@
 """Fixtures: `store` runs a test against each backend (sqlite in a fresh data
-dir, memory); `reopen` gives a fresh handle on the same state where a backend
-has one (sqlite reopens the file; memory returns the same object)."""
+dir, a fresh database of the test PostgreSQL server (tests/postgres.py; skipped,
+saying why, where it cannot run), memory); `reopen` gives a fresh handle on the
+same state where a backend has one (sqlite reopens the file, postgres connects
+again; memory returns the same object)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 
 from flockmq.store import Store, open_store
 
-KINDS = ("sqlite", "memory")
+KINDS = ("sqlite", "postgres", "memory")
 
 
 @pytest.fixture(params=KINDS)
@@ -21,21 +23,31 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(kind: str, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(kind, str(tmp_path / "data"), "process")
+def dsn(kind: str, request: pytest.FixtureRequest) -> str:
+    """The test's own PostgreSQL database for kind "postgres", else ""."""
+    if kind != "postgres":
+        return ""
+    value: str = request.getfixturevalue("postgres_dsn")
+    return value
+
+
+@pytest.fixture
+def store(kind: str, dsn: str, tmp_path: Path) -> Iterator[Store]:
+    s = open_store(kind, str(tmp_path / "data"), "process", dsn=dsn)
     yield s
     s.close()
 
 
 @pytest.fixture
-def reopen(kind: str, store: Store, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    """A new handle on `store`'s state: proves rows came from the file, not a cache."""
+def reopen(kind: str, dsn: str, store: Store, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """A new handle on `store`'s state: proves rows came from the file (or the
+    server), not a cache."""
     opened: list[Store] = []
 
     def _reopen() -> Store:
         if kind == "memory":
             return store
-        s = open_store(kind, str(tmp_path / "data"), "process")
+        s = open_store(kind, str(tmp_path / "data"), "process", dsn=dsn)
         opened.append(s)
         return s
 

@@ -314,3 +314,37 @@ def test_closed_store_raises(store: Store) -> None:
         store.load_retained()
     with pytest.raises(StoreError, match="closed"):
         store.apply([DeleteRetained("x")])
+
+
+def test_a_long_run_of_message_puts_keeps_op_order(store: Store, reopen: Reopen) -> None:
+    """Hundreds of puts in one batch (PostgreSQL COPYs them): a later put of the
+    same seq wins, ops after the run see it, and a second run in the same
+    batch does not bring the first one's rows back."""
+    first = [PutMessage("c", q, "t", f"a{q}".encode(), 1, False, None) for q in range(300)]
+    again = [PutMessage("c", q, "t", f"b{q}".encode(), 2, True, b"p") for q in range(0, 300, 3)]
+    second = [PutMessage("d", q, "u", b"", 0, False, None, q % 7, 0) for q in range(100)]
+    store.apply(
+        [
+            PutSession("c", 10, 5, None, None),
+            PutSession("d", 10, 5, None, None),
+            *first,
+            *again,
+            UpdateMessage("c", 1, 11, 1),
+            DeleteMessage("c", 2),
+            *second,
+            DeleteMessage("c", 0),
+            *[PutMessage("c", q, "t", f"x{q}".encode(), 1, False, None) for q in range(290, 390)],
+        ]
+    )
+    c, d = reopen().load_sessions(everyone)
+    expected: dict[int, tuple[bytes, int, bool, bytes | None, int, int]]
+    expected = {q: (f"a{q}".encode(), 1, False, None, 0, 0) for q in range(290)}
+    expected.update({q: (f"b{q}".encode(), 2, True, b"p", 0, 0) for q in range(0, 290, 3)})
+    expected[1] = (b"a1", 1, False, None, 11, 1)
+    del expected[2], expected[0]
+    expected.update({q: (f"x{q}".encode(), 1, False, None, 0, 0) for q in range(290, 390)})
+    assert {
+        m.seq: (m.payload, m.qos, m.retain, m.props, m.packet_id, m.state) for m in c.messages
+    } == (expected)
+    assert [m.seq for m in c.messages] == sorted(expected)
+    assert [(m.seq, m.packet_id) for m in d.messages] == [(q, q % 7) for q in range(100)]

@@ -1,19 +1,29 @@
 """store.compact: a batch folded by `compact` leaves the store exactly as the
-batch itself would (checked against both backends with random op sequences),
+batch itself would (checked against every backend with random op sequences),
 and the usual message life within one batch is one delete of a missing row."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flockmq.store import (
+    DeleteInboundQos2,
     DeleteMessage,
+    DeleteRetained,
     DeleteSession,
+    DeleteSubscription,
+    MemoryStore,
     Op,
+    PruneSeenQos2,
+    PutInboundQos2,
     PutMessage,
+    PutRetained,
+    PutSeenQos2,
     PutSession,
     PutSubscription,
     Store,
@@ -21,6 +31,7 @@ from flockmq.store import (
     open_store,
 )
 from flockmq.store.compact import compact
+from tests.postgres import PostgresServer
 
 
 def everyone(_cid: str) -> bool:
@@ -95,3 +106,76 @@ def test_compacted_batch_leaves_the_same_state(
                 store.apply([*sessions, *ops])
                 results.append(state(store))
     assert all(r == results[0] for r in results), (batch, compact(batch))
+
+
+@pytest.fixture(scope="module")
+def postgres_store(postgres_server: PostgresServer) -> Iterator[Store]:
+    """One PostgreSQL store for every example (each starts by deleting the
+    sessions it uses, which deletes all their rows)."""
+    name = postgres_server.create_database()
+    with open_store("postgres", "", "process", dsn=postgres_server.dsn(name)) as store:
+        yield store
+    postgres_server.drop_database(name)
+
+
+TOPICS = st.sampled_from(["x", "y/z"])
+PIDS = st.integers(1, 3)
+TOKENS = st.integers(0, 2)
+EVERY_OP = st.one_of(
+    OPS,
+    st.builds(
+        PutSession,
+        CIDS,
+        st.integers(0, 2**32 - 1),
+        st.sampled_from([4, 5]),
+        st.sampled_from([None, b"w"]),
+        st.sampled_from([None, 1.5]),
+    ),
+    st.builds(
+        PutSubscription,
+        CIDS,
+        TOPICS,
+        st.integers(0, 2),
+        st.booleans(),
+        st.booleans(),
+        st.integers(0, 2),
+        st.sampled_from([None, 7]),
+    ),
+    st.builds(DeleteSubscription, CIDS, TOPICS),
+    st.builds(PutInboundQos2, CIDS, PIDS, TOKENS),
+    st.builds(DeleteInboundQos2, CIDS, PIDS),
+    st.builds(PutSeenQos2, CIDS, CIDS, PIDS, TOKENS),
+    st.just(PruneSeenQos2()),
+    st.builds(
+        PutRetained,
+        TOPICS,
+        st.sampled_from([b"", b"r"]),
+        st.integers(0, 2),
+        st.sampled_from([None, b"p"]),
+    ),
+    st.builds(DeleteRetained, TOPICS),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.lists(EVERY_OP, max_size=8), batch=st.lists(EVERY_OP, min_size=4, max_size=24))
+def test_postgres_leaves_the_state_memory_does(
+    postgres_store: Store, before: list[Op], batch: list[Op]
+) -> None:
+    """The same random batches of every kind of op, as is and compacted,
+    through PostgreSQL and the memory backend."""
+    sessions = [PutSession(c, 60, 4, None, None) for c in ("a", "b")]
+    wipe: list[Op] = [
+        DeleteSession("a"),
+        DeleteSession("b"),
+        DeleteRetained("x"),
+        DeleteRetained("y/z"),
+    ]
+    results = []
+    for ops in (batch, compact(batch)):
+        for store in (MemoryStore(), postgres_store):
+            store.apply(wipe)
+            store.apply([*sessions, *before])
+            store.apply([*sessions, *ops])
+            results.append((state(store), store.load_retained()))
+    assert all(r == results[0] for r in results), (before, batch)

@@ -187,7 +187,7 @@ def test_read_only_directory(tmp_path: Path) -> None:
 
 def test_bad_kind_or_durability(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="kind"):
-        open_store("postgres", str(tmp_path), "process")
+        open_store("oracle", str(tmp_path), "process")
     with pytest.raises(StoreError, match="durability"):
         open_store("sqlite", str(tmp_path), "eventually")
     with pytest.raises(StoreError, match="durability"):
