@@ -207,14 +207,14 @@ def handle_connack(
     else:
         code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
         _write_connack(session, encode(Connack(session_present and rc == 0, code), session.level))
-    early, session.before_connack_writes = session.before_connack_writes, bytearray()
+    early, session.before_connack_writes = session.before_connack_writes, b""
     if rc != 0:
         session.close()
         return
     if early:  # each checked against the client's Maximum Packet Size already
-        _write_connack(session, bytes(early))
+        _write_connack(session, early)
     if session.before_connack:
-        held, session.before_connack = session.before_connack, []
+        held, session.before_connack = session.before_connack, None
         for e in held:
             session.host.handle_envelope(e)
     session.connack_wait = False

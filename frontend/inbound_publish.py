@@ -22,6 +22,7 @@ from flockmq.sizes import message_size
 from .confirmations import PUBACK, PUBREC
 from .hook_calls import authorize_topics
 from .states import CONNECTED, CONNECTING
+from .topic_aliases import TopicAliases
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -43,7 +44,10 @@ def handle_publish(session: ClientSession, packet: Publish) -> None:
         props = dict(packet.properties)
         alias = props.pop("topic_alias", None)
         if alias is not None:
-            topic = session.topic_aliases.resolve(alias, topic)
+            aliases = session.topic_aliases
+            if aliases is None:
+                aliases = session.topic_aliases = TopicAliases()
+            topic = aliases.resolve(alias, topic)
     check_topic_depth(session, topic)
     qos = packet.qos
     if not may_publish(session, topic):
