@@ -149,6 +149,27 @@ class Confirmations:
         return [(pid, p) for pid, p in self.pending.items() if now - p.since > timeout]
 
 
+class _NoConfirmations(Confirmations):
+    """What a session that never published at QoS 1/2 points at, shared (an
+    object and its dict per connection otherwise): never added to; see
+    ClientSession.await_confirmation."""
+
+    __slots__ = ()
+
+    def add(
+        self,
+        packet_id: int,
+        ack_kind: int,
+        envelope: env.RouteTuple | env.Publish,
+        now: float,
+        size: int,
+    ) -> bool:
+        raise AssertionError("a session added to the shared empty confirmations")
+
+
+NO_CONFIRMATIONS: Confirmations = _NoConfirmations()
+
+
 class UnconfirmedTotals:
     """What all the sessions of one acceptor wait to have confirmed: a
     session stops reading past the acceptor-wide bound too. Shared by the

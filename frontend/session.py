@@ -71,6 +71,7 @@ from flockmq.mqtt.errors import UnsupportedProtocolVersion
 
 from .authentication import FailureThrottle, PendingRefusal, Verdict
 from .confirmations import (
+    NO_CONFIRMATIONS,
     PUBREC,
     Confirmations,
     PendingPublish,
@@ -244,7 +245,8 @@ class ClientSession:
         self.before_connack_writes = b""
         self.connack_wait = False  # CONNECT sent on, CONNACK not yet: nothing read
         self.connect_envelope: env.Connect | None = None  # to re-attach after a worker restart
-        self.confirmations = Confirmations()  # inbound QoS 1/2 awaiting durability
+        # inbound QoS 1/2 awaiting durability (its own from the first one on)
+        self.confirmations = NO_CONFIRMATIONS
         self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
         # PUBRELs forwarded, awaiting their PUBCOMP (a dict: an empty set
         # costs 216 bytes per connection, an empty dict 64)
@@ -561,7 +563,8 @@ class ClientSession:
         unconfirmed = self.host.unconfirmed
         unconfirmed.sessions.discard(self)
         unconfirmed.size -= self.confirmations.size
-        self.confirmations.size = 0
+        if self.confirmations is not NO_CONFIRMATIONS:
+            self.confirmations.size = 0
         self.held = None
         self.host.hold(self, False)
         if was_registered:
@@ -577,6 +580,8 @@ class ClientSession:
         copies (ROUTED) and each confirmed them durable (STORED). False: a
         retransmission of a publish still being confirmed (nothing to send)."""
         confirmations = self.confirmations
+        if confirmations is NO_CONFIRMATIONS:
+            confirmations = self.confirmations = Confirmations()
         host = self.host
         if not confirmations.add(packet_id, ack_kind, envelope, host.now, size):
             return False
