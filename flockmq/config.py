@@ -56,6 +56,11 @@ class Config:
     # after this delay, doubling up to the maximum (flockmq.frontend.authentication)
     auth_failure_delay: float = 1.0
     auth_failure_max_delay: float = 10.0
+    # a password that matched is remembered (as a keyed digest) for this
+    # many seconds, so the same client reconnecting is not hashed again (0:
+    # every CONNECT hashed); per acceptor, in at most `password_cache_bytes`
+    password_cache_ttl: float = 120.0
+    password_cache_bytes: int = 4 * 1024 * 1024
     # authentication/authorization hooks in Python (flockmq.hooks): a module
     # run in `auth_processes` auth processes (None: 1 with a hook, else 0),
     # each call within `auth_hook_timeout` seconds (else denied); authorize()
@@ -259,6 +264,7 @@ class Config:
             "write_timeout",
             "acl_cache_bytes",
             "auth_cache_bytes",
+            "password_cache_bytes",
             "auth_max_pending",
             "auth_max_pending_bytes",
             "auth_hook_threads",
@@ -279,6 +285,8 @@ class Config:
         ):
             if not getattr(self, name) > 0:  # not NaN either
                 raise ConfigError(f"{name}: must be a positive number of seconds")
+        if not self.password_cache_ttl >= 0:  # not NaN either
+            raise ConfigError("password_cache_ttl: must be 0 (not remembered) or seconds")
         if not 0 <= self.max_keepalive <= 65535:
             raise ConfigError("max_keepalive: 0-65535 seconds (a 16-bit field)")
         if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:

@@ -36,7 +36,7 @@ from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
 from .hook_calls import attach_hooks, connect_auth
 from .ordering import Fences
-from .passwords import PasswordFile, PasswordFileError
+from .passwords import PasswordFile, PasswordFileError, VerifiedPasswords
 from .servers import ListenerEndpoint, start_servers
 from .session import ClientSession
 from .states import CONNECTED, CONNECTING
@@ -66,7 +66,9 @@ class Acceptor:
         self.loop = loop
         self.now = loop.time()
         self.acl: ACL | None = load_acl(config.acl_file) if config.acl_file else None
-        self.passwords = PasswordFile.load(config.password_file) if config.password_file else None
+        self.passwords = (
+            self._load_passwords(config.password_file) if config.password_file else None
+        )
         self.throttle = FailureThrottle(config.auth_failure_delay, config.auth_failure_max_delay)
         # None without an ACL file: then no path checks anything.
         self.acl_decisions = DecisionCache(config.acl_cache_bytes) if self.acl else None
@@ -153,6 +155,12 @@ class Acceptor:
     async def listen(self) -> None:
         self.servers = await start_servers(self, self.config.listener_list(), self.passwords)
 
+    def _load_passwords(self, path: str) -> PasswordFile:
+        passwords = PasswordFile.load(path)
+        config = self.config
+        passwords.recent = VerifiedPasswords(config.password_cache_ttl, config.password_cache_bytes)
+        return passwords
+
     def reload_files(self) -> None:
         """SIGHUP: read the password and ACL files again. Connections stay;
         a client keeps the identity it authenticated with, and the new ACL
@@ -161,7 +169,7 @@ class Acceptor:
         config = self.config
         if config.password_file is not None:
             try:
-                passwords = PasswordFile.load(config.password_file)
+                passwords = self._load_passwords(config.password_file)
             except PasswordFileError as exc:
                 log.error("SIGHUP: keeping the old password file: %s", exc)
             else:

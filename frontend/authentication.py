@@ -78,9 +78,14 @@ class Authenticator:
         self.anonymous = listener.anonymous_allowed(allow_anonymous, passwords is not None)
 
     def authenticate(
-        self, username: str | None, password: bytes | None, identity: str | None = None
+        self,
+        username: str | None,
+        password: bytes | None,
+        identity: str | None = None,
+        now: float = 0.0,
     ) -> Verdict:
-        """`identity`: the verified client certificate's CN, if any."""
+        """`identity`: the verified client certificate's CN, if any; `now`:
+        for the password file's remembered matches."""
         if self.listener.use_identity_as_username:
             if identity:
                 return Verdict(identity)
@@ -89,7 +94,7 @@ class Authenticator:
             return Verdict() if self.anonymous else Verdict(refusal=Refusal.NOT_AUTHORIZED)
         if self.passwords is None:
             return Verdict(username)
-        if self.passwords.check(username, password):
+        if self.passwords.check(username, password, now):
             return Verdict(username)
         return Verdict(refusal=Refusal.BAD_CREDENTIALS)
 

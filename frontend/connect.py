@@ -256,7 +256,7 @@ def authenticate(session: ClientSession, packet: Connect) -> bool:
         )
         session.close()
         return False
-    verdict = session.link.authenticate(packet.username, packet.password)
+    verdict = session.link.authenticate(packet.username, packet.password, host.now)
     if verdict.refusal is None:
         session.username = verdict.username
         return True

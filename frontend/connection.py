@@ -205,8 +205,8 @@ class ClientConnection(asyncio.Protocol):
         addr = self.transport.get_extra_info("peername")
         return str(addr[0]) if addr else "?"
 
-    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
-        return self.endpoint.authenticator.authenticate(username, password, self.identity)
+    def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
+        return self.endpoint.authenticator.authenticate(username, password, self.identity, now)
 
     def _abort_unless_closed(self) -> None:
         if not self.lost and self.transport is not None:

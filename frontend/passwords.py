@@ -12,6 +12,13 @@ written here are ones Mosquitto accepts.
 Invariants: a password is compared in constant time; an unknown username costs
 the same work as a known one (no timing oracle for which users exist); neither
 a password nor a hash is ever put in an exception message or a log line.
+
+`VerifiedPasswords` spares a client that reconnects with the password it used
+a moment ago the PBKDF2 work again (a fleet reconnecting after a network
+blip): a password that matched is remembered for `ttl` seconds as its
+HMAC-SHA256 under a key made at random in this process, never as the
+password. Only a match is remembered; a password that is not the remembered
+one goes through the full hash, so guessing costs what it always did.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import os
 import secrets
 import stat
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +116,59 @@ def _b64(text: str) -> bytes:
     return value
 
 
+# What one remembered password costs, besides its username: the entry's
+# tuple, the digest and the float, and the ordered dict's node and slot.
+VERIFIED_ENTRY_BYTES = 256
+
+
+class VerifiedPasswords:
+    """Passwords that matched their user's hash in the last `ttl` seconds, as
+    keyed digests, in at most `max_bytes` (the least recently verified go
+    first). Sans-IO: time passed in."""
+
+    __slots__ = ("_bytes", "_entries", "_key", "max_bytes", "ttl")
+
+    def __init__(self, ttl: float, max_bytes: int) -> None:
+        self.ttl = ttl
+        self.max_bytes = max_bytes
+        self._key = secrets.token_bytes(32)
+        # username -> (digest, when it was verified); oldest first
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+
+    def _digest(self, password: bytes) -> bytes:
+        return hmac.digest(self._key, password, "sha256")
+
+    def known(self, username: str, password: bytes, now: float) -> bool:
+        """True if `password` is the one `username` verified with in the last
+        `ttl` seconds (compared in constant time)."""
+        entry = self._entries.get(username)
+        if entry is None:
+            return False
+        digest, verified = entry
+        if now - verified >= self.ttl or now < verified:
+            self._forget(username)
+            return False
+        return hmac.compare_digest(digest, self._digest(password))
+
+    def verified(self, username: str, password: bytes, now: float) -> None:
+        """`password` matched `username`'s hash at `now`."""
+        if self.ttl <= 0:
+            return
+        self._forget(username)
+        self._entries[username] = (self._digest(password), now)
+        self._bytes += VERIFIED_ENTRY_BYTES + len(username)
+        while self._bytes > self.max_bytes and self._entries:
+            self._forget(next(iter(self._entries)))
+
+    def _forget(self, username: str) -> None:
+        if self._entries.pop(username, None) is not None:
+            self._bytes -= VERIFIED_ENTRY_BYTES + len(username)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class PasswordFile:
     """The users of one password file and their hashes."""
 
@@ -115,6 +176,9 @@ class PasswordFile:
         self.entries: dict[str, PasswordHash] = dict(entries or {})
         # an unknown user is checked against this, so it costs what a known one does
         self._decoy = hash_password(b"", PBKDF2, DEFAULT_ITERATIONS)
+        # set by the acceptor: matches of this file remembered (a reload
+        # makes a new PasswordFile, so a changed password is hashed again)
+        self.recent: VerifiedPasswords | None = None
 
     @classmethod
     def parse(cls, text: str, source: str = "password file") -> PasswordFile:
@@ -138,13 +202,21 @@ class PasswordFile:
             raise PasswordFileError(f"cannot read password file {os.fspath(path)}: {exc}") from None
         return cls.parse(text, os.fspath(path))
 
-    def check(self, username: str, password: bytes | None) -> bool:
-        """True if `username` is in the file and `password` is its password."""
+    def check(self, username: str, password: bytes | None, now: float = 0.0) -> bool:
+        """True if `username` is in the file and `password` is its password
+        (`now`: for the remembered matches, `recent`)."""
         entry = self.entries.get(username)
         if entry is None or password is None:
             self._decoy.matches(password or b"")
             return False
-        return entry.matches(password)
+        recent = self.recent
+        if recent is not None and recent.known(username, password, now):
+            return True
+        if not entry.matches(password):
+            return False
+        if recent is not None:
+            recent.verified(username, password, now)
+        return True
 
     def __contains__(self, username: object) -> bool:
         return username in self.entries

@@ -144,7 +144,7 @@ class Link(Protocol):
 
     identity: str | None  # the verified client certificate's CN, if any
 
-    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
+    def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
         """The listener's decision on these credentials (and the client's
         certificate, where the transport has one)."""
 

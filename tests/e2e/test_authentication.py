@@ -211,8 +211,13 @@ def test_sighup_reloads_passwords_and_acl_without_dropping_anyone(tmp_path: Path
         alice = Client(b.port, username="alice", password="one")
         alice.connect()
         assert alice.subscribe("shared/news", 1)[0] == 0x80  # not granted yet
-        # carol is added, alice may read shared/#; a reload, no restart
+        # alice's password is remembered by the acceptors that checked it
+        # (from 8 addresses: the kernel spreads them over both acceptors)
+        assert [connack(b, "alice", b"one", 4, own_address()) for _ in range(8)] == [0] * 8
+        # carol is added, alice's password changes, alice may read shared/#;
+        # a reload, no restart
         assert runner.invoke(main, ["passwd", "-b", str(pw), "carol", "two"]).exit_code == 0
+        assert runner.invoke(main, ["passwd", "-b", str(pw), "alice", "uno"]).exit_code == 0
         acl.write_text("user alice\ntopic readwrite alice/#\ntopic read shared/#\n")
         assert b.proc is not None
         b.proc.send_signal(signal.SIGHUP)
@@ -222,6 +227,9 @@ def test_sighup_reloads_passwords_and_acl_without_dropping_anyone(tmp_path: Path
             "both acceptors to reload",
         )
         assert connack(b, "carol", b"two", 4, own_address()) == 0
+        # the old password is not remembered past the reload; the new one works
+        assert [connack(b, "alice", b"one", 4, own_address()) for _ in range(8)] == [4] * 8
+        assert connack(b, "alice", b"uno", 4, own_address()) == 0
         assert alice.subscribe("shared/news", 1)[0] == 1  # the same connection, new rules
         # a password file that does not parse is refused: the old one stays
         pw.write_text("carol:xyzzy-in-clear\n")

@@ -89,7 +89,7 @@ class _Conn:
     def address(self) -> str:
         return "127.0.0.1"
 
-    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
+    def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
         return Verdict(username)
 
     def send_bytes(self, data: bytes) -> None:

@@ -119,8 +119,8 @@ class FakeLink:
     def address(self) -> str:
         return "10.0.0.1"
 
-    def authenticate(self, username: str | None, password: bytes | None) -> Verdict:
-        return self.authenticator.authenticate(username, password)
+    def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
+        return self.authenticator.authenticate(username, password, now=now)
 
     def take(self) -> bytes:
         """What was written since the last call, as one stream."""

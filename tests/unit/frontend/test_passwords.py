@@ -4,13 +4,18 @@ hunter2`)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from flockmq.frontend.passwords import (
     PBKDF2,
     SHA512,
+    VERIFIED_ENTRY_BYTES,
     PasswordFile,
     PasswordFileError,
+    PasswordHash,
+    VerifiedPasswords,
     hash_password,
     hash_plain_text_file,
     parse_hash,
@@ -111,3 +116,97 @@ def test_upgrading_a_plain_text_file_hashes_only_plain_passwords() -> None:
     dumped = upgraded.dump()
     assert "secret" not in dumped
     assert PasswordFile.parse(dumped).check("carol", b"secret")
+
+
+class CountingHashes:
+    """PasswordHash.compute, counted: the PBKDF2/SHA-512 work done."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        compute = PasswordHash.compute
+
+        def counted(entry: PasswordHash, password: bytes) -> bytes:
+            self.calls += 1
+            return compute(entry, password)
+
+        monkeypatch.setattr(PasswordHash, "compute", counted)
+
+
+def remembering(ttl: float = 60.0, max_bytes: int = 1 << 20) -> PasswordFile:
+    passwords = PasswordFile.parse(MOSQUITTO_FILE)
+    passwords.recent = VerifiedPasswords(ttl, max_bytes)
+    return passwords
+
+
+def test_a_password_that_matched_is_not_hashed_again_within_the_ttl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passwords = remembering(ttl=60.0)
+    hashes = CountingHashes(monkeypatch)
+    assert passwords.check("alice", b"secret", now=100.0)
+    assert hashes.calls == 1
+    assert passwords.check("alice", b"secret", now=159.0)
+    assert hashes.calls == 1  # remembered
+    assert passwords.check("alice", b"secret", now=160.0)
+    assert hashes.calls == 2  # the ttl passed: hashed (and remembered) again
+    assert passwords.check("alice", b"secret", now=161.0)
+    assert hashes.calls == 2
+
+
+def test_a_wrong_password_for_a_remembered_user_costs_the_full_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passwords = remembering()
+    assert passwords.check("alice", b"secret", now=1.0)
+    hashes = CountingHashes(monkeypatch)
+    for guess in (b"Secret", b"secret ", b""):
+        assert not passwords.check("alice", guess, now=2.0)
+    assert hashes.calls == 3  # guessing is not cheaper for a remembered user
+    assert passwords.check("alice", b"secret", now=3.0)  # still remembered
+    assert hashes.calls == 3
+
+
+def test_refusals_and_unknown_users_are_never_remembered() -> None:
+    passwords = remembering()
+    for _ in range(2):
+        assert not passwords.check("alice", b"wrong", now=1.0)
+        assert not passwords.check("carol", b"secret", now=1.0)
+    assert passwords.recent is not None and len(passwords.recent) == 0
+
+
+def test_what_is_remembered_is_a_keyed_digest_not_the_password() -> None:
+    passwords = remembering()
+    assert passwords.check("alice", b"secret", now=1.0)
+    recent = passwords.recent
+    assert recent is not None
+    digest, _when = recent._entries["alice"]
+    assert len(digest) == 32 and b"secret" not in digest
+    assert digest != hashlib.sha256(b"secret").digest()  # keyed: not a plain hash
+    other = VerifiedPasswords(60.0, 1 << 20)
+    other.verified("alice", b"secret", 1.0)
+    assert other._entries["alice"][0] != digest  # each process has its own key
+
+
+def test_the_least_recently_verified_are_forgotten_past_the_byte_bound() -> None:
+    recent = VerifiedPasswords(60.0, max_bytes=3 * (VERIFIED_ENTRY_BYTES + len("user0")))
+    for i in range(5):
+        recent.verified(f"user{i}", b"pw", now=float(i))
+    assert len(recent) == 3
+    assert not recent.known("user0", b"pw", 5.0)
+    assert not recent.known("user1", b"pw", 5.0)
+    assert all(recent.known(f"user{i}", b"pw", 5.0) for i in (2, 3, 4))
+
+
+def test_ttl_zero_remembers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    passwords = remembering(ttl=0.0)
+    hashes = CountingHashes(monkeypatch)
+    for _ in range(3):
+        assert passwords.check("alice", b"secret", now=1.0)
+    assert hashes.calls == 3
+
+
+def test_a_clock_that_went_back_forgets_the_entry() -> None:
+    recent = VerifiedPasswords(60.0, 1 << 20)
+    recent.verified("alice", b"secret", now=100.0)
+    assert not recent.known("alice", b"secret", now=50.0)
+    assert len(recent) == 0
