@@ -115,7 +115,9 @@ class Connections:
         expiry = min(asked, state.limits.max_session_expiry)
         session, present = self._session_for(client_id, clean_start=connect.clean_start)
         session.conn = conn
-        self.out.send_router(env.Online(Kind.ONLINE, client_id, conn))
+        if session.subscriptions:  # else at its first SUBSCRIBE (Subscriptions)
+            self.out.send_router(env.Online(Kind.ONLINE, client_id, conn))
+            session.announced = True
         session.protocol_level = level
         session.session_expiry = expiry
         session.receive_maximum = connect.receive_maximum or 65535
@@ -197,7 +199,9 @@ class Connections:
         or ends; a connection waiting to take it over is attached."""
         state = self.state
         old, session.conn = session.conn, None
-        self.out.send_router(env.Online(Kind.ONLINE, session.client_id, 0))
+        if session.announced:
+            self.out.send_router(env.Online(Kind.ONLINE, session.client_id, 0))
+            session.announced = False
         session.disconnected_at = now
         state.offline.add(session.client_id)
         state.watch_expiry(session)

@@ -141,6 +141,10 @@ class Session:
     dropped: int = 0  # messages this session could not hold (queue limits)
     next_seq: int = 1
     persisted: bool = False  # has rows in the store that must go when it ends
+    # The router was told `conn` (ONLINE): only a session with subscriptions
+    # needs it to (the router sends QoS 0 straight to a subscriber's
+    # acceptor), so a client that only publishes costs the router nothing.
+    announced: bool = False
 
     def enqueue(self, msg: OutMessage) -> None:
         """Queue `msg` (a queue of its own from the first message on: a

@@ -43,6 +43,9 @@ class Subscriptions:
             if route_entry is not None:
                 route_entries.append(route_entry)
         if route_entries:
+            if not session.announced:  # its first: the router learns where it is
+                self.out.send_router(env.Online(Kind.ONLINE, client_id, conn))
+                session.announced = True
             # SUBACK waits for the router's SUBSCRIBED so a publish the client
             # sends after SUBACK is matched against the new subscription.
             self.out.send_router(
@@ -153,8 +156,10 @@ class Subscriptions:
         subscription of this shard again (no SUBACK, no retained messages)."""
         state, out = self.state, self.out
         for session in state.sessions.values():
-            if session.conn is not None:
-                out.send_router(env.Online(Kind.ONLINE, session.client_id, session.conn))
+            conn = session.conn
+            session.announced = conn is not None and bool(session.subscriptions)
+            if conn is not None and session.announced:
+                out.send_router(env.Online(Kind.ONLINE, session.client_id, conn))
             entries = [
                 env.RouteEntry(
                     f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent

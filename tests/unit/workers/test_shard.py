@@ -258,9 +258,26 @@ def test_new_session_has_no_session_present_and_goes_online() -> None:
     h = Harness()
     connack = h.connect(CONN_A, "c1", clean=False)
     assert connack == [env.Kind.CONNACK, CONN_A, False, ReasonCode.SUCCESS, None]
-    router, _ = h.take()
-    assert router == [[env.Kind.ONLINE, "c1", CONN_A]]
     assert h.shard.counters["sessions_created"] == 1
+    # The router hears of a session's connection only once it subscribes
+    # (a client that only publishes costs the router nothing), and ahead of
+    # its first SUB, so that subscription is matched with the connection.
+    assert h.take_router() == []
+    h.subscribe(CONN_A, "c1", "a/#", 0)
+    h.subscribe(CONN_A, "c1", "b", 0)
+    router = [kind_of(e) for e in h.take_router()]
+    assert router == [env.Kind.ONLINE, env.Kind.SUB, env.Kind.SUB]
+    h.close(CONN_A, "c1")
+    assert [env.Kind.ONLINE, "c1", 0] in h.take_router()
+
+
+def test_a_session_that_never_subscribed_never_reaches_the_router() -> None:
+    h = Harness()
+    h.connect(CONN_A, "c1", clean=True)
+    h.close(CONN_A, "c1")
+    h.connect(CONN_B, "c2", clean=False)
+    h.close(CONN_B, "c2")
+    assert h.take_router() == []
 
 
 def test_persistent_session_resumes_with_session_present_and_subscriptions() -> None:
@@ -424,7 +441,8 @@ def test_takeover_of_a_clean_connection_by_a_persistent_one() -> None:
     h.take()
     h.subscribe(CONN_B, "c1", "a", 1)
     router, _ = h.take()
-    assert router and kind_of(router[0]) == env.Kind.SUB
+    assert [kind_of(e) for e in router] == [env.Kind.ONLINE, env.Kind.SUB]
+    assert router[0] == [env.Kind.ONLINE, "c1", CONN_B]
 
 
 # --- outbound QoS 1/2: window, queue, state machine -------------------------------------

@@ -34,6 +34,7 @@ def test_subscribe_after_a_qos2_publish_waits_behind_its_route() -> None:
     _ops, later = h.shard.take_durable()
     assert [(dest, kind_of(e)) for dest, e in later] == [
         ("router", env.Kind.ROUTE),
+        ("router", env.Kind.ONLINE),  # its first subscription: where it is
         ("router", env.Kind.SUB),
     ]
 
@@ -41,15 +42,18 @@ def test_subscribe_after_a_qos2_publish_waits_behind_its_route() -> None:
 def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> None:
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
+    subscribe(h, 1, "t")
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
     h.take()
     h.shard.out.router_commits_pending = 1  # as the process sets it for an earlier pass
     h.close(CONN_A, "c")
     _ops, later = h.shard.take_durable()
     assert h.shard.to_router == []
-    assert [kind_of(e) for _, e in later] == [env.Kind.ONLINE]
+    assert [kind_of(e) for _, e in later] == [env.Kind.ONLINE, env.Kind.UNSUB_ALL]
     h.shard.out.router_commits_pending = 0
     h.connect(CONN_A, "c", clean=True)
-    assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.ONLINE]
+    subscribe(h, 2, "t")
+    assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.ONLINE, env.Kind.SUB]
 
 
 def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
@@ -57,7 +61,7 @@ def test_subscribe_with_nothing_waiting_goes_at_once() -> None:
     h.connect(CONN_A, "c", clean=True)
     h.take()
     subscribe(h, 1, "t")
-    assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.SUB]
+    assert [kind_of(e) for e in h.shard.to_router] == [env.Kind.ONLINE, env.Kind.SUB]
 
 
 def test_unsuback_waits_for_the_router() -> None:
