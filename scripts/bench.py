@@ -111,7 +111,13 @@ class Row:
     per: tuple[str, str] = ("delivered", "msg")
     tls: bool = False  # every client and both brokers' listener speak TLS
     passwords: bool = False  # both brokers check a password file; no anonymous clients
+    # with `passwords`: a user of its own for every client (each password
+    # hashed: nothing a broker remembers of a match helps), else 5 users
+    # taken in turn, as a fleet's devices reconnecting
+    unique_users: bool = False
 
+
+UNIQUE_USERS = 10_000  # the connects-unique-users row's password file
 
 # Counts are sized so that a row takes ~5-10 s per broker on a 2-core machine.
 ROWS = (
@@ -206,6 +212,33 @@ ROWS = (
         per=("connects", "connect"),
         passwords=True,
     ),
+    # The same, but no client reuses a user: every CONNECT costs a broker the
+    # full PBKDF2 (flockmq's remembered matches never apply).
+    Row(
+        "connects-unique-users",
+        "new connections/s, a user each",
+        (
+            "connect-rate",
+            "--connections",
+            str(UNIQUE_USERS),
+            "--processes",
+            "4",
+            "--connect-concurrency",
+            "25",
+        ),
+        ("--connections", "2000"),
+        metrics=(
+            Metric("connects_per_s", "connects/s"),
+            CONNECT_CPU,
+            GENERATOR_CONNECT_CPU,
+            HEADROOM,
+            RSS,
+        ),
+        checks_delivery=False,
+        per=("connects", "connect"),
+        passwords=True,
+        unique_users=True,
+    ),
     Row(
         "latency",
         "latency at 10k msg/s, QoS 0",
@@ -261,18 +294,32 @@ class Secrets:
     directory: Path
     tls: TlsFiles
     passwords: PasswordFiles
+    unique: PasswordFiles | None  # UNIQUE_USERS users, if a row wants them
 
     @classmethod
-    def make(cls) -> Secrets:
+    def make(cls, unique_users: bool = False) -> Secrets:
         directory = Path(tempfile.mkdtemp(prefix="bench-secrets-"))
-        return cls(directory, make_certificates(directory), make_password_files(directory))
+        unique = None
+        if unique_users:
+            where = directory / "unique"
+            where.mkdir()
+            unique = make_password_files(where, UNIQUE_USERS)
+        return cls(directory, make_certificates(directory), make_password_files(directory), unique)
+
+    def files_for(self, row: Row) -> PasswordFiles:
+        if row.unique_users:
+            if self.unique is None:
+                raise ValueError(f"{row.name}: no file of unique users was made")
+            return self.unique
+        return self.passwords
 
     def security(self, row: Row) -> Security:
         """What the brokers' listener asks of clients in `row`."""
+        passwords = self.files_for(row) if row.passwords else None
         return Security(
             tls=self.tls if row.tls else None,
-            password_file=self.passwords.password_file if row.passwords else None,
-            probe_user=self.passwords.users[0] if row.passwords else None,
+            password_file=passwords.password_file if passwords else None,
+            probe_user=passwords.users[0] if passwords else None,
         )
 
     def loadtest_args(self, row: Row) -> list[str]:
@@ -281,7 +328,7 @@ class Secrets:
         if row.tls:
             args += ["--cafile", str(self.tls.cafile)]
         if row.passwords:
-            args += ["--credentials", str(self.passwords.credentials)]
+            args += ["--credentials", str(self.files_for(row).credentials)]
         return args
 
     def remove(self) -> None:
@@ -676,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     secrets = None
     if any(row.tls or row.passwords for row in rows):
         try:
-            secrets = Secrets.make()
+            secrets = Secrets.make(any(row.unique_users for row in rows))
         except ImportError as error:  # trustme: pip install -e '.[test]'
             print(f"bench: no certificates ({error}); TLS rows fail", file=sys.stderr)
     started = time.time()

@@ -140,3 +140,32 @@ def test_plain_mosquitto_config_is_unchanged() -> None:
     assert conf["allow_anonymous"] == ["true"]
     assert "certfile" not in conf and "password_file" not in conf and "user" not in conf
     assert conf["persistence"] == ["false"]
+
+
+def test_the_unique_users_row_gives_every_client_a_user_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench
+
+    monkeypatch.setattr(bench, "UNIQUE_USERS", 40)
+    rows = {row.name: row for row in bench.ROWS}
+    unique, shared = rows["connects-unique-users"], rows["connects-passwords"]
+    assert unique.unique_users and unique.passwords and not shared.unique_users
+    secrets = bench.Secrets.make(unique_users=True)
+    try:
+        for row, users in ((unique, 40), (shared, 5)):
+            security = secrets.security(row)
+            assert security.password_file is not None
+            passwords = PasswordFile.load(security.password_file)
+            credentials = read_credentials(Path(secrets.loadtest_args(row)[-1]))
+            assert len(passwords) == len(set(credentials)) == users
+            assert all(passwords.check(name, secret.encode()) for name, secret in credentials)
+    finally:
+        secrets.remove()
+    # Without the unique file, that row cannot run: it says so.
+    secrets = bench.Secrets.make()
+    try:
+        with pytest.raises(ValueError, match="unique"):
+            secrets.security(unique)
+    finally:
+        secrets.remove()
