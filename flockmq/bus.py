@@ -24,6 +24,14 @@ connection's problem, never its acceptor's: see frontend/connection.py) and
 stop reading client sockets while they have a backlog (`congested`). So new
 work waits at the edge, and every process keeps draining what is already
 inside.
+
+Connection set-up and teardown may wait for company (`LINGER_KINDS`): in a
+connect storm each CONNECT, CONNACK and CLOSED would otherwise cost a frame,
+and a frame costs both processes a wake-up of ZeroMQ's I/O thread and of
+their own. Such an envelope, sent less than LINGER seconds after the previous
+one, waits up to LINGER for others (anything else sent meanwhile takes it
+along at once); one that comes alone, as on an idle broker, goes at once. No
+message (PUBLISH, acknowledgement, delivery) ever waits.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from flockmq.envelopes import FRAME_VERSION, Envelope, Wire
+from flockmq.envelopes import FRAME_VERSION, Envelope, Kind, Wire
 
 log = logging.getLogger("flockmq.bus")
 
@@ -50,6 +58,8 @@ MAX_BATCH = 256  # envelopes per frame
 MAX_FRAME_BYTES = 256 * 1024  # a frame is split below this (one envelope may exceed it)
 FRAMES_PER_PASS = 256
 RETRY_SECONDS = 0.002
+LINGER = 0.001
+LINGER_KINDS = frozenset({Kind.CONNECT, Kind.CONNACK, Kind.CLOSED, Kind.ONLINE})
 DEFAULT_PIPE_BYTES = 4 * 1024 * 1024
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -97,6 +107,8 @@ class Bus:
         self._credit_blocked: set[int] = set()
         self._flush_scheduled = False
         self._retry_scheduled = False
+        self._lingering = False  # a flush is due in LINGER (see the module's docstring)
+        self._last_linger_kind = -LINGER  # when one of LINGER_KINDS was last sent
         self._paused_by: set[str] = {"start"}
         self.malformed_frames = 0
         # envelopes through this process, for `flockmq status` (flockmq/control.py)
@@ -150,11 +162,37 @@ class Bus:
         return self.outboxes[key]
 
     def send(self, key: Hashable, envelope: Envelope) -> None:
-        self.outbox(key).append(envelope)
+        if self._flush_scheduled or (envelope[0] in LINGER_KINDS and self._linger()):
+            self.outboxes[key].append(envelope)
+        else:
+            self.outbox(key).append(envelope)
 
     def extend(self, key: Hashable, envelopes: Sequence[Envelope]) -> None:
-        if envelopes:
+        if not envelopes:
+            return
+        lingers = all(e[0] in LINGER_KINDS for e in envelopes)
+        if self._flush_scheduled or (lingers and self._linger()):
+            self.outboxes[key].extend(envelopes)
+        else:
             self.outbox(key).extend(envelopes)
+
+    def _linger(self) -> bool:
+        """Whether an envelope of LINGER_KINDS may wait for company (and a
+        flush is due within LINGER): only if another came shortly before."""
+        now = self.loop.time()
+        recent = now - self._last_linger_kind < LINGER
+        self._last_linger_kind = now
+        if not recent:
+            return False
+        if not self._lingering:
+            self._lingering = True
+            self.loop.call_later(LINGER, self._end_linger)
+        return True
+
+    def _end_linger(self) -> None:
+        self._lingering = False
+        if not self._flush_scheduled:
+            self.flush()
 
     def flush(self) -> None:
         self._flush_scheduled = False
