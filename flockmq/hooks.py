@@ -27,6 +27,8 @@ from typing import Any, Final
 from flockmq.mqtt.reason_codes import ReasonCode
 
 CONNECT: Final = "connect"  # (an acceptor's name for an authenticate() call)
+# (an acceptor's name for the authorize("publish") of a CONNECT's will topic)
+WILL: Final = "will"
 PUBLISH: Final = "publish"
 SUBSCRIBE: Final = "subscribe"
 ACTIONS: Final = (PUBLISH, SUBSCRIBE)

@@ -1,8 +1,9 @@
 """Calls from an acceptor to the auth processes (flockmq/auth/): the user's
 authentication/authorization hooks, under a time budget (sans-IO).
 
-A CONNECT the password file let through, and a PUBLISH or SUBSCRIBE the ACL
-let through, are asked of the hook when one is configured (`Host.hooks` is
+A CONNECT the password file let through (then its will topic, as a
+"publish"), and a PUBLISH or SUBSCRIBE the ACL let through, are asked of the
+hook when one is configured (`Host.hooks` is
 then a `HookCalls`; without a hook it is None, and that one attribute check
 is all the hot path pays). The connection waits for the answer the way it
 waits for its turn (frontend/ordering.py): the packet is its `held` packet,
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from flockmq import envelopes as env
 from flockmq.auth import auth_key
 from flockmq.envelopes import Kind, Wire
-from flockmq.hooks import CONNECT
+from flockmq.hooks import CONNECT, PUBLISH, WILL
 from flockmq.isolation import RateLimitedLog
 from flockmq.mqtt.reason_codes import ReasonCode
 
@@ -70,7 +71,7 @@ class Waiter(Protocol):
 class PendingCall:
     call: int
     waiter: Waiter
-    action: str  # CONNECT, PUBLISH or SUBSCRIBE
+    action: str  # CONNECT, WILL (asked as a PUBLISH), PUBLISH or SUBSCRIBE
     topics: list[str]
     client_id: str
     username: str | None
@@ -181,7 +182,8 @@ class HookCalls:
     def authorize(
         self, waiter: Waiter, session: ClientSession, action: str, topics: list[str]
     ) -> PendingCall | None:
-        """Ask authorize() for each of `topics`; None: refused at once."""
+        """Ask authorize() for each of `topics` (WILL: a CONNECT's will
+        topic, asked as "publish"); None: refused at once."""
         size = len(session.client_id) + len(session.username or "") + sum(map(len, topics))
         call = self._new(waiter, action, topics, session, size)
         if call is not None:
@@ -193,7 +195,7 @@ class HookCalls:
                     call.call,
                     session.client_id,
                     session.username,
-                    action,
+                    hook_action(action),
                     topics,
                 ),
             )
@@ -293,8 +295,9 @@ class HookCalls:
             call.waiter.on_hook_answer(call, [int(results[0])])
             return
         codes = []
+        action = hook_action(call.action)
         for topic, allowed in zip(call.topics, results, strict=True):
-            self.cache.put((call.client_id, call.username, call.action, topic), bool(allowed), now)
+            self.cache.put((call.client_id, call.username, action, topic), bool(allowed), now)
             codes.append(0 if allowed else NOT_AUTHORIZED)
         call.waiter.on_hook_answer(call, codes)
 
@@ -336,6 +339,12 @@ class HookCalls:
             call.waiter.on_hook_answer(call, [CONNECT_FAILED])
         else:
             call.waiter.on_hook_answer(call, [FAILED] * len(call.topics))
+
+
+def hook_action(action: str) -> str:
+    """The action authorize() is asked with: a will is asked as the publish
+    it will be (its decision is cached as one)."""
+    return PUBLISH if action == WILL else action
 
 
 # --- the session's side ---------------------------------------------------------------------

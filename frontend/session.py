@@ -67,6 +67,7 @@ from flockmq.frontend.codec.packets import (
     Unsubscribe,
 )
 from flockmq.hooks import CONNECT as CONNECT_CALL
+from flockmq.hooks import WILL as WILL_CALL
 from flockmq.mqtt.errors import UnsupportedProtocolVersion
 
 from .authentication import FailureThrottle, PendingRefusal, Verdict
@@ -85,6 +86,7 @@ from .connect import (
     handle_connect,
     handle_disconnect,
     hook_answered_connect,
+    hook_answered_will,
     refuse_connect,
     waits_for_connect,
 )
@@ -694,6 +696,9 @@ class ClientSession:
             return
         if call.action == CONNECT_CALL:
             hook_answered_connect(self, codes[0])
+            return
+        if call.action == WILL_CALL:
+            hook_answered_will(self, codes[0])
             return
         answers = dict(zip(call.topics, codes, strict=True))
         self.decided = (call.packet, {**call.known, **answers}, call.prior)

@@ -3,8 +3,10 @@ processes (issue 11), end to end: the real broker with `--auth-hook` naming
 tests/e2e/hooks/flockmq_test_hook.py (its directory put on PYTHONPATH), real
 clients. CONNACK codes for 5.0 and 3.1.1; a topic the hook denies is not
 delivered and cannot be subscribed to; a hook that sleeps past its budget or
-raises costs only its own client (0x88), never the others; and an auth
-process killed with -9 is restarted and answers again."""
+raises costs only its own client (0x88), never the others; a will topic
+the hook refuses to publish to is refused at CONNECT, an allowed one is
+published; and an auth process killed with -9 is restarted and answers
+again."""
 
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ from flockmq.frontend.codec import (
     Subscribe,
     Subscription,
 )
+from flockmq.frontend.codec.packets import Will
 
 from .broker import Broker
-from .clients import RawClient, connected, unique, wait_for
+from .clients import Client, RawClient, connected, unique, wait_for, watch
 
 HOOKS = str(Path(__file__).parent / "hooks")
 
@@ -187,3 +190,50 @@ def test_a_killed_auth_process_is_restarted_and_answers_again(broker: Broker) ->
     assert connack(broker, "nobody", 5) == 0x87  # and it decides, not just allows
     with socket.create_connection(("127.0.0.1", broker.port), timeout=5):
         pass  # the acceptors kept serving throughout
+
+
+def test_a_will_topic_the_hook_refuses_is_refused_at_connect(broker: Broker) -> None:
+    tag = unique("w")
+    # The test hook refuses to publish under readonly/: the will is asked as a publish.
+    for level in (5, 4):
+        client = Client(
+            broker.port, username="good", protocol=level, will=(f"readonly/{tag}", b"x", 1, False)
+        )
+        client.connect(expect_rc=0x87)  # paho maps 3.1.1's return code 5 to 0x87
+        client.disconnect()
+    for level, code in ((5, 0x87), (4, 5)):  # the codes on the wire
+        raw = RawClient(broker.port, level)
+        will = Will(f"readonly/{tag}", b"x", 1)
+        raw.send(Connect(unique("will"), level, True, 30, "good", None, will))
+        packet = raw.recv()
+        assert isinstance(packet, Connack) and packet.reason_code == code, packet
+        raw.close()
+    sys_watcher = connected(broker, username="good")
+    sys_watcher.subscribe("$SYS/broker/acceptor/+/hook_denied_wills", 0)
+    seen: dict[str, int] = {}
+
+    def counted() -> bool:
+        while not sys_watcher.messages.empty():
+            message = sys_watcher.messages.get()
+            seen[message.topic] = int(message.payload)
+        return sum(seen.values()) >= 4
+
+    wait_for(counted, 10, "hook_denied_wills in $SYS")
+    sys_watcher.disconnect()
+
+
+def test_a_will_topic_the_hook_allows_is_published_on_an_ungraceful_disconnect(
+    broker: Broker,
+) -> None:
+    tag = unique("w")
+    watcher = watch(broker, f"open/{tag}/#", 1, username="good")
+    for level in (5, 4):
+        topic = f"open/{tag}/{level}"
+        client = Client(
+            broker.port, username="good", protocol=level, will=(topic, b"gone", 1, False)
+        )
+        client.connect()
+        client.drop()
+        (message,) = watcher.expect(1)
+        assert (message.topic, message.payload) == (topic, b"gone")
+    watcher.disconnect()
