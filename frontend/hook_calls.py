@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from flockmq import envelopes as env
-from flockmq.auth import auth_key
+from flockmq.auth import auth_key, auth_process_count
 from flockmq.envelopes import Kind, Wire
 from flockmq.hooks import CONNECT, PUBLISH, WILL
 from flockmq.isolation import RateLimitedLog
@@ -392,7 +392,7 @@ def authorize_topics(
 
 def auth_processes(config: Config) -> int:
     """How many auth processes the acceptors call (0: no hook)."""
-    return (config.auth_processes or 0) if config.auth_hook else 0
+    return auth_process_count(config)
 
 
 def connect_auth(bus: Bus, config: Config) -> None:

@@ -10,12 +10,10 @@ again."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -32,18 +30,14 @@ from flockmq.frontend.codec.packets import Will
 
 from .broker import Broker
 from .clients import Client, RawClient, connected, unique, wait_for, watch
-
-HOOKS = str(Path(__file__).parent / "hooks")
+from .hooks import use_test_hook
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(
-        tmp_path_factory.mktemp("hooks"),
-        extra_args=["--sys-interval", "0.5", "--auth-hook", "flockmq_test_hook"],
-    )
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PYTHONPATH", os.pathsep.join([HOOKS, os.environ.get("PYTHONPATH", "")]))
+        hook = use_test_hook(env)
+        b = Broker(tmp_path_factory.mktemp("hooks"), extra_args=["--sys-interval", "0.5", *hook])
         b.start()
     yield b
     b.stop()
@@ -236,4 +230,23 @@ def test_a_will_topic_the_hook_allows_is_published_on_an_ungraceful_disconnect(
         client.drop()
         (message,) = watcher.expect(1)
         assert (message.topic, message.payload) == (topic, b"gone")
+    watcher.disconnect()
+
+
+def test_the_auth_processs_counters_move_in_sys(broker: Broker) -> None:
+    watcher = connected(broker, username="good")
+    watcher.subscribe("$SYS/broker/auth/0/+", 0)
+    seen: dict[str, int] = {}
+
+    def value(name: str) -> int | None:
+        while not watcher.messages.empty():
+            message = watcher.messages.get()
+            seen[message.topic.rsplit("/", 1)[1]] = int(message.payload)
+        return seen.get(name)
+
+    wait_for(lambda: value("hook_connects_denied") is not None, 10, "the auth counters")
+    denied = value("hook_connects_denied") or 0
+    assert connack(broker, "nobody", 5) == 0x87  # one more refused by the hook
+    wait_for(lambda: (value("hook_connects_denied") or 0) > denied, 10, "a denial counted")
+    assert (value("hook_call_us") or 0) > 0 and (value("hook_connects_allowed") or 0) > 0
     watcher.disconnect()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from flockmq import envelopes as env
@@ -56,9 +57,14 @@ def test_the_core_hands_calls_to_the_runner_and_sends_answers_to_their_acceptor(
 
 
 def run_calls(
-    hook: Hook, calls: list[list[Any]], timeout: float = 0.2, threads: int = 8
+    hook: Hook,
+    calls: list[list[Any]],
+    timeout: float = 0.2,
+    threads: int = 8,
+    counters: Counter[str] | None = None,
 ) -> dict[int, Any]:
-    """The calls through a real core and runner on an event loop; the replies by call."""
+    """The calls through a real core and runner on an event loop; the replies
+    by call (and the core's counters added to `counters`)."""
     replies: dict[int, Any] = {}
 
     async def main() -> None:
@@ -80,6 +86,8 @@ def run_calls(
             core.handle(call, 0.0)
         await asyncio.wait_for(done.wait(), 5)
         runner.close()
+        if counters is not None:
+            counters.update(core.counters)
 
     asyncio.run(main())
     return replies
