@@ -30,6 +30,7 @@ from flockmq.sharding import shard_of
 from .authentication import PendingRefusal, Refusal
 from .inbound_publish import check_topic_depth, may_publish
 from .states import CLOSED, CONNECTED, CONNECTING
+from .tls import certificate_fields
 from .topic_aliases import TOPIC_ALIAS_MAXIMUM
 
 if TYPE_CHECKING:
@@ -101,11 +102,21 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
 
 def _ask_hook(session: ClientSession, password: bytes | None) -> None:
     """The password file and the ACL let this CONNECT through: the auth
-    hook is asked (frontend/hook_calls.py). Until it answers the CONNECT is
-    not sent on and nothing after it is read (CONNECTING)."""
-    hooks = session.host.hooks
+    hook is asked (frontend/hook_calls.py), with the client certificate's CN
+    and its fields within `auth_hook_cert_bytes` (frontend/tls.py; one cut
+    to that budget is counted). Until it answers the CONNECT is not sent on
+    and nothing after it is read (CONNECTING)."""
+    host = session.host
+    hooks = host.hooks
     assert hooks is not None
-    call = hooks.authenticate(session, session, password, session.link.identity)
+    certificate = None
+    if host.config.auth_hook_cert_bytes:  # (0: none given to the hook)
+        certificate = certificate_fields(
+            session.link.peer_certificate(), host.config.auth_hook_cert_bytes
+        )
+        if certificate.dropped:
+            host.count("hook_certificates_cut")
+    call = hooks.authenticate(session, session, password, session.link.identity, certificate)
     if call is None:  # too many calls waiting
         session.connect_envelope = None
         refuse_connect(

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from flockmq.frontend.acceptor import Acceptor
 
     from .session import ClientSession
+    from .tls import CertificateFields
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -156,13 +157,20 @@ class HookCalls:
 
     # --- asking ----------------------------------------------------------------------------
     def authenticate(
-        self, waiter: Waiter, session: ClientSession, password: bytes | None, cert: str | None
+        self,
+        waiter: Waiter,
+        session: ClientSession,
+        password: bytes | None,
+        cert: str | None,
+        certificate: CertificateFields | None = None,
     ) -> PendingCall | None:
-        """Ask authenticate() for `session`'s CONNECT; None: refused at once
-        (too many calls waiting)."""
+        """Ask authenticate() for `session`'s CONNECT (`cert`: the client
+        certificate's CN, `certificate` its fields, bounded); None: refused
+        at once (too many calls waiting)."""
         peer = session.link.peer()
         size = len(session.client_id) + len(session.username or "") + len(password or b"")
-        call = self._new(waiter, CONNECT, [], session, size + len(peer) + len(cert or ""))
+        size += len(peer) + len(cert or "") + (certificate.size if certificate else 0)
+        call = self._new(waiter, CONNECT, [], session, size)
         if call is not None:
             self.send(
                 call.target,
@@ -175,6 +183,7 @@ class HookCalls:
                     password,
                     peer,
                     cert,
+                    certificate.fields if certificate else None,
                 ),
             )
         return call

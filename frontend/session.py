@@ -146,6 +146,10 @@ class Link(Protocol):
 
     identity: str | None  # the verified client certificate's CN, if any
 
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The verified client certificate as ssl's getpeercert() gives it
+        (None: none), read when asked."""
+
     def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
         """The listener's decision on these credentials (and the client's
         certificate, where the transport has one)."""

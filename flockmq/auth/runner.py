@@ -113,7 +113,8 @@ class HookRunner:
             if fn is None:
                 return [0]
             args = (call.client_id, call.username, call.password, call.peer, call.cert)
-            verdict = await self._invoke(fn, [args])
+            keywords = {"certificate": call.certificate} if self.hook.wants_certificate else {}
+            verdict = await self._invoke(fn, [args], keywords)
             return [deny_reason(verdict[0])]
         fn = self.hook.authorize
         if fn is None:
@@ -121,20 +122,28 @@ class HookRunner:
         arg_lists = [(call.client_id, call.username, call.action, t) for t in call.topics]
         return [1 if allowed is True else 0 for allowed in await self._invoke(fn, arg_lists)]
 
-    async def _invoke(self, fn: Callable[..., Any], arg_lists: list[tuple[Any, ...]]) -> list[Any]:
-        """fn(*args) for each args: concurrently on the loop if async, else
-        one after the other on one thread of the pool."""
+    async def _invoke(
+        self,
+        fn: Callable[..., Any],
+        arg_lists: list[tuple[Any, ...]],
+        keywords: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """fn(*args, **keywords) for each args: concurrently on the loop if
+        async, else one after the other on one thread of the pool."""
+        keywords = keywords or {}
         if _is_async(fn):
-            return list(await asyncio.gather(*(fn(*args) for args in arg_lists)))
+            return list(await asyncio.gather(*(fn(*args, **keywords) for args in arg_lists)))
         with self.lock:
             if self.busy >= self.threads:
                 raise HookBusy(f"all {self.threads} hook threads are busy")
             self.busy += 1
-        return await self.loop.run_in_executor(self.pool, self._in_thread, fn, arg_lists)
+        return await self.loop.run_in_executor(self.pool, self._in_thread, fn, arg_lists, keywords)
 
-    def _in_thread(self, fn: Callable[..., Any], arg_lists: list[tuple[Any, ...]]) -> list[Any]:
+    def _in_thread(
+        self, fn: Callable[..., Any], arg_lists: list[tuple[Any, ...]], keywords: dict[str, Any]
+    ) -> list[Any]:
         try:
-            return [fn(*args) for args in arg_lists]
+            return [fn(*args, **keywords) for args in arg_lists]
         finally:
             with self.lock:
                 self.busy -= 1

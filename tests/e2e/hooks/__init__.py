@@ -1,5 +1,6 @@
-"""The auth hook modules the e2e tests run (`flockmq_test_hook`), and how a
-test puts them on the broker's PYTHONPATH (`use_test_hook`)."""
+"""The auth hook modules the e2e tests run (`flockmq_test_hook`, and
+`flockmq_cert_hook` for client certificates), and how a test puts them on
+the broker's PYTHONPATH (`use_test_hook`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ HOOKS = str(Path(__file__).parent)
 TEST_HOOK = "flockmq_test_hook"
 
 
-def use_test_hook(env: pytest.MonkeyPatch) -> list[str]:
-    """The broker started next imports the test hook (its directory on
-    PYTHONPATH): `flockmq serve`'s arguments for it."""
+def use_test_hook(env: pytest.MonkeyPatch, module: str = TEST_HOOK) -> list[str]:
+    """The broker started next imports the test hook `module` (its
+    directory on PYTHONPATH): `flockmq serve`'s arguments for it."""
     env.setenv("PYTHONPATH", os.pathsep.join([HOOKS, os.environ.get("PYTHONPATH", "")]))
-    return ["--auth-hook", TEST_HOOK]
+    return ["--auth-hook", module]

@@ -30,10 +30,24 @@ class Sink:
         self.sent.extend((key, e) for e in envelopes)
 
 
-def authenticate_call(call: int, username: str | None, acceptor_index: int = 1) -> list[Any]:
+def authenticate_call(
+    call: int,
+    username: str | None,
+    acceptor_index: int = 1,
+    cert: str | None = None,
+    certificate: dict[str, Any] | None = None,
+) -> list[Any]:
     return wire(
         env.Authenticate(
-            Kind.AUTHENTICATE, acceptor_index, call, "dev", username, b"pw", "10.0.0.1:1", None
+            Kind.AUTHENTICATE,
+            acceptor_index,
+            call,
+            "dev",
+            username,
+            b"pw",
+            "10.0.0.1:1",
+            cert,
+            certificate,
         )
     )
 
@@ -178,3 +192,31 @@ def test_sync_calls_past_the_thread_pool_are_refused_at_once() -> None:
         release.set()
     assert "busy" in replies[3].error
     assert "within" in replies[1].error and "within" in replies[2].error
+
+
+def test_an_authenticate_that_takes_certificate_gets_its_fields() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def with_certificate(
+        client_id: str,
+        username: str | None,
+        password: bytes | None,
+        peer: str,
+        cert: str | None,
+        certificate: dict[str, Any] | None = None,
+    ) -> Allow:
+        seen.append((cert, certificate))
+        return Allow()
+
+    async def old_style(
+        client_id: str, username: str | None, password: bytes | None, peer: str, cert: str | None
+    ) -> Allow:
+        seen.append((cert,))
+        return Allow()
+
+    fields = {"subject": {"commonName": "dev"}, "issuer": {}, "serial": "01"}
+    calls = [authenticate_call(1, "alice", cert="dev", certificate=fields)]
+    hook = Hook("new", with_certificate, None, wants_certificate=True)
+    assert run_calls(hook, calls)[1].results == [0]
+    assert run_calls(Hook("old", old_style, None), calls)[1].results == [0]
+    assert seen == [("dev", fields), ("dev",)]  # the old one is called as before

@@ -27,7 +27,7 @@ def authorize(action: str, topics: list[str]) -> env.Authorize:
     return env.Authorize(Kind.AUTHORIZE, 0, 1, "dev", "u", action, topics)
 
 
-AUTHENTICATE = env.Authenticate(Kind.AUTHENTICATE, 0, 1, "dev", "u", None, "10.0.0.1:1", None)
+AUTHENTICATE = env.Authenticate(Kind.AUTHENTICATE, 0, 1, "dev", "u", None, "10.0.0.1:1", None, None)
 
 
 def test_decisions_are_counted_per_action_and_per_topic() -> None:

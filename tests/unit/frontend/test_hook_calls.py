@@ -82,7 +82,7 @@ def test_a_connect_waits_for_the_hook_and_goes_on_when_allowed() -> None:
     c = Client(host)
     c.send(Connect("dev1", 5, True, 60, "alice", b"pw"), Publish("t", b"early"), level=5)
     (call,) = auth.take()
-    assert call[:8] == [Kind.AUTHENTICATE, 0, 1, "dev1", "alice", b"pw", "192.0.2.1:50000", None]
+    assert call == [Kind.AUTHENTICATE, 0, 1, "dev1", "alice", b"pw", "192.0.2.1:50000", None, None]
     assert host.take() == ([], []) and not c.link.reading  # nothing sent on, nothing read
     assert c.session.state == CONNECTING
     auth.reply(1, [0])
@@ -93,6 +93,55 @@ def test_a_connect_waits_for_the_hook_and_goes_on_when_allowed() -> None:
     assert call[0] == Kind.AUTHORIZE and call[6] == ["t"]
     auth.reply(call[2], [1])
     assert [e[3] for e in host.router] == [b"early"]
+
+
+PEERCERT = {
+    "subject": ((("commonName", "dev1"),), (("organizationName", "Acme"),)),
+    "issuer": ((("commonName", "Acme CA"),),),
+    "serialNumber": "0A",
+    "notBefore": "Jan  1 00:00:00 2026 GMT",
+    "notAfter": "Jan  1 00:00:00 2027 GMT",
+}
+
+
+def test_a_connect_with_a_client_certificate_sends_its_fields_bounded() -> None:
+    host = FakeHost()
+    auth = Auth(host)
+    c = Client(host)
+    c.link.identity, c.link.peercert = "dev1", PEERCERT
+    c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+    (call,) = auth.take()
+    assert call[7] == "dev1"  # the CN, as before
+    assert call[8] == {
+        "subject": {"commonName": "dev1", "organizationName": "Acme"},
+        "issuer": {"commonName": "Acme CA"},
+        "serial": "0A",
+        "not_before": "Jan  1 00:00:00 2026 GMT",
+        "not_after": "Jan  1 00:00:00 2027 GMT",
+    }
+    assert host.counters["hook_certificates_cut"] == 0
+    # a budget of 60 bytes keeps the serial and the first date: a certificate cut, counted
+    host = FakeHost()
+    auth = Auth(host, auth_hook_cert_bytes=60)
+    c = Client(host)
+    c.link.identity, c.link.peercert = "dev1", PEERCERT
+    c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+    (call,) = auth.take()
+    assert call[8] == {
+        "subject": {},
+        "issuer": {},
+        "serial": "0A",
+        "not_before": "Jan  1 00:00:00 2026 GMT",
+    }
+    assert host.counters["hook_certificates_cut"] == 1
+    # none without a certificate, or with a budget of 0
+    for peercert, budget in ((None, 4096), (PEERCERT, 0)):
+        host = FakeHost()
+        auth = Auth(host, auth_hook_cert_bytes=budget)
+        c = Client(host)
+        c.link.peercert = peercert
+        c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+        assert auth.take()[0][8] is None
 
 
 def test_a_denied_connect_gets_the_hooks_reason_code_v5_and_v3() -> None:
