@@ -21,6 +21,20 @@ The rules it enforces:
   `commands/<client id>/#`.
 - **Operators** (the other users) may publish under `commands/#` and
   subscribe to anything but `$SYS/#`, which only `admin` may read.
+- **Device certificates** (mTLS listeners): with `DEVICE_CERT_ORGANIZATION`
+  set (environment variable `FLOCKMQ_DEVICE_CERT_ORG`), a device that
+  presents a client certificate must present one whose subject's
+  organizationName is that; unset (the default), certificates are not looked
+  at beyond what the listener verified.
+
+`authenticate` takes the optional `certificate` keyword: flockmq gives the
+verified client certificate's fields to a hook whose authenticate() has
+that parameter (`subject` and `issuer`, dicts of names such as
+"commonName" and "organizationName"; `serial`, `not_before`, `not_after`,
+strings as Python's ssl gives them; None without a certificate), bounded
+to `auth_hook_cert_bytes` (4096) bytes: a field past that is left out. A
+hook written with the five arguments only keeps working unchanged: it is
+called as before, and `cert` is still the certificate's CN.
 
 How flockmq runs it (see the README, "Authentication hooks"): in its own
 `auth` processes, never in the processes that serve clients; each call has a
@@ -42,6 +56,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from typing import Any
 
 from flockmq.hooks import Allow, Deny
 
@@ -51,6 +66,8 @@ USERS: dict[str, str] = {
     "device-42": "device-secret",
 }
 BANNED: set[str] = {"mallory"}
+# the organizationName a device's client certificate must carry (None: any)
+DEVICE_CERT_ORGANIZATION: str | None = os.environ.get("FLOCKMQ_DEVICE_CERT_ORG") or None
 
 BAD_USER_NAME_OR_PASSWORD = 0x86
 BANNED_CODE = 0x8A
@@ -75,6 +92,7 @@ def authenticate(
     password: bytes | None,
     peer: str,
     cert: str | None,
+    certificate: dict[str, Any] | None = None,
 ) -> Allow | Deny:
     """Called once per CONNECT that the password file (if any) let through.
 
@@ -82,7 +100,8 @@ def authenticate(
     username: the CONNECT's username, or the certificate's CN with
     `use_identity_as_username`, or None; password: the CONNECT's password
     as bytes, or None; peer: "address:port"; cert: the verified client
-    certificate's CN, or None (plain TCP, or no certificate)."""
+    certificate's CN, or None (plain TCP, or no certificate); certificate:
+    that certificate's fields (see the module docstring), or None."""
     if username is None:
         return Deny()  # 0x87 not authorized
     if username in BANNED:
@@ -93,9 +112,20 @@ def authenticate(
     # constant time, so the time taken does not say how much of it matched
     if not hmac.compare_digest(password, expected.encode()):
         return Deny(BAD_USER_NAME_OR_PASSWORD)
-    if username.startswith("device-") and client_id != username:
-        return Deny()  # a device connects as itself
+    if username.startswith("device-") and (
+        client_id != username or not _device_certificate_ok(certificate)
+    ):
+        return Deny()  # a device connects as itself (and with one of our certificates)
     return Allow()
+
+
+def _device_certificate_ok(certificate: dict[str, Any] | None) -> bool:
+    """A device's client certificate, if it presented one, is one of ours
+    (when DEVICE_CERT_ORGANIZATION says what ours are)."""
+    if certificate is None or DEVICE_CERT_ORGANIZATION is None:
+        return True
+    subject = certificate.get("subject") or {}
+    return bool(subject.get("organizationName") == DEVICE_CERT_ORGANIZATION)
 
 
 async def authorize(client_id: str, username: str | None, action: str, topic: str) -> bool:

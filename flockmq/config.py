@@ -76,6 +76,9 @@ class Config:
     auth_max_pending: int = 10_000
     auth_max_pending_bytes: int = 16 * 1024 * 1024
     auth_hook_threads: int = 8
+    # the verified client certificate's fields given to authenticate()
+    # (`certificate`), at most this many bytes of them (0: none)
+    auth_hook_cert_bytes: int = 4096
     # which of authenticate/authorize the hook defines: found when the
     # configuration is checked (not a setting)
     auth_hook_functions: list[str] = field(default_factory=list)
@@ -244,6 +247,8 @@ class Config:
         ]
         if not self.auth_cache_ttl >= 0:
             raise ConfigError("auth_cache_ttl: must be 0 (no cache) or a number of seconds")
+        if not 0 <= self.auth_hook_cert_bytes <= 1024 * 1024:
+            raise ConfigError("auth_hook_cert_bytes: 0 (no certificate fields) to 1048576")
 
     def _validate_limits(self) -> None:
         for name in (

@@ -563,7 +563,9 @@ class Authenticate(NamedTuple):
     """Acceptor -> an auth process: run the hook's authenticate() for a
     CONNECT the password file let through. call: the acceptor's number for
     the call, given back in AUTH_REPLY; cert: the verified client
-    certificate's identity (CN), or None."""
+    certificate's identity (CN), or None; certificate: that certificate's
+    fields, bounded in bytes (frontend/tls.py `certificate_fields`), or
+    None."""
 
     kind: Literal[Kind.AUTHENTICATE]
     acceptor: int
@@ -573,6 +575,7 @@ class Authenticate(NamedTuple):
     password: bytes | None
     peer: str
     cert: str | None
+    certificate: dict[str, Any] | None
 
 
 class Authorize(NamedTuple):

@@ -8,7 +8,11 @@ A hook module, named by `auth_hook = "mycompany.mqtt_auth"` in the config
 
 either as plain functions or as `async def`. `password` is the CONNECT's
 password (bytes) or None, `peer` the client's "address:port", `cert` the
-verified client certificate's identity (its CN) or None; `action` is
+verified client certificate's identity (its CN) or None; an authenticate()
+that also takes a `certificate` parameter (or `**kwargs`) is given the
+certificate's fields as it, a dict (`subject`, `issuer`: {name: value};
+`serial`, `not_before`, `not_after`: str, as ssl's getpeercert() gives
+them), at most `auth_hook_cert_bytes` of them, or None; `action` is
 "publish" or "subscribe" and `topic` a topic name or filter. They run in
 the broker's `auth` processes (flockmq/auth/), never in an acceptor, under a
 time budget (`auth_hook_timeout`): see the README's "Authentication hooks".
@@ -20,6 +24,7 @@ Deny`), and what flockmq uses to load one (`load_hook`).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,6 +32,8 @@ from typing import Any, Final
 from flockmq.mqtt.reason_codes import ReasonCode
 
 CONNECT: Final = "connect"  # (an acceptor's name for an authenticate() call)
+# (an acceptor's name for the authorize("publish") of a CONNECT's will topic)
+WILL: Final = "will"
 PUBLISH: Final = "publish"
 SUBSCRIBE: Final = "subscribe"
 ACTIONS: Final = (PUBLISH, SUBSCRIBE)
@@ -79,11 +86,29 @@ class HookError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hook:
-    """A loaded hook module's functions (None: not defined)."""
+    """A loaded hook module's functions (None: not defined);
+    `wants_certificate`: authenticate() takes `certificate` (a keyword)."""
 
     name: str
     authenticate: Callable[..., Any] | None
     authorize: Callable[..., Any] | None
+    wants_certificate: bool = False
+
+
+def takes_certificate(fn: Callable[..., Any] | None) -> bool:
+    """Whether `fn` takes a `certificate` keyword (by name, or **kwargs):
+    hooks written before it was given keep the five arguments they take."""
+    if fn is None:
+        return False
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or odd callable: not asked
+        return False
+    return any(
+        (p.name == "certificate" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        or p.kind == p.VAR_KEYWORD
+        for p in parameters
+    )
 
 
 def load_hook(name: str) -> Hook:
@@ -101,4 +126,5 @@ def load_hook(name: str) -> Hook:
         functions[attr] = value
     if functions["authenticate"] is None and functions["authorize"] is None:
         raise HookError(f"{name} defines neither authenticate() nor authorize()")
-    return Hook(name, functions["authenticate"], functions["authorize"])
+    authenticate = functions["authenticate"]
+    return Hook(name, authenticate, functions["authorize"], takes_certificate(authenticate))

@@ -2,7 +2,10 @@
 
 CONNECT is mapped to the CONNECT envelope for the session's shard (client id
 assigned or refused, will checked against the topic depth and the ACL,
-session expiry from the version's rules); DISCONNECT's rules decide whether
+session expiry from the version's rules); with an auth hook, the CONNECT is
+asked of its authenticate(), then its will topic of its authorize() (as a
+"publish": the worker publishes the will later, unchecked), before it goes
+to the shard; DISCONNECT's rules decide whether
 the will is published and which expiry the session ends with. The CONNACK
 (the worker's, or a refusal made here) is the first packet written, and
 lets what the client sent after its CONNECT be read. All act on
@@ -19,12 +22,15 @@ from flockmq import envelopes as env
 from flockmq.frontend.codec import Connack, Connect, Disconnect, ProtocolError, ReasonCode, encode
 from flockmq.frontend.codec.packets import Will
 from flockmq.hooks import CONNECT as CONNECT_CALL
+from flockmq.hooks import PUBLISH
+from flockmq.hooks import WILL as WILL_CALL
 from flockmq.mqtt.reason_codes import V5_TO_V3_CONNACK, ConnackReturnCode
 from flockmq.sharding import shard_of
 
 from .authentication import PendingRefusal, Refusal
 from .inbound_publish import check_topic_depth, may_publish
 from .states import CLOSED, CONNECTED, CONNECTING
+from .tls import certificate_fields
 from .topic_aliases import TOPIC_ALIAS_MAXIMUM
 
 if TYPE_CHECKING:
@@ -85,19 +91,32 @@ def handle_connect(session: ClientSession, packet: Connect) -> None:
         assigned,
     )
     hooks = host.hooks
-    if hooks is not None and hooks.authenticates:
-        _ask_hook(session, packet.password)
+    if hooks is not None:
+        if hooks.authenticates:
+            _ask_hook(session, packet.password)
+        elif will_decided(session):
+            session.forward(session.connect_envelope)
         return
     session.forward(session.connect_envelope)
 
 
 def _ask_hook(session: ClientSession, password: bytes | None) -> None:
     """The password file and the ACL let this CONNECT through: the auth
-    hook is asked (frontend/hook_calls.py). Until it answers the CONNECT is
-    not sent on and nothing after it is read (CONNECTING)."""
-    hooks = session.host.hooks
+    hook is asked (frontend/hook_calls.py), with the client certificate's CN
+    and its fields within `auth_hook_cert_bytes` (frontend/tls.py; one cut
+    to that budget is counted). Until it answers the CONNECT is not sent on
+    and nothing after it is read (CONNECTING)."""
+    host = session.host
+    hooks = host.hooks
     assert hooks is not None
-    call = hooks.authenticate(session, session, password, session.link.identity)
+    certificate = None
+    if host.config.auth_hook_cert_bytes:  # (0: none given to the hook)
+        certificate = certificate_fields(
+            session.link.peer_certificate(), host.config.auth_hook_cert_bytes
+        )
+        if certificate.dropped:
+            host.count("hook_certificates_cut")
+    call = hooks.authenticate(session, session, password, session.link.identity, certificate)
     if call is None:  # too many calls waiting
         session.connect_envelope = None
         refuse_connect(
@@ -110,16 +129,18 @@ def _ask_hook(session: ClientSession, password: bytes | None) -> None:
 def waits_for_connect(session: ClientSession) -> bool:
     """Its CONNECT waits for the auth hook (not sent to the worker yet)."""
     call = session.awaiting
-    return call is not None and call.action == CONNECT_CALL
+    return call is not None and call.action in (CONNECT_CALL, WILL_CALL)
 
 
 def hook_answered_connect(session: ClientSession, rc: int) -> None:
-    """The auth hook's answer to the CONNECT: sent on to the worker, or
-    refused with the hook's reason code (0x88 Server unavailable when the
-    hook failed or did not answer in time)."""
+    """The auth hook's answer to the CONNECT: its will asked about next
+    (`will_decided`), then sent on to the worker; or refused with the
+    hook's reason code (0x88 Server unavailable when the hook failed or did
+    not answer in time)."""
     connect = session.connect_envelope
     if rc == 0 and connect is not None:
-        session.forward(connect)
+        if will_decided(session):
+            session.forward(connect)
         return
     try:
         code = ReasonCode(rc)
@@ -131,6 +152,58 @@ def hook_answered_connect(session: ClientSession, rc: int) -> None:
     session.connect_envelope = None
     why = f"client {session.client_id!r}, user {session.username!r}: auth hook"
     refuse_connect(session, code, why)
+
+
+def will_decided(session: ClientSession) -> bool:
+    """The auth hook's authorize("publish") of the CONNECT's will topic,
+    after authenticate() allowed it (the ACL allowed it already; the worker
+    publishes the will later, unchecked, so this is its one check). True:
+    nothing to ask, or allowed from the cache: the CONNECT goes on now.
+    False: asked (the CONNECT waits, CONNECTING, for `hook_answered_will`),
+    or refused."""
+    hooks = session.host.hooks
+    connect = session.connect_envelope
+    if hooks is None or not hooks.authorizes or connect is None or connect.will is None:
+        return True
+    topic = connect.will.topic
+    known, _missing = hooks.cached(session, PUBLISH, [topic], session.host.now)
+    if topic in known:
+        return _will_answer(session, known[topic])
+    call = hooks.authorize(session, session, WILL_CALL, [topic])
+    if call is None:  # too many calls waiting
+        _refuse_will(session, ReasonCode.SERVER_UNAVAILABLE, "hook busy")
+        return False
+    session.awaiting = call
+    return False
+
+
+def hook_answered_will(session: ClientSession, code: int) -> None:
+    """The auth hook's answer about the will topic (frontend/hook_calls.py:
+    0, NOT_AUTHORIZED, or FAILED when it failed or did not answer in time)."""
+    connect = session.connect_envelope
+    if _will_answer(session, code) and connect is not None:
+        session.forward(connect)
+
+
+def _will_answer(session: ClientSession, code: int) -> bool:
+    """True: the will may be published; else the CONNECT is refused: 0x87
+    Not authorized (3.1.1: 5) when the hook said no, 0x88 Server unavailable
+    (3.1.1: 3) when it failed."""
+    if code == 0:
+        return True
+    if code == ReasonCode.NOT_AUTHORIZED:
+        session.host.count("hook_denied_wills")
+        _refuse_will(session, ReasonCode.NOT_AUTHORIZED, "denied by the auth hook")
+    else:
+        _refuse_will(session, ReasonCode.SERVER_UNAVAILABLE, "the auth hook failed")
+    return False
+
+
+def _refuse_will(session: ClientSession, code: ReasonCode, why: str) -> None:
+    connect = session.connect_envelope
+    topic = connect.will.topic if connect is not None and connect.will is not None else ""
+    session.connect_envelope = None
+    refuse_connect(session, code, f"client {session.client_id!r}: will topic {topic!r} {why}")
 
 
 def _client_id(session: ClientSession, packet: Connect) -> str | None:

@@ -14,7 +14,7 @@ the session, which does not know which one it sits on.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .authentication import Verdict
 from .session import ClientSession
@@ -207,6 +207,18 @@ class ClientConnection(asyncio.Protocol):
 
     def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
         return self.endpoint.authenticator.authenticate(username, password, self.identity, now)
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The verified client certificate as getpeercert() gives it (read
+        when asked: only a CONNECT for the auth hook asks, and nothing of it
+        is kept per connection); None without TLS or a certificate."""
+        if self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        cert: dict[str, Any] | None = ssl_object.getpeercert()
+        return cert or None
 
     def _abort_unless_closed(self) -> None:
         if not self.lost and self.transport is not None:

@@ -1,8 +1,9 @@
 """Calls from an acceptor to the auth processes (flockmq/auth/): the user's
 authentication/authorization hooks, under a time budget (sans-IO).
 
-A CONNECT the password file let through, and a PUBLISH or SUBSCRIBE the ACL
-let through, are asked of the hook when one is configured (`Host.hooks` is
+A CONNECT the password file let through (then its will topic, as a
+"publish"), and a PUBLISH or SUBSCRIBE the ACL let through, are asked of the
+hook when one is configured (`Host.hooks` is
 then a `HookCalls`; without a hook it is None, and that one attribute check
 is all the hot path pays). The connection waits for the answer the way it
 waits for its turn (frontend/ordering.py): the packet is its `held` packet,
@@ -36,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from flockmq import envelopes as env
-from flockmq.auth import auth_key
+from flockmq.auth import auth_key, auth_process_count
 from flockmq.envelopes import Kind, Wire
-from flockmq.hooks import CONNECT
+from flockmq.hooks import CONNECT, PUBLISH, WILL
 from flockmq.isolation import RateLimitedLog
 from flockmq.mqtt.reason_codes import ReasonCode
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from flockmq.frontend.acceptor import Acceptor
 
     from .session import ClientSession
+    from .tls import CertificateFields
 
 log = logging.getLogger("flockmq.acceptor")
 
@@ -70,7 +72,7 @@ class Waiter(Protocol):
 class PendingCall:
     call: int
     waiter: Waiter
-    action: str  # CONNECT, PUBLISH or SUBSCRIBE
+    action: str  # CONNECT, WILL (asked as a PUBLISH), PUBLISH or SUBSCRIBE
     topics: list[str]
     client_id: str
     username: str | None
@@ -155,13 +157,20 @@ class HookCalls:
 
     # --- asking ----------------------------------------------------------------------------
     def authenticate(
-        self, waiter: Waiter, session: ClientSession, password: bytes | None, cert: str | None
+        self,
+        waiter: Waiter,
+        session: ClientSession,
+        password: bytes | None,
+        cert: str | None,
+        certificate: CertificateFields | None = None,
     ) -> PendingCall | None:
-        """Ask authenticate() for `session`'s CONNECT; None: refused at once
-        (too many calls waiting)."""
+        """Ask authenticate() for `session`'s CONNECT (`cert`: the client
+        certificate's CN, `certificate` its fields, bounded); None: refused
+        at once (too many calls waiting)."""
         peer = session.link.peer()
         size = len(session.client_id) + len(session.username or "") + len(password or b"")
-        call = self._new(waiter, CONNECT, [], session, size + len(peer) + len(cert or ""))
+        size += len(peer) + len(cert or "") + (certificate.size if certificate else 0)
+        call = self._new(waiter, CONNECT, [], session, size)
         if call is not None:
             self.send(
                 call.target,
@@ -174,6 +183,7 @@ class HookCalls:
                     password,
                     peer,
                     cert,
+                    certificate.fields if certificate else None,
                 ),
             )
         return call
@@ -181,7 +191,8 @@ class HookCalls:
     def authorize(
         self, waiter: Waiter, session: ClientSession, action: str, topics: list[str]
     ) -> PendingCall | None:
-        """Ask authorize() for each of `topics`; None: refused at once."""
+        """Ask authorize() for each of `topics` (WILL: a CONNECT's will
+        topic, asked as "publish"); None: refused at once."""
         size = len(session.client_id) + len(session.username or "") + sum(map(len, topics))
         call = self._new(waiter, action, topics, session, size)
         if call is not None:
@@ -193,7 +204,7 @@ class HookCalls:
                     call.call,
                     session.client_id,
                     session.username,
-                    action,
+                    hook_action(action),
                     topics,
                 ),
             )
@@ -293,8 +304,9 @@ class HookCalls:
             call.waiter.on_hook_answer(call, [int(results[0])])
             return
         codes = []
+        action = hook_action(call.action)
         for topic, allowed in zip(call.topics, results, strict=True):
-            self.cache.put((call.client_id, call.username, call.action, topic), bool(allowed), now)
+            self.cache.put((call.client_id, call.username, action, topic), bool(allowed), now)
             codes.append(0 if allowed else NOT_AUTHORIZED)
         call.waiter.on_hook_answer(call, codes)
 
@@ -336,6 +348,12 @@ class HookCalls:
             call.waiter.on_hook_answer(call, [CONNECT_FAILED])
         else:
             call.waiter.on_hook_answer(call, [FAILED] * len(call.topics))
+
+
+def hook_action(action: str) -> str:
+    """The action authorize() is asked with: a will is asked as the publish
+    it will be (its decision is cached as one)."""
+    return PUBLISH if action == WILL else action
 
 
 # --- the session's side ---------------------------------------------------------------------
@@ -383,7 +401,7 @@ def authorize_topics(
 
 def auth_processes(config: Config) -> int:
     """How many auth processes the acceptors call (0: no hook)."""
-    return (config.auth_processes or 0) if config.auth_hook else 0
+    return auth_process_count(config)
 
 
 def connect_auth(bus: Bus, config: Config) -> None:

@@ -67,6 +67,7 @@ from flockmq.frontend.codec.packets import (
     Unsubscribe,
 )
 from flockmq.hooks import CONNECT as CONNECT_CALL
+from flockmq.hooks import WILL as WILL_CALL
 from flockmq.mqtt.errors import UnsupportedProtocolVersion
 
 from .authentication import FailureThrottle, PendingRefusal, Verdict
@@ -85,6 +86,7 @@ from .connect import (
     handle_connect,
     handle_disconnect,
     hook_answered_connect,
+    hook_answered_will,
     refuse_connect,
     waits_for_connect,
 )
@@ -143,6 +145,10 @@ class Link(Protocol):
         """The client's IP address (what the authentication throttle counts by)."""
 
     identity: str | None  # the verified client certificate's CN, if any
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The verified client certificate as ssl's getpeercert() gives it
+        (None: none), read when asked."""
 
     def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
         """The listener's decision on these credentials (and the client's
@@ -694,6 +700,9 @@ class ClientSession:
             return
         if call.action == CONNECT_CALL:
             hook_answered_connect(self, codes[0])
+            return
+        if call.action == WILL_CALL:
+            hook_answered_will(self, codes[0])
             return
         answers = dict(zip(call.topics, codes, strict=True))
         self.decided = (call.packet, {**call.known, **answers}, call.prior)

@@ -42,7 +42,14 @@ PROCESS = {
     "process_rss_bytes": ("process_resident_memory_bytes", "resident memory", 1.0),
     "process_open_fds": ("process_open_fds", "open file descriptors", 1.0),
 }
-STATE = GAUGES | {"sessions"}
+# an auth process's hook time (flockmq/auth/counting.py), counted in microseconds
+SCALED = {
+    **PROCESS,
+    "hook_call_us": ("hook_call_seconds_total", "time in auth hook calls", 0.000001),
+}
+# values now of auth processes (flockmq/auth/process.py)
+AUTH_GAUGES = frozenset({"hook_calls_running", "hook_threads_busy"})
+STATE = GAUGES | AUTH_GAUGES | {"sessions"}
 
 
 class BrokerCollector(Collector):
@@ -55,15 +62,15 @@ class BrokerCollector(Collector):
             by_name.setdefault(name, []).append((role, index, value))
         for name in sorted(by_name):
             family = _family(name)
-            scale = PROCESS[name][2] if name in PROCESS else 1.0
+            scale = SCALED[name][2] if name in SCALED else 1.0
             for role, index, value in sorted(by_name[name]):
                 family.add_metric([role, str(index)], value * scale)
             yield family
 
 
 def _family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
-    if name in PROCESS:
-        metric, what, _scale = PROCESS[name]
+    if name in SCALED:
+        metric, what, _scale = SCALED[name]
         if metric.endswith("_total"):
             return CounterMetricFamily(f"flockmq_{metric[:-6]}", what, labels=LABELS)
         return GaugeMetricFamily(f"flockmq_{metric}", what, labels=LABELS)

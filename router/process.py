@@ -17,6 +17,7 @@ from collections import Counter
 
 from flockmq import envelopes as env
 from flockmq import runtime
+from flockmq.auth import auth_key, auth_process_count
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind
 from flockmq.isolation import EnvelopeGuard
@@ -159,6 +160,10 @@ def run_router(config: Config, incarnation: int) -> None:
                 config.acceptor_endpoint(index),
                 config.acceptor_id(index),
             )
+        # auth processes send their counters (flockmq/auth/process.py): this
+        # is where the credit for them goes
+        for index in range(auth_process_count(config)):
+            bus.connect(auth_key(index), config.auth_endpoint(index), config.auth_id(index))
         # Until every shard has re-sent its subscriptions, acceptors'
         # publishes wait in their pipes, not in this process.
         bus.pause_reading("sync")

@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 
 PREFIX = "$SYS/broker/"
-ROLES = ("acceptor", "worker", "router")
+ROLES = ("acceptor", "worker", "router", "auth")
 PERIODS = (("1min", 60.0), ("5min", 300.0), ("15min", 900.0))
 # the per-process counters each broker-wide figure is the sum of
 SUMS = {

@@ -7,9 +7,10 @@ Figures per process: CPU % (of one core) and messages per second come from
 two samples (each process's own clock and CPU seconds); the rest is the
 second sample's. "Messages" are what a process handles: for an acceptor the
 PUBLISH packets from and to its clients, for the router and the workers the
-envelopes in and out on the bus. `queued` is the bytes on this process's
-pipes to its peers (flockmq/bus.py): sent and not yet handled by the peer,
-plus the backlog waiting to be sent.
+envelopes in and out on the bus; an auth process's hook figures
+(flockmq/app/hook_figures.py) follow the table. `queued` is the bytes on
+this process's pipes to its peers (flockmq/bus.py): sent and not yet
+handled by the peer, plus the backlog waiting to be sent.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .hook_figures import hook_figures, render_hooks
+
 Row = dict[str, Any]
 Report = dict[str, Any]
 
-ORDER = {"supervisor": 0, "router": 1, "worker": 2, "acceptor": 3}
+ORDER = {"supervisor": 0, "router": 1, "worker": 2, "acceptor": 3, "auth": 4}
 # per role: the counters (or gauges) that are its messages in and out
 MESSAGES = {
     "acceptor": ("publishes_received", "publishes_sent"),
@@ -101,6 +104,8 @@ def process_row(before: Row | None, after: Row) -> Row:
         pipes=queued,
         pipe_limit_bytes=int(snap.get("pipe_bytes", 0)),
     )
+    if role == "auth":
+        row["hook"] = hook_figures(prev, snap, seconds)
     return row
 
 
@@ -332,9 +337,14 @@ def render_table(report: Report) -> str:
     out.append("")
     out.append(
         "IN/s, OUT/s: PUBLISH packets for acceptors and the total, envelopes for the "
-        f"router and workers. CPU%: of one core, over {report['interval']:.1f} s. "
+        f"others. CPU%: of one core, over {report['interval']:.1f} s. "
         "QUEUED: bytes on the process's pipes."
     )
+    hooks = render_hooks(report["processes"])
+    if hooks:
+        out.append("")
+        out.append("auth hooks:")
+        out.extend(hooks)
     out.append("")
     out.append("advice:")
     out.extend(f"  - {a}" for a in report["advice"])

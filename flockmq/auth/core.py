@@ -4,7 +4,9 @@ runner (`start`), and each answer the runner gives (`answer`) leaves as an
 AUTH_REPLY to that acceptor at the end of the pass.
 
 Sans-IO: no socket, no clock, no hook is called here. It holds nothing for a
-commit (the role has no store). Invariant: every call handed to the runner is
+commit (the role has no store). Its counters (flockmq/auth/counting.py) go
+to the router like every role's ($SYS, Prometheus) and answer `flockmq
+status`. Invariant: every call handed to the runner is
 answered exactly once (the runner's contract), so an acceptor's call is
 answered or, if this process dies, timed out by the acceptor.
 """
@@ -19,6 +21,8 @@ from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire, kind_name
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.runtime import Sink, StoreLess, acceptor
+
+from .counting import RAISED, count_answer
 
 log = logging.getLogger("flockmq.auth")
 
@@ -52,11 +56,22 @@ class AuthCore(StoreLess):
         self.running += 1
         self.start(call)
 
-    def answer(self, call: Call, results: list[int], error: str | None) -> None:
-        """The runner's outcome for `call`: an AUTH_REPLY to its acceptor."""
+    def answer(
+        self,
+        call: Call,
+        results: list[int],
+        error: str | None,
+        failure: str | None = None,
+        seconds: float = 0.0,
+    ) -> None:
+        """The runner's outcome for `call`: an AUTH_REPLY to its acceptor.
+        `error`: why it failed (sent to the acceptor), `failure` which kind
+        of failure (flockmq/auth/counting.py; RAISED if not said),
+        `seconds` the call's time: counted."""
         self.running -= 1
-        if error is not None:
-            self.counters["hook_errors"] += 1
+        if error is not None and failure is None:
+            failure = RAISED
+        count_answer(self.counters, call, results, failure, seconds)
         reply = env.AuthReply(Kind.AUTH_REPLY, call.call, results, error)
         self.replies.setdefault(call.acceptor, []).append(reply)
 

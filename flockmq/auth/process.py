@@ -3,10 +3,12 @@
 start and run by `HookRunner`.
 
 Wiring: one inbox (AUTHENTICATE/AUTHORIZE from every acceptor, always read:
-what an acceptor may send is bounded there), and a PUSH to every acceptor
-for the replies. Its counters are its own log's business; what the broker's
-$SYS and Prometheus show about hooks is counted by the acceptors (calls,
-denials, timeouts, errors), where each call's outcome is decided.
+what an acceptor may send is bounded there; credit from the router), a PUSH
+to every acceptor for the replies, and one to the router for this process's
+counters (flockmq/auth/counting.py): retained `$SYS/broker/auth/<index>/...`
+ROUTEs every `sys_interval`, as a worker sends its own, which the router
+also serves to Prometheus. The acceptors count what they decide of each call
+on their side (calls, cache hits, denials, timeouts as they see them).
 """
 
 from __future__ import annotations
@@ -27,10 +29,6 @@ from .runner import HookRunner
 log = logging.getLogger("flockmq.auth")
 
 TICK_INTERVAL = 0.5
-
-
-def _no_stats(routes: list[Route], now: float) -> None:
-    """The router does not read auth processes (see the module docstring)."""
 
 
 def run_auth(config: Config, index: int, incarnation: int) -> None:
@@ -59,13 +57,26 @@ def run_auth(config: Config, index: int, incarnation: int) -> None:
             core.answer,
             after_answer,
         )
+
+        def gauges() -> dict[str, int]:
+            return {**core.gauges(), "hook_threads_busy": runner.busy}
+
+        def send_stats(routes: list[Route], now: float) -> None:
+            bus.extend(runtime.ROUTER, routes)
+
         role = Role(
             f"auth {index}",
             core,
             bus_id=config.auth_id(index),
             incarnation=incarnation,
-            stats=SysStats("auth", index, core.counters, gauges=core.gauges, process_metrics=False),
-            send_stats=_no_stats,
+            stats=SysStats(
+                "auth",
+                index,
+                core.counters,
+                gauges=gauges,
+                process_metrics=bool(config.metrics_port),
+            ),
+            send_stats=send_stats,
             tick_interval=TICK_INTERVAL,
             logger=log,
         )
@@ -78,6 +89,7 @@ def run_auth(config: Config, index: int, incarnation: int) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
+        bus.connect(runtime.ROUTER, config.router_endpoint(), config.ROUTER_ID)
         bus.start()
         log.info("auth %d up (incarnation %d): hook %s", index, incarnation, hook.name)
         try:

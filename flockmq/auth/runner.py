@@ -11,8 +11,10 @@ call within its budget.
 - A call past `timeout`, one that raises, or one refused for want of a thread
   is answered with an error (logged, rate-limited); the acceptor denies it.
 
-Every call handed to `start` is answered exactly once, through `answer`, and
-`after_answer` ends the pass (the reply leaves on the bus).
+Every call handed to `start` is answered exactly once, through `answer`
+(with why it failed, if it did, and how long it took: counted by the core,
+flockmq/auth/counting.py), and `after_answer` ends the pass (the reply
+leaves on the bus).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from flockmq.hooks import Hook, deny_reason
 from flockmq.isolation import RateLimitedLog
 
 from .core import Call
+from .counting import BUSY, RAISED, TIMED_OUT
 
 log = logging.getLogger("flockmq.auth")
 
-Answer = Callable[[Call, list[int], str | None], None]
+# answer(call, results, error, failure, seconds)
+Answer = Callable[[Call, list[int], str | None, str | None, float], None]
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -70,17 +74,27 @@ class HookRunner:
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, call: Call) -> None:
+        started = self.loop.time()
         try:
             results = await asyncio.wait_for(self._call(call), self.timeout)
         except TimeoutError:
-            self._failed(call, f"no answer within {self.timeout:g}s")
+            self._failed(call, started, TIMED_OUT, f"no answer within {self.timeout:g}s")
+        except HookBusy as exc:
+            self._failed(call, started, BUSY, str(exc))
         except Exception as exc:  # the hook is user code: anything may fail
-            self._failed(call, f"{type(exc).__name__}: {exc}", exc)
+            self._failed(call, started, RAISED, f"{type(exc).__name__}: {exc}", exc)
         else:
-            self.answer(call, results, None)
+            self.answer(call, results, None, None, self.loop.time() - started)
         self.after_answer()
 
-    def _failed(self, call: Call, why: str, exc: BaseException | None = None) -> None:
+    def _failed(
+        self,
+        call: Call,
+        started: float,
+        failure: str,
+        why: str,
+        exc: BaseException | None = None,
+    ) -> None:
         what = "authenticate" if isinstance(call, env.Authenticate) else "authorize"
         self.error_log.log(
             logging.WARNING,
@@ -89,9 +103,9 @@ class HookRunner:
             what,
             call.client_id,
             why,
-            exc_info=exc is not None and not isinstance(exc, HookBusy),
+            exc_info=exc is not None,
         )
-        self.answer(call, [], why)
+        self.answer(call, [], why, failure, self.loop.time() - started)
 
     async def _call(self, call: Call) -> list[int]:
         if isinstance(call, env.Authenticate):
@@ -99,7 +113,8 @@ class HookRunner:
             if fn is None:
                 return [0]
             args = (call.client_id, call.username, call.password, call.peer, call.cert)
-            verdict = await self._invoke(fn, [args])
+            keywords = {"certificate": call.certificate} if self.hook.wants_certificate else {}
+            verdict = await self._invoke(fn, [args], keywords)
             return [deny_reason(verdict[0])]
         fn = self.hook.authorize
         if fn is None:
@@ -107,20 +122,28 @@ class HookRunner:
         arg_lists = [(call.client_id, call.username, call.action, t) for t in call.topics]
         return [1 if allowed is True else 0 for allowed in await self._invoke(fn, arg_lists)]
 
-    async def _invoke(self, fn: Callable[..., Any], arg_lists: list[tuple[Any, ...]]) -> list[Any]:
-        """fn(*args) for each args: concurrently on the loop if async, else
-        one after the other on one thread of the pool."""
+    async def _invoke(
+        self,
+        fn: Callable[..., Any],
+        arg_lists: list[tuple[Any, ...]],
+        keywords: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """fn(*args, **keywords) for each args: concurrently on the loop if
+        async, else one after the other on one thread of the pool."""
+        keywords = keywords or {}
         if _is_async(fn):
-            return list(await asyncio.gather(*(fn(*args) for args in arg_lists)))
+            return list(await asyncio.gather(*(fn(*args, **keywords) for args in arg_lists)))
         with self.lock:
             if self.busy >= self.threads:
                 raise HookBusy(f"all {self.threads} hook threads are busy")
             self.busy += 1
-        return await self.loop.run_in_executor(self.pool, self._in_thread, fn, arg_lists)
+        return await self.loop.run_in_executor(self.pool, self._in_thread, fn, arg_lists, keywords)
 
-    def _in_thread(self, fn: Callable[..., Any], arg_lists: list[tuple[Any, ...]]) -> list[Any]:
+    def _in_thread(
+        self, fn: Callable[..., Any], arg_lists: list[tuple[Any, ...]], keywords: dict[str, Any]
+    ) -> list[Any]:
         try:
-            return [fn(*args) for args in arg_lists]
+            return [fn(*args, **keywords) for args in arg_lists]
         finally:
             with self.lock:
                 self.busy -= 1

@@ -3,17 +3,17 @@ processes (issue 11), end to end: the real broker with `--auth-hook` naming
 tests/e2e/hooks/flockmq_test_hook.py (its directory put on PYTHONPATH), real
 clients. CONNACK codes for 5.0 and 3.1.1; a topic the hook denies is not
 delivered and cannot be subscribed to; a hook that sleeps past its budget or
-raises costs only its own client (0x88), never the others; and an auth
-process killed with -9 is restarted and answers again."""
+raises costs only its own client (0x88), never the others; a will topic
+the hook refuses to publish to is refused at CONNECT, an allowed one is
+published; and an auth process killed with -9 is restarted and answers
+again."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,21 +26,18 @@ from flockmq.frontend.codec import (
     Subscribe,
     Subscription,
 )
+from flockmq.frontend.codec.packets import Will
 
 from .broker import Broker
-from .clients import RawClient, connected, unique, wait_for
-
-HOOKS = str(Path(__file__).parent / "hooks")
+from .clients import Client, RawClient, connected, unique, wait_for, watch
+from .hooks import use_test_hook
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(
-        tmp_path_factory.mktemp("hooks"),
-        extra_args=["--sys-interval", "0.5", "--auth-hook", "flockmq_test_hook"],
-    )
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PYTHONPATH", os.pathsep.join([HOOKS, os.environ.get("PYTHONPATH", "")]))
+        hook = use_test_hook(env)
+        b = Broker(tmp_path_factory.mktemp("hooks"), extra_args=["--sys-interval", "0.5", *hook])
         b.start()
     yield b
     b.stop()
@@ -187,3 +184,69 @@ def test_a_killed_auth_process_is_restarted_and_answers_again(broker: Broker) ->
     assert connack(broker, "nobody", 5) == 0x87  # and it decides, not just allows
     with socket.create_connection(("127.0.0.1", broker.port), timeout=5):
         pass  # the acceptors kept serving throughout
+
+
+def test_a_will_topic_the_hook_refuses_is_refused_at_connect(broker: Broker) -> None:
+    tag = unique("w")
+    # The test hook refuses to publish under readonly/: the will is asked as a publish.
+    for level in (5, 4):
+        client = Client(
+            broker.port, username="good", protocol=level, will=(f"readonly/{tag}", b"x", 1, False)
+        )
+        client.connect(expect_rc=0x87)  # paho maps 3.1.1's return code 5 to 0x87
+        client.disconnect()
+    for level, code in ((5, 0x87), (4, 5)):  # the codes on the wire
+        raw = RawClient(broker.port, level)
+        will = Will(f"readonly/{tag}", b"x", 1)
+        raw.send(Connect(unique("will"), level, True, 30, "good", None, will))
+        packet = raw.recv()
+        assert isinstance(packet, Connack) and packet.reason_code == code, packet
+        raw.close()
+    sys_watcher = connected(broker, username="good")
+    sys_watcher.subscribe("$SYS/broker/acceptor/+/hook_denied_wills", 0)
+    seen: dict[str, int] = {}
+
+    def counted() -> bool:
+        while not sys_watcher.messages.empty():
+            message = sys_watcher.messages.get()
+            seen[message.topic] = int(message.payload)
+        return sum(seen.values()) >= 4
+
+    wait_for(counted, 10, "hook_denied_wills in $SYS")
+    sys_watcher.disconnect()
+
+
+def test_a_will_topic_the_hook_allows_is_published_on_an_ungraceful_disconnect(
+    broker: Broker,
+) -> None:
+    tag = unique("w")
+    watcher = watch(broker, f"open/{tag}/#", 1, username="good")
+    for level in (5, 4):
+        topic = f"open/{tag}/{level}"
+        client = Client(
+            broker.port, username="good", protocol=level, will=(topic, b"gone", 1, False)
+        )
+        client.connect()
+        client.drop()
+        (message,) = watcher.expect(1)
+        assert (message.topic, message.payload) == (topic, b"gone")
+    watcher.disconnect()
+
+
+def test_the_auth_processs_counters_move_in_sys(broker: Broker) -> None:
+    watcher = connected(broker, username="good")
+    watcher.subscribe("$SYS/broker/auth/0/+", 0)
+    seen: dict[str, int] = {}
+
+    def value(name: str) -> int | None:
+        while not watcher.messages.empty():
+            message = watcher.messages.get()
+            seen[message.topic.rsplit("/", 1)[1]] = int(message.payload)
+        return seen.get(name)
+
+    wait_for(lambda: value("hook_connects_denied") is not None, 10, "the auth counters")
+    denied = value("hook_connects_denied") or 0
+    assert connack(broker, "nobody", 5) == 0x87  # one more refused by the hook
+    wait_for(lambda: (value("hook_connects_denied") or 0) > denied, 10, "a denial counted")
+    assert (value("hook_call_us") or 0) > 0 and (value("hook_connects_allowed") or 0) > 0
+    watcher.disconnect()

@@ -12,10 +12,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.hostile.health import child_pids
 
 from .broker import FLOCKMQ, Broker, MakeBroker
 from .clients import Client, wait_for
+from .hooks import use_test_hook
 
 
 def status(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,8 +41,11 @@ def processes(answer: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     return {(p["role"], p["index"]): p for p in answer["processes"]}
 
 
-def test_every_process_answers_with_its_pid_and_the_connections(make_broker: MakeBroker) -> None:
-    broker = make_broker(acceptors=2, workers=2)
+def test_every_process_answers_with_its_pid_and_the_connections(
+    make_broker: MakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with an auth hook: its process answers too, with its hook's figures
+    broker = make_broker(*use_test_hook(monkeypatch), acceptors=2, workers=2)
     clients = [Client(broker.port) for _ in range(3)]
     for c in clients:
         c.connect()
@@ -53,6 +59,8 @@ def test_every_process_answers_with_its_pid_and_the_connections(make_broker: Mak
     assert all(p["rss_bytes"] > 1_000_000 for p in found.values())
     assert sum(p["connections"] for k, p in found.items() if k[0] == "acceptor") == 3
     assert answer["totals"]["sessions"] == 3  # clean sessions live on the shards
+    hook = found[("auth", 0)]["hook"]
+    assert hook["allowed"]["connect"] >= 3 and hook["calls"] >= 3  # the hook let them in
     assert answer["advice"]
 
     table = status(broker.data_dir)
@@ -62,6 +70,8 @@ def test_every_process_answers_with_its_pid_and_the_connections(make_broker: Mak
     for (role, index), pid in expected.items():
         assert any(line.split()[:3] == [role, str(index), str(pid)] for line in lines), role
     assert any(line.startswith("total") for line in lines)
+    hooks = lines.index("auth hooks:")
+    assert lines[hooks + 1].startswith("  auth 0: ")
     advice = lines.index("advice:")
     assert lines[advice + 1].startswith("  - ")
     print(table.stdout)  # what the README shows

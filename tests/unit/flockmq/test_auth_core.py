@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from flockmq import envelopes as env
@@ -29,10 +30,24 @@ class Sink:
         self.sent.extend((key, e) for e in envelopes)
 
 
-def authenticate_call(call: int, username: str | None, acceptor_index: int = 1) -> list[Any]:
+def authenticate_call(
+    call: int,
+    username: str | None,
+    acceptor_index: int = 1,
+    cert: str | None = None,
+    certificate: dict[str, Any] | None = None,
+) -> list[Any]:
     return wire(
         env.Authenticate(
-            Kind.AUTHENTICATE, acceptor_index, call, "dev", username, b"pw", "10.0.0.1:1", None
+            Kind.AUTHENTICATE,
+            acceptor_index,
+            call,
+            "dev",
+            username,
+            b"pw",
+            "10.0.0.1:1",
+            cert,
+            certificate,
         )
     )
 
@@ -56,9 +71,14 @@ def test_the_core_hands_calls_to_the_runner_and_sends_answers_to_their_acceptor(
 
 
 def run_calls(
-    hook: Hook, calls: list[list[Any]], timeout: float = 0.2, threads: int = 8
+    hook: Hook,
+    calls: list[list[Any]],
+    timeout: float = 0.2,
+    threads: int = 8,
+    counters: Counter[str] | None = None,
 ) -> dict[int, Any]:
-    """The calls through a real core and runner on an event loop; the replies by call."""
+    """The calls through a real core and runner on an event loop; the replies
+    by call (and the core's counters added to `counters`)."""
     replies: dict[int, Any] = {}
 
     async def main() -> None:
@@ -80,6 +100,8 @@ def run_calls(
             core.handle(call, 0.0)
         await asyncio.wait_for(done.wait(), 5)
         runner.close()
+        if counters is not None:
+            counters.update(core.counters)
 
     asyncio.run(main())
     return replies
@@ -170,3 +192,31 @@ def test_sync_calls_past_the_thread_pool_are_refused_at_once() -> None:
         release.set()
     assert "busy" in replies[3].error
     assert "within" in replies[1].error and "within" in replies[2].error
+
+
+def test_an_authenticate_that_takes_certificate_gets_its_fields() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def with_certificate(
+        client_id: str,
+        username: str | None,
+        password: bytes | None,
+        peer: str,
+        cert: str | None,
+        certificate: dict[str, Any] | None = None,
+    ) -> Allow:
+        seen.append((cert, certificate))
+        return Allow()
+
+    async def old_style(
+        client_id: str, username: str | None, password: bytes | None, peer: str, cert: str | None
+    ) -> Allow:
+        seen.append((cert,))
+        return Allow()
+
+    fields = {"subject": {"commonName": "dev"}, "issuer": {}, "serial": "01"}
+    calls = [authenticate_call(1, "alice", cert="dev", certificate=fields)]
+    hook = Hook("new", with_certificate, None, wants_certificate=True)
+    assert run_calls(hook, calls)[1].results == [0]
+    assert run_calls(Hook("old", old_style, None), calls)[1].results == [0]
+    assert seen == [("dev", fields), ("dev",)]  # the old one is called as before

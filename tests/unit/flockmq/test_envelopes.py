@@ -74,7 +74,7 @@ SAMPLES: list[env.Envelope] = [
     env.Unsubscribed(Kind.UNSUBSCRIBED, "c", 5, 9, [0]),
     env.RouterUp(Kind.ROUTER_UP, 4),
     env.Fenced(Kind.FENCED, 12),
-    env.Authenticate(Kind.AUTHENTICATE, 1, 3, "c", "user", b"secret", "127.0.0.1:5000", None),
+    env.Authenticate(Kind.AUTHENTICATE, 1, 3, "c", "user", b"secret", "127.0.0.1:5000", None, None),
     env.Authorize(Kind.AUTHORIZE, 1, 4, "c", None, "subscribe", ["a/#", "b"]),
     env.AuthReply(Kind.AUTH_REPLY, 4, [1, 0], None),
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,28 @@ def test_the_example_hook(monkeypatch: pytest.MonkeyPatch) -> None:
     assert allowed("op", "operator", "publish", "commands/device-42/reboot")
     assert not allowed("op", "operator", "subscribe", "$SYS/#")
     assert allowed("adm", "admin", "subscribe", "$SYS/#")
+
+
+def test_the_example_hook_takes_the_certificate_and_checks_a_devices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    hook = load_hook("auth_hook")
+    assert hook.wants_certificate and hook.authenticate is not None
+    module = importlib.import_module("auth_hook")
+    ours = {"subject": {"commonName": "device-42", "organizationName": "Acme"}, "issuer": {}}
+    theirs = {"subject": {"commonName": "device-42", "organizationName": "Evil"}, "issuer": {}}
+
+    def connect(certificate: dict[str, Any] | None) -> int:
+        assert hook.authenticate is not None
+        verdict = hook.authenticate(
+            "device-42", "device-42", b"device-secret", "10.0.0.1:1", "device-42", certificate
+        )
+        return deny_reason(verdict)
+
+    assert connect(theirs) == 0  # no organization required: certificates not looked at
+    monkeypatch.setattr(module, "DEVICE_CERT_ORGANIZATION", "Acme")
+    assert connect(ours) == 0 and connect(None) == 0
+    assert connect(theirs) == 0x87
+    # called the old way, with five arguments, it still answers
+    assert deny_reason(hook.authenticate("x", "admin", b"change-me", "10.0.0.1:1", None)) == 0

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from flockmq.app.cli import main
 from flockmq.config import Config, ConfigError, load_config
-from flockmq.hooks import Allow, Deny, HookError, deny_reason, load_hook
+from flockmq.hooks import Allow, Deny, HookError, deny_reason, load_hook, takes_certificate
 
 
 @pytest.fixture
@@ -73,6 +73,10 @@ def test_auth_processes_default_to_one_with_a_hook_and_none_without(modules: Pat
         Config(data_dir="/tmp/x", auth_hook="hook_both", auth_processes=0).resolved()
     with pytest.raises(ConfigError, match="auth_hook_timeout"):
         Config(data_dir="/tmp/x", auth_hook="hook_both", auth_hook_timeout=0).resolved()
+    for bad in (-1, 2 * 1024 * 1024):
+        with pytest.raises(ConfigError, match="auth_hook_cert_bytes"):
+            Config(data_dir="/tmp/x", auth_hook="hook_both", auth_hook_cert_bytes=bad).resolved()
+    assert Config(data_dir="/tmp/x", auth_hook="hook_both", auth_hook_cert_bytes=0).resolved()
 
 
 def test_endpoints_and_ids_of_auth_processes_follow_the_others() -> None:
@@ -105,3 +109,30 @@ def test_check_config_imports_the_hook(modules: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         (modules / "derived.toml").write_text('auth_hook_functions = ["authorize"]\n')
         load_config(str(modules / "derived.toml"), {})
+
+
+def test_an_authenticate_that_takes_certificate_is_given_it() -> None:
+    def five(client_id: str, username: str, password: bytes, peer: str, cert: str) -> None: ...
+
+    def named(
+        client_id: str,
+        username: str,
+        password: bytes,
+        peer: str,
+        cert: str,
+        certificate: dict[str, object] | None = None,
+    ) -> None: ...
+
+    def keyword_only(*args: object, certificate: object = None) -> None: ...
+
+    def any_keywords(*args: object, **kwargs: object) -> None: ...
+
+    def positional_only(
+        a: object, b: object, c: object, d: object, e: object, certificate: object, /
+    ) -> None: ...
+
+    assert not takes_certificate(five) and not takes_certificate(None)
+    assert takes_certificate(named) and takes_certificate(keyword_only)
+    assert takes_certificate(any_keywords)
+    assert not takes_certificate(positional_only)  # it could not be given by name
+    assert not takes_certificate(print)  # no signature to read: the old call

@@ -92,6 +92,9 @@ class _Conn:
     def authenticate(self, username: str | None, password: bytes | None, now: float) -> Verdict:
         return Verdict(username)
 
+    def peer_certificate(self) -> None:
+        return None
+
     def send_bytes(self, data: bytes) -> None:
         self.written.append(data)
 

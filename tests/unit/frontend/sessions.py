@@ -88,11 +88,15 @@ class FakeLink:
     def __init__(self, passwords: PasswordFile | None = None) -> None:
         self.authenticator = Authenticator(Listener(), passwords, None)
         self.identity: str | None = None
+        self.peercert: dict[str, Any] | None = None  # as ssl's getpeercert() gives it
         self.written: list[bytes] = []
         self.reading = True
         self.closed = False
         self.registered = True
         self.backpressure_checks = 0
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        return self.peercert
 
     def send_bytes(self, data: bytes) -> None:
         assert not self.closed, "written after the close"

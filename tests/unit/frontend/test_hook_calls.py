@@ -13,7 +13,7 @@ from flockmq.config import Config
 from flockmq.envelopes import Kind
 from flockmq.frontend.acl import load_acl
 from flockmq.frontend.codec import Connack, Connect, Puback, Publish, Suback, Subscribe
-from flockmq.frontend.codec.packets import Subscription
+from flockmq.frontend.codec.packets import Subscription, Will
 from flockmq.frontend.hook_calls import DecisionCache, HookCalls, PendingCall
 from flockmq.frontend.states import CLOSED, CONNECTING
 from tests.unit.wire import wire
@@ -82,7 +82,7 @@ def test_a_connect_waits_for_the_hook_and_goes_on_when_allowed() -> None:
     c = Client(host)
     c.send(Connect("dev1", 5, True, 60, "alice", b"pw"), Publish("t", b"early"), level=5)
     (call,) = auth.take()
-    assert call[:8] == [Kind.AUTHENTICATE, 0, 1, "dev1", "alice", b"pw", "192.0.2.1:50000", None]
+    assert call == [Kind.AUTHENTICATE, 0, 1, "dev1", "alice", b"pw", "192.0.2.1:50000", None, None]
     assert host.take() == ([], []) and not c.link.reading  # nothing sent on, nothing read
     assert c.session.state == CONNECTING
     auth.reply(1, [0])
@@ -93,6 +93,55 @@ def test_a_connect_waits_for_the_hook_and_goes_on_when_allowed() -> None:
     assert call[0] == Kind.AUTHORIZE and call[6] == ["t"]
     auth.reply(call[2], [1])
     assert [e[3] for e in host.router] == [b"early"]
+
+
+PEERCERT = {
+    "subject": ((("commonName", "dev1"),), (("organizationName", "Acme"),)),
+    "issuer": ((("commonName", "Acme CA"),),),
+    "serialNumber": "0A",
+    "notBefore": "Jan  1 00:00:00 2026 GMT",
+    "notAfter": "Jan  1 00:00:00 2027 GMT",
+}
+
+
+def test_a_connect_with_a_client_certificate_sends_its_fields_bounded() -> None:
+    host = FakeHost()
+    auth = Auth(host)
+    c = Client(host)
+    c.link.identity, c.link.peercert = "dev1", PEERCERT
+    c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+    (call,) = auth.take()
+    assert call[7] == "dev1"  # the CN, as before
+    assert call[8] == {
+        "subject": {"commonName": "dev1", "organizationName": "Acme"},
+        "issuer": {"commonName": "Acme CA"},
+        "serial": "0A",
+        "not_before": "Jan  1 00:00:00 2026 GMT",
+        "not_after": "Jan  1 00:00:00 2027 GMT",
+    }
+    assert host.counters["hook_certificates_cut"] == 0
+    # a budget of 60 bytes keeps the serial and the first date: a certificate cut, counted
+    host = FakeHost()
+    auth = Auth(host, auth_hook_cert_bytes=60)
+    c = Client(host)
+    c.link.identity, c.link.peercert = "dev1", PEERCERT
+    c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+    (call,) = auth.take()
+    assert call[8] == {
+        "subject": {},
+        "issuer": {},
+        "serial": "0A",
+        "not_before": "Jan  1 00:00:00 2026 GMT",
+    }
+    assert host.counters["hook_certificates_cut"] == 1
+    # none without a certificate, or with a budget of 0
+    for peercert, budget in ((None, 4096), (PEERCERT, 0)):
+        host = FakeHost()
+        auth = Auth(host, auth_hook_cert_bytes=budget)
+        c = Client(host)
+        c.link.peercert = peercert
+        c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+        assert auth.take()[0][8] is None
 
 
 def test_a_denied_connect_gets_the_hooks_reason_code_v5_and_v3() -> None:
@@ -156,6 +205,126 @@ def test_a_worker_restart_does_not_send_a_connect_still_waiting_for_the_hook() -
     assert host.take() == ([], [])
     auth.reply(auth.take()[0][2], [0])
     assert [e[0] for e in host.take()[1]] == [Kind.CONNECT]
+
+
+# --- the will topic, at CONNECT ------------------------------------------------------------
+
+
+def _connect_with_will(level: int, topic: str = "w/dev1", **settings: Any) -> tuple[Client, Auth]:
+    """A CONNECT with a will, authenticate() allowed: its will is asked next."""
+    host = FakeHost()
+    auth = Auth(host, **settings)
+    c = Client(host)
+    c.send(Connect("dev1", level, True, 60, "alice", b"pw", Will(topic, b"bye")), level=level)
+    auth.reply(auth.take()[0][2], [0])
+    return c, auth
+
+
+def test_a_will_topic_is_asked_of_authorize_as_a_publish_after_authenticate() -> None:
+    c, auth = _connect_with_will(5)
+    (call,) = auth.take()
+    assert call[0] == Kind.AUTHORIZE and call[3:] == ["dev1", "alice", "publish", ["w/dev1"]]
+    assert c.host.take() == ([], []) and c.session.state == CONNECTING  # waits
+    auth.reply(call[2], [1])
+    _, workers = c.host.take()
+    assert [e[0] for e in workers] == [Kind.CONNECT] and workers[0][8][0] == "w/dev1"
+    c.connack()
+    # the decision is cached as a publish's: the will's topic published now is not asked
+    c.send(Publish("w/dev1", b"x"))
+    assert auth.take() == [] and [e[3] for e in c.host.router] == [b"x"]
+
+
+def test_a_will_topic_the_hook_refuses_is_refused_at_connect_v5_and_v3() -> None:
+    for level, code in ((5, 0x87), (4, 5)):
+        c, auth = _connect_with_will(level)
+        auth.reply(auth.take()[0][2], [0])
+        (connack,) = c.packets()
+        assert isinstance(connack, Connack) and connack.reason_code == code
+        assert c.link.closed and c.host.take() == ([], [])
+        assert c.host.counters["hook_denied_wills"] == 1
+        assert c.host.counters["connects_hook_denied"] == 0
+
+
+def test_a_will_topic_the_hook_fails_on_gets_server_unavailable_v5_and_v3() -> None:
+    for level, code in ((5, 0x88), (4, 3)):
+        c, auth = _connect_with_will(level)
+        auth.reply(auth.take()[0][2], [], "RuntimeError: down")
+        (connack,) = c.packets()
+        assert isinstance(connack, Connack) and connack.reason_code == code
+        assert c.host.counters["hook_errors"] == 1 and c.host.counters["hook_denied_wills"] == 0
+        # and a call not answered within its budget
+        c, auth = _connect_with_will(level)
+        call = auth.take()[0][2]
+        auth.advance(0.25)
+        (connack,) = c.packets()
+        assert isinstance(connack, Connack) and connack.reason_code == code
+        assert c.host.counters["hook_timeouts"] == 1 and c.host.take() == ([], [])
+        auth.reply(call, [1])  # too late: nothing is sent on
+        assert c.host.take() == ([], []) and c.session.state == CLOSED
+
+
+def test_a_will_that_finds_too_many_calls_waiting_gets_server_unavailable() -> None:
+    host = FakeHost()
+    auth = Auth(host)
+    c = Client(host)
+    c.send(Connect("dev1", 5, True, 60, "alice", None, Will("w/x")), level=5)
+    auth.calls.max_pending = 0  # (after authenticate() was asked)
+    auth.reply(auth.take()[0][2], [0])
+    (connack,) = c.packets()
+    assert isinstance(connack, Connack) and connack.reason_code == 0x88
+    assert host.counters["hook_calls_overloaded"] == 1 and host.take() == ([], [])
+
+
+def test_a_will_is_asked_without_authenticate_and_not_without_authorize() -> None:
+    host = FakeHost()
+    auth = Auth(host)
+    auth.calls.authenticates = False
+    c = Client(host)
+    c.send(Connect("dev1", 5, True, 60, "alice", None, Will("w/x")), level=5)
+    (call,) = auth.take()
+    assert call[0] == Kind.AUTHORIZE and call[5:] == ["publish", ["w/x"]]
+    auth.reply(call[2], [0])
+    (connack,) = c.packets()
+    assert isinstance(connack, Connack) and connack.reason_code == 0x87
+    host = FakeHost()
+    auth = Auth(host)
+    auth.calls.authorizes = False
+    c = Client(host)
+    c.send(Connect("dev1", 5, True, 60, "alice", None, Will("w/x")), level=5)
+    (call,) = auth.take()
+    assert call[0] == Kind.AUTHENTICATE
+    auth.reply(call[2], [0])
+    assert auth.take() == [] and [e[0] for e in host.take()[1]] == [Kind.CONNECT]
+
+
+def test_a_connect_without_a_will_asks_only_authenticate() -> None:
+    host = FakeHost()
+    auth = Auth(host)
+    c = Client(host)
+    c.send(Connect("dev1", 5, True, 60, "alice", None), level=5)
+    auth.reply(auth.take()[0][2], [0])
+    assert auth.take() == [] and [e[0] for e in host.take()[1]] == [Kind.CONNECT]
+
+
+def test_a_connection_lost_while_its_will_waits_reports_nothing_to_the_worker() -> None:
+    c, auth = _connect_with_will(5)
+    call = auth.take()[0][2]
+    c.session.on_worker_up(3, restarted=True)  # not sent while it waits either
+    c.session.connection_lost()
+    assert c.host.take() == ([], [])
+    auth.reply(call, [1])
+    assert c.host.take() == ([], []) and c.session.state == CLOSED
+
+
+def test_a_will_refused_by_the_acl_is_not_asked_of_the_hook() -> None:
+    host = FakeHost()
+    auth = Auth(host)
+    c = Client(host)
+    c.send(Connect("dev1", 5, True, 60, "alice", None, Will("$SYS/x")), level=5)
+    assert auth.take() == []  # neither authenticate() nor authorize()
+    (connack,) = c.packets()
+    assert isinstance(connack, Connack) and connack.reason_code == 0x87
+    assert host.counters["acl_denied_wills"] == 1 and host.counters["hook_denied_wills"] == 0
 
 
 # --- PUBLISH and SUBSCRIBE: order, cache, budget ----------------------------------------------

@@ -6,11 +6,19 @@ from __future__ import annotations
 import dataclasses
 import ssl
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import pytest
 import trustme
 
-from flockmq.frontend.tls import TLSConfigError, certificate_identity, server_context
+from flockmq import envelopes as env
+from flockmq.frontend.tls import (
+    TLSConfigError,
+    certificate_fields,
+    certificate_identity,
+    server_context,
+)
 from flockmq.listeners import Listener
 
 
@@ -120,3 +128,68 @@ def test_certificates_that_do_not_load_are_named(tmp_path: Path, ca: trustme.CA)
         server_context(
             Listener(certfile=listener.certfile, keyfile=listener.keyfile, ciphers="NOPE")
         )
+
+
+def test_a_client_certificates_fields_for_the_hook(tmp_path: Path, ca: trustme.CA) -> None:
+    listener = dataclasses.replace(
+        tls_listener(tmp_path, ca), cafile=str(tmp_path / "ca.pem"), require_certificate=True
+    )
+    device = ca.issue_cert("device-7.example", common_name="device-7", organization_name="Acme")
+    end, error = handshake(server_context(listener), client_context(ca, device))
+    assert error is None
+    peercert: dict[str, Any] = end.getpeercert()  # type: ignore[assignment]
+    fields, size, dropped = certificate_fields(peercert, 4096)
+    assert fields is not None and dropped == 0 and 0 < size <= 4096
+    assert fields["subject"]["commonName"] == "device-7"
+    assert fields["subject"]["organizationName"] == "Acme"
+    assert fields["issuer"]["organizationName"].startswith("trustme")  # its CA's name
+    assert fields["serial"] == peercert["serialNumber"]
+    assert fields["not_before"] == peercert["notBefore"]
+    assert fields["not_after"] == peercert["notAfter"]
+    assert set(fields) == {"subject", "issuer", "serial", "not_before", "not_after"}
+    assert certificate_fields({}, 4096) == (None, 0, 0)
+    assert certificate_fields(None, 4096) == (None, 0, 0)
+
+
+def test_a_huge_certificate_is_cut_to_the_byte_budget() -> None:
+    """Built to break it: 10,000 names of 1 KB each, a repeated name, a value
+    that is not text, one that cannot be encoded, and pairs of odd shapes."""
+    subject: tuple[tuple[tuple[object, ...], ...], ...] = tuple(
+        ((f"name{i}", "v" * 1000),) for i in range(10_000)
+    )
+    subject += (
+        (("commonName", "first"),),
+        (("commonName", "second"),),
+        (("odd", b"bytes"),),
+        (("bad", "\ud800"),),
+        (("one", "two", "three"),),
+    )
+    peercert: dict[str, Any] = {
+        "subject": subject,
+        "issuer": ((("commonName", "ca"),),),
+        "serialNumber": "01AB",
+        "notBefore": "Jan  1 00:00:00 2026 GMT",
+        "notAfter": "Jan  1 00:00:00 2027 GMT",
+    }
+    fields, size, dropped = certificate_fields(peercert, 4096)
+    assert fields is not None and size <= 4096
+    assert fields["serial"] == "01AB" and fields["not_after"].endswith("2027 GMT")
+    big = [name for name in fields["subject"] if name.startswith("name")]
+    assert big == ["name0", "name1", "name2"]  # three 1 KB names fit beside the dates
+    assert fields["subject"]["commonName"] == "first"  # small ones still fit after them
+    assert fields["issuer"] == {"commonName": "ca"}
+    # left out: the other big names, the repeated name, bytes, bad text, an odd pair
+    assert dropped == (10_000 - 3) + 4
+    # the envelope that carries it stays within the budget and the other fields
+    envelope = env.Authenticate(env.Kind.AUTHENTICATE, 0, 1, "c", "u", None, "p", "cn", fields)
+    assert len(msgpack.packb(list(envelope))) < 4096 + 200
+    # a small budget keeps what fits, in order; 0 keeps nothing
+    fields, size, _dropped = certificate_fields(peercert, 100)
+    assert fields is not None and size <= 100 and "serial" in fields
+    assert fields["subject"] == {"commonName": "first"}  # no 1 KB name, the small one
+    fields, size, _dropped = certificate_fields(peercert, 0)
+    assert fields == {"subject": {}, "issuer": {}} and size == 0
+    # small enough: a repeated name keeps its first value
+    small = {"subject": ((("commonName", "first"),), (("commonName", "second"),))}
+    fields, _size, dropped = certificate_fields(small, 4096)
+    assert fields is not None and fields["subject"] == {"commonName": "first"} and dropped == 1
