@@ -13,7 +13,9 @@ The receiver reports what it handled in credit frames (no envelopes) once a
 quarter of `pipe_bytes` is due. What a pipe holds (ZeroMQ's queues, the
 kernel's buffer) is thus at most `pipe_bytes` plus one frame. When a peer
 restarts (a frame from it carries a new incarnation), what was sent to its
-previous incarnation no longer counts.
+previous incarnation no longer counts, and `on_peer_restarted(key)` tells the
+process (which resends what the peer kept for it: its $SYS counters to a
+restarted router, flockmq/runtime_process.py).
 
 Who waits for whom (no deadlock in the cycle acceptor -> worker -> router ->
 acceptor): routers and workers read two inboxes. The core inbox (from the
@@ -83,15 +85,20 @@ class Bus:
         on_envelopes: Callable[[list[Wire]], None],
         on_decongested: Callable[[], None] | None = None,
         pipe_bytes: int = DEFAULT_PIPE_BYTES,
+        on_peer_restarted: Callable[[Hashable], None] | None = None,
     ) -> None:
         """`me`: this process's id on the bus (see Config.process_id), sent
-        with every frame so that receivers know whom to credit."""
+        with every frame so that receivers know whom to credit.
+        `on_peer_restarted(key)`: a frame came from a new incarnation of the
+        peer connected as `key` (not for a peer's first start, incarnation 0),
+        before the frame's envelopes are handled."""
         self.loop = loop
         self.me = me
         self.incarnation = incarnation
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.on_envelopes = on_envelopes
         self.on_decongested = on_decongested
+        self.on_peer_restarted = on_peer_restarted
         self.pipe_bytes = pipe_bytes
         self.credit_threshold = max(1, pipe_bytes // 4)
         self.inboxes: list[_Inbox] = []
@@ -297,6 +304,8 @@ class Bus:
                 # gone with it (or will be credited by the new one, which at
                 # worst over-admits one pipe's worth once).
                 self.in_flight[key] = 0
+                if self.on_peer_restarted is not None:
+                    self.on_peer_restarted(key)
         if credit:
             left = self.in_flight[key] - credit
             self.in_flight[key] = left if left > 0 else 0

@@ -542,8 +542,10 @@ class Unsubscribed(NamedTuple):
 
 
 class RouterUp(NamedTuple):
-    """Router -> every worker (they re-send every subscription) and every
-    acceptor (they send again every publish still waiting for confirmation)."""
+    """Router -> every worker (they re-send every subscription), every
+    acceptor (they send again every publish still waiting for confirmation)
+    and every auth process. Each of them, hearing from a new incarnation of
+    the router, sends it all its $SYS counters again."""
 
     kind: Literal[Kind.ROUTER_UP]
     incarnation: int

@@ -6,7 +6,9 @@ acceptors.
 `Bus` (frames in: `CoreRunner.feed` with the role's clock's time of the
 frame), its `Committer` (store writes off the loop; an acceptor has no store
 and gets `NoCommits`), and a tick every `tick_interval` seconds (the core's
-timers and this process's $SYS counters). `serve()` runs until SIGTERM or
+timers and this process's $SYS counters; when a frame comes from a new
+incarnation of the router, which kept none of them, all of them are sent
+again at the next tick). `serve()` runs until SIGTERM or
 SIGINT, then runs the role's `stopping` (an acceptor closes its servers and
 connections), then closes the committer (what was submitted is committed),
 the bus and the store.
@@ -21,9 +23,10 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
+from flockmq import runtime
 from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.control import ControlServer
@@ -83,11 +86,20 @@ class CoreProcess:
             self.on_envelopes,
             on_decongested=role.on_decongested,
             pipe_bytes=config.max_pipe_bytes,
+            on_peer_restarted=self.on_peer_restarted,
         )
         self.committer: Committer | NoCommits = (
             NoCommits() if store is None else Committer(store, loop)
         )
         self.runner = CoreRunner(role.name, role.core, self.bus, self.committer, role.logger)
+
+    def on_peer_restarted(self, key: Hashable) -> None:
+        """A restarted router starts with no $SYS value (they are not stored)
+        and is sent only what changes: send it every counter again. Every
+        role hears of it: the router's first frame to workers, acceptors and
+        auth processes is its ROUTER_UP (router/process.py)."""
+        if key == runtime.ROUTER:
+            self.stats.resend_all()
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:
         self.runner.feed(envelopes, self.clock())

@@ -1,6 +1,12 @@
 """Each process's counters, published as retained `$SYS/broker/<role>/<index>/<name>`
 messages (the MQTT way to expose broker statistics), only when they changed.
 
+"Changed" is relative to what the router holds: a restarted router holds
+nothing (its $SYS messages are not stored), so once a process learns that the
+router is back (flockmq/runtime_process.py, on a new router incarnation)
+`resend_all` makes its next `maybe_publish` send every counter, at once,
+whether or not it moved since.
+
 `gauges`, when given, is asked for the values that are a state rather than a
 count (connected clients, queued messages) each time the counters are due, so
 they are computed once per interval, not kept up to date on every message.
@@ -10,6 +16,7 @@ and only when their value changed."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 
@@ -55,6 +62,13 @@ class SysStats:
         self.published: dict[str, int] = {}
         self.published_extra: dict[str, bytes] = {}
         self.last = 0.0
+
+    def resend_all(self) -> None:
+        """The router lost what it was sent: send everything again, at the
+        next `maybe_publish` whatever the interval."""
+        self.published.clear()
+        self.published_extra.clear()
+        self.last = -math.inf
 
     def changed(self) -> list[tuple[str, int]]:
         out = [(k, v) for k, v in self.counters.items() if self.published.get(k) != v]

@@ -61,15 +61,24 @@ class RouterCore:
             log.info("router: restored %d retained messages", len(retained))
         return cls(router)
 
-    def start(self, sink: Sink, incarnation: int, workers: int, acceptors: int) -> None:
+    def start(
+        self, sink: Sink, incarnation: int, workers: int, acceptors: int, auth_processes: int = 0
+    ) -> None:
         """Wait for every shard to re-send its subscriptions, and say so:
-        workers re-send them, acceptors send again what is unconfirmed."""
+        workers re-send them, acceptors send again what is unconfirmed. Every
+        process, auth processes too, sends its $SYS counters again when it
+        hears from a new router (flockmq/runtime_process.py); until then the
+        Mosquitto load figures take the values they are sent as where they
+        stand, not as traffic (router/sys_topics.py, `resumed`)."""
+        self.router.mosquitto_sys.resumed = incarnation > 0
         self.router.expect_sync(workers)
         up = env.RouterUp(Kind.ROUTER_UP, incarnation)
         for shard in range(workers):
             sink.send(runtime.worker(shard), up)
         for index in range(acceptors):
             sink.send(runtime.acceptor(index), up)
+        for index in range(auth_processes):
+            sink.send(auth_key(index), up)
 
     @property
     def synced(self) -> bool:
@@ -168,7 +177,7 @@ def run_router(config: Config, incarnation: int) -> None:
         # publishes wait in their pipes, not in this process.
         bus.pause_reading("sync")
         bus.start()
-        core.start(bus, incarnation, config.workers, config.acceptors)
+        core.start(bus, incarnation, config.workers, config.acceptors, auth_process_count(config))
 
         def sync_timeout() -> None:
             core.stop_waiting_for_sync()

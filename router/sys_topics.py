@@ -98,6 +98,11 @@ class SysTopics:
     process_values: dict[tuple[str, int, str], int] = field(default_factory=dict)
     dropped: int = 0
     maximum_connected: int = 0
+    # A restarted router (RouterCore.start): every process sends it all its
+    # counters again, totals since that process started. A counter seen for
+    # the first time is then where it stands, not traffic since the last
+    # interval: it moves the load figures from its next value on.
+    resumed: bool = False
 
     def observe(self, topic: str, payload: bytes) -> bool:
         """A retained `$SYS/broker/<role>/<index>/<name>` publish went by:
@@ -115,6 +120,8 @@ class SysTopics:
             before = self.values.get(key)
             if before is not None and value < before and name not in GAUGES:
                 self.carried[key] = self.carried.get(key, 0) + before  # it restarted
+            elif before is None and self.resumed and name in self.last_totals:
+                self.last_totals[name] += value  # counted before this router: no rate
             self.values[key] = value
         return True
 

@@ -49,6 +49,10 @@ class AuthCore(StoreLess):
         elif kind == Kind.AUTHORIZE:
             call = env.Authorize._make(envelope)
             self.counters["hook_authorize_calls"] += 1
+        elif kind == Kind.ROUTER_UP:
+            # the router restarted: the bus saw its new incarnation, and this
+            # process sends it its counters again (flockmq/runtime_process.py)
+            return
         else:
             self.counters["unknown_envelopes"] += 1
             self.unknown_log.warning("auth: unknown envelope kind %s", kind_name(kind))

@@ -149,6 +149,35 @@ def test_a_restarted_peer_is_not_owed_what_its_previous_incarnation_was_sent(
     push.close(0)
 
 
+def test_a_new_incarnation_of_a_peer_is_told_once_before_its_envelopes(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    got: list[Wire] = []
+    seen: list[tuple[object, int]] = []
+    a = Bus(
+        loop,
+        1,
+        0,
+        got.extend,
+        pipe_bytes=PIPE,
+        on_peer_restarted=lambda key: seen.append((key, len(got))),
+    )
+    a.bind(endpoint(tmp_path, "a"), pausable=False)
+    a.connect("b", endpoint(tmp_path, "b"), 2)
+    a.start()
+    push: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
+    push.connect(endpoint(tmp_path, "a"))
+    try:
+        for incarnation, n in ((0, 1), (0, 2), (1, 3), (1, 4)):
+            push.send(msgpack.packb([FRAME_VERSION, 2, incarnation, 0, [[8, n]]]))
+        run_until(loop, lambda: len(got) == 4)
+        # b's first start is no restart; its incarnation 1 is, once, before [8, 3]
+        assert seen == [("b", 2)]
+    finally:
+        push.close(0)
+        a.close()
+
+
 def test_a_corrupt_frame_is_counted_and_the_next_one_handled(
     loop: asyncio.AbstractEventLoop, tmp_path: Path
 ) -> None:
