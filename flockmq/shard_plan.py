@@ -1,0 +1,112 @@
+"""Which session shards a node of a cluster should own (issue 14), sans-IO:
+the live nodes, the shard count and what this node holds in, a plan out.
+
+A building block, NOT wired into the running broker yet: nothing calls it
+outside its tests. The lock holder beside it (store/shard_locks.py) is how a
+node would hold what this module plans; a later step runs the two in a loop
+(plan, release, try to acquire, repeat on every change of the live set).
+
+The target is one function of (live nodes, shard count) that every node
+computes alike, with no message between them (`assign_shards`):
+
+- fair: each node's quota is `shards // n` or one more (the first
+  `shards % n` nodes in name order get the extra one), and every shard has
+  exactly one target owner;
+- stable: the same inputs give the same target, so a node that holds its
+  target gets an empty plan; and each shard prefers its nodes in a
+  rendezvous (highest random weight) order of its own, so a node that
+  leaves or joins moves its own shards and few others (a shard moves between
+  two surviving nodes only when a quota makes it: measured in the tests);
+- orphans taken: a dead node is not in the live set, so its shards go to the
+  survivors, spread like the rest.
+
+`plan_shards` compares the target with what the node holds: try to acquire
+what it lacks, release what is now another's. Ownership itself is decided by
+PostgreSQL's advisory locks, never by this plan: while two nodes' live sets
+differ, both may want a shard, and only one gets its lock. The other keeps
+trying at every round and gets it once the holder releases it (or dies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+MAX_SHARDS = 4096  # a cluster has tens of shards; these bound the work of a plan
+MAX_NODES = 256
+MAX_NODE_NAME_BYTES = 255
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """`target`: the shards this node should own; `acquire`: those it should
+    try to lock (target, not held), lowest first; `release`: those it holds
+    and should unlock (held, now another node's target; or out of range)."""
+
+    target: frozenset[int]
+    acquire: tuple[int, ...]
+    release: tuple[int, ...]
+
+    @property
+    def settled(self) -> bool:
+        return not self.acquire and not self.release
+
+
+def _weight(node: str, shard: int) -> int:
+    """The rendezvous weight of `node` for `shard`: stable across processes,
+    hosts and Python versions (hash() is salted per process)."""
+    digest = hashlib.blake2b(f"{shard}\0{node}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _check(nodes: Collection[str], shards: int) -> None:
+    if not 0 < shards <= MAX_SHARDS:
+        raise ValueError(f"shard count {shards}: must be 1..{MAX_SHARDS}")
+    if len(nodes) > MAX_NODES:
+        raise ValueError(f"{len(nodes)} nodes: at most {MAX_NODES}")
+    for node in nodes:
+        if not node or len(node.encode()) > MAX_NODE_NAME_BYTES:
+            raise ValueError(f"node name {node[:40]!r}: 1..{MAX_NODE_NAME_BYTES} bytes")
+
+
+def quotas(nodes: Iterable[str], shards: int) -> dict[str, int]:
+    """How many shards each node owns: `shards // n`, one more for the first
+    `shards % n` nodes in name order."""
+    ordered = sorted(set(nodes))
+    base, extra = divmod(shards, len(ordered))
+    return {node: base + (1 if rank < extra else 0) for rank, node in enumerate(ordered)}
+
+
+def assign_shards(nodes: Collection[str], shards: int) -> dict[str, frozenset[int]]:
+    """Every live node's target shards (every node computes the same).
+
+    Each shard, in order, goes to the first node of its own rendezvous order
+    that is under its quota. O(shards * nodes * log nodes)."""
+    _check(nodes, shards)
+    if not nodes:
+        return {}
+    left = quotas(nodes, shards)
+    ordered = sorted(left)
+    owned: dict[str, set[int]] = {node: set() for node in ordered}
+    for shard in range(shards):
+        for node in sorted(ordered, key=lambda n: _weight(n, shard), reverse=True):
+            if left[node]:
+                left[node] -= 1
+                owned[node].add(shard)
+                break
+    return {node: frozenset(got) for node, got in owned.items()}
+
+
+def plan_shards(me: str, live: Collection[str], shards: int, held: Collection[int]) -> ShardPlan:
+    """What node `me` should do, holding `held`, with `live` the nodes it
+    believes alive (`me` counts as live whether or not it is listed: it is
+    the one asking)."""
+    nodes = set(live) | {me}
+    target = assign_shards(nodes, shards)[me]
+    have = set(held)
+    return ShardPlan(
+        target=target,
+        acquire=tuple(sorted(target - have)),
+        release=tuple(sorted(have - target)),
+    )
