@@ -3,7 +3,8 @@
 start and run by `HookRunner`.
 
 Wiring: one inbox (AUTHENTICATE/AUTHORIZE from every acceptor, always read:
-what an acceptor may send is bounded there; credit from the router), a PUSH
+what an acceptor may send is bounded there; credit and, when it restarts,
+ROUTER_UP from the router, after which every counter goes to it again), a PUSH
 to every acceptor for the replies, and one to the router for this process's
 counters (flockmq/auth/counting.py): retained `$SYS/broker/auth/<index>/...`
 ROUTEs every `sys_interval`, as a worker sends its own, which the router
