@@ -9,14 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from flockmq.listeners import (
     Listener,
@@ -147,7 +144,9 @@ class Config:
     def resolved(self) -> Config:
         """A copy with every automatic value decided and every value checked."""
         cfg = dataclasses.replace(self)
-        cores = psutil.cpu_count(logical=True) or 1
+        # the logical CPUs, as psutil.cpu_count(logical=True) counts them on
+        # Linux, without psutil in `flockmq serve`
+        cores = os.cpu_count() or 1
         if cfg.acceptors <= 0:
             cfg.acceptors = cores
         if cfg.workers <= 0:
@@ -300,24 +299,30 @@ class Config:
             )
 
     def _validate_listeners(self) -> None:
-        # read once here, so a bad line stops `flockmq serve` with its number
-        from flockmq.frontend.passwords import PasswordFile, PasswordFileError
-
+        # Imported only when needed (hashlib and secrets; ssl): the supervisor
+        # of a broker without passwords or TLS stays without them.
         if self.password_file is not None:
+            # read once here, so a bad line stops `flockmq serve` with its number
+            from flockmq.frontend.passwords import PasswordFile, PasswordFileError
+
             try:
                 PasswordFile.load(self.password_file)
             except PasswordFileError as exc:
                 raise ConfigError(f"password_file: {exc}") from None
-        from flockmq.frontend.tls import TLSConfigError, server_context
-
         listeners = self.listener_list()
         try:
             check_exposure(listeners, self.allow_anonymous, self.password_file or self.auth_hook)
-            for listener in listeners:
-                if listener.tls:
-                    server_context(listener)  # certificates and keys that load
-        except (ListenerError, TLSConfigError) as exc:
+        except ListenerError as exc:
             raise ConfigError(str(exc)) from None
+        if any(listener.tls for listener in listeners):
+            from flockmq.frontend.tls import TLSConfigError, server_context
+
+            try:
+                for listener in listeners:
+                    if listener.tls:
+                        server_context(listener)  # certificates and keys that load
+            except TLSConfigError as exc:
+                raise ConfigError(str(exc)) from None
 
     def listener_list(self) -> list[Listener]:
         """The listeners, checked: `[[listeners]]`, or one on host:port."""
@@ -400,6 +405,8 @@ KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {
 def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
     """Defaults, then the TOML file (keys as the flags, with underscores), then
     the CLI flags that were given (None means not given)."""
+    import tomllib  # the supervisor's and check-config's: a child reads JSON
+
     values: dict[str, Any] = {}
     if path is not None:
         try:

@@ -1,0 +1,90 @@
+"""Memory of a running broker, per process and summed: RSS, PSS and USS.
+
+RSS counts a page in every process that maps it, so a sum of RSS counts a
+page shared by six processes (the interpreter, a library, a page inherited
+over fork) six times. PSS splits each shared page over the processes that
+share it, so the PSS of a process tree sums to what the tree really costs;
+USS is what a process alone holds (freed when it exits). The broker's honest
+figure is the summed PSS.
+
+`label` names a process by its command line (`supervisor`, `acceptor 0`,
+...); `Sample` and `sum_samples` are plain data, the psutil calls are in
+`sample_tree`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import psutil
+
+CHILD_MODULE = "flockmq.app.child"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    pid: int
+    label: str
+    rss: int
+    pss: int
+    uss: int
+
+
+def label(cmdline: list[str]) -> str:
+    """`acceptor 0` for `python -m flockmq.app.child acceptor 0 ...`,
+    `supervisor` for `flockmq serve`, else the program's name."""
+    if CHILD_MODULE in cmdline:
+        rest = cmdline[cmdline.index(CHILD_MODULE) + 1 :]
+        if len(rest) >= 2:
+            return f"{rest[0]} {rest[1]}"
+    if "serve" in cmdline[:3]:
+        return "supervisor"
+    return cmdline[0].rsplit("/", 1)[-1] if cmdline else "?"
+
+
+def sum_samples(samples: list[Sample]) -> Sample:
+    """The tree's totals, as one row."""
+    return Sample(
+        pid=0,
+        label="total",
+        rss=sum(s.rss for s in samples),
+        pss=sum(s.pss for s in samples),
+        uss=sum(s.uss for s in samples),
+    )
+
+
+def by_role(samples: list[Sample]) -> dict[str, Sample]:
+    """The totals of each role (`acceptor`, `worker`, ...)."""
+    roles: dict[str, list[Sample]] = {}
+    for s in samples:
+        roles.setdefault(s.label.split(" ")[0], []).append(s)
+    return {role: sum_samples(group) for role, group in roles.items()}
+
+
+def sample_tree(root_pid: int) -> list[Sample]:
+    """One sample per process of the tree under `root_pid` (itself included);
+    a process that exits meanwhile is left out."""
+    try:
+        root = psutil.Process(root_pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    samples = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            mem = proc.memory_full_info()
+            samples.append(Sample(proc.pid, label(proc.cmdline()), mem.rss, mem.pss, mem.uss))
+    return samples
+
+
+def format_table(samples: list[Sample]) -> str:
+    """Rows of MiB per process, then the total."""
+    mib = 2**20
+    lines = [f"{'PROCESS':<14}{'PID':>8}{'RSS MiB':>10}{'PSS MiB':>10}{'USS MiB':>10}"]
+    for s in [*samples, sum_samples(samples)]:
+        pid = str(s.pid) if s.pid else ""
+        lines.append(
+            f"{s.label:<14}{pid:>8}{s.rss / mib:>10.1f}{s.pss / mib:>10.1f}{s.uss / mib:>10.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Naming a broker's processes and summing their memory (scripts/broker_memory.py)."""
+
+from __future__ import annotations
+
+from loadgen.broker_memory import Sample, by_role, format_table, label, sum_samples
+
+
+def test_a_child_is_named_by_its_role_and_index() -> None:
+    cmd = ["/v/bin/python", "-m", "flockmq.app.child", "acceptor", "3", "--config", "c.json"]
+    assert label(cmd) == "acceptor 3"
+
+
+def test_the_supervisor_and_other_programs() -> None:
+    assert label(["/v/bin/python", "/v/bin/flockmq", "serve", "--port", "1"]) == "supervisor"
+    assert label(["/usr/sbin/mosquitto", "-c", "m.conf"]) == "mosquitto"
+    assert label([]) == "?"
+
+
+def test_totals_over_all_processes_and_per_role() -> None:
+    samples = [
+        Sample(1, "supervisor", 10, 5, 4),
+        Sample(2, "acceptor 0", 20, 8, 6),
+        Sample(3, "acceptor 1", 22, 9, 7),
+    ]
+    total = sum_samples(samples)
+    assert (total.rss, total.pss, total.uss) == (52, 22, 17)
+    roles = by_role(samples)
+    assert roles["acceptor"].rss == 42 and roles["supervisor"].pss == 5
+    table = format_table(samples).splitlines()
+    assert table[-1].startswith("total") and len(table) == 5
