@@ -94,6 +94,10 @@ class Config:
     publish_confirm_timeout: float = 10.0
     # ZeroMQ endpoints: "ipc" (a runtime directory) or "tcp" (tcp_host:tcp_base_port + n)
     transport: str = "ipc"
+    # how the supervisor starts its children: "exec" (a new interpreter each,
+    # named by its command line) or "fork" (from the supervisor, which has
+    # imported every role: pages shared, about half the memory; app/forked.py)
+    spawn: str = "exec"
     runtime_dir: str = ""
     tcp_host: str = "127.0.0.1"
     tcp_base_port: int = 15550
@@ -192,6 +196,8 @@ class Config:
             raise ConfigError(f"durability: {self.durability!r} is not 'process' or 'power'")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
+        if self.spawn not in ("exec", "fork"):
+            raise ConfigError(f"spawn: {self.spawn!r} is not 'exec' or 'fork'")
 
     def _validate_store(self) -> None:
         if self.store not in ("sqlite", "postgres"):

@@ -15,11 +15,13 @@ figure is the summed PSS.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 
 import psutil
 
 CHILD_MODULE = "flockmq.app.child"
+FORKED_NAME = re.compile(r"(acceptor|router|worker|auth)-(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +33,18 @@ class Sample:
     uss: int
 
 
-def label(cmdline: list[str]) -> str:
-    """`acceptor 0` for `python -m flockmq.app.child acceptor 0 ...`,
-    `supervisor` for `flockmq serve`, else the program's name."""
+def label(cmdline: list[str], name: str = "") -> str:
+    """`acceptor 0` for `python -m flockmq.app.child acceptor 0 ...` or for a
+    child forked by `flockmq serve --spawn fork` (its command line is serve's,
+    its `name` is `acceptor-0`), `supervisor` for `flockmq serve`, else the
+    program's name."""
     if CHILD_MODULE in cmdline:
         rest = cmdline[cmdline.index(CHILD_MODULE) + 1 :]
         if len(rest) >= 2:
             return f"{rest[0]} {rest[1]}"
+    forked = FORKED_NAME.fullmatch(name)
+    if forked:
+        return f"{forked[1]} {forked[2]}"
     if "serve" in cmdline[:3]:
         return "supervisor"
     return cmdline[0].rsplit("/", 1)[-1] if cmdline else "?"
@@ -74,7 +81,9 @@ def sample_tree(root_pid: int) -> list[Sample]:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             mem = proc.memory_full_info()
-            samples.append(Sample(proc.pid, label(proc.cmdline()), mem.rss, mem.pss, mem.uss))
+            samples.append(
+                Sample(proc.pid, label(proc.cmdline(), proc.name()), mem.rss, mem.pss, mem.uss)
+            )
     return samples
 
 

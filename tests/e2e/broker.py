@@ -91,12 +91,16 @@ class Broker:
             return []
 
     def pid_of(self, role: str, index: int = 0) -> int:
-        """The PID of a child by role and index, read from its command line."""
+        """The PID of a child by role and index, read from its command line
+        (or, forked by `--spawn fork`, from its process name `ROLE-INDEX`)."""
         for child in self.children():
             try:
                 cmd = child.cmdline()
+                name = child.name()
             except psutil.NoSuchProcess:
                 continue
+            if name == f"{role}-{index}":
+                return child.pid
             if "flockmq.app.child" in cmd:
                 i = cmd.index("flockmq.app.child")
                 if cmd[i + 1] == role and cmd[i + 2] == str(index):

@@ -16,6 +16,12 @@ def test_the_supervisor_and_other_programs() -> None:
     assert label([]) == "?"
 
 
+def test_a_forked_child_is_named_by_its_process_name() -> None:
+    serve = ["/v/bin/python", "/v/bin/flockmq", "serve", "--spawn", "fork"]
+    assert label(serve, "worker-1") == "worker 1"
+    assert label(serve, "flockmq") == "supervisor"
+
+
 def test_totals_over_all_processes_and_per_role() -> None:
     samples = [
         Sample(1, "supervisor", 10, 5, 4),

@@ -1,0 +1,49 @@
+"""`flockmq serve --spawn fork`: children forked from the supervisor, named
+ROLE-INDEX, that serve, restart after SIGKILL, stop with a SIGTERM of the
+supervisor, and stop when the supervisor itself is killed."""
+
+from __future__ import annotations
+
+import psutil
+
+from .broker import MakeBroker
+from .clients import Client, unique
+from .test_supervisor import ROLES, connect_retrying, roundtrip
+
+STOP_WAIT = 15.0
+
+
+def test_forked_children_serve_restart_and_stop(make_broker: MakeBroker) -> None:
+    broker = make_broker("--spawn", "fork")
+    names = {child.name() for child in broker.children()}
+    assert names == {f"{role}-{index}" for role, index in ROLES}
+    topic = unique("fork")
+    sub = Client(broker.port)
+    sub.connect()
+    sub.subscribe(topic, 1)
+    pub = Client(broker.port)
+    pub.connect()
+    roundtrip(sub, pub, topic, b"forked")
+
+    old = broker.kill("router", 0)
+    broker.wait_restarted("router", 0, old)
+    sub2 = connect_retrying(broker.port, unique("again"))
+    sub2.subscribe(topic + "/2", 1)
+    pub2 = connect_retrying(broker.port, unique("pub"))
+    roundtrip(sub2, pub2, topic + "/2", b"after a restart")
+    for client in (sub, pub, sub2, pub2):
+        client.drop()
+
+    children = broker.children()
+    assert broker.stop() == 0
+    _, alive = psutil.wait_procs(children, timeout=STOP_WAIT)
+    assert alive == []
+    assert "Traceback" not in broker.log(), broker.log()
+
+
+def test_forked_children_stop_when_the_supervisor_is_killed(make_broker: MakeBroker) -> None:
+    broker = make_broker("--spawn", "fork")
+    children = broker.kill_supervisor()
+    assert len(children) == len(ROLES)
+    _, alive = psutil.wait_procs(children, timeout=STOP_WAIT)
+    assert alive == []
