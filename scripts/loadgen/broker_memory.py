@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -97,3 +98,41 @@ def format_table(samples: list[Sample]) -> str:
             f"{s.label:<14}{pid:>8}{s.rss / mib:>10.1f}{s.pss / mib:>10.1f}{s.uss / mib:>10.1f}"
         )
     return "\n".join(lines)
+
+
+def sample_roots(roots: list[psutil.Process]) -> list[Sample]:
+    """`sample_tree` of each root (the broker's supervisor, or mosquitto)."""
+    return [s for root in roots for s in sample_tree(root.pid)]
+
+
+def per_connection(before: list[Sample], during: list[Sample], held: int) -> dict[str, Any]:
+    """What each held connection costs: the growth of the summed RSS, PSS and
+    USS (KiB per connection) from the idle broker (`before`) to the broker
+    holding `held` connections (`during`), over all processes and per role;
+    and both totals in MiB. Empty without connections or samples."""
+    if held <= 0 or not before or not during:
+        return {}
+    idle, busy = sum_samples(before), sum_samples(during)
+    idle_roles, busy_roles = by_role(before), by_role(during)
+    return {
+        "broker_idle_mib": _mib_row(idle),
+        "broker_held_mib": _mib_row(busy),
+        "kib_per_connection": _kib_growth(idle, busy, held),
+        "kib_per_connection_by_role": {
+            role: _kib_growth(idle_roles[role], busy_roles[role], held)
+            for role in sorted(busy_roles)
+            if role in idle_roles
+        },
+    }
+
+
+def _mib_row(s: Sample) -> dict[str, float]:
+    return {k: round(v / 2**20, 1) for k, v in (("rss", s.rss), ("pss", s.pss), ("uss", s.uss))}
+
+
+def _kib_growth(idle: Sample, busy: Sample, held: int) -> dict[str, float]:
+    return {
+        "rss": round((busy.rss - idle.rss) / held / 1024, 2),
+        "pss": round((busy.pss - idle.pss) / held / 1024, 2),
+        "uss": round((busy.uss - idle.uss) / held / 1024, 2),
+    }

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from loadgen import broker_rss
+from loadgen import broker_memory, broker_rss
 from loadgen.progress import ProgressBar, human
 from loadgen.scenarios import Plan, Settings, build_plan
 from loadgen.stats import (
@@ -67,6 +67,9 @@ class Coordinator:
         self.rss_last = 0
         self.rss_next = 0.0
         self.timed_out = False
+        # connections: the broker's RSS/PSS/USS per process, idle and while held
+        self.memory_idle: list[broker_memory.Sample] = []
+        self.memory_held: list[broker_memory.Sample] = []
 
     # --- processes -------------------------------------------------------------
     def spawn(self) -> None:
@@ -139,6 +142,8 @@ class Coordinator:
         deadline = started + self.settings.duration_limit
         self.sample_rss()
         rss_idle = self.rss_last
+        if self.settings.scenario == "connections":
+            self.memory_idle = broker_memory.sample_roots(self.broker)
         try:
             self.spawn()
             self.await_ready(deadline)
@@ -149,6 +154,7 @@ class Coordinator:
                 self.broadcast(("go", go_ns))
                 if self.settings.scenario == "connections":
                     self.hold(min(go + self.settings.hold, deadline))
+                    self.memory_held = broker_memory.sample_roots(self.broker)
                 elif self.settings.scenario == "connect-rate":
                     self.await_connects(go, deadline)
                 else:
@@ -369,6 +375,7 @@ class Coordinator:
             "hold_s": self.settings.hold,
             "broker_rss_end_mb": _mb(self.rss_last) if self.broker else None,
             "broker_kb_per_connection": round(per_conn / 1024, 2) if per_conn else None,
+            **broker_memory.per_connection(self.memory_idle, self.memory_held, held),
         }
 
 
