@@ -32,6 +32,7 @@ class Sample:
     rss: int
     pss: int
     uss: int
+    fds: int = 0  # open descriptors (a client connection is one, in an acceptor)
 
 
 def label(cmdline: list[str], name: str = "") -> str:
@@ -59,6 +60,7 @@ def sum_samples(samples: list[Sample]) -> Sample:
         rss=sum(s.rss for s in samples),
         pss=sum(s.pss for s in samples),
         uss=sum(s.uss for s in samples),
+        fds=sum(s.fds for s in samples),
     )
 
 
@@ -82,21 +84,20 @@ def sample_tree(root_pid: int) -> list[Sample]:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             mem = proc.memory_full_info()
-            samples.append(
-                Sample(proc.pid, label(proc.cmdline(), proc.name()), mem.rss, mem.pss, mem.uss)
-            )
+            name = label(proc.cmdline(), proc.name())
+            samples.append(Sample(proc.pid, name, mem.rss, mem.pss, mem.uss, proc.num_fds()))
     return samples
 
 
 def format_table(samples: list[Sample]) -> str:
     """Rows of MiB per process, then the total."""
     mib = 2**20
-    lines = [f"{'PROCESS':<14}{'PID':>8}{'RSS MiB':>10}{'PSS MiB':>10}{'USS MiB':>10}"]
+    head = f"{'PROCESS':<14}{'PID':>8}{'RSS MiB':>10}{'PSS MiB':>10}{'USS MiB':>10}{'FDS':>8}"
+    lines = [head]
     for s in [*samples, sum_samples(samples)]:
         pid = str(s.pid) if s.pid else ""
-        lines.append(
-            f"{s.label:<14}{pid:>8}{s.rss / mib:>10.1f}{s.pss / mib:>10.1f}{s.uss / mib:>10.1f}"
-        )
+        mem = f"{s.rss / mib:>10.1f}{s.pss / mib:>10.1f}{s.uss / mib:>10.1f}"
+        lines.append(f"{s.label:<14}{pid:>8}{mem}{s.fds:>8}")
     return "\n".join(lines)
 
 
@@ -118,6 +119,7 @@ def per_connection(before: list[Sample], during: list[Sample], held: int) -> dic
         "broker_idle_mib": _mib_row(idle),
         "broker_held_mib": _mib_row(busy),
         "kib_per_connection": _kib_growth(idle, busy, held),
+        "fds_held": {s.label: s.fds for s in during},
         "kib_per_connection_by_role": {
             role: _kib_growth(idle_roles[role], busy_roles[role], held)
             for role in sorted(busy_roles)

@@ -363,7 +363,10 @@ class Coordinator:
         connected = sum(r.connected for r in reports)
         connect_s = max((r.seconds for r in reports), default=0.0)
         held = sum(r.alive for r in self.results.values())
-        per_conn = (self.rss_last - rss_idle) / held if held and self.broker else None
+        # RSS while they are held (the end of the hold), not at the last
+        # sample, which may come while the broker is closing them
+        rss_held = sum(s.rss for s in self.memory_held) or self.rss_last
+        per_conn = (rss_held - rss_idle) / held if held and self.broker else None
         return {
             "connections": self.settings.connections,
             "connected": connected,
@@ -373,7 +376,7 @@ class Coordinator:
             "connect_s": round(connect_s, 3),
             "connects_per_s": round(connected / max(connect_s, 1e-9)),
             "hold_s": self.settings.hold,
-            "broker_rss_end_mb": _mb(self.rss_last) if self.broker else None,
+            "broker_rss_end_mb": _mb(rss_held) if self.broker else None,
             "broker_kb_per_connection": round(per_conn / 1024, 2) if per_conn else None,
             **broker_memory.per_connection(self.memory_idle, self.memory_held, held),
         }

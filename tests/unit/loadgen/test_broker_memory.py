@@ -44,7 +44,7 @@ def test_what_each_connection_costs_overall_and_per_role() -> None:
     ]
     held = [
         Sample(1, "supervisor", 10 * mib, 5 * mib, 4 * mib),
-        Sample(3, "acceptor 0", 11 * mib, 6 * mib, 6 * mib),  # restarted: a new pid, same name
+        Sample(3, "acceptor 0", 11 * mib, 6 * mib, 6 * mib, 1030),  # restarted: a new pid
     ]
     figures = per_connection(idle, held, 1024)
     assert figures["kib_per_connection"] == {"rss": 10.0, "pss": 5.0, "uss": 5.0}
@@ -52,6 +52,7 @@ def test_what_each_connection_costs_overall_and_per_role() -> None:
     assert figures["kib_per_connection_by_role"]["acceptor"]["pss"] == 5.0
     assert figures["broker_idle_mib"] == {"rss": 11.0, "pss": 6.0, "uss": 5.0}
     assert figures["broker_held_mib"]["rss"] == 21.0
+    assert figures["fds_held"] == {"supervisor": 0, "acceptor 0": 1030}
 
 
 def test_no_figures_without_connections_or_samples() -> None:
