@@ -22,7 +22,8 @@ from typing import Any
 import psutil
 
 CHILD_MODULE = "flockmq.app.child"
-FORKED_NAME = re.compile(r"(acceptor|router|worker|auth)-(\d+)")
+ROLES = ("acceptor", "router", "worker", "auth")
+FORKED_NAME = re.compile(rf"({'|'.join(ROLES)})-(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
