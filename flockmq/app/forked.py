@@ -11,13 +11,14 @@ shared until one side writes to it. Measured on an idle broker with serve's
 defaults: the summed PSS 119 -> 62 MiB, the summed USS 104 -> 41 MiB (RSS
 counts shared pages in every process, and barely moves).
 
-A forked child starts from the supervisor's state: it puts SIGTERM, SIGINT
-and SIGHUP back to their defaults, closes every descriptor but stdio and
-the data dir's lock (the supervisor's control socket and ZeroMQ's own, which
-it must not use), names itself `ROLE-INDEX` (prctl PR_SET_NAME: `ps -o comm`,
-psutil's `name()`; its command line stays serve's), and runs the child entry
-point, leaving by `os._exit` so that nothing of the supervisor's is finalised
-twice. `ForkedProcess` gives the supervisor the part of `subprocess.Popen` it
+A forked child starts from the supervisor's state: it puts SIGTERM and
+SIGINT back to their defaults and ignores SIGHUP (as `child.main` does),
+closes every descriptor but stdio and the data dir's lock (the supervisor's
+control socket and ZeroMQ's own, which it must not use), names itself
+`ROLE-INDEX` (prctl PR_SET_NAME: `ps -o comm`, psutil's `name()`; its
+command line stays serve's), and runs the child entry point, leaving by
+`os._exit` so that nothing of the supervisor's is finalised twice.
+`ForkedProcess` gives the supervisor the part of `subprocess.Popen` it
 uses, waiting on a pidfd rather than polling.
 """
 
@@ -112,8 +113,10 @@ def fork_child(argv: list[str], keep_fds: tuple[int, ...], name: str) -> ForkedP
         return ForkedProcess(pid)
     code = 1
     try:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
+        # ignored until an acceptor installs its reload handler (as child.main does)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         _close_fds_but(keep_fds)
         _set_name(name)
         from flockmq.app.child import main

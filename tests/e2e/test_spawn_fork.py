@@ -1,13 +1,18 @@
 """`flockmq serve --spawn fork`: children forked from the supervisor, named
 ROLE-INDEX, that serve, restart after SIGKILL, stop with a SIGTERM of the
-supervisor, and stop when the supervisor itself is killed."""
+supervisor, reload the ACL on SIGHUP, and stop when the supervisor itself
+is killed."""
 
 from __future__ import annotations
+
+import signal
+from pathlib import Path
 
 import psutil
 
 from .broker import MakeBroker
-from .clients import Client, unique
+from .clients import Client, unique, wait_for
+from .load import WAIT
 from .test_supervisor import ROLES, connect_retrying, roundtrip
 
 STOP_WAIT = 15.0
@@ -47,3 +52,15 @@ def test_forked_children_stop_when_the_supervisor_is_killed(make_broker: MakeBro
     assert len(children) == len(ROLES)
     _, alive = psutil.wait_procs(children, timeout=STOP_WAIT)
     assert alive == []
+
+
+def test_forked_acceptors_reload_on_sighup(make_broker: MakeBroker, tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\n")
+    broker = make_broker("--spawn", "fork", "--acl-file", str(acl))
+    wait_for(lambda: broker.log().count("listening on") >= 2, WAIT, "both acceptors")
+    pids = {child.pid for child in broker.children()}
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: broker.log().count("SIGHUP: ACL reloaded") >= 2, WAIT, "both to reload")
+    assert {child.pid for child in broker.children()} == pids
