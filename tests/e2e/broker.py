@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -106,6 +107,12 @@ class Broker:
                 if cmd[i + 1] == role and cmd[i + 2] == str(index):
                     return child.pid
         raise LookupError(f"no {role} {index} among the broker's children")
+
+    def runtime_dir(self) -> Path:
+        """The running broker's runtime directory (ipc sockets, config), as
+        its supervisor names it in the data dir's discovery file."""
+        where = json.loads((self.data_dir / "flockmq.control.json").read_text())
+        return Path(where["runtime_dir"])
 
     def kill(self, role: str, index: int = 0) -> int:
         pid = self.pid_of(role, index)

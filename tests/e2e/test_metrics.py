@@ -29,6 +29,8 @@ def scrape(port: int) -> dict[str, dict[tuple[str, str], float]]:
 def test_every_process_is_scraped_with_prometheus_names(make_broker: MakeBroker) -> None:
     metrics_port = free_port()
     broker = make_broker("--metrics-port", str(metrics_port), acceptors=2, workers=2)
+    # ready is a CONNACK, which needs an acceptor and a worker, not the router
+    wait_for(lambda: "metrics and dashboard on" in broker.log(), 30, "the metrics port")
     clients = [Client(broker.port) for _ in range(3)]
     for c in clients:
         c.connect()
