@@ -94,10 +94,10 @@ class Config:
     publish_confirm_timeout: float = 10.0
     # ZeroMQ endpoints: "ipc" (a runtime directory) or "tcp" (tcp_host:tcp_base_port + n)
     transport: str = "ipc"
-    # how the supervisor starts its children: "exec" (a new interpreter each,
-    # named by its command line) or "fork" (from the supervisor, which has
-    # imported every role: pages shared, about half the memory; app/forked.py)
-    spawn: str = "exec"
+    # how the supervisor starts its children: "fork" (from the supervisor,
+    # which has imported every role: pages shared, about half the memory;
+    # app/forked.py) or "exec" (a new interpreter each, named by its command line)
+    spawn: str = "fork"
     runtime_dir: str = ""
     tcp_host: str = "127.0.0.1"
     tcp_base_port: int = 15550

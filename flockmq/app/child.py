@@ -2,8 +2,10 @@
 
     python -m flockmq.app.child ROLE INDEX --config FILE --incarnation N --supervisor PID
 
-so `ps` shows each process's role (acceptor, router, worker, auth) and index. A
-child stops when its supervisor (PID) dies (`flockmq.app.parent_watch`).
+so `ps` shows each process's role (acceptor, router, worker, auth) and index;
+with `spawn = "fork"` (the default) the supervisor runs `main` in a forked
+child instead (flockmq/app/forked.py), named ROLE-INDEX. A child stops when
+its supervisor (PID) dies (`flockmq.app.parent_watch`).
 """
 
 from __future__ import annotations

@@ -116,8 +116,8 @@ def main() -> None:
     "--spawn",
     type=click.Choice(["exec", "fork"]),
     default=None,
-    help="Children as new interpreters, or forked from the supervisor with every "
-    "role imported (shared pages: about half the memory) [exec].",
+    help="Children forked from the supervisor with every role imported (shared "
+    "pages: about half the memory), or each a new interpreter [fork].",
 )
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run the broker: a supervisor that spawns acceptors, a router and workers."""

@@ -1,9 +1,9 @@
 """Children forked from the supervisor (`spawn = "fork"`), sharing its pages.
 
-With `spawn = "exec"` (the default) every child is a new interpreter
+With `spawn = "exec"` every child is a new interpreter
 (`python -m flockmq.app.child ...`) that imports the modules its role needs
 on its own: five private copies of the interpreter's and the libraries'
-objects. With "fork", `flockmq serve` imports every role's modules once
+objects. With "fork" (the default), `flockmq serve` imports every role's modules once
 (`preload_roles`, before it starts any thread), freezes them out of the
 collector (`gc.freeze`: a collection would write to every object's header
 and unshare its page), and forks each child from that image; a page stays

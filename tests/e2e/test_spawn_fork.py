@@ -1,7 +1,8 @@
-"""`flockmq serve --spawn fork`: children forked from the supervisor, named
-ROLE-INDEX, that serve, restart after SIGKILL, stop with a SIGTERM of the
-supervisor, reload the ACL on SIGHUP, and stop when the supervisor itself
-is killed."""
+"""`flockmq serve --spawn fork` (the default): children forked from the
+supervisor, named ROLE-INDEX, that serve, restart after SIGKILL, stop with a
+SIGTERM of the supervisor, reload the ACL on SIGHUP, and stop when the
+supervisor itself is killed; and `--spawn exec`: new interpreters named by
+their command line."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def test_forked_acceptors_reload_on_sighup(make_broker: MakeBroker, tmp_path: Pa
     broker.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: broker.log().count("SIGHUP: ACL reloaded") >= 2, WAIT, "both to reload")
     assert {child.pid for child in broker.children()} == pids
+
+
+def test_exec_children_are_new_interpreters_named_by_their_command_line(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker("--spawn", "exec")
+    for role, index in ROLES:
+        cmd = psutil.Process(broker.pid_of(role, index)).cmdline()
+        at = cmd.index("flockmq.app.child")
+        assert cmd[at + 1 : at + 3] == [role, str(index)]
+    pub, sub = Client(broker.port), Client(broker.port)
+    sub.connect()
+    topic = unique("exec")
+    sub.subscribe(topic, 1)
+    pub.connect()
+    roundtrip(sub, pub, topic, b"exec")
+    pub.drop()
+    sub.drop()
