@@ -36,8 +36,10 @@ import sys
 
 PR_SET_NAME = 15  # <linux/prctl.h>
 
-# Every module a role imports on its way to its event loop.
+# Every module a role imports on its way to its event loop, and psutil,
+# which every process imports at its first `flockmq status` request.
 ROLE_MODULES = (
+    "psutil",
     "uvloop",
     "flockmq.app.child",
     "flockmq.frontend.acceptor",
@@ -48,14 +50,18 @@ ROLE_MODULES = (
 )
 
 
-def preload_roles(auth: bool) -> None:
-    """Import every role's modules (the auth role's with `auth`) and keep
-    them out of every collection, so that forked children share their pages.
-    Called before the supervisor starts a thread."""
-    for name in ROLE_MODULES:
+def preload_roles(auth: bool, metrics: bool, websocket: bool) -> None:
+    """Import every role's modules (the auth role's with `auth`, the
+    router's metrics port with `metrics`, the WebSocket transport with
+    `websocket`) and keep them out of every collection, so that forked
+    children share their pages. Called before the supervisor starts a thread."""
+    optional = {
+        "flockmq.auth.process": auth,
+        "flockmq.router.metrics": metrics,
+        "flockmq.frontend.websocket_transport": websocket,
+    }
+    for name in [*ROLE_MODULES, *(name for name, wanted in optional.items() if wanted)]:
         importlib.import_module(name)
-    if auth:
-        importlib.import_module("flockmq.auth.process")
     gc.collect()
     gc.freeze()
 

@@ -150,7 +150,13 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._on_reload)
         if self.config.spawn == "fork":
             # before the control socket starts ZeroMQ's threads
-            preload_roles(auth=bool(self.config.auth_processes))
+            preload_roles(
+                auth=bool(self.config.auth_processes),
+                metrics=bool(self.config.metrics_port),
+                websocket=any(
+                    listener.protocol == "websockets" for listener in self.config.listener_list()
+                ),
+            )
         try:
             self.control = PollingControl(self.config.data_dir, self.runtime_dir, self.describe)
             for child in self.children:
