@@ -9,14 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from flockmq.listeners import (
     Listener,
@@ -100,6 +97,10 @@ class Config:
     publish_confirm_timeout: float = 10.0
     # ZeroMQ endpoints: "ipc" (a runtime directory) or "tcp" (tcp_host:tcp_base_port + n)
     transport: str = "ipc"
+    # how the supervisor starts its children: "fork" (from the supervisor,
+    # which has imported every role: pages shared, about half the memory;
+    # app/forked.py) or "exec" (a new interpreter each, named by its command line)
+    spawn: str = "fork"
     runtime_dir: str = ""
     tcp_host: str = "127.0.0.1"
     tcp_base_port: int = 15550
@@ -150,7 +151,9 @@ class Config:
     def resolved(self) -> Config:
         """A copy with every automatic value decided and every value checked."""
         cfg = dataclasses.replace(self)
-        cores = psutil.cpu_count(logical=True) or 1
+        # the logical CPUs, as psutil.cpu_count(logical=True) counts them on
+        # Linux, without psutil in `flockmq serve`
+        cores = os.cpu_count() or 1
         if cfg.acceptors <= 0:
             cfg.acceptors = cores
         if cfg.workers <= 0:
@@ -196,6 +199,8 @@ class Config:
             raise ConfigError(f"durability: {self.durability!r} is not 'process' or 'power'")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"transport: {self.transport!r} is not 'ipc' or 'tcp'")
+        if self.spawn not in ("exec", "fork"):
+            raise ConfigError(f"spawn: {self.spawn!r} is not 'exec' or 'fork'")
 
     def _validate_store(self) -> None:
         if self.store not in ("sqlite", "postgres"):
@@ -305,24 +310,30 @@ class Config:
             )
 
     def _validate_listeners(self) -> None:
-        # read once here, so a bad line stops `flockmq serve` with its number
-        from flockmq.frontend.passwords import PasswordFile, PasswordFileError
-
+        # Imported only when needed (hashlib and secrets; ssl): the supervisor
+        # of a broker without passwords or TLS stays without them.
         if self.password_file is not None:
+            # read once here, so a bad line stops `flockmq serve` with its number
+            from flockmq.frontend.passwords import PasswordFile, PasswordFileError
+
             try:
                 PasswordFile.load(self.password_file)
             except PasswordFileError as exc:
                 raise ConfigError(f"password_file: {exc}") from None
-        from flockmq.frontend.tls import TLSConfigError, server_context
-
         listeners = self.listener_list()
         try:
             check_exposure(listeners, self.allow_anonymous, self.password_file or self.auth_hook)
-            for listener in listeners:
-                if listener.tls:
-                    server_context(listener)  # certificates and keys that load
-        except (ListenerError, TLSConfigError) as exc:
+        except ListenerError as exc:
             raise ConfigError(str(exc)) from None
+        if any(listener.tls for listener in listeners):
+            from flockmq.frontend.tls import TLSConfigError, server_context
+
+            try:
+                for listener in listeners:
+                    if listener.tls:
+                        server_context(listener)  # certificates and keys that load
+            except TLSConfigError as exc:
+                raise ConfigError(str(exc)) from None
 
     def listener_list(self) -> list[Listener]:
         """The listeners, checked: `[[listeners]]`, or one on host:port."""
@@ -405,6 +416,8 @@ KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {
 def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
     """Defaults, then the TOML file (keys as the flags, with underscores), then
     the CLI flags that were given (None means not given)."""
+    import tomllib  # the supervisor's and check-config's: a child reads JSON
+
     values: dict[str, Any] = {}
     if path is not None:
         try:

@@ -22,18 +22,19 @@ answer or is dropped; nothing it does raises out of the loop.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-import psutil
 import zmq
+
+if TYPE_CHECKING:
+    import asyncio  # annotations only: `flockmq serve` runs no event loop
 
 log = logging.getLogger("flockmq.control")
 
@@ -101,6 +102,8 @@ def answer_request(sock: zmq.Socket[Any], make_snapshot: Callable[[], Snapshot])
 
 def process_figures() -> Snapshot:
     """This process's CPU seconds (user + system) and resident memory."""
+    import psutil  # on the first status request: 1.4 MiB a process that is never asked
+
     proc = psutil.Process()
     with proc.oneshot():
         cpu = proc.cpu_times()

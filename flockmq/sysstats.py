@@ -20,22 +20,22 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-import psutil
-
 from flockmq.envelopes import Kind, Route
 from flockmq.mqtt.topics import SYS_PREFIX
 
-_PROCESS = psutil.Process()
-
 
 def process_gauges() -> dict[str, int]:
-    """This process's CPU time, resident memory and open descriptors."""
-    with _PROCESS.oneshot():
-        cpu = _PROCESS.cpu_times()
+    """This process's CPU time, resident memory and open descriptors (psutil,
+    imported here: only a router with a metrics port asks)."""
+    import psutil
+
+    proc = psutil.Process()
+    with proc.oneshot():
+        cpu = proc.cpu_times()
         return {
             "process_cpu_ms": int((cpu.user + cpu.system) * 1000),
-            "process_rss_bytes": _PROCESS.memory_info().rss,
-            "process_open_fds": _PROCESS.num_fds(),
+            "process_rss_bytes": proc.memory_info().rss,
+            "process_open_fds": proc.num_fds(),
         }
 
 

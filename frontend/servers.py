@@ -22,7 +22,6 @@ from .authentication import Authenticator
 from .connection import ClientConnection
 from .passwords import PasswordFile
 from .tls import server_context
-from .websocket_transport import WebSocketProtocol
 
 if TYPE_CHECKING:
     from .acceptor import Acceptor
@@ -89,6 +88,8 @@ async def start_servers(
 def _factory(acceptor: Acceptor, endpoint: ListenerEndpoint) -> Callable[[], asyncio.Protocol]:
     listener = endpoint.listener
     if listener.protocol == "websockets":
+        # wsproto and h11: 2-7 MiB, only in the brokers with a WebSocket listener
+        from .websocket_transport import WebSocketProtocol
 
         def websocket() -> asyncio.Protocol:
             return WebSocketProtocol(

@@ -27,7 +27,6 @@ from flockmq.runtime_process import CoreProcess, Role
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
-from .metrics import serve_metrics
 from .router import Router
 
 log = logging.getLogger("flockmq.router")
@@ -185,6 +184,9 @@ def run_router(config: Config, incarnation: int) -> None:
 
         loop.call_later(SYNC_TIMEOUT, sync_timeout)
         if config.metrics_port:
+            # prometheus_client and http.server: 5 MiB, only for a metrics port
+            from .metrics import serve_metrics
+
             serve_metrics(
                 config.host, config.metrics_port, core.router.mosquitto_sys, config.runtime_dir
             )

@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil
+from loadgen import broker_memory
 from loadgen.brokers import PLAIN, BrokerError, BrokerProcess, Security, find_mosquitto
 from loadgen.credentials import (
     PasswordFiles,
@@ -426,8 +427,8 @@ def cpu_seconds(pid: int) -> float:
 
 def cpu_by_process(pid: int) -> dict[str, float]:
     """User + system CPU of each flockmq child ("router/0", "acceptor/1"...),
-    by its command line (`python -m flockmq.app.child ROLE INDEX ...`);
-    empty for another broker."""
+    by its command line (`python -m flockmq.app.child ROLE INDEX ...`) or,
+    forked (`--spawn fork`), its process name; empty for another broker."""
     out: dict[str, float] = {}
     try:
         children = psutil.Process(pid).children()
@@ -435,14 +436,13 @@ def cpu_by_process(pid: int) -> dict[str, float]:
         return out
     for child in children:
         try:
-            cmdline = child.cmdline()
+            name = broker_memory.label(child.cmdline(), child.name())
             times = child.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        if "flockmq.app.child" in cmdline:
-            at = cmdline.index("flockmq.app.child")
-            if len(cmdline) > at + 2:
-                out[f"{cmdline[at + 1]}/{cmdline[at + 2]}"] = times.user + times.system
+        role, _, index = name.partition(" ")
+        if role in broker_memory.ROLES and index.isdigit():
+            out[f"{role}/{index}"] = times.user + times.system
     return out
 
 

@@ -12,7 +12,11 @@ the invariants every backend keeps.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .base import (
+    DEFAULT_BUSY_TIMEOUT_MS,
     DURABILITIES,
     FORMAT_VERSION,
     DeleteInboundQos2,
@@ -39,9 +43,17 @@ from .base import (
     UpdateMessage,
     Writer,
 )
-from .committer import Committer
 from .memory import MemoryStore
-from .sqlite import DB_NAME, DEFAULT_BUSY_TIMEOUT_MS, SqliteStore, open_sqlite
+
+if TYPE_CHECKING:
+    from .committer import Committer
+    from .sqlite import DB_NAME, SqliteStore
+
+# Imported on first use (module __getattr__, PEP 562): sqlite3 in the
+# processes that open the SQLite store, asyncio and threading in those that
+# commit. An acceptor (no store) and `flockmq serve` (which only checks the
+# store) import neither; each costs a process 1-10 MiB of RSS.
+_LAZY = {"Committer": ".committer", "DB_NAME": ".sqlite", "SqliteStore": ".sqlite"}
 
 KINDS = ("sqlite", "postgres", "memory")
 
@@ -95,6 +107,8 @@ def open_store(
     if durability not in DURABILITIES:
         raise StoreError(f"durability must be one of {DURABILITIES}, not {durability!r}")
     if kind == "sqlite":
+        from .sqlite import open_sqlite
+
         return open_sqlite(data_dir, durability, busy_timeout_ms=busy_timeout_ms)
     if kind == "postgres":
         from .postgres import open_postgres  # psycopg: loaded by the brokers that use it
@@ -103,3 +117,11 @@ def open_store(
     if kind == "memory":
         return MemoryStore()
     raise StoreError(f"store kind must be one of {KINDS}, not {kind!r}")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

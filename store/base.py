@@ -44,6 +44,8 @@ are migrated in place when opened (1 -> 2: inbound QoS 2 tokens, seen_qos2, the
 unused inbound table dropped)."""
 
 DURABILITIES = ("process", "power")
+# SQLite's busy timeout (store.sqlite); here so that open_store's default needs no sqlite3.
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
 """process: a commit survives any process being killed (WAL, synchronous=NORMAL).
 power: a commit also survives power loss (synchronous=FULL, fsync each commit)."""
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .base import (
+    DEFAULT_BUSY_TIMEOUT_MS,
     DURABILITIES,
     FORMAT_VERSION,
     DeleteInboundQos2,
@@ -67,7 +68,6 @@ from .base import (
 log = logging.getLogger("flockmq.store")
 
 DB_NAME = "flockmq.db"
-DEFAULT_BUSY_TIMEOUT_MS = 10_000
 
 # Format 1, as it was first written. A new store is created as format 1 and
 # migrated up (MIGRATIONS), so every store takes the same path to the current

@@ -64,7 +64,7 @@ class Inbound:
         elif known is not None:
             self._publish_again(known, conn, packet_id, attempt, retry, route)
         else:
-            session.inbound_qos2[packet_id] = InboundQos2(conn, token)
+            session.own_inbound_qos2()[packet_id] = InboundQos2(conn, token)
             if session.persistent:
                 self.out.ops.append(PutInboundQos2(client_id, packet_id, token))
             # Routed once the packet id is stored; the acceptor sends PUBREC when

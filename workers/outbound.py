@@ -237,7 +237,7 @@ class Outbound:
             if msg.qos:
                 msg.packet_id = session.allocate_packet_id()
                 msg.state = AWAIT_ACK
-                session.inflight[msg.packet_id] = msg
+                session.own_inflight()[msg.packet_id] = msg
                 if msg.seq and not msg.unsaved:
                     self.out.ops.append(
                         UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)

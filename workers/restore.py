@@ -89,7 +89,7 @@ class Restore:
             if not self._loadable(rec.client_id, sub.topic_filter):
                 continue
             session.filter_bytes += len(sub.topic_filter)
-            session.subscriptions[sub.topic_filter] = Subscription(
+            session.own_subscriptions()[sub.topic_filter] = Subscription(
                 sub.qos,
                 sub.no_local,
                 sub.retain_as_published,
@@ -98,7 +98,7 @@ class Restore:
             )
         _load_messages(session, rec.messages)
         for q in rec.inbound_qos2:
-            session.inbound_qos2[q.packet_id] = InboundQos2(0, q.token)
+            session.own_inbound_qos2()[q.packet_id] = InboundQos2(0, q.token)
         for seen in rec.seen_qos2:
             self.outbound.seen_before((seen.origin, seen.packet_id, seen.token, True))
         state.sessions[rec.client_id] = session
@@ -145,7 +145,7 @@ def _load_messages(session: Session, messages: Iterable[MessageRecord]) -> None:
             deadline=deadline,
         )
         if m.packet_id:
-            session.inflight[m.packet_id] = msg
+            session.own_inflight()[m.packet_id] = msg
         else:
             msg.size = message_size(m.topic, m.payload, props)
             session.enqueue(msg)

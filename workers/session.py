@@ -122,6 +122,39 @@ def _empty_queue() -> deque[OutMessage]:
     return EMPTY_QUEUE
 
 
+class _EmptyTable(dict[Any, Any]):
+    """The one empty dict every session without subscriptions, without
+    messages in flight or without inbound QoS 2 state points at (an empty
+    dict is 64 bytes; three per session, and most sessions of an idle
+    connection have none of them): never written to; see Session.own_*."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise AssertionError("a session wrote to the shared empty table")
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        raise AssertionError("a session wrote to the shared empty table")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a session wrote to the shared empty table")
+
+
+EMPTY_TABLE: dict[Any, Any] = _EmptyTable()
+
+
+def _no_subscriptions() -> dict[str, Subscription]:
+    return EMPTY_TABLE
+
+
+def _nothing_inflight() -> dict[int, OutMessage]:
+    return EMPTY_TABLE
+
+
+def _no_inbound_qos2() -> dict[int, InboundQos2]:
+    return EMPTY_TABLE
+
+
 @dataclass(slots=True)
 class Session:
     client_id: str
@@ -129,12 +162,14 @@ class Session:
     protocol_level: int = 4
     session_expiry: int = 0  # seconds after disconnect; 0: ends with the connection
     receive_maximum: int = 65535
-    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    # shared and empty until the first entry (own_subscriptions)
+    subscriptions: dict[str, Subscription] = field(default_factory=_no_subscriptions)
     filter_bytes: int = 0  # the length of every filter in `subscriptions`
-    inflight: dict[int, OutMessage] = field(default_factory=dict)
+    inflight: dict[int, OutMessage] = field(default_factory=_nothing_inflight)  # own_inflight
     queue: deque[OutMessage] = field(default_factory=_empty_queue)  # see enqueue
     queued_bytes: int = 0
-    inbound_qos2: dict[int, InboundQos2] = field(default_factory=dict)  # by packet id
+    # by packet id; own_inbound_qos2 to add one
+    inbound_qos2: dict[int, InboundQos2] = field(default_factory=_no_inbound_qos2)
     will: Will | None = None
     disconnected_at: float | None = None
     next_packet_id: int = 1
@@ -153,6 +188,25 @@ class Session:
         if self.queue is EMPTY_QUEUE:
             self.queue = deque()
         self.queue.append(msg)
+
+    def own_subscriptions(self) -> dict[str, Subscription]:
+        """`subscriptions`, made a dict of this session's own if it was the
+        shared empty one: the only way to add to it."""
+        if self.subscriptions is EMPTY_TABLE:
+            self.subscriptions = {}
+        return self.subscriptions
+
+    def own_inflight(self) -> dict[int, OutMessage]:
+        """`inflight`, as own_subscriptions."""
+        if self.inflight is EMPTY_TABLE:
+            self.inflight = {}
+        return self.inflight
+
+    def own_inbound_qos2(self) -> dict[int, InboundQos2]:
+        """`inbound_qos2`, as own_subscriptions."""
+        if self.inbound_qos2 is EMPTY_TABLE:
+            self.inbound_qos2 = {}
+        return self.inbound_qos2
 
     @property
     def persistent(self) -> bool:

@@ -79,7 +79,7 @@ class Subscriptions:
                     return ReasonCode.QUOTA_EXCEEDED, None
                 return ReasonCode.UNSPECIFIED_ERROR, None
             session.filter_bytes += len(topic_filter)
-        session.subscriptions[topic_filter] = Subscription(
+        session.own_subscriptions()[topic_filter] = Subscription(
             qos, bool(no_local), bool(rap), retain_handling, sub_id
         )
         if session.persistent:

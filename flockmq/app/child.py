@@ -2,8 +2,10 @@
 
     python -m flockmq.app.child ROLE INDEX --config FILE --incarnation N --supervisor PID
 
-so `ps` shows each process's role (acceptor, router, worker, auth) and index. A
-child stops when its supervisor (PID) dies (`flockmq.app.parent_watch`).
+so `ps` shows each process's role (acceptor, router, worker, auth) and index;
+with `spawn = "fork"` (the default) the supervisor runs `main` in a forked
+child instead (flockmq/app/forked.py), named ROLE-INDEX. A child stops when
+its supervisor (PID) dies (`flockmq.app.parent_watch`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(50_000, 20, 100)
     code = run_role(args.role, args.index, args.incarnation, config)
     if args.supervisor is not None and os.getppid() != args.supervisor:
+        # Stopping already: the parent watch's second SIGTERM (parent_watch)
+        # must not cut the cleanup below short, and the loop that handled
+        # SIGTERM is closed, which put back the default that kills.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logging.getLogger("flockmq").warning(
             "%s %d stopped: the supervisor (pid %d) is gone",
             args.role,

@@ -112,6 +112,13 @@ def main() -> None:
     default=None,
     help="ZeroMQ transport between the processes [ipc].",
 )
+@click.option(
+    "--spawn",
+    type=click.Choice(["exec", "fork"]),
+    default=None,
+    help="Children forked from the supervisor with every role imported (shared "
+    "pages: about half the memory), or each a new interpreter [fork].",
+)
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run the broker: a supervisor that spawns acceptors, a router and workers."""
     from flockmq.app.supervisor import Supervisor

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from flockmq.app.data_dir_lock import lock_data_dir
+from flockmq.app.forked import ForkedProcess, fork_child, preload_roles
 from flockmq.config import Config, ConfigError
 from flockmq.control import PollingControl, Snapshot, control_endpoint
 from flockmq.persistence import open_configured_store
@@ -40,7 +41,7 @@ STABLE_SECONDS = 30.0  # a child that lived this long restarts without backoff
 class Child:
     role: str
     index: int
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     incarnation: int = 0
     started: float = 0.0
     backoff: float = 0.0
@@ -133,7 +134,11 @@ class Supervisor:
         # The child inherits the data dir's lock: it is released only when
         # the last process of this broker is gone.
         pass_fds = () if self.lock_fd is None else (self.lock_fd,)
-        child.proc = subprocess.Popen(cmd, start_new_session=False, pass_fds=pass_fds)
+        if self.config.spawn == "fork":
+            name = f"{child.role}-{child.index}"
+            child.proc = fork_child(cmd[3:], pass_fds, name)
+        else:
+            child.proc = subprocess.Popen(cmd, start_new_session=False, pass_fds=pass_fds)
         child.started = time.monotonic()
         child.restart_at = None
         log.debug("started %s (pid %d)", child.name, child.proc.pid)
@@ -143,6 +148,15 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_reload)
+        if self.config.spawn == "fork":
+            # before the control socket starts ZeroMQ's threads
+            preload_roles(
+                auth=bool(self.config.auth_processes),
+                metrics=bool(self.config.metrics_port),
+                websocket=any(
+                    listener.protocol == "websockets" for listener in self.config.listener_list()
+                ),
+            )
         try:
             self.control = PollingControl(self.config.data_dir, self.runtime_dir, self.describe)
             for child in self.children:
@@ -195,8 +209,7 @@ class Supervisor:
         now = time.monotonic()
         for child in self.children:
             proc = child.proc
-            if proc is not None and proc.poll() is not None:
-                code = proc.returncode
+            if proc is not None and (code := proc.poll()) is not None:
                 child.proc = None
                 lived = now - child.started
                 child.backoff = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from loadgen import broker_rss
+from loadgen import broker_memory, broker_rss
 from loadgen.progress import ProgressBar, human
 from loadgen.scenarios import Plan, Settings, build_plan
 from loadgen.stats import (
@@ -67,6 +67,9 @@ class Coordinator:
         self.rss_last = 0
         self.rss_next = 0.0
         self.timed_out = False
+        # connections: the broker's RSS/PSS/USS per process, idle and while held
+        self.memory_idle: list[broker_memory.Sample] = []
+        self.memory_held: list[broker_memory.Sample] = []
 
     # --- processes -------------------------------------------------------------
     def spawn(self) -> None:
@@ -139,6 +142,8 @@ class Coordinator:
         deadline = started + self.settings.duration_limit
         self.sample_rss()
         rss_idle = self.rss_last
+        if self.settings.scenario == "connections":
+            self.memory_idle = broker_memory.sample_roots(self.broker)
         try:
             self.spawn()
             self.await_ready(deadline)
@@ -149,6 +154,7 @@ class Coordinator:
                 self.broadcast(("go", go_ns))
                 if self.settings.scenario == "connections":
                     self.hold(min(go + self.settings.hold, deadline))
+                    self.memory_held = broker_memory.sample_roots(self.broker)
                 elif self.settings.scenario == "connect-rate":
                     self.await_connects(go, deadline)
                 else:
@@ -357,7 +363,10 @@ class Coordinator:
         connected = sum(r.connected for r in reports)
         connect_s = max((r.seconds for r in reports), default=0.0)
         held = sum(r.alive for r in self.results.values())
-        per_conn = (self.rss_last - rss_idle) / held if held and self.broker else None
+        # RSS while they are held (the end of the hold), not at the last
+        # sample, which may come while the broker is closing them
+        rss_held = sum(s.rss for s in self.memory_held) or self.rss_last
+        per_conn = (rss_held - rss_idle) / held if held and self.broker else None
         return {
             "connections": self.settings.connections,
             "connected": connected,
@@ -367,8 +376,9 @@ class Coordinator:
             "connect_s": round(connect_s, 3),
             "connects_per_s": round(connected / max(connect_s, 1e-9)),
             "hold_s": self.settings.hold,
-            "broker_rss_end_mb": _mb(self.rss_last) if self.broker else None,
+            "broker_rss_end_mb": _mb(rss_held) if self.broker else None,
             "broker_kb_per_connection": round(per_conn / 1024, 2) if per_conn else None,
+            **broker_memory.per_connection(self.memory_idle, self.memory_held, held),
         }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -91,17 +92,27 @@ class Broker:
             return []
 
     def pid_of(self, role: str, index: int = 0) -> int:
-        """The PID of a child by role and index, read from its command line."""
+        """The PID of a child by role and index, read from its command line
+        (or, forked by `--spawn fork`, from its process name `ROLE-INDEX`)."""
         for child in self.children():
             try:
                 cmd = child.cmdline()
+                name = child.name()
             except psutil.NoSuchProcess:
                 continue
+            if name == f"{role}-{index}":
+                return child.pid
             if "flockmq.app.child" in cmd:
                 i = cmd.index("flockmq.app.child")
                 if cmd[i + 1] == role and cmd[i + 2] == str(index):
                     return child.pid
         raise LookupError(f"no {role} {index} among the broker's children")
+
+    def runtime_dir(self) -> Path:
+        """The running broker's runtime directory (ipc sockets, config), as
+        its supervisor names it in the data dir's discovery file."""
+        where = json.loads((self.data_dir / "flockmq.control.json").read_text())
+        return Path(where["runtime_dir"])
 
     def kill(self, role: str, index: int = 0) -> int:
         pid = self.pid_of(role, index)

@@ -35,6 +35,8 @@ def test_every_process_is_scraped_with_prometheus_names(
     metrics_port = free_port()
     hook = use_test_hook(monkeypatch)  # so there is an auth process: it allows these clients
     broker = make_broker("--metrics-port", str(metrics_port), *hook, acceptors=2, workers=2)
+    # ready is a CONNACK, which needs an acceptor and a worker, not the router
+    wait_for(lambda: "metrics and dashboard on" in broker.log(), 30, "the metrics port")
     clients = [Client(broker.port) for _ in range(3)]
     for c in clients:
         c.connect()

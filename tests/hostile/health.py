@@ -18,9 +18,12 @@ def child_pids(broker: Broker) -> dict[tuple[str, int], int]:
     for child in broker.children():
         try:
             cmd = child.cmdline()
+            role, _, index = child.name().partition("-")  # forked: ROLE-INDEX
         except psutil.NoSuchProcess:
             continue
-        if "flockmq.app.child" in cmd:
+        if "flockmq.app.child" not in cmd and index.isdigit():
+            pids[(role, int(index))] = child.pid
+        elif "flockmq.app.child" in cmd:
             i = cmd.index("flockmq.app.child")
             pids[(cmd[i + 1], int(cmd[i + 2]))] = child.pid
     return pids

@@ -19,7 +19,7 @@ from flockmq.frontend.codec import (
     Subscribe,
     Subscription,
 )
-from flockmq.frontend.codec.packets import Pubrec, Suback
+from flockmq.frontend.codec.packets import Pubrec, Pubrel, Suback
 from flockmq.frontend.confirmations import MAX_ATTEMPTS, Confirmations
 from flockmq.frontend.topic_aliases import TopicAliases
 from flockmq.sizes import message_size
@@ -135,6 +135,18 @@ def test_suback_answers_the_subscribe_in_its_version() -> None:
     assert 1 in c.session.unanswered
     c.session.send_suback(1, [1])
     assert c.packets() == [Suback(1, (1,))] and not c.session.unanswered
+
+
+def test_what_one_session_awaits_is_its_own() -> None:
+    """Sessions share one empty dict of unanswered SUBSCRIBEs and one of
+    forwarded PUBRELs until they have one (memory per idle connection):
+    the first entry gives a session dicts of its own, the shared stay empty."""
+    waiting, idle = connected(4), connected(4)
+    waiting.send(Subscribe(1, (Subscription("t", 1),)))
+    waiting.send(Pubrel(7))
+    assert list(waiting.session.unanswered) == [1] and list(waiting.session.pubrels) == [7]
+    assert not idle.session.unanswered and not idle.session.pubrels
+    assert not connected(4).session.unanswered and not connected(4).session.pubrels
 
 
 # --- durable acknowledgement --------------------------------------------------------------------

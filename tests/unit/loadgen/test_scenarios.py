@@ -39,7 +39,7 @@ def test_latency_is_one_paced_pair() -> None:
     assert plan.publishers[0].rate == 10_000
 
 
-@pytest.mark.parametrize("connections", [1, 15_000, 15_001, 40_000])
+@pytest.mark.parametrize("connections", [1, 15_000, 15_001, 40_000, 60_000])
 def test_connections_respect_the_per_process_cap(connections: int) -> None:
     plan = build_plan(Settings("connections", connections=connections, run_id="t"), 2)
     assert sum(len(a) for a in plan.assignment) == connections

@@ -215,7 +215,7 @@ def test_qos2_keys_of_clean_publishers_or_subscribers_stay_in_memory() -> None:
     h = Harness()
     h.connect(CONN_A, "pub", clean=True)
     h.connect(CONN_C, "sub", clean=False, expiry=NEVER)
-    h.shard.sessions["sub"].subscriptions["in/#"] = Subscription(2)
+    h.shard.sessions["sub"].own_subscriptions()["in/#"] = Subscription(2)
     h.take()
     h.publish_in(CONN_A, "pub", 5, 2, b"m")
     router, _ = h.take()
