@@ -25,6 +25,7 @@ from flockmq.listeners import (
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+MAX_PASSWORD_CACHE_TTL = 86400.0  # a remembered password is hashed again at least daily
 
 
 class ConfigError(Exception):
@@ -56,7 +57,7 @@ class Config:
     # a password that matched is remembered (as a keyed digest) for this
     # many seconds, so the same client reconnecting is not hashed again (0:
     # every CONNECT hashed); per acceptor, in at most `password_cache_bytes`
-    password_cache_ttl: float = 120.0
+    password_cache_ttl: float = 120.0  # at most MAX_PASSWORD_CACHE_TTL
     password_cache_bytes: int = 4 * 1024 * 1024
     # authentication/authorization hooks in Python (flockmq.hooks): a module
     # run in `auth_processes` auth processes (None: 1 with a hook, else 0),
@@ -295,8 +296,11 @@ class Config:
         ):
             if not getattr(self, name) > 0:  # not NaN either
                 raise ConfigError(f"{name}: must be a positive number of seconds")
-        if not self.password_cache_ttl >= 0:  # not NaN either
-            raise ConfigError("password_cache_ttl: must be 0 (not remembered) or seconds")
+        if not 0 <= self.password_cache_ttl <= MAX_PASSWORD_CACHE_TTL:  # not NaN either
+            raise ConfigError(
+                "password_cache_ttl: 0 (not remembered) up to "
+                f"{MAX_PASSWORD_CACHE_TTL:.0f} seconds (a day)"
+            )
         if not 0 <= self.max_keepalive <= 65535:
             raise ConfigError("max_keepalive: 0-65535 seconds (a 16-bit field)")
         if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:

@@ -158,7 +158,9 @@ class Acceptor:
     def _load_passwords(self, path: str) -> PasswordFile:
         passwords = PasswordFile.load(path)
         config = self.config
-        passwords.recent = VerifiedPasswords(config.password_cache_ttl, config.password_cache_bytes)
+        passwords.recent = VerifiedPasswords(
+            config.password_cache_ttl, config.password_cache_bytes, self.count
+        )
         return passwords
 
     def reload_files(self) -> None:

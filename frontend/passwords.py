@@ -32,7 +32,7 @@ import secrets
 import stat
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,40 +126,58 @@ class VerifiedPasswords:
     keyed digests, in at most `max_bytes` (the least recently verified go
     first). Sans-IO: time passed in."""
 
-    __slots__ = ("_bytes", "_entries", "_key", "max_bytes", "ttl")
+    __slots__ = ("_bytes", "_entries", "_key", "count", "max_bytes", "ttl")
 
-    def __init__(self, ttl: float, max_bytes: int) -> None:
+    def __init__(
+        self, ttl: float, max_bytes: int, count: Callable[[str], None] | None = None
+    ) -> None:
         self.ttl = ttl
         self.max_bytes = max_bytes
+        # the acceptor's counter: password_cache_hits, _misses, _evictions
+        self.count = count
         self._key = secrets.token_bytes(32)
         # username -> (digest, when it was verified); oldest first
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._bytes = 0
 
-    def _digest(self, password: bytes) -> bytes:
+    def digest(self, password: bytes) -> bytes:
+        """`password` as this cache keeps it (keyed: worthless outside this
+        process). The caller computes it for every CONNECT checked, so a
+        user with an entry costs what one without does."""
         return hmac.digest(self._key, password, "sha256")
 
-    def known(self, username: str, password: bytes, now: float) -> bool:
-        """True if `password` is the one `username` verified with in the last
-        `ttl` seconds (compared in constant time)."""
+    def known(self, username: str, digest: bytes, now: float) -> bool:
+        """True if `digest` is that of the password `username` verified with
+        in the last `ttl` seconds (compared in constant time)."""
         entry = self._entries.get(username)
         if entry is None:
+            self._counted("password_cache_misses")
             return False
-        digest, verified = entry
+        remembered, verified = entry
         if now - verified >= self.ttl or now < verified:
             self._forget(username)
+            self._counted("password_cache_misses")
             return False
-        return hmac.compare_digest(digest, self._digest(password))
+        if hmac.compare_digest(remembered, digest):
+            self._counted("password_cache_hits")
+            return True
+        self._counted("password_cache_misses")
+        return False
 
-    def verified(self, username: str, password: bytes, now: float) -> None:
-        """`password` matched `username`'s hash at `now`."""
+    def verified(self, username: str, digest: bytes, now: float) -> None:
+        """The password of `digest` matched `username`'s hash at `now`."""
         if self.ttl <= 0:
             return
         self._forget(username)
-        self._entries[username] = (self._digest(password), now)
+        self._entries[username] = (digest, now)
         self._bytes += VERIFIED_ENTRY_BYTES + len(username)
         while self._bytes > self.max_bytes and self._entries:
             self._forget(next(iter(self._entries)))
+            self._counted("password_cache_evictions")
+
+    def _counted(self, name: str) -> None:
+        if self.count is not None:
+            self.count(name)
 
     def _forget(self, username: str) -> None:
         if self._entries.pop(username, None) is not None:
@@ -206,16 +224,19 @@ class PasswordFile:
         """True if `username` is in the file and `password` is its password
         (`now`: for the remembered matches, `recent`)."""
         entry = self.entries.get(username)
+        recent = self.recent
+        # keyed for the cache whoever asks, so a remembered user, a known
+        # one and an unknown one cost the same until the hash
+        digest = recent.digest(password or b"") if recent is not None else b""
         if entry is None or password is None:
             self._decoy.matches(password or b"")
             return False
-        recent = self.recent
-        if recent is not None and recent.known(username, password, now):
+        if recent is not None and recent.known(username, digest, now):
             return True
         if not entry.matches(password):
             return False
         if recent is not None:
-            recent.verified(username, password, now)
+            recent.verified(username, digest, now)
         return True
 
     def __contains__(self, username: object) -> bool:

@@ -8,6 +8,7 @@ import hashlib
 
 import pytest
 
+from flockmq.config import Config, ConfigError
 from flockmq.frontend.passwords import (
     PBKDF2,
     SHA512,
@@ -183,18 +184,23 @@ def test_what_is_remembered_is_a_keyed_digest_not_the_password() -> None:
     assert len(digest) == 32 and b"secret" not in digest
     assert digest != hashlib.sha256(b"secret").digest()  # keyed: not a plain hash
     other = VerifiedPasswords(60.0, 1 << 20)
-    other.verified("alice", b"secret", 1.0)
+    other.verified("alice", other.digest(b"secret"), 1.0)
     assert other._entries["alice"][0] != digest  # each process has its own key
 
 
 def test_the_least_recently_verified_are_forgotten_past_the_byte_bound() -> None:
-    recent = VerifiedPasswords(60.0, max_bytes=3 * (VERIFIED_ENTRY_BYTES + len("user0")))
+    counted: list[str] = []
+    recent = VerifiedPasswords(
+        60.0, max_bytes=3 * (VERIFIED_ENTRY_BYTES + len("user0")), count=counted.append
+    )
+    pw = recent.digest(b"pw")
     for i in range(5):
-        recent.verified(f"user{i}", b"pw", now=float(i))
+        recent.verified(f"user{i}", pw, now=float(i))
     assert len(recent) == 3
-    assert not recent.known("user0", b"pw", 5.0)
-    assert not recent.known("user1", b"pw", 5.0)
-    assert all(recent.known(f"user{i}", b"pw", 5.0) for i in (2, 3, 4))
+    assert counted == ["password_cache_evictions"] * 2
+    assert not recent.known("user0", pw, 5.0)
+    assert not recent.known("user1", pw, 5.0)
+    assert all(recent.known(f"user{i}", pw, 5.0) for i in (2, 3, 4))
 
 
 def test_ttl_zero_remembers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,6 +213,57 @@ def test_ttl_zero_remembers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_clock_that_went_back_forgets_the_entry() -> None:
     recent = VerifiedPasswords(60.0, 1 << 20)
-    recent.verified("alice", b"secret", now=100.0)
-    assert not recent.known("alice", b"secret", now=50.0)
+    recent.verified("alice", recent.digest(b"secret"), now=100.0)
+    assert not recent.known("alice", recent.digest(b"secret"), now=50.0)
     assert len(recent) == 0
+
+
+def test_hits_and_misses_are_counted() -> None:
+    passwords = remembering()
+    counted: list[str] = []
+    assert passwords.recent is not None
+    passwords.recent.count = counted.append
+    assert passwords.check("alice", b"secret", now=1.0)  # not yet remembered
+    assert passwords.check("alice", b"secret", now=2.0)
+    assert not passwords.check("alice", b"wrong", now=3.0)
+    assert counted == [
+        "password_cache_misses",
+        "password_cache_hits",
+        "password_cache_misses",
+    ]
+
+
+def test_every_check_computes_the_keyed_digest_whoever_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user with a remembered password costs what one without does (and
+    an unknown user too): the HMAC is computed for every CONNECT checked, so
+    the time of a refusal does not tell who logged in lately."""
+    passwords = remembering()
+    assert passwords.check("alice", b"secret", now=1.0)
+    recent = passwords.recent
+    assert recent is not None
+    digests: list[bytes] = []
+    real = VerifiedPasswords.digest
+
+    def counting(self: VerifiedPasswords, password: bytes) -> bytes:
+        digests.append(password)
+        return real(self, password)
+
+    monkeypatch.setattr(VerifiedPasswords, "digest", counting)
+    assert not passwords.check("alice", b"guess", now=2.0)  # remembered user
+    assert not passwords.check("bob", b"guess", now=2.0)  # known, not remembered
+    assert not passwords.check("nobody", b"guess", now=2.0)  # unknown
+    assert not passwords.check("alice", None, now=2.0)  # no password
+    assert digests == [b"guess", b"guess", b"guess", b""]
+
+
+@pytest.mark.parametrize("ttl", [-1.0, float("nan"), float("inf"), 86401.0])
+def test_the_cache_ttl_is_bounded_in_the_config(ttl: float) -> None:
+    with pytest.raises(ConfigError, match="password_cache_ttl"):
+        Config(data_dir="/tmp/x", password_cache_ttl=ttl).resolved()
+
+
+def test_a_day_and_zero_are_accepted_cache_ttls() -> None:
+    for ttl in (0.0, 86400.0):
+        assert Config(data_dir="/tmp/x", password_cache_ttl=ttl).resolved()
