@@ -47,6 +47,8 @@ from loadgen.credentials import (
 )
 from loadgen.progress import human
 
+from flockmq.app.proctitle import ROLES
+
 SCRIPTS = Path(__file__).resolve().parent
 LOADTEST = SCRIPTS / "loadtest.py"
 BENCH_CODEC = SCRIPTS / "bench_codec.py"
@@ -427,8 +429,8 @@ def cpu_seconds(pid: int) -> float:
 
 def cpu_by_process(pid: int) -> dict[str, float]:
     """User + system CPU of each flockmq child ("router/0", "acceptor/1"...),
-    by its command line (`python -m flockmq.app.child ROLE INDEX ...`) or,
-    forked (`--spawn fork`), its process name; empty for another broker."""
+    by its title (`flockmq router 0`) or name (`router-0`), in either spawn
+    mode (flockmq.app.proctitle.role_of); empty for another broker."""
     out: dict[str, float] = {}
     try:
         children = psutil.Process(pid).children()
@@ -441,7 +443,7 @@ def cpu_by_process(pid: int) -> dict[str, float]:
         except psutil.NoSuchProcess:
             continue
         role, _, index = name.partition(" ")
-        if role in broker_memory.ROLES and index.isdigit():
+        if role in ROLES and index.isdigit():
             out[f"{role}/{index}"] = times.user + times.system
     return out
 

@@ -2,10 +2,11 @@
 
     python -m flockmq.app.child ROLE INDEX --config FILE --incarnation N --supervisor PID
 
-so `ps` shows each process's role (acceptor, router, worker, auth) and index;
-with `spawn = "fork"` (the default) the supervisor runs `main` in a forked
-child instead (flockmq/app/forked.py), named ROLE-INDEX. A child stops when
-its supervisor (PID) dies (`flockmq.app.parent_watch`).
+or, with `spawn = "fork"` (the default), `main` runs in a child forked from
+the supervisor (flockmq/app/forked.py). Either way the child titles itself
+`flockmq ROLE INDEX` (`ps aux`) and names itself ROLE-INDEX (`ps -o comm`)
+first (flockmq/app/proctitle.py). A child stops when its supervisor (PID)
+dies (`flockmq.app.parent_watch`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import sys
 
 from flockmq.app.logsetup import setup_logging
 from flockmq.app.parent_watch import stop_with_parent
+from flockmq.app.proctitle import ROLES, child_name, child_title, name_process
 from flockmq.config import Config
-
-ROLES = ("acceptor", "router", "worker", "auth")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.config, encoding="utf-8") as fh:
         config = Config.from_json(fh.read())
+    # before any thread (the parent watch's, the loop's): see name_process
+    name_process(child_title(args.role, args.index, config), child_name(args.role, args.index))
     setup_logging(config.log_level, f"{args.role}-{args.index}", config.log_format)
     if args.supervisor is not None and not stop_with_parent(
         args.supervisor, config.shutdown_timeout

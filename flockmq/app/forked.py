@@ -15,9 +15,10 @@ A forked child starts from the supervisor's state: it puts SIGTERM and
 SIGINT back to their defaults and ignores SIGHUP (as `child.main` does),
 closes every descriptor but stdio and the data dir's lock (the supervisor's
 control socket and ZeroMQ's own, which it must not use), names itself
-`ROLE-INDEX` (prctl PR_SET_NAME: `ps -o comm`, psutil's `name()`; its
-command line stays serve's), and runs the child entry point, leaving by
-`os._exit` so that nothing of the supervisor's is finalised twice.
+`ROLE-INDEX` at once (`ps -o comm`, psutil's `name()`), and runs the child
+entry point, which titles it (`flockmq worker 1`: `ps aux`; until then its
+command line is serve's; flockmq/app/proctitle.py), leaving by `os._exit`
+so that nothing of the supervisor's is finalised twice.
 `ForkedProcess` gives the supervisor the part of `subprocess.Popen` it
 uses, waiting on a pidfd rather than polling.
 """
@@ -25,7 +26,6 @@ uses, waiting on a pidfd rather than polling.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import os
@@ -34,7 +34,7 @@ import signal
 import subprocess
 import sys
 
-PR_SET_NAME = 15  # <linux/prctl.h>
+from flockmq.app.proctitle import set_name
 
 # Every module a role imports on its way to its event loop, and psutil,
 # which every process imports at its first `flockmq status` request.
@@ -124,7 +124,7 @@ def fork_child(argv: list[str], keep_fds: tuple[int, ...], name: str) -> ForkedP
         # ignored until an acceptor installs its reload handler (as child.main does)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         _close_fds_but(keep_fds)
-        _set_name(name)
+        set_name(name)
         from flockmq.app.child import main
 
         code = main(argv)
@@ -145,12 +145,3 @@ def _close_fds_but(keep: tuple[int, ...]) -> None:
             os.closerange(low, fd)
             low = fd + 1
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-
-
-def _set_name(name: str) -> None:
-    """The process's name (15 bytes at most) as `ps -o comm` shows it."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from flockmq.app.data_dir_lock import lock_data_dir
 from flockmq.app.forked import ForkedProcess, fork_child, preload_roles
+from flockmq.app.proctitle import child_name, name_process, supervisor_title
 from flockmq.config import Config, ConfigError
 from flockmq.control import PollingControl, Snapshot, control_endpoint
 from flockmq.persistence import open_configured_store
@@ -135,7 +136,7 @@ class Supervisor:
         # the last process of this broker is gone.
         pass_fds = () if self.lock_fd is None else (self.lock_fd,)
         if self.config.spawn == "fork":
-            name = f"{child.role}-{child.index}"
+            name = child_name(child.role, child.index)
             child.proc = fork_child(cmd[3:], pass_fds, name)
         else:
             child.proc = subprocess.Popen(cmd, start_new_session=False, pass_fds=pass_fds)
@@ -145,6 +146,9 @@ class Supervisor:
 
     def run(self) -> int:
         self.prepare()
+        # `ps aux` says what this is (its name, `ps -o comm`, stays); before
+        # any thread starts (name_process), and so before the control socket
+        name_process(supervisor_title(self.config))
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_reload)

@@ -15,15 +15,12 @@ figure is the summed PSS.
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
-CHILD_MODULE = "flockmq.app.child"
-ROLES = ("acceptor", "router", "worker", "auth")
-FORKED_NAME = re.compile(rf"({'|'.join(ROLES)})-(\d+)")
+from flockmq.app.proctitle import role_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +34,13 @@ class Sample:
 
 
 def label(cmdline: list[str], name: str = "") -> str:
-    """`acceptor 0` for `python -m flockmq.app.child acceptor 0 ...` or for a
-    child forked by `flockmq serve --spawn fork` (its command line is serve's,
-    its `name` is `acceptor-0`), `supervisor` for `flockmq serve`, else the
-    program's name."""
-    if CHILD_MODULE in cmdline:
-        rest = cmdline[cmdline.index(CHILD_MODULE) + 1 :]
-        if len(rest) >= 2:
-            return f"{rest[0]} {rest[1]}"
-    forked = FORKED_NAME.fullmatch(name)
-    if forked:
-        return f"{forked[1]} {forked[2]}"
+    """`acceptor 0` for a child (titled `flockmq acceptor 0 [port 1883]`, or
+    named `acceptor-0`, or `python -m flockmq.app.child acceptor 0 ...`
+    before it titles itself: `flockmq.app.proctitle.role_of`),
+    `supervisor` for `flockmq serve`, else the program's name."""
+    found = role_of(cmdline, name)
+    if found is not None:
+        return found[0] if found[0] == "supervisor" else f"{found[0]} {found[1]}"
     if "serve" in cmdline[:3]:
         return "supervisor"
     return cmdline[0].rsplit("/", 1)[-1] if cmdline else "?"

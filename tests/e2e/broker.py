@@ -17,6 +17,7 @@ from typing import Protocol
 import psutil
 
 from flockmq.app.probe import free_port, mqtt_ready
+from flockmq.app.proctitle import role_of
 
 
 class MakeBroker(Protocol):
@@ -92,20 +93,15 @@ class Broker:
             return []
 
     def pid_of(self, role: str, index: int = 0) -> int:
-        """The PID of a child by role and index, read from its command line
-        (or, forked by `--spawn fork`, from its process name `ROLE-INDEX`)."""
+        """The PID of a child by role and index, from its title (`flockmq
+        worker 1`) or its name (`worker-1`), in either spawn mode."""
         for child in self.children():
             try:
-                cmd = child.cmdline()
-                name = child.name()
+                found = role_of(child.cmdline(), child.name())
             except psutil.NoSuchProcess:
                 continue
-            if name == f"{role}-{index}":
+            if found == (role, index):
                 return child.pid
-            if "flockmq.app.child" in cmd:
-                i = cmd.index("flockmq.app.child")
-                if cmd[i + 1] == role and cmd[i + 2] == str(index):
-                    return child.pid
         raise LookupError(f"no {role} {index} among the broker's children")
 
     def runtime_dir(self) -> Path:

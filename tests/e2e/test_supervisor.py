@@ -71,8 +71,9 @@ def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 def test_children_are_named_by_role_and_index(victim: Broker) -> None:
-    """`ps` names each child: by its command line (`--spawn exec`) or by
-    its process name ROLE-INDEX (`--spawn fork`)."""
+    """`ps` names each child by its title (`ps aux`, `args`: `flockmq worker
+    1`) and its name (`comm`: `worker-1`); tests/e2e/test_proctitle.py checks
+    both spawn modes."""
     pids = {victim.pid_of(role, index) for role, index in ROLES}
     assert pids == {child.pid for child in victim.children()}
     ps = subprocess.run(
@@ -82,7 +83,7 @@ def test_children_are_named_by_role_and_index(victim: Broker) -> None:
         check=True,
     ).stdout
     for role, index in ROLES:
-        assert f"flockmq.app.child {role} {index} " in ps or f"{role}-{index} " in ps
+        assert re.search(rf"^{role}-{index} +flockmq {role} {index}\b", ps, re.M), ps
 
 
 def test_killed_worker_restarts_while_the_other_shard_keeps_working(victim: Broker) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import psutil
 
+from flockmq.app.proctitle import role_of
 from tests.e2e.broker import Broker
 from tests.e2e.clients import assert_round_trip
 
@@ -17,15 +18,11 @@ def child_pids(broker: Broker) -> dict[tuple[str, int], int]:
     pids = {}
     for child in broker.children():
         try:
-            cmd = child.cmdline()
-            role, _, index = child.name().partition("-")  # forked: ROLE-INDEX
+            found = role_of(child.cmdline(), child.name())  # title or ROLE-INDEX name
         except psutil.NoSuchProcess:
             continue
-        if "flockmq.app.child" not in cmd and index.isdigit():
-            pids[(role, int(index))] = child.pid
-        elif "flockmq.app.child" in cmd:
-            i = cmd.index("flockmq.app.child")
-            pids[(cmd[i + 1], int(cmd[i + 2]))] = child.pid
+        if found is not None and found[0] != "supervisor":
+            pids[found] = child.pid
     return pids
 
 

@@ -22,6 +22,12 @@ def test_a_forked_child_is_named_by_its_process_name() -> None:
     assert label(serve, "flockmq") == "supervisor"
 
 
+def test_a_titled_process_is_named_by_its_title() -> None:
+    assert label(["flockmq acceptor 1 [port 1883]", "", ""], "acceptor-1") == "acceptor 1"
+    assert label(["flockmq", "auth", "0"]) == "auth 0"
+    assert label(["flockmq supervisor [port 1883]", ""], "flockmq") == "supervisor"
+
+
 def test_totals_over_all_processes_and_per_role() -> None:
     samples = [
         Sample(1, "supervisor", 10, 5, 4),
