@@ -10,7 +10,7 @@ never stalls an acceptor.
   ones), each call within its time budget.
 - `counting.py`: what the process counts of its calls ($SYS, Prometheus,
   `flockmq status`).
-- `process.py`: the process (`python -m flockmq.app.child auth N`).
+- `process.py`: the process (`flockmq auth N` in `ps aux`).
 """
 
 from __future__ import annotations
