@@ -43,11 +43,16 @@ def run_until(
 
 
 class Node:
-    """A bus and what it received."""
+    """A bus and what it received: every envelope, and the sizes of the frames."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, me: int, incarnation: int = 0) -> None:
         self.got: list[Wire] = []
-        self.bus = Bus(loop, me, incarnation, self.got.extend, pipe_bytes=PIPE)
+        self.frames: list[int] = []  # envelopes per frame received
+        self.bus = Bus(loop, me, incarnation, self._received, pipe_bytes=PIPE)
+
+    def _received(self, batch: list[Wire]) -> None:
+        self.frames.append(len(batch))
+        self.got.extend(batch)
 
 
 def opaque(*fields: object) -> Envelope:
@@ -245,53 +250,32 @@ def test_a_paused_inbox_does_not_wake_the_loop_while_frames_wait(
     run_until(loop, lambda: len(b.got) == 20)
 
 
-class Framed:
-    """A bus that records the frames it received: the envelopes of each."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, me: int) -> None:
-        self.frames: list[list[Wire]] = []
-        self.bus = Bus(loop, me, 0, lambda batch: self.frames.append(list(batch)), pipe_bytes=PIPE)
-
-    def got(self) -> list[Wire]:
-        return [envelope for frame in self.frames for envelope in frame]
-
-
-def framed_pair(loop: asyncio.AbstractEventLoop, tmp_path: Path) -> tuple[Node, Framed]:
-    a, b = Node(loop, 1), Framed(loop, 2)
-    a.bus.bind(endpoint(tmp_path, "a"), pausable=False)
-    b.bus.bind(endpoint(tmp_path, "b"), pausable=False)
-    a.bus.connect("b", endpoint(tmp_path, "b"), 2)
-    b.bus.connect("a", endpoint(tmp_path, "a"), 1)
-    a.bus.start()
-    b.bus.start()
-    return a, b
-
-
 def test_a_lone_connect_goes_at_once_and_one_close_behind_it_waits_for_company(
     loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A linger far longer than this test: whatever arrives came without it.
     monkeypatch.setattr("flockmq.bus.LINGER", 30.0)
-    a, b = framed_pair(loop, tmp_path)
+    a, b = pair(loop, tmp_path)
     a.bus.send("b", opaque(Kind.CONNECT, "first"))  # alone: sent at once
-    run_until(loop, lambda: len(b.got()) == 1)
+    run_until(loop, lambda: len(b.got) == 1)
     a.bus.send("b", opaque(Kind.CLOSED, "second"))  # right behind another: waits
     a.bus.extend("b", [opaque(Kind.CONNACK, "third"), opaque(Kind.ONLINE, "fourth")])
     assert not a.bus._flush_scheduled and a.bus.outboxes["b"]
     a.bus.send("b", opaque(Kind.PUBLISH, "fifth"))  # a message never waits, and takes them along
-    run_until(loop, lambda: len(b.got()) == 5)
-    assert [e[1] for e in b.got()] == ["first", "second", "third", "fourth", "fifth"]
-    assert [len(frame) for frame in b.frames] == [1, 4]
+    run_until(loop, lambda: len(b.got) == 5)
+    assert [e[1] for e in b.got] == ["first", "second", "third", "fourth", "fifth"]
+    assert b.frames == [1, 4]
 
 
 def test_lingering_envelopes_are_sent_when_the_linger_ends(
     loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("flockmq.bus.LINGER", 0.05)
-    a, b = framed_pair(loop, tmp_path)
+    a, b = pair(loop, tmp_path)
     a.bus._last_linger_kind = loop.time()  # as if a CONNECT had just gone
     a.bus.send("b", opaque(Kind.CONNECT, "one"))
     a.bus.send("b", opaque(Kind.CONNECT, "two"))
     assert not a.bus._flush_scheduled
-    run_until(loop, lambda: len(b.got()) == 2)
-    assert b.frames == [[[Kind.CONNECT, "one"], [Kind.CONNECT, "two"]]]
+    run_until(loop, lambda: len(b.got) == 2)
+    assert b.frames == [2]
+    assert b.got == [[Kind.CONNECT, "one"], [Kind.CONNECT, "two"]]
