@@ -23,6 +23,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,7 +75,7 @@ class HookRunner:
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, call: Call) -> None:
-        started = self.loop.time()
+        started = time.perf_counter()  # loop.time() is uvloop's cached millisecond clock
         try:
             results = await asyncio.wait_for(self._call(call), self.timeout)
         except TimeoutError:
@@ -84,7 +85,7 @@ class HookRunner:
         except Exception as exc:  # the hook is user code: anything may fail
             self._failed(call, started, RAISED, f"{type(exc).__name__}: {exc}", exc)
         else:
-            self.answer(call, results, None, None, self.loop.time() - started)
+            self.answer(call, results, None, None, time.perf_counter() - started)
         self.after_answer()
 
     def _failed(
@@ -105,7 +106,7 @@ class HookRunner:
             why,
             exc_info=exc is not None,
         )
-        self.answer(call, [], why, failure, self.loop.time() - started)
+        self.answer(call, [], why, failure, time.perf_counter() - started)
 
     async def _call(self, call: Call) -> list[int]:
         if isinstance(call, env.Authenticate):

@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import uvloop
+
 from flockmq import envelopes as env
 from flockmq.auth.core import AuthCore, Call
 from flockmq.auth.runner import HookRunner
@@ -103,7 +105,7 @@ def run_calls(
         if counters is not None:
             counters.update(core.counters)
 
-    asyncio.run(main())
+    uvloop.run(main())  # as in the auth process: its loop.time() is a cached millisecond clock
     return replies
 
 
@@ -166,6 +168,16 @@ def test_async_authorize_runs_calls_concurrently_each_within_its_budget() -> Non
     assert replies[1].results == [1, 0, 0] and replies[1].error is None
     assert replies[2].error and replies[3].error and "ValueError" in replies[4].error
     assert time.monotonic() - started < 0.45  # the two slow ones did not queue
+
+
+def test_call_time_counts_a_hook_that_answers_within_a_millisecond() -> None:
+    """A hook that answers at once still adds its time: the runner measures
+    with perf_counter, not the loop's clock, which had not moved (0 s summed,
+    seen in CI)."""
+    counters: Counter[str] = Counter()
+    run_calls(HOOK, [authorize_call(1, ["ok/a"])], counters=counters)
+    assert counters["hook_publishes_allowed"] == 1
+    assert counters["hook_call_us"] >= 1
 
 
 def test_missing_functions_allow() -> None:
