@@ -25,9 +25,12 @@ from flockmq.mqtt.topics import SYS_PREFIX
 
 
 def process_gauges() -> dict[str, int]:
-    """This process's CPU time, resident memory and open descriptors (psutil,
-    imported here: only a router with a metrics port asks)."""
+    """This process's CPU time, resident memory (and its proportional share,
+    flockmq/control.py `pss_of`) and open descriptors (psutil, imported here:
+    only a router with a metrics port asks)."""
     import psutil
+
+    from flockmq.control import pss_of
 
     proc = psutil.Process()
     with proc.oneshot():
@@ -35,6 +38,7 @@ def process_gauges() -> dict[str, int]:
         return {
             "process_cpu_ms": int((cpu.user + cpu.system) * 1000),
             "process_rss_bytes": proc.memory_info().rss,
+            "process_pss_bytes": pss_of(proc),
             "process_open_fds": proc.num_fds(),
         }
 

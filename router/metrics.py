@@ -40,6 +40,11 @@ LABELS = ["role", "index"]
 PROCESS = {
     "process_cpu_ms": ("process_cpu_seconds_total", "CPU time of the process", 0.001),
     "process_rss_bytes": ("process_resident_memory_bytes", "resident memory", 1.0),
+    "process_pss_bytes": (
+        "process_proportional_memory_bytes",
+        "proportional set size: shared pages divided among the processes sharing them",
+        1.0,
+    ),
     "process_open_fds": ("process_open_fds", "open file descriptors", 1.0),
 }
 # an auth process's hook time (flockmq/auth/counting.py), counted in microseconds

@@ -95,6 +95,7 @@ def process_row(before: Row | None, after: Row) -> Row:
     row.update(
         cpu_percent=None if cpu is None else round(cpu * 100, 1),
         rss_bytes=int(snap.get("rss_bytes", 0)),
+        pss_bytes=int(snap.get("pss_bytes", 0)),
         connections=_figure(snap, "clients_connected"),
         sessions=_figure(snap, "sessions"),
         subscriptions=_figure(snap, "subscriptions"),
@@ -144,6 +145,7 @@ def totals(rows: list[Row]) -> Row:
         "answered": len(answered),
         "cpu_percent": float(total("cpu_percent", answered)),
         "rss_bytes": int(total("rss_bytes", answered)),
+        "pss_bytes": int(total("pss_bytes", answered)),
         "connections": int(total("connections", answered)),
         "sessions": int(total("sessions", answered)),
         "subscriptions": int(total("subscriptions", answered)),
@@ -276,6 +278,7 @@ COLUMNS = (
     ("PID", "pid", ">"),
     ("CPU%", "cpu_percent", ">"),
     ("RSS", "rss_bytes", ">"),
+    ("PSS", "pss_bytes", ">"),
     ("CONNS", "connections", ">"),
     ("SESSIONS", "sessions", ">"),
     ("SUBS", "subscriptions", ">"),
@@ -338,7 +341,9 @@ def render_table(report: Report) -> str:
     out.append(
         "IN/s, OUT/s: PUBLISH packets for acceptors and the total, envelopes for the "
         f"others. CPU%: of one core, over {report['interval']:.1f} s. "
-        "QUEUED: bytes on the process's pipes."
+        "QUEUED: bytes on the process's pipes. PSS: resident memory with the pages "
+        "the processes share counted once (the total is the broker's memory; RSS "
+        "summed counts shared pages once per process)."
     )
     hooks = render_hooks(report["processes"])
     if hooks:

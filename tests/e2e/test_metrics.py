@@ -58,6 +58,8 @@ def test_every_process_is_scraped_with_prometheus_names(
     metrics = scrape(metrics_port)
     assert sum(metrics["flockmq_connects_total"].values()) >= 3
     assert all(v > 1_000_000 for v in metrics["flockmq_process_resident_memory_bytes"].values())
+    rss, pss = (metrics[f"flockmq_process_{m}_memory_bytes"] for m in ("resident", "proportional"))
+    assert set(pss) == processes and all(0 < pss[p] < rss[p] for p in processes)
     assert set(metrics["flockmq_process_cpu_seconds_total"]) == processes
     # the auth process's own counters: the three CONNECTs it allowed, its call time
     auth = ("auth", "0")

@@ -57,6 +57,9 @@ def test_every_process_answers_with_its_pid_and_the_connections(
     assert found[("supervisor", 0)]["pid"] == broker.pid
     assert all(p["answered"] for p in found.values())
     assert all(p["rss_bytes"] > 1_000_000 for p in found.values())
+    assert all(0 < p["pss_bytes"] < p["rss_bytes"] for p in found.values())
+    # forked from one supervisor, the processes share pages: counted once in PSS
+    assert answer["totals"]["pss_bytes"] < answer["totals"]["rss_bytes"]
     assert sum(p["connections"] for k, p in found.items() if k[0] == "acceptor") == 3
     assert answer["totals"]["sessions"] == 3  # clean sessions live on the shards
     hook = found[("auth", 0)]["hook"]
@@ -66,7 +69,7 @@ def test_every_process_answers_with_its_pid_and_the_connections(
     table = status(broker.data_dir)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:4] == ["PROCESS", "PID", "CPU%", "RSS"]
+    assert lines[0].split()[:5] == ["PROCESS", "PID", "CPU%", "RSS", "PSS"]
     for (role, index), pid in expected.items():
         assert any(line.split()[:3] == [role, str(index), str(pid)] for line in lines), role
     assert any(line.startswith("total") for line in lines)

@@ -53,6 +53,7 @@ def test_a_snapshot_names_the_process_with_its_figures(server: str) -> None:
     assert answer is not None
     assert (answer["role"], answer["index"]) == ("worker", 3)
     assert answer["pid"] > 0 and answer["rss_bytes"] > 0 and answer["cpu_seconds"] >= 0
+    assert 0 < answer["pss_bytes"] <= answer["rss_bytes"]
 
 
 def test_garbage_gets_an_error_or_nothing_and_the_server_still_answers(server: str) -> None:

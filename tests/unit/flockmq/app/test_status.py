@@ -116,6 +116,7 @@ def snapshot(role: str, index: int, at: float, cpu: float, **figures: Any) -> di
         "time": at,
         "cpu_seconds": cpu,
         "rss_bytes": 50 * 1024 * 1024,
+        "pss_bytes": 20 * 1024 * 1024,
         "role": role,
         "index": index,
         "counters": {},
@@ -166,6 +167,7 @@ def test_two_samples_give_rates_cpu_and_totals() -> None:
     assert totals["connections"] == 3 and totals["sessions"] == 3
     assert totals["messages_in_per_s"] == 1000.0 and totals["restarts"] == 1
     assert totals["processes"] == 3 and totals["answered"] == 2
+    assert totals["pss_bytes"] == 2 * 20 * 1024 * 1024  # of the two that answered
     json.dumps(report)  # what --json prints
 
 
@@ -180,16 +182,17 @@ def test_the_table_has_a_row_per_process_totals_and_advice() -> None:
     text = render_table(build_report(*samples(), cpu_count=2))
     lines = text.splitlines()
     assert lines[0].split() == [
-        "PROCESS", "PID", "CPU%", "RSS", "CONNS", "SESSIONS", "SUBS",
+        "PROCESS", "PID", "CPU%", "RSS", "PSS", "CONNS", "SESSIONS", "SUBS",
         "IN/s", "OUT/s", "QUEUED", "RESTARTS",
     ]  # fmt: skip
     assert lines[1].split() == [
-        "worker", "0", "10", "25.0", "50.0", "MiB", "0", "3", "5", "0.0", "0.0", "0", "B", "0"
+        "worker", "0", "10", "25.0", "50.0", "MiB", "20.0", "MiB", "0", "3", "5", "0.0", "0.0",
+        "0", "B", "0"
     ]  # fmt: skip
     assert lines[2].split()[:5] == ["acceptor", "0", "10", "50.0", "50.0"]
     assert lines[3].split() == ["acceptor", "1", "77", "no", "answer", "-", "-", "-", "-", "-",
-                                "-", "-", "1"]  # fmt: skip
-    assert lines[5].split()[:4] == ["total", "75.0", "100.0", "MiB"]
+                                "-", "-", "-", "1"]  # fmt: skip
+    assert lines[5].split()[:6] == ["total", "75.0", "100.0", "MiB", "40.0", "MiB"]
     assert "advice:" in lines
     assert lines[-1] == "  - acceptor 1 restarted 1 time: the log says why"
     # the columns line up: every row as wide as the header's columns need
