@@ -581,6 +581,8 @@ static void conn_close(Conn *c, const char *why) {
     c->ssl = NULL;
     close(c->fd);
     c->state = ST_CLOSED;
+    free(c->in.data), free(c->out.data); /* connect-rate opens thousands */
+    memset(&c->in, 0, sizeof c->in), memset(&c->out, 0, sizeof c->out);
     if (c->spec->publisher_id >= 0) c->done = 1; /* it cannot finish */
 }
 
@@ -816,7 +818,7 @@ static void parse_input(Conn *c) {
 
 static void conn_read(Conn *c) {
     for (;;) {
-        buf_reserve(&c->in, 65536);
+        buf_reserve(&c->in, c->spec->churn ? 512 : 65536);
         size_t room = c->in.cap - c->in.len;
         ssize_t r;
         if (c->ssl) {
