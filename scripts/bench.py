@@ -5,7 +5,7 @@ load generator, plus the codec micro-benchmark.
                                       [--chart FILE.png] [--raw FILE.json]
                                       [--generator native|python]
 
-The generator is the native one (scripts/loadgen/native/mqttload.c, built on
+The generator is the native one (scripts/loadgen/native/, C, built on
 first use into build/bench/) unless --generator python, or unless it cannot be
 built or does not implement a row: then scripts/loadtest.py, with the same
 options and the same JSON line. Each run's record says which one ran

@@ -1,7 +1,7 @@
 """Which load generator runs a bench row, and the native one's build.
 
 `make bench` drives its rows with the native generator
-(`scripts/loadgen/native/mqttload.c`, C with epoll and OpenSSL), which spends
+(`scripts/loadgen/native/`, C with epoll and OpenSSL), which spends
 a few µs of CPU per message where loadtest.py spends 14-25: on a small machine
 the generator shares the cores with the broker, and a costly one measures
 itself. It takes loadtest.py's options and prints the same JSON line (plus
@@ -27,7 +27,7 @@ from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 LOADTEST = SCRIPTS / "loadtest.py"
-NATIVE_SOURCE = SCRIPTS / "loadgen" / "native" / "mqttload.c"
+NATIVE_DIR = SCRIPTS / "loadgen" / "native"
 NATIVE_BINARY = SCRIPTS.parent / "build" / "bench" / "mqttload"
 GENERATORS = ("native", "python")
 UNSUPPORTED = 64  # mqttload's exit status for options it does not implement
@@ -53,12 +53,21 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
-def build_command(cc: str, source: Path, output: Path) -> list[str]:
-    return [cc, "-O2", "-std=gnu11", "-o", str(output), str(source), "-lssl", "-lcrypto"]
+def native_sources(directory: Path = NATIVE_DIR) -> list[Path]:
+    """The generator's C files and headers: a change to any one rebuilds it."""
+    return sorted([*directory.glob("*.c"), *directory.glob("*.h")])
 
 
-def needs_build(source: Path, binary: Path) -> bool:
-    return not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime
+def build_command(cc: str, sources: list[Path], output: Path) -> list[str]:
+    files = [str(f) for f in sources if f.suffix == ".c"]
+    return [cc, "-O2", "-std=gnu11", "-o", str(output), *files, "-lssl", "-lcrypto"]
+
+
+def needs_build(sources: list[Path], binary: Path) -> bool:
+    if not binary.exists():
+        return True
+    built = binary.stat().st_mtime
+    return any(built < source.stat().st_mtime for source in sources)
 
 
 def install_build_tools() -> None:
@@ -76,11 +85,15 @@ def install_build_tools() -> None:
 
 
 def build_native(
-    source: Path = NATIVE_SOURCE, binary: Path = NATIVE_BINARY, install: bool = True
+    sources: list[Path] | None = None, binary: Path = NATIVE_BINARY, install: bool = True
 ) -> tuple[Path | None, str]:
-    """The native generator's binary, built if missing or older than its
+    """The native generator's binary, built if missing or older than a
     source: (path, "") or (None, why it could not be built)."""
-    if not needs_build(source, binary):
+    if sources is None:
+        sources = native_sources()
+    if not sources:
+        return None, f"no C sources in {NATIVE_DIR}"
+    if not needs_build(sources, binary):
         return binary, ""
     cc = compiler()
     if (cc is None or not OPENSSL_HEADER.exists()) and install:
@@ -91,7 +104,7 @@ def build_native(
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name(binary.name + ".partial")
     proc = subprocess.run(
-        build_command(cc, source, partial), capture_output=True, text=True, check=False
+        build_command(cc, sources, partial), capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""The native load generator (`scripts/loadgen/native/mqttload.c`, what
+"""The native load generator (`scripts/loadgen/native/`, what
 `make bench` drives its rows with) counts what really happened.
 
 It is built here as bench.py builds it (skipped, saying why, without a C
@@ -184,7 +184,7 @@ def test_a_scenario_it_does_not_implement_is_refused_before_connecting(mqttload:
 def test_a_failed_build_gives_no_binary_and_says_why(mqttload: Path, tmp_path: Path) -> None:
     source = tmp_path / "broken.c"
     source.write_text("int main(void) { return }\n")
-    binary, why = build_native(source, tmp_path / "out" / "broken", install=False)
+    binary, why = build_native([source], tmp_path / "out" / "broken", install=False)
     assert binary is None and "failed" in why
     assert not (tmp_path / "out" / "broken").exists()
     assert not (tmp_path / "out" / "broken.partial").exists()
