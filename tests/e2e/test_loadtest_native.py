@@ -27,7 +27,7 @@ from .mqtt_proxy import MqttProxy
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from loadgen.credentials import make_password_files
-from loadgen.generator import OPENSSL_HEADER, build_native, compiler
+from loadgen.generator import OPENSSL_HEADER, PYTHON, build_native, choose, compiler
 
 COUNT = 2000
 PROXIED_COUNT = 200
@@ -188,3 +188,13 @@ def test_a_failed_build_gives_no_binary_and_says_why(mqttload: Path, tmp_path: P
     assert binary is None and "failed" in why
     assert not (tmp_path / "out" / "broken").exists()
     assert not (tmp_path / "out" / "broken.partial").exists()
+
+
+def test_bench_runs_a_row_it_cannot_run_with_loadtest_py(mqttload: Path) -> None:
+    generator, why = choose("native", ["connections", "--connections", "10"], mqttload)
+    assert generator is PYTHON and "unsupported" in why
+    generator, why = choose("native", ["fanin", "--qos", "1", "--protocol", "5"], mqttload)
+    assert generator is PYTHON and "unsupported" in why
+    generator, why = choose("native", ["fanin", "--qos", "1", "--count", "10"], mqttload)
+    assert generator.name == "native" and why == ""
+    assert generator.command(["fanin"]) == [str(mqttload), "fanin"]
