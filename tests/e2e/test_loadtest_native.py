@@ -21,12 +21,14 @@ from typing import Any
 
 import pytest
 
+from flockmq.app.probe import free_port
+
 from .broker import Broker
 from .mqtt_proxy import MqttProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from loadgen.credentials import make_password_files
+from loadgen.credentials import make_certificates, make_password_files
 from loadgen.generator import OPENSSL_HEADER, PYTHON, build_native, choose, compiler
 
 COUNT = 2000
@@ -87,6 +89,47 @@ def test_fanin_delivers_every_message_once_and_in_order(
     assert (result["lost"], result["dup"], result["out_of_order"]) == (0, 0, 0)
     assert result["deliveries_per_s"] > 0 and result["latency_p50_us"] > 0
     assert code == 0
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, int, Path]]:
+    """A broker with a TLS listener (trustme's certificate for 127.0.0.1), its
+    TLS port and the CA file that signed its certificate."""
+    where = tmp_path_factory.mktemp("tls")
+    files = make_certificates(where)
+    plain, tls_port = free_port(), free_port()
+    config = where / "flockmq.toml"
+    config.write_text(
+        f"[[listeners]]\nport = {plain}\n"
+        f'[[listeners]]\nport = {tls_port}\ncertfile = "{files.certfile}"\n'
+        f'keyfile = "{files.keyfile}"\n'
+    )
+    broker = Broker(where / "broker", extra_args=["--config", str(config)], port=plain)
+    broker.start()
+    yield broker, tls_port, files.cafile
+    broker.stop()
+
+
+def test_fanin_over_tls_delivers_every_message(
+    tls_broker: tuple[Broker, int, Path], mqttload: Path
+) -> None:
+    _, port, cafile = tls_broker
+    result, code = fanin(mqttload, port, 1, COUNT, "--cafile", str(cafile))
+    assert result["errors"] == []
+    assert result["delivered"] == result["completed"] == COUNT
+    assert (result["lost"], result["dup"], result["out_of_order"]) == (0, 0, 0)
+    assert code == 0
+
+
+def test_tls_refuses_a_certificate_another_ca_signed(
+    tls_broker: tuple[Broker, int, Path], mqttload: Path, tmp_path: Path
+) -> None:
+    _, port, _ = tls_broker
+    stranger = make_certificates(tmp_path).cafile
+    result, code = fanin(mqttload, port, 1, 10, "--cafile", str(stranger))
+    assert result["delivered"] == 0
+    assert any("certificate verify failed" in error for error in result["errors"])
+    assert code == 2
 
 
 @pytest.fixture
