@@ -4,8 +4,8 @@
  *
  * Files: plan.c (options, the plan, the shared block), connection.c (one MQTT
  * connection: wire, QoS flows, accounting), worker.c (a client process's
- * epoll loop), broker_rss.c (the broker's memory), mqttload.c (the
- * coordinator, the summary, main). Built as one program from every .c file
+ * epoll loop), broker_rss.c (the broker's memory), summary.c (the JSON
+ * line), mqttload.c (the coordinator, main). Built as one program from every .c file
  * here (scripts/loadgen/generator.py), -lssl -lcrypto.
  */
 #ifndef MQTTLOAD_H
@@ -178,6 +178,20 @@ int conn_open(Conn *c);
 
 /* worker.c */
 void child_main(int index, int go_fd, int stop_fd) __attribute__((noreturn));
+
+/* mqttload.c: the coordinator's view of the run */
+typedef struct {
+    double deadline;     /* seconds of CLOCK_MONOTONIC: --duration-limit from the start */
+    int64_t go_ns;       /* when "go" was given */
+    double seconds;      /* from "go" to the end of the run */
+    uint64_t full;       /* deliveries expected if nothing is lost */
+    double per_message;  /* deliveries per published message */
+    int timed_out, setup_failed;
+} Run;
+extern int lost_workers; /* client processes that died */
+
+/* summary.c: prints the JSON line, returns the exit status */
+int print_summary(const Run *run);
 
 /* broker_rss.c */
 extern int64_t rss_peak;

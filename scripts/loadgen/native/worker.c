@@ -5,7 +5,6 @@
  * pass. "go" and "stop" are the coordinator closing a pipe's write end. */
 #include "mqttload.h"
 
-/* ---- one client process ------------------------------------------------------ */
 static void publish_counters(void) {
     __atomic_store_n(&me->sent, l_sent, __ATOMIC_RELAXED);
     __atomic_store_n(&me->completed, l_completed, __ATOMIC_RELAXED);
@@ -28,26 +27,32 @@ static SSL_CTX *make_ssl_ctx(void) {
     return ctx;
 }
 
-void child_main(int index, int go_fd, int stop_fd) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    me = &shared->slots[index];
-    if (S.cafile) ssl_ctx = make_ssl_ctx();
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    int n = 0;
-    for (int i = 0; i < n_specs; i++) n += specs[i].process == index;
-    Conn *conns = xcalloc((size_t)n, sizeof(Conn));
-    int n_pub = 0;
+#define SECOND_NS 1000000000LL
+
+/* One client process's state between loop passes. */
+typedef struct {
+    Conn *conns;
+    int n, n_pub, opened, going, stop, ready_sent, churn;
+    int go_fd, stop_fd, timer_fd;
+    int64_t give_up, armed, next_sweep, next_ping;
+} Worker;
+
+static int go_tag, stop_tag, timer_tag; /* epoll tags of the pipes and the timer */
+
+/* This process's share of the plan, in the plan's order. */
+static void make_conns(Worker *w, int index) {
+    for (int i = 0; i < n_specs; i++) w->n += specs[i].process == index;
+    w->conns = xcalloc((size_t)w->n, sizeof(Conn));
     for (int i = 0, k = 0; i < n_specs; i++) {
         if (specs[i].process != index) continue;
-        Conn *c = &conns[k++];
+        Conn *c = &w->conns[k++];
         c->spec = &specs[i];
         c->fd = -1;
         c->state = -1; /* not opened yet */
         c->window = S.inflight;
         c->next_pid = 1;
         if (specs[i].publisher_id >= 0) {
-            n_pub++;
+            w->n_pub++;
             c->completed = block + completed_off[specs[i].publisher_id];
             if (S.qos) {
                 c->inflight = malloc(65536 * sizeof(int32_t));
@@ -58,127 +63,130 @@ void child_main(int index, int go_fd, int stop_fd) {
         }
         if (specs[i].subscriber && S.qos == 2) c->awaiting_pubrel = xcalloc(8192, 1);
     }
-    static int go_tag, stop_tag, timer_tag;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &go_tag};
-    epoll_ctl(epfd, EPOLL_CTL_ADD, go_fd, &ev);
-    ev.data.ptr = &stop_tag;
-    epoll_ctl(epfd, EPOLL_CTL_ADD, stop_fd, &ev);
-    ev.data.ptr = &timer_tag;
-    epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
+}
 
-    int churn = !strcmp(S.scenario, "connect-rate");
-    int opened = 0, going = 0, stop = 0, ready_sent = 0;
-    int64_t give_up = now_ns() + (int64_t)(S.duration_limit * 0.8e9);
-    int64_t armed = 0, next_sweep = 0, next_ping = now_ns() + KEEPALIVE / 4 * 1000000000LL;
-    struct epoll_event events[256];
-    while (!stop) {
-        int64_t now = now_ns();
-        /* open connections, connect_concurrency handshakes at a time: before
-         * "go" for clients that stay, after it for connect-rate's */
-        if (!churn || going) {
-            while (opened < n && g_pending < S.connect_concurrency) {
-                Conn *c = &conns[opened++];
-                if (!churn && now >= give_up) { l_failed++; c->state = ST_CLOSED; continue; }
-                if (conn_open(c) < 0) { l_failed++; c->state = ST_CLOSED; continue; }
-                g_pending++;
-            }
-            if (now >= next_sweep) { /* connect timeouts */
-                next_sweep = now + 100000000LL;
-                for (int i = 0; i < opened; i++) {
-                    Conn *c = &conns[i];
-                    if (c->state >= ST_TCP && c->state <= ST_SUBACK && now > c->deadline_ns) {
-                        note_error("%s: TimeoutError: no CONNACK/SUBACK in 5 s", c->spec->client_id);
-                        l_failed++;
-                        conn_close(c, NULL);
-                    }
-                }
-            }
-            if (opened == n && g_pending == 0) {
-                if (!churn && !ready_sent) {
-                    ready_sent = 1;
-                    publish_counters();
-                    __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
-                }
-                if (churn && !me->published) {
-                    publish_counters();
-                    __atomic_store_n(&me->published, 1, __ATOMIC_RELEASE);
-                }
-            }
+static void watch(int fd, int *tag) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void set_flag(int *flag) {
+    publish_counters();
+    __atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+}
+
+/* Open connections, connect_concurrency handshakes at a time (before "go"
+ * for clients that stay, after it for connect-rate's), time out the slow
+ * ones, and say "ready" (or, in connect-rate, "published") once all are
+ * through. Python's worker gives up on the rest at 80 % of the run's time. */
+static void open_more(Worker *w, int64_t now) {
+    while (w->opened < w->n && g_pending < S.connect_concurrency) {
+        Conn *c = &w->conns[w->opened++];
+        if ((!w->churn && now >= w->give_up) || conn_open(c) < 0) {
+            l_failed++;
+            c->state = ST_CLOSED;
+            continue;
         }
-        if (churn && !ready_sent) {
-            ready_sent = 1;
-            __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
-        }
-        /* publishers */
-        int more = 0;
-        int64_t wake = 0;
-        if (going && !churn) {
-            int done = 0;
-            for (int i = 0; i < n; i++) {
-                Conn *c = &conns[i];
-                if (c->spec->publisher_id < 0) continue;
-                if (c->wake_ns && now >= c->wake_ns) c->wake_ns = 0, c->want_pump = 1;
-                if (c->want_pump) pump(c, now);
-                more |= c->want_pump;
-                if (c->wake_ns && (!wake || c->wake_ns < wake)) wake = c->wake_ns;
-                done += c->done || c->state == ST_CLOSED || c->state == -1;
-            }
-            if (done == n_pub && !me->published) {
-                me->last_publish_ns = now_ns();
-                publish_counters();
-                __atomic_store_n(&me->published, 1, __ATOMIC_RELEASE);
-            }
-        }
-        if (now >= next_ping) { /* PINGREQ on connections quiet for half the keepalive */
-            next_ping = now + KEEPALIVE / 4 * 1000000000LL;
-            static const unsigned char ping[2] = {12 << 4, 0};
-            for (int i = 0; i < n; i++) {
-                Conn *c = &conns[i];
-                if (c->state == ST_UP && now - c->last_write_ns > KEEPALIVE / 2 * 1000000000LL) {
-                    buf_put(&c->out, ping, 2);
-                    conn_flush(c);
-                }
-            }
-        }
-        if (wake && wake != armed) {
-            armed = wake;
-            struct itimerspec its = {.it_value = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL}};
-            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-        }
-        publish_counters();
-        int timeout = more ? 0 : 20;
-        int got = epoll_wait(epfd, events, 256, timeout);
-        for (int i = 0; i < got; i++) {
-            void *p = events[i].data.ptr;
-            if (p == &go_tag) {
-                epoll_ctl(epfd, EPOLL_CTL_DEL, go_fd, NULL);
-                going = 1;
-                int64_t go_ns = __atomic_load_n(&shared->go_ns, __ATOMIC_ACQUIRE);
-                for (int j = 0; j < n; j++) {
-                    Conn *c = &conns[j];
-                    if (c->spec->publisher_id >= 0 && c->state == ST_UP) {
-                        c->publishing = 1;
-                        c->started_ns = go_ns;
-                        c->want_pump = 1;
-                        if (c->spec->count == 0) c->done = 1;
-                    }
-                }
-            } else if (p == &stop_tag) {
-                stop = 1;
-            } else if (p == &timer_tag) {
-                uint64_t x;
-                ssize_t r = read(tfd, &x, sizeof x);
-                (void)r;
-            } else {
-                conn_handle((Conn *)p, events[i].events);
+        g_pending++;
+    }
+    if (now >= w->next_sweep) {
+        w->next_sweep = now + SECOND_NS / 10;
+        for (int i = 0; i < w->opened; i++) {
+            Conn *c = &w->conns[i];
+            if (c->state >= ST_TCP && c->state <= ST_SUBACK && now > c->deadline_ns) {
+                note_error("%s: TimeoutError: no CONNACK/SUBACK in 5 s", c->spec->client_id);
+                l_failed++;
+                conn_close(c, NULL);
             }
         }
     }
-    publish_counters();
-    /* DISCONNECT and close; the broker sees a clean end */
+    if (w->opened == w->n && g_pending == 0) {
+        if (!w->churn && !w->ready_sent) w->ready_sent = 1, set_flag(&me->ready);
+        if (w->churn && !me->published) set_flag(&me->published);
+    }
+}
+
+/* Pump every publisher that can send; "published" once all are done.
+ * Returns whether one has more to send at once; *wake is the earliest time
+ * a paced one may send again (0: none). */
+static int pump_all(Worker *w, int64_t now, int64_t *wake) {
+    int more = 0, done = 0;
+    *wake = 0;
+    for (int i = 0; i < w->n; i++) {
+        Conn *c = &w->conns[i];
+        if (c->spec->publisher_id < 0) continue;
+        if (c->wake_ns && now >= c->wake_ns) c->wake_ns = 0, c->want_pump = 1;
+        if (c->want_pump) pump(c, now);
+        more |= c->want_pump;
+        if (c->wake_ns && (!*wake || c->wake_ns < *wake)) *wake = c->wake_ns;
+        done += c->done || c->state == ST_CLOSED || c->state == -1;
+    }
+    if (done == w->n_pub && !me->published) {
+        me->last_publish_ns = now_ns();
+        set_flag(&me->published);
+    }
+    return more;
+}
+
+static void arm_timer(Worker *w, int64_t wake) {
+    if (!wake || wake == w->armed) return;
+    w->armed = wake;
+    struct itimerspec its = {.it_value = {.tv_sec = wake / SECOND_NS, .tv_nsec = wake % SECOND_NS}};
+    timerfd_settime(w->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* PINGREQ on connections quiet for half the keepalive [MQTT-3.1.2-23]. */
+static void ping_quiet(Worker *w, int64_t now) {
+    static const unsigned char ping[2] = {12 << 4, 0};
+    if (now < w->next_ping) return;
+    w->next_ping = now + KEEPALIVE / 4 * SECOND_NS;
+    for (int i = 0; i < w->n; i++) {
+        Conn *c = &w->conns[i];
+        if (c->state == ST_UP && now - c->last_write_ns > KEEPALIVE / 2 * SECOND_NS) {
+            buf_put(&c->out, ping, 2);
+            conn_flush(c);
+        }
+    }
+}
+
+static void on_go(Worker *w) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, w->go_fd, NULL);
+    w->going = 1;
+    int64_t go_ns = __atomic_load_n(&shared->go_ns, __ATOMIC_ACQUIRE);
+    for (int j = 0; j < w->n; j++) {
+        Conn *c = &w->conns[j];
+        if (c->spec->publisher_id >= 0 && c->state == ST_UP) {
+            c->publishing = 1;
+            c->started_ns = go_ns;
+            c->want_pump = 1;
+            if (c->spec->count == 0) c->done = 1;
+        }
+    }
+}
+
+static void handle_events(Worker *w, int timeout_ms) {
+    struct epoll_event events[256];
+    int got = epoll_wait(epfd, events, 256, timeout_ms);
+    for (int i = 0; i < got; i++) {
+        void *p = events[i].data.ptr;
+        if (p == &go_tag) {
+            on_go(w);
+        } else if (p == &stop_tag) {
+            w->stop = 1;
+        } else if (p == &timer_tag) {
+            uint64_t expirations;
+            if (read(w->timer_fd, &expirations, sizeof expirations) < 0) continue;
+        } else {
+            conn_handle((Conn *)p, events[i].events);
+        }
+    }
+}
+
+/* DISCONNECT and close: the broker sees a clean end. */
+static void disconnect_all(Worker *w) {
     static const unsigned char disconnect[2] = {DISCONNECT << 4, 0};
-    for (int i = 0; i < n; i++) {
-        Conn *c = &conns[i];
+    for (int i = 0; i < w->n; i++) {
+        Conn *c = &w->conns[i];
         if (c->state < ST_TCP || c->state == ST_CLOSED) continue;
         c->stopping = 1;
         if (c->state == ST_UP) {
@@ -188,7 +196,34 @@ void child_main(int index, int go_fd, int stop_fd) {
         }
         conn_close(c, NULL);
     }
+}
+
+void child_main(int index, int go_fd, int stop_fd) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    me = &shared->slots[index];
+    if (S.cafile) ssl_ctx = make_ssl_ctx();
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    Worker w = {.go_fd = go_fd, .stop_fd = stop_fd, .churn = !strcmp(S.scenario, "connect-rate")};
+    w.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    make_conns(&w, index);
+    watch(go_fd, &go_tag);
+    watch(stop_fd, &stop_tag);
+    watch(w.timer_fd, &timer_tag);
+    w.give_up = now_ns() + (int64_t)(S.duration_limit * 0.8e9);
+    w.next_ping = now_ns() + KEEPALIVE / 4 * SECOND_NS;
+    if (w.churn) w.ready_sent = 1, set_flag(&me->ready); /* it connects after "go" */
+    while (!w.stop) {
+        int64_t now = now_ns(), wake = 0;
+        int more = 0;
+        if (!w.churn || w.going) open_more(&w, now);
+        if (w.going && !w.churn) more = pump_all(&w, now, &wake);
+        ping_quiet(&w, now);
+        arm_timer(&w, wake);
+        publish_counters();
+        handle_events(&w, more ? 0 : 20);
+    }
+    publish_counters();
+    disconnect_all(&w);
     __atomic_store_n(&me->finished, 1, __ATOMIC_RELEASE);
     _exit(0);
 }
-
