@@ -237,6 +237,7 @@ static void on_publish(Conn *c, unsigned char first, const unsigned char *body, 
     }
     if (qos == 2) {
         put_ack(c, PUBREC, pid);
+        if (!c->awaiting_pubrel) c->awaiting_pubrel = xcalloc(8192, 1); /* a QoS 2 it did not ask for */
         unsigned char bit = (unsigned char)(1u << (pid & 7));
         if (c->awaiting_pubrel[pid >> 3] & bit) return; /* a re-sent PUBLISH [MQTT-4.3.3] */
         c->awaiting_pubrel[pid >> 3] |= bit;
@@ -366,6 +367,10 @@ static void parse_input(Conn *c) {
         if (!complete) {
             if (i > 4) { conn_close(c, "bad remaining length"); return; }
             break;
+        }
+        if (length > MAX_PACKET) {
+            conn_close(c, "packet over the generator's limit");
+            return;
         }
         if (avail - i < length) break;
         on_packet(c, p[0], p + i, length);

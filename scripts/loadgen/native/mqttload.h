@@ -51,6 +51,7 @@
 #define STOP_GRACE_S 15.0
 #define WRITE_HIGH_WATER (256 * 1024)
 #define PUMP_BATCH 512
+#define MAX_PACKET (1 << 20) /* bytes: a larger packet from the broker closes the connection */
 #define MAX_ERRORS 5
 #define ERROR_LEN 200
 #define KEEPALIVE 60
