@@ -91,6 +91,38 @@ def test_fanin_delivers_every_message_once_and_in_order(
     assert code == 0
 
 
+@pytest.mark.parametrize(
+    ("scenario", "clients", "deliveries"),
+    [
+        (("fanout", "--subscribers", "5"), 6, 5 * 400),  # every subscriber gets all 400
+        (("pairs", "--pairs", "5"), 10, 400),  # 80 per pair, each to its subscriber
+    ],
+)
+def test_fanout_and_pairs_deliver_to_the_subscribers_that_should_have_them(
+    broker: Broker, mqttload: Path, scenario: tuple[str, ...], clients: int, deliveries: int
+) -> None:
+    result, code = run(mqttload, broker.port, *scenario, "--qos", "1", "--count", "400")
+    assert result["publishers"] + result["subscribers"] == clients
+    assert result["expected"] == result["delivered"] == deliveries
+    assert (result["lost"], result["dup"], result["out_of_order"], result["unexpected"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert code == 0
+
+
+def test_latency_is_paced_and_its_percentiles_are_ordered(broker: Broker, mqttload: Path) -> None:
+    result, code = run(mqttload, broker.port, "latency", "--rate", "2000", "--count", "1000")
+    assert result["delivered"] == 1000 and code == 0
+    # 1000 messages at 2000/s: the last leaves 0.5 s after "go" (unpaced, it
+    # would be well under 0.01 s; a busy machine may make it later, not earlier)
+    assert 800 <= result["send_msgs_per_s"] <= 2100
+    percentiles = [result[f"latency_{p}_us"] for p in ("p50", "p99", "p999", "max")]
+    assert 0 < percentiles[0] <= percentiles[1] <= percentiles[2] <= percentiles[3]
+
+
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, int, Path]]:
     """A broker with a TLS listener (trustme's certificate for 127.0.0.1), its
