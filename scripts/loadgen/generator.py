@@ -125,7 +125,10 @@ def native_supports(binary: Path, args: list[str]) -> tuple[bool, str]:
     )
     if proc.returncode == 0:
         return True, ""
-    return False, proc.stderr.strip() or f"exit status {proc.returncode}"
+    message = proc.stderr.strip().splitlines()[-1:] or [""]
+    if proc.returncode == UNSUPPORTED:
+        return False, message[0]
+    return False, f"--dry-run failed with exit status {proc.returncode}: {message[0]}"
 
 
 def choose(wanted: str, args: list[str], binary: Path | None) -> tuple[Generator, str]:
