@@ -1,8 +1,15 @@
 """`make bench`: flockmq against Mosquitto on one machine, with the bundled
-load tester (scripts/loadtest.py), plus the codec micro-benchmark.
+load generator, plus the codec micro-benchmark.
 
     .venv/bin/python scripts/bench.py [--runs 3] [--quick] [--only ROW,...]
                                       [--chart FILE.png] [--raw FILE.json]
+                                      [--generator native|python]
+
+The generator is the native one (scripts/loadgen/native/, C, built on
+first use into build/bench/) unless --generator python, or unless it cannot be
+built or does not implement a row: then scripts/loadtest.py, with the same
+options and the same JSON line. Each run's record says which one ran
+("generator"), and so does its progress line (scripts/loadgen/generator.py).
 
 Each row runs the load tester against a freshly started broker, alternating
 the two brokers (and their order) for --runs rounds, and the table shows the
@@ -45,12 +52,12 @@ from loadgen.credentials import (
     make_certificates,
     make_password_files,
 )
+from loadgen.generator import GENERATORS, PYTHON, Generator, build_native, choose
 from loadgen.progress import human
 
 from flockmq.app.proctitle import ROLES
 
 SCRIPTS = Path(__file__).resolve().parent
-LOADTEST = SCRIPTS / "loadtest.py"
 BENCH_CODEC = SCRIPTS / "bench_codec.py"
 BENCH_BUS = SCRIPTS / "bench_bus.py"
 
@@ -345,9 +352,15 @@ def run_loadtest(
     duration_limit: float,
     mosquitto: str | None,
     secrets: Secrets | None = None,
+    generator: Generator = PYTHON,
 ) -> dict[str, Any]:
-    """One run: a fresh broker, one load test, the broker stopped."""
-    record: dict[str, Any] = {"row": row.name, "target": target.label, "result": None}
+    """One run: a fresh broker, one load test by `generator`, the broker stopped."""
+    record: dict[str, Any] = {
+        "row": row.name,
+        "target": target.label,
+        "generator": generator.name,
+        "result": None,
+    }
     if (row.tls or row.passwords) and secrets is None:
         record["error"] = "no certificates or password file for this row"
         return record
@@ -358,21 +371,19 @@ def run_loadtest(
     except BrokerError as error:
         record["error"] = str(error)
         return record
-    cmd = [
-        sys.executable,
-        str(LOADTEST),
-        *row.args,
-        *(row.quick if quick else ()),
-        *(secrets.loadtest_args(row) if secrets is not None else ()),
-        "--port",
-        str(broker.port),
-        "--broker-pid",
-        str(broker.pid),
-        "--duration-limit",
-        str(duration_limit),
-        "--json",
-    ]
-    record["command"] = " ".join(cmd[1:])
+    cmd = generator.command(
+        [
+            *loadtest_args(row, quick, secrets),
+            "--port",
+            str(broker.port),
+            "--broker-pid",
+            str(broker.pid),
+            "--duration-limit",
+            str(duration_limit),
+            "--json",
+        ]
+    )
+    record["command"] = " ".join(cmd[1:] if generator is PYTHON else cmd)
     try:
         broker_cpu = cpu_seconds(broker.pid)
         processes_cpu = cpu_by_process(broker.pid)
@@ -408,6 +419,40 @@ def run_loadtest(
     finally:
         broker.stop()
     return record
+
+
+def loadtest_args(row: Row, quick: bool, secrets: Secrets | None) -> list[str]:
+    """The scenario and options of `row` for either generator, without the
+    broker's port and pid."""
+    return [
+        *row.args,
+        *(row.quick if quick else ()),
+        *(secrets.loadtest_args(row) if secrets is not None else ()),
+    ]
+
+
+def generators_for(
+    rows: list[Row], wanted: str, quick: bool, secrets: Secrets | None
+) -> dict[str, Generator]:
+    """The generator of each row: the native one where it was built and runs
+    the row, else loadtest.py; every fallback is printed with its reason."""
+    binary = None
+    if wanted == "native":
+        binary, why = build_native()
+        if binary is None:
+            print(
+                f"bench: native generator unavailable ({why}); using loadtest.py", file=sys.stderr
+            )
+    chosen = {}
+    for row in rows:
+        generator, why = choose(wanted, loadtest_args(row, quick, secrets), binary)
+        if wanted == "native" and binary is not None and generator is PYTHON:
+            print(
+                f"bench: {row.name}: the native generator cannot run it ({why}); using loadtest.py",
+                file=sys.stderr,
+            )
+        chosen[row.name] = generator
+    return chosen
 
 
 def cpu_seconds(pid: int) -> float:
@@ -463,6 +508,7 @@ def describe(record: dict[str, Any], row: Row) -> str:
     if row.checks_delivery:
         parts.append(f"lost {result['lost']} dup {result['dup']} ooo {result['out_of_order']}")
     parts.append(f"exit {record.get('exit_code')} ({result['duration_s']:.1f}s)")
+    parts.append(f"generator {record.get('generator', 'python')}")
     if generator_bound(result.get(HEADROOM.key)):
         parts.append("GENERATOR-BOUND?")
     return ", ".join(parts)
@@ -511,6 +557,7 @@ def summarize(rows: list[Row], records: list[dict[str, Any]]) -> list[dict[str, 
                     "failed_runs": sum(
                         1 for r in runs_a + runs_b if r["result"] is None or r.get("exit_code")
                     ),
+                    "generators": sorted({r.get("generator", "python") for r in runs_a + runs_b}),
                 }
             )
     return lines
@@ -562,6 +609,14 @@ def print_table(lines: list[dict[str, Any]]) -> None:
             f"{ln['lost_dup_ooo_b']:>13} {ln['b']:<12}{mark}"
         )
     print("ratio = flockmq / other (medians); lost/dup/ooo summed over all runs")
+    used: dict[str, list[str]] = {}
+    for ln in lines:
+        for name in ln.get("generators", ()):
+            if ln["row"] not in used.setdefault(name, []):
+                used[name].append(ln["row"])
+    for name, rows in sorted(used.items()):
+        label = "native (build/bench/mqttload)" if name == "native" else "python (loadtest.py)"
+        print(f"generator {label}: {', '.join(rows)}")
     print(
         "generator headroom = CPU its processes could have used (a core each, at most the"
         " machine's) / CPU they"
@@ -670,6 +725,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-codec", action="store_true", help="skip the codec and bus micro-benchmarks"
     )
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="native",
+        help="load generator: native (C, built into build/bench/) or python (loadtest.py);"
+        " a row the native one cannot run uses loadtest.py",
+    )
     args = parser.parse_args(argv)
     if args.quick and args.runs == 3:
         args.runs = 1
@@ -691,13 +753,20 @@ def run_rows(
         order = row.targets if run % 2 == 0 else row.targets[::-1]
         return tuple(t for t in order if t is not MOSQUITTO or mosquitto is not None)
 
+    generators = generators_for(rows, args.generator, args.quick, secrets)
     records: list[dict[str, Any]] = []
     total = sum(len(targets_of(row, 0)) for row in rows) * args.runs
     for run in range(args.runs):
         for row in rows:
             for target in targets_of(row, run):
                 record = run_loadtest(
-                    row, target, args.quick, args.duration_limit, mosquitto, secrets
+                    row,
+                    target,
+                    args.quick,
+                    args.duration_limit,
+                    mosquitto,
+                    secrets,
+                    generators[row.name],
                 )
                 record["run"] = run
                 records.append(record)

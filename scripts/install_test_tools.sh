@@ -1,5 +1,6 @@
 #!/bin/sh
-# System tools some tests talk to: Mosquitto's broker and clients
+# System tools some tests talk to: a C compiler and OpenSSL's headers (the
+# native load generator, scripts/loadgen/native/), Mosquitto's broker and clients
 # (mosquitto_passwd, mosquitto_pub, mosquitto_sub), Chromium (MQTT.js in a
 # real browser; npm fetches MQTT.js itself into build/npm) and PostgreSQL's
 # server programs (tests/postgres.py runs initdb and pg_ctl in a temporary
@@ -10,6 +11,8 @@ set -u
 missing=""
 command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_pub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
+[ -f /usr/include/openssl/ssl.h ] || missing="$missing libssl-dev"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
