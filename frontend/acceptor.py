@@ -32,6 +32,7 @@ from flockmq.sysstats import SysStats
 
 from .acceptor_core import TIMER_INTERVAL, AcceptorCore
 from .authentication import FailureThrottle
+from .closing import Closing
 from .confirmations import UnconfirmedTotals
 from .connection import WRITE_HIGH, ClientConnection
 from .hook_calls import attach_hooks, connect_auth
@@ -78,6 +79,7 @@ class Acceptor:
         self.paused: set[ClientConnection] = set()
         self.full_writers: set[ClientConnection] = set()  # socket buffers over high-water
         self.to_flush: list[ClientConnection] = []  # written to in this loop pass
+        self.closing = Closing(loop)  # closed, not yet gone: aborted after CLOSE_GRACE
         self._flush_scheduled = False
         # inbound QoS 1/2 publishes awaiting durability, by session and in bytes
         self.unconfirmed = UnconfirmedTotals()

@@ -39,6 +39,16 @@ if TYPE_CHECKING:
 Kind = env.Kind
 NEVER_EXPIRES = 0xFFFFFFFF
 
+# Every 3.1/3.1.1 CONNACK there is (4 bytes each), encoded once: one is
+# written per connect, and encoding it each time (a Connack, its IntEnum code
+# made bytes) cost more than looking it up.
+_CONNACKS_V3: dict[tuple[int, bool, int], bytes] = {
+    (level, present, code): encode(Connack(present and code == 0, code), level)
+    for level in (3, 4)
+    for present in (False, True)
+    for code in ConnackReturnCode
+}
+
 
 def handle_connect(session: ClientSession, packet: Connect) -> None:
     session.level = level = packet.protocol_level
@@ -279,7 +289,7 @@ def handle_connack(
         _write_connack(session, data)
     else:
         code = V5_TO_V3_CONNACK.get(rc, ConnackReturnCode.SERVER_UNAVAILABLE)
-        _write_connack(session, encode(Connack(session_present and rc == 0, code), session.level))
+        _write_connack(session, _CONNACKS_V3[session.level, session_present, code])
     early, session.before_connack_writes = session.before_connack_writes, b""
     if rc != 0:
         session.close()
@@ -318,8 +328,10 @@ def authenticate(session: ClientSession, packet: Connect) -> bool:
     (nothing after the CONNECT is read meanwhile); an address with too many
     refusals waiting is closed before any password is checked."""
     host = session.host
-    address = session.link.address()
     throttle = host.throttle
+    # The address (a system call on the socket) only matters once some
+    # address has failed: an empty throttle admits every one.
+    address = session.link.address() if len(throttle) else ""
     if packet.username is not None and not throttle.admits(address):
         host.count("connects_throttled")
         host.client_log.log(
@@ -338,6 +350,7 @@ def authenticate(session: ClientSession, packet: Connect) -> bool:
     why = f"client {session.client_id!r}, user {packet.username!r}: {reason}"
     if refusal is Refusal.BAD_CREDENTIALS:
         host.count("connects_bad_credentials")
+        address = address or session.link.address()
         delay = throttle.failed(address, host.now)
         if delay > 0:
             session.refusal = PendingRefusal(host.now + delay, refusal.value, why, address)

@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 WRITE_HIGH = 512 * 1024
 WRITE_LOW = 128 * 1024
 
-CLOSE_GRACE = 1.0  # seconds a closing connection may flush before it is aborted
-
 
 class ClientConnection(asyncio.Protocol):
     # Slotted, as its session: one per connection (asyncio.Protocol has none)
@@ -110,6 +108,7 @@ class ClientConnection(asyncio.Protocol):
         self.lost = True
         self.pending.clear()
         self.pending_bytes = 0
+        self.acceptor.closing.gone(self)
         self.acceptor.unregister(self)
         if self.write_paused_at is not None:
             self.acceptor.writer_drained(self)
@@ -188,7 +187,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.flush()
         transport.close()
-        self.acceptor.loop.call_later(CLOSE_GRACE, self._abort_unless_closed)
+        self.acceptor.closing.closed(self)  # aborted after CLOSE_GRACE (frontend/closing.py)
 
     def unregister(self) -> None:
         self.acceptor.unregister(self)
@@ -220,7 +219,8 @@ class ClientConnection(asyncio.Protocol):
         cert: dict[str, Any] | None = ssl_object.getpeercert()
         return cert or None
 
-    def _abort_unless_closed(self) -> None:
+    def abort_unless_closed(self) -> None:
+        """CLOSE_GRACE after its close, the transport is still there."""
         if not self.lost and self.transport is not None:
             self.acceptor.count("closes_aborted")
             self.transport.abort()

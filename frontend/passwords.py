@@ -126,7 +126,7 @@ class VerifiedPasswords:
     keyed digests, in at most `max_bytes` (the least recently verified go
     first). Sans-IO: time passed in."""
 
-    __slots__ = ("_bytes", "_entries", "_key", "count", "max_bytes", "ttl")
+    __slots__ = ("_bytes", "_entries", "_keyed", "count", "max_bytes", "ttl")
 
     def __init__(
         self, ttl: float, max_bytes: int, count: Callable[[str], None] | None = None
@@ -135,7 +135,10 @@ class VerifiedPasswords:
         self.max_bytes = max_bytes
         # the acceptor's counter: password_cache_hits, _misses, _evictions
         self.count = count
-        self._key = secrets.token_bytes(32)
+        # the HMAC keyed once, copied per digest: hmac.digest() looked the
+        # hash up in OpenSSL and set the key again on every call (2.2 us,
+        # against 1.4 us for a copy, per CONNECT checked)
+        self._keyed = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
         # username -> (digest, when it was verified); oldest first
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._bytes = 0
@@ -144,7 +147,9 @@ class VerifiedPasswords:
         """`password` as this cache keeps it (keyed: worthless outside this
         process). The caller computes it for every CONNECT checked, so a
         user with an entry costs what one without does."""
-        return hmac.digest(self._key, password, "sha256")
+        keyed = self._keyed.copy()
+        keyed.update(password)
+        return keyed.digest()
 
     def known(self, username: str, digest: bytes, now: float) -> bool:
         """True if `digest` is that of the password `username` verified with

@@ -294,12 +294,15 @@ class ClientSession:
         # else it waits for the CONNACK, or for its turn (see read_packets)
         if not self.connack_wait and self.held is None:
             return self.read_packets()
+        if self.connack_wait:
+            self.link.pause_reading()  # more came before the CONNACK: no more is read
         return False
 
     def read_packets(self, waited: Any = None) -> bool:
         """Act on `waited` (a packet let go: it waits no more), then the
         packets decoded so far, in order, until a CONNECT: what follows it
-        waits in the decoder, and the socket is not read, until the CONNACK
+        waits in the decoder, and the socket is not read once anything
+        follows it (that read's bytes are the most kept), until the CONNACK
         is out (nothing after a CONNECT the server refuses is acted on
         [MQTT-3.1.4-5], and the CONNACK is the first packet the server sends
         [MQTT-3.2.0-1]); or until one would overtake what the connection
@@ -324,7 +327,13 @@ class ClientSession:
                 if self.state != CONNECTED or self.closing:
                     if self.state == CONNECTING and not self.closing:
                         self.connack_wait = True
-                        self.link.pause_reading()
+                        # Reading stops once something comes behind the
+                        # CONNECT, now or in the next read (receive_data):
+                        # a client that waits for its CONNACK, as nearly
+                        # all do, costs no pause and resume of its socket
+                        # (two epoll changes per connect).
+                        if decoder.has_input:
+                            self.link.pause_reading()
                     return False
                 packet = decoder.next_packet()
         except ProtocolError as exc:

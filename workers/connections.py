@@ -65,7 +65,7 @@ class Connections:
         ):
             self._begin_takeover(e, now)
         else:
-            self._attach(e, now)
+            self._attach(connect, now)
 
     def _begin_takeover(self, e: Wire, now: float) -> None:
         """Takeover [MQTT-3.1.4-2]: close the attached connection and attach
@@ -76,7 +76,7 @@ class Connections:
         session = state.sessions.get(client_id)
         if session is None or session.conn is None:  # nothing attached any more
             self._close_taken_over(state.takeovers.pending.pop(client_id).conn)
-            self._attach(e, now)
+            self._attach(env.Connect._make(e), now)
             return
         replaced = state.takeovers.begin(client_id, session.conn, e, now)
         # A connection still waiting is taken over before it was attached.
@@ -88,7 +88,7 @@ class Connections:
         self.out.send(conn, env.Close(Kind.CLOSE, conn, ReasonCode.SESSION_TAKEN_OVER))
 
     def _complete_takeover(self, waiting: Takeover, now: float) -> None:
-        self._attach(waiting.connect, now)
+        self._attach(env.Connect._make(waiting.connect), now)
         self.state.guard.handle_each(self.replay, waiting.held, now)
 
     def take_over_overdue(self, now: float) -> None:
@@ -107,8 +107,7 @@ class Connections:
                 self.detach(session, publish_will=True, now=now)
             self._complete_takeover(waiting, now)
 
-    def _attach(self, e: Wire, now: float) -> None:
-        connect = env.Connect._make(e)
+    def _attach(self, connect: env.Connect, now: float) -> None:
         conn, client_id, level = connect.conn, connect.client_id, connect.level
         state = self.state
         asked = connect.session_expiry
@@ -203,8 +202,13 @@ class Connections:
             self.out.send_router(env.Online(Kind.ONLINE, session.client_id, 0))
             session.announced = False
         session.disconnected_at = now
-        state.offline.add(session.client_id)
-        state.watch_expiry(session)
+        ends = session.session_expiry == 0
+        if not ends:
+            # Kept offline until it expires. A session that ends now is not
+            # (a clean one, nearly every session of a connect storm): its
+            # expiry would be pushed on the heap only to be found stale.
+            state.offline.add(session.client_id)
+            state.watch_expiry(session)
         will, session.will = session.will, None
         if will is not None and publish_will:
             delay = min(will.delay_interval or 0, session.session_expiry)
@@ -212,7 +216,7 @@ class Connections:
                 state.delay_will(session.client_id, PendingWill(now + delay, will))
             else:
                 self.route_will(session.client_id, will)
-        if session.session_expiry == 0:
+        if ends:
             self.end_session(session)
         else:
             self.out.put_session(session)

@@ -138,6 +138,11 @@ class StreamDecoder:
         """Bytes fed but not yet returned as packets."""
         return len(self._buf) - self._pos + len(self._tail)
 
+    @property
+    def has_input(self) -> bool:
+        """Something fed is not yet taken: bytes, or packets decoded."""
+        return bool(self._ready) or self.buffered > 0
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer `data` (copied if mutable); parsing waits for next_packet()."""
         if self._error is not None:

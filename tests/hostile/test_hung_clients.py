@@ -33,7 +33,7 @@ CLIENTS = 20
 KEEPALIVE = 2
 PAYLOAD = b"x" * 64 * 1024
 FLOOD = 128  # 8 MB per client: more than the kernel buffers between them and the broker
-CLOSE_GRACE = 1.0  # seconds a close may wait before it aborts (frontend/connection.py)
+CLOSE_GRACE = 1.0  # seconds a close may wait before it aborts (frontend/closing.py)
 SLACK = 4.0  # seconds, for a loaded machine
 
 

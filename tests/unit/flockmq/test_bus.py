@@ -279,3 +279,38 @@ def test_lingering_envelopes_are_sent_when_the_linger_ends(
     run_until(loop, lambda: len(b.got) == 2)
     assert b.frames == [2]
     assert b.got == [[Kind.CONNECT, "one"], [Kind.CONNECT, "two"]]
+
+
+def test_a_closed_waits_longer_and_a_connect_behind_it_brings_the_flush_forward(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flockmq.bus.LINGER", 0.05)
+    monkeypatch.setattr("flockmq.bus.CLOSED_LINGER", 0.4)
+    a, b = pair(loop, tmp_path)
+    a.bus._last_linger_kind = loop.time()  # as if a CONNECT had just gone
+    a.bus.send("b", opaque(Kind.CLOSED, "gone"))
+    loop.run_until_complete(asyncio.sleep(0.15))  # past LINGER: a CLOSED waits on
+    assert b.got == []
+    start = loop.time()
+    a.bus.send("b", opaque(Kind.CONNECT, "new"))  # waits LINGER, and takes the CLOSED along
+    run_until(loop, lambda: len(b.got) == 2)
+    assert loop.time() - start < 0.2
+    assert b.frames == [2]
+    assert [e[1] for e in b.got] == ["gone", "new"]
+    # The CLOSED's own timer, replaced, sends nothing when it fires.
+    a.bus._last_linger_kind = loop.time()
+    a.bus.send("b", opaque(Kind.CONNACK, "later"))
+    loop.run_until_complete(asyncio.sleep(0.3))
+    assert b.frames == [2, 1]
+
+
+def test_a_closed_alone_waits_at_most_closed_linger(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flockmq.bus.CLOSED_LINGER", 0.1)
+    a, b = pair(loop, tmp_path)
+    a.bus._last_linger_kind = loop.time()
+    start = loop.time()
+    a.bus.send("b", opaque(Kind.CLOSED, "gone"))
+    run_until(loop, lambda: len(b.got) == 1)
+    assert 0.09 <= loop.time() - start < 0.5

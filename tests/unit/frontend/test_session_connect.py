@@ -136,6 +136,21 @@ def test_nothing_after_connect_is_read_until_the_connack() -> None:
     assert c.link.reading and c.session.state == CONNECTED
 
 
+def test_a_connect_alone_keeps_reading_until_more_comes_before_the_connack() -> None:
+    """A client that waits for its CONNACK costs no pause and resume of its
+    socket; one that sends on is stopped at its next read, and what it sent
+    is acted on after the CONNACK only."""
+    c = Client()
+    c.send(Connect("a", 4), level=4)
+    assert c.link.reading and c.session.state == CONNECTING
+    c.send(Pingreq(), Publish("t", b"x"), level=4)
+    assert not c.link.reading and c.link.written == [] and c.host.router == []
+    c.connack()
+    assert c.packets() == [Connack(False, 0), Pingresp()]
+    assert [e[0] for e in c.host.router] == [Kind.ROUTE]
+    assert c.link.reading and c.session.state == CONNECTED
+
+
 def test_a_v5_connack_tells_the_limits_and_caps_the_keepalive() -> None:
     c = Client(FakeHost(Config(workers=4, max_keepalive=60)))
     c.send(Connect("a", 5, keepalive=600), level=5)
