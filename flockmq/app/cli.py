@@ -275,3 +275,10 @@ def status(data_dir: str | None, as_json: bool, watch: bool, interval: float) ->
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+    finally:
+        # A Ctrl-C may land anywhere, even between a socket's creation and
+        # its close: exit without waiting on one (a context's term() at exit
+        # waits for every socket to be closed).
+        import zmq
+
+        zmq.Context.instance().destroy(linger=0)

@@ -71,12 +71,12 @@ def ask_all(endpoints: list[str], timeout: float = TIMEOUT) -> list[Snapshot | N
     try:
         for endpoint in endpoints:
             sock: zmq.Socket[Any] = ctx.socket(zmq.REQ)
+            socks.append(sock)  # closed below whatever comes next (a Ctrl-C too)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
             sock.connect(endpoint)
             sock.send(_REQUEST, zmq.NOBLOCK)
             poller.register(sock, zmq.POLLIN)
-            socks.append(sock)
         waiting = len(socks)
         deadline = time.monotonic() + timeout
         while waiting and (left := deadline - time.monotonic()) > 0:

@@ -95,7 +95,10 @@ def test_watch_refreshes_until_interrupted(make_broker: MakeBroker) -> None:
         reports = [json.loads(proc.stdout.readline()) for _ in range(3)]
         assert len({r["time"] for r in reports}) == 3  # three samples, not one
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
+        # read on until it exits: a --watch writing into a full pipe would
+        # block in write() and never see its exit
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
     finally:
         proc.kill()
         proc.wait()
