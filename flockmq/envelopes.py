@@ -56,6 +56,7 @@ class Kind(IntEnum):
     ACCEPTOR_UP = 10
     QOS2_CONFIRMED = 11
     DISCARDED = 12
+    PUBACKS_IN = 13
     # worker (or router) -> acceptor
     CONNACK = 20
     SEND_PUBLISH = 21
@@ -232,6 +233,18 @@ class PubackIn(NamedTuple):
     client_id: str
     packet_id: int
     rc: int
+
+
+class PubacksIn(NamedTuple):
+    """Acceptor -> worker: the PUBACKs of one read of the client's, in
+    order (one envelope instead of a PUBACK_IN each: a subscriber
+    acknowledges in bursts). A PUBACK's reason code is not carried: the
+    message is done with either way (5.0 section 4.3.2)."""
+
+    kind: Literal[Kind.PUBACKS_IN]
+    conn: int
+    client_id: str
+    packet_ids: list[int]
 
 
 class PubrecIn(NamedTuple):
@@ -647,12 +660,14 @@ StoredTuple = tuple[Literal[Kind.STORED], int, int, bool, int]
 SendAckTuple = tuple[Literal[Kind.SEND_ACK], int, int, int, int]
 # An acceptor's per-acknowledgement sends, and a QoS 1 publish's reply.
 PubackInTuple = tuple[Literal[Kind.PUBACK_IN], int, str, int, int]
+PubacksInTuple = tuple[Literal[Kind.PUBACKS_IN], int, str, list[int]]
 PubrecInTuple = tuple[Literal[Kind.PUBREC_IN], int, str, int, int]
 PubrelInTuple = tuple[Literal[Kind.PUBREL_IN], int, str, int]
 PubcompInTuple = tuple[Literal[Kind.PUBCOMP_IN], int, str, int]
 Qos2ConfirmedTuple = tuple[Literal[Kind.QOS2_CONFIRMED], int, str, int]
 PLAIN_TUPLES: dict[type[Any], Any] = {
     PubackIn: PubackInTuple,
+    PubacksIn: PubacksInTuple,
     PubrecIn: PubrecInTuple,
     PubrelIn: PubrelInTuple,
     PubcompIn: PubcompInTuple,
@@ -674,6 +689,7 @@ Envelope = (
     | Publish
     | PubrelIn
     | PubackIn
+    | PubacksIn
     | PubrecIn
     | PubcompIn
     | Subscribe
@@ -715,6 +731,7 @@ Envelope = (
     | StoredTuple
     | SendAckTuple
     | PubackInTuple
+    | PubacksInTuple
     | PubrecInTuple
     | PubrelInTuple
     | PubcompInTuple
@@ -727,6 +744,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.PUBLISH: Publish,
     Kind.PUBREL_IN: PubrelIn,
     Kind.PUBACK_IN: PubackIn,
+    Kind.PUBACKS_IN: PubacksIn,
     Kind.PUBREC_IN: PubrecIn,
     Kind.PUBCOMP_IN: PubcompIn,
     Kind.SUBSCRIBE: Subscribe,

@@ -291,6 +291,30 @@ class Outbound:
             self.forget(session, msg)
             self.pump(session)
 
+    def on_pubacks(self, e: Wire, now: float) -> None:
+        """PUBACKs of one read, in order: as one PUBACK_IN each, but the
+        window refilled once, after the last. After a wrong acknowledgement
+        the session has let go of the connection: the rest are not acted on."""
+        _, conn, client_id, packet_ids = cast(env.PubacksIn, e)
+        session = self.state.current(client_id, conn)
+        if session is None:
+            return
+        inflight = session.inflight
+        acked = False
+        for packet_id in packet_ids:
+            msg = inflight.get(packet_id)
+            if msg is None:
+                self.state.counters["unexpected_acks"] += 1
+            elif msg.qos != 1:
+                self._wrong_ack(session, conn, "PUBACK", msg)
+                return
+            else:
+                del inflight[packet_id]
+                self.forget(session, msg)
+                acked = True
+        if acked:
+            self.pump(session)
+
     def on_pubrec(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, rc = cast(env.PubrecIn, e)
         session = self.state.current(client_id, conn)
