@@ -67,6 +67,7 @@ class Kind(IntEnum):
     SEND_PUBLISH_MANY = 26
     ROUTED = 27
     STORED = 28
+    ROUTED_MANY = 29
     # worker (or acceptor) -> router
     SUB = 40
     UNSUB = 41
@@ -415,6 +416,18 @@ class Routed(NamedTuple):
     attempt: int
 
 
+class RoutedMany(NamedTuple):
+    """Router -> the publishers' acceptor: ROUTED for several publishes, in
+    the order they were routed, four ints each (conn, packet_id, shards,
+    attempt: Routed's fields) in one flat list. The router appends to the
+    last one while it is the last envelope for that acceptor in the pass,
+    so order with the other envelopes is kept; one envelope instead of one
+    per publish (fan-in: every QoS 1 publish has a reply)."""
+
+    kind: Literal[Kind.ROUTED_MANY]
+    routed: list[int]
+
+
 class Stored(NamedTuple):
     """Worker -> the publisher's acceptor: its copies are committed. ok False
     (also from the router, when a retained write failed): the store could not
@@ -648,6 +661,7 @@ RouteTuple = tuple[
     Reply | ReplyTuple | Qos2ReplyTuple | None,
 ]
 RoutedTuple = tuple[Literal[Kind.ROUTED], int, int, int, int]
+RoutedManyTuple = tuple[Literal[Kind.ROUTED_MANY], list[int]]
 DeliverReplyTuple = tuple[int, int, int, int, Qos2Key | None, bool]
 DeliverTuple = tuple[
     Literal[Kind.DELIVER], str, bytes, int, bool, Props, list[Target], DeliverReplyTuple | None
@@ -675,6 +689,7 @@ PLAIN_TUPLES: dict[type[Any], Any] = {
     Reply: ReplyTuple,
     Route: RouteTuple,
     Routed: RoutedTuple,
+    RoutedMany: RoutedManyTuple,
     DeliverReply: DeliverReplyTuple,
     Deliver: DeliverTuple,
     SendPublish: SendPublishTuple,
@@ -706,6 +721,7 @@ Envelope = (
     | Close
     | SendPublishMany
     | Routed
+    | RoutedMany
     | Stored
     | Sub
     | Unsub
@@ -725,6 +741,7 @@ Envelope = (
     | AuthReply
     | RouteTuple
     | RoutedTuple
+    | RoutedManyTuple
     | DeliverTuple
     | SendPublishTuple
     | SendPublishManyTuple
@@ -761,6 +778,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.CLOSE: Close,
     Kind.SEND_PUBLISH_MANY: SendPublishMany,
     Kind.ROUTED: Routed,
+    Kind.ROUTED_MANY: RoutedMany,
     Kind.STORED: Stored,
     Kind.SUB: Sub,
     Kind.UNSUB: Unsub,

@@ -114,6 +114,7 @@ class Acceptor:
             env.Kind.WORKER_UP: self._on_worker_up,
             env.Kind.ROUTER_UP: self._on_router_up,
             env.Kind.ROUTED: self._on_routed,
+            env.Kind.ROUTED_MANY: self._on_routed_many,
             env.Kind.STORED: self._on_stored,
             env.Kind.FENCED: self._on_fenced,
         }
@@ -359,6 +360,20 @@ class Acceptor:
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.session.on_routed(packet_id, shards, attempt)
+
+    def _on_routed_many(self, e: Wire) -> None:
+        """ROUTED for several publishes (env.RoutedMany), each isolated as
+        an envelope of its own would be."""
+        routed: list[int] = e[1]
+        connections = self.connections
+        take = iter(routed)
+        for conn_id, packet_id, shards, attempt in zip(take, take, take, take, strict=True):
+            conn = connections.get(conn_id)
+            if conn is not None:
+                try:
+                    conn.session.on_routed(packet_id, shards, attempt)
+                except Exception:
+                    self.guard.failed([Kind.ROUTED, conn_id, packet_id, shards, attempt])
 
     def _on_stored(self, e: Wire) -> None:
         _, conn_id, packet_id, ok, attempt = cast(env.Stored, e)

@@ -50,6 +50,7 @@ SAMPLES: list[env.Envelope] = [
     env.Close(Kind.CLOSE, 5, 0x8E),
     env.SendPublishMany(Kind.SEND_PUBLISH_MANY, [5, 6], "t", b"p", False, None),
     env.Routed(Kind.ROUTED, 5, 7, 2, 1),
+    env.RoutedMany(Kind.ROUTED_MANY, [5, 7, 2, 1, 6, 8, 0, 0]),
     env.Stored(Kind.STORED, 5, 7, True, 1),
     env.Sub(
         Kind.SUB, 0, "c", 5, 8, [env.RouteEntry("a/#", 1, False, False, True, None, True)], [1]

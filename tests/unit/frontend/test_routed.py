@@ -1,0 +1,49 @@
+"""ROUTED_MANY in the acceptor (flockmq/envelopes.py RoutedMany): the
+router's confirmations of several publishes in one envelope, each acted on
+as a ROUTED of its own would be. A real Acceptor and ClientConnection over
+a fake transport, on an event loop that is never run."""
+
+from __future__ import annotations
+
+from flockmq import envelopes as env
+from flockmq.frontend.acceptor import Acceptor
+from flockmq.frontend.codec import Puback, Publish, StreamDecoder, encode
+
+from .acceptors import FakeTransport
+from .test_ordering import connected
+
+
+def written(conn_transport: FakeTransport) -> list[object]:
+    decoder = StreamDecoder(protocol_level=4)
+    decoder.feed(b"".join(conn_transport.written))
+    conn_transport.written.clear()
+    return list(decoder)
+
+
+def test_routed_many_acknowledges_each_publish_in_order(acceptor: Acceptor) -> None:
+    a, b = connected(acceptor, "a"), connected(acceptor, "b")
+    acceptor.flush_writes()
+    assert isinstance(a.transport, FakeTransport) and isinstance(b.transport, FakeTransport)
+    a.transport.written.clear()
+    b.transport.written.clear()
+    a.data_received(encode(Publish("t", b"1", 1, packet_id=1), 4))
+    a.data_received(encode(Publish("t", b"2", 1, packet_id=2), 4))
+    b.data_received(encode(Publish("t", b"3", 1, packet_id=7), 4))
+    gone = env.make_conn_id(0, 1, 999)
+    routed = [a.conn_id, 2, 0, 0, gone, 1, 0, 0, b.conn_id, 7, 0, 0, a.conn_id, 1, 0, 0]
+    acceptor.handle_envelope([env.Kind.ROUTED_MANY, routed])
+    acceptor.flush_writes()
+    assert written(a.transport) == [Puback(2), Puback(1)]
+    assert written(b.transport) == [Puback(7)]
+    assert acceptor.counters["envelope_errors"] == 0
+
+
+def test_a_routed_of_an_older_attempt_acknowledges_nothing(acceptor: Acceptor) -> None:
+    a = connected(acceptor, "a")
+    acceptor.flush_writes()
+    assert isinstance(a.transport, FakeTransport)
+    a.transport.written.clear()
+    a.data_received(encode(Publish("t", b"1", 1, packet_id=1), 4))
+    acceptor.handle_envelope([env.Kind.ROUTED_MANY, [a.conn_id, 1, 0, 5]])
+    acceptor.flush_writes()
+    assert written(a.transport) == []
