@@ -68,6 +68,7 @@ class Kind(IntEnum):
     ROUTED = 27
     STORED = 28
     ROUTED_MANY = 29
+    SEND_PUBLISHES = 30
     # worker (or acceptor) -> router
     SUB = 40
     UNSUB = 41
@@ -354,6 +355,17 @@ class SendPublish(NamedTuple):
     retain: bool
     dup: bool
     props: Props
+
+
+class SendPublishes(NamedTuple):
+    """Worker -> acceptor: PUBLISHes to write to one connection, in order,
+    SEND_PUBLISH's fields from packet_id on, seven per message (packet_id,
+    topic, payload, qos, retain, dup, props), in one flat list: what one
+    refill of a session's window sends (one envelope, not one per message)."""
+
+    kind: Literal[Kind.SEND_PUBLISHES]
+    conn: int
+    publishes: list[Any]
 
 
 class SendAck(NamedTuple):
@@ -669,6 +681,7 @@ DeliverTuple = tuple[
 SendPublishTuple = tuple[
     Literal[Kind.SEND_PUBLISH], int, int | None, str, bytes, int, bool, bool, Props
 ]
+SendPublishesTuple = tuple[Literal[Kind.SEND_PUBLISHES], int, list[Any]]
 SendPublishManyTuple = tuple[Literal[Kind.SEND_PUBLISH_MANY], list[int], str, bytes, bool, Props]
 StoredTuple = tuple[Literal[Kind.STORED], int, int, bool, int]
 SendAckTuple = tuple[Literal[Kind.SEND_ACK], int, int, int, int]
@@ -693,6 +706,7 @@ PLAIN_TUPLES: dict[type[Any], Any] = {
     DeliverReply: DeliverReplyTuple,
     Deliver: DeliverTuple,
     SendPublish: SendPublishTuple,
+    SendPublishes: SendPublishesTuple,
     SendPublishMany: SendPublishManyTuple,
     Qos2Key: Qos2KeyTuple,
     Stored: StoredTuple,
@@ -715,6 +729,7 @@ Envelope = (
     | Discarded
     | Connack
     | SendPublish
+    | SendPublishes
     | SendAck
     | SendSuback
     | SendUnsuback
@@ -744,6 +759,7 @@ Envelope = (
     | RoutedManyTuple
     | DeliverTuple
     | SendPublishTuple
+    | SendPublishesTuple
     | SendPublishManyTuple
     | StoredTuple
     | SendAckTuple
@@ -772,6 +788,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.DISCARDED: Discarded,
     Kind.CONNACK: Connack,
     Kind.SEND_PUBLISH: SendPublish,
+    Kind.SEND_PUBLISHES: SendPublishes,
     Kind.SEND_ACK: SendAck,
     Kind.SEND_SUBACK: SendSuback,
     Kind.SEND_UNSUBACK: SendUnsuback,

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import signal
 from collections import Counter
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from flockmq import envelopes as env
 from flockmq import runtime
@@ -106,6 +106,7 @@ class Acceptor:
         self.handlers = {
             env.Kind.CONNACK: self._on_connack,
             env.Kind.SEND_PUBLISH: self._on_send_publish,
+            env.Kind.SEND_PUBLISHES: self._on_send_publishes,
             env.Kind.SEND_PUBLISH_MANY: self._on_send_publish_many,
             env.Kind.SEND_ACK: self._on_send_ack,
             env.Kind.SEND_SUBACK: self._on_send_suback,
@@ -393,7 +394,41 @@ class Acceptor:
         if conn is None or conn.session.state != CONNECTED:
             self.counters["deliveries_to_gone_connections"] += 1
             return
+        self._write_publish(conn.session, packet_id, topic, payload, qos, retain, dup, props)
+
+    def _on_send_publishes(self, e: Wire) -> None:
+        """SEND_PUBLISH for several messages to one connection (env.SendPublishes),
+        each isolated as an envelope of its own would be."""
+        _, conn_id, publishes = cast(env.SendPublishes, e)
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.session.state != CONNECTED:
+            self.counters["deliveries_to_gone_connections"] += len(publishes) // 7
+            return
         session = conn.session
+        write = self._write_publish
+        take = iter(publishes)
+        for packet_id, topic, payload, qos, retain, dup, props in zip(
+            take, take, take, take, take, take, take, strict=True
+        ):
+            try:
+                write(session, packet_id, topic, payload, qos, retain, dup, props)
+            except Exception:
+                self.guard.failed(
+                    [Kind.SEND_PUBLISH, conn_id, packet_id, topic, payload, qos, retain, dup, props]
+                )
+
+    def _write_publish(
+        self,
+        session: ClientSession,
+        packet_id: int | None,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        props: dict[str, Any] | None,
+    ) -> None:
+        """One delivery to a connected session: ACL, encoding, size, write."""
         decisions = self.acl_decisions
         if decisions is not None and not decisions.access(session.acl_rules, topic) & READ:
             # Not written; a QoS 1/2 copy is done with as if acknowledged (as

@@ -44,6 +44,11 @@ SAMPLES: list[env.Envelope] = [
     env.Discarded(Kind.DISCARDED, 5, "c", 7),
     env.Connack(Kind.CONNACK, 5, False, 0, {"assigned_client_identifier": "c"}),
     env.SendPublish(Kind.SEND_PUBLISH, 5, 1, "t", b"p", 1, False, True, None),
+    env.SendPublishes(
+        Kind.SEND_PUBLISHES,
+        5,
+        [1, "t", b"p", 1, False, False, None, 2, "u", b"q", 1, True, False, {}],
+    ),
     env.SendAck(Kind.SEND_ACK, 5, 6, 7, 0),
     env.SendSuback(Kind.SEND_SUBACK, 5, 8, [1, 0x80]),
     env.SendUnsuback(Kind.SEND_UNSUBACK, 5, 9, [0]),

@@ -1,7 +1,8 @@
-"""ROUTED_MANY in the acceptor (flockmq/envelopes.py RoutedMany): the
-router's confirmations of several publishes in one envelope, each acted on
-as a ROUTED of its own would be. A real Acceptor and ClientConnection over
-a fake transport, on an event loop that is never run."""
+"""The batched envelopes in the acceptor (flockmq/envelopes.py): ROUTED_MANY
+(the router's confirmations of several publishes) and SEND_PUBLISHES (a
+worker's deliveries to one connection), each entry acted on as an envelope
+of its own would be. A real Acceptor and ClientConnection over a fake
+transport, on an event loop that is never run."""
 
 from __future__ import annotations
 
@@ -47,3 +48,21 @@ def test_a_routed_of_an_older_attempt_acknowledges_nothing(acceptor: Acceptor) -
     acceptor.handle_envelope([env.Kind.ROUTED_MANY, [a.conn_id, 1, 0, 5]])
     acceptor.flush_writes()
     assert written(a.transport) == []
+
+
+def test_send_publishes_writes_each_message_in_order(acceptor: Acceptor) -> None:
+    a = connected(acceptor, "a")
+    acceptor.flush_writes()
+    assert isinstance(a.transport, FakeTransport)
+    a.transport.written.clear()
+    batch = [1, "t/1", b"x", 1, False, False, None, 2, "t/2", b"y", 1, True, True, None]
+    acceptor.handle_envelope([env.Kind.SEND_PUBLISHES, a.conn_id, batch])
+    acceptor.flush_writes()
+    assert written(a.transport) == [
+        Publish("t/1", b"x", 1, False, False, 1),
+        Publish("t/2", b"y", 1, True, True, 2),
+    ]
+    assert acceptor.traffic.publishes_out == 2
+    gone = env.make_conn_id(0, 1, 999)
+    acceptor.handle_envelope([env.Kind.SEND_PUBLISHES, gone, batch])
+    assert acceptor.counters["deliveries_to_gone_connections"] == 2
