@@ -547,7 +547,9 @@ class Fence(NamedTuple):
 
 class Deliver(NamedTuple):
     """Router -> worker: one publish for the shard's targets (also a retained
-    message after a SUB, reply None)."""
+    message after a SUB, reply None). reply: only when the shard confirms
+    (DeliverReply.confirm) or the message is QoS 2 (taken once by its key);
+    None otherwise."""
 
     kind: Literal[Kind.DELIVER]
     topic: str

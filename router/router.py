@@ -319,8 +319,12 @@ class Router:
             out = to_workers.get(shard)
             if out is None:
                 out = to_workers[shard] = []
+            # A shard needs the reply to confirm its copies or to take a QoS 2
+            # message once: else none is sent (one record less per message).
             deliver_reply: env.DeliverReplyTuple | None = (
-                None if reply is None else (conn, packet_id, attempt, uid, qos2_key, confirm)
+                None
+                if reply is None or not (confirm or qos == 2)
+                else (conn, packet_id, attempt, uid, qos2_key, confirm)
             )
             out.append((_DELIVER, topic, payload, qos, retain, props, targets, deliver_reply))
 
