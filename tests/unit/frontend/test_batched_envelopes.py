@@ -11,7 +11,7 @@ from flockmq.frontend.acceptor import Acceptor
 from flockmq.frontend.codec import Puback, Publish, StreamDecoder, encode
 
 from .acceptors import FakeTransport
-from .test_ordering import connected
+from .test_ordering import connected, take
 
 
 def written(conn_transport: FakeTransport) -> list[object]:
@@ -66,3 +66,23 @@ def test_send_publishes_writes_each_message_in_order(acceptor: Acceptor) -> None
     gone = env.make_conn_id(0, 1, 999)
     acceptor.handle_envelope([env.Kind.SEND_PUBLISHES, gone, batch])
     assert acceptor.counters["deliveries_to_gone_connections"] == 2
+
+
+def test_send_publishes_keeps_the_clients_maximum_packet_size(acceptor: Acceptor) -> None:
+    """[MQTT-3.1.2-25]: a message over it is not written, and its QoS 1 copy
+    is reported DISCARDED; the messages around it are written."""
+    a = connected(acceptor, "a")
+    acceptor.flush_writes()
+    assert isinstance(a.transport, FakeTransport)
+    a.transport.written.clear()
+    a.session.max_outgoing_packet = 40
+    batch = [1, "t", b"x", 1, False, False, None, 2, "t", b"y" * 64, 1, False, False, None]
+    batch += [3, "t", b"z", 1, False, False, None]
+    acceptor.handle_envelope([env.Kind.SEND_PUBLISHES, a.conn_id, batch])
+    acceptor.flush_writes()
+    assert written(a.transport) == [
+        Publish("t", b"x", 1, False, False, 1),
+        Publish("t", b"z", 1, False, False, 3),
+    ]
+    _router, workers = take(acceptor)
+    assert [(e[0], e[3]) for e in workers] == [(env.Kind.DISCARDED, 2)]
