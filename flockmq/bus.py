@@ -139,6 +139,10 @@ class Bus:
         # envelopes through this process, for `flockmq status` (flockmq/control.py)
         self.envelopes_received = 0
         self.envelopes_sent = 0
+        # frames through this process (credit-only ones included): envelopes
+        # per frame is how well a hop batches
+        self.frames_received = 0
+        self.frames_sent = 0
 
     # --- wiring ---------------------------------------------------------------------------
     def bind(self, endpoint: str, *, pausable: bool) -> None:
@@ -268,6 +272,7 @@ class Bus:
         except zmq.Again:
             self._schedule_retry()
             return False
+        self.frames_sent += 1
         self.in_flight[key] = in_flight + len(frame)
         return True
 
@@ -316,6 +321,7 @@ class Bus:
             self._credit_blocked.add(sender)
             self._schedule_retry()
             return
+        self.frames_sent += 1
         self._credit_blocked.discard(sender)
         self.due[sender] = 0
 
@@ -392,6 +398,7 @@ class Bus:
         self._schedule_drain(inbox)
 
     def _on_frame(self, frame: bytes) -> None:
+        self.frames_received += 1
         try:
             version, sender, incarnation, credit, envelopes = msgpack.unpackb(
                 frame, raw=False, strict_map_key=False, use_list=True

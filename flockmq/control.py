@@ -146,6 +146,8 @@ def bus_figures(bus: Any) -> Snapshot:
         "pipe_bytes": bus.pipe_bytes,
         "envelopes_in": bus.envelopes_received,
         "envelopes_out": bus.envelopes_sent,
+        "frames_in": bus.frames_received,
+        "frames_out": bus.frames_sent,
     }
 
 

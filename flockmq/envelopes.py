@@ -56,6 +56,7 @@ class Kind(IntEnum):
     ACCEPTOR_UP = 10
     QOS2_CONFIRMED = 11
     DISCARDED = 12
+    PUBACKS_IN = 13
     # worker (or router) -> acceptor
     CONNACK = 20
     SEND_PUBLISH = 21
@@ -66,6 +67,8 @@ class Kind(IntEnum):
     SEND_PUBLISH_MANY = 26
     ROUTED = 27
     STORED = 28
+    ROUTED_MANY = 29
+    SEND_PUBLISHES = 30
     # worker (or acceptor) -> router
     SUB = 40
     UNSUB = 41
@@ -234,6 +237,18 @@ class PubackIn(NamedTuple):
     rc: int
 
 
+class PubacksIn(NamedTuple):
+    """Acceptor -> worker: the PUBACKs of one read of the client's, in
+    order (one envelope instead of a PUBACK_IN each: a subscriber
+    acknowledges in bursts). A PUBACK's reason code is not carried: the
+    message is done with either way (5.0 section 4.3.2)."""
+
+    kind: Literal[Kind.PUBACKS_IN]
+    conn: int
+    client_id: str
+    packet_ids: list[int]
+
+
 class PubrecIn(NamedTuple):
     """Acceptor -> worker: the client's PUBREC."""
 
@@ -342,6 +357,17 @@ class SendPublish(NamedTuple):
     props: Props
 
 
+class SendPublishes(NamedTuple):
+    """Worker -> acceptor: PUBLISHes to write to one connection, in order,
+    SEND_PUBLISH's fields from packet_id on, seven per message (packet_id,
+    topic, payload, qos, retain, dup, props), in one flat list: what one
+    refill of a session's window sends (one envelope, not one per message)."""
+
+    kind: Literal[Kind.SEND_PUBLISHES]
+    conn: int
+    publishes: list[Any]
+
+
 class SendAck(NamedTuple):
     """Worker -> acceptor: a PUBACK/PUBREC/PUBREL/PUBCOMP to write."""
 
@@ -400,6 +426,18 @@ class Routed(NamedTuple):
     packet_id: int
     shards: int
     attempt: int
+
+
+class RoutedMany(NamedTuple):
+    """Router -> the publishers' acceptor: ROUTED for several publishes, in
+    the order they were routed, four ints each (conn, packet_id, shards,
+    attempt: Routed's fields) in one flat list. The router appends to the
+    last one while it is the last envelope for that acceptor in the pass,
+    so order with the other envelopes is kept; one envelope instead of one
+    per publish (fan-in: every QoS 1 publish has a reply)."""
+
+    kind: Literal[Kind.ROUTED_MANY]
+    routed: list[int]
 
 
 class Stored(NamedTuple):
@@ -509,7 +547,9 @@ class Fence(NamedTuple):
 
 class Deliver(NamedTuple):
     """Router -> worker: one publish for the shard's targets (also a retained
-    message after a SUB, reply None)."""
+    message after a SUB, reply None). reply: only when the shard confirms
+    (DeliverReply.confirm) or the message is QoS 2 (taken once by its key);
+    None otherwise."""
 
     kind: Literal[Kind.DELIVER]
     topic: str
@@ -635,6 +675,7 @@ RouteTuple = tuple[
     Reply | ReplyTuple | Qos2ReplyTuple | None,
 ]
 RoutedTuple = tuple[Literal[Kind.ROUTED], int, int, int, int]
+RoutedManyTuple = tuple[Literal[Kind.ROUTED_MANY], list[int]]
 DeliverReplyTuple = tuple[int, int, int, int, Qos2Key | None, bool]
 DeliverTuple = tuple[
     Literal[Kind.DELIVER], str, bytes, int, bool, Props, list[Target], DeliverReplyTuple | None
@@ -642,17 +683,20 @@ DeliverTuple = tuple[
 SendPublishTuple = tuple[
     Literal[Kind.SEND_PUBLISH], int, int | None, str, bytes, int, bool, bool, Props
 ]
+SendPublishesTuple = tuple[Literal[Kind.SEND_PUBLISHES], int, list[Any]]
 SendPublishManyTuple = tuple[Literal[Kind.SEND_PUBLISH_MANY], list[int], str, bytes, bool, Props]
 StoredTuple = tuple[Literal[Kind.STORED], int, int, bool, int]
 SendAckTuple = tuple[Literal[Kind.SEND_ACK], int, int, int, int]
 # An acceptor's per-acknowledgement sends, and a QoS 1 publish's reply.
 PubackInTuple = tuple[Literal[Kind.PUBACK_IN], int, str, int, int]
+PubacksInTuple = tuple[Literal[Kind.PUBACKS_IN], int, str, list[int]]
 PubrecInTuple = tuple[Literal[Kind.PUBREC_IN], int, str, int, int]
 PubrelInTuple = tuple[Literal[Kind.PUBREL_IN], int, str, int]
 PubcompInTuple = tuple[Literal[Kind.PUBCOMP_IN], int, str, int]
 Qos2ConfirmedTuple = tuple[Literal[Kind.QOS2_CONFIRMED], int, str, int]
 PLAIN_TUPLES: dict[type[Any], Any] = {
     PubackIn: PubackInTuple,
+    PubacksIn: PubacksInTuple,
     PubrecIn: PubrecInTuple,
     PubrelIn: PubrelInTuple,
     PubcompIn: PubcompInTuple,
@@ -660,9 +704,11 @@ PLAIN_TUPLES: dict[type[Any], Any] = {
     Reply: ReplyTuple,
     Route: RouteTuple,
     Routed: RoutedTuple,
+    RoutedMany: RoutedManyTuple,
     DeliverReply: DeliverReplyTuple,
     Deliver: DeliverTuple,
     SendPublish: SendPublishTuple,
+    SendPublishes: SendPublishesTuple,
     SendPublishMany: SendPublishManyTuple,
     Qos2Key: Qos2KeyTuple,
     Stored: StoredTuple,
@@ -674,6 +720,7 @@ Envelope = (
     | Publish
     | PubrelIn
     | PubackIn
+    | PubacksIn
     | PubrecIn
     | PubcompIn
     | Subscribe
@@ -684,12 +731,14 @@ Envelope = (
     | Discarded
     | Connack
     | SendPublish
+    | SendPublishes
     | SendAck
     | SendSuback
     | SendUnsuback
     | Close
     | SendPublishMany
     | Routed
+    | RoutedMany
     | Stored
     | Sub
     | Unsub
@@ -709,12 +758,15 @@ Envelope = (
     | AuthReply
     | RouteTuple
     | RoutedTuple
+    | RoutedManyTuple
     | DeliverTuple
     | SendPublishTuple
+    | SendPublishesTuple
     | SendPublishManyTuple
     | StoredTuple
     | SendAckTuple
     | PubackInTuple
+    | PubacksInTuple
     | PubrecInTuple
     | PubrelInTuple
     | PubcompInTuple
@@ -727,6 +779,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.PUBLISH: Publish,
     Kind.PUBREL_IN: PubrelIn,
     Kind.PUBACK_IN: PubackIn,
+    Kind.PUBACKS_IN: PubacksIn,
     Kind.PUBREC_IN: PubrecIn,
     Kind.PUBCOMP_IN: PubcompIn,
     Kind.SUBSCRIBE: Subscribe,
@@ -737,12 +790,14 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.DISCARDED: Discarded,
     Kind.CONNACK: Connack,
     Kind.SEND_PUBLISH: SendPublish,
+    Kind.SEND_PUBLISHES: SendPublishes,
     Kind.SEND_ACK: SendAck,
     Kind.SEND_SUBACK: SendSuback,
     Kind.SEND_UNSUBACK: SendUnsuback,
     Kind.CLOSE: Close,
     Kind.SEND_PUBLISH_MANY: SendPublishMany,
     Kind.ROUTED: Routed,
+    Kind.ROUTED_MANY: RoutedMany,
     Kind.STORED: Stored,
     Kind.SUB: Sub,
     Kind.UNSUB: Unsub,

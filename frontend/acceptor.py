@@ -17,7 +17,7 @@ import asyncio
 import logging
 import signal
 from collections import Counter
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from flockmq import envelopes as env
 from flockmq import runtime
@@ -108,6 +108,7 @@ class Acceptor:
         self.handlers = {
             env.Kind.CONNACK: self._on_connack,
             env.Kind.SEND_PUBLISH: self._on_send_publish,
+            env.Kind.SEND_PUBLISHES: self._on_send_publishes,
             env.Kind.SEND_PUBLISH_MANY: self._on_send_publish_many,
             env.Kind.SEND_ACK: self._on_send_ack,
             env.Kind.SEND_SUBACK: self._on_send_suback,
@@ -116,6 +117,7 @@ class Acceptor:
             env.Kind.WORKER_UP: self._on_worker_up,
             env.Kind.ROUTER_UP: self._on_router_up,
             env.Kind.ROUTED: self._on_routed,
+            env.Kind.ROUTED_MANY: self._on_routed_many,
             env.Kind.STORED: self._on_stored,
             env.Kind.FENCED: self._on_fenced,
         }
@@ -362,6 +364,20 @@ class Acceptor:
         if conn is not None:
             conn.session.on_routed(packet_id, shards, attempt)
 
+    def _on_routed_many(self, e: Wire) -> None:
+        """ROUTED for several publishes (env.RoutedMany), each isolated as
+        an envelope of its own would be."""
+        routed: list[int] = e[1]
+        connections = self.connections
+        take = iter(routed)
+        for conn_id, packet_id, shards, attempt in zip(take, take, take, take, strict=True):
+            conn = connections.get(conn_id)
+            if conn is not None:
+                try:
+                    conn.session.on_routed(packet_id, shards, attempt)
+                except Exception:
+                    self.guard.failed([Kind.ROUTED, conn_id, packet_id, shards, attempt])
+
     def _on_stored(self, e: Wire) -> None:
         _, conn_id, packet_id, ok, attempt = cast(env.Stored, e)
         conn = self.connections.get(conn_id)
@@ -380,7 +396,41 @@ class Acceptor:
         if conn is None or conn.session.state != CONNECTED:
             self.counters["deliveries_to_gone_connections"] += 1
             return
+        self._write_publish(conn.session, packet_id, topic, payload, qos, retain, dup, props)
+
+    def _on_send_publishes(self, e: Wire) -> None:
+        """SEND_PUBLISH for several messages to one connection (env.SendPublishes),
+        each isolated as an envelope of its own would be."""
+        _, conn_id, publishes = cast(env.SendPublishes, e)
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.session.state != CONNECTED:
+            self.counters["deliveries_to_gone_connections"] += len(publishes) // 7
+            return
         session = conn.session
+        write = self._write_publish
+        take = iter(publishes)
+        for packet_id, topic, payload, qos, retain, dup, props in zip(
+            take, take, take, take, take, take, take, strict=True
+        ):
+            try:
+                write(session, packet_id, topic, payload, qos, retain, dup, props)
+            except Exception:
+                self.guard.failed(
+                    [Kind.SEND_PUBLISH, conn_id, packet_id, topic, payload, qos, retain, dup, props]
+                )
+
+    def _write_publish(
+        self,
+        session: ClientSession,
+        packet_id: int | None,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        props: dict[str, Any] | None,
+    ) -> None:
+        """One delivery to a connected session: ACL, encoding, size, write."""
         decisions = self.acl_decisions
         if decisions is not None and not decisions.access(session.acl_rules, topic) & READ:
             # Not written; a QoS 1/2 copy is done with as if acknowledged (as

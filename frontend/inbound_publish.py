@@ -48,13 +48,20 @@ def handle_publish(session: ClientSession, packet: Publish) -> None:
             if aliases is None:
                 aliases = session.topic_aliases = TopicAliases()
             topic = aliases.resolve(alias, topic)
-    check_topic_depth(session, topic)
+    host = session.host
+    # The checks' common outcome tested inline (this runs per publish):
+    # check_topic_depth raises only past max_topic_levels, and may_publish
+    # refuses only with an ACL or for a `$` topic.
+    if topic.count("/") >= host.config.max_topic_levels:
+        check_topic_depth(session, topic)
     qos = packet.qos
-    if not may_publish(session, topic):
-        session.host.acl_denied("acl_denied_publishes", session.client_id, "publish to", topic)
+    if (host.acl_decisions is not None or topic.startswith("$")) and not may_publish(
+        session, topic
+    ):
+        host.acl_denied("acl_denied_publishes", session.client_id, "publish to", topic)
         refuse_publish(session, packet, ReasonCode.NOT_AUTHORIZED)
         return
-    if session.host.hooks is not None and not _hook_allows(session, packet, topic):
+    if host.hooks is not None and not _hook_allows(session, packet, topic):
         return  # refused
     if qos < 2:
         # The PUBACK of a QoS 1 goes once the message is on its way and

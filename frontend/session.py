@@ -110,6 +110,7 @@ log = logging.getLogger("flockmq.acceptor")
 Kind = env.Kind
 # The per-message kinds, bound once: an IntEnum member costs ~50 ns to look up.
 _PUBACK_IN: Final = Kind.PUBACK_IN
+_PUBACKS_IN: Final = Kind.PUBACKS_IN
 _PUBREC_IN: Final = Kind.PUBREC_IN
 _PUBREL_IN: Final = Kind.PUBREL_IN
 _PUBCOMP_IN: Final = Kind.PUBCOMP_IN
@@ -222,6 +223,7 @@ class ClientSession:
         "level",
         "link",
         "max_outgoing_packet",
+        "pubacks",
         "publishes",
         "pubrels",
         "refusal",
@@ -262,6 +264,8 @@ class ClientSession:
         # inbound QoS 1/2 awaiting durability (its own from the first one on)
         self.confirmations = NO_CONFIRMATIONS
         self.publishes = 0  # numbers this connection's QoS 1/2 publishes (reply uid)
+        # PUBACKs of the read being handled, not yet forwarded (see forward_pubacks)
+        self.pubacks: list[int] | None = None
         # PUBRELs forwarded, awaiting their PUBCOMP (a dict: an empty set
         # costs 216 bytes per connection, an empty dict 64; a shared one 0)
         self.pubrels = _NO_PUBRELS
@@ -346,6 +350,8 @@ class ClientSession:
             publishes -= type(packet) is Publish
             return False
         finally:
+            if self.pubacks is not None:
+                self.forward_pubacks()
             traffic = self.traffic
             traffic.packets_in += handled
             traffic.publishes_in += publishes
@@ -360,15 +366,13 @@ class ClientSession:
                 raise ProtocolError("[MQTT-3.1.0-1] the first packet must be CONNECT")
             handle_connect(self, packet)
         elif kind is Puback:
-            # The per-acknowledgement sends are typed plain tuples (flockmq/envelopes.py).
-            puback: env.PubackInTuple = (
-                _PUBACK_IN,
-                self.conn_id,
-                self.client_id,
-                packet.packet_id,
-                packet.reason_code,
-            )
-            self.forward(puback)
+            # Gathered over the read (read_packets), forwarded as one
+            # envelope before anything else this session sends its shard.
+            pubacks = self.pubacks
+            if pubacks is None:
+                self.pubacks = [packet.packet_id]
+            else:
+                pubacks.append(packet.packet_id)
         elif kind is Pubrec:
             pubrec: env.PubrecInTuple = (
                 _PUBREC_IN,
@@ -419,8 +423,26 @@ class ClientSession:
 
     # --- envelopes out ----------------------------------------------------------------------
     def forward(self, envelope: env.Envelope) -> None:
-        """To the session's shard."""
+        """To the session's shard (after the PUBACKs read before it)."""
+        if self.pubacks is not None:
+            self.forward_pubacks()
         self.host.to_worker(self.shard, envelope)
+
+    def forward_pubacks(self) -> None:
+        """The PUBACKs gathered since the last send to the shard, in order:
+        one PUBACKS_IN (a subscriber acknowledges in bursts: one envelope,
+        one session lookup and one refill of its window in the worker), or
+        a PUBACK_IN for a lone one. (The per-acknowledgement sends are
+        typed plain tuples: flockmq/envelopes.py.)"""
+        pubacks = self.pubacks
+        assert pubacks is not None
+        self.pubacks = None
+        if len(pubacks) == 1:
+            puback: env.PubackInTuple = (_PUBACK_IN, self.conn_id, self.client_id, pubacks[0], 0)
+            self.host.to_worker(self.shard, puback)
+        else:
+            many: env.PubacksInTuple = (_PUBACKS_IN, self.conn_id, self.client_id, pubacks)
+            self.host.to_worker(self.shard, many)
 
     def forward_until_answered(
         self, packet_id: int, envelope: env.Subscribe | env.Unsubscribe

@@ -29,7 +29,7 @@ from typing import Any, Final, NamedTuple, cast
 
 from flockmq import __version__
 from flockmq import envelopes as env
-from flockmq.envelopes import Envelope, Kind, Wire, acceptor_of, incarnation_of
+from flockmq.envelopes import ACCEPTOR_SHIFT, Envelope, Kind, Wire, acceptor_of, incarnation_of
 from flockmq.isolation import EnvelopeGuard
 from flockmq.message_expiry import (
     NEVER,
@@ -81,9 +81,10 @@ class Plan(NamedTuple):
     direct: list[tuple[int, bool, list[int]]]
     shards: list[tuple[int, list[env.Target], bool]]  # (shard, targets, must confirm)
     cacheable: bool
+    confirming: int  # shards that must confirm (those of `shards` with must confirm)
 
 
-EMPTY_PLAN = Plan([], [], True)
+EMPTY_PLAN = Plan([], [], True, 0)
 
 # Publishes held while shards re-send their subscriptions after a router
 # restart: past this, routing starts without waiting for the rest.
@@ -96,6 +97,7 @@ MAX_HELD_BYTES = 64 * 1024 * 1024
 _ROUTE: Final = Kind.ROUTE
 _FENCE: Final = Kind.FENCE
 _ROUTED: Final = Kind.ROUTED
+_ROUTED_MANY: Final = Kind.ROUTED_MANY
 _DELIVER: Final = Kind.DELIVER
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
 
@@ -268,7 +270,10 @@ class Router:
             self.plans_bytes += cost
 
     # --- publishes ------------------------------------------------------------------
-    def _on_route(self, e: Wire) -> None:
+    def _on_route(self, e: Wire) -> None:  # noqa: C901, PLR0912
+        """One publish. One function, over the complexity bound, on purpose:
+        it is the per-message path (scripts/bench_handlers.py), where a call
+        per step costs more than the step."""
         # Unpacked, not built: see flockmq/envelopes.py (the hot path).
         _, origin, topic, payload, qos, retain, props, reply = cast(env.Route, e)
         self.counters["messages_routed"] += 1
@@ -282,15 +287,24 @@ class Router:
                 self._cache_plan(key, plan)
         if reply is not None:
             conn, packet_id, attempt, uid, qos2_key = reply
-            confirming = sum(1 for _shard, _targets, confirm in plan.shards if confirm)
-            routed: env.RoutedTuple = (_ROUTED, conn, packet_id, confirming, attempt)
             if retain:
+                routed: env.RoutedTuple = (_ROUTED, conn, packet_id, plan.confirming, attempt)
                 self.after_commit.append((acceptor_of(conn), routed))
             else:
-                out = self.to_acceptors.get(acceptor_of(conn))
+                # One ROUTED_MANY per run of them (see env.RoutedMany)
+                acceptor = conn >> ACCEPTOR_SHIFT  # acceptor_of, inline
+                out = self.to_acceptors.get(acceptor)
                 if out is None:
-                    out = self.to_acceptors[acceptor_of(conn)] = []
-                out.append(routed)
+                    out = self.to_acceptors[acceptor] = []
+                last = out[-1] if out else None
+                if last is not None and last[0] == _ROUTED_MANY:
+                    last[1].extend((conn, packet_id, plan.confirming, attempt))
+                else:
+                    many: env.RoutedManyTuple = (
+                        _ROUTED_MANY,
+                        [conn, packet_id, plan.confirming, attempt],
+                    )
+                    out.append(many)
         if plan is EMPTY_PLAN:
             self.counters["messages_without_subscribers"] += 1
             return
@@ -305,8 +319,12 @@ class Router:
             out = to_workers.get(shard)
             if out is None:
                 out = to_workers[shard] = []
+            # A shard needs the reply to confirm its copies or to take a QoS 2
+            # message once: else none is sent (one record less per message).
             deliver_reply: env.DeliverReplyTuple | None = (
-                None if reply is None else (conn, packet_id, attempt, uid, qos2_key, confirm)
+                None
+                if reply is None or not (confirm or qos == 2)
+                else (conn, packet_id, attempt, uid, qos2_key, confirm)
             )
             out.append((_DELIVER, topic, payload, qos, retain, props, targets, deliver_reply))
 
@@ -334,6 +352,7 @@ class Router:
             [(acceptor, rap, conns) for (acceptor, rap), conns in direct.items()],
             [(shard, targets, shard in confirming) for shard, targets in per_shard.items()],
             cacheable,
+            len(confirming),
         )
 
     def store_retained(

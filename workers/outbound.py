@@ -48,6 +48,7 @@ SEEN_QOS2_MAX = 200_000  # QoS 2 publishes remembered to drop their retries
 _STORED: Final = Kind.STORED
 _SEND_PUBLISH: Final = Kind.SEND_PUBLISH
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
+_SEND_PUBLISHES: Final = Kind.SEND_PUBLISHES
 _SEND_ACK: Final = Kind.SEND_ACK
 _PUBREL: Final = PacketType.PUBREL
 
@@ -218,7 +219,8 @@ class Outbound:
             self.out.put_message_later(session.client_id, msg)
 
     def pump(self, session: Session) -> None:
-        """Move queued messages into flight while the window allows, in order."""
+        """Move queued messages into flight while the window allows, in order:
+        one SEND_PUBLISH, or one SEND_PUBLISHES for several."""
         conn = session.conn
         if conn is None:
             return
@@ -226,6 +228,9 @@ class Outbound:
         limit = self.state.limits.max_inflight
         window = session.receive_maximum if session.receive_maximum < limit else limit
         queue = session.queue
+        if not queue or len(session.inflight) >= window:
+            return
+        batch: list[Any] = []
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
             session.queued_bytes -= msg.size
@@ -242,7 +247,24 @@ class Outbound:
                     self.out.ops.append(
                         UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)
                     )
-            self._send_message(conn, msg, dup=False)
+            props = msg.props
+            if msg.deadline:
+                props = props_to_send(props, msg.deadline, self.state.now)
+            batch += (
+                msg.packet_id if msg.qos else None,
+                msg.topic,
+                msg.payload,
+                msg.qos,
+                msg.retain,
+                False,
+                props,
+            )
+        if len(batch) == 7:
+            one: env.SendPublishTuple = (_SEND_PUBLISH, conn, *batch)
+            self.send(conn, one)
+        elif batch:
+            many: env.SendPublishesTuple = (_SEND_PUBLISHES, conn, batch)
+            self.send(conn, many)
 
     def _send_message(self, conn: int, msg: OutMessage, *, dup: bool) -> None:
         packet_id = msg.packet_id if msg.qos else None
@@ -289,6 +311,30 @@ class Outbound:
         else:
             del session.inflight[packet_id]
             self.forget(session, msg)
+            self.pump(session)
+
+    def on_pubacks(self, e: Wire, now: float) -> None:
+        """PUBACKs of one read, in order: as one PUBACK_IN each, but the
+        window refilled once, after the last. After a wrong acknowledgement
+        the session has let go of the connection: the rest are not acted on."""
+        _, conn, client_id, packet_ids = cast(env.PubacksIn, e)
+        session = self.state.current(client_id, conn)
+        if session is None:
+            return
+        inflight = session.inflight
+        acked = False
+        for packet_id in packet_ids:
+            msg = inflight.get(packet_id)
+            if msg is None:
+                self.state.counters["unexpected_acks"] += 1
+            elif msg.qos != 1:
+                self._wrong_ack(session, conn, "PUBACK", msg)
+                return
+            else:
+                del inflight[packet_id]
+                self.forget(session, msg)
+                acked = True
+        if acked:
             self.pump(session)
 
     def on_pubrec(self, e: Wire, now: float) -> None:

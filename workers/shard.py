@@ -80,6 +80,7 @@ class Shard:
             Kind.PUBREL_IN: inbound.on_pubrel,
             Kind.QOS2_CONFIRMED: inbound.on_qos2_confirmed,
             Kind.PUBACK_IN: outbound.on_puback,
+            Kind.PUBACKS_IN: outbound.on_pubacks,
             Kind.PUBREC_IN: outbound.on_pubrec,
             Kind.PUBCOMP_IN: outbound.on_pubcomp,
             Kind.DISCARDED: outbound.on_discarded,

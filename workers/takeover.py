@@ -31,6 +31,7 @@ HELD_KINDS = frozenset(
         env.Kind.PUBLISH,
         env.Kind.PUBREL_IN,
         env.Kind.PUBACK_IN,
+        env.Kind.PUBACKS_IN,
         env.Kind.PUBREC_IN,
         env.Kind.PUBCOMP_IN,
         env.Kind.DISCARDED,

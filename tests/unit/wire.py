@@ -31,7 +31,24 @@ def kind_of(envelope: Wire) -> Kind:
     return Kind(envelope[0])
 
 
+def per_message(envelopes: Iterable[Wire]) -> list[Wire]:
+    """`envelopes` with each SEND_PUBLISHES (several messages to one
+    connection) as the SEND_PUBLISH of each of its messages, in order."""
+    out: list[Wire] = []
+    for e in envelopes:
+        if e[0] == Kind.SEND_PUBLISHES:
+            _, conn, publishes = e
+            out.extend(
+                [Kind.SEND_PUBLISH, conn, *publishes[i : i + 7]]
+                for i in range(0, len(publishes), 7)
+            )
+        else:
+            out.append(e)
+    return out
+
+
 def of_kind(envelopes: Iterable[Wire], cls: type[T]) -> list[T]:
     """Those of `envelopes` that are of cls's kind (cls: its NamedTuple), read
-    as cls, in order; nested records stay as they came (lists, from the wire)."""
-    return [e for e in map(read, envelopes) if isinstance(e, cls)]
+    as cls, in order (a SEND_PUBLISHES as one SEND_PUBLISH per message: see
+    per_message); nested records stay as they came (lists, from the wire)."""
+    return [e for e in map(read, per_message(envelopes)) if isinstance(e, cls)]

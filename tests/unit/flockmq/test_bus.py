@@ -136,6 +136,16 @@ def test_large_envelopes_are_split_into_frames_under_the_limit(
     assert len(data_frames) >= 4
 
 
+def test_frames_are_counted_both_ways(loop: asyncio.AbstractEventLoop, tmp_path: Path) -> None:
+    """What `flockmq status` shows of a hop's batching: envelopes per frame."""
+    a, b = pair(loop, tmp_path)
+    for i in range(10):
+        a.bus.send("b", opaque(7, i))  # one pass: one frame
+    run_until(loop, lambda: len(b.got) == 10)
+    assert (a.bus.envelopes_sent, a.bus.frames_sent) == (10, 1)
+    assert (b.bus.envelopes_received, b.bus.frames_received) == (10, 1)
+
+
 def test_a_restarted_peer_is_not_owed_what_its_previous_incarnation_was_sent(
     loop: asyncio.AbstractEventLoop, tmp_path: Path
 ) -> None:

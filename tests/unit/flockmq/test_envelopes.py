@@ -33,6 +33,7 @@ SAMPLES: list[env.Envelope] = [
     ),
     env.PubrelIn(Kind.PUBREL_IN, 5, "c", 7),
     env.PubackIn(Kind.PUBACK_IN, 5, "c", 7, 0),
+    env.PubacksIn(Kind.PUBACKS_IN, 5, "c", [7, 8, 9]),
     env.PubrecIn(Kind.PUBREC_IN, 5, "c", 7, 0x80),
     env.PubcompIn(Kind.PUBCOMP_IN, 5, "c", 7),
     env.Subscribe(Kind.SUBSCRIBE, 5, "c", 8, [env.SubEntry("a/#", 1, False, True, 0, 4)]),
@@ -43,12 +44,18 @@ SAMPLES: list[env.Envelope] = [
     env.Discarded(Kind.DISCARDED, 5, "c", 7),
     env.Connack(Kind.CONNACK, 5, False, 0, {"assigned_client_identifier": "c"}),
     env.SendPublish(Kind.SEND_PUBLISH, 5, 1, "t", b"p", 1, False, True, None),
+    env.SendPublishes(
+        Kind.SEND_PUBLISHES,
+        5,
+        [1, "t", b"p", 1, False, False, None, 2, "u", b"q", 1, True, False, {}],
+    ),
     env.SendAck(Kind.SEND_ACK, 5, 6, 7, 0),
     env.SendSuback(Kind.SEND_SUBACK, 5, 8, [1, 0x80]),
     env.SendUnsuback(Kind.SEND_UNSUBACK, 5, 9, [0]),
     env.Close(Kind.CLOSE, 5, 0x8E),
     env.SendPublishMany(Kind.SEND_PUBLISH_MANY, [5, 6], "t", b"p", False, None),
     env.Routed(Kind.ROUTED, 5, 7, 2, 1),
+    env.RoutedMany(Kind.ROUTED_MANY, [5, 7, 2, 1, 6, 8, 0, 0]),
     env.Stored(Kind.STORED, 5, 7, True, 1),
     env.Sub(
         Kind.SUB, 0, "c", 5, 8, [env.RouteEntry("a/#", 1, False, False, True, None, True)], [1]
@@ -141,7 +148,8 @@ def test_read_refuses_a_wrong_arity_and_an_unknown_kind() -> None:
 
 
 def test_nested_records_read_back_by_name() -> None:
-    wire = msgpack.unpackb(msgpack.packb(SAMPLES[24]), raw=False)
+    sample = next(e for e in SAMPLES if e[0] == Kind.ROUTE)
+    wire = msgpack.unpackb(msgpack.packb(sample), raw=False)
     route = env.Route._make(wire)
     assert route.reply is not None
     reply = env.Reply._make(route.reply)

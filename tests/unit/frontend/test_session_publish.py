@@ -307,3 +307,20 @@ def test_a_topic_alias_can_be_remapped() -> None:
     c.send(Publish("b", b"2", properties={"topic_alias": 1}))
     c.send(Publish("", b"3", properties={"topic_alias": 1}))
     assert [e[2] for e in c.host.router] == ["a", "b", "b"]
+
+
+# --- PUBACKs from a subscriber ------------------------------------------------------------------
+def test_the_pubacks_of_one_read_go_as_one_envelope() -> None:
+    c = connected()
+    c.send(Puback(1), Puback(2), Puback(3))
+    assert c.host.workers == [(c.session.shard, [Kind.PUBACKS_IN, CONN_ID, "c", [1, 2, 3]])]
+    c.host.workers.clear()
+    c.send(Puback(4))  # a lone one: PUBACK_IN
+    assert c.host.workers == [(c.session.shard, [Kind.PUBACK_IN, CONN_ID, "c", 4, 0])]
+
+
+def test_pubacks_go_before_what_the_session_sends_its_shard_after_them() -> None:
+    c = connected()
+    c.send(Puback(1), Puback(2), Publish("t", b"x", 2, packet_id=9), Puback(3))
+    assert [e[0] for _, e in c.host.workers] == [Kind.PUBACKS_IN, Kind.PUBLISH, Kind.PUBACK_IN]
+    assert c.host.workers[0][1][3] == [1, 2] and c.host.workers[2][1][3] == 3

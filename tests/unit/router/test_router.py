@@ -359,19 +359,45 @@ def test_publish_with_reply_address_tells_the_acceptor_how_many_shards_confirm()
     take(router)
     route(router, "d/x", qos=1, reply=(publisher, 5, 0, 5, None))
     workers, acceptors = take(router)
-    assert acceptors == {1: [[env.Kind.ROUTED, publisher, 5, 2, 0]]}
+    assert acceptors == {1: [[env.Kind.ROUTED_MANY, [publisher, 5, 2, 0]]]}
     assert [reply_of(d) for d in (*workers[0], *workers[1])] == [
         [publisher, 5, 0, 5, None, True],
         [publisher, 5, 0, 5, None, True],
     ]
     route(router, "nobody", qos=1, reply=(publisher, 6, 0, 6, None))
-    assert take(router) == ({}, {1: [[env.Kind.ROUTED, publisher, 6, 0, 0]]})
+    assert take(router) == ({}, {1: [[env.Kind.ROUTED_MANY, [publisher, 6, 0, 0]]]})
     # a retained publish is confirmed only after its store write commits
     route(router, "d/x", qos=1, retain=True, reply=(publisher, 7, 0, 7, None))
     assert take(router)[1] == {}
     ops, later = router.take_durable()
     assert len(ops) == 1
     assert [(a, wire(e)) for a, e in later] == [(1, [env.Kind.ROUTED, publisher, 7, 2, 0])]
+
+
+def test_the_routed_of_a_pass_go_as_one_envelope_in_order() -> None:
+    """Consecutive ROUTED for one acceptor share a ROUTED_MANY; anything
+    else for that acceptor in between (a QoS 0 copy, FENCED) starts a new
+    one, so the order of what the acceptor gets is the order it was made."""
+    router = Router()
+    a, b = make_conn_id(1, 0, 42), make_conn_id(1, 0, 43)
+    sub(router, 0, "s", ("t/#", 1))
+    router.handle([env.Kind.ONLINE, "q0", b])
+    sub(router, 0, "q0", ("q/#", 0))
+    take(router)
+    route(router, "t/1", qos=1, reply=(a, 1, 0, 1, None))
+    route(router, "t/2", qos=1, reply=(b, 2, 0, 1, None))
+    route(router, "q/x", qos=0)
+    router.handle([env.Kind.FENCE, 1, 9])
+    route(router, "t/3", qos=1, reply=(a, 3, 1, 2, None))
+    _workers, acceptors = take(router)
+    assert [e[0] for e in acceptors[1]] == [
+        env.Kind.ROUTED_MANY,
+        env.Kind.SEND_PUBLISH_MANY,
+        env.Kind.FENCED,
+        env.Kind.ROUTED_MANY,
+    ]
+    assert acceptors[1][0][1] == [a, 1, 1, 0, b, 2, 1, 0]  # (conn, packet id, shards, attempt)
+    assert acceptors[1][3][1] == [a, 3, 1, 1]
 
 
 def test_unknown_envelope_is_counted() -> None:
@@ -390,8 +416,8 @@ def test_only_shards_with_persistent_sessions_confirm() -> None:
     take(router)
     route(router, "e/x", qos=1, reply=(publisher, 8, 0, 8, None))
     workers, acceptors = take(router)
-    assert acceptors == {1: [[env.Kind.ROUTED, publisher, 8, 1, 0]]}
-    assert reply_of(workers[0][0]) == [publisher, 8, 0, 8, None, False]
+    assert acceptors == {1: [[env.Kind.ROUTED_MANY, [publisher, 8, 1, 0]]]}
+    assert reply_of(workers[0][0]) is None  # QoS 1, nothing to confirm: no reply
     assert reply_of(workers[1][0]) == [publisher, 8, 0, 8, None, True]
 
 

@@ -393,6 +393,16 @@ class Simulation:
             return
         if kind in (Kind.WORKER_UP, Kind.ROUTER_UP, Kind.FENCED):
             return
+        if kind == Kind.SEND_PUBLISHES:
+            _, conn, publishes = e
+            for i in range(0, len(publishes), 7):
+                self._to_connection([Kind.SEND_PUBLISH, conn, *publishes[i : i + 7]])
+            return
+        if kind == Kind.ROUTED_MANY:
+            routed = e[1]
+            for i in range(0, len(routed), 4):
+                self._to_connection([Kind.ROUTED, *routed[i : i + 4]])
+            return
         client = self.clients.get(e[1])
         if client is None:
             self.unclaimed.append(e)

@@ -475,6 +475,43 @@ def test_qos1_window_and_ordered_queue() -> None:
     assert session.queued_bytes == message_size("t", b"m4", None)
 
 
+def test_pubacks_of_one_read_free_the_window_in_order() -> None:
+    """PUBACKS_IN (the acknowledgements of one read): each as a PUBACK_IN,
+    the window refilled once after them, in queue order."""
+    h = Harness(max_inflight=3)
+    connected(h)
+    for i in range(7):
+        h.deliver("c1", b"m%d" % i, 1)
+    pids = [pid or 0 for pid, *_ in publishes(h.take_acceptors())]
+    assert len(pids) == 3
+    h.shard.handle(
+        wire(env.PubacksIn(env.Kind.PUBACKS_IN, CONN_A, "c1", [pids[1], pids[0], 999])), h.now
+    )
+    out = h.take_acceptors()
+    assert [kind_of(e) for e in out] == [env.Kind.SEND_PUBLISHES]  # one envelope for both
+    sent = publishes(out)
+    assert [p for _, p, _, _ in sent] == [b"m3", b"m4"]
+    assert len(set(pids + [pid for pid, *_ in sent])) == 5  # no packet id in flight twice
+    assert h.shard.counters["unexpected_acks"] == 1
+    assert len(h.shard.sessions["c1"].inflight) == 3
+
+
+def test_a_wrong_ack_among_pubacks_stops_the_rest() -> None:
+    """A PUBACK for a QoS 2 message is a protocol violation [MQTT-4.8.0-1]:
+    the session lets go of the connection, and the PUBACKs after it in the
+    same envelope are not acted on."""
+    h = Harness(max_inflight=4)
+    connected(h)
+    h.deliver("c1", b"q1", 1)
+    h.deliver("c1", b"q2", 2)
+    h.deliver("c1", b"q1b", 1)
+    pids = [pid or 0 for pid, *_ in publishes(h.take_acceptors())]
+    h.shard.handle(wire(env.PubacksIn(env.Kind.PUBACKS_IN, CONN_A, "c1", pids)), h.now)
+    session = h.shard.sessions["c1"]
+    assert session.conn is None and h.shard.counters["wrong_acks"] == 1
+    assert list(session.inflight) == pids[1:]  # the first was acknowledged, the last was not
+
+
 def test_receive_maximum_narrows_the_window() -> None:
     h = Harness(max_inflight=10)
     connected(h, level=5, receive_maximum=1)
