@@ -371,12 +371,12 @@ class Acceptor:
         connections = self.connections
         take = iter(routed)
         for conn_id, packet_id, shards, attempt in zip(take, take, take, take, strict=True):
-            conn = connections.get(conn_id)
-            if conn is not None:
-                try:
+            try:
+                conn = connections.get(conn_id)
+                if conn is not None:
                     conn.session.on_routed(packet_id, shards, attempt)
-                except Exception:
-                    self.guard.failed([Kind.ROUTED, conn_id, packet_id, shards, attempt])
+            except Exception:
+                self.guard.failed([Kind.ROUTED, conn_id, packet_id, shards, attempt])
 
     def _on_stored(self, e: Wire) -> None:
         _, conn_id, packet_id, ok, attempt = cast(env.Stored, e)

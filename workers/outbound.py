@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from flockmq import envelopes as env
+from flockmq.bus import MAX_FRAME_BYTES
 from flockmq.envelopes import Kind, Wire, acceptor_of
 from flockmq.message_expiry import deadline_of, has_expired, props_to_send
 from flockmq.mqtt.packet_types import PacketType
@@ -231,9 +232,17 @@ class Outbound:
         if not queue or len(session.inflight) >= window:
             return
         batch: list[Any] = []
+        batch_bytes = 0
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
             session.queued_bytes -= msg.size
+            if batch_bytes >= MAX_FRAME_BYTES:
+                # one envelope stays about a frame's size: the bus's credit
+                # bounds the pipe, and the acceptor's handler one write
+                self._send_batch(conn, batch)
+                batch = []
+                batch_bytes = 0
+            batch_bytes += msg.size
             if msg.deadline and has_expired(msg.deadline, self.state.now):
                 # Not sent before it expired: deleted for this subscriber [MQTT-3.3.2-5].
                 self.state.counters["messages_expired"] += 1
@@ -259,6 +268,11 @@ class Outbound:
                 False,
                 props,
             )
+        self._send_batch(conn, batch)
+
+    def _send_batch(self, conn: int, batch: list[Any]) -> None:
+        """SEND_PUBLISH's fields of some messages, seven each: one
+        SEND_PUBLISH, or one SEND_PUBLISHES for several."""
         if len(batch) == 7:
             one: env.SendPublishTuple = (_SEND_PUBLISH, conn, *batch)
             self.send(conn, one)
@@ -323,19 +337,23 @@ class Outbound:
             return
         inflight = session.inflight
         acked = False
-        for packet_id in packet_ids:
-            msg = inflight.get(packet_id)
-            if msg is None:
-                self.state.counters["unexpected_acks"] += 1
-            elif msg.qos != 1:
-                self._wrong_ack(session, conn, "PUBACK", msg)
-                return
-            else:
-                del inflight[packet_id]
-                self.forget(session, msg)
-                acked = True
-        if acked:
-            self.pump(session)
+        try:
+            for packet_id in packet_ids:
+                msg = inflight.get(packet_id)
+                if msg is None:
+                    self.state.counters["unexpected_acks"] += 1
+                elif msg.qos != 1:
+                    self._wrong_ack(session, conn, "PUBACK", msg)
+                    return
+                else:
+                    del inflight[packet_id]
+                    self.forget(session, msg)
+                    acked = True
+        finally:
+            # what was acknowledged refills the window, even if a later
+            # entry failed (as one PUBACK_IN each would have)
+            if acked and session.conn == conn:
+                self.pump(session)
 
     def on_pubrec(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, rc = cast(env.PubrecIn, e)

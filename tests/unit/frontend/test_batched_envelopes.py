@@ -86,3 +86,17 @@ def test_send_publishes_keeps_the_clients_maximum_packet_size(acceptor: Acceptor
     ]
     _router, workers = take(acceptor)
     assert [(e[0], e[3]) for e in workers] == [(env.Kind.DISCARDED, 2)]
+
+
+def test_a_malformed_routed_entry_spoils_only_itself(acceptor: Acceptor) -> None:
+    """An entry whose connection id cannot even be looked up (unhashable) is
+    counted as one failed ROUTED; the entries after it still act."""
+    a = connected(acceptor, "a")
+    acceptor.flush_writes()
+    assert isinstance(a.transport, FakeTransport)
+    a.transport.written.clear()
+    a.data_received(encode(Publish("t", b"1", 1, packet_id=1), 4))
+    acceptor.handle_envelope([env.Kind.ROUTED_MANY, [[1], 9, 0, 0, a.conn_id, 1, 0, 0]])
+    acceptor.flush_writes()
+    assert written(a.transport) == [Puback(1)]
+    assert acceptor.counters["envelope_errors"] == 1

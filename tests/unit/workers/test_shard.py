@@ -6,6 +6,7 @@ queue limits, wills (and their delay) and session expiry."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TypedDict, Unpack
 
 import pytest
@@ -510,6 +511,44 @@ def test_a_wrong_ack_among_pubacks_stops_the_rest() -> None:
     session = h.shard.sessions["c1"]
     assert session.conn is None and h.shard.counters["wrong_acks"] == 1
     assert list(session.inflight) == pids[1:]  # the first was acknowledged, the last was not
+
+
+def test_a_refill_is_split_into_envelopes_of_about_a_frame() -> None:
+    """A refill of large messages goes as several SEND_PUBLISHES of about
+    MAX_FRAME_BYTES each, in order, not as one envelope of the whole window
+    (one frame past the bus's limits, one long write in the acceptor)."""
+    from flockmq.bus import MAX_FRAME_BYTES
+
+    h = Harness(max_inflight=10)
+    connected(h)
+    for i in range(10):
+        h.deliver("c1", b"s%d" % i, 1)
+    pids = [pid or 0 for pid, *_ in publishes(h.take_acceptors())]
+    big = [bytes([65 + i]) * 100_000 for i in range(10)]
+    for payload in big:
+        h.deliver("c1", payload, 1)  # queued behind the full window
+    assert h.take_acceptors() == []
+    h.shard.handle(wire(env.PubacksIn(env.Kind.PUBACKS_IN, CONN_A, "c1", pids)), h.now)
+    out = h.take_acceptors()
+    assert len(out) == 4  # 3 + 3 + 3 + 1 messages of 100 kB
+    for envelope in out:
+        sizes = [len(p) for _, p, _, _ in publishes([envelope])]
+        assert sum(sizes) - sizes[-1] < MAX_FRAME_BYTES
+    assert [p for _, p, _, _ in publishes(out)] == big
+
+
+def test_pubacks_refill_the_window_even_if_a_later_entry_fails() -> None:
+    """A malformed entry (an unhashable packet id) after valid ones: what
+    was acknowledged still refills the window, as PUBACK_INs would have."""
+    h = Harness(max_inflight=2)
+    connected(h)
+    for i in range(4):
+        h.deliver("c1", b"m%d" % i, 1)
+    pids = [pid or 0 for pid, *_ in publishes(h.take_acceptors())]
+    bad = [env.Kind.PUBACKS_IN, CONN_A, "c1", [pids[0], [1]]]
+    with contextlib.suppress(TypeError):
+        h.shard.outbound.on_pubacks(bad, h.now)
+    assert [p for _, p, _, _ in publishes(h.take_acceptors())] == [b"m2"]
 
 
 def test_receive_maximum_narrows_the_window() -> None:
