@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import msgpack
+from bench_handlers import FakeTransport  # scripts/: the directory of this script
 
 from flockmq import envelopes as env
 from flockmq.config import Config
@@ -38,31 +39,6 @@ from flockmq.workers.shard import Shard, ShardLimits
 
 TOPIC = "bench/fanin/1"
 PACKER = msgpack.Packer(use_bin_type=True)
-
-
-class FakeTransport:
-    """Enough of an asyncio transport for a ClientConnection; writes dropped."""
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
 
 
 def over_the_bus(envelopes: list[Any]) -> list[Any]:
