@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 3, 4, 5, 6, 7
@@ -37,6 +38,15 @@ async def read_packet(reader: asyncio.StreamReader) -> bytes:
         if not byte & 0x80:
             break
     return head + lead + await reader.readexactly(length)
+
+
+async def packets(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """Whole packets until the peer closes."""
+    while True:
+        try:
+            yield await read_packet(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
 
 
 def publish_fields(packet: bytes) -> tuple[int, int, int]:
@@ -109,11 +119,7 @@ class MqttProxy:
             writer.close()
 
     async def pump_up(self, reader: asyncio.StreamReader, link: Link) -> None:
-        while True:
-            try:
-                packet = await read_packet(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
+        async for packet in packets(reader):
             kind = packet[0] >> 4
             if kind in (PUBACK, PUBREC, PUBCOMP) and len(packet) >= 4:
                 key = (kind, int.from_bytes(packet[2:4], "big"))
@@ -126,11 +132,7 @@ class MqttProxy:
             link.to_broker.write(packet)
 
     async def pump_down(self, reader: asyncio.StreamReader, link: Link) -> None:
-        while True:
-            try:
-                packet = await read_packet(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
+        async for packet in packets(reader):
             kind = packet[0] >> 4
             if kind == PUBREL:
                 key = (PUBREL, int.from_bytes(packet[2:4], "big"))
