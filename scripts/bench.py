@@ -125,6 +125,9 @@ class Row:
     # hashed: nothing a broker remembers of a match helps), else 5 users
     # taken in turn, as a fleet's devices reconnecting
     unique_users: bool = False
+    # Mosquitto's set_tcp_nodelay (scripts/loadgen/brokers.py mosquitto_conf):
+    # off, its default, in throughput rows; on where latency is measured.
+    mosquitto_nodelay: bool = False
 
 
 UNIQUE_USERS = 10_000  # the connects-unique-users row's password file
@@ -259,6 +262,7 @@ ROWS = (
             Metric("latency_p99_us", "latency p99 µs", higher_is_better=False),
             Metric("latency_p999_us", "latency p99.9 µs", higher_is_better=False),
         ),
+        mosquitto_nodelay=True,
     ),
     Row(
         "connections",
@@ -365,7 +369,7 @@ def run_loadtest(
         record["error"] = "no certificates or password file for this row"
         return record
     security = secrets.security(row) if secrets is not None else PLAIN
-    broker = BrokerProcess(target.kind, list(target.args), security)
+    broker = BrokerProcess(target.kind, list(target.args), security, row.mosquitto_nodelay)
     try:
         broker.start(mosquitto)
     except BrokerError as error:

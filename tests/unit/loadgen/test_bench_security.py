@@ -10,6 +10,7 @@ import dataclasses
 import ssl
 from pathlib import Path
 
+import bench
 import pytest
 from loadgen.brokers import PLAIN, Security, flockmq_toml, mosquitto_conf
 from loadgen.client import client_context
@@ -142,11 +143,18 @@ def test_plain_mosquitto_config_is_unchanged() -> None:
     assert conf["persistence"] == ["false"]
 
 
+def test_mosquitto_runs_with_its_default_nagle_except_where_latency_is_measured() -> None:
+    # Mosquitto ships with set_tcp_nodelay false; turning it on halved its
+    # fan-in throughput here, so throughput rows must not (brokers.py).
+    assert directives(mosquitto_conf(18834, PLAIN))["set_tcp_nodelay"] == ["false"]
+    assert directives(mosquitto_conf(18834, PLAIN, nodelay=True))["set_tcp_nodelay"] == ["true"]
+    nodelay = {row.name for row in bench.ROWS if row.mosquitto_nodelay}
+    assert nodelay == {"latency"}
+
+
 def test_the_unique_users_row_gives_every_client_a_user_of_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import bench
-
     monkeypatch.setattr(bench, "UNIQUE_USERS", 40)
     rows = {row.name: row for row in bench.ROWS}
     unique, shared = rows["connects-unique-users"], rows["connects-passwords"]
