@@ -221,7 +221,7 @@ def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
     cluster = Cluster(
         source=source,
         nodes=nodes,
-        shards=_integer(data, "shards", source, "", None, len(nodes), MAX_SHARDS),
+        shards=_shards(data, source, len(nodes)),
         postgres_dsn=_dsn(data, source),
         lock_namespace=_integer(
             data, "lock_namespace", source, "", DEFAULT_LOCK_NAMESPACE, 0, MAX_LOCK_NAMESPACE
@@ -339,6 +339,16 @@ def _integer(
     if not low <= value <= high:
         raise ClusterError(f"{source}: {prefix}{key}: {value} is outside {low}-{high}")
     return value
+
+
+def _shards(table: Mapping[str, Any], source: str, nodes: int) -> int:
+    shards = _integer(table, "shards", source, "", None, 1, MAX_SHARDS)
+    if shards < nodes:
+        raise ClusterError(
+            f"{source}: shards: {shards} is fewer than the {nodes} nodes (each node"
+            " needs a shard of its own; make it several times the nodes, e.g. 64)"
+        )
+    return shards
 
 
 def _seconds(table: Mapping[str, Any], key: str, source: str, default: float) -> float:

@@ -158,17 +158,24 @@ class Network:
         reason = unavailable()
         if reason:
             raise NetnsUnavailable(reason)
-        with state_lock():
-            remove_leftovers()
-            network = cls(_new_token(), _free_subnet())
-            _write_record(network)
-            try:
-                ip("link", "add", network.bridge, "type", "bridge")
-                ip("addr", "add", f"{network.host_address}/24", "dev", network.bridge)
-                ip("link", "set", network.bridge, "up")
-            except NetnsError as exc:
-                network.remove()
-                raise NetnsUnavailable(f"cannot create a bridge: {exc}") from exc
+        try:
+            with state_lock():
+                return cls._create_locked()
+        except OSError as exc:  # STATE_DIR (in /run) cannot be written
+            raise NetnsUnavailable(f"{STATE_DIR}: {exc}") from exc
+
+    @classmethod
+    def _create_locked(cls) -> Network:
+        remove_leftovers()
+        network = cls(_new_token(), _free_subnet())
+        _write_record(network)
+        try:
+            ip("link", "add", network.bridge, "type", "bridge")
+            ip("addr", "add", f"{network.host_address}/24", "dev", network.bridge)
+            ip("link", "set", network.bridge, "up")
+        except NetnsError as exc:
+            network.remove()
+            raise NetnsUnavailable(f"cannot create a bridge: {exc}") from exc
         return network
 
     def add_host(self, name: str) -> Host:
