@@ -175,6 +175,7 @@ ERRORS: list[tuple[str, Any, str]] = [
     ("nodes.2.address", "fd00::1", "nodes[2].address: 'fd00::1': IPv6 is not supported"),
     ("nodes.2.address", "0.0.0.0", "nodes[2].address: '0.0.0.0' is not an address other"),
     ("nodes.2.address", "224.0.0.1", "nodes[2].address: '224.0.0.1' is not an address other"),
+    ("nodes.2.address", "255.255.255.255", "nodes[2].address: '255.255.255.255' is not an"),
     ("nodes.2.address", 10, "nodes[2].address: expected a string"),
     ("nodes.0.port", 0, "nodes[0].port: 0 is outside 1-65535"),
     ("nodes.0.port", 65536, "nodes[0].port: 65536 is outside 1-65535"),
@@ -205,6 +206,13 @@ def test_a_node_that_is_not_a_table_and_too_many_nodes_are_errors() -> None:
     many = [{"name": f"n{i}", "address": f"10.8.{i // 200}.{i % 200 + 1}"} for i in range(257)]
     with pytest.raises(ClusterError, match=f"nodes: 257 nodes, at most {MAX_NODES}"):
         parse({**BASE, "shards": 300, "nodes": many})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", ["heartbeat_interval", "heartbeat_timeout"])
+def test_a_heartbeat_that_is_not_a_finite_number_is_an_error(key: str, value: str) -> None:
+    with pytest.raises(ClusterError, match=f"^cluster\\.toml: {key}: .* is not a positive number"):
+        parse_cluster(f"{key} = {value}\n" + to_toml(BASE), SOURCE)
 
 
 def test_toml_that_does_not_parse_names_the_file() -> None:
@@ -283,3 +291,13 @@ def test_shards_must_be_at_least_the_nodes(count: int, shards: int) -> None:
             ClusterError, match=rf"shards: {shards} is fewer than the {count} nodes"
         ):
             parse(data)
+
+
+def test_the_example_in_the_module_docstring_is_a_valid_cluster_file() -> None:
+    import flockmq.cluster
+
+    doc = flockmq.cluster.__doc__ or ""
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    cluster = parse_cluster(example, "docstring")
+    assert cluster.node("a").bus_endpoint(BusRole.ROUTER) == "tcp://10.0.0.11:15550"
+    assert cluster.lock_namespace == DEFAULT_LOCK_NAMESPACE
