@@ -33,6 +33,11 @@ and bridges of a session still running are left alone, however old. The /24
 is chosen under the same lock among 10.213.0.0/16, avoiding every IPv4
 network already on a link or in a route.
 
+Not handled: where br_netfilter hands bridged frames to an iptables FORWARD
+chain that drops them (a Docker host's default), the hosts do not reach
+each other, and the smoke tests (tests/cluster/test_netns.py) fail on their
+first exchange. Here the chain is empty (no iptables at all).
+
 `unavailable()` says why this cannot run here (not Linux, not root, no `ip`),
 and NetnsUnavailable is raised when creating the bridge or the session's
 first namespace fails (`Network.create`, `Network.add_host`); the fixtures

@@ -125,7 +125,7 @@ def test_the_broker_in_one_host_serves_another_and_a_cut_link_is_noticed(
         assert probe.expect("disconnected") == "disconnected Keep alive timeout"
         a.link_up()
         probe.send("reconnect")
-        probe.expect("connected Success")
+        probe.expect("connected Success", timeout=30)  # the probe tries for 20 s
         probe.expect("received round-1")  # the same broker, still running, serves it again
         assert broker.proc is not None and broker.proc.poll() is None
     finally:
