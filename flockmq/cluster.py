@@ -67,8 +67,9 @@ from typing import Any
 from flockmq.config import Config, ConfigError
 from flockmq.shard_plan import MAX_NODE_NAME_BYTES, MAX_NODES, MAX_SHARDS
 
-# "floc", store/shard_locks.py's NAMESPACE (not imported: that would load
-# psycopg's connection machinery for a constant; a unit test keeps them equal)
+# "floc", store/shard_locks.py's NAMESPACE (not imported: importing this
+# module would then import psycopg, which it needs only to check a DSN; a
+# unit test keeps the two equal)
 DEFAULT_LOCK_NAMESPACE = 0x666C6F63
 MAX_LOCK_NAMESPACE = 0x7FFFFFFF  # an int4, the first key of pg_advisory_lock(int4, int4)
 MAX_NODE_NAME = 63  # a DNS label; PostgreSQL's application_name is 63 bytes
@@ -119,8 +120,9 @@ class Node:
     @property
     def bus_ports(self) -> range:
         """Every port of the node's bus (router, workers, acceptors: core
-        then work inboxes). A node's auth processes are host-local and not
-        part of the cluster's layout."""
+        then work inboxes; the test checks them against the endpoints). A
+        node's auth processes are host-local and not part of the cluster's
+        layout: the wiring must keep their ports off the listener's."""
         return range(self.bus_port, self.bus_port + 2 + 2 * self.workers + self.acceptors)
 
     def bus_endpoint(self, role: BusRole, index: int = 0) -> str:
