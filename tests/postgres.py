@@ -15,6 +15,14 @@ PostgreSQL refuses to run as root. Run as root (as here), initdb and the
 server run as `nobody` (`runuser -u nobody --`, the temporary directory
 chowned to it); the tests connect over TCP with `trust` authentication, which
 is safe because the server listens on 127.0.0.1 only and lives for the session.
+
+The cluster tests (tests/cluster/) reach it from network namespaces:
+`listen_also(address, network)` adds the address of their bridge's host side
+to the addresses it listens on and trusts that private network in pg_hba.conf
+(a restart on the same port: databases stay, connections open at that moment
+are cut, which is why only a session fixture of the cluster tests calls it,
+while no other test is running). Still nothing outside this machine reaches
+it: the bridge only connects namespaces the tests created.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class PostgresServer:
     port: int
     as_user: list[str]  # the command prefix that runs a program as the server's user
     pid: int = 0
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     _databases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -83,14 +92,37 @@ class PostgresServer:
             *("-D", self.data, "-U", "postgres", "-A", "trust"),
             *("-E", "UTF8", "--locale=C.UTF-8", "--no-sync"),
         )
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}"
         self._run(
             os.path.join(self.bindir, "pg_ctl"),
-            *("-D", self.data, "-l", self.log_path, "-o", options, "-w", "-t", "60", "start"),
+            *("-D", self.data, "-l", self.log_path, "-o", self._options()),
+            *("-w", "-t", "60", "start"),
             timeout=90,
         )
+        self._read_pid()
+
+    def _options(self) -> str:
+        return f"-c listen_addresses={','.join(self.listen)} -p {self.port} -k {self.base}"
+
+    def _read_pid(self) -> None:
         with open(os.path.join(self.data, "postmaster.pid")) as fh:
             self.pid = int(fh.readline())
+
+    def listen_also(self, address: str, network: str) -> None:
+        """Listen on `address` too and trust connections from `network` (a
+        CIDR): a restart on the same port (see the module docstring)."""
+        if address in self.listen:
+            return
+        with open(os.path.join(self.data, "pg_hba.conf"), "a") as fh:
+            fh.write(f"host all all {network} trust\n")
+        self.listen.append(address)
+        self._run(
+            os.path.join(self.bindir, "pg_ctl"),
+            *("-D", self.data, "-l", self.log_path, "-o", self._options()),
+            *("-m", "fast", "-w", "-t", "60", "restart"),
+            timeout=90,
+        )
+        self._read_pid()
+        _wait_accepting(self)
 
     def stop(self) -> None:
         """`pg_ctl stop` (fast), and if that fails SIGKILL the postmaster by its PID."""

@@ -42,6 +42,10 @@ class Broker:
     # username and password of the readiness probe's CONNECT (a broker with a
     # password file refuses an anonymous one)
     credentials: tuple[str, bytes] | None = None
+    # what runs `flockmq serve` (["ip", "netns", "exec", NAME]: inside a
+    # network namespace, tests/cluster/netns.py); it must exec the command,
+    # so that the PID stays the supervisor's
+    command_prefix: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -54,6 +58,7 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"broker-{self.port}.log"
         cmd = [
+            *self.command_prefix,
             FLOCKMQ,
             "serve",
             "--host",

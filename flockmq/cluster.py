@@ -1,0 +1,399 @@
+"""The cluster file (issue 14): which hosts form one broker, how many
+session shards it has, which PostgreSQL they share, and how they watch each
+other. Sans-IO: `parse_cluster` takes the file's text, `load_cluster` only
+reads the file and hands it over.
+
+NOT wired yet: `flockmq serve` has no `--cluster` flag, and nothing outside
+the tests reads a cluster file. What will consume it: `flockmq serve
+--cluster FILE --node NAME` picks its own node (`Cluster.node`), listens for
+clients on `node.address:node.port`, binds its bus on the node's endpoints
+(`Node.bus_endpoint`) and connects to every other node's; the shard planner
+(flockmq/shard_plan.py) spreads `shards` over the live nodes, and the lock
+holder (store/shard_locks.py) takes them in `lock_namespace` on
+`postgres_dsn`; heartbeats on the bus every `heartbeat_interval` seconds
+declare a node dead after `heartbeat_timeout`.
+
+```toml
+shards = 64                      # fixed for the life of the cluster
+postgres_dsn = "host=10.0.0.1 dbname=flockmq user=flockmq"
+lock_namespace = 1718382435      # optional: the advisory locks' first key
+heartbeat_interval = 1.0         # optional, seconds
+heartbeat_timeout = 5.0          # optional, seconds
+
+[[nodes]]
+name = "a"
+address = "10.0.0.11"
+port = 1883                      # optional: where clients connect
+bus_port = 15550                 # optional: the first of the node's bus ports
+acceptors = 2                    # optional: every node must know every node's
+workers = 2                      #   process counts to address their inboxes
+```
+
+Invariants of a parsed `Cluster` (each broken one is a `ClusterError` that
+names the file and the key):
+
+- every key is known (a typo is an error, never silently a default), and
+  has its type (TOML `true` is not a number);
+- 1..MAX_NODES nodes, names unique, 1..MAX_NODE_NAME characters of
+  `A-Z a-z 0-9 . _ -` starting with a letter or digit (they end up in
+  logs, process titles and PostgreSQL's application_name);
+- addresses unique, IPv4 (the bus's ZeroMQ sockets do not enable IPv6), and
+  neither unspecified (0.0.0.0: other nodes must be able to connect to it)
+  nor multicast/broadcast;
+- each node's listener port and bus ports (`bus_ports`) are TCP ports
+  (1..65535) and do not overlap;
+- nodes <= shards <= MAX_SHARDS;
+- `postgres_dsn` is given and parses (store/postgres.py `describe_dsn`);
+  it is kept out of `repr`, since it may hold a password;
+- 0 < heartbeat_interval <= MAX_HEARTBEAT_INTERVAL and heartbeat_timeout at
+  least two intervals (one late heartbeat is not a death), at most
+  MAX_HEARTBEAT_TIMEOUT.
+
+A node's bus endpoints are derived in one place: the same `Config` methods
+that lay out a single host's `tcp` bus (flockmq/config.py), given the node's
+address, first bus port and process counts.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flockmq.config import Config, ConfigError
+from flockmq.shard_plan import MAX_NODE_NAME_BYTES, MAX_NODES, MAX_SHARDS
+
+# "floc", store/shard_locks.py's NAMESPACE (not imported: importing this
+# module would then import psycopg, which it needs only to check a DSN; a
+# unit test keeps the two equal)
+DEFAULT_LOCK_NAMESPACE = 0x666C6F63
+MAX_LOCK_NAMESPACE = 0x7FFFFFFF  # an int4, the first key of pg_advisory_lock(int4, int4)
+MAX_NODE_NAME = 63  # a DNS label; PostgreSQL's application_name is 63 bytes
+MAX_PROCESSES = 256  # acceptors or workers of one node, as flockmq/config.py bounds them
+MAX_HEARTBEAT_INTERVAL = 60.0
+MAX_HEARTBEAT_TIMEOUT = 600.0
+DEFAULT_PORT = 1883
+DEFAULT_BUS_PORT = 15550
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+assert MAX_NODE_NAME <= MAX_NODE_NAME_BYTES  # every valid name is a valid planner name
+
+
+class ClusterError(ConfigError):
+    """An invalid cluster file: the message names the file and the key."""
+
+
+class BusRole(enum.Enum):
+    """The inboxes of a node's bus (see Config's endpoint methods)."""
+
+    ROUTER = "router"  # the router's core inbox
+    ROUTER_WORK = "router-work"  # the router's work inbox (publishes from acceptors)
+    WORKER = "worker"  # worker i's core inbox
+    WORKER_WORK = "worker-work"  # worker i's work inbox
+    ACCEPTOR = "acceptor"  # acceptor i's inbox
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    address: str  # IPv4, as written (checked by ipaddress)
+    port: int = DEFAULT_PORT  # MQTT listener
+    bus_port: int = DEFAULT_BUS_PORT  # the first bus port; the rest follow (bus_ports)
+    acceptors: int = 1
+    workers: int = 1
+
+    def _layout(self) -> Config:
+        """The node's bus as a single-host tcp Config lays it out: the one
+        place endpoints and their ports are derived."""
+        return Config(
+            transport="tcp",
+            tcp_host=self.address,
+            tcp_base_port=self.bus_port,
+            acceptors=self.acceptors,
+            workers=self.workers,
+        )
+
+    @property
+    def bus_ports(self) -> range:
+        """Every port of the node's bus (router, workers, acceptors: core
+        then work inboxes; the test checks them against the endpoints). A
+        node's auth processes are host-local and not part of the cluster's
+        layout: the wiring must keep their ports off the listener's."""
+        return range(self.bus_port, self.bus_port + 2 + 2 * self.workers + self.acceptors)
+
+    def bus_endpoint(self, role: BusRole, index: int = 0) -> str:
+        """`tcp://address:port` of one inbox; ClusterError for an index the
+        node does not have."""
+        layout = self._layout()
+        inboxes: dict[BusRole, tuple[int, Callable[[int], str]]] = {
+            BusRole.ROUTER: (1, lambda _: layout.router_endpoint()),
+            BusRole.ROUTER_WORK: (1, lambda _: layout.router_work_endpoint()),
+            BusRole.WORKER: (self.workers, layout.worker_endpoint),
+            BusRole.WORKER_WORK: (self.workers, layout.worker_work_endpoint),
+            BusRole.ACCEPTOR: (self.acceptors, layout.acceptor_endpoint),
+        }
+        count, endpoint = inboxes[role]
+        if not 0 <= index < count:
+            raise ClusterError(f"node {self.name!r}: no {role.value} {index} (it has {count})")
+        return endpoint(index)
+
+    def bus_endpoints(self) -> dict[str, str]:
+        """Every inbox of the node by name (`router`, `worker-1-work`, ...)."""
+        found = {
+            "router": self.bus_endpoint(BusRole.ROUTER),
+            "router-work": self.bus_endpoint(BusRole.ROUTER_WORK),
+        }
+        for i in range(self.workers):
+            found[f"worker-{i}"] = self.bus_endpoint(BusRole.WORKER, i)
+            found[f"worker-{i}-work"] = self.bus_endpoint(BusRole.WORKER_WORK, i)
+        for i in range(self.acceptors):
+            found[f"acceptor-{i}"] = self.bus_endpoint(BusRole.ACCEPTOR, i)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    source: str  # the file it came from, for messages
+    nodes: tuple[Node, ...]
+    shards: int
+    postgres_dsn: str = field(repr=False)  # may hold a password
+    lock_namespace: int = DEFAULT_LOCK_NAMESPACE
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(node.name for node in self.nodes)
+
+    def node(self, name: str) -> Node:
+        """The node called `name`; ClusterError listing the known names."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(self.node_names)
+        raise ClusterError(f"{self.source}: no node {name[:80]!r} (the nodes are: {known})")
+
+
+TOP_KEYS = {
+    "nodes",
+    "shards",
+    "postgres_dsn",
+    "lock_namespace",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+}
+NODE_KEYS = {"name", "address", "port", "bus_port", "acceptors", "workers"}
+
+
+def load_cluster(path: str) -> Cluster:
+    """Read and parse the cluster file at `path` (the only I/O here)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ClusterError(f"cluster file {path}: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClusterError(f"cluster file {path}: not UTF-8 ({exc.reason})") from None
+    return parse_cluster(text, path)
+
+
+def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
+    """A checked Cluster from the TOML `text`; ClusterError naming `source`
+    and the key for the first thing that is wrong."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ClusterError(f"cluster file {source}: {exc}") from None
+    _reject_unknown(data, TOP_KEYS, source, "")
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise ClusterError(f"{source}: nodes: expected [[nodes]] tables, at least one")
+    if len(raw_nodes) > MAX_NODES:
+        raise ClusterError(f"{source}: nodes: {len(raw_nodes)} nodes, at most {MAX_NODES}")
+    nodes = tuple(_parse_node(raw, source, f"nodes[{i}]") for i, raw in enumerate(raw_nodes))
+    _check_unique(nodes, source)
+    cluster = Cluster(
+        source=source,
+        nodes=nodes,
+        shards=_shards(data, source, len(nodes)),
+        postgres_dsn=_dsn(data, source),
+        lock_namespace=_integer(
+            data, "lock_namespace", source, "", DEFAULT_LOCK_NAMESPACE, 0, MAX_LOCK_NAMESPACE
+        ),
+        heartbeat_interval=_seconds(data, "heartbeat_interval", source, 1.0),
+        heartbeat_timeout=_seconds(data, "heartbeat_timeout", source, 5.0),
+    )
+    _check_heartbeat(cluster)
+    return cluster
+
+
+def _reject_unknown(table: Mapping[str, Any], known: set[str], source: str, where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ClusterError(
+            f"{source}: {where}unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+
+
+def _parse_node(raw: Any, source: str, where: str) -> Node:
+    if not isinstance(raw, dict):
+        raise ClusterError(f"{source}: {where}: expected a table")
+    _reject_unknown(raw, NODE_KEYS, source, f"{where}: ")
+    prefix = f"{where}."
+    node = Node(
+        name=_name(raw, source, where),
+        address=_address(raw, source, where),
+        port=_integer(raw, "port", source, prefix, DEFAULT_PORT, 1, 65535),
+        bus_port=_integer(raw, "bus_port", source, prefix, DEFAULT_BUS_PORT, 1, 65535),
+        acceptors=_integer(raw, "acceptors", source, prefix, 1, 1, MAX_PROCESSES),
+        workers=_integer(raw, "workers", source, prefix, 1, 1, MAX_PROCESSES),
+    )
+    last = node.bus_ports[-1]
+    if last > 65535:
+        raise ClusterError(
+            f"{source}: {prefix}bus_port: the bus needs ports {node.bus_port}-{last}, past 65535"
+        )
+    if node.port in node.bus_ports:
+        raise ClusterError(
+            f"{source}: {prefix}port: {node.port} is one of the node's bus ports"
+            f" ({node.bus_port}-{last}) on {node.address}"
+        )
+    return node
+
+
+def _name(raw: Mapping[str, Any], source: str, where: str) -> str:
+    name = _required(raw, "name", source, f"{where}.")
+    if not isinstance(name, str):
+        raise ClusterError(f"{source}: {where}.name: expected a string, got {name!r}")
+    if not 1 <= len(name) <= MAX_NODE_NAME or not NODE_NAME.fullmatch(name):
+        raise ClusterError(
+            f"{source}: {where}.name: {name[:80]!r} is not 1-{MAX_NODE_NAME} characters of"
+            " A-Z a-z 0-9 . _ - starting with a letter or digit"
+        )
+    return name
+
+
+def _address(raw: Mapping[str, Any], source: str, where: str) -> str:
+    value = _required(raw, "address", source, f"{where}.")
+    key = f"{source}: {where}.address"
+    if not isinstance(value, str):
+        raise ClusterError(f"{key}: expected a string, got {value!r}")
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ClusterError(f"{key}: {value[:80]!r} is not an IP address") from None
+    if address.version != 4:
+        raise ClusterError(f"{key}: {value!r}: IPv6 is not supported yet (the bus is IPv4)")
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise ClusterError(f"{key}: {value!r} is not an address other nodes can connect to")
+    return str(address)
+
+
+def _check_unique(nodes: tuple[Node, ...], source: str) -> None:
+    names: dict[str, int] = {}
+    addresses: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.name in names:
+            raise ClusterError(
+                f"{source}: nodes[{i}].name: {node.name!r} is also nodes[{names[node.name]}]"
+            )
+        if node.address in addresses:
+            raise ClusterError(
+                f"{source}: nodes[{i}].address: {node.address} is also"
+                f" nodes[{addresses[node.address]}]'s"
+            )
+        names[node.name] = i
+        addresses[node.address] = i
+
+
+def _required(table: Mapping[str, Any], key: str, source: str, prefix: str) -> Any:
+    if key not in table:
+        raise ClusterError(f"{source}: {prefix}{key}: missing")
+    return table[key]
+
+
+def _integer(
+    table: Mapping[str, Any],
+    key: str,
+    source: str,
+    prefix: str,
+    default: int | None,
+    low: int,
+    high: int,
+) -> int:
+    value = (
+        table.get(key, default) if default is not None else _required(table, key, source, prefix)
+    )
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ClusterError(f"{source}: {prefix}{key}: expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ClusterError(f"{source}: {prefix}{key}: {value} is outside {low}-{high}")
+    return value
+
+
+def _shards(table: Mapping[str, Any], source: str, nodes: int) -> int:
+    shards = _integer(table, "shards", source, "", None, 1, MAX_SHARDS)
+    if shards < nodes:
+        raise ClusterError(
+            f"{source}: shards: {shards} is fewer than the {nodes} nodes (each node"
+            " needs a shard of its own; make it several times the nodes, e.g. 64)"
+        )
+    return shards
+
+
+def _seconds(table: Mapping[str, Any], key: str, source: str, default: float) -> float:
+    value = table.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ClusterError(f"{source}: {key}: expected a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ClusterError(f"{source}: {key}: {value} is not a positive number of seconds")
+    return float(value)
+
+
+def _dsn(table: Mapping[str, Any], source: str) -> str:
+    value = table.get("postgres_dsn")
+    if value is None or value == "":
+        raise ClusterError(
+            f"{source}: postgres_dsn: missing (the PostgreSQL database every node shares)"
+        )
+    if not isinstance(value, str):
+        raise ClusterError(f"{source}: postgres_dsn: expected a string")
+    from flockmq.store import StoreError
+    from flockmq.store.postgres import describe_dsn
+
+    try:
+        describe_dsn(value)
+    except StoreError as exc:
+        raise ClusterError(f"{source}: {exc}") from None  # it names postgres_dsn
+    return value
+
+
+def _check_heartbeat(cluster: Cluster) -> None:
+    interval, timeout = cluster.heartbeat_interval, cluster.heartbeat_timeout
+    if interval > MAX_HEARTBEAT_INTERVAL:
+        raise ClusterError(
+            f"{cluster.source}: heartbeat_interval: {interval} is over"
+            f" {MAX_HEARTBEAT_INTERVAL:.0f} seconds"
+        )
+    if timeout > MAX_HEARTBEAT_TIMEOUT:
+        raise ClusterError(
+            f"{cluster.source}: heartbeat_timeout: {timeout} is over"
+            f" {MAX_HEARTBEAT_TIMEOUT:.0f} seconds"
+        )
+    if timeout < 2 * interval:
+        raise ClusterError(
+            f"{cluster.source}: heartbeat_timeout: {timeout} is less than two"
+            f" heartbeat_interval ({interval}): one late heartbeat would be a death"
+        )
