@@ -86,10 +86,24 @@ class Broker:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"flockmq serve exited early:\n{self.log()}")
-            if mqtt_ready(self.host, self.port, credentials=self.credentials):
+            if mqtt_ready(self.host, self.port, credentials=self.credentials) and self._all_up():
                 return
             time.sleep(0.1)
         raise TimeoutError(f"broker not ready after {timeout}s:\n{self.log()}")
+
+    def _all_up(self) -> bool:
+        """Every acceptor and worker has been started: one CONNACK proves only
+        the acceptor that answered it, and a test that records the broker's
+        processes must not record them while another is still being spawned."""
+        roles = set()
+        for child in self.children():
+            try:
+                roles.add(role_of(child.cmdline(), child.name()))
+            except psutil.NoSuchProcess:
+                continue
+        wanted = {("acceptor", i) for i in range(self.acceptors)}
+        wanted |= {("worker", i) for i in range(self.workers)}
+        return wanted <= roles
 
     def children(self) -> list[psutil.Process]:
         try:

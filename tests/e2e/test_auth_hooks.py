@@ -38,7 +38,15 @@ from .hooks import use_test_hook
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     with pytest.MonkeyPatch.context() as env:
         hook = use_test_hook(env)
-        b = Broker(tmp_path_factory.mktemp("hooks"), extra_args=["--sys-interval", "0.5", *hook])
+        where = tmp_path_factory.mktemp("hooks")
+        # A budget of 1 s, not the default 0.2: on a loaded 2-core machine a
+        # good user's call can take longer than 0.2 s, and the test would see
+        # its own client refused. The slow hook still takes twice the budget.
+        (where / "flockmq.toml").write_text("auth_hook_timeout = 1.0\n")
+        b = Broker(
+            where,
+            extra_args=["--config", str(where / "flockmq.toml"), "--sys-interval", "0.5", *hook],
+        )
         b.start()
     yield b
     b.stop()
