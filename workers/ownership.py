@@ -89,13 +89,16 @@ class ShardOwnership:
         epoch: the fence its commits carry from now on."""
         loop = asyncio.get_running_loop()
         waiting = False
+        last_error = ""
         while True:
             try:
                 fence = await loop.run_in_executor(self._executor, self._try_claim)
             except StoreError as e:
                 fence = None
                 self.counters["standby_store_errors"] += 1
-                log.warning("worker %d: standby: %s", self.index, e)
+                if str(e) != last_error:  # once per new error, not every retry
+                    last_error = str(e)
+                    log.warning("worker %d: standby: %s", self.index, e)
             if fence is not None:
                 self.fence = fence
                 self.standby = False
@@ -133,6 +136,12 @@ class ShardOwnership:
         except psycopg.Error as e:
             locks.close()  # the lock goes with the session: try it all again
             raise StoreError(f"cannot claim shard {self.index}: {e}") from e
+
+    def taken(self, task: asyncio.Task[None]) -> None:
+        """The task that waited for the shard ended: a failure there (a bug)
+        would leave the worker a standby for ever; it exits instead."""
+        if not task.cancelled() and task.exception() is not None:
+            self.lose(f"taking the shard failed: {task.exception()!r}")
 
     # --- owner ---------------------------------------------------------------------
     def watch(self) -> None:

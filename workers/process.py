@@ -164,6 +164,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
             serve_shard(core, process, config, incarnation, records)
         else:
             taking = loop.create_task(take_shard(core, process, ownership, incarnation))
+            taking.add_done_callback(ownership.taken)
         try:
             await process.serve()
         finally:

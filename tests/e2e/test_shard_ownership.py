@@ -100,17 +100,22 @@ def client_connack(client: Client) -> tuple[mqtt.ConnectFlags, Any]:
     return client.connack.get(timeout=WAIT)
 
 
-def kill_every_process(broker: Broker) -> float:
-    """kill -9 of the supervisor and every child, by PID; the time of the kill."""
+def kill_every_process(broker: Broker) -> tuple[float, list[psutil.Process]]:
+    """kill -9 of the supervisor and every child, by PID: the time of the
+    kill, and the children (reaped by `reap` once the failover is timed)."""
     children = broker.children()
     assert len(children) >= 1 + WORKERS + broker.acceptors, children
     when = time.monotonic()
     for pid in [broker.pid, *(c.pid for c in children)]:
         os.kill(pid, signal.SIGKILL)
+    return when, children
+
+
+def reap(broker: Broker, children: list[psutil.Process]) -> None:
     assert broker.proc is not None
     broker.proc.wait(WAIT)
-    psutil.wait_procs(children, timeout=WAIT)
-    return when
+    _gone, alive = psutil.wait_procs(children, timeout=WAIT)
+    assert not alive, alive
 
 
 def assert_refused_as_standby(broker: Broker) -> None:
@@ -151,7 +156,7 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
         pub.publish(f"{topic}/q", payload, 1)  # PUBACK: committed
     pub.paho.loop_stop()
 
-    killed = kill_every_process(a)
+    killed, children = kill_every_process(a)
     while True:  # B's shards are taken: the first CONNACK that is not 0x88
         resumed, present, rc = try_connect(b.port, sub_id, clean=False)
         if rc == 0:
@@ -160,6 +165,7 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
         assert rc == 0x88, rc
         assert time.monotonic() - killed < WAIT, "B never took the shards"
     print(f"failover: kill -9 of A to B's CONNACK with session present: {failover:.3f} s")
+    reap(a, children)
     assert present, "the session was not found on B"
     got = resumed.expect(len(sent), timeout=WAIT)
     assert sorted(m.payload for m in got) == sorted(sent)
