@@ -8,9 +8,12 @@ Life of a worker with `store = "postgres"` (workers/process.py):
 1. Standby. The bus is up, but the shard is not: every envelope gets the
    standby's answer (workers/standby.py: CONNECT refused with 0x88 Server
    unavailable). Off the event loop (every ShardLocks call is a blocking
-   round trip), it tries the lock every RETRY_INTERVAL; a database it cannot
-   reach is retried the same way. Counted (`standby_retries`) and logged
-   once per standby spell.
+   round trip), it tries the lock every RETRY_INTERVAL (jittered); a
+   database it cannot reach is retried the same way. A lock it gets while
+   another broker serves other shards of the namespace is given back at
+   once: one broker serves them all (workers/serving_broker.py). Counted
+   (`standby_retries`, `standby_other_broker`) and logged once per standby
+   spell.
 2. Claim. With the lock held, it takes a new epoch for the shard (waiting
    for any commit of the previous owner still in flight), and only then
    loads the shard's sessions and starts serving: WORKER_UP, subscriptions
@@ -18,10 +21,12 @@ Life of a worker with `store = "postgres"` (workers/process.py):
 3. Owner. A thread checks the lock every CHECK_INTERVAL (`ShardLocks.check`:
    one round trip asking pg_locks, which also proves the connection alive).
    Every commit of the worker's writer checks the epoch in its own
-   transaction.
+   transaction. The same thread sees whether another broker holds shards
+   too, and gives way if the rule says so (serving_broker.py `must_yield`).
 4. Lost. The check fails (LocksLost: the connection dropped, its backend was
    terminated, PostgreSQL restarted; or the server does not list the lock),
-   or a commit was refused for a newer epoch (NotOwner): the process logs
+   or a commit was refused for a newer epoch (NotOwner), or it gives way to
+   another broker: the process logs
    why and exits at once (`os._exit(EXIT_NOT_OWNER)`, from whichever thread
    saw it, whatever the loop is doing): no store write, no acknowledgement
    and no delivery after that. The supervisor starts it again, at step 1.
@@ -46,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
+import random
 import sys
 import threading
 from collections import Counter
@@ -60,6 +65,8 @@ from flockmq.store import StoreError
 from flockmq.store.shard_fence import NotOwner, ShardFence, claim_shard
 from flockmq.store.shard_locks import ShardLocks
 
+from .serving_broker import broker_id, lock_node, may_take, must_yield, others
+
 log = logging.getLogger("flockmq.worker")
 
 RETRY_INTERVAL: Final = 0.5  # seconds between two tries of a standby
@@ -71,10 +78,20 @@ class ShardOwnership:
     def __init__(self, config: Config, index: int, counters: Counter[str]) -> None:
         self.index = index
         self.counters = counters
-        self.owner = f"{socket.gethostname()} pid {os.getpid()} worker {index}"
+        self.broker = broker_id(config.data_dir)
+        self.owner = f"{self.broker} pid {os.getpid()} worker {index}"
         self.locks = ShardLocks(
-            config.postgres_dsn, f"worker {index}", namespace=config.shard_namespace
+            config.postgres_dsn, lock_node(self.broker, index), namespace=config.shard_namespace
         )
+        # Counted from the lock's thread too: every key exists before (a
+        # key added there while the loop walks the counters would break it).
+        for name in (
+            "standby_retries",
+            "standby_store_errors",
+            "standby_other_broker",
+            "shard_lock_checks",
+        ):
+            counters[name] += 0
         self.fence: ShardFence | None = None
         self.standby = True
         # One thread for the lock's connection while a standby; the watch
@@ -121,13 +138,19 @@ class ShardOwnership:
                     RETRY_INTERVAL,
                 )
             self.counters["standby_retries"] += 1
-            await asyncio.sleep(RETRY_INTERVAL)
+            # jittered: two brokers' workers started together do not keep
+            # taking and giving back their locks in step (serving_broker.py)
+            await asyncio.sleep(RETRY_INTERVAL * random.uniform(0.8, 1.2))
 
     def _try_claim(self) -> ShardFence | None:
         """The lock, then a new epoch (on the lock's own connection); None
         while another session holds the lock."""
         locks = self.locks
         if not locks.acquire(self.index):
+            return None
+        if not may_take(self.broker, locks.holders()):
+            locks.release(self.index)  # another broker serves: stay a standby
+            self.counters["standby_other_broker"] += 1
             return None
         conn = locks.conn
         assert conn is not None
@@ -161,6 +184,18 @@ class ShardOwnership:
             if self.index not in held:
                 self.lose(f"PostgreSQL does not list its lock on shard {self.index}")
             self.counters["shard_lock_checks"] += 1
+            self._check_alone()
+
+    def _check_alone(self) -> None:
+        """Shards split between this broker and another: one gives way
+        (serving_broker.py)."""
+        try:
+            holders = self.locks.holders()
+        except StoreError as e:
+            self.lose(f"its shard lock could not be confirmed: {e}")
+        if must_yield(self.broker, holders):
+            shared = dict(others(self.broker, holders))
+            self.lose(f"another broker serves shards of this namespace too {shared}: giving way")
 
     def not_owner(self, e: NotOwner) -> None:
         """A fenced commit was refused (store/postgres.py, the writer's thread)."""

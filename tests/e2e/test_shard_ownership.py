@@ -31,11 +31,12 @@ import pytest
 
 from flockmq.app.probe import free_port
 from flockmq.frontend.codec import Connack, Connect
+from flockmq.workers.serving_broker import broker_id
 
 from . import test_durability as durability
 from .broker import FLOCKMQ, Broker, MakeBroker
 from .clients import Client, RawClient, unique, wait_for
-from .load import WAIT, Publisher
+from .load import WAIT, Publisher, id_on_shard
 
 WORKERS = 2
 
@@ -183,12 +184,41 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     back.disconnect()
 
 
-def lock_backend_of_worker(dsn: str, index: int) -> int:
+def test_a_worker_of_the_serving_broker_that_lost_its_lock_gets_it_back_not_the_standby(
+    tmp_path: Path, postgres_dsn: str, brokers: list[Broker]
+) -> None:
+    """One broker serves every shard (workers/serving_broker.py): the
+    standby does not take shard 0 while A still serves shard 1."""
+    a = launch(tmp_path / "a", postgres_dsn, brokers)
+    a.wait_ready(WAIT)
+    wait_standby(a, False)
+    b = launch(tmp_path / "b", postgres_dsn, brokers)
+    wait_standby(b, True)
+    sub_id = id_on_shard("sub", 0, WORKERS)
+    sub = Client(a.port, sub_id, clean=False)
+    sub.connect()
+    sub.subscribe("own/#", 1)
+    sub.disconnect()
+
+    old = a.pid_of("worker", 0)
+    backend = lock_backend_of_worker(postgres_dsn, 0, a)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone() == (True,)
+    a.wait_restarted("worker", 0, old, timeout=WAIT)
+    wait_standby(a, False)  # worker 0 of A serves again
+    assert worker_standby(b) == dict.fromkeys(range(WORKERS), True)
+    assert "worker 0: no longer the owner of shard 0" in a.log()
+    back, present, rc = try_connect(a.port, sub_id, clean=False)
+    assert (present, rc) == (True, 0)
+    back.disconnect()
+
+
+def lock_backend_of_worker(dsn: str, index: int, broker: Broker | None = None) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s"
             " AND datname = current_database()",
-            (f"flockmq shards worker {index}",),
+            (f"flockmq shards {broker_of(broker)} worker {index}",),
         ).fetchall()
     assert len(rows) == 1, rows
     return int(rows[0][0])
@@ -223,6 +253,11 @@ def test_a_worker_whose_lock_connection_is_terminated_exits_and_loses_nothing(
     )
     (broker,) = killed
     assert "worker 0: no longer the owner of shard 0" in broker.log()
+
+
+def broker_of(broker: Broker | None) -> str:
+    """The broker's id in its lock connections' names (any broker: %)."""
+    return "%" if broker is None else broker_id(str(broker.data_dir))
 
 
 def backend_or_none(dsn: str) -> int | None:
