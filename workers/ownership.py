@@ -131,8 +131,9 @@ class ShardOwnership:
             if not waiting:
                 waiting = True
                 log.warning(
-                    "worker %d: standby: shard %d's lock is held by another process;"
-                    " CONNECTs refused with Server unavailable; retrying every %.1f s",
+                    "worker %d: standby: shard %d is served by another broker (its lock,"
+                    " or other shards of the namespace, are held elsewhere); CONNECTs"
+                    " refused with Server unavailable; retrying every %.1f s",
                     self.index,
                     self.index,
                     RETRY_INTERVAL,

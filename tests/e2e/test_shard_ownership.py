@@ -141,7 +141,7 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     b = launch(tmp_path / "b", postgres_dsn, brokers)
     wait_standby(b, True)
     assert_refused_as_standby(b)
-    assert "standby: shard 0's lock is held by another process" in b.log()
+    assert "standby: shard 0 is served by another broker" in b.log()
 
     # A persistent session on A, a QoS 1 subscription, messages queued offline.
     topic = unique("own")
