@@ -2,7 +2,8 @@
 
 - the owner's lock check (`ShardLocks.check`, once a second per worker): its
   round trip, median and 99th percentile;
-- the write fence (store/shard_fence.py): commits per second of one
+- the write fence (store/shard_fence.py): the check's own time inside a
+  transaction (median, p99); and commits per second of one
   PutMessage per transaction (the worst case: a QoS 1 publish waiting for
   its own commit) and of 100 per transaction, without and with the fence
   check in the transaction, in alternating rounds (the machine is shared:
@@ -25,11 +26,13 @@ import sys
 import time
 from collections.abc import Callable
 
+import psycopg
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from flockmq.store import DeleteSession, PutMessage, PutSession, open_store
 from flockmq.store.postgres import PostgresStore
-from flockmq.store.shard_fence import claim_shard
+from flockmq.store.shard_fence import ShardFence, check_fence, claim_shard
 from flockmq.store.shard_locks import ShardLocks
 
 PAYLOAD = os.urandom(100)
@@ -52,6 +55,20 @@ def bench_check(dsn: str, calls: int) -> tuple[float, float]:
     return statistics.median(times) * 1e6, times[int(len(times) * 0.99)] * 1e6
 
 
+def bench_fence_statement(dsn: str, fence: ShardFence, calls: int) -> tuple[float, float]:
+    """Median and p99 of `check_fence` inside a transaction, in microseconds:
+    what the fence adds to each commit (one round trip, one row locked)."""
+    times = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(calls):
+            with conn.transaction(), conn.cursor() as cur:
+                start = time.perf_counter()
+                check_fence(cur, fence)
+                times.append(time.perf_counter() - start)
+    times.sort()
+    return statistics.median(times) * 1e6, times[int(len(times) * 0.99)] * 1e6
+
+
 def commits_per_second(store: PostgresStore, per_commit: int, seconds: float) -> float:
     seq = int(time.time() * 1000) * 1000
     n, start = 0, time.perf_counter()
@@ -67,7 +84,9 @@ def commits_per_second(store: PostgresStore, per_commit: int, seconds: float) ->
     return n / elapsed
 
 
-def bench_fence(dsn: str, rounds: int, seconds: float) -> dict[tuple[int, bool], float]:
+def bench_fence(
+    dsn: str, rounds: int, seconds: float
+) -> tuple[tuple[float, float], dict[tuple[int, bool], float]]:
     store = open_store("postgres", "", "process", dsn=dsn)
     assert isinstance(store, PostgresStore)
     locks = ShardLocks(dsn, "bench")
@@ -76,6 +95,7 @@ def bench_fence(dsn: str, rounds: int, seconds: float) -> dict[tuple[int, bool],
         store.apply([DeleteSession("bench"), PutSession("bench", 0, 5, None, None)])
         assert locks.acquire(SHARD) and locks.conn is not None
         fence = claim_shard(locks.conn, locks.namespace, SHARD, "bench")
+        statement = bench_fence_statement(dsn, fence, 2000)
         for _ in range(rounds):
             for per_commit in (1, 100):
                 for fenced in (False, True):
@@ -87,12 +107,10 @@ def bench_fence(dsn: str, rounds: int, seconds: float) -> dict[tuple[int, bool],
     finally:
         locks.close()
         store.close()
-    return {key: statistics.median(rates) for key, rates in results.items()}
+    return statement, {key: statistics.median(rates) for key, rates in results.items()}
 
 
 def with_server(run: Callable[[str], None], fsync: bool) -> None:
-    import psycopg
-
     from tests.postgres import start_server
 
     server = start_server()
@@ -123,7 +141,10 @@ def main() -> None:
     def run(dsn: str) -> None:
         median, p99 = bench_check(dsn, args.checks)
         print(f"lock check (ShardLocks.check): median {median:.0f} us, p99 {p99:.0f} us")
-        rates = bench_fence(dsn, args.rounds, args.seconds)
+        (median, p99), rates = bench_fence(dsn, args.rounds, args.seconds)
+        print(
+            f"fence check in a transaction (check_fence): median {median:.0f} us, p99 {p99:.0f} us"
+        )
         for per_commit in (1, 100):
             plain, fenced = rates[per_commit, False], rates[per_commit, True]
             cost = (1 / fenced - 1 / plain) * 1e6
