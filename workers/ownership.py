@@ -55,6 +55,7 @@ import random
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, NoReturn
 
@@ -101,9 +102,10 @@ class ShardOwnership:
         self._watch: threading.Thread | None = None
 
     # --- standby -------------------------------------------------------------------
-    async def acquire(self) -> ShardFence:
+    async def acquire(self, on_standby: Callable[[], None]) -> ShardFence:
         """Wait, as a standby, until this process holds the lock and a new
-        epoch: the fence its commits carry from now on."""
+        epoch: the fence its commits carry from now on. `on_standby` is
+        called once, on the loop, when the first try did not get it."""
         loop = asyncio.get_running_loop()
         waiting = False
         last_error = ""
@@ -130,6 +132,7 @@ class ShardOwnership:
                 return fence
             if not waiting:
                 waiting = True
+                on_standby()
                 log.warning(
                     "worker %d: standby: shard %d is served by another broker (its lock,"
                     " or other shards of the namespace, are held elsewhere); CONNECTs"

@@ -78,12 +78,17 @@ class ShardCore:
     ) -> None:
         """Announce this shard to the router and every acceptor, and load its
         sessions from the store (re-sending their subscriptions)."""
+        self.announce(sink, incarnation, acceptors)
+        self.shard.load(records, now)
+
+    def announce(self, sink: Sink, incarnation: int, acceptors: int) -> None:
+        """WORKER_UP to the router and every acceptor: forget what the
+        previous incarnation had (subscriptions, connections to re-attach)."""
         shard = self.shard
         shard.startup_envelopes(incarnation)
         up = env.WorkerUp(Kind.WORKER_UP, shard.index, incarnation)
         for index in range(acceptors):
             sink.send(runtime.acceptor(index), up)
-        shard.load(records, now)
 
     def send_stats(self, routes: list[Route], now: float) -> None:
         """This process's $SYS counters: to the router."""
@@ -204,7 +209,18 @@ async def take_shard(
     then load and serve, fenced and watched (workers/ownership.py)."""
     store = process.store
     assert isinstance(store, PostgresStore)
-    fence = await ownership.acquire()
+
+    def standby() -> None:
+        """A restarted worker that did not get its lock back: the router
+        drops the shard's subscriptions, and the acceptors the connections
+        the previous incarnation served (clean sessions are closed; the
+        persistent ones are re-attached and the standby refuses them, so
+        every client reconnects to the broker that serves the shard)."""
+        if incarnation > 0:
+            core.announce(process.bus, incarnation, process.config.acceptors)
+            process.flush()
+
+    fence = await ownership.acquire(standby)
     store.fence = fence  # before the first commit: the writer reads it at each
     store.on_not_owner = ownership.not_owner
     loop = asyncio.get_running_loop()

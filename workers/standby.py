@@ -13,7 +13,8 @@ timeout:
   the client reconnects, to this host once it owns the shard, or to another.
 - Anything from a connection attached to this shard earlier (the worker
   restarted as a standby under its acceptors' open connections): CLOSE with
-  0x88, so that client reconnects too.
+  0x9C Use another server (0x88 is a CONNACK code only, [MQTT-3.14.2.1]),
+  so that client reconnects too.
 - DELIVER that must be confirmed: STORED ok=False to the publisher's
   acceptor, so the publish is not acknowledged (the client sends it again).
 - ROUTER_UP: SYNCED at once (there is nothing of this shard to re-send), so
@@ -37,6 +38,7 @@ from flockmq.mqtt.reason_codes import ReasonCode
 from .outbox import Outbox
 
 SERVER_UNAVAILABLE: Final = int(ReasonCode.SERVER_UNAVAILABLE)
+USE_ANOTHER_SERVER: Final = int(ReasonCode.USE_ANOTHER_SERVER)
 
 # The kinds whose field 1 is the connection they came from.
 _FROM_A_CONNECTION: Final = frozenset(
@@ -82,7 +84,7 @@ class Standby:
         elif kind in _FROM_A_CONNECTION:
             conn = envelope[1]
             counters["standby_connections_closed"] += 1
-            self.out.send(conn, env.Close(Kind.CLOSE, conn, SERVER_UNAVAILABLE))
+            self.out.send(conn, env.Close(Kind.CLOSE, conn, USE_ANOTHER_SERVER))
         elif kind == Kind.DELIVER:
             reply = env.Deliver._make(envelope).reply
             if reply is not None and env.DeliverReply._make(reply).confirm:

@@ -35,11 +35,11 @@ def test_a_connect_is_refused_with_server_unavailable() -> None:
     assert not out.to_router and not out.ops and not out.after_commit
 
 
-def test_what_comes_from_a_connection_closes_it_with_server_unavailable() -> None:
+def test_what_comes_from_a_connection_closes_it_with_use_another_server() -> None:
     shard, out, counters = standby()
     shard.handle(env.PubackIn(Kind.PUBACK_IN, CONN, "c1", 7, 0), 1.0)
     shard.handle(env.Subscribe(Kind.SUBSCRIBE, CONN, "c1", 8, []), 1.0)
-    close = env.Close(Kind.CLOSE, CONN, 0x88)
+    close = env.Close(Kind.CLOSE, CONN, 0x9C)
     assert out.to_acceptors == {acceptor_of(CONN): [close, close]}
     assert counters["standby_connections_closed"] == 2
 
