@@ -7,9 +7,11 @@ Life of a worker with `store = "postgres"` (workers/process.py):
 
 1. Standby. The bus is up, but the shard is not: every envelope gets the
    standby's answer (workers/standby.py: CONNECT refused with 0x88 Server
-   unavailable). Off the event loop (every ShardLocks call is a blocking
-   round trip), it tries the lock every RETRY_INTERVAL (jittered); a
-   database it cannot reach is retried the same way. A lock it gets while
+   unavailable); a restarted worker that does not get its lock at the first
+   try announces itself, so the connections it served are closed. Off the
+   event loop (every ShardLocks call is a blocking round trip), it tries
+   the lock every RETRY_INTERVAL (jittered); a database it cannot reach is
+   retried the same way. A lock it gets while
    another broker serves other shards of the namespace is given back at
    once: one broker serves them all (workers/serving_broker.py). Counted
    (`standby_retries`, `standby_other_broker`) and logged once per standby

@@ -2,11 +2,15 @@
 advisory lock is held by another process (issue 14, workers/ownership.py),
 so it has loaded nothing and owns no session.
 
-It claims nothing: no WORKER_UP (that would make the router drop the shard's
-subscriptions and the acceptors re-attach their connections to a shard that
-is not here), no session, no store op. Every envelope gets the answer a
-client can act on at once, never silence that leaves it waiting for its own
-timeout:
+It claims nothing: no session, no store op, no subscription. A first
+incarnation says nothing at all; a restarted one (a worker whose lock was
+taken by another broker meanwhile) sends WORKER_UP once it knows it is a
+standby (workers/process.py `take_shard`): the router drops what the
+previous incarnation had subscribed, and the acceptors re-attach its
+connections, which the standby refuses (CONNACK 0x88 to a connected
+session closes it: frontend/connect.py `handle_connack`). Every envelope
+gets the answer a client can act on at once, never silence that leaves it
+waiting for its own timeout:
 
 - CONNECT: CONNACK 0x88 Server unavailable (the acceptor writes it as the
   3.1.1 return code 3 and closes: frontend/connect.py `handle_connack`);
