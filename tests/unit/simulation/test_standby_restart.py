@@ -18,13 +18,17 @@ def test_the_connections_of_a_worker_restarted_as_a_standby_are_closed() -> None
     persistent_v5 = connect(sim, id_on_shard("p5", 1), clean=False, level=5)
     persistent_v3 = connect(sim, id_on_shard("p3", 1), clean=False)
     clean = connect(sim, id_on_shard("clean", 1), clean=True)
+    clean_v5 = sim.mqtt_client(0, 5)  # expiry 0: the session ends with the connection
+    clean_v5.send(Connect(id_on_shard("c5", 1), 5, True, 60))
+    assert [type(p) for p in clean_v5.take()] == [Connack]
     other = connect(sim, id_on_shard("other", 0), clean=False)
-    for client in (persistent_v5, persistent_v3, clean, other):
+    for client in (persistent_v5, persistent_v3, clean, clean_v5, other):
         subscribe(client, "t", 1)
     sim.restart_worker_as_standby(1)
     sim.run()
     assert persistent_v5.take() == [Disconnect(0x9C)]  # Use another server
-    assert persistent_v5.closed and persistent_v3.closed and clean.closed
+    assert clean_v5.take() == [Disconnect(0x89)]  # its session died with the worker
+    assert persistent_v5.closed and persistent_v3.closed and clean.closed and clean_v5.closed
     assert sim.acceptors[0].acceptor.counters["closed_refused_reattach"] == 2
     assert sim.shard(1).counters["standby_connects_refused"] == 2  # the re-attaches
 
