@@ -26,6 +26,7 @@ from flockmq.listeners import (
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 MAX_PASSWORD_CACHE_TTL = 86400.0  # a remembered password is hashed again at least daily
+MAX_SHARD_NAMESPACE = 0x7FFFFFFF  # the first key of a two-int advisory lock is an int4
 
 
 class ConfigError(Exception):
@@ -93,6 +94,11 @@ class Config:
     # (the flockmq schema of the database postgres_dsn names; store/postgres.py)
     store: str = "sqlite"
     postgres_dsn: str = ""  # libpq: "host=db port=5432 dbname=flockmq user=flockmq"
+    # with store = "postgres": the first key of every shard's advisory lock and
+    # of its write epoch (workers/ownership.py); two brokers of one database
+    # with the same namespace and worker count share shards (one serves, the
+    # other waits as a standby); a different namespace keeps them apart
+    shard_namespace: int = 0x666C6F63  # "floc" (store/shard_locks.py NAMESPACE)
     # a QoS 1/2 publish not confirmed durable within this many seconds (a process
     # died mid-way) closes the publisher's connection, so the client retransmits
     publish_confirm_timeout: float = 10.0
@@ -210,6 +216,11 @@ class Config:
             raise ConfigError("store: 'postgres' is durable state; persistence = 'none' is not")
         if self.store == "postgres" and not self.postgres_dsn:
             raise ConfigError("postgres_dsn: store = 'postgres' needs a connection string")
+        if not 0 <= self.shard_namespace <= MAX_SHARD_NAMESPACE:
+            raise ConfigError(
+                f"shard_namespace: {self.shard_namespace} is not 0..{MAX_SHARD_NAMESPACE}"
+                " (a PostgreSQL int4 >= 0)"
+            )
         if self.postgres_dsn:
             from flockmq.store import StoreError
             from flockmq.store.postgres import describe_dsn

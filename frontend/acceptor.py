@@ -513,6 +513,9 @@ class Acceptor:
         the next I/O pass, ahead of the CLOSED, so it still counts; then the
         connection is closed (MQTT 5: DISCONNECT 0x8E first).
 
+        0x9C Use another server: the shard's worker is a standby (its lock
+        is held by another broker): closed at once, the client reconnects.
+
         Any other reason is a protocol violation the session's worker found
         (an acknowledgement of the wrong type for a message in flight): closed
         at once, as a protocol error found here would be [MQTT-4.8.0-1]."""
@@ -523,6 +526,11 @@ class Acceptor:
         session = conn.session
         if rc == ReasonCode.SESSION_TAKEN_OVER:
             self.loop.call_later(TAKEOVER_READ_GRACE, session.close, rc)
+        elif rc == ReasonCode.USE_ANOTHER_SERVER:
+            # A worker that restarted as a standby (workers/standby.py): the
+            # shard is not served here now; the client reconnects.
+            self.count("closed_by_standby_worker")
+            session.close(rc)
         else:
             session.fail(
                 ProtocolError(

@@ -274,6 +274,16 @@ def handle_connack(
     session: ClientSession, session_present: bool, rc: int, props: dict[str, Any] | None
 ) -> None:
     if session.state != CONNECTING:
+        if session.state == CONNECTED and rc != 0:
+            # The worker refused to re-attach this connection after its
+            # restart (a standby: the shard is served by another broker,
+            # workers/standby.py): the client reconnects.
+            session.host.count("closed_refused_reattach")
+            session.close(
+                ReasonCode.USE_ANOTHER_SERVER
+                if rc == ReasonCode.SERVER_UNAVAILABLE
+                else ReasonCode.UNSPECIFIED_ERROR  # a CONNACK code may not be a DISCONNECT one
+            )
         return
     if rc == 0:
         session.state = CONNECTED

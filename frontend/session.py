@@ -504,7 +504,9 @@ class ClientSession:
                 self.resend_after_reattach()
             else:
                 host.count("closed_for_worker_restart")
-                self.close(0x88)  # Server unavailable
+                # 0x89 Server busy: 0x88 Server unavailable is a CONNACK code,
+                # not one a DISCONNECT may carry (3.14.2.1)
+                self.close(0x89)
 
     # --- order of what this connection sends (frontend/ordering.py) ------------------------
     def must_wait(self, packet: Any) -> bool:

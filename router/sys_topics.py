@@ -74,6 +74,9 @@ GAUGES = frozenset(
         "subscriptions",
         "messages_stored",
         "retained_messages",
+        # a worker on the PostgreSQL store: 1 while a standby (workers/ownership.py)
+        "shard_standby",
+        "shard_epoch",
     }
 )
 MAX_VALUE_BYTES = 32  # a counter's text; longer is not one of ours

@@ -67,12 +67,14 @@ from .base import (
     UpdateMessage,
     Writer,
 )
+from .shard_fence import NotOwner, ShardFence, check_fence
 
 log = logging.getLogger("flockmq.store")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The PostgreSQL schema format this code writes, and the newest it reads (its
-own numbering: the SQLite file's format 2 holds the same rows)."""
+own numbering: the SQLite file's format 2 holds the same rows). Format 2 adds
+`shard_owners`, the epochs of the shard write fence (store/shard_fence.py)."""
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds, unless the DSN sets connect_timeout
 SCHEMA_LOCK = 0x666C6F636B6D71  # "flockmq": pg_advisory_xact_lock key of schema changes
@@ -106,7 +108,12 @@ SCHEMA_V1 = (
 )
 
 # MIGRATIONS[n]: the statements that turn format n - 1 into format n.
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "CREATE TABLE flockmq.shard_owners (namespace integer NOT NULL, shard integer NOT NULL,"
+        " epoch bigint NOT NULL, owner text NOT NULL, PRIMARY KEY (namespace, shard))",
+    ),
+}
 
 _MESSAGE_COLUMNS = "client_id, seq, topic, payload, qos, retain, props, packet_id, state"
 
@@ -400,14 +407,19 @@ def _warn_without_fsync(conn: psycopg.Connection[Any], name: str) -> None:
         log.warning("%s: the server runs with fsync = off: commits do not survive power loss", name)
 
 
-def _apply_ops(conn: psycopg.Connection[Any], ops: Iterable[Op]) -> None:
+def _apply_ops(
+    conn: psycopg.Connection[Any], ops: Iterable[Op], fence: ShardFence | None = None
+) -> None:
     """One transaction for all `ops`, in order, retried whole when it lost a
     deadlock or serialization race; raises psycopg.Error or StoreError after
-    rolling back."""
+    rolling back. With a `fence`, the transaction first checks that the
+    shard's epoch is still the fence's (NotOwner, rolled back, otherwise)."""
     batch = list(ops)
     for attempt in range(1, RETRIES + 1):
         try:
             with conn.transaction(), conn.cursor() as cur:
+                if fence is not None:
+                    check_fence(cur, fence)
                 for kind, run in itertools.groupby(batch, type):
                     _apply_run(cur, kind, list(run))
             return
@@ -452,22 +464,32 @@ class PostgresWriter(Writer):
     """A committer thread's connection, opened at the first `apply` and again
     after one broke."""
 
-    def __init__(self, dsn: str, name: str) -> None:
+    def __init__(self, dsn: str, name: str, store: PostgresStore | None = None) -> None:
+        """`store`: whose `fence` (read at every apply) guards the commits."""
         self.path = name
         self._dsn = dsn
+        self._store = store
         self._conn: psycopg.Connection[Any] | None = None
 
     def apply(self, ops: Iterable[Op]) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = _connect(self._dsn, self.path)
+        fence = None if self._store is None else self._store.fence
         try:
-            _apply_ops(self._conn, ops)
+            _apply_ops(self._conn, ops, fence)
         except psycopg.Error as e:
             if self._conn.broken:
                 self.close()
             raise StoreError(f"{self.path}: commit failed: {_first_line(e)}") from e
+        except NotOwner as e:
+            self._not_owner(e)
+            raise
         except StoreError as e:
             raise StoreError(f"{self.path}: {e}") from e
+
+    def _not_owner(self, e: NotOwner) -> None:
+        if self._store is not None:
+            self._store._not_owner(e)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -482,18 +504,31 @@ class PostgresStore(Store):
         self._dsn = dsn
         self._conn: psycopg.Connection[Any] | None = conn
         self._closed = False
+        # Set by a session worker once it claimed its shard (workers/ownership.py):
+        # from then on every commit, this store's and its writers', is fenced.
+        self.fence: ShardFence | None = None
+        # Called (from the thread that committed) when a fenced commit was
+        # refused: the process is not the shard's owner any more.
+        self.on_not_owner: Callable[[NotOwner], None] | None = None
 
     def writer(self) -> Writer:
-        return PostgresWriter(self._dsn, self.path)
+        return PostgresWriter(self._dsn, self.path, self)
 
     def apply(self, ops: Iterable[Op]) -> None:
         conn = self._open_conn()
         try:
-            _apply_ops(conn, ops)
+            _apply_ops(conn, ops, self.fence)
         except psycopg.Error as e:
             raise StoreError(f"{self.path}: commit failed: {_first_line(e)}") from e
+        except NotOwner as e:
+            self._not_owner(e)
+            raise
         except StoreError as e:
             raise StoreError(f"{self.path}: {e}") from e
+
+    def _not_owner(self, e: NotOwner) -> None:
+        if self.on_not_owner is not None:
+            self.on_not_owner(e)
 
     def _open_conn(self) -> psycopg.Connection[Any]:
         if self._closed:

@@ -2,10 +2,11 @@
 node owns a shard while it holds that shard's session-level advisory lock on
 a connection of its own that it keeps open.
 
-A building block, NOT wired into the running broker yet: no process opens a
-`ShardLocks` outside the tests. A later step runs it with the planner
-(flockmq/shard_plan.py) in a loop off the event loop: every call here is a
-blocking round trip on the holder's connection.
+Used by every session worker on the PostgreSQL store (workers/ownership.py):
+each holds its own shard's lock, taken and checked off the event loop (every
+call here is a blocking round trip on the holder's connection), and fences
+its writes with the shard's epoch (store/shard_fence.py). The planner
+(flockmq/shard_plan.py), for nodes that own several shards, is not wired yet.
 
 Invariants:
 
@@ -169,6 +170,18 @@ class ShardLocks:
         if on_server != self.held:
             self._lose(f"{self.name} holds shards {sorted(on_server)}, not {sorted(self.held)}")
         return on_server
+
+    def holders(self) -> dict[int, str]:
+        """Every shard of this namespace locked by any session, with the
+        application_name of that session (this holder's own included)."""
+        rows = self._query(
+            "SELECT coalesce(json_object_agg(l.objid::int, coalesce(a.application_name, '')),"
+            " '{}') FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted"
+            " AND l.classid = %s::int::oid",
+            self.namespace,
+        )
+        return {int(shard): str(name) for shard, name in rows.items()}
 
     def close(self) -> None:
         """Release everything: closing the session ends its locks."""

@@ -16,7 +16,8 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from flockmq import envelopes as env
 from flockmq import runtime
@@ -27,11 +28,15 @@ from flockmq.persistence import open_configured_store
 from flockmq.runtime import Held, Sink
 from flockmq.runtime_process import CoreProcess, Role
 from flockmq.sharding import shard_of
-from flockmq.store import Op, SessionRecord
+from flockmq.store import Op, SessionRecord, Store, StoreError
+from flockmq.store.postgres import PostgresStore
 from flockmq.sysstats import SysStats
 
 from .outbox import failed_envelope
 from .shard import Shard, ShardLimits
+
+if TYPE_CHECKING:
+    from .ownership import ShardOwnership
 
 log = logging.getLogger("flockmq.worker")
 
@@ -73,12 +78,17 @@ class ShardCore:
     ) -> None:
         """Announce this shard to the router and every acceptor, and load its
         sessions from the store (re-sending their subscriptions)."""
+        self.announce(sink, incarnation, acceptors)
+        self.shard.load(records, now)
+
+    def announce(self, sink: Sink, incarnation: int, acceptors: int) -> None:
+        """WORKER_UP to the router and every acceptor: forget what the
+        previous incarnation had (subscriptions, connections to re-attach)."""
         shard = self.shard
         shard.startup_envelopes(incarnation)
         up = env.WorkerUp(Kind.WORKER_UP, shard.index, incarnation)
         for index in range(acceptors):
             sink.send(runtime.acceptor(index), up)
-        shard.load(records, now)
 
     def send_stats(self, routes: list[Route], now: float) -> None:
         """This process's $SYS counters: to the router."""
@@ -115,8 +125,18 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         loop = asyncio.get_running_loop()
         core = ShardCore(Shard(index, limits_from(config), nonce=secrets.randbits(31)))
         store = open_configured_store(config)
-        workers = config.workers
-        records = store.load_sessions(lambda client_id: shard_of(client_id, workers) == index)
+        ownership = None
+        if config.store == "postgres":
+            from .ownership import ShardOwnership
+            from .standby import Standby
+
+            ownership = ShardOwnership(config, index, core.counters)
+            # Until the shard's lock is held, the standby answers (see
+            # workers/ownership.py); the runner looks `handle` up per frame.
+            core.handle = Standby(index, core.shard.out, core.counters, core.guard).handle
+            records: list[SessionRecord] = []
+        else:
+            records = load_shard(store, config, index)
         role = Role(
             f"worker {index}",
             core,
@@ -126,7 +146,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 "worker",
                 index,
                 core.counters,
-                gauges=core.shard.gauges,
+                gauges=core.shard.gauges if ownership is None else _with(ownership, core.shard),
                 process_metrics=bool(config.metrics_port),
             ),
             send_stats=core.send_stats,
@@ -145,11 +165,75 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 config.acceptor_id(acceptor),
             )
         bus.start()
-        core.start(bus, incarnation, config.acceptors, records, time.time())
-        if records:
-            log.info("worker %d: restored %d persistent sessions", index, len(records))
-        process.flush()
-        log.info("worker %d up (incarnation %d)", index, incarnation)
-        await process.serve()
+        if ownership is None:
+            serve_shard(core, process, config, incarnation, records)
+        else:
+            taking = loop.create_task(take_shard(core, process, ownership, incarnation))
+            taking.add_done_callback(ownership.taken)
+        try:
+            await process.serve()
+        finally:
+            if ownership is not None:
+                taking.cancel()
+                ownership.close()
 
     uvloop.run(main())
+
+
+def load_shard(store: Store, config: Config, index: int) -> list[SessionRecord]:
+    workers = config.workers
+    return store.load_sessions(lambda client_id: shard_of(client_id, workers) == index)
+
+
+def serve_shard(
+    core: ShardCore,
+    process: CoreProcess,
+    config: Config,
+    incarnation: int,
+    records: list[SessionRecord],
+) -> None:
+    """Announce the shard, restore its sessions, and handle its envelopes."""
+    index = core.shard.index
+    core.handle = core.shard.handle
+    core.start(process.bus, incarnation, config.acceptors, records, time.time())
+    if records:
+        log.info("worker %d: restored %d persistent sessions", index, len(records))
+    process.flush()
+    log.info("worker %d up (incarnation %d)", index, incarnation)
+
+
+async def take_shard(
+    core: ShardCore, process: CoreProcess, ownership: ShardOwnership, incarnation: int
+) -> None:
+    """PostgreSQL: standby until the shard's lock and epoch are this process's,
+    then load and serve, fenced and watched (workers/ownership.py)."""
+    store = process.store
+    assert isinstance(store, PostgresStore)
+
+    def standby() -> None:
+        """A restarted worker that did not get its lock back: the router
+        drops the shard's subscriptions, and the acceptors the connections
+        the previous incarnation served (clean sessions are closed; the
+        persistent ones are re-attached and the standby refuses them, so
+        every client reconnects to the broker that serves the shard)."""
+        if incarnation > 0:
+            core.announce(process.bus, incarnation, process.config.acceptors)
+            process.flush()
+
+    fence = await ownership.acquire(standby)
+    store.fence = fence  # before the first commit: the writer reads it at each
+    store.on_not_owner = ownership.not_owner
+    loop = asyncio.get_running_loop()
+    try:
+        records = await loop.run_in_executor(None, load_shard, store, process.config, fence.shard)
+    except StoreError as e:
+        ownership.lose(f"its sessions could not be loaded: {e}")
+    ownership.watch()
+    serve_shard(core, process, process.config, incarnation, records)
+
+
+def _with(ownership: ShardOwnership, shard: Shard) -> Callable[[], dict[str, int]]:
+    def gauges() -> dict[str, int]:
+        return {**shard.gauges(), **ownership.gauges()}
+
+    return gauges

@@ -107,6 +107,10 @@ def process_row(before: Row | None, after: Row) -> Row:
     )
     if role == "auth":
         row["hook"] = hook_figures(prev, snap, seconds)
+    gauges = snap.get("gauges")
+    if role == "worker" and isinstance(gauges, dict) and "shard_standby" in gauges:
+        # PostgreSQL store: does this worker hold its shard's lock (workers/ownership.py)
+        row["standby"] = bool(gauges["shard_standby"])
     return row
 
 
@@ -176,7 +180,8 @@ def advise(rows: list[Row], cpu_count: int) -> list[str]:
 
 
 def _name(row: Row) -> str:
-    return f"{row['role']} {row['index']}"
+    standby = " (standby)" if row.get("standby") else ""
+    return f"{row['role']} {row['index']}{standby}"
 
 
 def _missing(rows: list[Row]) -> list[str]:

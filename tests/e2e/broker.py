@@ -53,6 +53,13 @@ class Broker:
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> Broker:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> Broker:
+        """`flockmq serve` without waiting for a successful CONNECT (a broker
+        whose shards are all served elsewhere refuses every one)."""
         if not self.port:
             self.port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +84,6 @@ class Broker:
         ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:

@@ -51,6 +51,7 @@ from flockmq.store import MemoryStore, Op, StoreError
 from flockmq.store.compact import compact
 from flockmq.workers.process import ShardCore, limits_from
 from flockmq.workers.shard import Shard
+from flockmq.workers.standby import Standby
 from tests.unit.frontend.acceptors import FakeTransport
 from tests.unit.wire import wire
 
@@ -300,6 +301,22 @@ class Simulation:
         old = self.workers[index]
         old.committer.pending.clear()
         self.workers[index] = self._start_worker(index, old.incarnation + 1)
+
+    def restart_worker_as_standby(self, index: int) -> None:
+        """The worker dies, and its next incarnation did not get the shard's
+        lock back (workers/ownership.py): it announces itself and answers
+        as a standby (workers/standby.py), loading nothing."""
+        self._die(runtime.worker(index))
+        old = self.workers[index]
+        old.committer.pending.clear()
+        key = runtime.worker(index)
+        core = ShardCore(Shard(index, limits_from(self.config), nonce=100 * index + 99))
+        core.handle = Standby(index, core.shard.out, core.counters, core.guard).handle
+        committer = SimCommitter(self.store)
+        runner = CoreRunner(f"worker {index}", core, Outbox(self, key), committer, log)
+        core.announce(runner.sink, old.incarnation + 1, self.config.acceptors)
+        runner.flush()
+        self.workers[index] = Node(key, runner, committer, old.incarnation + 1)
 
     def restart_router(self) -> None:
         self._die(runtime.ROUTER)

@@ -62,6 +62,7 @@ def test_a_new_database_gets_the_schema_and_its_format(postgres_dsn: str) -> Non
             "inbound_qos2",
             "qos2_seen",
             "retained",
+            "shard_owners",
         }
 
 
@@ -124,20 +125,23 @@ def test_a_foreign_flockmq_schema_is_refused_and_left_untouched(postgres_dsn: st
 def test_an_older_format_is_migrated_in_place(
     postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The migration path, with a format 2 made up for the test."""
+    """The migration path, with a format made up for the test."""
     with open_store("postgres", "", "process", dsn=postgres_dsn) as s:
         s.apply([PutRetained("kept", b"1", 0, None)])
         name = s.path
-    monkeypatch.setattr(pg, "FORMAT_VERSION", 2)
-    monkeypatch.setitem(pg.MIGRATIONS, 2, ("ALTER TABLE flockmq.retained ADD COLUMN note text",))
+    current = pg.FORMAT_VERSION
+    monkeypatch.setattr(pg, "FORMAT_VERSION", current + 1)
+    monkeypatch.setitem(
+        pg.MIGRATIONS, current + 1, ("ALTER TABLE flockmq.retained ADD COLUMN note text",)
+    )
     with (
         caplog.at_level(logging.WARNING),
         open_store("postgres", "", "process", dsn=postgres_dsn) as s,
     ):
         assert s.load_retained() == [RetainedRecord("kept", b"1", 0, None)]
-    assert f"{name}: migrating the store from format 1 to 2" in caplog.text
+    assert f"{name}: migrating the store from format {current} to {current + 1}" in caplog.text
     with raw(postgres_dsn) as conn:
-        assert conn.execute("SELECT value FROM flockmq.meta").fetchone() == (2,)
+        assert conn.execute("SELECT value FROM flockmq.meta").fetchone() == (current + 1,)
         assert conn.execute("SELECT note FROM flockmq.retained").fetchall() == [(None,)]
 
 

@@ -15,7 +15,8 @@ from flockmq.app.cli import main
 from flockmq.config import Config, ConfigError, load_config
 from flockmq.persistence import open_configured_store
 from flockmq.store import MemoryStore, SqliteStore
-from flockmq.store.postgres import PostgresStore
+from flockmq.store.postgres import FORMAT_VERSION, PostgresStore
+from flockmq.store.shard_locks import NAMESPACE
 from tests.postgres import PostgresServer
 
 
@@ -29,6 +30,7 @@ def check(tmp_path: Path, text: str) -> tuple[int, str]:
 def test_sqlite_stays_the_default(tmp_path: Path) -> None:
     config = load_config(None, {"data_dir": str(tmp_path)})
     assert (config.store, config.postgres_dsn) == ("sqlite", "")
+    assert config.shard_namespace == NAMESPACE
     with open_configured_store(config) as store:
         assert isinstance(store, SqliteStore)
     config = load_config(None, {"data_dir": str(tmp_path), "persistence": "none"})
@@ -47,6 +49,9 @@ def test_sqlite_stays_the_default(tmp_path: Path) -> None:
         ),
         ({"store": "postgres", "postgres_dsn": "host=x port"}, "not a valid PostgreSQL"),
         ({"postgres_dsn": 5}, "postgres_dsn: expected str"),
+        ({"shard_namespace": -1}, r"shard_namespace: -1 is not 0\.\.2147483647"),
+        ({"shard_namespace": 2**31}, r"shard_namespace: 2147483648 is not 0\.\.2147483647"),
+        ({"shard_namespace": "floc"}, "shard_namespace: expected int"),
     ],
 )
 def test_bad_store_settings_are_refused(
@@ -94,7 +99,7 @@ def test_check_config_connects_and_changes_nothing(tmp_path: Path, postgres_dsn:
     open_configured_store(config).close()  # creates the schema
     code, output = check(tmp_path, f'store = "postgres"\npostgres_dsn = "{postgres_dsn}"')
     assert code == 0, output
-    assert "reachable, flockmq store format 1" in output
+    assert f"reachable, flockmq store format {FORMAT_VERSION}" in output
 
 
 def test_check_config_reports_a_dsn_that_does_not_connect(

@@ -197,3 +197,21 @@ def test_the_table_has_a_row_per_process_totals_and_advice() -> None:
     assert lines[-1] == "  - acceptor 1 restarted 1 time: the log says why"
     # the columns line up: every row as wide as the header's columns need
     assert len({line.index("RESTARTS") for line in lines[:1]}) == 1
+
+
+def test_a_standby_worker_says_so_in_the_row_and_the_table() -> None:
+    """PostgreSQL store: a worker's `shard_standby` gauge (workers/ownership.py)."""
+    from flockmq.app.status import process_row
+
+    def sampled(standby: int | None) -> Row:
+        gauges = {} if standby is None else {"shard_standby": standby}
+        snapshot = {"pid": 7, "time": 1.0, "cpu_seconds": 0.0, "gauges": gauges, "counters": {}}
+        return {"role": "worker", "index": 1, "pid": 7, "snapshot": snapshot}
+
+    assert process_row(None, sampled(1))["standby"] is True
+    assert process_row(None, sampled(0))["standby"] is False
+    assert "standby" not in process_row(None, sampled(None))  # SQLite: no such state
+    table = render_table(
+        build_report(Sample(0.0, []), Sample(1.0, [sampled(1), sampled(None)]), cpu_count=2)
+    )
+    assert "worker 1 (standby)" in table

@@ -1,0 +1,127 @@
+"""The shard write fence (store/shard_fence.py) against the tests' own
+PostgreSQL (tests/postgres.py; skipped, saying why, where it cannot run):
+a commit of an owner whose shard was claimed since is refused whole and
+reported; a claim waits for a fenced commit in flight, so the new owner's
+load sees it; epochs are per namespace and shard."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from flockmq.store import Committer, PutMessage, PutSession, open_store
+from flockmq.store.postgres import PostgresStore
+from flockmq.store.shard_fence import NotOwner, ShardFence, check_fence, claim_shard
+
+TIMEOUT = 20.0
+NS = 7
+
+
+def message(seq: int) -> PutMessage:
+    return PutMessage("c1", seq, "t", b"m%d" % seq, 1, False, None)
+
+
+@pytest.fixture
+def store(postgres_dsn: str) -> Iterator[PostgresStore]:
+    s = open_store("postgres", "", "process", dsn=postgres_dsn)
+    assert isinstance(s, PostgresStore)
+    s.apply([PutSession("c1", 3600, 5, None, None)])
+    yield s
+    s.close()
+
+
+def claim(dsn: str, shard: int = 0, namespace: int = NS) -> ShardFence:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return claim_shard(conn, namespace, shard, "test")
+
+
+def seqs(store: PostgresStore) -> list[int]:
+    (record,) = store.load_sessions(lambda _cid: True)
+    return [m.seq for m in record.messages]
+
+
+def test_epochs_count_up_per_namespace_and_shard(store: PostgresStore, postgres_dsn: str) -> None:
+    assert claim(postgres_dsn) == ShardFence(NS, 0, 1)
+    assert claim(postgres_dsn) == ShardFence(NS, 0, 2)
+    assert claim(postgres_dsn, shard=1) == ShardFence(NS, 1, 1)
+    assert claim(postgres_dsn, namespace=NS + 1) == ShardFence(NS + 1, 0, 1)
+
+
+def test_a_commit_after_another_claim_is_refused_whole(
+    store: PostgresStore, postgres_dsn: str
+) -> None:
+    refused: list[NotOwner] = []
+    store.on_not_owner = refused.append
+    store.fence = claim(postgres_dsn)
+    store.apply([message(1)])
+    claim(postgres_dsn)  # another owner
+    with pytest.raises(NotOwner, match="shard 0 was claimed by another owner"):
+        store.apply([message(2), message(3)])
+    assert len(refused) == 1
+    assert seqs(store) == [1]
+
+
+def test_the_committer_reports_the_refusal_and_carries_on(
+    store: PostgresStore, postgres_dsn: str
+) -> None:
+    refused: list[NotOwner] = []
+    store.on_not_owner = refused.append
+    store.fence = claim(postgres_dsn)
+    committer = Committer(store)
+    committer.submit([message(1)])
+    assert committer.flush_sync(TIMEOUT)
+    claim(postgres_dsn)
+    committer.submit([message(2)])
+    assert committer.flush_sync(TIMEOUT)
+    committer.close(TIMEOUT)
+    assert [type(e) for e in refused] == [NotOwner]
+    assert seqs(store) == [1]
+
+
+def test_a_claim_waits_for_the_commit_in_flight_and_the_new_owner_sees_it(
+    store: PostgresStore, postgres_dsn: str
+) -> None:
+    """The old owner's transaction passed the fence check before the claim:
+    the claim waits for it to end, so a load after the claim sees its rows."""
+    fence = claim(postgres_dsn)
+    old = psycopg.connect(postgres_dsn, autocommit=True)
+    new = psycopg.connect(postgres_dsn, autocommit=True)
+    try:
+        tx = old.transaction()
+        tx.__enter__()
+        with old.cursor() as cur:
+            check_fence(cur, fence)
+            cur.execute(
+                "INSERT INTO flockmq.messages (client_id, seq, topic, payload, qos, retain,"
+                " props, packet_id, state) VALUES ('c1', 9, 't', 'x', 1, false, NULL, 0, 0)"
+            )
+        claimer_pid = new.info.backend_pid
+        with ThreadPoolExecutor(1) as pool:
+            claimed: Future[ShardFence] = pool.submit(claim_shard, new, NS, 0, "successor")
+            wait_until_blocked(postgres_dsn, claimer_pid)
+            assert not claimed.done()
+            tx.__exit__(None, None, None)  # the old owner commits
+            assert claimed.result(TIMEOUT).epoch == fence.epoch + 1
+        assert seqs(store) == [9], "the new owner's load does not see the commit"
+    finally:
+        old.close()
+        new.close()
+
+
+def wait_until_blocked(dsn: str, pid: int) -> None:
+    """Until the server says backend `pid` waits for a lock."""
+    deadline = time.monotonic() + TIMEOUT
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        while True:
+            row = admin.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if row is not None and row[0] == "Lock":
+                return
+            assert time.monotonic() < deadline, "the claim never waited for the commit"
+            threading.Event().wait(0.02)
