@@ -53,7 +53,11 @@ def test_every_process_is_titled_by_its_role_and_index(
     broker = make_broker("--spawn", spawn, *use_test_hook(monkeypatch))
     assert_titled(broker)
     found = subprocess.run(
-        ["pgrep", "-f", "^flockmq auth 0$"], capture_output=True, text=True, check=False
+        # -P: this broker's children only (another broker may run on the machine)
+        ["pgrep", "-P", str(broker.pid), "-f", "^flockmq auth 0$"],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.split()
     assert found == [str(broker.pid_of("auth", 0))]
 
