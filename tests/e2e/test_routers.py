@@ -223,9 +223,7 @@ def check_router_kill(broker: Broker) -> None:
     count = 300
     pubs: list[Publisher] = []
     for shard, pub in enumerate(
-        peers_on_both(
-            broker, lambda: Publisher(port, unique("rkp"), f"{base}/x", 1, count, 200.0)
-        )
+        peers_on_both(broker, lambda: Publisher(port, unique("rkp"), f"{base}/x", 1, count, 200.0))
     ):
         pub.topic = f"{base}/{shard}"
         pubs.append(pub)
