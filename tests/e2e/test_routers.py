@@ -20,6 +20,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +28,12 @@ from typing import Any
 
 import pytest
 
-from .broker import FLOCKMQ, Broker
+from flockmq.app.probe import free_port
+
+from .broker import FLOCKMQ, Broker, MakeBroker
 from .clients import Client, unique, wait_for
 from .load import WAIT, WINDOW, Peer, Publisher, Subscriber, check_delivery
+from .test_metrics import scrape
 
 ROUTERS = ["--routers", "2"]
 MAX_CLIENTS = 40  # connections tried before giving up on the kernel using both acceptors
@@ -45,7 +49,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 def acceptor_of(broker: Broker, client: Client | Peer) -> int:
     sock = client.tcp_socket() if isinstance(client, Client) else client.paho.socket()
-    assert sock is not None
+    assert isinstance(sock, socket.socket), sock
     return broker.acceptor_holding(sock.getsockname()[1])
 
 
@@ -90,6 +94,38 @@ def test_the_supervisor_runs_and_status_shows_both_routers(broker: Broker) -> No
     assert all(found[("router", i)]["answered"] for i in (0, 1))
 
 
+def test_prometheus_shows_every_process_of_both_routers(make_broker: MakeBroker) -> None:
+    """Router 0 serves the metrics; router 1's counters reach it as $SYS
+    retained updates of router 1 (shared between the routers), and the
+    broker-wide retained count is one router's, not the sum."""
+    metrics_port = free_port()
+    broker = make_broker("--metrics-port", str(metrics_port), *ROUTERS)
+    wait_for(lambda: "metrics and dashboard on" in broker.log(), 30, "the metrics port")
+    expected = {("router", "0"), ("router", "1"), ("worker", "0"), ("worker", "1")}
+    expected |= {("acceptor", "0"), ("acceptor", "1")}
+    wait_for(
+        lambda: (
+            set(scrape(metrics_port).get("flockmq_process_resident_memory_bytes", {})) == expected
+        ),
+        30,
+        "every process's memory, both routers'",
+    )
+    (p0,), (p1,) = clients_on_both(broker, 1, "m")
+    topic = unique("m")
+    p0.publish(topic, b"r", 1, retain=True)
+    wait_for(
+        lambda: (
+            scrape(metrics_port).get("flockmq_retained_messages", {})
+            == {("router", "0"): 1.0, ("router", "1"): 1.0}
+        ),
+        30,
+        "both routers holding the retained message",
+    )
+    p0.publish(topic, b"", 1, retain=True)
+    for c in (p0, p1):
+        c.disconnect()
+
+
 def test_every_subscriber_gets_every_publish_once_whichever_router_matched_it(
     broker: Broker,
 ) -> None:
@@ -123,11 +159,12 @@ def test_a_shared_subscription_group_gets_each_message_once(broker: Broker) -> N
         p1.publish(topic, f"r1-{i}".encode(), 1)
     expected = {f"r{r}-{i}".encode() for r in (0, 1) for i in range(count)}
     got: list[bytes] = []
-    wait_for(
-        lambda: (got.extend(drain(m0, 0.05) + drain(m1, 0.05)) or set(got)) == expected,
-        WAIT,
-        "every message to the group",
-    )
+
+    def all_arrived() -> bool:
+        got.extend(drain(m0, 0.05) + drain(m1, 0.05))
+        return set(got) == expected
+
+    wait_for(all_arrived, WAIT, "every message to the group")
     got.extend(drain(m0) + drain(m1))
     assert sorted(got) == sorted(expected), "a message reached the group twice"
     for c in (m0, p0, m1, p1):
@@ -262,3 +299,35 @@ def check_router_kill(broker: Broker) -> None:
         c.disconnect()
     for peer in [*pubs, *subs]:
         peer.stop()
+
+
+def test_a_will_and_the_sys_topics_reach_subscribers_on_either_router(broker: Broker) -> None:
+    """A will is routed by its session's worker through one router: one copy
+    to each subscriber. Every router's $SYS counters are retained on every
+    router: a new subscriber through either router gets both routers'."""
+    topic = unique("will")
+    subs = [group[0] for group in clients_on_both(broker, 1, "ws")]
+    for s in subs:
+        s.subscribe(topic, 1)
+    for acceptor in (0, 1):
+        found = clients_on_both(broker, 1, "w", will=(topic, f"gone-{acceptor}".encode(), 1, False))
+        for group in found:
+            if group[0] is not found[acceptor][0]:
+                group[0].disconnect()
+        found[acceptor][0].drop()
+    for s in subs:
+        got = sorted(bytes(m.payload) for m in s.expect(2))
+        assert got == [b"gone-0", b"gone-1"]
+        assert drain(s) == []
+    wanted = {f"$SYS/broker/router/{i}/retained_messages" for i in (0, 1)}
+    for s in subs:
+        s.subscribe("$SYS/broker/router/+/retained_messages", 0)
+        seen: set[str] = set()
+
+        def both(s: Client = s, seen: set[str] = seen) -> bool:
+            with contextlib.suppress(queue.Empty):
+                seen.add(s.messages.get(timeout=0.1).topic)
+            return seen >= wanted
+
+        wait_for(both, WAIT, "both routers' counters")
+        s.disconnect()
