@@ -460,9 +460,13 @@ class Router:
         and written to the store if this router wrote the topic before."""
         update = env.check_retained(e, self.routers)
         versions = self.versions
-        if versions is None or update.origin == self.index:
+        if versions is None:
             self.counters["retained_updates_refused"] += 1
             return
+        # An update of this router's own (origin == index) comes back only
+        # from another router after this one restarted: what its previous
+        # incarnation committed and shared. Taken like any other, so that
+        # this router holds the same version as the others.
         topic, payload = update.topic, update.payload
         outcome = versions.accept(topic, update.stamp, update.origin, not payload, self.now)
         if not outcome:
