@@ -275,8 +275,8 @@ def test_a_restarted_router_takes_back_its_own_updates_from_the_other() -> None:
     again = Router(index=1, routers=2)
     again.load_retained([RetainedRecord("t", b"x", 0, None)])
     r0.handle(wire(env.RouterUp(Kind.ROUTER_UP, 1, 1)), T0 + 6)
-    for e in r0.to_routers[1]:
-        again.handle(wire(e), T0 + 6)
+    for sent in r0.to_routers[1]:
+        again.handle(wire(sent), T0 + 6)
     assert again.versions is not None and r0.versions is not None
     held = r0.versions.held("t")
     assert held is not None and again.versions.held("t") == (held.stamp, held.origin, False)
