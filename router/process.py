@@ -2,11 +2,16 @@
 `CoreProcess` (flockmq/runtime_process.py).
 
 `RouterCore` is the runtime's contract over `Router`: its outboxes
-(`to_workers`, `to_acceptors`) sent per destination, the retained store's
-expiry as its timer, and what a ROUTED held for a retained write becomes when
-that write failed (`failed_envelope`). `start` is what a (re)started router
-sends; the process and the in-memory simulation (tests/unit/simulation/) both
-use it.
+(`to_workers`, `to_acceptors`, and `to_routers` with several routers) sent
+per destination, the retained store's expiry as its timer, and what an
+envelope held for a retained write becomes when that write failed
+(`failed_envelope`). `start` is what a (re)started router sends; the process
+and the in-memory simulation (tests/unit/simulation/) both use it.
+
+With several routers (Config.routers) router `index` binds its own inboxes
+(Config.router_endpoint(index)), is connected to every other router (the
+RETAINED envelopes, and its ROUTER_UP), and only router 0 publishes the
+broker-wide Mosquitto $SYS topics and serves the metrics port.
 """
 
 from __future__ import annotations
@@ -37,13 +42,9 @@ TICK_INTERVAL = 1.0
 
 
 def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelope]:
-    """What to send instead of an envelope held for a retained write that
-    failed. A ROUTED: the retained message was not kept, so the publish must
-    not be acknowledged (STORED ok=False). A RETAINED for another router:
-    sent as it is (this router holds the message, as one router always did
-    when its write failed: every router holds the same set)."""
-    if e[0] == Kind.RETAINED:
-        return dest, e
+    """What to send instead of a ROUTED held for a retained write that
+    failed: the retained message was not kept, so the publish must not be
+    acknowledged (STORED ok=False)."""
     _, conn, packet_id, _shards, attempt = cast(env.RoutedTuple, e)
     return dest, env.Stored(Kind.STORED, conn, packet_id, False, attempt)
 
@@ -135,8 +136,6 @@ class RouterCore:
         return failed_envelope(dest, e)
 
     def destination(self, dest: Destination) -> runtime.Dest:
-        if isinstance(dest, tuple):
-            return runtime.router(dest[1])
         return runtime.acceptor(dest)
 
 

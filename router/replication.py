@@ -4,9 +4,10 @@ of a topic wins, and which router writes it to the store (sans-IO).
 Every router holds the whole retained set. A retained PUBLISH (or delete)
 is applied by the router it arrived at (its *origin*), written to the store
 by that router, and sent to every other router as RETAINED
-(flockmq/envelopes.py) once that write is committed; an expiry is made by
-every router alike from the message's deadline. This module decides, per
-topic, from a *version* `(stamp, origin)`:
+(flockmq/envelopes.py) in the same pass (before its write is committed, as
+it is delivered to subscribers before: memory first, as with one router); an
+expiry is made by every router alike from the message's deadline. This
+module decides, per topic, from a *version* `(stamp, origin)`:
 
 - **Last writer wins by (stamp, origin)**, compared as a pair: `stamp` is
   the origin's wall clock in nanoseconds when the update arrived, raised to
@@ -35,7 +36,13 @@ topic, from a *version* `(stamp, origin)`:
 - **A restarted router** loads the set from the store (version (0, -1):
   anything newer wins) and every other router sends it the updates of the
   last RESEND_WINDOW seconds it holds (what may not have been committed
-  when it loaded); older ones are in the store.
+  when it loaded); older ones are in the store. Its own updates among them
+  (its previous incarnation's, shared before they were committed: it may
+  have died first) it writes again.
+- **Visibility**: another router holds an update one hop (a pipe between
+  two routers) after its origin applied it. A subscriber whose SUBSCRIBE
+  reaches its router within that moment gets the previous retained message
+  (with one router, a SUBSCRIBE handled just before the PUBLISH does too).
 
 Bounds: one version per retained topic (bounded by the retained store's
 limits), and tombstones for at most TOMBSTONE_SECONDS and TOMBSTONE_BYTES
@@ -98,7 +105,9 @@ class Versions:
         held = self.held(topic)
         if held is not None and (stamp, origin) <= (held.stamp, held.origin):
             return 0
-        wrote = held is not None and held.wrote
+        # this router's own update, sent back after it restarted: its
+        # previous incarnation may have died before committing it
+        wrote = origin == self.index or (held is not None and held.wrote)
         self._record(topic, Version(stamp, origin, wrote), deleted, now)
         return 2 if wrote else 1
 

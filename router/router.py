@@ -111,9 +111,8 @@ _ROUTED_MANY: Final = Kind.ROUTED_MANY
 _DELIVER: Final = Kind.DELIVER
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
 
-# Where a held-back envelope goes: an acceptor's index, or ("router", i)
-# (a RETAINED for another router, sent once its write is committed).
-Destination = int | tuple[str, int]
+# Where a held-back envelope (a ROUTED) goes: an acceptor's index.
+Destination = int
 
 
 class Router:
@@ -149,8 +148,7 @@ class Router:
         self.ops: list[Op] = []
         self.now = 0.0  # wall-clock time of what is being handled, set by the process
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
-        # (acceptor, ROUTED), or (("router", i), RETAINED)
-        self.after_commit: list[tuple[Destination, Envelope]] = []
+        self.after_commit: list[tuple[Destination, Envelope]] = []  # (acceptor, ROUTED)
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard("router", self.counters, log)
         self._handlers: dict[int, Callable[[Wire], None]] = {
@@ -402,7 +400,7 @@ class Router:
         self._apply_retained(topic, msg, write=durable)
         if self.versions is not None:
             stamp = self.versions.local(topic, self.now, deleted=msg is None)
-            self._share_retained(topic, msg, stamp, after_commit=durable)
+            self._share_retained(topic, msg, stamp)
 
     def _apply_retained(self, topic: str, msg: RetainedMessage | None, write: bool) -> None:
         """Hold `msg` as the retained message of `topic` (None: delete it),
@@ -435,17 +433,17 @@ class Router:
             Kind.RETAINED, origin, stamp, topic, msg.payload, msg.qos, msg.props, msg.deadline
         )
 
-    def _share_retained(
-        self, topic: str, msg: RetainedMessage | None, stamp: int, after_commit: bool
-    ) -> None:
-        """This router's retained update, to every other router: once its
-        write is committed (a client's topic), or now ($SYS, not stored)."""
+    def _share_retained(self, topic: str, msg: RetainedMessage | None, stamp: int) -> None:
+        """This router's retained update, to every other router, in this pass:
+        at once, as it is delivered to subscribers at once, so that a
+        subscriber who saw it and subscribes again through another router
+        finds it there (it was in memory here before its write was
+        committed too, as with one router). One that this router dies
+        before committing is written by it when the others send it back
+        (router/replication.py)."""
         shared = self._retained_envelope(topic, msg, stamp, self.index)
         for peer in self.peers:
-            if after_commit:
-                self.after_commit.append((("router", peer), shared))
-            else:
-                self._to_router(peer).append(shared)
+            self._to_router(peer).append(shared)
 
     def _to_router(self, peer: int) -> list[Envelope]:
         out = self.to_routers.get(peer)

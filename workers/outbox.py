@@ -73,6 +73,10 @@ class Outbox:
     # (release_answers). Bounded by what the routers send for the
     # subscriptions of one SUBSCRIBE.
     behind_answers: dict[int, tuple[int, list[tuple[bool, Envelope]]]] = field(default_factory=dict)
+    # Several routers: envelopes for the router sent to one router of the
+    # shard's choosing (a will: its connection's router, see
+    # send_router_via), by id(envelope); consumed as they leave (router_of)
+    pinned: dict[int, int] = field(default_factory=dict)
 
     def send(self, conn: int, envelope: Envelope) -> None:
         """To the acceptor of `conn`, after its SUBACK if that waits."""
@@ -140,6 +144,14 @@ class Outbox:
         else:
             self.to_router.append(envelope)
 
+    def send_router_via(self, envelope: env.RouteTuple, conn: int | None) -> None:
+        """A ROUTE with no reply (a will) that goes through the router of
+        `conn`'s acceptor (None: this shard's), like the publishes that came
+        on that connection: so it comes after them at every subscriber."""
+        if conn is not None and self.routers > 1:
+            self.pinned[id(envelope)] = acceptor_of(conn) % self.routers
+        self.send_router(envelope)
+
     def send_router_after_commit(self, envelope: env.RouteTuple) -> None:
         self.after_commit.append(("router", envelope))
         self.router_waits = True
@@ -187,11 +199,16 @@ class Outbox:
         """The one router a ROUTE goes to, or None: every router. A publish
         goes to its publisher's router (its acceptor's: Config.router_of), so
         that one publisher's messages are matched in order by one router; a
-        will or this process's $SYS counters (no reply) to this shard's."""
+        will to its connection's router (send_router_via); this process's
+        $SYS counters (no reply) to this shard's."""
         if envelope[0] != _ROUTE:
             return None  # a subscription change, ONLINE, SYNCED: every router's
         reply = envelope[7]
         if reply is None:
+            if self.pinned:
+                pinned = self.pinned.pop(id(envelope), None)
+                if pinned is not None:
+                    return pinned
             return self.shard % self.routers
         return acceptor_of(reply[0]) % self.routers
 

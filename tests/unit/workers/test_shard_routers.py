@@ -99,3 +99,17 @@ def test_a_restarted_routers_resync_counts_as_its_answer() -> None:
     h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)
     per = h.shard.out.split_to_router()
     assert [kind_of(e) for e in per[0]] == [kind_of(e) for e in per[1]]
+
+
+def test_a_will_goes_through_its_connections_router() -> None:
+    """What the connection published went through its acceptor's router;
+    its will goes there too, so it comes after them at every subscriber."""
+    h = Harness(routers=2)
+    on_acceptor_1 = make_conn_id(1, 1, 9)  # shard 0 would pick router 0
+    will = env.Will("w/t", b"bye", 0, False, None, 0)
+    h.connect(on_acceptor_1, "d", clean=True, will=will)
+    h.take()
+    h.close(on_acceptor_1, "d", will=True)
+    per = h.shard.out.split_to_router()
+    assert [kind_of(e) for e in per[1]] == [Kind.ROUTE]
+    assert per[0] == [] and h.shard.out.pinned == {}
