@@ -649,7 +649,7 @@ def check_retained(e: Wire, routers: int) -> Retained:
         raise ValueError("RETAINED: payload is not bytes within bounds")
     if r.qos not in (0, 1, 2) or not (r.props is None or isinstance(r.props, dict)):
         raise ValueError("RETAINED: qos or props malformed")
-    if not isinstance(r.deadline, (int, float)) or r.deadline < 0:
+    if not isinstance(r.deadline, (int, float)) or not r.deadline >= 0:  # NaN too
         raise ValueError("RETAINED: deadline is not a time")
     return r
 

@@ -217,6 +217,7 @@ def test_a_restarted_router_is_sent_the_recent_updates() -> None:
         [Kind.RETAINED, 1, 5, "t", b"x", 3, None, 0.0],
         [Kind.RETAINED, 1, 5, "t", b"x", 0, [1], 0.0],
         [Kind.RETAINED, 1, 5, "t", b"x", 0, None, "soon"],
+        [Kind.RETAINED, 1, 5, "t", b"x", 0, None, float("nan")],
     ],
 )
 def test_a_malformed_retained_envelope_costs_only_itself(bad: list[Any]) -> None:
