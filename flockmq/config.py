@@ -44,6 +44,9 @@ class Config:
     port: int = 1883
     acceptors: int = 0  # 0: the host's CPU count
     workers: int = 0  # 0: the host's CPU count
+    # routers, each holding every subscription and every retained message;
+    # acceptor i sends its publishes to router i % routers (router/replication.py)
+    routers: int = 1
     data_dir: str = ""
     acl_file: str | None = None
     # authentication (flockmq.frontend.authentication): Mosquitto's password
@@ -192,6 +195,8 @@ class Config:
             raise ConfigError(f"acceptors: {self.acceptors} is outside 1-256")
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"workers: {self.workers} is outside 1-256")
+        if not 1 <= self.routers <= 64:
+            raise ConfigError(f"routers: {self.routers} is outside 1-64")
 
     def _validate_choices(self) -> None:
         if self.log_level not in LOG_LEVELS:
@@ -317,7 +322,12 @@ class Config:
         if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:
             raise ConfigError("max_session_expiry: 0-4294967295 seconds (a 32-bit field)")
         last_port = (
-            self.tcp_base_port + 1 + 2 * self.workers + self.acceptors + (self.auth_processes or 0)
+            self.tcp_base_port
+            + 2 * self.workers
+            + self.acceptors
+            + (self.auth_processes or 0)
+            + 2 * self.routers
+            - 1
         )
         if self.transport == "tcp" and not (self.tcp_base_port > 0 and last_port < 65536):
             raise ConfigError(
@@ -377,8 +387,12 @@ class Config:
     # inbox for what acceptors send, which they stop reading when congested
     # (see flockmq/bus.py). Ports for tcp: core inboxes from the base port
     # (router, workers, acceptors), then the work inboxes (router, workers).
-    def router_endpoint(self) -> str:
-        return self._endpoint("router", 0)
+    # Router 0 keeps the names and ports of the single router; routers 1..
+    # come after every other process's (the auth processes'), two each.
+    def router_endpoint(self, index: int = 0) -> str:
+        if index == 0:
+            return self._endpoint("router", 0)
+        return self._endpoint(f"router-{index}", self._extra_router_offset(index))
 
     def worker_endpoint(self, index: int) -> str:
         return self._endpoint(f"worker-{index}", 1 + index)
@@ -386,8 +400,18 @@ class Config:
     def acceptor_endpoint(self, index: int) -> str:
         return self._endpoint(f"acceptor-{index}", 1 + self.workers + index)
 
-    def router_work_endpoint(self) -> str:
-        return self._endpoint("router-work", 1 + self.workers + self.acceptors)
+    def router_work_endpoint(self, index: int = 0) -> str:
+        if index == 0:
+            return self._endpoint("router-work", 1 + self.workers + self.acceptors)
+        return self._endpoint(f"router-{index}-work", self._extra_router_offset(index) + 1)
+
+    def _extra_router_offset(self, index: int) -> int:
+        auth_end = 2 + 2 * self.workers + self.acceptors + (self.auth_processes or 0)
+        return auth_end + 2 * (index - 1)
+
+    def router_of(self, acceptor: int) -> int:
+        """The router acceptor `acceptor` sends its publishes (and fences) to."""
+        return acceptor % self.routers
 
     def worker_work_endpoint(self, index: int) -> str:
         return self._endpoint(f"worker-{index}-work", 2 + self.workers + self.acceptors + index)
@@ -398,6 +422,12 @@ class Config:
 
     # --- ids on the bus (flockmq/bus.py): who sent a frame ---------------
     ROUTER_ID = 0
+
+    def router_id(self, index: int) -> int:
+        """Router 0 is ROUTER_ID; routers 1.. come after the auth processes."""
+        if index == 0:
+            return self.ROUTER_ID
+        return self.workers + self.acceptors + (self.auth_processes or 0) + index
 
     def worker_id(self, index: int) -> int:
         return 1 + index

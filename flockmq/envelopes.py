@@ -85,6 +85,8 @@ class Kind(IntEnum):
     UNSUBSCRIBED = 63
     # router -> acceptor
     FENCED = 64
+    # router -> every other router (several routers, router/replication.py)
+    RETAINED = 70
     # acceptor -> auth process (flockmq/auth/), and its answer
     AUTHENTICATE = 80
     AUTHORIZE = 81
@@ -562,33 +564,41 @@ class Deliver(NamedTuple):
 
 
 class Subscribed(NamedTuple):
-    """Router -> worker: the SUB is in the tree; the SUBACK may go."""
+    """Router -> worker: the SUB is in that router's tree; the SUBACK may go
+    once every router has answered (router: the answering router's index)."""
 
     kind: Literal[Kind.SUBSCRIBED]
     client_id: str
     conn: int
     packet_id: int
     codes: list[int]
+    router: int = 0
 
 
 class Unsubscribed(NamedTuple):
-    """Router -> worker: the UNSUB is done; the UNSUBACK may go."""
+    """Router -> worker: the UNSUB is done in that router; the UNSUBACK may go
+    once every router has answered (router: the answering router's index)."""
 
     kind: Literal[Kind.UNSUBSCRIBED]
     client_id: str
     conn: int
     packet_id: int
     codes: list[int]
+    router: int = 0
 
 
 class RouterUp(NamedTuple):
     """Router -> every worker (they re-send every subscription), every
     acceptor (they send again every publish still waiting for confirmation)
     and every auth process. Each of them, hearing from a new incarnation of
-    the router, sends it all its $SYS counters again."""
+    the router, sends it all its $SYS counters again. With several routers
+    (Config.routers) each says which it is (router), and also tells the
+    other routers, which send it their recent retained updates
+    (router/replication.py)."""
 
     kind: Literal[Kind.ROUTER_UP]
     incarnation: int
+    router: int = 0
 
 
 class Fenced(NamedTuple):
@@ -596,6 +606,52 @@ class Fenced(NamedTuple):
 
     kind: Literal[Kind.FENCED]
     seq: int
+
+
+# --- router -> router ---------------------------------------------------------------
+
+
+class Retained(NamedTuple):
+    """Router -> every other router: one retained update (router/replication.py)
+    made at router `origin` (a retained PUBLISH or delete that arrived there,
+    or an expiry), sent once the origin committed it; also, to a restarted
+    router, the recent updates a router holds. Applied by a router only when
+    (stamp, origin) is above what it holds for the topic: last writer wins by
+    that pair, the same everywhere. payload b"": the topic was deleted.
+    deadline: the message's expiry (wall-clock seconds, 0.0: none).
+    Checked on receipt (`check_retained`): a malformed one costs only itself."""
+
+    kind: Literal[Kind.RETAINED]
+    origin: int
+    stamp: int
+    topic: str
+    payload: bytes
+    qos: int
+    props: Props
+    deadline: float
+
+
+MAX_TOPIC_BYTES = 65535  # a topic name's UTF-8 bytes at most (MQTT's two-byte length)
+MAX_RETAINED_PAYLOAD = 256 * 1024 * 1024  # MQTT's largest packet
+
+
+def check_retained(e: Wire, routers: int) -> Retained:
+    """A received RETAINED as its NamedTuple, or ValueError/TypeError: wrong
+    arity, a field of the wrong type, or out of its bounds."""
+    r = Retained._make(e)
+    if not (isinstance(r.origin, int) and 0 <= r.origin < routers):
+        raise ValueError(f"RETAINED: origin {r.origin!r} is not a router of {routers}")
+    if not (isinstance(r.stamp, int) and 0 <= r.stamp < 1 << 63):
+        raise ValueError(f"RETAINED: stamp {r.stamp!r} is not a 63-bit count")
+    if not isinstance(r.topic, str) or not 0 < len(r.topic.encode()) <= MAX_TOPIC_BYTES:
+        raise ValueError("RETAINED: topic is not a topic name")
+    if not isinstance(r.payload, bytes) or len(r.payload) > MAX_RETAINED_PAYLOAD:
+        raise ValueError("RETAINED: payload is not bytes within bounds")
+    if r.qos not in (0, 1, 2) or not (r.props is None or isinstance(r.props, dict)):
+        raise ValueError("RETAINED: qos or props malformed")
+    if not isinstance(r.deadline, (int, float)) or not r.deadline >= 0:  # NaN too
+        raise ValueError("RETAINED: deadline is not a time")
+    return r
 
 
 # --- acceptor <-> auth process (authentication hooks, flockmq/auth/) ----------------
@@ -753,6 +809,7 @@ Envelope = (
     | Unsubscribed
     | RouterUp
     | Fenced
+    | Retained
     | Authenticate
     | Authorize
     | AuthReply
@@ -812,6 +869,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.UNSUBSCRIBED: Unsubscribed,
     Kind.ROUTER_UP: RouterUp,
     Kind.FENCED: Fenced,
+    Kind.RETAINED: Retained,
     Kind.AUTHENTICATE: Authenticate,
     Kind.AUTHORIZE: Authorize,
     Kind.AUTH_REPLY: AuthReply,

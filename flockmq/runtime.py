@@ -20,7 +20,7 @@ process and in the in-memory simulation (tests/unit/simulation/):
   write, replaced by the core's `failed_envelope` (a STORED ok=False instead of
   an acknowledgement, a refused SUBACK...), counted as `store_failures`.
 
-Destinations are the bus keys every process uses: `ROUTER`, `worker(i)`,
+Destinations are the bus keys every process uses: `router(i)`, `worker(i)`,
 `acceptor(i)`. The sink (`flockmq.bus.Bus`, or the simulation's in-memory
 bus) and the committer (`flockmq.store.Committer`, or the simulation's) are
 passed in: this module does no I/O. `runtime_process.py` puts a runner in a
@@ -46,8 +46,18 @@ if TYPE_CHECKING:
 
     from flockmq.store import Op, StoreError
 
-# The bus keys of the three roles, the same in every process.
+# The bus keys of the three roles, the same in every process. Router 0 is
+# ROUTER (the one router of a default configuration); router i > 0 is
+# ("router", i) (see `router`).
 ROUTER: Final = "router"
+
+
+def router(index: int) -> Hashable:
+    return ROUTER if index == 0 else ("router", index)
+
+
+def is_router(key: Hashable) -> bool:
+    return key == ROUTER or (isinstance(key, tuple) and key[0] == "router")
 
 
 def worker(shard: int) -> tuple[str, int]:

@@ -95,10 +95,11 @@ class CoreProcess:
 
     def on_peer_restarted(self, key: Hashable) -> None:
         """A restarted router starts with no $SYS value (they are not stored)
-        and is sent only what changes: send it every counter again. Every
+        and is sent only what changes: send it every counter again (to this
+        process's router, whichever restarted: the routers share them). Every
         role hears of it: the router's first frame to workers, acceptors and
         auth processes is its ROUTER_UP (router/process.py)."""
-        if key == runtime.ROUTER:
+        if runtime.is_router(key):
             self.stats.resend_all()
 
     def on_envelopes(self, envelopes: Sequence[Wire]) -> None:

@@ -96,6 +96,11 @@ class Acceptor:
         # simulation's in-memory one (tests/unit/simulation/)
         self.bus: AcceptorBus
         self.worker_keys = [runtime.worker(shard) for shard in range(config.workers)]
+        # This acceptor's router: its publishes and fences go there (so one
+        # publisher's messages are matched in order by one router); its
+        # $SYS counters too. Every router may send it deliveries.
+        self.router_index = config.router_of(index)
+        self.router_key = runtime.router(self.router_index)
         self.traffic = Traffic()
         self.stats = SysStats(
             "acceptor",
@@ -138,7 +143,7 @@ class Acceptor:
             bus_id=self.config.acceptor_id(self.index),
             incarnation=self.incarnation,
             stats=self.stats,
-            send_stats=lambda routes, _now: self.bus.extend(runtime.ROUTER, routes),
+            send_stats=lambda routes, _now: self.bus.extend(self.router_key, routes),
             tick_interval=TIMER_INTERVAL,
             logger=log,
             clock=self.loop.time,
@@ -150,11 +155,12 @@ class Acceptor:
         )
 
     def announce(self) -> None:
-        """Tell the router and every worker that this incarnation is up."""
+        """Tell every router and every worker that this incarnation is up."""
         hello = env.AcceptorUp(Kind.ACCEPTOR_UP, self.index, self.incarnation)
         for key in self.worker_keys:
             self.bus.send(key, hello)
-        self.bus.send(runtime.ROUTER, hello)
+        for router in range(self.config.routers):
+            self.bus.send(runtime.router(router), hello)
 
     async def listen(self) -> None:
         self.servers = await start_servers(self, self.config.listener_list(), self.passwords)
@@ -293,7 +299,7 @@ class Acceptor:
         self.bus.send(self.worker_keys[shard], envelope)
 
     def to_router(self, envelope: env.Route | env.RouteTuple | env.Fence) -> None:
-        self.bus.send(runtime.ROUTER, envelope)
+        self.bus.send(self.router_key, envelope)
 
     def schedule_flush(self, conn: ClientConnection) -> None:
         """`conn` has bytes queued: they go out at the end of this loop pass."""
@@ -338,8 +344,9 @@ class Acceptor:
         lost: what was sent before its ROUTER_UP came waits in the pipe to it,
         and sending it again routed it twice (the broker's start racing its
         first publishers)."""
-        if env.RouterUp._make(e).incarnation == 0:
-            return
+        up = env.RouterUp._make(e)
+        if up.incarnation == 0 or up.router != self.router_index:
+            return  # another acceptor's router: it held nothing of ours
         self.retry_unconfirmed("router restarted")
         # Fences sent to the old router may have died with it: again, after
         # the publishes retried above.
@@ -568,9 +575,15 @@ def acceptor_process(
     bus = process.bus
     acceptor.attach(bus)
     bus.bind(config.acceptor_endpoint(index), pausable=False)
-    bus.connect(
-        runtime.ROUTER, config.router_work_endpoint(), config.ROUTER_ID, config.router_endpoint()
-    )
+    for router in range(config.routers):
+        # every router's deliveries come here (and are credited); only this
+        # acceptor's router is sent publishes (Acceptor.router_key)
+        bus.connect(
+            runtime.router(router),
+            config.router_work_endpoint(router),
+            config.router_id(router),
+            config.router_endpoint(router),
+        )
     for shard, key in enumerate(acceptor.worker_keys):
         bus.connect(
             key,

@@ -2,11 +2,16 @@
 `CoreProcess` (flockmq/runtime_process.py).
 
 `RouterCore` is the runtime's contract over `Router`: its outboxes
-(`to_workers`, `to_acceptors`) sent per destination, the retained store's
-expiry as its timer, and what a ROUTED held for a retained write becomes when
-that write failed (`failed_envelope`). `start` is what a (re)started router
-sends; the process and the in-memory simulation (tests/unit/simulation/) both
-use it.
+(`to_workers`, `to_acceptors`, and `to_routers` with several routers) sent
+per destination, the retained store's expiry as its timer, and what an
+envelope held for a retained write becomes when that write failed
+(`failed_envelope`). `start` is what a (re)started router sends; the process
+and the in-memory simulation (tests/unit/simulation/) both use it.
+
+With several routers (Config.routers) router `index` binds its own inboxes
+(Config.router_endpoint(index)), is connected to every other router (the
+RETAINED envelopes, and its ROUTER_UP), and only router 0 publishes the
+broker-wide Mosquitto $SYS topics and serves the metrics port.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from typing import cast
 
 from flockmq import envelopes as env
 from flockmq import runtime
@@ -27,7 +33,7 @@ from flockmq.runtime_process import CoreProcess, Role
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
-from .router import Router
+from .router import Destination, Router
 
 log = logging.getLogger("flockmq.router")
 
@@ -35,12 +41,12 @@ SYNC_TIMEOUT = 10.0  # seconds to wait for every worker to re-send its subscript
 TICK_INTERVAL = 1.0
 
 
-def failed_envelope(acceptor: int, e: env.RoutedTuple) -> tuple[int, Envelope]:
+def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelope]:
     """What to send instead of a ROUTED held for a retained write that
     failed: the retained message was not kept, so the publish must not be
     acknowledged (STORED ok=False)."""
-    _, conn, packet_id, _shards, attempt = e
-    return acceptor, env.Stored(Kind.STORED, conn, packet_id, False, attempt)
+    _, conn, packet_id, _shards, attempt = cast(env.RoutedTuple, e)
+    return dest, env.Stored(Kind.STORED, conn, packet_id, False, attempt)
 
 
 class RouterCore:
@@ -53,11 +59,13 @@ class RouterCore:
         self.handle = router.handle  # bound once: the per-envelope path is the router's own
 
     @classmethod
-    def create(cls, config: Config, retained: list[RetainedRecord]) -> RouterCore:
-        router = Router(config.max_retained_messages, config.max_retained_bytes)
+    def create(cls, config: Config, retained: list[RetainedRecord], index: int = 0) -> RouterCore:
+        router = Router(
+            config.max_retained_messages, config.max_retained_bytes, index, config.routers
+        )
         router.load_retained(retained)
         if retained:
-            log.info("router: restored %d retained messages", len(retained))
+            log.info("router %d: restored %d retained messages", index, len(retained))
         return cls(router)
 
     def start(
@@ -69,9 +77,12 @@ class RouterCore:
         hears from a new router (flockmq/runtime_process.py); until then the
         Mosquitto load figures take the values they are sent as where they
         stand, not as traffic (router/sys_topics.py, `resumed`)."""
-        self.router.mosquitto_sys.resumed = incarnation > 0
-        self.router.expect_sync(workers)
-        up = env.RouterUp(Kind.ROUTER_UP, incarnation)
+        router = self.router
+        router.mosquitto_sys.resumed = incarnation > 0
+        router.expect_sync(workers)
+        up = env.RouterUp(Kind.ROUTER_UP, incarnation, router.index)
+        for peer in router.peers:  # they send their recent retained updates
+            sink.send(runtime.router(peer), up)
         for shard in range(workers):
             sink.send(runtime.worker(shard), up)
         for index in range(acceptors):
@@ -106,10 +117,14 @@ class RouterCore:
             if out:
                 sink.extend(runtime.acceptor(index), out)
                 out.clear()
+        for index, out in self.router.to_routers.items():
+            if out:
+                sink.extend(runtime.router(index), out)
+                out.clear()
 
     def take_durable(self) -> tuple[list[Op], Held]:
         ops, later = self.router.take_durable()
-        return ops, later  # type: ignore[return-value]
+        return ops, later
 
     def hold_for_commit(self, later: Held) -> object:
         return None
@@ -117,36 +132,38 @@ class RouterCore:
     def commit_done(self, hold: object) -> None:
         pass
 
-    def failed_envelope(self, dest: int, e: Envelope) -> tuple[int, Envelope]:
-        return failed_envelope(dest, e)  # type: ignore[arg-type]
+    def failed_envelope(self, dest: Destination, e: Envelope) -> tuple[Destination, Envelope]:
+        return failed_envelope(dest, e)
 
-    def destination(self, dest: int) -> tuple[str, int]:
+    def destination(self, dest: Destination) -> runtime.Dest:
         return runtime.acceptor(dest)
 
 
-def run_router(config: Config, incarnation: int) -> None:
+def run_router(config: Config, incarnation: int, index: int = 0) -> None:
     import uvloop
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         store = open_configured_store(config)
-        core = RouterCore.create(config, store.load_retained())
+        core = RouterCore.create(config, store.load_retained(), index)
 
         def resume_when_synced() -> None:
             if core.synced:
                 process.bus.resume_reading("sync")
 
         role = Role(
-            "router",
+            "router" if config.routers == 1 else f"router {index}",
             core,
-            bus_id=config.ROUTER_ID,
+            bus_id=config.router_id(index),
             incarnation=incarnation,
             stats=SysStats(
                 "router",
-                0,
+                index,
                 core.counters,
                 gauges=core.router.gauges,
-                extra=core.router.mosquitto_sys.topics,
+                # the broker-wide Mosquitto topics: router 0's (every router
+                # sees every process's counters, but one publishes them)
+                extra=core.router.mosquitto_sys.topics if index == 0 else None,
                 process_metrics=bool(config.metrics_port),
             ),
             send_stats=lambda routes, now: process.runner.feed(routes, now),  # routed here
@@ -156,22 +173,24 @@ def run_router(config: Config, incarnation: int) -> None:
         )
         process = CoreProcess(loop, config, store, role)
         bus = process.bus
-        bus.bind(config.router_endpoint(), pausable=False)  # from workers
-        bus.bind(config.router_work_endpoint(), pausable=True)  # from acceptors
+        bus.bind(config.router_endpoint(index), pausable=False)  # from workers, routers
+        bus.bind(config.router_work_endpoint(index), pausable=True)  # from acceptors
+        for peer in core.router.peers:
+            bus.connect(runtime.router(peer), config.router_endpoint(peer), config.router_id(peer))
         for shard in range(config.workers):
             bus.connect(
                 runtime.worker(shard), config.worker_endpoint(shard), config.worker_id(shard)
             )
-        for index in range(config.acceptors):
+        for acceptor in range(config.acceptors):
             bus.connect(
-                runtime.acceptor(index),
-                config.acceptor_endpoint(index),
-                config.acceptor_id(index),
+                runtime.acceptor(acceptor),
+                config.acceptor_endpoint(acceptor),
+                config.acceptor_id(acceptor),
             )
         # auth processes send their counters (flockmq/auth/process.py): this
         # is where the credit for them goes
-        for index in range(auth_process_count(config)):
-            bus.connect(auth_key(index), config.auth_endpoint(index), config.auth_id(index))
+        for auth in range(auth_process_count(config)):
+            bus.connect(auth_key(auth), config.auth_endpoint(auth), config.auth_id(auth))
         # Until every shard has re-sent its subscriptions, acceptors'
         # publishes wait in their pipes, not in this process.
         bus.pause_reading("sync")
@@ -183,14 +202,14 @@ def run_router(config: Config, incarnation: int) -> None:
             process.flush()  # send what the held publishes produced
 
         loop.call_later(SYNC_TIMEOUT, sync_timeout)
-        if config.metrics_port:
+        if config.metrics_port and index == 0:
             # prometheus_client and http.server: 5 MiB, only for a metrics port
             from .metrics import serve_metrics
 
             serve_metrics(
                 config.host, config.metrics_port, core.router.mosquitto_sys, config.runtime_dir
             )
-        log.info("router up (incarnation %d)", incarnation)
+        log.info("router %d up (incarnation %d)", index, incarnation)
         await process.serve()
 
     uvloop.run(main())

@@ -17,6 +17,15 @@ Durability: retained messages are written to the store (`ops`); a QoS 1/2
 publish that carries a reply address gets ROUTED (how many shards will confirm
 it) sent to its acceptor, after the retained write is committed when it set one
 (`after_commit`).
+
+Several routers (Config.routers > 1, router `index` of `routers`): each holds
+every subscription (every worker sends each change to every router, and each
+router answers SUBSCRIBED/UNSUBSCRIBED with its index), and matches the
+publishes that arrive at it, each exactly once: its acceptors' and the
+workers' it is the router of. The retained messages a SUBSCRIBE asks for are
+sent by one router only, the subscriber's acceptor's (Config.router_of).
+Retained updates are shared between routers as RETAINED envelopes; which one
+wins and who writes the store: router/replication.py.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from flockmq.mqtt.topics import SYS_PREFIX, is_shared
 from flockmq.sizes import message_size
 from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
 
+from .replication import Versions
 from .retained import RetainedStore
 from .sys_topics import SysTopics
 from .topic_tree import TopicTree
@@ -101,13 +111,25 @@ _ROUTED_MANY: Final = Kind.ROUTED_MANY
 _DELIVER: Final = Kind.DELIVER
 _SEND_PUBLISH_MANY: Final = Kind.SEND_PUBLISH_MANY
 
+# Where a held-back envelope (a ROUTED) goes: an acceptor's index.
+Destination = int
+
 
 class Router:
     def __init__(
         self,
         max_retained_messages: int = 1_000_000,
         max_retained_bytes: int = 1024 * 1024 * 1024,
+        index: int = 0,
+        routers: int = 1,
     ) -> None:
+        """`index` of `routers` (Config.routers): see the module docstring."""
+        self.index = index
+        self.routers = routers
+        self.peers = [i for i in range(routers) if i != index]
+        # the version of every retained topic: only with several routers
+        self.versions: Versions | None = Versions(index, routers) if routers > 1 else None
+        self.to_routers: dict[int, list[Envelope]] = {}
         self.tree: TopicTree[str, Subscription] = TopicTree()
         self.retained: RetainedStore[RetainedMessage] = RetainedStore(sizeof=_retained_size)
         self._sys_topics: set[str] = set()  # retained $SYS topics (the broker's)
@@ -126,7 +148,7 @@ class Router:
         self.ops: list[Op] = []
         self.now = 0.0  # wall-clock time of what is being handled, set by the process
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
-        self.after_commit: list[tuple[int, env.RoutedTuple]] = []  # (acceptor, ROUTED)
+        self.after_commit: list[tuple[Destination, Envelope]] = []  # (acceptor, ROUTED)
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard("router", self.counters, log)
         self._handlers: dict[int, Callable[[Wire], None]] = {
@@ -139,6 +161,8 @@ class Router:
             env.Kind.ONLINE: self._on_online,
             env.Kind.SYNCED: self._on_synced,
             env.Kind.FENCE: self._on_fence,
+            env.Kind.RETAINED: self._on_retained,
+            env.Kind.ROUTER_UP: self._on_router_up,
         }
         # Shards that have not re-sent their subscriptions since this router
         # started; publishes wait (in order) until none is left.
@@ -152,6 +176,8 @@ class Router:
                 props, deadline = unpack_stored_props(rec.props)
                 message = RetainedMessage(rec.payload, rec.qos, props, deadline)
                 self._set_retained(rec.topic, message)
+                if self.versions is not None:
+                    self.versions.loaded(rec.topic)
             except Exception:
                 # A damaged row costs only itself.
                 self.counters["retained_not_loaded"] += 1
@@ -179,10 +205,12 @@ class Router:
             if msg is not None and msg.deadline == deadline:  # not replaced since
                 self.counters["retained_expired"] += 1
                 self.retained.set(topic, None)
-                if _durable(topic):
+                versions = self.versions
+                writes = versions is None or versions.expired(topic, deadline, now)
+                if _durable(topic) and writes:
                     self.ops.append(DeleteRetained(topic))
 
-    def take_durable(self) -> tuple[list[Op], list[tuple[int, env.RoutedTuple]]]:
+    def take_durable(self) -> tuple[list[Op], list[tuple[Destination, Envelope]]]:
         ops, later = self.ops, self.after_commit
         self.ops, self.after_commit = [], []
         return ops, later
@@ -289,7 +317,7 @@ class Router:
             conn, packet_id, attempt, uid, qos2_key = reply
             if retain:
                 routed: env.RoutedTuple = (_ROUTED, conn, packet_id, plan.confirming, attempt)
-                self.after_commit.append((acceptor_of(conn), routed))
+                self.after_commit.append((conn >> ACCEPTOR_SHIFT, routed))
             else:
                 # One ROUTED_MANY per run of them (see env.RoutedMany)
                 acceptor = conn >> ACCEPTOR_SHIFT  # acceptor_of, inline
@@ -359,27 +387,107 @@ class Router:
         self, topic: str, payload: bytes, qos: int, props: dict[str, Any] | None
     ) -> None:
         """The last retained message per topic; an empty payload deletes it
-        [MQTT-3.3.1-10, -11]."""
+        [MQTT-3.3.1-10, -11]. With several routers the update goes to the
+        others too (`_share_retained`)."""
         durable = _durable(topic)
         if payload:
-            if not durable:
+            if durable and self._over_retained_quota(topic, payload, props):
+                return
+            deadline = deadline_of(props, self.now)
+            msg = RetainedMessage(payload, qos, props, deadline)
+        else:
+            msg = None
+        self._apply_retained(topic, msg, write=durable)
+        if self.versions is not None:
+            stamp = self.versions.local(topic, self.now, deleted=msg is None)
+            self._share_retained(topic, msg, stamp)
+
+    def _apply_retained(self, topic: str, msg: RetainedMessage | None, write: bool) -> None:
+        """Hold `msg` as the retained message of `topic` (None: delete it),
+        and write that to the store if `write`."""
+        if msg is not None:
+            if not _durable(topic):
                 # $SYS is the broker's own (a fixed set of counters): never
                 # refused, and not counted against the clients' bounds.
                 self._sys_topics.add(topic)
-                self.mosquitto_sys.observe(topic, payload)
-            elif self._over_retained_quota(topic, payload, props):
-                return
-            deadline = deadline_of(props, self.now)
-            self._set_retained(topic, RetainedMessage(payload, qos, props, deadline))
-            if durable:
+                self.mosquitto_sys.observe(topic, msg.payload)
+            self._set_retained(topic, msg)
+            if write:
                 self.ops.append(
-                    PutRetained(topic, payload, qos, pack_stored_props(props, deadline))
+                    PutRetained(
+                        topic, msg.payload, msg.qos, pack_stored_props(msg.props, msg.deadline)
+                    )
                 )
         else:
             self.retained.set(topic, None)
             self._sys_topics.discard(topic)
-            if durable:
+            if write:
                 self.ops.append(DeleteRetained(topic))
+
+    def _retained_envelope(
+        self, topic: str, msg: RetainedMessage | None, stamp: int, origin: int
+    ) -> env.Retained:
+        if msg is None:
+            return env.Retained(Kind.RETAINED, origin, stamp, topic, b"", 0, None, NEVER)
+        return env.Retained(
+            Kind.RETAINED, origin, stamp, topic, msg.payload, msg.qos, msg.props, msg.deadline
+        )
+
+    def _share_retained(self, topic: str, msg: RetainedMessage | None, stamp: int) -> None:
+        """This router's retained update, to every other router, in this pass:
+        at once, as it is delivered to subscribers at once, so that a
+        subscriber who saw it and subscribes again through another router
+        finds it there (it was in memory here before its write was
+        committed too, as with one router). One that this router dies
+        before committing is written by it when the others send it back
+        (router/replication.py)."""
+        shared = self._retained_envelope(topic, msg, stamp, self.index)
+        for peer in self.peers:
+            self._to_router(peer).append(shared)
+
+    def _to_router(self, peer: int) -> list[Envelope]:
+        out = self.to_routers.get(peer)
+        if out is None:
+            out = self.to_routers[peer] = []
+        return out
+
+    def _on_retained(self, e: Wire) -> None:
+        """Another router's retained update (router/replication.py): applied
+        if it is newer than what is held for its topic, without the retained
+        bounds (the origin checked them: every router holds the same set),
+        and written to the store if this router wrote the topic before."""
+        update = env.check_retained(e, self.routers)
+        versions = self.versions
+        if versions is None:
+            self.counters["retained_updates_refused"] += 1
+            return
+        # An update of this router's own (origin == index) comes back only
+        # from another router after this one restarted: what its previous
+        # incarnation committed and shared. Taken like any other, so that
+        # this router holds the same version as the others.
+        topic, payload = update.topic, update.payload
+        outcome = versions.accept(topic, update.stamp, update.origin, not payload, self.now)
+        if not outcome:
+            self.counters["retained_updates_superseded"] += 1
+            return
+        self.counters["retained_updates_applied"] += 1
+        msg = (
+            RetainedMessage(payload, update.qos, update.props, update.deadline) if payload else None
+        )
+        self._apply_retained(topic, msg, write=outcome == 2 and _durable(topic))
+
+    def _on_router_up(self, e: Wire) -> None:
+        """Another router (re)started: it loaded the retained set from the
+        store; send it this router's recent updates, which may not have been
+        committed when it did (router/replication.py)."""
+        up = env.RouterUp._make(e)
+        versions = self.versions
+        if versions is None or up.router == self.index or not 0 <= up.router < self.routers:
+            return
+        out = self._to_router(up.router)
+        for topic, version, deleted in versions.recent(self.now):
+            msg = None if deleted else self.retained.get(topic)
+            out.append(self._retained_envelope(topic, msg, version.stamp, version.origin))
 
     def _over_retained_quota(
         self, topic: str, payload: bytes, props: dict[str, Any] | None
@@ -424,8 +532,14 @@ class Router:
         out = self._out(shard)
         if sub.conn:
             out.append(
-                env.Subscribed(Kind.SUBSCRIBED, client_id, sub.conn, sub.packet_id, sub.codes)
+                env.Subscribed(
+                    Kind.SUBSCRIBED, client_id, sub.conn, sub.packet_id, sub.codes, self.index
+                )
             )
+        if self.routers > 1 and (
+            not sub.conn or acceptor_of(sub.conn) % self.routers != self.index
+        ):
+            return  # the subscriber's router sends the retained messages
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].
         for topic_filter, qos, _no_local, _rap, send_retained, sub_id, _persistent in sub.entries:
             if not send_retained:
@@ -457,7 +571,12 @@ class Router:
         if unsub.conn:
             self._out(unsub.shard).append(
                 env.Unsubscribed(
-                    Kind.UNSUBSCRIBED, unsub.client_id, unsub.conn, unsub.packet_id, unsub.codes
+                    Kind.UNSUBSCRIBED,
+                    unsub.client_id,
+                    unsub.conn,
+                    unsub.packet_id,
+                    unsub.codes,
+                    self.index,
                 )
             )
 

@@ -79,6 +79,9 @@ GAUGES = frozenset(
         "shard_epoch",
     }
 )
+# every router holds the whole retained set (Config.routers): the broker's
+# figure is one router's, not their sum
+ONE_PER_ROUTER = frozenset({"retained_messages"})
 MAX_VALUE_BYTES = 32  # a counter's text; longer is not one of ours
 # every process's every counter, for the metrics endpoint (router/metrics.py):
 # bounded by processes and the counter names in the code; past this many
@@ -129,6 +132,8 @@ class SysTopics:
         return True
 
     def total(self, name: str) -> int:
+        if name in ONE_PER_ROUTER:
+            return max((v for (_r, _i, n), v in self.values.items() if n == name), default=0)
         counted = sum(v for (_role, _index, n), v in self.values.items() if n == name)
         return counted + sum(v for (_role, _index, n), v in self.carried.items() if n == name)
 

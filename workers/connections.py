@@ -215,7 +215,7 @@ class Connections:
             if delay > 0:
                 state.delay_will(session.client_id, PendingWill(now + delay, will))
             else:
-                self.route_will(session.client_id, will)
+                self.route_will(session.client_id, will, via=old)
         if ends:
             self.end_session(session)
         else:
@@ -225,7 +225,11 @@ class Connections:
             if waiting is not None:
                 self._complete_takeover(waiting, now)
 
-    def route_will(self, client_id: str, will: Will) -> None:
+    def route_will(self, client_id: str, will: Will, via: int | None = None) -> None:
+        """Publish `will`; `via`: the connection it was the will of, whose
+        router routes it (after what that connection published: the
+        acceptor's fence made the CLOSED wait for them, see
+        frontend/ordering.py). A delayed will goes through this shard's."""
         self.state.counters["wills_published"] += 1
         route: env.RouteTuple = (
             Kind.ROUTE,
@@ -237,7 +241,7 @@ class Connections:
             will.props,
             None,
         )
-        self.out.send_router(route)
+        self.out.send_router_via(route, via)
 
     def end_session(self, session: Session) -> None:
         state = self.state

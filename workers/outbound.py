@@ -55,7 +55,16 @@ _PUBREL: Final = PacketType.PUBREL
 
 
 class Outbound:
-    __slots__ = ("behind_suback", "connections", "out", "send", "sessions", "state", "to_acceptors")
+    __slots__ = (
+        "behind_answers",
+        "behind_suback",
+        "connections",
+        "out",
+        "send",
+        "sessions",
+        "state",
+        "to_acceptors",
+    )
 
     connections: Connections  # set by Shard (the two need each other)
 
@@ -66,6 +75,7 @@ class Outbound:
         # (see ShardState and Outbox).
         self.sessions = state.sessions
         self.behind_suback = out.behind_suback
+        self.behind_answers = out.behind_answers
         self.to_acceptors = out.to_acceptors
         self.send = out.send
 
@@ -79,6 +89,7 @@ class Outbound:
         if reply is not None and not self._take_reply(reply, qos, targets):
             return
         sessions, behind = self.sessions, self.behind_suback
+        waiting = self.behind_answers  # several routers: a SUBACK waits for them
         deadline = deadline_of(props, now)  # MQTT 5 message expiry
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
         fast: dict[tuple[int, bool], list[int]] = {}
@@ -101,7 +112,11 @@ class Outbound:
             conn = session.conn
             if out_qos == 0:
                 if conn is not None:
-                    if msg_props is props and not (behind and conn in behind):
+                    if (
+                        msg_props is props
+                        and not (behind and conn in behind)
+                        and not (waiting and conn in waiting)
+                    ):
                         fast.setdefault((acceptor_of(conn), out_retain), []).append(conn)
                     else:
                         send_publish: env.SendPublishTuple = (

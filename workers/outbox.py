@@ -32,8 +32,9 @@ _STORED: Final = Kind.STORED
 _ROUTE: Final = Kind.ROUTE
 _SEND_SUBACK: Final = Kind.SEND_SUBACK
 
-# Where a held-back envelope goes: "router" or an acceptor index.
-Destination = str | int
+# Where a held-back envelope goes: "router" (made so; `take_durable` turns it
+# into ("router", i) for the router(s) it goes to) or an acceptor index.
+Destination = str | int | tuple[str, int]
 
 
 @dataclass(slots=True)
@@ -47,6 +48,9 @@ class UnsavedMessage:
 
 @dataclass(slots=True, eq=False)
 class Outbox:
+    # Config.routers, and this shard's index (where a ROUTE with no reply goes)
+    routers: int = 1
+    shard: int = 0
     to_router: list[Envelope] = field(default_factory=list)
     to_acceptors: dict[int, list[Envelope]] = field(default_factory=dict)
     ops: list[Op | UnsavedMessage] = field(default_factory=list)
@@ -62,9 +66,23 @@ class Outbox:
     # with how many: what is sent to them meanwhile (the retained
     # messages) waits too, so SUBACK comes first.
     behind_suback: dict[int, int] = field(default_factory=dict)
+    # Several routers: connections with a SUBACK/UNSUBACK waiting for the
+    # routers' answers, with how many, and what was made for them meanwhile
+    # (the retained messages one router sends after its SUBSCRIBED, while
+    # another has not answered yet): sent after that answer
+    # (release_answers). Bounded by what the routers send for the
+    # subscriptions of one SUBSCRIBE.
+    behind_answers: dict[int, tuple[int, list[tuple[bool, Envelope]]]] = field(default_factory=dict)
+    # Several routers: envelopes for the router sent to one router of the
+    # shard's choosing (a will: its connection's router, see
+    # send_router_via), by id(envelope); consumed as they leave (router_of)
+    pinned: dict[int, int] = field(default_factory=dict)
 
     def send(self, conn: int, envelope: Envelope) -> None:
         """To the acceptor of `conn`, after its SUBACK if that waits."""
+        if self.behind_answers and conn in self.behind_answers:
+            self.behind_answers[conn][1].append((False, envelope))
+            return
         acceptor = acceptor_of(conn)
         if self.behind_suback and conn in self.behind_suback:
             self.after_commit.append((acceptor, envelope))  # after its SUBACK
@@ -73,6 +91,39 @@ class Outbox:
         if out is None:
             out = self.to_acceptors[acceptor] = []
         out.append(envelope)
+
+    def hold_for_answers(self, conn: int) -> None:
+        """What is sent to `conn` waits until its answer (`answered`)."""
+        count, held = self.behind_answers.get(conn, (0, []))
+        self.behind_answers[conn] = (count + 1, held)
+
+    def answered(self, conn: int, ack: Envelope | None, durable: bool) -> None:
+        """A SUBACK/UNSUBACK every router answered for (None: its connection
+        is gone), after its commit if `durable`. With one router it goes now.
+        With several it waits behind the answers awaited before it; the last
+        awaited one goes with everything held behind it, in order."""
+        entry = self.behind_answers.get(conn)
+        if entry is None:
+            if ack is not None:
+                self._send_ack(conn, ack, durable)
+            return
+        count, held = entry
+        if count > 1:
+            if ack is not None:
+                held.append((durable, ack))
+            self.behind_answers[conn] = (count - 1, held)
+            return
+        del self.behind_answers[conn]
+        if ack is not None:
+            self._send_ack(conn, ack, durable)
+        for was_durable, envelope in held:
+            self._send_ack(conn, envelope, was_durable)
+
+    def _send_ack(self, conn: int, envelope: Envelope, durable: bool) -> None:
+        if durable:
+            self.send_suback_after_commit(conn, envelope)  # type: ignore[arg-type]
+        else:
+            self.send(conn, envelope)
 
     def send_after_commit(self, conn: int, envelope: Envelope) -> None:
         """To the acceptor of `conn` once this pass's ops are committed."""
@@ -92,6 +143,14 @@ class Outbox:
             self.after_commit.append(("router", envelope))
         else:
             self.to_router.append(envelope)
+
+    def send_router_via(self, envelope: env.RouteTuple, conn: int | None) -> None:
+        """A ROUTE with no reply (a will) that goes through the router of
+        `conn`'s acceptor (None: this shard's), like the publishes that came
+        on that connection: so it comes after them at every subscriber."""
+        if conn is not None and self.routers > 1:
+            self.pinned[id(envelope)] = acceptor_of(conn) % self.routers
+        self.send_router(envelope)
 
     def send_router_after_commit(self, envelope: env.RouteTuple) -> None:
         self.after_commit.append(("router", envelope))
@@ -129,16 +188,64 @@ class Outbox:
         ops, later = self.ops, self.after_commit
         self.ops, self.after_commit = [], []
         self.router_waits = False
+        if later and self.routers > 1:
+            later = self.per_router(later)
         if self.unsaved:
             self.unsaved = 0
             ops = [op for op in map(_resolve, ops) if op is not None]
         return cast(list[Op], ops), later
 
+    def router_of(self, envelope: Envelope) -> int | None:
+        """The one router a ROUTE goes to, or None: every router. A publish
+        goes to its publisher's router (its acceptor's: Config.router_of), so
+        that one publisher's messages are matched in order by one router; a
+        will to its connection's router (send_router_via); this process's
+        $SYS counters (no reply) to this shard's."""
+        if envelope[0] != _ROUTE:
+            return None  # a subscription change, ONLINE, SYNCED: every router's
+        reply = envelope[7]
+        if reply is None:
+            if self.pinned:
+                pinned = self.pinned.pop(id(envelope), None)
+                if pinned is not None:
+                    return pinned
+            return self.shard % self.routers
+        return acceptor_of(reply[0]) % self.routers
+
+    def per_router(
+        self, later: list[tuple[Destination, Envelope]]
+    ) -> list[tuple[Destination, Envelope]]:
+        """`later` with "router" as the router(s) each envelope goes to, in order."""
+        out: list[tuple[Destination, Envelope]] = []
+        for dest, e in later:
+            if dest != "router":
+                out.append((dest, e))
+                continue
+            one = self.router_of(e)
+            if one is not None:
+                out.append((("router", one), e))
+            else:
+                out.extend((("router", i), e) for i in range(self.routers))
+        return out
+
+    def split_to_router(self) -> list[list[Envelope]]:
+        """`to_router` per router, each in its order (and emptied)."""
+        per: list[list[Envelope]] = [[] for _ in range(self.routers)]
+        for e in self.to_router:
+            one = self.router_of(e)
+            if one is not None:
+                per[one].append(e)
+            else:
+                for out in per:
+                    out.append(e)
+        self.to_router.clear()
+        return per
+
     def hold_for_commit(self, later: list[tuple[Destination, Envelope]]) -> tuple[bool, list[int]]:
         """The process commits a pass's ops; `later` waits for it: until
         `commit_done`, what follows it to the router or to a connection whose
         SUBACK is in it waits too."""
-        to_router = any(dest == "router" for dest, _ in later)
+        to_router = any(dest == "router" or isinstance(dest, tuple) for dest, _ in later)
         if to_router:
             self.router_commits_pending += 1
         subacks = [env.SendSuback._make(e).conn for _, e in later if e[0] == _SEND_SUBACK]

@@ -52,6 +52,7 @@ def limits_from(config: Config) -> ShardLimits:
         max_subscription_bytes=config.max_subscription_bytes,
         queue_qos0=config.queue_qos0,
         max_session_expiry=config.max_session_expiry,
+        routers=config.routers,
     )
 
 
@@ -91,14 +92,19 @@ class ShardCore:
             sink.send(runtime.acceptor(index), up)
 
     def send_stats(self, routes: list[Route], now: float) -> None:
-        """This process's $SYS counters: to the router."""
+        """This process's $SYS counters: to the router (this shard's, see
+        Outbox.router_of)."""
         self.shard.to_router.extend(routes)
 
     def flush_outputs(self, sink: Sink) -> None:
         shard = self.shard
         if shard.to_router:
-            sink.extend(runtime.ROUTER, shard.to_router)
-            shard.to_router.clear()
+            if shard.out.routers == 1:
+                sink.extend(runtime.ROUTER, shard.to_router)
+                shard.to_router.clear()
+            else:
+                for index, out in enumerate(shard.out.split_to_router()):
+                    sink.extend(runtime.router(index), out)
         for index, out in shard.to_acceptors.items():
             if out:
                 sink.extend(runtime.acceptor(index), out)
@@ -110,12 +116,19 @@ class ShardCore:
     def commit_done(self, hold: object) -> None:
         self.shard.commit_done(hold)  # type: ignore[arg-type]
 
-    def failed_envelope(self, dest: str | int, e: Envelope) -> tuple[str | int, Envelope]:
+    def failed_envelope(
+        self, dest: str | int | tuple[str, int], e: Envelope
+    ) -> tuple[str | int | tuple[str, int], Envelope]:
         return failed_envelope(dest, e)
 
-    def destination(self, dest: str | int) -> runtime.Dest:
-        """The shard names the router "router" and an acceptor by its index."""
-        return runtime.ROUTER if dest == "router" else runtime.acceptor(dest)  # type: ignore[arg-type]
+    def destination(self, dest: str | int | tuple[str, int]) -> runtime.Dest:
+        """The shard names router i ("router", i) (Outbox.per_router) and an
+        acceptor by its index."""
+        if isinstance(dest, tuple):
+            return runtime.router(dest[1])
+        if isinstance(dest, str):
+            return runtime.ROUTER
+        return runtime.acceptor(dest)
 
 
 def run_worker(config: Config, index: int, incarnation: int) -> None:
@@ -157,7 +170,10 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
         bus = process.bus
         bus.bind(config.worker_endpoint(index), pausable=False)  # from the router
         bus.bind(config.worker_work_endpoint(index), pausable=True)  # from acceptors
-        bus.connect(runtime.ROUTER, config.router_endpoint(), config.ROUTER_ID)
+        for router in range(config.routers):
+            bus.connect(
+                runtime.router(router), config.router_endpoint(router), config.router_id(router)
+            )
         for acceptor in range(config.acceptors):
             bus.connect(
                 runtime.acceptor(acceptor),

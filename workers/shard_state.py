@@ -43,6 +43,7 @@ class ShardLimits:
     max_subscription_bytes: int = 1024 * 1024
     queue_qos0: bool = False
     max_session_expiry: int = 0xFFFFFFFF
+    routers: int = 1  # Config.routers: each gets every subscription change
 
 
 @dataclass(slots=True, eq=False)
@@ -64,11 +65,12 @@ class ShardState:
     # QoS 2 messages this shard took, by key (see Outbound.seen_before);
     # insertion-ordered, bounded
     seen_qos2: dict[tuple[Any, ...], None] = field(default_factory=dict)
-    # SUBACK/UNSUBACK waiting for the router's answer, by (conn, packet
-    # id): sent anyway when a restarted router has re-taken the
-    # subscriptions (the answer died with the old one)
-    awaiting_router: dict[tuple[int, int], env.SendSuback | env.SendUnsuback] = field(
-        default_factory=dict
+    # SUBACK/UNSUBACK waiting for the routers' answers, by (conn, packet
+    # id), with the routers that have not answered yet: sent once every
+    # router has, a restarted one counting as answered once it has re-taken
+    # the subscriptions (the answer died with the old one)
+    awaiting_router: dict[tuple[int, int], tuple[env.SendSuback | env.SendUnsuback, set[int]]] = (
+        field(default_factory=dict)
     )
     counters: Counter[str] = field(default_factory=Counter)
     guard: EnvelopeGuard = field(init=False)

@@ -4,10 +4,13 @@ with a restarted router (sans-IO).
 Owns the subscriptions of record of each session and their retain handling
 [MQTT-3.3.1-9..11]; the router holds a copy for matching.
 
-Invariants: SUBACK goes out after the router has the subscription (a publish
-the client sends after SUBACK is matched against it) and, for a persistent
-session, after it is committed; UNSUBACK after the router dropped the filters.
-Both are given even if the router restarts before it answers.
+Invariants: SUBACK goes out after every router has the subscription (a
+publish any client sends after SUBACK is matched against it, whichever router
+matches it) and, for a persistent session, after it is committed; UNSUBACK
+after every router dropped the filters. Both are given even if a router
+restarts before it answers. With several routers (Config.routers) what is
+sent to the connection meanwhile (the retained messages, which one router
+sends after its SUBSCRIBED) waits behind the SUBACK (Outbox.hold_for_answers).
 
 `Subscriptions` takes the shard's state and outbox.
 """
@@ -53,8 +56,8 @@ class Subscriptions:
                     Kind.SUB, self.state.index, client_id, conn, packet_id, route_entries, codes
                 )
             )
-            self.state.awaiting_router[conn, packet_id] = env.SendSuback(
-                Kind.SEND_SUBACK, conn, packet_id, codes
+            self._await_routers(
+                conn, packet_id, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes)
             )
         else:
             self.out.send(conn, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes))
@@ -100,20 +103,45 @@ class Subscriptions:
             topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id, session.persistent
         )
 
-    def on_subscribed(self, e: Wire, now: float) -> None:
-        _, client_id, conn, packet_id, codes = env.Subscribed._make(e)
-        if self.state.awaiting_router.pop((conn, packet_id), None) is None:
+    def _await_routers(
+        self, conn: int, packet_id: int, ack: env.SendSuback | env.SendUnsuback
+    ) -> None:
+        routers = self.state.limits.routers
+        self.state.awaiting_router[conn, packet_id] = (ack, set(range(routers)))
+        if routers > 1:
+            self.out.hold_for_answers(conn)
+
+    def _answered(self, conn: int, packet_id: int, router: int) -> bool:
+        """Router `router` answered the SUB/UNSUB (conn, packet_id): whether
+        it was the last one to."""
+        awaiting = self.state.awaiting_router.get((conn, packet_id))
+        if awaiting is None or router not in awaiting[1]:
             # Answered already: a ROUTER_UP came between the SUB and this
             # (the router's start racing the first clients, or a restart).
             self.state.counters["late_router_answers"] += 1
-            return
+            return False
+        awaiting[1].discard(router)
+        if awaiting[1]:
+            return False
+        del self.state.awaiting_router[conn, packet_id]
+        return True
+
+    def _send_ack(self, client_id: str, ack: env.SendSuback | env.SendUnsuback) -> None:
+        """The SUBACK/UNSUBACK every router has answered for (a SUBACK of a
+        persistent session once it is committed: it promises the
+        subscription is kept); nothing if the connection is gone."""
+        conn = ack.conn
         session = self.state.sessions.get(client_id)
-        if session is not None and session.conn == conn:
-            suback = env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes)
-            if session.persistent:  # a SUBACK promises the subscription is kept
-                self.out.send_suback_after_commit(conn, suback)
-            else:
-                self.out.send(conn, suback)
+        if session is None or session.conn != conn:
+            self.out.answered(conn, None, False)
+        else:
+            durable = ack.kind == Kind.SEND_SUBACK and session.persistent
+            self.out.answered(conn, ack, durable)
+
+    def on_subscribed(self, e: Wire, now: float) -> None:
+        _, client_id, conn, packet_id, codes, router = env.Subscribed._make(e)
+        if self._answered(conn, packet_id, router):
+            self._send_ack(client_id, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes))
 
     def on_unsubscribe(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, filters = env.Unsubscribe._make(e)
@@ -138,23 +166,23 @@ class Subscriptions:
             self.out.send_router(
                 env.Unsub(Kind.UNSUB, client_id, removed, self.state.index, conn, packet_id, codes)
             )
-            self.state.awaiting_router[conn, packet_id] = unsuback
+            self._await_routers(conn, packet_id, unsuback)
         else:
             self.out.send(conn, unsuback)
 
     def on_unsubscribed(self, e: Wire, now: float) -> None:
-        _, client_id, conn, packet_id, codes = env.Unsubscribed._make(e)
-        if self.state.awaiting_router.pop((conn, packet_id), None) is None:
-            self.state.counters["late_router_answers"] += 1  # answered already, as above
-            return
-        session = self.state.sessions.get(client_id)
-        if session is not None and session.conn == conn:
-            self.out.send(conn, env.SendUnsuback(Kind.SEND_UNSUBACK, conn, packet_id, codes))
+        _, client_id, conn, packet_id, codes, router = env.Unsubscribed._make(e)
+        if self._answered(conn, packet_id, router):
+            self._send_ack(client_id, env.SendUnsuback(Kind.SEND_UNSUBACK, conn, packet_id, codes))
 
     def on_router_up(self, e: Wire, now: float) -> None:
         """A (re)started router has an empty topic tree: register every
-        subscription of this shard again (no SUBACK, no retained messages)."""
+        subscription of this shard again (no SUBACK, no retained messages).
+        With several routers the others get the same snapshot (it is what
+        they hold already: re-taking it changes nothing), which keeps one
+        order on every router's pipe."""
         state, out = self.state, self.out
+        router = env.RouterUp._make(e).router
         for session in state.sessions.values():
             conn = session.conn
             session.announced = conn is not None and bool(session.subscriptions)
@@ -173,6 +201,11 @@ class Subscriptions:
         out.send_router(env.Synced(Kind.SYNCED, state.index))
         # The answers to SUB/UNSUB the old router had not given: the new one
         # took them with the resync above, ahead of any publish it routes.
-        awaiting, state.awaiting_router = state.awaiting_router, {}
-        for (conn, _packet_id), ack in awaiting.items():
-            out.send(conn, ack)
+        for (conn, packet_id), (ack, _routers) in list(state.awaiting_router.items()):
+            if self._answered(conn, packet_id, router):
+                self._send_ack_anyway(ack)
+
+    def _send_ack_anyway(self, ack: env.SendSuback | env.SendUnsuback) -> None:
+        """An answer a restarted router took with its resync: sent to the
+        connection as it is (as the single router's restart always did)."""
+        self.out.answered(ack.conn, ack, False)

@@ -85,7 +85,7 @@ def run_role(role: str, index: int, incarnation: int, config: Config) -> int:
         elif role == "router":
             from flockmq.router.process import run_router
 
-            run_router(config, incarnation)
+            run_router(config, incarnation, index)
         elif role == "auth":
             from flockmq.auth.process import run_auth
 

@@ -33,6 +33,12 @@ def main() -> None:
 @click.option(
     "--workers", type=int, default=None, help="Session-worker processes (shards) [CPU count]."
 )
+@click.option(
+    "--routers",
+    type=int,
+    default=None,
+    help="Router processes, each holding every subscription and retained message [1].",
+)
 @click.option("--data-dir", default=None, help="Where durable state lives.")
 @click.option("--acl-file", default=None, help="ACL file in Mosquitto's format.")
 @click.option(
@@ -120,7 +126,7 @@ def main() -> None:
     "pages: about half the memory), or each a new interpreter [fork].",
 )
 def serve(config_file: str | None, **flags: Any) -> None:
-    """Run the broker: a supervisor that spawns acceptors, a router and workers."""
+    """Run the broker: a supervisor that spawns acceptors, routers and workers."""
     from flockmq.app.supervisor import Supervisor
 
     try:

@@ -229,10 +229,13 @@ def _cpu_balance(rows: list[Row]) -> list[str]:
             )
     router = _mean_cpu(rows, "router")
     if router is not None and router[0] >= ROUTER_HOT_CPU:
+        r_cpu, r_n = router
+        what = "the router" if r_n == 1 else f"the {r_n} routers"
         out.append(
-            f"the router at {router[0]:.0f} % CPU is the limit: it matches every publish, "
-            "so more acceptors or workers will not add throughput (fewer distinct topics "
-            "or subscriptions will)"
+            f"{what} at {r_cpu:.0f} % CPU {'is' if r_n == 1 else 'are'} the limit: "
+            "they match every publish, so more acceptors or workers will not add "
+            f"throughput (--routers {r_n + 1}, with at least as many acceptors, or fewer "
+            "distinct topics or subscriptions will)"
         )
     return out
 

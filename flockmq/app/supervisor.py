@@ -112,7 +112,7 @@ class Supervisor:
         with open(self.config_path, "w", encoding="utf-8") as fh:
             fh.write(config.to_json())
         self.children = (
-            [Child("router", 0)]
+            [Child("router", i) for i in range(config.routers)]
             + [Child("worker", i) for i in range(config.workers)]
             + [Child("acceptor", i) for i in range(config.acceptors)]
             + [Child("auth", i) for i in range(config.auth_processes or 0)]

@@ -63,7 +63,7 @@ def run_auth(config: Config, index: int, incarnation: int) -> None:
             return {**core.gauges(), "hook_threads_busy": runner.busy}
 
         def send_stats(routes: list[Route], now: float) -> None:
-            bus.extend(runtime.ROUTER, routes)
+            bus.extend(runtime.router(index % config.routers), routes)
 
         role = Role(
             f"auth {index}",
@@ -90,7 +90,10 @@ def run_auth(config: Config, index: int, incarnation: int) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
-        bus.connect(runtime.ROUTER, config.router_endpoint(), config.ROUTER_ID)
+        for router in range(config.routers):
+            bus.connect(
+                runtime.router(router), config.router_endpoint(router), config.router_id(router)
+            )
         bus.start()
         log.info("auth %d up (incarnation %d): hook %s", index, incarnation, hook.name)
         try:

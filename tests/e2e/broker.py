@@ -129,6 +129,16 @@ class Broker:
                 return child.pid
         raise LookupError(f"no {role} {index} among the broker's children")
 
+    def acceptor_holding(self, local_port: int) -> int:
+        """Which acceptor holds the client connection from 127.0.0.1:`local_port`
+        (the kernel spreads connections over the acceptors: SO_REUSEPORT)."""
+        for index in range(self.acceptors):
+            proc = psutil.Process(self.pid_of("acceptor", index))
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.raddr and conn.raddr.port == local_port and conn.laddr.port == self.port:
+                    return index
+        raise LookupError(f"no acceptor holds the connection from port {local_port}")
+
     def runtime_dir(self) -> Path:
         """The running broker's runtime directory (ipc sockets, config), as
         its supervisor names it in the data dir's discovery file."""

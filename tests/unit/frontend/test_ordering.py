@@ -223,7 +223,7 @@ def test_router_restart_sends_open_fences_again_after_retried_publishes(
     send(conn, Publish("t", b"q1", 1, packet_id=3), SUB)
     router, _ = take(acceptor)
     old = seq_of(router[1])
-    acceptor.handle_envelope([env.Kind.ROUTER_UP, 2])
+    acceptor.handle_envelope([env.Kind.ROUTER_UP, 2, 0])
     router, _ = take(acceptor)
     assert kinds(router) == [env.Kind.ROUTE, env.Kind.FENCE]  # the QoS 1 retry, then the fence
     new = seq_of(router[1])

@@ -252,7 +252,7 @@ def test_subscribed_reply_comes_before_retained_messages() -> None:
     sub(router, 1, "late", ("r/+", 1), conn=99, packet_id=4)
     workers, _ = take(router)
     out = workers[1]
-    assert out[0] == [env.Kind.SUBSCRIBED, "late", 99, 4, [1]]
+    assert out[0] == [env.Kind.SUBSCRIBED, "late", 99, 4, [1], 0]
     retained = sorted(out[1:])
     assert retained == [
         [env.Kind.DELIVER, "r/1", b"one", 1, True, None, [["late", 1, True, [], "r/+"]], None],
@@ -273,7 +273,7 @@ def test_retained_replace_and_clear() -> None:
     assert "r" not in router.retained
     take(router)
     sub(router, 0, "b", ("r", 2))
-    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "b", 7, 1, [2]]]
+    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "b", 7, 1, [2], 0]]
 
 
 def test_live_retained_publish_goes_to_existing_subscribers_with_retain_flag_as_is() -> None:
@@ -292,9 +292,9 @@ def test_retained_not_sent_when_not_asked_or_to_shared_subscriptions() -> None:
     route(router, "k/1", b"v", retain=True)
     take(router)
     sub(router, 0, "a", ("k/#", 1), send_retained=False)
-    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "a", 7, 1, [1]]]
+    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "a", 7, 1, [1], 0]]
     sub(router, 0, "b", ("$share/g/k/#", 1))
-    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "b", 7, 1, [1]]]
+    assert take(router)[0][0] == [[env.Kind.SUBSCRIBED, "b", 7, 1, [1], 0]]
 
 
 def test_resubscription_without_reply_sends_no_subscribed() -> None:
@@ -454,7 +454,7 @@ def test_unsub_with_a_connection_is_answered() -> None:
     take(router)
     router.handle([env.Kind.UNSUB, "u", ["a/+"], 1, 9, 4, [0]])
     workers, _ = take(router)
-    assert workers == {1: [[env.Kind.UNSUBSCRIBED, "u", 9, 4, [0]]]}
+    assert workers == {1: [[env.Kind.UNSUBSCRIBED, "u", 9, 4, [0], 0]]}
     route(router, "a/b")
     assert take(router) == ({}, {})
 

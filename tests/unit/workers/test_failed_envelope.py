@@ -13,19 +13,19 @@ from typing import Any
 from flockmq import envelopes as env
 from flockmq.envelopes import acceptor_of
 from flockmq.mqtt.packet_types import PacketType
-from flockmq.workers.outbox import failed_envelope
+from flockmq.workers.outbox import Destination, failed_envelope
 from tests.unit.wire import kind_of, wire
 
 from .test_shard import CONN_A, CONN_B, NEVER, Harness
 
 
-def failed(dest: str | int, e: env.Envelope) -> tuple[str | int, list[Any]]:
+def failed(dest: Destination, e: env.Envelope) -> tuple[Destination, list[Any]]:
     """failed_envelope, and what its receiver gets."""
     dest, out = failed_envelope(dest, e)
     return dest, wire(out)
 
 
-def held(h: Harness) -> list[tuple[str | int, env.Envelope]]:
+def held(h: Harness) -> list[tuple[Destination, env.Envelope]]:
     """What the shard holds back for this pass's commit."""
     _ops, later = h.shard.take_durable()
     h.take()
@@ -36,7 +36,7 @@ def persistent(h: Harness, client_id: str, conn: int) -> None:
     """A persistent session subscribed to "t" at QoS 2, SUBACK sent."""
     h.connect(conn, client_id, clean=False, expiry=NEVER)
     h.subscribe(conn, client_id, "t", 2)
-    h.shard.handle([env.Kind.SUBSCRIBED, client_id, conn, 1, [2]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, client_id, conn, 1, [2], 0], h.now)
     h.take()
 
 
@@ -82,7 +82,7 @@ def test_a_subscription_that_was_not_stored_is_refused() -> None:
     h.connect(CONN_A, "sub", clean=False, expiry=NEVER)
     h.subscribe(CONN_A, "sub", "t", 1)
     h.take()
-    h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1, 0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1, 0], 0], h.now)
     ((dest, suback),) = held(h)
     assert (dest, wire(suback)) == (acceptor_of(CONN_A), [env.Kind.SEND_SUBACK, CONN_A, 1, [1, 0]])
     assert failed(dest, suback) == (dest, [env.Kind.SEND_SUBACK, CONN_A, 1, [0x80, 0x80]])
@@ -125,7 +125,7 @@ def test_every_kind_a_shard_holds_back_is_one_of_those() -> None:
         h.now,
     )
     h.subscribe(CONN_A, "sub", "u", 1)
-    h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "sub", CONN_A, 1, [1], 0], h.now)
     h.ack(env.Kind.PUBREC_IN, CONN_A, "sub", 1)
     later = held(h)
     # (the SUB was made after the held-back ROUTE: it waits too, in order)

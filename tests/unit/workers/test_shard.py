@@ -35,6 +35,7 @@ class Limits(TypedDict, total=False):
     max_subscription_bytes: int
     queue_qos0: bool
     max_session_expiry: int
+    routers: int
 
 
 class ConnectOptions(TypedDict, total=False):
@@ -211,7 +212,8 @@ class Harness:
         self.ops, later = self.shard.take_durable()
         self.shard.commit_done(self.shard.hold_for_commit(later))  # as if committed
         for dest, e in later:
-            (router if dest == "router" else acceptors).append(wire(e))
+            to_router = dest == "router" or isinstance(dest, tuple)
+            (router if to_router else acceptors).append(wire(e))
         self.shard.to_router.clear()
         for out in self.shard.to_acceptors.values():
             out.clear()

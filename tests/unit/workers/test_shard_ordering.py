@@ -43,7 +43,7 @@ def test_what_follows_an_uncommitted_route_of_an_earlier_pass_waits_too() -> Non
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     subscribe(h, 1, "t")
-    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
     h.take()
     h.shard.out.router_commits_pending = 1  # as the process sets it for an earlier pass
     h.close(CONN_A, "c")
@@ -68,13 +68,13 @@ def test_unsuback_waits_for_the_router() -> None:
     h = Harness()
     h.connect(CONN_A, "c", clean=True)
     subscribe(h, 1, "t")
-    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
     h.take()
     h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 2, ["t", "nope"]], h.now)
     router, acceptors = h.take()
     assert router == [[env.Kind.UNSUB, "c", ["t"], 0, CONN_A, 2, [0, 0x11]]]
     assert acceptors == []
-    h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0, 0x11]], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0, 0x11], 0], h.now)
     assert h.take_acceptors() == [[env.Kind.SEND_UNSUBACK, CONN_A, 2, [0, 0x11]]]
 
 
@@ -92,10 +92,10 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
     h.connect(CONN_A, "c", clean=True)
     subscribe(h, 1, "t")
     subscribe(h, 2, "u")
-    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 2, [0], 0], h.now)
     h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 3, ["u"]], h.now)
     h.take()
-    h.shard.handle([env.Kind.ROUTER_UP, 5], h.now)
+    h.shard.handle([env.Kind.ROUTER_UP, 5, 0], h.now)
     router, acceptors = h.take()
     assert [kind_of(e) for e in router] == [env.Kind.ONLINE, env.Kind.SUB, env.Kind.SYNCED]
     assert acceptors == [
@@ -114,11 +114,11 @@ def test_a_router_answer_after_a_router_up_gives_no_second_ack() -> None:
     subscribe(h, 1, "t")
     h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 2, ["t"]], h.now)
     h.take()
-    h.shard.handle([env.Kind.ROUTER_UP, 0], h.now)
+    h.shard.handle([env.Kind.ROUTER_UP, 0, 0], h.now)
     _, acceptors = h.take()
     assert [kind_of(e) for e in acceptors] == [env.Kind.SEND_SUBACK, env.Kind.SEND_UNSUBACK]
-    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0]], h.now)
-    h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
+    h.shard.handle([env.Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0], 0], h.now)
     assert h.take() == ([], [])
     assert h.shard.counters["late_router_answers"] == 2
 
@@ -131,7 +131,7 @@ def test_retained_messages_wait_behind_a_suback_that_waits_for_its_commit() -> N
     h.connect(CONN_A, "p", clean=False, expiry=0xFFFFFFFF)
     h.take()
     subscribe(h, 1, "t", "p")
-    h.shard.handle([env.Kind.SUBSCRIBED, "p", CONN_A, 1, [0]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "p", CONN_A, 1, [0], 0], h.now)
     retained = [env.Kind.DELIVER, "t", b"r", 0, True, None, [["p", 0, True, [], "t"]], None]
     h.shard.handle(retained, h.now)
     assert h.peek_acceptors() == []

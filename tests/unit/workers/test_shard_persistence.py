@@ -34,7 +34,7 @@ from .test_shard import CONN_A, CONN_B, CONN_C, NEVER, Harness, acks, publishes,
 def persistent_subscriber(h: Harness, conn: int = CONN_A) -> None:
     h.connect(conn, "p1", clean=False, expiry=NEVER)
     h.subscribe(conn, "p1", "t", 1)
-    h.shard.handle([env.Kind.SUBSCRIBED, "p1", conn, 1, [1]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "p1", conn, 1, [1], 0], h.now)
     h.take()
 
 
@@ -60,7 +60,7 @@ def test_persistent_session_records_its_state() -> None:
     kinds = [type(op) for op in h.ops]
     assert PutSession in kinds
     assert PutSubscription in kinds
-    h.shard.handle([env.Kind.SUBSCRIBED, "p1", CONN_A, 1, [1]], h.now)
+    h.shard.handle([env.Kind.SUBSCRIBED, "p1", CONN_A, 1, [1], 0], h.now)
     _, acceptors = h.take()
     # The SUBACK promises the subscription is kept: it waited for the commit.
     assert [kind_of(e) for e in acceptors] == [env.Kind.SEND_SUBACK]

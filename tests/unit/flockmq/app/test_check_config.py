@@ -51,6 +51,7 @@ def test_a_good_config_prints_the_settings_in_effect(tmp_path: Path) -> None:
         ("max_keepalive = 70000", "max_keepalive: 0-65535"),
         ("max_session_expiry = -1", "max_session_expiry"),
         ('transport = "tcp"\ntcp_base_port = 65530', "tcp_base_port: the bus needs ports"),
+        ("routers = 0", "routers: 0 is outside 1-64"),
         ("nonsense = 1", "unknown key 'nonsense'"),
         ('acl_file = "/nonexistent/acl"', "acl_file: /nonexistent/acl does not exist"),
         ("port = ", "config file"),  # not TOML

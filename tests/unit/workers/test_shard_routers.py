@@ -1,0 +1,115 @@
+"""A shard with several routers (Config.routers = 2): every subscription
+change goes to every router, a publish to its publisher's router only; the
+SUBACK/UNSUBACK waits for every router's answer, a restarted router's
+ROUTER_UP counting as its answer; the retained messages one router sends
+after its SUBSCRIBED wait behind the SUBACK."""
+
+from __future__ import annotations
+
+from flockmq import envelopes as env
+from flockmq.envelopes import Kind, make_conn_id
+from tests.unit.wire import kind_of
+
+from .test_shard import CONN_A, Harness
+from .test_shard_ordering import subscribe
+
+RETAINED = [Kind.DELIVER, "t", b"r", 0, True, None, [["c", 0, True, [], "t"]], None]
+
+
+def connected() -> Harness:
+    h = Harness(routers=2)
+    h.connect(CONN_A, "c", clean=True)
+    h.take()
+    return h
+
+
+def test_subscription_changes_go_to_every_router_and_publishes_to_the_publishers() -> None:
+    h = connected()
+    subscribe(h, 1, "t")
+    per = h.shard.out.split_to_router()
+    assert [[kind_of(e) for e in out] for out in per] == [[Kind.ONLINE, Kind.SUB]] * 2
+    assert h.shard.to_router == []
+    h.publish_in(CONN_A, "c", 1, 2, b"q2")  # QoS 2: the worker routes it, once stored
+    _ops, later = h.shard.take_durable()
+    assert [(dest, kind_of(e)) for dest, e in later] == [(("router", 0), Kind.ROUTE)]
+    on_acceptor_1 = make_conn_id(1, 1, 9)
+    h.connect(on_acceptor_1, "d", clean=True)
+    h.publish_in(on_acceptor_1, "d", 1, 2, b"q2")
+    _ops, later = h.shard.take_durable()
+    assert [(dest, kind_of(e)) for dest, e in later] == [(("router", 1), Kind.ROUTE)]
+    assert env.Route._make(later[0][1]).origin == "d"
+
+
+def test_suback_waits_for_both_routers_and_retained_copies_wait_behind_it() -> None:
+    h = connected()
+    subscribe(h, 1, "t")
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
+    h.shard.handle(RETAINED, h.now)  # router 0 (the subscriber's) sends the retained one
+    assert h.take() == ([], [])
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 1], h.now)
+    _, acceptors = h.take()
+    assert [kind_of(e) for e in acceptors] == [Kind.SEND_SUBACK, Kind.SEND_PUBLISH]
+    assert h.shard.out.behind_answers == {}
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 1], h.now)  # again: ignored
+    assert h.take() == ([], []) and h.shard.counters["late_router_answers"] == 1
+
+
+def test_two_subscribes_answered_out_of_order_keep_their_order() -> None:
+    h = connected()
+    subscribe(h, 1, "t")
+    subscribe(h, 2, "u")
+    h.take()
+    for router in (0, 1):
+        h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 2, [0], router], h.now)
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 1], h.now)
+    assert h.take() == ([], [])
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
+    _, acceptors = h.take()
+    assert [(kind_of(e), e[2]) for e in acceptors] == [
+        (Kind.SEND_SUBACK, 1),
+        (Kind.SEND_SUBACK, 2),
+    ]
+
+
+def test_unsuback_waits_for_both_routers() -> None:
+    h = connected()
+    subscribe(h, 1, "t")
+    for router in (0, 1):
+        h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], router], h.now)
+    h.take()
+    h.shard.handle([Kind.UNSUBSCRIBE, CONN_A, "c", 2, ["t"]], h.now)
+    h.shard.handle([Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0], 1], h.now)
+    assert h.take()[1] == []
+    h.shard.handle([Kind.UNSUBSCRIBED, "c", CONN_A, 2, [0], 0], h.now)
+    assert [kind_of(e) for e in h.take()[1]] == [Kind.SEND_UNSUBACK]
+
+
+def test_a_restarted_routers_resync_counts_as_its_answer() -> None:
+    h = connected()
+    subscribe(h, 1, "t")
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
+    h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)  # router 1 restarted: it never answers
+    router, acceptors = h.take()
+    assert [kind_of(e) for e in router] == [Kind.ONLINE, Kind.SUB, Kind.SYNCED]
+    assert [kind_of(e) for e in acceptors] == [Kind.SEND_SUBACK]
+    assert h.shard.state.awaiting_router == {}
+    # the resync goes to both routers (router 0 re-takes what it holds)
+    h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)
+    per = h.shard.out.split_to_router()
+    assert [kind_of(e) for e in per[0]] == [kind_of(e) for e in per[1]]
+
+
+def test_a_will_goes_through_its_connections_router() -> None:
+    """What the connection published went through its acceptor's router;
+    its will goes there too, so it comes after them at every subscriber."""
+    h = Harness(routers=2)
+    on_acceptor_1 = make_conn_id(1, 1, 9)  # shard 0 would pick router 0
+    will = env.Will("w/t", b"bye", 0, False, None, 0)
+    h.connect(on_acceptor_1, "d", clean=True, will=will)
+    h.take()
+    h.close(on_acceptor_1, "d", will=True)
+    per = h.shard.out.split_to_router()
+    assert [kind_of(e) for e in per[1]] == [Kind.ROUTE]
+    assert per[0] == [] and h.shard.out.pinned == {}
