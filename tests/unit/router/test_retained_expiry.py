@@ -5,9 +5,12 @@ deadline is stored with it and survives a router restart."""
 
 from __future__ import annotations
 
+import time
+
 from flockmq import envelopes as env
+from flockmq.message_expiry import pack_stored_props
 from flockmq.router.router import Router
-from flockmq.store import DeleteRetained, MemoryStore, PutRetained
+from flockmq.store import DeleteRetained, MemoryStore, PutRetained, open_store
 
 from .test_router import route, sub, take
 
@@ -87,3 +90,25 @@ def test_the_deadline_is_stored_and_reloaded() -> None:
     assert retained_sent(again) == [("r/a", b"a", {INTERVAL: 30})]
     again.expire_retained(1060.0)
     assert "r/a" not in again.retained
+
+
+def test_standby_routers_stale_expiry_does_not_delete_a_newer_retained(postgres_dsn: str) -> None:
+    """Broker B (standby) started while topic T held m1 with a message expiry.
+    Then a client of broker A (serving) replaced T with m2, no expiry: PUBACKed
+    after its commit. When B's router's stale copy of m1 expires, it deletes
+    T by topic from the shared store: m2 is gone from PostgreSQL (and B's
+    router never saw m2 anyway: it loads retained messages only at start)."""
+    store = open_store("postgres", "", "process", dsn=postgres_dsn)
+    try:
+        deadline = time.time() + 60
+        store.apply([PutRetained("T", b"m1", 1, pack_stored_props(None, deadline))])
+        router_b = Router()  # B's router at its start
+        router_b.load_retained(store.load_retained())
+        store.apply([PutRetained("T", b"m2", 1, None)])  # A's router: m2 acknowledged
+        router_b.expire_retained(deadline + 1)  # B's tick, a minute later
+        ops, _later = router_b.take_durable()
+        if ops:
+            store.apply(ops)  # B's committer (routers commit unfenced)
+        assert [(r.topic, r.payload) for r in store.load_retained()] == [("T", b"m2")]
+    finally:
+        store.close()

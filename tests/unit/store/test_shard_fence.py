@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import psycopg
 import pytest
 
+from flockmq.sharding import shard_of
 from flockmq.store import Committer, PutMessage, PutSession, open_store
 from flockmq.store.postgres import PostgresStore
 from flockmq.store.shard_fence import NotOwner, ShardFence, check_fence, claim_shard
@@ -125,3 +126,36 @@ def wait_until_blocked(dsn: str, pid: int) -> None:
                 return
             assert time.monotonic() < deadline, "the claim never waited for the commit"
             threading.Event().wait(0.02)
+
+
+def test_fence_holds_when_two_brokers_have_different_worker_counts(postgres_dsn: str) -> None:
+    """Broker A (--workers 2, the default follows the host's cores) served
+    client X on shard 1; broker B (--workers 3) serves X on shard 2. B's
+    claim of shard 2 does not fence A's shard-1 writer: A's commit for X
+    after B's load succeeds (A acknowledges it) and B never sees it."""
+    client = next(
+        c for c in (f"c{i}" for i in range(1000)) if shard_of(c, 2) == 1 and shard_of(c, 3) == 2
+    )
+    ns = 11
+    store_a = open_store("postgres", "", "process", dsn=postgres_dsn)
+    store_b = open_store("postgres", "", "process", dsn=postgres_dsn)
+    assert isinstance(store_a, PostgresStore) and isinstance(store_b, PostgresStore)
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            store_a.fence = claim_shard(conn, ns, 1, "A worker 1")
+            store_a.apply([PutSession(client, 3600, 5, None, None)])
+            # A loses its locks (e.g. PostgreSQL restarted); B takes shard 2 first
+            store_b.fence = claim_shard(conn, ns, 2, "B worker 2")
+        loaded = store_b.load_sessions(lambda c: shard_of(c, 3) == 2)
+        assert [r.client_id for r in loaded] == [client]
+        # A's worker 1 (not yet noticed, < 1 s) commits X's queued QoS 1 message:
+        try:
+            store_a.apply([PutMessage(client, 1, "t", b"acked", 1, False, None)])
+        except NotOwner:
+            return  # fenced: fine
+        pytest.fail(
+            "A's commit for a session B already loaded was accepted: acked, never delivered"
+        )
+    finally:
+        store_a.close()
+        store_b.close()

@@ -20,6 +20,8 @@ import pytest
 
 from flockmq.shard_plan import plan_shards
 from flockmq.store.shard_locks import NAMESPACE, LocksLost, ShardLocks
+from flockmq.workers.serving_broker import lock_node, may_take, must_yield
+from tests.postgres import PostgresServer
 
 TIMEOUT = 20.0
 
@@ -202,3 +204,31 @@ def test_survivors_take_a_dead_nodes_shards(
     # each survivor took some of bravo's shards
     for name in survivors:
         assert nodes[name].held & before["bravo"]
+
+
+def test_holders_of_another_database_do_not_count(postgres_server: PostgresServer) -> None:
+    """Advisory locks are per database (shard_locks.py docstring: only two
+    clusters sharing ONE database need different namespaces). Two unrelated
+    brokers, each on its own database of one server, default namespace:
+    the second must not stay a standby because of the first."""
+    db_a, db_b = postgres_server.create_database(), postgres_server.create_database()
+    a = ShardLocks(postgres_server.dsn(db_a), lock_node("hostA:1111", 0))
+    a1 = ShardLocks(postgres_server.dsn(db_a), lock_node("hostA:1111", 1))
+    b = ShardLocks(postgres_server.dsn(db_b), lock_node("hostB:2222", 0))
+    try:
+        assert a.acquire(0) and a1.acquire(1)  # broker A serves its 2 shards
+        assert b.acquire(0)  # per database: B gets "the same" lock
+        # Each broker sees the other database's holders as its rivals (pg_locks
+        # is cluster-wide; the query has no `database =` filter). For shard 0
+        # json_object_agg keeps ONE of the two holders:
+        seen_by_b, seen_by_a = b.holders(), a.holders()
+        assert seen_by_b == {0: "flockmq shards hostB:2222 worker 0"}, (
+            f"B sees {seen_by_b}: may_take={may_take('hostB:2222', seen_by_b)}"
+        )
+        assert not must_yield("hostA:1111", seen_by_a), f"A sees {seen_by_a}: A gives way"
+    finally:
+        a.close()
+        a1.close()
+        b.close()
+        postgres_server.drop_database(db_a)
+        postgres_server.drop_database(db_b)

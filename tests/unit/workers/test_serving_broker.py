@@ -4,6 +4,8 @@ sharing the shards, every broker agrees on the one that gives way."""
 
 from __future__ import annotations
 
+import pytest
+
 from flockmq.workers.serving_broker import (
     broker_id,
     broker_of,
@@ -52,3 +54,21 @@ def test_of_two_brokers_sharing_the_shards_exactly_one_gives_way() -> None:
     assert must_yield("a", {0: name("a", 0), 1: name("b", 1)})
     assert must_yield("z", {0: name("z", 0), 1: name("b", 1), 2: name("b", 2)})
     assert not must_yield("a", {0: name("a", 0), 1: name("a", 1)})  # alone
+
+
+@pytest.mark.parametrize(
+    "host_a, host_b",
+    [
+        ("mqtt-node-production-01", "mqtt-node-production-02"),  # equal in their first 20
+        ("raspberrypi", "raspberrypi"),  # cloned images, same data_dir default
+    ],
+)
+def test_two_hosts_have_two_broker_ids(host_a: str, host_b: str) -> None:
+    """Two brokers with the same id count each other's shards as their own:
+    may_take is always true, must_yield never fires, the shards split
+    between the brokers (the split serving_broker.py exists to prevent)."""
+    a = broker_id("/var/lib/flockmq", host=host_a)
+    b = broker_id("/var/lib/flockmq", host=host_b)
+    assert a != b
+    holders = {0: "flockmq shards " + lock_node(a, 0)}
+    assert not may_take(b, holders), "broker B takes shard 1 while broker A serves shard 0"
