@@ -172,12 +172,15 @@ class ShardLocks:
         return on_server
 
     def holders(self) -> dict[int, str]:
-        """Every shard of this namespace locked by any session, with the
-        application_name of that session (this holder's own included)."""
+        """Every shard of this namespace locked by any session of this
+        database, with the application_name of that session (this holder's
+        own included). pg_locks lists the locks of the whole server: an
+        advisory lock of another database is another key, not a rival."""
         rows = self._query(
             "SELECT coalesce(json_object_agg(l.objid::int, coalesce(a.application_name, '')),"
             " '{}') FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid = %s::int::oid",
             self.namespace,
         )

@@ -218,9 +218,9 @@ def test_holders_of_another_database_do_not_count(postgres_server: PostgresServe
     try:
         assert a.acquire(0) and a1.acquire(1)  # broker A serves its 2 shards
         assert b.acquire(0)  # per database: B gets "the same" lock
-        # Each broker sees the other database's holders as its rivals (pg_locks
-        # is cluster-wide; the query has no `database =` filter). For shard 0
-        # json_object_agg keeps ONE of the two holders:
+        # pg_locks is server-wide: without `l.database =` each broker saw the
+        # other database's holders as its rivals (and for shard 0,
+        # json_object_agg kept ONE of the two holders):
         seen_by_b, seen_by_a = b.holders(), a.holders()
         assert seen_by_b == {0: "flockmq shards hostB:2222 worker 0"}, (
             f"B sees {seen_by_b}: may_take={may_take('hostB:2222', seen_by_b)}"
