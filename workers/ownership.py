@@ -68,7 +68,7 @@ from flockmq.store import StoreError
 from flockmq.store.shard_fence import NotOwner, ShardFence, claim_shard
 from flockmq.store.shard_locks import ShardLocks
 
-from .serving_broker import broker_id, lock_node, may_take, must_yield, others
+from .serving_broker import lock_node, may_take, must_yield, others
 
 log = logging.getLogger("flockmq.worker")
 
@@ -81,7 +81,9 @@ class ShardOwnership:
     def __init__(self, config: Config, index: int, counters: Counter[str]) -> None:
         self.index = index
         self.counters = counters
-        self.broker = broker_id(config.data_dir)
+        if not config.broker_id:
+            raise ValueError("broker_id: not set (the supervisor makes it at start)")
+        self.broker = config.broker_id
         self.owner = f"{self.broker} pid {os.getpid()} worker {index}"
         self.locks = ShardLocks(
             config.postgres_dsn, lock_node(self.broker, index), namespace=config.shard_namespace
