@@ -41,7 +41,7 @@ from flockmq.message_expiry import (
 )
 from flockmq.mqtt.topics import SYS_PREFIX, is_shared
 from flockmq.sizes import message_size
-from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
+from flockmq.store import DeleteRetained, ExpireRetained, Op, PutRetained, RetainedRecord
 
 from .retained import RetainedStore
 from .sys_topics import SysTopics
@@ -180,7 +180,10 @@ class Router:
                 self.counters["retained_expired"] += 1
                 self.retained.set(topic, None)
                 if _durable(topic):
-                    self.ops.append(DeleteRetained(topic))
+                    # only the message that expired: another broker's router
+                    # may have stored a newer one since (PostgreSQL store)
+                    blob = pack_stored_props(msg.props, msg.deadline)
+                    self.ops.append(ExpireRetained(topic, msg.payload, msg.qos, blob))
 
     def take_durable(self) -> tuple[list[Op], list[tuple[int, env.RoutedTuple]]]:
         ops, later = self.ops, self.after_commit

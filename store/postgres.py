@@ -46,6 +46,7 @@ from .base import (
     DeleteInboundQos2,
     DeleteMessage,
     DeleteRetained,
+    ExpireRetained,
     DeleteSession,
     DeleteSubscription,
     InboundQos2Record,
@@ -247,6 +248,13 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     DeleteRetained: (
         ("DELETE FROM flockmq.retained WHERE topic = %s",),
         lambda o: (o.topic,),
+    ),
+    ExpireRetained: (
+        (
+            "DELETE FROM flockmq.retained WHERE topic = %s AND payload = %s AND qos = %s"
+            " AND props IS NOT DISTINCT FROM %s",
+        ),
+        lambda o: (o.topic, o.payload, o.qos, o.props),
     ),
 }
 

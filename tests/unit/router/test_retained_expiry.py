@@ -6,11 +6,14 @@ deadline is stored with it and survives a router restart."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from flockmq import envelopes as env
 from flockmq.message_expiry import pack_stored_props
 from flockmq.router.router import Router
-from flockmq.store import DeleteRetained, MemoryStore, PutRetained, open_store
+from flockmq.store import ExpireRetained, MemoryStore, PutRetained, open_store
 
 from .test_router import route, sub, take
 
@@ -52,7 +55,8 @@ def test_an_expired_retained_message_is_not_sent_and_is_deleted() -> None:
     router.expire_retained(1005.0)
     assert "r/a" not in router.retained and "$SYS/x" not in router.retained
     ops, _ = router.take_durable()
-    assert ops == [DeleteRetained("r/a")]  # $SYS is never stored
+    # only the message that expired ($SYS is never stored)
+    assert ops == [ExpireRetained("r/a", b"a", 1, pack_stored_props({INTERVAL: 5}, 1005.0))]
     assert router.counters["retained_expired"] == 2
 
 
@@ -110,5 +114,30 @@ def test_standby_routers_stale_expiry_does_not_delete_a_newer_retained(postgres_
         if ops:
             store.apply(ops)  # B's committer (routers commit unfenced)
         assert [(r.topic, r.payload) for r in store.load_retained()] == [("T", b"m2")]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "memory"])
+def test_an_expiry_deletes_the_stored_message_it_expired_and_no_other(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The expiry's delete is conditional on the message (ExpireRetained):
+    a loaded message with properties (their stored blob packed again must be
+    the same bytes) is deleted at its deadline; a newer one is kept."""
+    dsn = request.getfixturevalue("postgres_dsn") if kind == "postgres" else ""
+    store = open_store(kind, str(tmp_path / "data"), "process", dsn=dsn)
+    try:
+        props = {INTERVAL: 30, "user_property": [("k", "v")], "correlation_data": b"\x00c"}
+        old = pack_stored_props(props, 1030.5)
+        store.apply([PutRetained("r/a", b"a", 1, old), PutRetained("r/b", b"b", 2, old)])
+        router = Router()
+        router.load_retained(store.load_retained())
+        store.apply([PutRetained("r/b", b"newer", 2, old)])  # another router, same props
+        router.expire_retained(1031.0)
+        ops, _ = router.take_durable()
+        assert len(ops) == 2
+        store.apply(ops)
+        assert [(r.topic, r.payload) for r in store.load_retained()] == [("r/b", b"newer")]
     finally:
         store.close()
