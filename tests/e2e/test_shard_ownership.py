@@ -261,7 +261,7 @@ def broker_of(broker: Broker | None) -> str:
         return "%"
     ids = re.findall(r"broker id (\S+) \(its workers' shard lock connections\)", broker.log())
     assert ids, "the supervisor logs its broker id at start"
-    return ids[-1]  # a broker started again in the same data dir has a new one
+    return str(ids[-1])  # a broker started again in the same data dir has a new one
 
 
 def backend_or_none(dsn: str) -> int | None:
