@@ -27,6 +27,7 @@ from flockmq.runtime_process import CoreProcess, Role
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
+from .retained_reload import RetainedReload
 from .router import Router
 
 log = logging.getLogger("flockmq.router")
@@ -131,10 +132,14 @@ def run_router(config: Config, incarnation: int) -> None:
         loop = asyncio.get_running_loop()
         store = open_configured_store(config)
         core = RouterCore.create(config, store.load_retained())
+        # PostgreSQL: another broker may serve while this one stands by
+        reload = RetainedReload(loop, core.router, store) if config.store == "postgres" else None
 
         def resume_when_synced() -> None:
             if core.synced:
                 process.bus.resume_reading("sync")
+            if reload is not None:
+                reload.poll()
 
         role = Role(
             "router",
@@ -191,6 +196,10 @@ def run_router(config: Config, incarnation: int) -> None:
                 config.host, config.metrics_port, core.router.mosquitto_sys, config.runtime_dir
             )
         log.info("router up (incarnation %d)", incarnation)
-        await process.serve()
+        try:
+            await process.serve()
+        finally:
+            if reload is not None:
+                reload.close()
 
     uvloop.run(main())

@@ -126,6 +126,10 @@ class Router:
         self.ops: list[Op] = []
         self.now = 0.0  # wall-clock time of what is being handled, set by the process
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
+        # PostgreSQL store: a worker serves after a standby spell, another
+        # broker may have changed the retained messages (router/retained_reload.py)
+        self.retained_reload_wanted = False
+        self.retained_touched: set[str] | None = None  # topics written while reloading
         self.after_commit: list[tuple[int, env.RoutedTuple]] = []  # (acceptor, ROUTED)
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard("router", self.counters, log)
@@ -180,6 +184,8 @@ class Router:
                 self.counters["retained_expired"] += 1
                 self.retained.set(topic, None)
                 if _durable(topic):
+                    if self.retained_touched is not None:
+                        self.retained_touched.add(topic)
                     # only the message that expired: another broker's router
                     # may have stored a newer one since (PostgreSQL store)
                     blob = pack_stored_props(msg.props, msg.deadline)
@@ -364,6 +370,8 @@ class Router:
         """The last retained message per topic; an empty payload deletes it
         [MQTT-3.3.1-10, -11]."""
         durable = _durable(topic)
+        if self.retained_touched is not None and durable:
+            self.retained_touched.add(topic)
         if payload:
             if not durable:
                 # $SYS is the broker's own (a fixed set of counters): never
@@ -494,7 +502,9 @@ class Router:
 
     def _on_worker_up(self, e: Wire) -> None:
         """A (re)started worker re-sends what it has; forget what it had."""
-        shard = env.WorkerUp._make(e).shard
+        _, shard, _incarnation, after_standby = env.WorkerUp._make(e)
+        if after_standby:
+            self.retained_reload_wanted = True
         self._invalidate()
         stale = self.shard_clients.pop(shard, set())
         for client_id in stale:

@@ -99,6 +99,9 @@ class ShardOwnership:
             counters[name] += 0
         self.fence: ShardFence | None = None
         self.standby = True
+        # it waited as a standby before it got the shard: another broker may
+        # have served meanwhile (its router reloads retained messages)
+        self.after_standby = False
         # One thread for the lock's connection while a standby; the watch
         # thread takes it over once the shard is claimed (never both).
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="flockmq-shard-lock")
@@ -125,6 +128,7 @@ class ShardOwnership:
             if fence is not None:
                 self.fence = fence
                 self.standby = False
+                self.after_standby = waiting
                 log.info(
                     "worker %d: holds shard %d's lock (namespace %d), epoch %d%s",
                     self.index,
