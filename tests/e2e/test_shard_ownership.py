@@ -155,6 +155,9 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     sent = [f"m{i}".encode() for i in range(20)]
     for payload in sent:
         pub.publish(f"{topic}/q", payload, 1)  # PUBACK: committed
+    # After B's router loaded the retained messages (at its start): B's
+    # router reloads them when its workers take the shards over.
+    pub.publish(f"{topic}-retained", b"set on A while B stood by", 1, retain=True)
     pub.paho.loop_stop()
 
     killed, children = kill_every_process(a)
@@ -174,6 +177,14 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     resumed.expect_nothing(0.3)
     wait_standby(b, False)
     resumed.disconnect()
+    # B's router reloads the retained messages (off its loop): a new
+    # subscriber gets A's, once the reload is done.
+    wait_for(lambda: "retained messages reloaded" in b.log(), WAIT, "B's router reloads")
+    reader = Client(b.port)
+    reader.connect()
+    reader.subscribe(f"{topic}-retained", 1)
+    assert [m.payload for m in reader.expect(1, timeout=WAIT)] == [b"set on A while B stood by"]
+    reader.disconnect()
 
     # A comes back: the standby now.
     again = launch(tmp_path / "a", postgres_dsn, brokers)
