@@ -13,9 +13,11 @@ Life of a worker with `store = "postgres"` (workers/process.py):
    the lock every RETRY_INTERVAL (jittered); a database it cannot reach is
    retried the same way. A lock it gets while
    another broker serves other shards of the namespace is given back at
-   once: one broker serves them all (workers/serving_broker.py). Counted
-   (`standby_retries`, `standby_other_broker`) and logged once per standby
-   spell.
+   once: one broker serves them all (workers/serving_broker.py); and so is
+   a lock of a namespace recorded for another worker count than this
+   broker's (store/shard_fence.py `OtherWorkerCount`: logged as an error
+   naming both counts). Counted (`standby_retries`, `standby_other_broker`,
+   `standby_other_worker_count`) and logged once per standby spell.
 2. Claim. With the lock held, it takes a new epoch for the shard (waiting
    for any commit of the previous owner still in flight), and only then
    loads the shard's sessions and starts serving: WORKER_UP, subscriptions
@@ -65,7 +67,7 @@ import psycopg
 
 from flockmq.config import Config
 from flockmq.store import StoreError
-from flockmq.store.shard_fence import NotOwner, ShardFence, claim_shard
+from flockmq.store.shard_fence import NotOwner, OtherWorkerCount, ShardFence, claim_shard
 from flockmq.store.shard_locks import ShardLocks
 
 from .serving_broker import lock_node, may_take, must_yield, others
@@ -85,6 +87,8 @@ class ShardOwnership:
             raise ValueError("broker_id: not set (the supervisor makes it at start)")
         self.broker = config.broker_id
         self.owner = f"{self.broker} pid {os.getpid()} worker {index}"
+        self.workers = config.workers
+        self._told_count = False
         self.locks = ShardLocks(
             config.postgres_dsn, lock_node(self.broker, index), namespace=config.shard_namespace
         )
@@ -94,6 +98,7 @@ class ShardOwnership:
             "standby_retries",
             "standby_store_errors",
             "standby_other_broker",
+            "standby_other_worker_count",
             "shard_lock_checks",
         ):
             counters[name] += 0
@@ -167,7 +172,14 @@ class ShardOwnership:
         conn = locks.conn
         assert conn is not None
         try:
-            return claim_shard(conn, locks.namespace, self.index, self.owner)
+            return claim_shard(conn, locks.namespace, self.index, self.owner, self.workers)
+        except OtherWorkerCount as e:
+            locks.release(self.index)  # never serve shards sized for another count
+            self.counters["standby_other_worker_count"] += 1
+            if not self._told_count:  # once per process: it is a configuration error
+                self._told_count = True
+                log.error("worker %d: standby: %s", self.index, e)
+            return None
         except psycopg.Error as e:
             locks.close()  # the lock goes with the session: try it all again
             raise StoreError(f"cannot claim shard {self.index}: {e}") from e

@@ -49,11 +49,13 @@ def brokers() -> Iterator[list[Broker]]:
         b.stop()
 
 
-def launch(data_dir: Path, dsn: str, started: list[Broker], *extra: str) -> Broker:
+def launch(
+    data_dir: Path, dsn: str, started: list[Broker], *extra: str, workers: int = WORKERS
+) -> Broker:
     broker = Broker(
         data_dir,
         2,
-        WORKERS,
+        workers,
         ["--store", "postgres", "--postgres-dsn", dsn, *extra],
         port=free_port(),
     )
@@ -78,7 +80,7 @@ def worker_standby(broker: Broker) -> dict[int, bool]:
 
 
 def wait_standby(broker: Broker, standby: bool) -> None:
-    want = dict.fromkeys(range(WORKERS), standby)
+    want = dict.fromkeys(range(broker.workers), standby)
     wait_for(lambda: worker_standby(broker) == want, WAIT, f"every worker standby={standby}")
 
 
@@ -193,6 +195,30 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     back, present, rc = try_connect(b.port, sub_id, clean=False)
     assert (present, rc) == (True, 0)
     back.disconnect()
+
+
+def test_a_broker_with_another_worker_count_stays_a_standby(
+    tmp_path: Path, postgres_dsn: str, brokers: list[Broker]
+) -> None:
+    """The namespace is recorded for the first broker's count (a session's
+    shard is crc32 % workers: the write fence holds only for one count):
+    with the serving broker gone, a broker of another count still stands
+    by, saying why, and one of the same count serves."""
+    a = launch(tmp_path / "a", postgres_dsn, brokers)
+    a.wait_ready(WAIT)
+    wait_standby(a, False)
+    a.stop()
+    b = launch(tmp_path / "b", postgres_dsn, brokers, workers=WORKERS + 1)
+    wait_standby(b, True)
+    wait_for(
+        lambda: f"sharded for {WORKERS} workers, this broker runs {WORKERS + 1}" in b.log(),
+        WAIT,
+        "the error naming both counts",
+    )
+    assert_refused_as_standby(b)
+    b.stop()
+    again = launch(tmp_path / "a", postgres_dsn, brokers)
+    wait_standby(again, False)
 
 
 def test_a_worker_of_the_serving_broker_that_lost_its_lock_gets_it_back_not_the_standby(
