@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from flockmq.shard_plan import plan_shards
-from flockmq.store.shard_locks import NAMESPACE, LocksLost, ShardLocks
+from flockmq.store.shard_locks import NAMESPACE, SERVER_KEEPALIVES, LocksLost, ShardLocks
 from flockmq.workers.serving_broker import lock_node, may_take, must_yield
 from tests.postgres import PostgresServer
 
@@ -232,3 +232,41 @@ def test_holders_of_another_database_do_not_count(postgres_server: PostgresServe
         b.close()
         postgres_server.drop_database(db_a)
         postgres_server.drop_database(db_b)
+
+
+def test_the_server_ends_a_silent_lock_session_within_seconds(
+    postgres_server: PostgresServer,
+) -> None:
+    """The server's own TCP keepalives on the lock connection (its default
+    is the kernel's two hours): set per session, by a role that is not a
+    superuser, and a -c of the DSN's own options still wins."""
+    db = postgres_server.create_database()
+    dsn = postgres_server.dsn(db)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("CREATE ROLE flockmq_plain LOGIN NOSUPERUSER")
+    plain = dsn.replace("user=postgres", "user=flockmq_plain")
+    holder = ShardLocks(plain, "keepalives")
+    theirs = ShardLocks(plain + " options='-c tcp_keepalives_count=7'", "keepalives")
+    try:
+        assert holder.acquire(0)
+        assert holder.conn is not None
+        shown = {
+            name: holder.conn.execute(f"SHOW {name}").fetchone()
+            for name in [*SERVER_KEEPALIVES, "is_superuser"]
+        }
+        assert shown == {
+            "tcp_keepalives_idle": ("4",),  # seconds (SHOW prints no unit for these)
+            "tcp_keepalives_interval": ("2",),
+            "tcp_keepalives_count": ("3",),
+            "tcp_user_timeout": ("10000",),  # ms
+            "is_superuser": ("off",),
+        }
+        assert theirs.acquire(1) and theirs.conn is not None
+        assert theirs.conn.execute("SHOW tcp_keepalives_count").fetchone() == ("7",)
+        assert theirs.conn.execute("SHOW tcp_keepalives_idle").fetchone() == ("4",)
+    finally:
+        holder.close()
+        theirs.close()
+        postgres_server.drop_database(db)
+        with psycopg.connect(postgres_server.dsn(), autocommit=True) as admin:
+            admin.execute("DROP ROLE flockmq_plain")
