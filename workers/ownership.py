@@ -76,6 +76,7 @@ log = logging.getLogger("flockmq.worker")
 
 RETRY_INTERVAL: Final = 0.5  # seconds between two tries of a standby
 CHECK_INTERVAL: Final = 1.0  # seconds between two checks of an owner
+CLOSE_WAIT: Final = 15.0  # seconds `close` waits for a claim in flight
 EXIT_NOT_OWNER: Final = 75  # EX_TEMPFAIL: the supervisor restarts it (a standby)
 
 
@@ -112,6 +113,9 @@ class ShardOwnership:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="flockmq-shard-lock")
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
+        # Held by a claim in flight (the executor's thread, on the lock's
+        # connection): `close` waits for it before closing that connection.
+        self._claiming = threading.Lock()
 
     # --- standby -------------------------------------------------------------------
     async def acquire(self, on_standby: Callable[[], None]) -> ShardFence:
@@ -161,7 +165,13 @@ class ShardOwnership:
 
     def _try_claim(self) -> ShardFence | None:
         """The lock, then a new epoch (on the lock's own connection); None
-        while another session holds the lock."""
+        while another session holds the lock, or once `close` was called."""
+        with self._claiming:
+            if self._stop.is_set():
+                return None  # closing: never connect again
+            return self._claim()
+
+    def _claim(self) -> ShardFence | None:
         locks = self.locks
         if not locks.acquire(self.index):
             return None
@@ -240,12 +250,23 @@ class ShardOwnership:
         os._exit(EXIT_NOT_OWNER)
 
     def close(self) -> None:
-        """A clean stop (after the last commit): the lock goes with its session."""
+        """A clean stop (after the last commit): the lock goes with its session.
+        A claim in flight on the executor's thread is let finish first (its
+        round trips are bounded by the connection's connect_timeout and
+        tcp_user_timeout), so the connection is never closed under it and no
+        claim starts after (it sees `_stop`); past CLOSE_WAIT it is left to
+        the process's exit, which closes the connection anyway."""
         self._stop.set()
         if self._watch is not None:
             self._watch.join(CHECK_INTERVAL + 15)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self.locks.close()
+        if not self._claiming.acquire(timeout=CLOSE_WAIT):
+            log.warning("worker %d: a shard claim is still in flight at exit", self.index)
+            return
+        try:
+            self.locks.close()
+        finally:
+            self._claiming.release()
 
     def gauges(self) -> dict[str, int]:
         fence = self.fence
