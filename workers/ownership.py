@@ -21,7 +21,10 @@ Life of a worker with `store = "postgres"` (workers/process.py):
 2. Claim. With the lock held, it takes a new epoch for the shard (waiting
    for any commit of the previous owner still in flight), and only then
    loads the shard's sessions and starts serving: WORKER_UP, subscriptions
-   to the router, the shard's envelopes to the shard.
+   to the router, the shard's envelopes to the shard. A worker that waited
+   as a standby first says so in its WORKER_UP (`after_standby`): another
+   broker may have served meanwhile, and the router reloads the retained
+   messages it changed (router/retained_reload.py).
 3. Owner. A thread checks the lock every CHECK_INTERVAL (`ShardLocks.check`:
    one round trip asking pg_locks, which also proves the connection alive).
    Every commit of the worker's writer checks the epoch in its own
