@@ -102,6 +102,9 @@ class Config:
     # with the same namespace and worker count share shards (one serves, the
     # other waits as a standby); a different namespace keeps them apart
     shard_namespace: int = 0x666C6F63  # "floc" (store/shard_locks.py NAMESPACE)
+    # not a setting: this running broker's id, made by its supervisor at start
+    # and handed to every child (workers/serving_broker.py new_broker_id)
+    broker_id: str = ""
     # a QoS 1/2 publish not confirmed durable within this many seconds (a process
     # died mid-way) closes the publisher's connection, so the client retransmits
     publish_confirm_timeout: float = 10.0
@@ -455,6 +458,7 @@ KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {
     "extra",
     "runtime_dir",
     "auth_hook_functions",
+    "broker_id",
 }
 
 

@@ -508,11 +508,15 @@ class Route(NamedTuple):
 
 
 class WorkerUp(NamedTuple):
-    """Worker -> router and every acceptor: a (re)started worker."""
+    """Worker -> router and every acceptor: a (re)started worker.
+    `after_standby`: it serves its shard after a standby spell (PostgreSQL
+    store: another broker may have served meanwhile), so the router reloads
+    the retained messages (router/retained_reload.py)."""
 
     kind: Literal[Kind.WORKER_UP]
     shard: int
     incarnation: int
+    after_standby: bool = False
 
 
 class Online(NamedTuple):

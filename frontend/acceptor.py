@@ -551,7 +551,7 @@ class Acceptor:
         pause, and unacknowledged messages come again with DUP). Clean sessions
         lived only in the dead worker's memory: those connections are closed so
         their clients reconnect and subscribe again (ClientSession.on_worker_up)."""
-        _, shard, incarnation = env.WorkerUp._make(e)
+        _, shard, incarnation, _after_standby = env.WorkerUp._make(e)
         previous = self.worker_incarnations.get(shard)
         self.worker_incarnations[shard] = incarnation
         restarted = previous is not None and previous != incarnation

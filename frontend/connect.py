@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from flockmq import envelopes as env
 from flockmq.frontend.codec import Connack, Connect, Disconnect, ProtocolError, ReasonCode, encode
-from flockmq.frontend.codec.packets import Will
+from flockmq.frontend.codec.allowed_reason_codes import V5 as V5_REASON_CODES
+from flockmq.frontend.codec.packets import PacketType, Will
 from flockmq.hooks import CONNECT as CONNECT_CALL
 from flockmq.hooks import PUBLISH
 from flockmq.hooks import WILL as WILL_CALL
@@ -270,6 +271,23 @@ def _write_connack(session: ClientSession, data: bytes) -> None:
         session.link.send_bytes(data)
 
 
+def disconnect_for_refusal(rc: int) -> ReasonCode:
+    """The DISCONNECT (MQTT 5; 3.1.1 closes the socket) that closes a
+    CONNECTED session whose re-attach a worker refused with CONNACK `rc`:
+    the session is established, so a CONNACK cannot be sent, and a CONNACK
+    code is not always a DISCONNECT one [MQTT-3.14.2.1]. 0x88 Server
+    unavailable (a standby, the only refusal workers send today) becomes
+    0x9C Use another server: the client reconnects, to the broker that
+    serves the shard. A code valid in both (0x87 Not authorized, 0x89
+    Server busy, 0x97 Quota exceeded, 0x9C, 0x9D...) is kept; the other
+    CONNACK-only codes (0x84-0x86, 0x8A, 0x8C) become 0x80 Unspecified error."""
+    if rc == ReasonCode.SERVER_UNAVAILABLE:
+        return ReasonCode.USE_ANOTHER_SERVER
+    if rc in V5_REASON_CODES[PacketType.DISCONNECT]:
+        return ReasonCode(rc)
+    return ReasonCode.UNSPECIFIED_ERROR
+
+
 def handle_connack(
     session: ClientSession, session_present: bool, rc: int, props: dict[str, Any] | None
 ) -> None:
@@ -279,11 +297,7 @@ def handle_connack(
             # restart (a standby: the shard is served by another broker,
             # workers/standby.py): the client reconnects.
             session.host.count("closed_refused_reattach")
-            session.close(
-                ReasonCode.USE_ANOTHER_SERVER
-                if rc == ReasonCode.SERVER_UNAVAILABLE
-                else ReasonCode.UNSPECIFIED_ERROR  # a CONNACK code may not be a DISCONNECT one
-            )
+            session.close(disconnect_for_refusal(rc))
         return
     if rc == 0:
         session.state = CONNECTED

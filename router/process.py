@@ -33,6 +33,7 @@ from flockmq.runtime_process import CoreProcess, Role
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
+from .retained_reload import RetainedReload
 from .router import Destination, Router
 
 log = logging.getLogger("flockmq.router")
@@ -146,10 +147,14 @@ def run_router(config: Config, incarnation: int, index: int = 0) -> None:
         loop = asyncio.get_running_loop()
         store = open_configured_store(config)
         core = RouterCore.create(config, store.load_retained(), index)
+        # PostgreSQL: another broker may serve while this one stands by
+        reload = RetainedReload(loop, core.router, store) if config.store == "postgres" else None
 
         def resume_when_synced() -> None:
             if core.synced:
                 process.bus.resume_reading("sync")
+            if reload is not None:
+                reload.poll()
 
         role = Role(
             "router" if config.routers == 1 else f"router {index}",
@@ -210,6 +215,10 @@ def run_router(config: Config, incarnation: int, index: int = 0) -> None:
                 config.host, config.metrics_port, core.router.mosquitto_sys, config.runtime_dir
             )
         log.info("router %d up (incarnation %d)", index, incarnation)
-        await process.serve()
+        try:
+            await process.serve()
+        finally:
+            if reload is not None:
+                reload.close()
 
     uvloop.run(main())

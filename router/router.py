@@ -50,7 +50,7 @@ from flockmq.message_expiry import (
 )
 from flockmq.mqtt.topics import SYS_PREFIX, is_shared
 from flockmq.sizes import message_size
-from flockmq.store import DeleteRetained, Op, PutRetained, RetainedRecord
+from flockmq.store import DeleteRetained, ExpireRetained, Op, PutRetained, RetainedRecord
 
 from .replication import Versions
 from .retained import RetainedStore
@@ -148,6 +148,10 @@ class Router:
         self.ops: list[Op] = []
         self.now = 0.0  # wall-clock time of what is being handled, set by the process
         self.expiring: list[tuple[float, str]] = []  # heap of (deadline, retained topic)
+        # PostgreSQL store: a worker serves after a standby spell, another
+        # broker may have changed the retained messages (router/retained_reload.py)
+        self.retained_reload_wanted = False
+        self.retained_touched: set[str] | None = None  # topics written while reloading
         self.after_commit: list[tuple[Destination, Envelope]] = []  # (acceptor, ROUTED)
         self.counters: Counter[str] = Counter()
         self.guard = EnvelopeGuard("router", self.counters, log)
@@ -208,7 +212,12 @@ class Router:
                 versions = self.versions
                 writes = versions is None or versions.expired(topic, deadline, now)
                 if _durable(topic) and writes:
-                    self.ops.append(DeleteRetained(topic))
+                    if self.retained_touched is not None:
+                        self.retained_touched.add(topic)
+                    # only the message that expired: another broker's router
+                    # may have stored a newer one since (PostgreSQL store)
+                    blob = pack_stored_props(msg.props, msg.deadline)
+                    self.ops.append(ExpireRetained(topic, msg.payload, msg.qos, blob))
 
     def take_durable(self) -> tuple[list[Op], list[tuple[Destination, Envelope]]]:
         ops, later = self.ops, self.after_commit
@@ -390,6 +399,8 @@ class Router:
         [MQTT-3.3.1-10, -11]. With several routers the update goes to the
         others too (`_share_retained`)."""
         durable = _durable(topic)
+        if self.retained_touched is not None and durable:
+            self.retained_touched.add(topic)
         if payload:
             if durable and self._over_retained_quota(topic, payload, props):
                 return
@@ -610,7 +621,9 @@ class Router:
 
     def _on_worker_up(self, e: Wire) -> None:
         """A (re)started worker re-sends what it has; forget what it had."""
-        shard = env.WorkerUp._make(e).shard
+        _, shard, _incarnation, after_standby = env.WorkerUp._make(e)
+        if after_standby:
+            self.retained_reload_wanted = True
         self._invalidate()
         stale = self.shard_clients.pop(shard, set())
         for client_id in stale:

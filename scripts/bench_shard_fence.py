@@ -94,7 +94,7 @@ def bench_fence(
     try:
         store.apply([DeleteSession("bench"), PutSession("bench", 0, 5, None, None)])
         assert locks.acquire(SHARD) and locks.conn is not None
-        fence = claim_shard(locks.conn, locks.namespace, SHARD, "bench")
+        fence = claim_shard(locks.conn, locks.namespace, SHARD, "bench", SHARD + 1)
         statement = bench_fence_statement(dsn, fence, 2000)
         for _ in range(rounds):
             for per_commit in (1, 100):

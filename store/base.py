@@ -233,6 +233,20 @@ class DeleteRetained:
     topic: str
 
 
+@dataclass(frozen=True, slots=True)
+class ExpireRetained:
+    """Delete the topic's retained message only if it is still this one (the
+    same payload, QoS and stored props, whose blob holds its expiry
+    deadline): a router's expiry never deletes a message stored since by
+    another router (another broker on the same PostgreSQL database, whose
+    writes this router never saw)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    props: bytes | None
+
+
 Op = (
     PutSession
     | DeleteSession
@@ -247,6 +261,7 @@ Op = (
     | PruneSeenQos2
     | PutRetained
     | DeleteRetained
+    | ExpireRetained
 )
 
 

@@ -18,6 +18,7 @@ from .base import (
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
+    ExpireRetained,
     InboundQos2Record,
     MessageRecord,
     Op,
@@ -54,6 +55,7 @@ _OP_TYPES = (
     PruneSeenQos2,
     PutRetained,
     DeleteRetained,
+    ExpireRetained,
 )
 
 
@@ -112,7 +114,7 @@ class MemoryStore(Store):
                 self._apply_message_op(op)
             case PutInboundQos2() | DeleteInboundQos2() | PutSeenQos2() | PruneSeenQos2():
                 self._apply_qos2_op(op)
-            case PutRetained() | DeleteRetained():
+            case PutRetained() | DeleteRetained() | ExpireRetained():
                 self._apply_retained_op(op)
 
     def _apply_session_op(self, op: Op) -> None:
@@ -200,6 +202,11 @@ class MemoryStore(Store):
                 )
             case DeleteRetained():
                 self._retained.pop(op.topic, None)
+            case ExpireRetained():
+                if self._retained.get(op.topic) == RetainedRecord(
+                    op.topic, op.payload, op.qos, op.props
+                ):
+                    del self._retained[op.topic]
 
     def _forget_seen(self, origin: str, packet_id: int) -> None:
         """Every destination's seen row of (origin, packet id)."""

@@ -48,6 +48,7 @@ from .base import (
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
+    ExpireRetained,
     InboundQos2Record,
     MessageRecord,
     Op,
@@ -74,7 +75,8 @@ log = logging.getLogger("flockmq.store")
 FORMAT_VERSION = 2
 """The PostgreSQL schema format this code writes, and the newest it reads (its
 own numbering: the SQLite file's format 2 holds the same rows). Format 2 adds
-`shard_owners`, the epochs of the shard write fence (store/shard_fence.py)."""
+`shard_owners`, the epochs of the shard write fence, and `shard_namespaces`,
+the worker count of each namespace (store/shard_fence.py)."""
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds, unless the DSN sets connect_timeout
 SCHEMA_LOCK = 0x666C6F636B6D71  # "flockmq": pg_advisory_xact_lock key of schema changes
@@ -112,6 +114,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "CREATE TABLE flockmq.shard_owners (namespace integer NOT NULL, shard integer NOT NULL,"
         " epoch bigint NOT NULL, owner text NOT NULL, PRIMARY KEY (namespace, shard))",
+        # the worker count every broker of the namespace must run (shard_fence.py)
+        "CREATE TABLE flockmq.shard_namespaces (namespace integer PRIMARY KEY,"
+        " workers integer NOT NULL)",
     ),
 }
 
@@ -247,6 +252,13 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     DeleteRetained: (
         ("DELETE FROM flockmq.retained WHERE topic = %s",),
         lambda o: (o.topic,),
+    ),
+    ExpireRetained: (
+        (
+            "DELETE FROM flockmq.retained WHERE topic = %s AND payload = %s AND qos = %s"
+            " AND props IS NOT DISTINCT FROM %s",
+        ),
+        lambda o: (o.topic, o.payload, o.qos, o.props),
     ),
 }
 

@@ -29,11 +29,22 @@ Invariants:
   held does not call PostgreSQL (a second pg_try_advisory_lock on the same
   session would stack, and one unlock would then not release it).
 
-What this does not do yet: a network cut is seen by the holder within
-`tcp_user_timeout` of its next call, but PostgreSQL releases the locks only
-when the server notices the connection is gone (its own TCP keepalives), so
-a successor may wait that long; the broker wiring must also stop serving a
-shard whose lock it cannot confirm (`check`), not merely wait for an error.
+Failover bound on a dead host or a cut link. PostgreSQL releases the locks
+of a session only when the SERVER sees its connection is gone; its own TCP
+keepalives default to the kernel's (two hours idle). So the lock
+connection sets them per session (SERVER_KEEPALIVES, sent as libpq
+`options`; all four are user-settable GUCs, no superuser needed): a backend
+whose peer went silent is ended within about 10 s (4 s idle, then 3 probes
+2 s apart; or 10 s of unacknowledged data, tcp_user_timeout), which ends
+its session and releases its locks. A standby then takes the shard within
+its retry interval (0.5 s, workers/ownership.py) and loads it: about 11 s
+from the cut to the takeover, plus the load. The holder itself notices
+within its own libpq keepalives / tcp_user_timeout (CONNECTION_DEFAULTS)
+at its next check (workers/ownership.py: every second), and stops serving.
+These are ignored on a Unix socket (no TCP: a local server sees a dead
+process's socket close at once), and a pooler between broker and server
+(pgbouncer) would keep the server's session alive: do not put one on the
+lock connection.
 """
 
 from __future__ import annotations
@@ -64,6 +75,15 @@ CONNECTION_DEFAULTS: dict[str, str | int] = {
 }
 
 
+# The server's side of the same (per session: libpq `options`); see above.
+SERVER_KEEPALIVES: dict[str, int] = {
+    "tcp_keepalives_idle": 4,  # s
+    "tcp_keepalives_interval": 2,  # s
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms
+}
+
+
 class LocksLost(StoreError):
     """The holder's connection failed: every lock it held is gone (`shards`)."""
 
@@ -84,6 +104,10 @@ class ShardLocks:
             "application_name": f"flockmq shards {node}".strip()[:63],
         }
         given = conninfo_to_dict(dsn)
+        # The DSN's own `options` come after ours: a -c given there wins.
+        server = " ".join(f"-c {name}={value}" for name, value in SERVER_KEEPALIVES.items())
+        defaults["options"] = f"{server} {given.get('options') or ''}".strip()
+        given.pop("options", None)
         self.conninfo = make_conninfo(dsn, **{k: v for k, v in defaults.items() if k not in given})
         self.namespace = namespace
         self.held: set[int] = set()
@@ -172,12 +196,15 @@ class ShardLocks:
         return on_server
 
     def holders(self) -> dict[int, str]:
-        """Every shard of this namespace locked by any session, with the
-        application_name of that session (this holder's own included)."""
+        """Every shard of this namespace locked by any session of this
+        database, with the application_name of that session (this holder's
+        own included). pg_locks lists the locks of the whole server: an
+        advisory lock of another database is another key, not a rival."""
         rows = self._query(
             "SELECT coalesce(json_object_agg(l.objid::int, coalesce(a.application_name, '')),"
             " '{}') FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid = %s::int::oid",
             self.namespace,
         )

@@ -45,6 +45,7 @@ from .base import (
     DeleteRetained,
     DeleteSession,
     DeleteSubscription,
+    ExpireRetained,
     InboundQos2Record,
     MessageRecord,
     Op,
@@ -205,6 +206,10 @@ _SQL: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
     DeleteRetained: (
         ("DELETE FROM retained WHERE topic = ?",),
         lambda o: (o.topic,),
+    ),
+    ExpireRetained: (
+        ("DELETE FROM retained WHERE topic = ? AND payload = ? AND qos = ? AND props IS ?",),
+        lambda o: (o.topic, o.payload, o.qos, o.props),
     ),
 }
 

@@ -13,13 +13,18 @@ Life of a worker with `store = "postgres"` (workers/process.py):
    the lock every RETRY_INTERVAL (jittered); a database it cannot reach is
    retried the same way. A lock it gets while
    another broker serves other shards of the namespace is given back at
-   once: one broker serves them all (workers/serving_broker.py). Counted
-   (`standby_retries`, `standby_other_broker`) and logged once per standby
-   spell.
+   once: one broker serves them all (workers/serving_broker.py); and so is
+   a lock of a namespace recorded for another worker count than this
+   broker's (store/shard_fence.py `OtherWorkerCount`: logged as an error
+   naming both counts). Counted (`standby_retries`, `standby_other_broker`,
+   `standby_other_worker_count`) and logged once per standby spell.
 2. Claim. With the lock held, it takes a new epoch for the shard (waiting
    for any commit of the previous owner still in flight), and only then
    loads the shard's sessions and starts serving: WORKER_UP, subscriptions
-   to the router, the shard's envelopes to the shard.
+   to the router, the shard's envelopes to the shard. A worker that waited
+   as a standby first says so in its WORKER_UP (`after_standby`): another
+   broker may have served meanwhile, and the router reloads the retained
+   messages it changed (router/retained_reload.py).
 3. Owner. A thread checks the lock every CHECK_INTERVAL (`ShardLocks.check`:
    one round trip asking pg_locks, which also proves the connection alive).
    Every commit of the worker's writer checks the epoch in its own
@@ -65,15 +70,16 @@ import psycopg
 
 from flockmq.config import Config
 from flockmq.store import StoreError
-from flockmq.store.shard_fence import NotOwner, ShardFence, claim_shard
+from flockmq.store.shard_fence import NotOwner, OtherWorkerCount, ShardFence, claim_shard
 from flockmq.store.shard_locks import ShardLocks
 
-from .serving_broker import broker_id, lock_node, may_take, must_yield, others
+from .serving_broker import lock_node, may_take, must_yield, others
 
 log = logging.getLogger("flockmq.worker")
 
 RETRY_INTERVAL: Final = 0.5  # seconds between two tries of a standby
 CHECK_INTERVAL: Final = 1.0  # seconds between two checks of an owner
+CLOSE_WAIT: Final = 15.0  # seconds `close` waits for a claim in flight
 EXIT_NOT_OWNER: Final = 75  # EX_TEMPFAIL: the supervisor restarts it (a standby)
 
 
@@ -81,8 +87,12 @@ class ShardOwnership:
     def __init__(self, config: Config, index: int, counters: Counter[str]) -> None:
         self.index = index
         self.counters = counters
-        self.broker = broker_id(config.data_dir)
+        if not config.broker_id:
+            raise ValueError("broker_id: not set (the supervisor makes it at start)")
+        self.broker = config.broker_id
         self.owner = f"{self.broker} pid {os.getpid()} worker {index}"
+        self.workers = config.workers
+        self._told_count = False
         self.locks = ShardLocks(
             config.postgres_dsn, lock_node(self.broker, index), namespace=config.shard_namespace
         )
@@ -92,16 +102,23 @@ class ShardOwnership:
             "standby_retries",
             "standby_store_errors",
             "standby_other_broker",
+            "standby_other_worker_count",
             "shard_lock_checks",
         ):
             counters[name] += 0
         self.fence: ShardFence | None = None
         self.standby = True
+        # it waited as a standby before it got the shard: another broker may
+        # have served meanwhile (its router reloads retained messages)
+        self.after_standby = False
         # One thread for the lock's connection while a standby; the watch
         # thread takes it over once the shard is claimed (never both).
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="flockmq-shard-lock")
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
+        # Held by a claim in flight (the executor's thread, on the lock's
+        # connection): `close` waits for it before closing that connection.
+        self._claiming = threading.Lock()
 
     # --- standby -------------------------------------------------------------------
     async def acquire(self, on_standby: Callable[[], None]) -> ShardFence:
@@ -123,6 +140,7 @@ class ShardOwnership:
             if fence is not None:
                 self.fence = fence
                 self.standby = False
+                self.after_standby = waiting
                 log.info(
                     "worker %d: holds shard %d's lock (namespace %d), epoch %d%s",
                     self.index,
@@ -150,7 +168,13 @@ class ShardOwnership:
 
     def _try_claim(self) -> ShardFence | None:
         """The lock, then a new epoch (on the lock's own connection); None
-        while another session holds the lock."""
+        while another session holds the lock, or once `close` was called."""
+        with self._claiming:
+            if self._stop.is_set():
+                return None  # closing: never connect again
+            return self._claim()
+
+    def _claim(self) -> ShardFence | None:
         locks = self.locks
         if not locks.acquire(self.index):
             return None
@@ -161,7 +185,14 @@ class ShardOwnership:
         conn = locks.conn
         assert conn is not None
         try:
-            return claim_shard(conn, locks.namespace, self.index, self.owner)
+            return claim_shard(conn, locks.namespace, self.index, self.owner, self.workers)
+        except OtherWorkerCount as e:
+            locks.release(self.index)  # never serve shards sized for another count
+            self.counters["standby_other_worker_count"] += 1
+            if not self._told_count:  # once per process: it is a configuration error
+                self._told_count = True
+                log.error("worker %d: standby: %s", self.index, e)
+            return None
         except psycopg.Error as e:
             locks.close()  # the lock goes with the session: try it all again
             raise StoreError(f"cannot claim shard {self.index}: {e}") from e
@@ -222,12 +253,23 @@ class ShardOwnership:
         os._exit(EXIT_NOT_OWNER)
 
     def close(self) -> None:
-        """A clean stop (after the last commit): the lock goes with its session."""
+        """A clean stop (after the last commit): the lock goes with its session.
+        A claim in flight on the executor's thread is let finish first (its
+        round trips are bounded by the connection's connect_timeout and
+        tcp_user_timeout), so the connection is never closed under it and no
+        claim starts after (it sees `_stop`); past CLOSE_WAIT it is left to
+        the process's exit, which closes the connection anyway."""
         self._stop.set()
         if self._watch is not None:
             self._watch.join(CHECK_INTERVAL + 15)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self.locks.close()
+        if not self._claiming.acquire(timeout=CLOSE_WAIT):
+            log.warning("worker %d: a shard claim is still in flight at exit", self.index)
+            return
+        try:
+            self.locks.close()
+        finally:
+            self._claiming.release()
 
     def gauges(self) -> dict[str, int]:
         fence = self.fence

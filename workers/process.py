@@ -76,18 +76,22 @@ class ShardCore:
         acceptors: int,
         records: Iterable[SessionRecord],
         now: float,
+        after_standby: bool = False,
     ) -> None:
         """Announce this shard to the router and every acceptor, and load its
         sessions from the store (re-sending their subscriptions)."""
-        self.announce(sink, incarnation, acceptors)
+        self.announce(sink, incarnation, acceptors, after_standby)
         self.shard.load(records, now)
 
-    def announce(self, sink: Sink, incarnation: int, acceptors: int) -> None:
+    def announce(
+        self, sink: Sink, incarnation: int, acceptors: int, after_standby: bool = False
+    ) -> None:
         """WORKER_UP to the router and every acceptor: forget what the
-        previous incarnation had (subscriptions, connections to re-attach)."""
+        previous incarnation had (subscriptions, connections to re-attach).
+        `after_standby`: serving after a standby spell (env.WorkerUp)."""
         shard = self.shard
-        shard.startup_envelopes(incarnation)
-        up = env.WorkerUp(Kind.WORKER_UP, shard.index, incarnation)
+        shard.startup_envelopes(incarnation, after_standby)
+        up = env.WorkerUp(Kind.WORKER_UP, shard.index, incarnation, after_standby)
         for index in range(acceptors):
             sink.send(runtime.acceptor(index), up)
 
@@ -207,11 +211,13 @@ def serve_shard(
     config: Config,
     incarnation: int,
     records: list[SessionRecord],
+    after_standby: bool = False,
 ) -> None:
     """Announce the shard, restore its sessions, and handle its envelopes."""
     index = core.shard.index
     core.handle = core.shard.handle
-    core.start(process.bus, incarnation, config.acceptors, records, time.time())
+    now = time.time()
+    core.start(process.bus, incarnation, config.acceptors, records, now, after_standby)
     if records:
         log.info("worker %d: restored %d persistent sessions", index, len(records))
     process.flush()
@@ -245,7 +251,7 @@ async def take_shard(
     except StoreError as e:
         ownership.lose(f"its sessions could not be loaded: {e}")
     ownership.watch()
-    serve_shard(core, process, process.config, incarnation, records)
+    serve_shard(core, process, process.config, incarnation, records, ownership.after_standby)
 
 
 def _with(ownership: ShardOwnership, shard: Shard) -> Callable[[], dict[str, int]]:

@@ -14,15 +14,19 @@ and of two holding as many, the one whose id sorts last.
 A broker's id is in the application_name of every lock connection of its
 workers ("flockmq shards ID worker N", store/shard_locks.py), so the holders
 PostgreSQL lists (`ShardLocks.holders`) say which broker holds what. The id
-is the host name and a hash of the data directory's real path
-(`broker_id`): the same broker again after a restart, two brokers of one
-host apart (each has its own data directory).
+is made once per running broker, by its supervisor at start (`new_broker_id`:
+random), and handed to every child in the configuration it passes them
+(`Config.broker_id`), so a restarted worker keeps it and two brokers never
+share one (not two hosts whose names begin alike, not two cloned images
+with the same host name and data directory). The host name before the
+random part is for people reading pg_stat_activity or the logs: nothing
+relies on it. ASCII only: PostgreSQL replaces any other character of an
+application_name by '?'.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+import secrets
 import socket
 from collections import Counter
 from collections.abc import Mapping
@@ -31,11 +35,13 @@ PREFIX = "flockmq shards "
 WORKER = " worker "
 
 
-def broker_id(data_dir: str, host: str | None = None) -> str:
-    """HOST:HASH, at most 29 characters (application_name keeps 63 bytes)."""
+def new_broker_id(host: str | None = None) -> str:
+    """HOST:RANDOM, at most 33 ASCII characters (application_name keeps 63
+    bytes): the host name's first 20 characters, anything but letters,
+    digits, '.', '-' and '_' replaced by '_', then 96 random bits."""
     host = (host if host is not None else socket.gethostname())[:20]
-    path = os.path.realpath(data_dir).encode()
-    return f"{host}:{hashlib.blake2b(path, digest_size=4).hexdigest()}"
+    readable = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "_" for c in host)
+    return f"{readable}:{secrets.token_hex(6)}"
 
 
 def lock_node(broker: str, index: int) -> str:

@@ -139,10 +139,12 @@ class Shard:
         """Sessions of this shard from the store (see workers/restore.py)."""
         self.restore.load(records, now)
 
-    def startup_envelopes(self, incarnation: int) -> None:
+    def startup_envelopes(self, incarnation: int, after_standby: bool = False) -> None:
         """Announce this shard (a restarted worker): the router forgets the
-        shard's stale subscriptions and acceptors drop its stale connections."""
-        self.to_router.append(env.WorkerUp(Kind.WORKER_UP, self.index, incarnation))
+        shard's stale subscriptions and acceptors drop its stale connections
+        (`after_standby`: env.WorkerUp)."""
+        up = env.WorkerUp(Kind.WORKER_UP, self.index, incarnation, after_standby)
+        self.to_router.append(up)
 
     def take_durable(self) -> tuple[list[Op], list[tuple[Destination, Envelope]]]:
         """This pass's store ops and the envelopes that wait for them (see

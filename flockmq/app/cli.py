@@ -206,13 +206,16 @@ def check_config(file: str) -> None:
     click.echo(effective_settings(config))
 
 
+_NOT_SETTINGS = ("extra", "runtime_dir", "listeners", "auth_hook_functions", "broker_id")
+
+
 def effective_settings(config: Any) -> str:
     """The resolved configuration as TOML a user could paste back."""
     import dataclasses
 
     lines = []
     for key, value in sorted(dataclasses.asdict(config).items()):
-        if key in ("extra", "runtime_dir", "listeners", "auth_hook_functions") or value is None:
+        if key in _NOT_SETTINGS or value is None:
             continue
         if key == "postgres_dsn" and value:
             from flockmq.store.postgres import redact_dsn

@@ -32,6 +32,7 @@ from flockmq.config import Config, ConfigError
 from flockmq.control import PollingControl, Snapshot, control_endpoint
 from flockmq.persistence import open_configured_store
 from flockmq.store import StoreError
+from flockmq.workers.serving_broker import new_broker_id
 
 log = logging.getLogger("flockmq.app.supervisor")
 
@@ -108,6 +109,11 @@ class Supervisor:
             raise ConfigError(str(exc)) from exc
         self.runtime_dir = tempfile.mkdtemp(prefix="flockmq-")
         config.runtime_dir = self.runtime_dir
+        # Once per running broker: every child (a restarted one too) reads it
+        # from the config file below (workers/serving_broker.py).
+        config.broker_id = new_broker_id()
+        if config.store == "postgres":
+            log.info("broker id %s (its workers' shard lock connections)", config.broker_id)
         self.config_path = os.path.join(self.runtime_dir, "config.json")
         with open(self.config_path, "w", encoding="utf-8") as fh:
             fh.write(config.to_json())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -31,7 +32,6 @@ import pytest
 
 from flockmq.app.probe import free_port
 from flockmq.frontend.codec import Connack, Connect
-from flockmq.workers.serving_broker import broker_id
 
 from . import test_durability as durability
 from .broker import FLOCKMQ, Broker, MakeBroker
@@ -49,11 +49,13 @@ def brokers() -> Iterator[list[Broker]]:
         b.stop()
 
 
-def launch(data_dir: Path, dsn: str, started: list[Broker], *extra: str) -> Broker:
+def launch(
+    data_dir: Path, dsn: str, started: list[Broker], *extra: str, workers: int = WORKERS
+) -> Broker:
     broker = Broker(
         data_dir,
         2,
-        WORKERS,
+        workers,
         ["--store", "postgres", "--postgres-dsn", dsn, *extra],
         port=free_port(),
     )
@@ -78,7 +80,7 @@ def worker_standby(broker: Broker) -> dict[int, bool]:
 
 
 def wait_standby(broker: Broker, standby: bool) -> None:
-    want = dict.fromkeys(range(WORKERS), standby)
+    want = dict.fromkeys(range(broker.workers), standby)
     wait_for(lambda: worker_standby(broker) == want, WAIT, f"every worker standby={standby}")
 
 
@@ -155,6 +157,9 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     sent = [f"m{i}".encode() for i in range(20)]
     for payload in sent:
         pub.publish(f"{topic}/q", payload, 1)  # PUBACK: committed
+    # After B's router loaded the retained messages (at its start): B's
+    # router reloads them when its workers take the shards over.
+    pub.publish(f"{topic}-retained", b"set on A while B stood by", 1, retain=True)
     pub.paho.loop_stop()
 
     killed, children = kill_every_process(a)
@@ -174,6 +179,14 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     resumed.expect_nothing(0.3)
     wait_standby(b, False)
     resumed.disconnect()
+    # B's router reloads the retained messages (off its loop): a new
+    # subscriber gets A's, once the reload is done.
+    wait_for(lambda: "retained messages reloaded" in b.log(), WAIT, "B's router reloads")
+    reader = Client(b.port)
+    reader.connect()
+    reader.subscribe(f"{topic}-retained", 1)
+    assert [m.payload for m in reader.expect(1, timeout=WAIT)] == [b"set on A while B stood by"]
+    reader.disconnect()
 
     # A comes back: the standby now.
     again = launch(tmp_path / "a", postgres_dsn, brokers)
@@ -182,6 +195,30 @@ def test_a_standby_broker_takes_the_shards_when_the_owner_dies(
     back, present, rc = try_connect(b.port, sub_id, clean=False)
     assert (present, rc) == (True, 0)
     back.disconnect()
+
+
+def test_a_broker_with_another_worker_count_stays_a_standby(
+    tmp_path: Path, postgres_dsn: str, brokers: list[Broker]
+) -> None:
+    """The namespace is recorded for the first broker's count (a session's
+    shard is crc32 % workers: the write fence holds only for one count):
+    with the serving broker gone, a broker of another count still stands
+    by, saying why, and one of the same count serves."""
+    a = launch(tmp_path / "a", postgres_dsn, brokers)
+    a.wait_ready(WAIT)
+    wait_standby(a, False)
+    a.stop()
+    b = launch(tmp_path / "b", postgres_dsn, brokers, workers=WORKERS + 1)
+    wait_standby(b, True)
+    wait_for(
+        lambda: f"sharded for {WORKERS} workers, this broker runs {WORKERS + 1}" in b.log(),
+        WAIT,
+        "the error naming both counts",
+    )
+    assert_refused_as_standby(b)
+    b.stop()
+    again = launch(tmp_path / "a", postgres_dsn, brokers)
+    wait_standby(again, False)
 
 
 def test_a_worker_of_the_serving_broker_that_lost_its_lock_gets_it_back_not_the_standby(
@@ -257,7 +294,11 @@ def test_a_worker_whose_lock_connection_is_terminated_exits_and_loses_nothing(
 
 def broker_of(broker: Broker | None) -> str:
     """The broker's id in its lock connections' names (any broker: %)."""
-    return "%" if broker is None else broker_id(str(broker.data_dir))
+    if broker is None:
+        return "%"
+    ids = re.findall(r"broker id (\S+) \(its workers' shard lock connections\)", broker.log())
+    assert ids, "the supervisor logs its broker id at start"
+    return str(ids[-1])  # a broker started again in the same data dir has a new one
 
 
 def backend_or_none(dsn: str) -> int | None:

@@ -325,7 +325,7 @@ def test_worker_up_forgets_that_shards_subscribers_only() -> None:
     sub(router, 1, "kept", ("w", 1))
     router.handle([env.Kind.ONLINE, "gone", conn])
     take(router)
-    router.handle([env.Kind.WORKER_UP, 0, 1])
+    router.handle([env.Kind.WORKER_UP, 0, 1, False])
     assert "gone" not in router.online
     route(router, "w")
     workers, acceptors = take(router)

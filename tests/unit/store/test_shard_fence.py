@@ -14,12 +14,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import psycopg
 import pytest
 
+from flockmq.sharding import shard_of
 from flockmq.store import Committer, PutMessage, PutSession, open_store
 from flockmq.store.postgres import PostgresStore
-from flockmq.store.shard_fence import NotOwner, ShardFence, check_fence, claim_shard
+from flockmq.store.shard_fence import (
+    NotOwner,
+    OtherWorkerCount,
+    ShardFence,
+    check_fence,
+    claim_shard,
+)
 
 TIMEOUT = 20.0
 NS = 7
+WORKERS = 4  # the count every claim of these tests is made for
 
 
 def message(seq: int) -> PutMessage:
@@ -37,7 +45,7 @@ def store(postgres_dsn: str) -> Iterator[PostgresStore]:
 
 def claim(dsn: str, shard: int = 0, namespace: int = NS) -> ShardFence:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return claim_shard(conn, namespace, shard, "test")
+        return claim_shard(conn, namespace, shard, "test", WORKERS)
 
 
 def seqs(store: PostgresStore) -> list[int]:
@@ -102,7 +110,7 @@ def test_a_claim_waits_for_the_commit_in_flight_and_the_new_owner_sees_it(
             )
         claimer_pid = new.info.backend_pid
         with ThreadPoolExecutor(1) as pool:
-            claimed: Future[ShardFence] = pool.submit(claim_shard, new, NS, 0, "successor")
+            claimed: Future[ShardFence] = pool.submit(claim_shard, new, NS, 0, "successor", WORKERS)
             wait_until_blocked(postgres_dsn, claimer_pid)
             assert not claimed.done()
             tx.__exit__(None, None, None)  # the old owner commits
@@ -125,3 +133,49 @@ def wait_until_blocked(dsn: str, pid: int) -> None:
                 return
             assert time.monotonic() < deadline, "the claim never waited for the commit"
             threading.Event().wait(0.02)
+
+
+def test_fence_holds_when_two_brokers_have_different_worker_counts(postgres_dsn: str) -> None:
+    """Broker A (--workers 2, the default follows the host's cores) served
+    client X on shard 1; broker B (--workers 3) would serve X on shard 2,
+    whose claim does not fence A's shard-1 writer. So B's claim is refused
+    (the namespace is recorded for 2 workers), B loads nothing, and A's
+    commit is safe: nobody else has X's session."""
+    client = next(
+        c for c in (f"c{i}" for i in range(1000)) if shard_of(c, 2) == 1 and shard_of(c, 3) == 2
+    )
+    ns = 11
+    store_a = open_store("postgres", "", "process", dsn=postgres_dsn)
+    assert isinstance(store_a, PostgresStore)
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            store_a.fence = claim_shard(conn, ns, 1, "A worker 1", 2)
+            store_a.apply([PutSession(client, 3600, 5, None, None)])
+            # A loses its locks (e.g. PostgreSQL restarted); B takes shard 2 first
+            with pytest.raises(OtherWorkerCount, match=r"sharded for 2 workers.* runs 3") as got:
+                claim_shard(conn, ns, 2, "B worker 2", 3)
+            assert (got.value.recorded, got.value.workers) == (2, 3)
+            # nothing of B's claim was written: no epoch for shard 2
+            row = conn.execute(
+                "SELECT count(*) FROM flockmq.shard_owners WHERE namespace = %s AND shard = 2",
+                (ns,),
+            ).fetchone()
+            assert row == (0,)
+            # A (2 workers) claims again: the same count is fine
+            store_a.fence = claim_shard(conn, ns, 1, "A worker 1 again", 2)
+        store_a.apply([PutMessage(client, 1, "t", b"acked", 1, False, None)])
+        (record,) = store_a.load_sessions(lambda c: c == client)
+        assert [m.payload for m in record.messages] == [b"acked"]
+    finally:
+        store_a.close()
+
+
+def test_a_new_namespace_takes_the_count_of_its_first_claim(
+    postgres_dsn: str, store: PostgresStore
+) -> None:
+    """Two claims racing in a new namespace: the first one's count is kept."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        claim_shard(conn, 12, 0, "B worker 0", 3)
+        with pytest.raises(OtherWorkerCount):
+            claim_shard(conn, 12, 0, "A worker 0", 2)
+        claim_shard(conn, 13, 0, "A worker 0", 2)  # another namespace: its own count

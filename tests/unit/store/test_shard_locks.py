@@ -19,7 +19,9 @@ import psycopg
 import pytest
 
 from flockmq.shard_plan import plan_shards
-from flockmq.store.shard_locks import NAMESPACE, LocksLost, ShardLocks
+from flockmq.store.shard_locks import NAMESPACE, SERVER_KEEPALIVES, LocksLost, ShardLocks
+from flockmq.workers.serving_broker import lock_node, may_take, must_yield
+from tests.postgres import PostgresServer
 
 TIMEOUT = 20.0
 
@@ -202,3 +204,69 @@ def test_survivors_take_a_dead_nodes_shards(
     # each survivor took some of bravo's shards
     for name in survivors:
         assert nodes[name].held & before["bravo"]
+
+
+def test_holders_of_another_database_do_not_count(postgres_server: PostgresServer) -> None:
+    """Advisory locks are per database (shard_locks.py docstring: only two
+    clusters sharing ONE database need different namespaces). Two unrelated
+    brokers, each on its own database of one server, default namespace:
+    the second must not stay a standby because of the first."""
+    db_a, db_b = postgres_server.create_database(), postgres_server.create_database()
+    a = ShardLocks(postgres_server.dsn(db_a), lock_node("hostA:1111", 0))
+    a1 = ShardLocks(postgres_server.dsn(db_a), lock_node("hostA:1111", 1))
+    b = ShardLocks(postgres_server.dsn(db_b), lock_node("hostB:2222", 0))
+    try:
+        assert a.acquire(0) and a1.acquire(1)  # broker A serves its 2 shards
+        assert b.acquire(0)  # per database: B gets "the same" lock
+        # pg_locks is server-wide: without `l.database =` each broker saw the
+        # other database's holders as its rivals (and for shard 0,
+        # json_object_agg kept ONE of the two holders):
+        seen_by_b, seen_by_a = b.holders(), a.holders()
+        assert seen_by_b == {0: "flockmq shards hostB:2222 worker 0"}, (
+            f"B sees {seen_by_b}: may_take={may_take('hostB:2222', seen_by_b)}"
+        )
+        assert not must_yield("hostA:1111", seen_by_a), f"A sees {seen_by_a}: A gives way"
+    finally:
+        a.close()
+        a1.close()
+        b.close()
+        postgres_server.drop_database(db_a)
+        postgres_server.drop_database(db_b)
+
+
+def test_the_server_ends_a_silent_lock_session_within_seconds(
+    postgres_server: PostgresServer,
+) -> None:
+    """The server's own TCP keepalives on the lock connection (its default
+    is the kernel's two hours): set per session, by a role that is not a
+    superuser, and a -c of the DSN's own options still wins."""
+    db = postgres_server.create_database()
+    dsn = postgres_server.dsn(db)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("CREATE ROLE flockmq_plain LOGIN NOSUPERUSER")
+    plain = dsn.replace("user=postgres", "user=flockmq_plain")
+    holder = ShardLocks(plain, "keepalives")
+    theirs = ShardLocks(plain + " options='-c tcp_keepalives_count=7'", "keepalives")
+    try:
+        assert holder.acquire(0)
+        assert holder.conn is not None
+        shown = {
+            name: holder.conn.execute(f"SHOW {name}").fetchone()
+            for name in [*SERVER_KEEPALIVES, "is_superuser"]
+        }
+        assert shown == {
+            "tcp_keepalives_idle": ("4",),  # seconds (SHOW prints no unit for these)
+            "tcp_keepalives_interval": ("2",),
+            "tcp_keepalives_count": ("3",),
+            "tcp_user_timeout": ("10000",),  # ms
+            "is_superuser": ("off",),
+        }
+        assert theirs.acquire(1) and theirs.conn is not None
+        assert theirs.conn.execute("SHOW tcp_keepalives_count").fetchone() == ("7",)
+        assert theirs.conn.execute("SHOW tcp_keepalives_idle").fetchone() == ("4",)
+    finally:
+        holder.close()
+        theirs.close()
+        postgres_server.drop_database(db)
+        with psycopg.connect(postgres_server.dsn(), autocommit=True) as admin:
+            admin.execute("DROP ROLE flockmq_plain")
