@@ -1,7 +1,7 @@
 """Print the scaling model (scripts/loadgen/scaling.py) from a `make bench`
 run's raw file: the measured CPU per message of each flockmq role, and the
 throughput each row would reach on 4-32 cores with the best split of
-acceptors and workers. A model from measured inputs, not a measurement.
+acceptors, workers and routers. A model from measured inputs, not a measurement.
 
     .venv/bin/python scripts/scaling_model.py [--raw build/bench/bench-runs.json]
 """
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"From {args.raw} (bench started {raw.get('started', '?')}), µs of CPU per message:\n")
     print(table(all_inputs))
     print(
-        "\nrate(a, w) = min(1/R, a/A, w/W, 1/Sa, 1/Sw), one core per process (router"
-        " included); a model from measured inputs, not a measurement."
+        "\nrate(a, w, r) = min(r/R, a/A, w/W, 1/Sa, 1/Sw), one core per process"
+        " (--routers r included); a model from measured inputs, not a measurement."
     )
     return 0
 

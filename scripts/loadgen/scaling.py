@@ -5,8 +5,11 @@ Inputs, per bench row, from `make bench`'s flockmq runs (median over runs):
 each broker process's CPU per delivered message (psutil, user + system),
 by role. From them:
 
-- R: the router's µs per message. There is one router: it caps every
-  row at 1/R whatever the core count.
+- R: the routers' µs per message. One router caps every row at 1/R
+  whatever the core count; `--routers r` spreads the publishes over r
+  routers by publisher (acceptor i -> router i % r), so r routers carry
+  r/R. (Each subscription change goes to every router, a cost per change,
+  not per message: not in the model.)
 - A, W: the acceptors' and the workers' µs per message, summed over the
   processes of the role. Their work spreads over the processes of the role
   (clients over acceptors by the kernel, sessions over workers by hash), so
@@ -18,14 +21,14 @@ by role. From them:
   are spread evenly, so the difference is the subscriber's own part); 0
   in rows without a single subscriber.
 
-Throughput with `a` acceptors and `w` workers, one core per process (the
-router's included, so a + w + 1 <= cores; the load generator is not on
-these cores):
+Throughput with `a` acceptors, `w` workers and `r` routers, one core per
+process (a + w + r <= cores; the load generator is not on these cores):
 
-    rate(a, w) = min(1/R, a/A, w/W, 1/Sa, 1/Sw)     (messages per µs)
+    rate(a, w, r) = min(r/R, a/A, w/W, 1/Sa, 1/Sw)     (messages per µs)
 
-and the best split for a core count is the (a, w) with the highest rate
-(ties: fewer processes). Costs per message measured on 2 busy cores
+and the best split for a core count is the (a, w, r) with the highest rate
+(ties: the fewest routers, then acceptors, then workers). R measured with one router
+assumes the work per publish does not grow with r. Costs per message measured on 2 busy cores
 include the time the processes spend waiting for each other's time slices
 and the generator's share of the caches, so the per-message inputs are
 pessimistic; the model ignores the kernel's and ZeroMQ's own limits, so its
@@ -67,6 +70,7 @@ class Prediction:
     workers: int
     rate: float  # messages per second
     bound: str  # what caps it: "router", "acceptors", "workers", "one subscriber's ..."
+    routers: int = 1
 
 
 def single_part(costs: Sequence[float]) -> float:
@@ -104,15 +108,16 @@ def inputs_of(row: str, runs: Iterable[dict[str, float]], single_subscriber: boo
     )
 
 
-def rate(inputs: Inputs, acceptors: int, workers: int) -> tuple[float, str]:
+def rate(inputs: Inputs, acceptors: int, workers: int, routers: int = 1) -> tuple[float, str]:
     """(messages per second, what caps it) with this many processes."""
     # Caps that more processes cannot raise come first: on a tie, they are
     # what the split is bound by.
-    bounds = [(1.0 / inputs.router if inputs.router else float("inf"), "router")]
+    bounds: list[tuple[float, str]] = []
     if inputs.single_acceptor:
         bounds.append((1.0 / inputs.single_acceptor, "one subscriber's acceptor"))
     if inputs.single_worker:
         bounds.append((1.0 / inputs.single_worker, "one subscriber's worker"))
+    bounds.append((routers / inputs.router if inputs.router else float("inf"), "router"))
     bounds.append((acceptors / inputs.acceptors if inputs.acceptors else float("inf"), "acceptors"))
     bounds.append((workers / inputs.workers if inputs.workers else float("inf"), "workers"))
     per_us, bound = bounds[0]
@@ -123,16 +128,16 @@ def rate(inputs: Inputs, acceptors: int, workers: int) -> tuple[float, str]:
 
 
 def best_split(inputs: Inputs, cores: int) -> Prediction:
-    """The (acceptors, workers) with the highest rate on `cores` cores, one
-    process per core and one of them the router's (at least 1 + 1 + 1)."""
+    """The (acceptors, workers, routers) with the highest rate on `cores`
+    cores, one process per core (at least 1 + 1 + 1)."""
     best: Prediction | None = None
-    for acceptors in range(1, max(2, cores - 1)):
-        for workers in range(1, max(2, cores - acceptors)):
-            if acceptors + workers + 1 > max(cores, 3):
-                continue
-            value, bound = rate(inputs, acceptors, workers)
-            if best is None or value > best.rate * (1 + 1e-9):
-                best = Prediction(cores, acceptors, workers, value, bound)
+    budget = max(cores, 3)
+    for routers in range(1, budget - 1):
+        for acceptors in range(1, budget - routers):
+            for workers in range(1, budget - routers - acceptors + 1):
+                value, bound = rate(inputs, acceptors, workers, routers)
+                if best is None or value > best.rate * (1 + 1e-9):
+                    best = Prediction(cores, acceptors, workers, value, bound, routers)
     assert best is not None
     return best
 
@@ -165,7 +170,9 @@ def table(all_inputs: Sequence[Inputs], cores: Sequence[int] = CORES) -> str:
         cells = []
         for c in cores:
             p = best_split(i, c)
-            cells.append(f"{_human(p.rate)}/s ({p.acceptors}a+{p.workers}w; {p.bound})")
+            cells.append(
+                f"{_human(p.rate)}/s ({p.acceptors}a+{p.workers}w+{p.routers}r; {p.bound})"
+            )
         lines.append(f"| {i.row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -30,21 +30,28 @@ def test_single_part_needs_two_processes() -> None:
     assert single_part([3.0, 3.0]) == 0.0
 
 
-def test_the_one_router_caps_every_split() -> None:
+def test_one_router_caps_every_split_and_more_routers_lift_it() -> None:
     inputs = Inputs("r", router=5.0, acceptors=10.0, workers=2.0)
     value, bound = rate(inputs, 1, 1)
     assert bound == "acceptors" and value == pytest.approx(100_000.0)
     value, bound = rate(inputs, 8, 8)
     assert bound == "router" and value == pytest.approx(200_000.0)
-    prediction = best_split(inputs, 32)
-    # the router's cap is reached with 2 acceptors: no more are asked for
-    assert (prediction.acceptors, prediction.workers, prediction.bound) == (2, 1, "router")
+    value, bound = rate(inputs, 8, 8, routers=2)
+    assert bound == "router" and value == pytest.approx(400_000.0)
+    # 4 cores: one router's cap is reached with 2 acceptors (2 + 1 + 1)
+    four = best_split(inputs, 4)
+    assert (four.acceptors, four.workers, four.routers, four.bound) == (2, 1, 1, "router")
+    # 32 cores: routers are added as acceptors are, in the ratio of their costs
+    p = best_split(inputs, 32)
+    assert p.acceptors + p.workers + p.routers <= 32 and p.routers > 1
+    assert p.rate == pytest.approx(min(p.routers / 5.0, p.acceptors / 10.0, p.workers / 2.0) * 1e6)
+    assert p.rate > four.rate * 5
 
 
 def test_more_cores_go_to_the_role_that_runs_out_first() -> None:
     inputs = Inputs("r", router=0.5, acceptors=12.0, workers=6.0)
     p = best_split(inputs, 8)
-    assert p.acceptors + p.workers + 1 <= 8
+    assert p.acceptors + p.workers + p.routers <= 8 and p.routers == 1
     assert p.acceptors == 2 * p.workers or p.acceptors == 2 * p.workers + 1
     assert best_split(inputs, 16).rate > p.rate
 
