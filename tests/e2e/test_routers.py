@@ -79,6 +79,22 @@ def drain(client: Client, within: float = 0.5) -> list[bytes]:
     return extra
 
 
+def each_gets_every_publish_once(everyone: list[Client], topic: str) -> None:
+    """Every client subscribes to `topic` and publishes its id there; each
+    gets every id exactly once, whichever router matched each publish."""
+    for c in everyone:
+        c.subscribe(topic, 1)
+    for c in everyone:
+        c.publish(topic, c.client_id.encode(), 1)
+    expected = sorted(c.client_id.encode() for c in everyone)
+    for c in everyone:
+        got = sorted(bytes(m.payload) for m in c.expect(len(everyone)))
+        assert got == expected, c.client_id
+        assert drain(c) == [], f"{c.client_id} got a copy twice"
+    for c in everyone:
+        c.disconnect()
+
+
 def test_the_supervisor_runs_and_status_shows_both_routers(broker: Broker) -> None:
     pids = {broker.pid_of("router", i) for i in (0, 1)}
     assert len(pids) == 2
@@ -131,18 +147,7 @@ def test_every_subscriber_gets_every_publish_once_whichever_router_matched_it(
 ) -> None:
     topic = unique("both")
     groups = clients_on_both(broker, 2, "b")
-    everyone = [c for group in groups for c in group]
-    for c in everyone:
-        c.subscribe(topic, 1)
-    for c in everyone:
-        c.publish(topic, c.client_id.encode(), 1)
-    expected = sorted(c.client_id.encode() for c in everyone)
-    for c in everyone:
-        got = sorted(bytes(m.payload) for m in c.expect(len(everyone)))
-        assert got == expected, c.client_id
-        assert drain(c) == [], f"{c.client_id} got a copy twice"
-    for c in everyone:
-        c.disconnect()
+    each_gets_every_publish_once([c for group in groups for c in group], topic)
 
 
 def test_a_shared_subscription_group_gets_each_message_once(broker: Broker) -> None:
@@ -288,15 +293,7 @@ def check_router_kill(broker: Broker) -> None:
     # each router gets publishes matched by each router.
     topic = unique("after")
     groups = clients_on_both(broker, 1, "ak")
-    everyone = [c for group in groups for c in group]
-    for c in everyone:
-        c.subscribe(topic, 1)
-    for c in everyone:
-        c.publish(topic, c.client_id.encode(), 1)
-    for c in everyone:
-        got = sorted(bytes(m.payload) for m in c.expect(len(everyone)))
-        assert got == sorted(x.client_id.encode() for x in everyone)
-        c.disconnect()
+    each_gets_every_publish_once([c for group in groups for c in group], topic)
     for peer in [*pubs, *subs]:
         peer.stop()
 
