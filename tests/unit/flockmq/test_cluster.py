@@ -164,8 +164,8 @@ def test_endpoints_are_on_the_address_of_the_node_that_runs_the_process() -> Non
     cluster = parse(BASE)
     for endpoint in endpoints:
         host, port = split(endpoint)
-        node = cluster.nodes[list(address.values()).index(host)]
-        assert port in cluster.bus_ports(node)
+        owner = cluster.nodes[list(address.values()).index(host)]
+        assert port in cluster.bus_ports(owner)
 
 
 def test_a_node_config_is_one_broker_over_tcp_on_postgres_listening_on_its_address() -> None:
