@@ -171,7 +171,6 @@ class Cluster:
             "store": "postgres",
             "postgres_dsn": self.postgres_dsn,
             "shard_namespace": self.lock_namespace,
-            "auth_processes": 0,
             "placement": self.placement(name),
         }
 
