@@ -46,7 +46,8 @@ class Config:
     acceptors: int = 0  # 0: the host's CPU count
     workers: int = 0  # 0: the host's CPU count
     # routers, each holding every subscription and every retained message;
-    # acceptor i sends its publishes to router i % routers (router/replication.py)
+    # acceptor i sends its publishes to router i % routers (router/replication.py),
+    # in a cluster to its own node's (router_of)
     routers: int = 1
     data_dir: str = ""
     acl_file: str | None = None

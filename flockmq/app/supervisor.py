@@ -2,7 +2,9 @@
 acceptors and, with an auth hook, the auth processes; restarts any that dies
 (with backoff), and on SIGTERM/SIGINT stops them in order — acceptors first
 (no new input), then auth processes, then workers, then the router —
-leaving no orphan processes and no stale socket files.
+leaving no orphan processes and no stale socket files. In a cluster
+(`--cluster FILE --node NAME`, Config.placement) it runs its node's share:
+its router, its acceptors and the workers of its shards (`local_children`).
 
 It holds the data directory's lock (`flockmq.app.data_dir_lock`) and passes it to
 its children, so no second broker opens the same store while any of them
