@@ -8,7 +8,7 @@ of ONE broker laid out over the nodes (`Cluster.config_values`: routers =
 the nodes, workers = `shards`, every node's acceptors numbered globally;
 where each runs: flockmq/placement.py). The node listens for clients on
 `node.address:node.port`, binds its processes' bus inboxes on its address
-(ports from `bus_port` on: `Cluster.bus_ports`) and connects to the other
+(ports from `bus_port` on: `Node.bus_ports`) and connects to the other
 nodes'. Shard placement is static here: `assign_shards` over every node of
 the file, as if all were live; each worker takes its shard's lock in
 `lock_namespace` on `postgres_dsn` (workers/ownership.py). Not yet: shards
@@ -42,7 +42,7 @@ names the file and the key):
 - addresses unique, IPv4 (the bus's ZeroMQ sockets do not enable IPv6), and
   neither unspecified (0.0.0.0: other nodes must be able to connect to it)
   nor multicast/broadcast;
-- each node's listener port and bus ports (`Cluster.bus_ports`: the whole
+- each node's listener port and bus ports (`Node.bus_ports`: the whole
   layout's, 2 per router and worker and 1 per acceptor of the cluster) are
   TCP ports (1..65535) and do not overlap;
 - nodes <= shards <= MAX_SHARDS;
@@ -63,7 +63,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flockmq.config import ConfigError
@@ -95,8 +95,19 @@ class Node:
     name: str
     address: str  # IPv4, as written (checked by ipaddress)
     port: int = DEFAULT_PORT  # MQTT listener
-    bus_port: int = DEFAULT_BUS_PORT  # the first bus port; the rest follow (Cluster.bus_ports)
+    bus_port: int = DEFAULT_BUS_PORT  # the first bus port; the rest follow (bus_ports)
     acceptors: int = 1
+    # how many bus ports the cluster's layout takes on every node: set by
+    # parse_cluster once every node is read (flockmq/placement.py bus_port_count)
+    layout_ports: int = 1
+
+    @property
+    def bus_ports(self) -> range:
+        """Every port the node keeps for the cluster's bus: the whole
+        layout's (2 per router and shard, 1 per acceptor of the cluster),
+        whichever processes it runs, so a process runs on any node on its
+        one port offset."""
+        return range(self.bus_port, self.bus_port + self.layout_ports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +136,6 @@ class Cluster:
     def acceptors(self) -> int:
         """Every node's acceptors: numbered globally, node 0's first."""
         return sum(node.acceptors for node in self.nodes)
-
-    def bus_ports(self, node: Node) -> range:
-        """The ports `node` keeps for the cluster's bus: the whole layout's
-        (flockmq/placement.py), whichever of its processes it runs."""
-        count = bus_port_count(len(self.nodes), self.shards, self.acceptors)
-        return range(node.bus_port, node.bus_port + count)
 
     def placement(self, name: str) -> Placement:
         """Which node runs what, as seen by node `name` (ClusterError if there
@@ -217,10 +222,12 @@ def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
         raise ClusterError(f"{source}: nodes: {len(raw_nodes)} nodes, at most {MAX_NODES}")
     nodes = tuple(_parse_node(raw, source, f"nodes[{i}]") for i, raw in enumerate(raw_nodes))
     _check_unique(nodes, source)
+    shards = _shards(data, source, len(nodes))
+    ports = bus_port_count(len(nodes), shards, sum(node.acceptors for node in nodes))
     cluster = Cluster(
         source=source,
-        nodes=nodes,
-        shards=_shards(data, source, len(nodes)),
+        nodes=tuple(replace(node, layout_ports=ports) for node in nodes),
+        shards=shards,
         postgres_dsn=_dsn(data, source),
         lock_namespace=_integer(
             data, "lock_namespace", source, "", DEFAULT_LOCK_NAMESPACE, 0, MAX_LOCK_NAMESPACE
@@ -257,11 +264,11 @@ def _parse_node(raw: Any, source: str, where: str) -> Node:
 
 
 def _check_ports(cluster: Cluster) -> None:
-    """Every node's bus ports (the whole layout's: Cluster.bus_ports) are TCP
+    """Every node's bus ports (the whole layout's: Node.bus_ports) are TCP
     ports, and its listener is not one of them."""
     for i, node in enumerate(cluster.nodes):
         prefix = f"{cluster.source}: nodes[{i}]."
-        ports = cluster.bus_ports(node)
+        ports = node.bus_ports
         last = ports[-1]
         if last > 65535:
             raise ClusterError(

@@ -165,7 +165,7 @@ def test_endpoints_are_on_the_address_of_the_node_that_runs_the_process() -> Non
     for endpoint in endpoints:
         host, port = split(endpoint)
         owner = cluster.nodes[list(address.values()).index(host)]
-        assert port in cluster.bus_ports(owner)
+        assert port in owner.bus_ports
 
 
 def test_a_node_config_is_one_broker_over_tcp_on_postgres_listening_on_its_address() -> None:
@@ -346,8 +346,8 @@ def test_ports_are_accepted_exactly_when_they_fit_and_do_not_clash(
     if fits:
         cluster = parse(data)
         parsed = cluster.nodes[0]
-        assert parsed.port not in cluster.bus_ports(parsed)
-        assert cluster.bus_ports(parsed) == range(bus_port, last + 1)
+        assert parsed.port not in parsed.bus_ports
+        assert parsed.bus_ports == range(bus_port, last + 1)
     else:
         with pytest.raises(
             ClusterError, match=r"^cluster\.toml: nodes\[0\]\.(port|bus_port|acceptors): "
