@@ -59,6 +59,17 @@ ROWS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("fanout", "--subscribers", "50", "--qos", "1", "--count", "4000"),
         ("--count", "500"),
     ),
+    # paced far below saturation: the path's own latency, hops included
+    (
+        "latency-q0",
+        ("latency", "--qos", "0", "--rate", "1000", "--count", "5000"),
+        ("--count", "1000"),
+    ),
+    (
+        "latency-q1",
+        ("latency", "--qos", "1", "--rate", "1000", "--count", "5000"),
+        ("--count", "1000"),
+    ),
 )
 
 
@@ -182,8 +193,9 @@ def describe(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"error: {result['error'][:300]}"
     return (
-        f"{result.get('deliveries_per_s', 0):,.0f} deliveries/s, lost {result.get('lost')}"
-        f" dup {result.get('dup')} ooo {result.get('out_of_order')}"
+        f"{result.get('deliveries_per_s', 0):,.0f} deliveries/s, latency p50"
+        f" {result.get('latency_p50_us', 0):,.0f} µs p99 {result.get('latency_p99_us', 0):,.0f} µs,"
+        f" lost {result.get('lost')} dup {result.get('dup')} ooo {result.get('out_of_order')}"
     )
 
 
@@ -191,12 +203,18 @@ def print_table(results: dict[tuple[str, int], list[dict[str, Any]]], counts: li
     print("\n| row | " + " | ".join(f"{n} host{'s' if n > 1 else ''}" for n in counts) + " |")
     print("| --- |" + " --- |" * len(counts))
     for name, _args, _quick in ROWS:
+        # throughput rows: deliveries/s; latency rows: p50 / p99 in µs (medians of the runs)
+        keys = ["latency_p50_us", "latency_p99_us"] if name.startswith("latency") else []
         cells = []
         for n in counts:
-            rates = [
-                r["deliveries_per_s"] for r in results.get((name, n), []) if "deliveries_per_s" in r
-            ]
-            cells.append(f"{statistics.median(rates):,.0f}/s" if rates else "-")
+            runs = [r for r in results.get((name, n), []) if "deliveries_per_s" in r]
+            if not runs:
+                cells.append("-")
+            elif keys:
+                p50, p99 = (statistics.median(r[k] for r in runs) for k in keys)
+                cells.append(f"p50 {p50:,.0f} µs, p99 {p99:,.0f} µs")
+            else:
+                cells.append(f"{statistics.median(r['deliveries_per_s'] for r in runs):,.0f}/s")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
