@@ -196,7 +196,7 @@ class Config:
         self._validate_placement()
 
     def _validate_placement(self) -> None:
-        """A cluster's Config is made by flockmq/cluster.py `cluster_values`:
+        """A cluster's Config is made by flockmq/cluster.py `config_values`:
         these hold by construction; checked so that no other path breaks them."""
         placement = self.placement
         if placement is None:

@@ -21,7 +21,9 @@ host:
 Ports: a process has the same port offset as in a single-host tcp layout
 (Config's endpoint methods), added to its node's first bus port. Every node
 therefore keeps the whole layout's range free (`bus_port_count`), which is
-also what lets a shard run on another node later without renumbering.
+also what lets a shard run on another node later without renumbering: a
+Placement with `worker_nodes[s]` changed (dataclasses.replace) gives worker
+s's new endpoints, on its new node at the same offset.
 """
 
 from __future__ import annotations
