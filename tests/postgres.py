@@ -1,6 +1,7 @@
 """A real PostgreSQL server for the tests: `initdb` into a temporary directory,
 `pg_ctl start` on a free 127.0.0.1 port (its unix socket in that directory, no
-system service), a fresh database per test, stopped at the end of the session.
+system service), a fresh database per test, stopped at the end of the session, or by its
+watchdog (tests/pg_watchdog.py) when the session is killed before it can.
 
 Fixtures (registered by tests/conftest.py):
 
@@ -35,11 +36,13 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import psutil
 import pytest
 
 from flockmq.app.probe import free_port
@@ -66,6 +69,7 @@ class PostgresServer:
     port: int
     as_user: list[str]  # the command prefix that runs a program as the server's user
     pid: int = 0
+    watchdog: subprocess.Popen[bytes] | None = None  # tests/pg_watchdog.py
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     _databases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -186,8 +190,32 @@ def start_server() -> PostgresServer:
         log = PostgresServer(bindir, base, 0, []).log()[-2000:]
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip(f"PostgreSQL did not start: {exc}\n{log}")
+    server.watchdog = start_watchdog(base)
     _wait_accepting(server)
     return server
+
+
+def start_watchdog(base: str) -> subprocess.Popen[bytes]:
+    """tests/pg_watchdog.py, in a session of its own (a kill of pytest's
+    process group spares it): it stops the server and removes `base` when
+    this test session's process goes away without doing so (kill -9)."""
+    me = psutil.Process()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg_watchdog.py")
+    return subprocess.Popen(
+        [sys.executable, script, str(me.pid), repr(me.create_time()), base],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_watchdog(server: PostgresServer) -> None:
+    """The session ends normally: the server is already stopped."""
+    if server.watchdog is not None:
+        server.watchdog.terminate()
+        server.watchdog.wait(10)
+        server.watchdog = None
 
 
 def _wait_accepting(server: PostgresServer, timeout: float = 30) -> None:
@@ -211,6 +239,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+        stop_watchdog(server)
         shutil.rmtree(server.base, ignore_errors=True)
 
 

@@ -4,7 +4,8 @@ path each packet takes between the processes (issue 9 item 22).
 A QoS 0/1 PUBLISH goes from the acceptor straight to the router, a QoS 2 one
 through the session's worker, SUBSCRIBE/UNSUBSCRIBE through the worker: each
 case below sends two packets in one TCP write, on fresh topics, many times
-over several acceptors and workers, and checks what came back, in order.
+over several acceptors and workers (the connections side by side, each
+waiting for its own answers), and checks what came back, in order.
 A barrier publish (same path as any stray copy, sent later) ends each wait:
 no sleeps.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -120,6 +122,27 @@ def sessions(broker: Broker, level: int, persistent: bool = False) -> list[Sessi
     return [Session(broker.port, level, persistent) for _ in range(CONNECTIONS)]
 
 
+def each_connection(
+    conns: list[Session], case: Callable[[Session, int], list[str] | None]
+) -> list[list[str]]:
+    """`case(conn, round)` for ROUNDS rounds on every connection, the
+    connections side by side (a thread each: a connection's own packets stay
+    in the order it sends and waits for them, while the others keep the
+    broker busy meanwhile); the failures, each as the packets that came."""
+
+    def rounds(conn: Session) -> list[list[str]]:
+        failures = []
+        for round_ in range(ROUNDS):
+            failure = case(conn, round_)
+            if failure is not None:
+                failures.append(failure)
+        conn.raw.close()
+        return failures
+
+    with ThreadPoolExecutor(len(conns)) as pool:
+        return [failure for failed in pool.map(rounds, conns) for failure in failed]
+
+
 def _name(packet: Packet) -> str:
     if isinstance(packet, Publish):
         return f"PUBLISH({packet.payload!r}, retain={int(packet.retain)})"
@@ -138,33 +161,30 @@ def test_publish_retained_then_subscribe(
 ) -> None:
     """SUBACK, then exactly one copy, with RETAIN=1 [MQTT-3.3.1-8] — never a
     live copy (RETAIN=0) from the SUBSCRIBE overtaking the PUBLISH."""
-    failures = []
-    conns = sessions(busy_broker, level, persistent)
-    for round_ in range(ROUNDS):
-        for conn in conns:
-            topic = unique(f"ord/{round_}")
-            sub_id = conn.packet_id()
-            conn.send(
-                Publish(topic, b"retained", qos, True, packet_id=conn.packet_id() if qos else None),
-                Subscribe(sub_id, (Subscription(topic, 0),)),
-            )
-            got = conn.until(lambda p: isinstance(p, Suback))
-            conn.send(Publish(topic, b"barrier"))  # matched: the SUBACK came
-            got += conn.until(is_publish(b"barrier"))
-            copies = [p for p in got if isinstance(p, Publish) and p.payload == b"retained"]
-            suback_at = next(i for i, p in enumerate(got) if isinstance(p, Suback))
-            ok = (
-                len(copies) == 1
-                and copies[0].retain
-                and got.index(copies[0]) > suback_at
-                and isinstance(got[-1], Publish)
-                and not got[-1].retain
-            )
-            if not ok:
-                failures.append([_name(p) for p in got])
-            conn.send(Publish(topic, b"", 0, True))  # clear the retained message
-    for conn in conns:
-        conn.raw.close()
+
+    def case(conn: Session, round_: int) -> list[str] | None:
+        topic = unique(f"ord/{round_}")
+        sub_id = conn.packet_id()
+        conn.send(
+            Publish(topic, b"retained", qos, True, packet_id=conn.packet_id() if qos else None),
+            Subscribe(sub_id, (Subscription(topic, 0),)),
+        )
+        got = conn.until(lambda p: isinstance(p, Suback))
+        conn.send(Publish(topic, b"barrier"))  # matched: the SUBACK came
+        got += conn.until(is_publish(b"barrier"))
+        copies = [p for p in got if isinstance(p, Publish) and p.payload == b"retained"]
+        suback_at = next(i for i, p in enumerate(got) if isinstance(p, Suback))
+        ok = (
+            len(copies) == 1
+            and copies[0].retain
+            and got.index(copies[0]) > suback_at
+            and isinstance(got[-1], Publish)
+            and not got[-1].retain
+        )
+        conn.send(Publish(topic, b"", 0, True))  # clear the retained message
+        return None if ok else [_name(p) for p in got]
+
+    failures = each_connection(sessions(busy_broker, level, persistent), case)
     assert not failures, f"{len(failures)} of {CONNECTIONS * ROUNDS} out of order: {failures[:5]}"
 
 
@@ -174,29 +194,27 @@ def test_unsubscribe_then_publish(busy_broker: Broker, flood: None, level: int) 
     stopped adding messages matching the filter for this client
     [MQTT-3.10.4-2], so no copy of it comes (the barrier, sent after it on
     a subscription kept, shows that nothing is still on its way)."""
-    failures = []
-    conns = sessions(busy_broker, level)
-    for round_ in range(ROUNDS):
-        for conn in conns:
-            topic = unique(f"unsub/{round_}")
-            conn.send(
-                Subscribe(
-                    conn.packet_id(), (Subscription(topic, 0), Subscription(f"{topic}/barrier", 0))
-                )
+
+    def case(conn: Session, round_: int) -> list[str] | None:
+        topic = unique(f"unsub/{round_}")
+        conn.send(
+            Subscribe(
+                conn.packet_id(), (Subscription(topic, 0), Subscription(f"{topic}/barrier", 0))
             )
-            conn.until(lambda p: isinstance(p, Suback))
-            conn.send(
-                Unsubscribe(conn.packet_id(), (topic,)),
-                Publish(topic, b"after"),
-                Publish(f"{topic}/barrier", b"barrier"),
-            )
-            got = conn.until(is_publish(b"barrier"))
-            if any(isinstance(p, Publish) and p.payload == b"after" for p in got):
-                failures.append([_name(p) for p in got])
-            if not any(isinstance(p, Unsuback) for p in got):
-                got += conn.until(lambda p: isinstance(p, Unsuback))
-    for conn in conns:
-        conn.raw.close()
+        )
+        conn.until(lambda p: isinstance(p, Suback))
+        conn.send(
+            Unsubscribe(conn.packet_id(), (topic,)),
+            Publish(topic, b"after"),
+            Publish(f"{topic}/barrier", b"barrier"),
+        )
+        got = conn.until(is_publish(b"barrier"))
+        failed = any(isinstance(p, Publish) and p.payload == b"after" for p in got)
+        if not any(isinstance(p, Unsuback) for p in got):
+            got += conn.until(lambda p: isinstance(p, Unsuback))
+        return [_name(p) for p in got] if failed else None
+
+    failures = each_connection(sessions(busy_broker, level), case)
     assert not failures, f"{len(failures)} of {CONNECTIONS * ROUNDS} out of order: {failures[:5]}"
 
 
@@ -204,29 +222,27 @@ def test_unsubscribe_then_publish(busy_broker: Broker, flood: None, level: int) 
 def test_publish_then_unsubscribe(busy_broker: Broker, flood: None, level: int) -> None:
     """A PUBLISH sent before UNSUBSCRIBE was matched while the subscription
     existed: its copy comes (an UNSUBSCRIBE overtaking it would lose it)."""
-    failures = []
-    conns = sessions(busy_broker, level)
-    for round_ in range(ROUNDS):
-        for conn in conns:
-            topic = unique(f"pubunsub/{round_}")
-            conn.send(
-                Subscribe(
-                    conn.packet_id(), (Subscription(topic, 0), Subscription(f"{topic}/barrier", 0))
-                )
+
+    def case(conn: Session, round_: int) -> list[str] | None:
+        topic = unique(f"pubunsub/{round_}")
+        conn.send(
+            Subscribe(
+                conn.packet_id(), (Subscription(topic, 0), Subscription(f"{topic}/barrier", 0))
             )
-            conn.until(lambda p: isinstance(p, Suback))
-            conn.send(
-                Publish(topic, b"before"),
-                Unsubscribe(conn.packet_id(), (topic,)),
-                Publish(f"{topic}/barrier", b"barrier"),
-            )
-            got = conn.until(is_publish(b"barrier"))
-            if sum(isinstance(p, Publish) and p.payload == b"before" for p in got) != 1:
-                failures.append([_name(p) for p in got])
-            if not any(isinstance(p, Unsuback) for p in got):
-                conn.until(lambda p: isinstance(p, Unsuback))
-    for conn in conns:
-        conn.raw.close()
+        )
+        conn.until(lambda p: isinstance(p, Suback))
+        conn.send(
+            Publish(topic, b"before"),
+            Unsubscribe(conn.packet_id(), (topic,)),
+            Publish(f"{topic}/barrier", b"barrier"),
+        )
+        got = conn.until(is_publish(b"barrier"))
+        failed = sum(isinstance(p, Publish) and p.payload == b"before" for p in got) != 1
+        if not any(isinstance(p, Unsuback) for p in got):
+            conn.until(lambda p: isinstance(p, Unsuback))
+        return [_name(p) for p in got] if failed else None
+
+    failures = each_connection(sessions(busy_broker, level), case)
     assert not failures, f"{len(failures)} of {CONNECTIONS * ROUNDS} out of order: {failures[:5]}"
 
 

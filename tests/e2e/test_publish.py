@@ -7,10 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flockmq.app.probe import free_port_range
-
-from .broker import Broker, MakeBroker
+from .broker import Broker
 from .clients import Client, unique
+from .tcp_bus import start_tcp_broker
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
@@ -88,24 +87,25 @@ def test_order_per_topic_per_publisher(broker: Broker, qos: int) -> None:
     pub.disconnect()
 
 
-def test_processes_can_talk_over_zeromq_tcp(make_broker: MakeBroker, tmp_path: Path) -> None:
+def test_processes_can_talk_over_zeromq_tcp(tmp_path: Path) -> None:
     # Endpoints are configuration: tcp:// works as ipc:// does (multi-host setups).
-    config = tmp_path / "tcp.toml"
-    base = free_port_range(16)  # the bus's ports: base and up (one per inbox)
-    config.write_text(f'transport = "tcp"\ntcp_base_port = {base}\n')
-    broker = make_broker("--config", str(config))
-    topic = unique("tcp")
-    sub = Client(broker.port)
-    sub.connect()
-    sub.subscribe(topic, 1)
-    pub = Client(broker.port)
-    pub.connect()
-    pub.publish(topic, b"over tcp", 1)
-    assert sub.expect(1)[0].payload == b"over tcp"
-    # The message crossed the router, so it is up (ready only needs an
-    # acceptor and a worker): its inbox is a tcp:// endpoint.
-    router = psutil.Process(broker.pid_of("router", 0))
-    listening = {c.laddr.port for c in router.net_connections("tcp") if c.status == "LISTEN"}
-    assert base in listening
-    sub.disconnect()
-    pub.disconnect()
+    # The bus's ports are tcp_base_port and up, one per inbox: the start
+    # retries on another range if one of them was taken (tests/e2e/tcp_bus.py).
+    broker, base = start_tcp_broker(tmp_path)
+    try:
+        topic = unique("tcp")
+        sub = Client(broker.port)
+        sub.connect()
+        sub.subscribe(topic, 1)
+        pub = Client(broker.port)
+        pub.connect()
+        pub.publish(topic, b"over tcp", 1)
+        assert sub.expect(1)[0].payload == b"over tcp"
+        # Its inboxes are tcp:// endpoints: the router's core inbox is the base port.
+        router = psutil.Process(broker.pid_of("router", 0))
+        listening = {c.laddr.port for c in router.net_connections("tcp") if c.status == "LISTEN"}
+        assert base in listening
+        sub.disconnect()
+        pub.disconnect()
+    finally:
+        broker.stop()

@@ -88,6 +88,7 @@ def test_watch_refreshes_until_interrupted(make_broker: MakeBroker) -> None:
     proc = subprocess.Popen(
         [FLOCKMQ, "status", "--data-dir", str(broker.data_dir), *watch],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
@@ -97,8 +98,15 @@ def test_watch_refreshes_until_interrupted(make_broker: MakeBroker) -> None:
         proc.send_signal(signal.SIGINT)
         # read on until it exits: a --watch writing into a full pipe would
         # block in write() and never see its exit
-        proc.communicate(timeout=10)
-        assert proc.returncode == 0
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            # what it said (an "Exception ignored in ... KeyboardInterrupt"
+            # means a finalizer swallowed the Ctrl-C, and the loop went on)
+            raise AssertionError(f"--watch still ran 10 s after SIGINT; stderr:\n{err}") from None
+        assert proc.returncode == 0, err
     finally:
         proc.kill()
         proc.wait()
