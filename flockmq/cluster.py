@@ -40,8 +40,9 @@ names the file and the key):
 - addresses unique, IPv4 (the bus's ZeroMQ sockets do not enable IPv6), and
   neither unspecified (0.0.0.0: other nodes must be able to connect to it)
   nor multicast/broadcast;
-- each node's listener port and bus ports (`bus_ports`) are TCP ports
-  (1..65535) and do not overlap;
+- each node's listener port, bus ports (`bus_ports`) and heartbeat port
+  (`heartbeat_port`, just past the bus ports) are TCP ports (1..65535) and
+  do not overlap;
 - nodes <= shards <= MAX_SHARDS;
 - `postgres_dsn` is given and parses (store/postgres.py `describe_dsn`);
   it is kept out of `repr`, since it may hold a password;
@@ -124,6 +125,15 @@ class Node:
         node's auth processes are host-local and not part of the cluster's
         layout: the wiring must keep their ports off the listener's."""
         return range(self.bus_port, self.bus_port + 2 + 2 * self.workers + self.acceptors)
+
+    @property
+    def heartbeat_port(self) -> int:
+        """The port of the node's heartbeat socket (flockmq/app/heartbeats.py):
+        the one just past its bus ports. The one place it is derived."""
+        return self.bus_ports.stop
+
+    def heartbeat_endpoint(self) -> str:
+        return f"tcp://{self.address}:{self.heartbeat_port}"
 
     def bus_endpoint(self, role: BusRole, index: int = 0) -> str:
         """`tcp://address:port` of one inbox; ClusterError for an index the
@@ -257,14 +267,20 @@ def _parse_node(raw: Any, source: str, where: str) -> Node:
         workers=_integer(raw, "workers", source, prefix, 1, 1, MAX_PROCESSES),
     )
     last = node.bus_ports[-1]
-    if last > 65535:
+    heartbeat = node.heartbeat_port
+    if heartbeat > 65535:
         raise ClusterError(
-            f"{source}: {prefix}bus_port: the bus needs ports {node.bus_port}-{last}, past 65535"
+            f"{source}: {prefix}bus_port: the bus needs ports {node.bus_port}-{last} and its"
+            f" heartbeats {heartbeat}, past 65535"
         )
     if node.port in node.bus_ports:
         raise ClusterError(
             f"{source}: {prefix}port: {node.port} is one of the node's bus ports"
             f" ({node.bus_port}-{last}) on {node.address}"
+        )
+    if node.port == heartbeat:
+        raise ClusterError(
+            f"{source}: {prefix}port: {node.port} is the node's heartbeat port on {node.address}"
         )
     return node
 

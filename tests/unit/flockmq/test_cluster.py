@@ -181,7 +181,17 @@ ERRORS: list[tuple[str, Any, str]] = [
     ("nodes.0.port", 65536, "nodes[0].port: 65536 is outside 1-65535"),
     ("nodes.0.port", 15553, "nodes[0].port: 15553 is one of the node's bus ports (15550-15554)"),
     ("nodes.0.bus_port", 70000, "nodes[0].bus_port: 70000 is outside 1-65535"),
-    ("nodes.0.bus_port", 65533, "nodes[0].bus_port: the bus needs ports 65533-65537, past 65535"),
+    (
+        "nodes.0.bus_port",
+        65533,
+        "nodes[0].bus_port: the bus needs ports 65533-65537 and its heartbeats 65538, past 65535",
+    ),
+    (
+        "nodes.0.bus_port",
+        65531,
+        "nodes[0].bus_port: the bus needs ports 65531-65535 and its heartbeats 65536, past 65535",
+    ),
+    ("nodes.0.port", 15555, "nodes[0].port: 15555 is the node's heartbeat port on 10.9.0.11"),
     ("nodes.0.workers", 0, "nodes[0].workers: 0 is outside 1-256"),
     ("nodes.0.acceptors", 257, "nodes[0].acceptors: 257 is outside 1-256"),
     ("nodes.0.acceptors", 1.0, "nodes[0].acceptors: expected an integer, got 1.0"),
@@ -266,13 +276,14 @@ def test_ports_are_accepted_exactly_when_they_fit_and_do_not_clash(
         and 1 <= bus_port <= 65535
         and 1 <= acceptors <= 256
         and 1 <= workers <= 256
-        and last <= 65535
-        and not bus_port <= port <= last
+        and last + 1 <= 65535  # the heartbeat port is last + 1
+        and not bus_port <= port <= last + 1
     )
     if fits:
         parsed = parse(data).nodes[0]
         assert parsed.port not in parsed.bus_ports
         assert parsed.bus_ports == range(bus_port, last + 1)
+        assert parsed.heartbeat_port == last + 1 != parsed.port
     else:
         with pytest.raises(
             ClusterError, match=r"^cluster\.toml: nodes\[0\]\.(port|bus_port|acceptors|workers): "
