@@ -105,6 +105,11 @@ class Membership:
         """The lock connections' id of `node`'s newest incarnation ("": never heard)."""
         return self.peers[node].broker
 
+    def silent_for(self, node: str, now: float) -> float:
+        """Seconds since `node` was last heard (or since the start, for a
+        node never heard)."""
+        return now - self.peers[node].last_heard
+
     def heartbeat_due(self, now: float) -> bool:
         """Whether this node should send its heartbeat now; if so, the next
         one is due an interval later (never a burst after a stall)."""

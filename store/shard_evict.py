@@ -57,6 +57,7 @@ TERMINATE_WAIT_MS = 5000  # pg_terminate_backend waits this long for each sessio
 CANDIDATES_SQL = (
     "SELECT pid, coalesce(host(client_addr), ''), coalesce(application_name, '')"
     " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    " AND backend_start < now() - make_interval(secs => %s)"
     " AND (host(client_addr) = %s OR left(application_name, %s) = %s)"
 )
 TERMINATE_SQL = "SELECT pg_terminate_backend(%s, %s)"
@@ -71,11 +72,17 @@ class Eviction:
     failed: tuple[int, ...]
 
 
-def evict_node(dsn: str, *, address: str = "", broker: str = "") -> Eviction:
+def evict_node(
+    dsn: str, *, address: str = "", broker: str = "", silent_for: float = 0.0
+) -> Eviction:
     """End every session of the database `dsn` names that comes from
     `address` or is a lock connection of `broker` (either may be ""; both
-    "" ends nothing). Returns once each has ended (or TERMINATE_WAIT_MS
-    passed for it). StoreError when the database cannot be reached."""
+    "" ends nothing), and that started more than `silent_for` seconds ago
+    (by the server's clock: give the time since the node was last heard, so
+    the sessions of a node that came back since, or of its new
+    incarnation, are left alone). Returns once each has ended (or
+    TERMINATE_WAIT_MS passed for it). StoreError when the database cannot
+    be reached."""
     if not address and not broker:
         return Eviction((), ())
     name = describe_dsn(dsn)
@@ -84,13 +91,16 @@ def evict_node(dsn: str, *, address: str = "", broker: str = "") -> Eviction:
     )
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            return _evict(conn, address, broker)
+            return _evict(conn, address, broker, max(0.0, silent_for))
     except psycopg.Error as e:
         raise StoreError(f"cannot evict from {name}: {_first_line(e)}") from e
 
 
-def _evict(conn: psycopg.Connection[Any], address: str, broker: str) -> Eviction:
-    rows = conn.execute(CANDIDATES_SQL, (address or None, len(PREFIX), PREFIX)).fetchall()
+def _evict(
+    conn: psycopg.Connection[Any], address: str, broker: str, silent_for: float
+) -> Eviction:
+    params = (silent_for, address or None, len(PREFIX), PREFIX)
+    rows = conn.execute(CANDIDATES_SQL, params).fetchall()
     chosen = sorted(
         pid
         for pid, client, application in rows

@@ -161,3 +161,10 @@ def test_a_heartbeat_from_the_wire_is_checked() -> None:
     ):
         with pytest.raises((ValueError, TypeError)):
             check_heartbeat(bad)
+
+
+def test_silence_is_counted_from_the_last_heartbeat_or_the_start() -> None:
+    m = membership()
+    m.heard("b", 1, "b", 102.0)
+    assert m.silent_for("b", 108.5) == 6.5
+    assert m.silent_for("c", 108.5) == 8.5

@@ -65,6 +65,11 @@ def test_evicting_a_broker_frees_its_shards_and_only_its_sessions(
             dead.check()
     assert alike.check() == {2} and other.check() == {3} and survivor.check() == {0, 1}
     assert evict_node(postgres_dsn, broker="nobody:000000000000") == Eviction((), ())
+    # a session younger than the node's silence is not the dead node's: left alone
+    again = holders(DEAD, 4)
+    assert again.acquire(4)
+    assert evict_node(postgres_dsn, broker=DEAD, silent_for=60.0) == Eviction((), ())
+    assert again.check() == {4}
     assert evict_node(postgres_dsn) == Eviction((), ())
 
 
