@@ -3,15 +3,17 @@ session shards it has, which PostgreSQL they share, and how they watch each
 other. Sans-IO: `parse_cluster` takes the file's text, `load_cluster` only
 reads the file and hands it over.
 
-NOT wired yet: `flockmq serve` has no `--cluster` flag, and nothing outside
-the tests reads a cluster file. What will consume it: `flockmq serve
---cluster FILE --node NAME` picks its own node (`Cluster.node`), listens for
-clients on `node.address:node.port`, binds its bus on the node's endpoints
-(`Node.bus_endpoint`) and connects to every other node's; the shard planner
-(flockmq/shard_plan.py) spreads `shards` over the live nodes, and the lock
-holder (store/shard_locks.py) takes them in `lock_namespace` on
-`postgres_dsn`; heartbeats on the bus every `heartbeat_interval` seconds
-declare a node dead after `heartbeat_timeout`.
+Wired (phase 1): `flockmq serve --cluster FILE --node NAME` runs node NAME
+of ONE broker laid out over the nodes (`Cluster.config_values`: routers =
+the nodes, workers = `shards`, every node's acceptors numbered globally;
+where each runs: flockmq/placement.py). The node listens for clients on
+`node.address:node.port`, binds its processes' bus inboxes on its address
+(ports from `bus_port` on: `Node.bus_ports`) and connects to the other
+nodes'. Shard placement is static here: `assign_shards` over every node of
+the file, as if all were live; each worker takes its shard's lock in
+`lock_namespace` on `postgres_dsn` (workers/ownership.py). Not yet: shards
+that move when a node dies, and the heartbeats below (read and checked,
+used by nothing yet).
 
 ```toml
 shards = 64                      # fixed for the life of the cluster
@@ -26,7 +28,7 @@ address = "10.0.0.11"
 port = 1883                      # optional: where clients connect
 bus_port = 15550                 # optional: the first of the node's bus ports
 acceptors = 2                    # optional: every node must know every node's
-workers = 2                      #   process counts to address their inboxes
+                                 #   acceptor count to address their inboxes
 ```
 
 Invariants of a parsed `Cluster` (each broken one is a `ClusterError` that
@@ -40,9 +42,10 @@ names the file and the key):
 - addresses unique, IPv4 (the bus's ZeroMQ sockets do not enable IPv6), and
   neither unspecified (0.0.0.0: other nodes must be able to connect to it)
   nor multicast/broadcast;
-- each node's listener port, bus ports (`bus_ports`) and heartbeat port
-  (`heartbeat_port`, just past the bus ports) are TCP ports (1..65535) and
-  do not overlap;
+- each node's listener port, bus ports (`Node.bus_ports`: the whole
+  layout's, 2 per router and worker and 1 per acceptor of the cluster) and
+  heartbeat port (`Node.heartbeat_port`, just past the bus ports) are TCP
+  ports (1..65535) and do not overlap;
 - nodes <= shards <= MAX_SHARDS;
 - `postgres_dsn` is given and parses (store/postgres.py `describe_dsn`);
   it is kept out of `repr`, since it may hold a password;
@@ -50,23 +53,23 @@ names the file and the key):
   least two intervals (one late heartbeat is not a death), at most
   MAX_HEARTBEAT_TIMEOUT.
 
-A node's bus endpoints are derived in one place: the same `Config` methods
-that lay out a single host's `tcp` bus (flockmq/config.py), given the node's
-address, first bus port and process counts.
+Bus endpoints are derived in one place: the `Config` methods that lay out
+a single host's `tcp` bus (flockmq/config.py), which consult the placement
+for the address and first port of the node that runs each process.
 """
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flockmq.config import Config, ConfigError
-from flockmq.shard_plan import MAX_NODE_NAME_BYTES, MAX_NODES, MAX_SHARDS
+from flockmq.config import ConfigError
+from flockmq.placement import Placement, bus_port_count
+from flockmq.shard_plan import MAX_NODE_NAME_BYTES, MAX_NODES, MAX_SHARDS, assign_shards
 
 # "floc", store/shard_locks.py's NAMESPACE (not imported: importing this
 # module would then import psycopg, which it needs only to check a DSN; a
@@ -88,16 +91,6 @@ class ClusterError(ConfigError):
     """An invalid cluster file: the message names the file and the key."""
 
 
-class BusRole(enum.Enum):
-    """The inboxes of a node's bus (see Config's endpoint methods)."""
-
-    ROUTER = "router"  # the router's core inbox
-    ROUTER_WORK = "router-work"  # the router's work inbox (publishes from acceptors)
-    WORKER = "worker"  # worker i's core inbox
-    WORKER_WORK = "worker-work"  # worker i's work inbox
-    ACCEPTOR = "acceptor"  # acceptor i's inbox
-
-
 @dataclass(frozen=True, slots=True)
 class Node:
     name: str
@@ -105,26 +98,17 @@ class Node:
     port: int = DEFAULT_PORT  # MQTT listener
     bus_port: int = DEFAULT_BUS_PORT  # the first bus port; the rest follow (bus_ports)
     acceptors: int = 1
-    workers: int = 1
-
-    def _layout(self) -> Config:
-        """The node's bus as a single-host tcp Config lays it out: the one
-        place endpoints and their ports are derived."""
-        return Config(
-            transport="tcp",
-            tcp_host=self.address,
-            tcp_base_port=self.bus_port,
-            acceptors=self.acceptors,
-            workers=self.workers,
-        )
+    # how many bus ports the cluster's layout takes on every node: set by
+    # parse_cluster once every node is read (flockmq/placement.py bus_port_count)
+    layout_ports: int = 1
 
     @property
     def bus_ports(self) -> range:
-        """Every port of the node's bus (router, workers, acceptors: core
-        then work inboxes; the test checks them against the endpoints). A
-        node's auth processes are host-local and not part of the cluster's
-        layout: the wiring must keep their ports off the listener's."""
-        return range(self.bus_port, self.bus_port + 2 + 2 * self.workers + self.acceptors)
+        """Every port the node keeps for the cluster's bus: the whole
+        layout's (2 per router and shard, 1 per acceptor of the cluster),
+        whichever processes it runs, so a process runs on any node on its
+        one port offset."""
+        return range(self.bus_port, self.bus_port + self.layout_ports)
 
     @property
     def heartbeat_port(self) -> int:
@@ -134,35 +118,6 @@ class Node:
 
     def heartbeat_endpoint(self) -> str:
         return f"tcp://{self.address}:{self.heartbeat_port}"
-
-    def bus_endpoint(self, role: BusRole, index: int = 0) -> str:
-        """`tcp://address:port` of one inbox; ClusterError for an index the
-        node does not have."""
-        layout = self._layout()
-        inboxes: dict[BusRole, tuple[int, Callable[[int], str]]] = {
-            BusRole.ROUTER: (1, lambda _: layout.router_endpoint()),
-            BusRole.ROUTER_WORK: (1, lambda _: layout.router_work_endpoint()),
-            BusRole.WORKER: (self.workers, layout.worker_endpoint),
-            BusRole.WORKER_WORK: (self.workers, layout.worker_work_endpoint),
-            BusRole.ACCEPTOR: (self.acceptors, layout.acceptor_endpoint),
-        }
-        count, endpoint = inboxes[role]
-        if not 0 <= index < count:
-            raise ClusterError(f"node {self.name!r}: no {role.value} {index} (it has {count})")
-        return endpoint(index)
-
-    def bus_endpoints(self) -> dict[str, str]:
-        """Every inbox of the node by name (`router`, `worker-1-work`, ...)."""
-        found = {
-            "router": self.bus_endpoint(BusRole.ROUTER),
-            "router-work": self.bus_endpoint(BusRole.ROUTER_WORK),
-        }
-        for i in range(self.workers):
-            found[f"worker-{i}"] = self.bus_endpoint(BusRole.WORKER, i)
-            found[f"worker-{i}-work"] = self.bus_endpoint(BusRole.WORKER_WORK, i)
-        for i in range(self.acceptors):
-            found[f"acceptor-{i}"] = self.bus_endpoint(BusRole.ACCEPTOR, i)
-        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +142,53 @@ class Cluster:
         known = ", ".join(self.node_names)
         raise ClusterError(f"{self.source}: no node {name[:80]!r} (the nodes are: {known})")
 
+    @property
+    def acceptors(self) -> int:
+        """Every node's acceptors: numbered globally, node 0's first."""
+        return sum(node.acceptors for node in self.nodes)
+
+    def placement(self, name: str) -> Placement:
+        """Which node runs what, as seen by node `name` (ClusterError if there
+        is none): static in this phase, every node of the file taken as live."""
+        me = self.node(name)
+        names = self.node_names
+        owners = assign_shards(names, self.shards)
+        worker_nodes = [0] * self.shards
+        for node, shards in owners.items():
+            for shard in shards:
+                worker_nodes[shard] = names.index(node)
+        return Placement(
+            names=names,
+            addresses=tuple(node.address for node in self.nodes),
+            bus_ports=tuple(node.bus_port for node in self.nodes),
+            acceptor_nodes=tuple(
+                i for i, node in enumerate(self.nodes) for _ in range(node.acceptors)
+            ),
+            worker_nodes=tuple(worker_nodes),
+            node=self.nodes.index(me),
+        )
+
+    def config_values(self, name: str) -> dict[str, Any]:
+        """The Config values node `name` takes from the cluster file
+        (flockmq/config.py `load_config(..., fixed=...)`): one broker of
+        `nodes` routers, `shards` workers and every node's acceptors, over
+        tcp, on the shared PostgreSQL; listening on the node's address."""
+        me = self.node(name)
+        return {
+            "host": me.address,
+            "port": me.port,
+            "routers": len(self.nodes),
+            "workers": self.shards,
+            "acceptors": self.acceptors,
+            "transport": "tcp",
+            "tcp_host": me.address,
+            "tcp_base_port": me.bus_port,
+            "store": "postgres",
+            "postgres_dsn": self.postgres_dsn,
+            "shard_namespace": self.lock_namespace,
+            "placement": self.placement(name),
+        }
+
 
 TOP_KEYS = {
     "nodes",
@@ -196,7 +198,7 @@ TOP_KEYS = {
     "heartbeat_interval",
     "heartbeat_timeout",
 }
-NODE_KEYS = {"name", "address", "port", "bus_port", "acceptors", "workers"}
+NODE_KEYS = {"name", "address", "port", "bus_port", "acceptors"}
 
 
 def load_cluster(path: str) -> Cluster:
@@ -230,10 +232,12 @@ def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
         raise ClusterError(f"{source}: nodes: {len(raw_nodes)} nodes, at most {MAX_NODES}")
     nodes = tuple(_parse_node(raw, source, f"nodes[{i}]") for i, raw in enumerate(raw_nodes))
     _check_unique(nodes, source)
+    shards = _shards(data, source, len(nodes))
+    ports = bus_port_count(len(nodes), shards, sum(node.acceptors for node in nodes))
     cluster = Cluster(
         source=source,
-        nodes=nodes,
-        shards=_shards(data, source, len(nodes)),
+        nodes=tuple(replace(node, layout_ports=ports) for node in nodes),
+        shards=shards,
         postgres_dsn=_dsn(data, source),
         lock_namespace=_integer(
             data, "lock_namespace", source, "", DEFAULT_LOCK_NAMESPACE, 0, MAX_LOCK_NAMESPACE
@@ -242,6 +246,7 @@ def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
         heartbeat_timeout=_seconds(data, "heartbeat_timeout", source, 5.0),
     )
     _check_heartbeat(cluster)
+    _check_ports(cluster)
     return cluster
 
 
@@ -264,25 +269,32 @@ def _parse_node(raw: Any, source: str, where: str) -> Node:
         port=_integer(raw, "port", source, prefix, DEFAULT_PORT, 1, 65535),
         bus_port=_integer(raw, "bus_port", source, prefix, DEFAULT_BUS_PORT, 1, 65535),
         acceptors=_integer(raw, "acceptors", source, prefix, 1, 1, MAX_PROCESSES),
-        workers=_integer(raw, "workers", source, prefix, 1, 1, MAX_PROCESSES),
     )
-    last = node.bus_ports[-1]
-    heartbeat = node.heartbeat_port
-    if heartbeat > 65535:
-        raise ClusterError(
-            f"{source}: {prefix}bus_port: the bus needs ports {node.bus_port}-{last} and its"
-            f" heartbeats {heartbeat}, past 65535"
-        )
-    if node.port in node.bus_ports:
-        raise ClusterError(
-            f"{source}: {prefix}port: {node.port} is one of the node's bus ports"
-            f" ({node.bus_port}-{last}) on {node.address}"
-        )
-    if node.port == heartbeat:
-        raise ClusterError(
-            f"{source}: {prefix}port: {node.port} is the node's heartbeat port on {node.address}"
-        )
     return node
+
+
+def _check_ports(cluster: Cluster) -> None:
+    """Every node's bus ports (the whole layout's: Node.bus_ports) and
+    heartbeat port are TCP ports, and its listener is none of them."""
+    for i, node in enumerate(cluster.nodes):
+        prefix = f"{cluster.source}: nodes[{i}]."
+        ports = node.bus_ports
+        last = ports[-1]
+        heartbeat = node.heartbeat_port
+        if heartbeat > 65535:
+            raise ClusterError(
+                f"{prefix}bus_port: the bus needs ports {node.bus_port}-{last} and its"
+                f" heartbeats {heartbeat}, past 65535"
+            )
+        if node.port in ports:
+            raise ClusterError(
+                f"{prefix}port: {node.port} is one of the node's bus ports"
+                f" ({node.bus_port}-{last}) on {node.address}"
+            )
+        if node.port == heartbeat:
+            raise ClusterError(
+                f"{prefix}port: {node.port} is the node's heartbeat port on {node.address}"
+            )
 
 
 def _name(raw: Mapping[str, Any], source: str, where: str) -> str:

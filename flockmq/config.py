@@ -22,6 +22,7 @@ from flockmq.listeners import (
     check_listener,
     parse_listener,
 )
+from flockmq.placement import Placement, bus_port_count
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -45,7 +46,8 @@ class Config:
     acceptors: int = 0  # 0: the host's CPU count
     workers: int = 0  # 0: the host's CPU count
     # routers, each holding every subscription and every retained message;
-    # acceptor i sends its publishes to router i % routers (router/replication.py)
+    # acceptor i sends its publishes to router i % routers (router/replication.py),
+    # in a cluster to its own node's (router_of)
     routers: int = 1
     data_dir: str = ""
     acl_file: str | None = None
@@ -159,6 +161,9 @@ class Config:
     # supervisor
     restart_backoff_max: float = 10.0
     shutdown_timeout: float = 5.0
+    # not a setting: a cluster's layout over its nodes (flockmq/placement.py),
+    # made from the cluster file by `flockmq serve --cluster FILE --node NAME`
+    placement: Placement | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> Config:
@@ -188,6 +193,28 @@ class Config:
         self._validate_auth_hook()
         self._validate_listeners()
         self._validate_limits()
+        self._validate_placement()
+
+    def _validate_placement(self) -> None:
+        """A cluster's Config is made by flockmq/cluster.py `cluster_values`:
+        these hold by construction; checked so that no other path breaks them."""
+        placement = self.placement
+        if placement is None:
+            return
+        counts = (self.routers, self.workers, self.acceptors)
+        laid_out = (
+            placement.routers,
+            len(placement.worker_nodes),
+            len(placement.acceptor_nodes),
+        )
+        if counts != laid_out:
+            raise ConfigError(
+                f"cluster: routers, workers, acceptors {counts} are not the cluster's {laid_out}"
+            )
+        if self.transport != "tcp" or self.store != "postgres":
+            raise ConfigError("cluster: transport = 'tcp' and store = 'postgres' only")
+        if self.auth_processes:
+            raise ConfigError("cluster: auth hooks are not supported in a cluster yet")
 
     def _validate_port_and_counts(self) -> None:
         if not 0 < self.port < 65536:
@@ -324,18 +351,12 @@ class Config:
             raise ConfigError("max_keepalive: 0-65535 seconds (a 16-bit field)")
         if not 0 <= self.max_session_expiry <= 0xFFFFFFFF:
             raise ConfigError("max_session_expiry: 0-4294967295 seconds (a 32-bit field)")
-        last_port = (
-            self.tcp_base_port
-            + 2 * self.workers
-            + self.acceptors
-            + (self.auth_processes or 0)
-            + 2 * self.routers
-            - 1
-        )
-        if self.transport == "tcp" and not (self.tcp_base_port > 0 and last_port < 65536):
-            raise ConfigError(
-                f"tcp_base_port: the bus needs ports {self.tcp_base_port}-{last_port}"
-            )
+        count = bus_port_count(self.routers, self.workers, self.acceptors, self.auth_processes or 0)
+        firsts = [self.tcp_base_port] if self.placement is None else self.placement.bus_ports
+        for first in firsts:
+            last_port = first + count - 1
+            if self.transport == "tcp" and not (first > 0 and last_port < 65536):
+                raise ConfigError(f"tcp_base_port: the bus needs ports {first}-{last_port}")
 
     def _validate_listeners(self) -> None:
         # Imported only when needed (hashlib and secrets; ssl): the supervisor
@@ -380,10 +401,25 @@ class Config:
             raise ConfigError(str(exc)) from None
 
     # --- endpoints -------------------------------------------------------
-    def _endpoint(self, name: str, offset: int) -> str:
+    def _endpoint(self, name: str, offset: int, node: int | None = None) -> str:
+        """`node`: the cluster node that runs the process (Placement); None:
+        this host's (an auth process, or no cluster)."""
+        if self.placement is not None and node is not None:
+            return self.placement.endpoint(node, offset)
         if self.transport == "tcp":
             return f"tcp://{self.tcp_host}:{self.tcp_base_port + offset}"
         return f"ipc://{self.runtime_dir}/{name}.sock"
+
+    def _node(self, role: str, index: int) -> int | None:
+        """The node of a cluster that runs the process (None: not a cluster)."""
+        placement = self.placement
+        if placement is None:
+            return None
+        if role == "router":
+            return placement.router_node(index)
+        if role == "worker":
+            return placement.worker_nodes[index]
+        return placement.acceptor_nodes[index]
 
     # Each process has a core inbox (always read: what the router and the
     # workers send, and credit); the router and the workers also have a work
@@ -393,31 +429,44 @@ class Config:
     # Router 0 keeps the names and ports of the single router; routers 1..
     # come after every other process's (the auth processes'), two each.
     def router_endpoint(self, index: int = 0) -> str:
+        node = self._node("router", index)
         if index == 0:
-            return self._endpoint("router", 0)
-        return self._endpoint(f"router-{index}", self._extra_router_offset(index))
+            return self._endpoint("router", 0, node)
+        return self._endpoint(f"router-{index}", self._extra_router_offset(index), node)
 
     def worker_endpoint(self, index: int) -> str:
-        return self._endpoint(f"worker-{index}", 1 + index)
+        return self._endpoint(f"worker-{index}", 1 + index, self._node("worker", index))
 
     def acceptor_endpoint(self, index: int) -> str:
-        return self._endpoint(f"acceptor-{index}", 1 + self.workers + index)
+        node = self._node("acceptor", index)
+        return self._endpoint(f"acceptor-{index}", 1 + self.workers + index, node)
 
     def router_work_endpoint(self, index: int = 0) -> str:
+        node = self._node("router", index)
         if index == 0:
-            return self._endpoint("router-work", 1 + self.workers + self.acceptors)
-        return self._endpoint(f"router-{index}-work", self._extra_router_offset(index) + 1)
+            return self._endpoint("router-work", 1 + self.workers + self.acceptors, node)
+        return self._endpoint(f"router-{index}-work", self._extra_router_offset(index) + 1, node)
 
     def _extra_router_offset(self, index: int) -> int:
         auth_end = 2 + 2 * self.workers + self.acceptors + (self.auth_processes or 0)
         return auth_end + 2 * (index - 1)
 
     def router_of(self, acceptor: int) -> int:
-        """The router acceptor `acceptor` sends its publishes (and fences) to."""
+        """The router acceptor `acceptor` sends its publishes (and fences) to:
+        in a cluster its own node's, else acceptor % routers."""
+        if self.placement is not None:
+            return self.placement.router_of(acceptor)
         return acceptor % self.routers
 
+    def acceptor_routers(self) -> tuple[int, ...]:
+        """router_of of every acceptor, in a cluster (a table for the router
+        and the workers); () elsewhere: acceptor % routers."""
+        return () if self.placement is None else self.placement.acceptor_routers()
+
     def worker_work_endpoint(self, index: int) -> str:
-        return self._endpoint(f"worker-{index}-work", 2 + self.workers + self.acceptors + index)
+        node = self._node("worker", index)
+        offset = 2 + self.workers + self.acceptors + index
+        return self._endpoint(f"worker-{index}-work", offset, node)
 
     def auth_endpoint(self, index: int) -> str:
         """An auth process's inbox (flockmq/auth/): calls from acceptors."""
@@ -447,7 +496,10 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> Config:
-        return cls(**json.loads(text))
+        values = json.loads(text)
+        if values.get("placement") is not None:
+            values["placement"] = Placement.from_json(values["placement"])
+        return cls(**values)
 
 
 def _not_table(index: int) -> Listener:
@@ -459,12 +511,18 @@ KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {
     "runtime_dir",
     "auth_hook_functions",
     "broker_id",
+    "placement",
 }
 
 
-def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+def load_config(
+    path: str | None, overrides: dict[str, Any], fixed: dict[str, Any] | None = None
+) -> Config:
     """Defaults, then the TOML file (keys as the flags, with underscores), then
-    the CLI flags that were given (None means not given)."""
+    the CLI flags that were given (None means not given). `fixed`: values
+    decided elsewhere (a cluster file: flockmq/cluster.py `cluster_values`);
+    the file or a flag setting one of them is an error, never overridden in
+    silence."""
     import tomllib  # the supervisor's and check-config's: a child reads JSON
 
     values: dict[str, Any] = {}
@@ -484,7 +542,22 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key, value in values.items():
         values[key] = checked_value(key, value)
+    for key, value in (fixed or {}).items():
+        if key in values and values[key] != value:
+            where = f"--{key.replace('_', '-')}" if overrides.get(key) is not None else key
+            raise ConfigError(
+                f"{where}: the cluster file decides it ({_shown(key, value)}); leave it out"
+            )
+        values[key] = value
     return Config(**values).resolved()
+
+
+def _shown(key: str, value: Any) -> str:
+    if key == "postgres_dsn":
+        return "its postgres_dsn"  # never print a password
+    if key == "placement":
+        return "which node runs what"
+    return f"{key} = {value!r}"
 
 
 def checked_value(key: str, value: Any) -> Any:

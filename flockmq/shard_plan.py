@@ -1,10 +1,13 @@
 """Which session shards a node of a cluster should own (issue 14), sans-IO:
 the live nodes, the shard count and what this node holds in, a plan out.
 
-A building block, NOT wired into the running broker yet: nothing calls it
-outside its tests. The lock holder beside it (store/shard_locks.py) is how a
-node would hold what this module plans; a later step runs the two in a loop
-(plan, release, try to acquire, repeat on every change of the live set).
+Wired statically (issue 14, phase 1): a cluster places worker s on the node
+`assign_shards(every node of the cluster file, shards)` names
+(flockmq/cluster.py `Cluster.placement`), every node taken as live; that
+worker holds the shard with the lock holder beside this module
+(store/shard_locks.py, through workers/ownership.py). Not yet: `plan_shards`
+in a loop (plan, release, try to acquire, repeat on every change of the
+live set), which moves shards when nodes die or join.
 
 The target is one function of (live nodes, shard count) that every node
 computes alike, with no message between them (`assign_shards`):

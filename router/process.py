@@ -62,7 +62,11 @@ class RouterCore:
     @classmethod
     def create(cls, config: Config, retained: list[RetainedRecord], index: int = 0) -> RouterCore:
         router = Router(
-            config.max_retained_messages, config.max_retained_bytes, index, config.routers
+            config.max_retained_messages,
+            config.max_retained_bytes,
+            index,
+            config.routers,
+            config.acceptor_routers(),
         )
         router.load_retained(retained)
         if retained:

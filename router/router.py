@@ -122,10 +122,14 @@ class Router:
         max_retained_bytes: int = 1024 * 1024 * 1024,
         index: int = 0,
         routers: int = 1,
+        acceptor_routers: tuple[int, ...] = (),
     ) -> None:
-        """`index` of `routers` (Config.routers): see the module docstring."""
+        """`index` of `routers` (Config.routers): see the module docstring.
+        `acceptor_routers`: each acceptor's router in a cluster (its node's:
+        Config.acceptor_routers); () for acceptor % routers."""
         self.index = index
         self.routers = routers
+        self.acceptor_routers = acceptor_routers
         self.peers = [i for i in range(routers) if i != index]
         # the version of every retained topic: only with several routers
         self.versions: Versions | None = Versions(index, routers) if routers > 1 else None
@@ -173,6 +177,13 @@ class Router:
         self.unsynced: set[int] = set()
         self.held: list[Wire] = []
         self.held_bytes = 0
+
+    def router_of(self, acceptor: int) -> int:
+        """The router of `acceptor` (Config.router_of)."""
+        table = self.acceptor_routers
+        if table and 0 <= acceptor < len(table):
+            return table[acceptor]
+        return acceptor % self.routers
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
         for rec in records:
@@ -548,7 +559,7 @@ class Router:
                 )
             )
         if self.routers > 1 and (
-            not sub.conn or acceptor_of(sub.conn) % self.routers != self.index
+            not sub.conn or self.router_of(acceptor_of(sub.conn)) != self.index
         ):
             return  # the subscriber's router sends the retained messages
         # Retained messages follow the SUBACK, with RETAIN=1 [MQTT-3.3.1-8].

@@ -99,6 +99,11 @@ def is_loopback(host: str) -> bool:
 @click.option("--plot", "plot_path", default=None, help="Write a PNG chart here.")
 @click.option("--json", "json_only", is_flag=True, help="Only the JSON line, no progress bar.")
 @click.option("--allow-remote", is_flag=True, help="Allow a broker that is not on loopback.")
+@click.option(
+    "--subscriber-host",
+    default="",
+    help="Subscribers connect to this host (the same port): another host of a cluster.",
+)
 # click passes each of the options above as an argument of its own.
 def main(  # noqa: PLR0913, PLR0917
     scenario: str,
@@ -126,10 +131,12 @@ def main(  # noqa: PLR0913, PLR0917
     plot_path: str | None,
     json_only: bool,
     allow_remote: bool,
+    subscriber_host: str,
 ) -> None:
     """Load-test an MQTT broker with SCENARIO and print one JSON line of results."""
-    if not allow_remote and not is_loopback(host):
-        raise click.UsageError(f"{host} is not a loopback address; pass --allow-remote")
+    for where in (host, subscriber_host or host):
+        if not allow_remote and not is_loopback(where):
+            raise click.UsageError(f"{where} is not a loopback address; pass --allow-remote")
     if scenario == "latency" and not rate:
         rate = 10_000.0
     try:
@@ -159,6 +166,7 @@ def main(  # noqa: PLR0913, PLR0917
         run_id=uuid.uuid4().hex[:8],
         cafile=cafile or "",
         credentials=credentials,
+        subscriber_host=subscriber_host,
     )
     try:
         coordinator = Coordinator(settings, show_progress=not json_only and sys.stderr.isatty())

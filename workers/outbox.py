@@ -51,6 +51,8 @@ class Outbox:
     # Config.routers, and this shard's index (where a ROUTE with no reply goes)
     routers: int = 1
     shard: int = 0
+    # each acceptor's router in a cluster (Config.acceptor_routers); (): acceptor % routers
+    acceptor_routers: tuple[int, ...] = ()
     to_router: list[Envelope] = field(default_factory=list)
     to_acceptors: dict[int, list[Envelope]] = field(default_factory=dict)
     ops: list[Op | UnsavedMessage] = field(default_factory=list)
@@ -149,7 +151,7 @@ class Outbox:
         `conn`'s acceptor (None: this shard's), like the publishes that came
         on that connection: so it comes after them at every subscriber."""
         if conn is not None and self.routers > 1:
-            self.pinned[id(envelope)] = acceptor_of(conn) % self.routers
+            self.pinned[id(envelope)] = self.router_of_acceptor(acceptor_of(conn))
         self.send_router(envelope)
 
     def send_router_after_commit(self, envelope: env.RouteTuple) -> None:
@@ -210,7 +212,14 @@ class Outbox:
                 if pinned is not None:
                     return pinned
             return self.shard % self.routers
-        return acceptor_of(reply[0]) % self.routers
+        return self.router_of_acceptor(acceptor_of(reply[0]))
+
+    def router_of_acceptor(self, acceptor: int) -> int:
+        """The router of `acceptor` (Config.router_of)."""
+        table = self.acceptor_routers
+        if table and 0 <= acceptor < len(table):
+            return table[acceptor]
+        return acceptor % self.routers
 
     def per_router(
         self, later: list[tuple[Destination, Envelope]]

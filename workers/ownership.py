@@ -13,7 +13,8 @@ Life of a worker with `store = "postgres"` (workers/process.py):
    the lock every RETRY_INTERVAL (jittered); a database it cannot reach is
    retried the same way. A lock it gets while
    another broker serves other shards of the namespace is given back at
-   once: one broker serves them all (workers/serving_broker.py); and so is
+   once: one broker serves them all (workers/serving_broker.py; not in a
+   cluster, whose nodes each serve their own shards: Config.placement); and so is
    a lock of a namespace recorded for another worker count than this
    broker's (store/shard_fence.py `OtherWorkerCount`: logged as an error
    naming both counts). Counted (`standby_retries`, `standby_other_broker`,
@@ -92,6 +93,10 @@ class ShardOwnership:
         self.broker = config.broker_id
         self.owner = f"{self.broker} pid {os.getpid()} worker {index}"
         self.workers = config.workers
+        # a cluster (Config.placement): each node's workers take their own
+        # shards, so the "one broker serves them all" rule (serving_broker.py)
+        # does not apply; the lock and the epoch fence do
+        self.clustered = config.placement is not None
         self._told_count = False
         self.locks = ShardLocks(
             config.postgres_dsn, lock_node(self.broker, index), namespace=config.shard_namespace
@@ -178,7 +183,7 @@ class ShardOwnership:
         locks = self.locks
         if not locks.acquire(self.index):
             return None
-        if not may_take(self.broker, locks.holders()):
+        if not self.clustered and not may_take(self.broker, locks.holders()):
             locks.release(self.index)  # another broker serves: stay a standby
             self.counters["standby_other_broker"] += 1
             return None
@@ -221,7 +226,8 @@ class ShardOwnership:
             if self.index not in held:
                 self.lose(f"PostgreSQL does not list its lock on shard {self.index}")
             self.counters["shard_lock_checks"] += 1
-            self._check_alone()
+            if not self.clustered:
+                self._check_alone()
 
     def _check_alone(self) -> None:
         """Shards split between this broker and another: one gives way

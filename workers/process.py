@@ -53,6 +53,7 @@ def limits_from(config: Config) -> ShardLimits:
         queue_qos0=config.queue_qos0,
         max_session_expiry=config.max_session_expiry,
         routers=config.routers,
+        acceptor_routers=config.acceptor_routers(),
     )
 
 

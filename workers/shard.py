@@ -61,7 +61,9 @@ class Shard:
         QoS 2 tokens of this incarnation differ from every earlier one's."""
         self.index = index
         self.state = state = ShardState(index, limits, token_base=(nonce & 0x7FFFFFFF) << 32)
-        self.out = out = Outbox(routers=limits.routers, shard=index)
+        self.out = out = Outbox(
+            routers=limits.routers, shard=index, acceptor_routers=limits.acceptor_routers
+        )
         self.outbound = outbound = Outbound(state, out)
         self.inbound = inbound = Inbound(state, out)
         self.subscriptions = subscriptions = Subscriptions(state, out)

@@ -44,6 +44,8 @@ class ShardLimits:
     queue_qos0: bool = False
     max_session_expiry: int = 0xFFFFFFFF
     routers: int = 1  # Config.routers: each gets every subscription change
+    # each acceptor's router in a cluster (Config.acceptor_routers); (): acceptor % routers
+    acceptor_routers: tuple[int, ...] = ()
 
 
 @dataclass(slots=True, eq=False)

@@ -125,12 +125,23 @@ def main() -> None:
     help="Children forked from the supervisor with every role imported (shared "
     "pages: about half the memory), or each a new interpreter [fork].",
 )
-def serve(config_file: str | None, **flags: Any) -> None:
+@click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Cluster file (TOML): run one node of a broker over several hosts (--node).",
+)
+@click.option("--node", default=None, help="With --cluster: the name of this host's node.")
+def serve(
+    config_file: str | None, cluster_file: str | None, node: str | None, **flags: Any
+) -> None:
     """Run the broker: a supervisor that spawns acceptors, routers and workers."""
     from flockmq.app.supervisor import Supervisor
 
     try:
-        config = load_config(config_file, flags)
+        fixed = _cluster_values(cluster_file, node)
+        config = load_config(config_file, flags, fixed)
         setup_logging(config.log_level, "supervisor", config.log_format)
         supervisor = Supervisor(config)
         code = supervisor.run()
@@ -138,6 +149,27 @@ def serve(config_file: str | None, **flags: Any) -> None:
         click.echo(f"flockmq: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _cluster_values(cluster_file: str | None, node: str | None) -> dict[str, Any] | None:
+    """The settings the cluster file decides for node `node` (None: no
+    cluster); click's usage error (exit 2) for --cluster and --node apart."""
+    if cluster_file is None and node is None:
+        return None
+    if cluster_file is None:
+        raise click.UsageError("--node: only with --cluster FILE")
+    if node is None:
+        raise click.UsageError("--cluster: which node is this host? (--node NAME)")
+    from flockmq.cluster import load_cluster
+
+    cluster = load_cluster(cluster_file)  # a ClusterError is a ConfigError: exit 2
+    if node not in cluster.node_names:
+        raise click.BadParameter(
+            f"{cluster.source} has no node {node[:80]!r}"
+            f" (its nodes: {', '.join(cluster.node_names)})",
+            param_hint="'--node'",
+        )
+    return cluster.config_values(node)
 
 
 @main.command()
@@ -206,7 +238,14 @@ def check_config(file: str) -> None:
     click.echo(effective_settings(config))
 
 
-_NOT_SETTINGS = ("extra", "runtime_dir", "listeners", "auth_hook_functions", "broker_id")
+_NOT_SETTINGS = (
+    "extra",
+    "runtime_dir",
+    "listeners",
+    "auth_hook_functions",
+    "broker_id",
+    "placement",
+)
 
 
 def effective_settings(config: Any) -> str:

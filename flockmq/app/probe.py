@@ -55,16 +55,22 @@ def free_port_range(count: int, host: str = "127.0.0.1") -> int:
 
 
 def mqtt_ready(
-    host: str, port: int, timeout: float = 1.0, credentials: tuple[str, bytes] | None = None
+    host: str,
+    port: int,
+    timeout: float = 1.0,
+    credentials: tuple[str, bytes] | None = None,
+    client_id: str | None = None,
 ) -> bool:
     """True when an MQTT 3.1.1 CONNECT (clean session; with `credentials`, a
-    username and password) on host:port gets a CONNACK with return code 0
-    within `timeout`; the probe then disconnects."""
+    username and password; `client_id`: the session whose shard must answer)
+    on host:port gets a CONNACK with return code 0 within `timeout`; the
+    probe then disconnects."""
     username, password = credentials if credentials is not None else (None, None)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            probe = Connect(f"ready-probe-{os.getpid()}", 4, True, 10, username, password)
+            client_id = client_id or f"ready-probe-{os.getpid()}"
+            probe = Connect(client_id, 4, True, 10, username, password)
             sock.sendall(encode(probe, 4))
             decoder = StreamDecoder(protocol_level=4)
             deadline = time.monotonic() + timeout

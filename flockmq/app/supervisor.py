@@ -2,7 +2,9 @@
 acceptors and, with an auth hook, the auth processes; restarts any that dies
 (with backoff), and on SIGTERM/SIGINT stops them in order — acceptors first
 (no new input), then auth processes, then workers, then the router —
-leaving no orphan processes and no stale socket files.
+leaving no orphan processes and no stale socket files. In a cluster
+(`--cluster FILE --node NAME`, Config.placement) it runs its node's share:
+its router, its acceptors and the workers of its shards (`local_children`).
 
 It holds the data directory's lock (`flockmq.app.data_dir_lock`) and passes it to
 its children, so no second broker opens the same store while any of them
@@ -79,6 +81,24 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
+def local_children(config: Config) -> list[Child]:
+    """The processes this supervisor runs: every one of the broker, or in a
+    cluster those of its node (flockmq/placement.py), by their global index."""
+    placement = config.placement
+    if placement is None:
+        return (
+            [Child("router", i) for i in range(config.routers)]
+            + [Child("worker", i) for i in range(config.workers)]
+            + [Child("acceptor", i) for i in range(config.acceptors)]
+            + [Child("auth", i) for i in range(config.auth_processes or 0)]
+        )
+    return (
+        [Child("router", i) for i in placement.routers_here()]
+        + [Child("worker", i) for i in placement.workers_here()]
+        + [Child("acceptor", i) for i in placement.acceptors_here()]
+    )
+
+
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -117,12 +137,7 @@ class Supervisor:
         self.config_path = os.path.join(self.runtime_dir, "config.json")
         with open(self.config_path, "w", encoding="utf-8") as fh:
             fh.write(config.to_json())
-        self.children = (
-            [Child("router", i) for i in range(config.routers)]
-            + [Child("worker", i) for i in range(config.workers)]
-            + [Child("acceptor", i) for i in range(config.acceptors)]
-            + [Child("auth", i) for i in range(config.auth_processes or 0)]
-        )
+        self.children = local_children(config)
 
     def spawn(self, child: Child) -> None:
         cmd = [
@@ -171,12 +186,23 @@ class Supervisor:
             self.control = PollingControl(self.config.data_dir, self.runtime_dir, self.describe)
             for child in self.children:
                 self.spawn(child)
+            counts = {
+                role: sum(1 for child in self.children if child.role == role)
+                for role in ("acceptor", "worker", "router")
+            }
+            placement = self.config.placement
             log.info(
-                "flockmq serving on %s: %d acceptors, %d workers, 1 router (pid %d)",
+                "flockmq serving on %s: %d acceptors, %d workers, %d routers (pid %d)%s",
                 ", ".join(listener.name for listener in self.config.listener_list()),
-                self.config.acceptors,
-                self.config.workers,
+                counts["acceptor"],
+                counts["worker"],
+                counts["router"],
                 os.getpid(),
+                ""
+                if placement is None
+                else f"; cluster node {placement.names[placement.node]!r}"
+                f" ({placement.node + 1} of {placement.routers}), shards"
+                f" {placement.workers_here()} of {self.config.workers}",
             )
             while not self.stopping:
                 self.watch()

@@ -353,6 +353,7 @@ async def open_client(
     client = LoadClient(spec, settings, counters)
     context = client_context(settings.cafile) if settings.cafile else None
     user = spec.credentials
+    host = spec.host or settings.host
     connect = wire.encode_connect(
         spec.client_id,
         protocol=settings.protocol,
@@ -365,21 +366,19 @@ async def open_client(
     try:
         async with asyncio.timeout(timeout):
             if spec.source_ip:
-                sock = await connect_from(spec.source_ip, settings.host, settings.port)
+                sock = await connect_from(spec.source_ip, host, settings.port)
                 try:
                     await loop.create_connection(
                         lambda: client,
                         sock=sock,
                         ssl=context,
-                        server_hostname=settings.host if context else None,
+                        server_hostname=host if context else None,
                     )
                 except BaseException:
                     sock.close()
                     raise
             else:
-                await loop.create_connection(
-                    lambda: client, settings.host, settings.port, ssl=context
-                )
+                await loop.create_connection(lambda: client, host, settings.port, ssl=context)
             client.write(connect)
             await client.connack
     except BaseException:

@@ -50,6 +50,9 @@ class Settings:
     run_id: str = ""
     cafile: str = ""  # non-empty: every client speaks TLS and trusts this CA
     credentials: tuple[tuple[str, str], ...] = ()  # (user, password), taken in turn
+    # non-empty: subscribers connect to this host instead (another host of
+    # a cluster, scripts/bench_cluster.py); the same port
+    subscriber_host: str = ""
 
 
 @dataclass(slots=True)
@@ -63,6 +66,7 @@ class ClientSpec:
     expects: tuple[int, ...] = ()  # publisher ids a subscriber must hear from
     source_ip: str = ""  # bind here before connecting (spreads ephemeral ports)
     credentials: tuple[str, str] | None = None  # (username, password) in its CONNECT
+    host: str = ""  # non-empty: connect here, not to Settings.host
 
 
 @dataclass(slots=True)
@@ -130,6 +134,9 @@ def build_plan(settings: Settings, cpu_count: int) -> Plan:
         ]
     else:
         raise ValueError(f"unknown scenario {s.scenario!r}")
+    if s.subscriber_host:
+        for client in plan.subscribers:
+            client.host = s.subscriber_host
     if s.credentials:
         clients = [*plan.subscribers, *plan.publishers, *plan.idle, *plan.churn]
         for i, client in enumerate(clients):

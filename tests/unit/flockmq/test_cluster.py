@@ -4,6 +4,7 @@ every way of getting it wrong is an error naming the file and the key."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import string
 from pathlib import Path
@@ -16,14 +17,14 @@ from hypothesis import strategies as st
 from flockmq.cluster import (
     DEFAULT_LOCK_NAMESPACE,
     MAX_NODE_NAME,
-    BusRole,
     Cluster,
     ClusterError,
     load_cluster,
     parse_cluster,
 )
 from flockmq.config import Config, ConfigError
-from flockmq.shard_plan import MAX_NODES, MAX_SHARDS
+from flockmq.placement import Placement
+from flockmq.shard_plan import MAX_NODES, MAX_SHARDS, assign_shards
 
 SOURCE = "cluster.toml"
 BASE: dict[str, Any] = {
@@ -32,7 +33,7 @@ BASE: dict[str, Any] = {
     "nodes": [
         {"name": "a", "address": "10.9.0.11"},
         {"name": "b", "address": "10.9.0.12", "port": 1884, "bus_port": 20000},
-        {"name": "c", "address": "10.9.0.13", "acceptors": 2, "workers": 3},
+        {"name": "c", "address": "10.9.0.13", "acceptors": 2},
     ],
 }
 
@@ -72,9 +73,10 @@ def test_a_valid_file_gives_its_nodes_with_defaults() -> None:
     assert cluster.lock_namespace == DEFAULT_LOCK_NAMESPACE
     assert (cluster.heartbeat_interval, cluster.heartbeat_timeout) == (1.0, 5.0)
     a, b, c = cluster.nodes
-    assert (a.port, a.bus_port, a.acceptors, a.workers) == (1883, 15550, 1, 1)
+    assert (a.port, a.bus_port, a.acceptors) == (1883, 15550, 1)
     assert (b.port, b.bus_port) == (1884, 20000)
-    assert (c.acceptors, c.workers) == (2, 3)
+    assert c.acceptors == 2
+    assert cluster.acceptors == 4
     assert cluster.node("b") is b
 
 
@@ -95,29 +97,100 @@ def test_an_unknown_node_is_an_error_that_lists_the_known_ones() -> None:
         parse(BASE).node("z")
 
 
-def test_endpoints_are_the_single_host_tcp_layout_on_the_nodes_address() -> None:
-    c = parse(BASE).node("c")
-    layout = Config(
-        transport="tcp", tcp_host="10.9.0.13", tcp_base_port=15550, acceptors=2, workers=3
+def test_the_placement_puts_routers_acceptors_and_shards_on_their_nodes() -> None:
+    cluster = parse(BASE)
+    placement = cluster.placement("c")
+    assert placement.names == ("a", "b", "c")
+    assert placement.node == 2
+    assert placement.routers == 3
+    # acceptors numbered globally, node 0's first; each publishes through its node's router
+    assert placement.acceptor_nodes == (0, 1, 2, 2)
+    assert [placement.router_of(a) for a in range(4)] == [0, 1, 2, 2]
+    assert placement.acceptors_here() == [2, 3]
+    assert placement.routers_here() == [2]
+    # every shard on exactly one node: the planner's target with all nodes live
+    owners = assign_shards(cluster.node_names, 64)
+    for name, shards in owners.items():
+        assert set(cluster.placement(name).workers_here()) == shards
+    assert sorted(s for n in "abc" for s in cluster.placement(n).workers_here()) == list(range(64))
+
+
+def test_every_node_computes_the_same_placement_but_its_own_node() -> None:
+    cluster = parse(BASE)
+    seen = {name: cluster.placement(name) for name in cluster.node_names}
+    assert len({(p.addresses, p.acceptor_nodes, p.worker_nodes) for p in seen.values()}) == 1
+    assert [p.node for p in seen.values()] == [0, 1, 2]
+
+
+def cluster_config(name: str, data: dict[str, Any] = BASE) -> Config:
+    return Config(**parse(data).config_values(name))
+
+
+def test_endpoints_are_on_the_address_of_the_node_that_runs_the_process() -> None:
+    config = cluster_config("a")
+    placement = config.placement
+    assert placement is not None
+    address = {0: "10.9.0.11", 1: "10.9.0.12", 2: "10.9.0.13"}
+    first = {0: 15550, 1: 20000, 2: 15550}
+    single = Config(transport="tcp", acceptors=4, workers=64, routers=3)
+
+    def split(endpoint: str) -> tuple[str, int]:
+        host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+        return host, int(port)
+
+    def check(endpoint: str, node: int, same_host: str) -> None:
+        # the node's address, and the single-host layout's port offset from its first port
+        assert split(endpoint) == (address[node], first[node] + split(same_host)[1] - 15550)
+
+    for r in range(3):
+        check(config.router_endpoint(r), r, single.router_endpoint(r))
+        check(config.router_work_endpoint(r), r, single.router_work_endpoint(r))
+    for s in range(64):
+        node = placement.worker_nodes[s]
+        check(config.worker_endpoint(s), node, single.worker_endpoint(s))
+        check(config.worker_work_endpoint(s), node, single.worker_work_endpoint(s))
+    for acceptor, node in enumerate((0, 1, 2, 2)):
+        check(config.acceptor_endpoint(acceptor), node, single.acceptor_endpoint(acceptor))
+        assert config.router_of(acceptor) == node
+    # no two inboxes share an address and port, and each port is in its node's range
+    endpoints = (
+        [config.router_endpoint(r) for r in range(3)]
+        + [config.router_work_endpoint(r) for r in range(3)]
+        + [config.worker_endpoint(s) for s in range(64)]
+        + [config.worker_work_endpoint(s) for s in range(64)]
+        + [config.acceptor_endpoint(a) for a in range(4)]
     )
-    assert c.bus_endpoint(BusRole.ROUTER) == layout.router_endpoint() == "tcp://10.9.0.13:15550"
-    assert c.bus_endpoint(BusRole.ROUTER_WORK) == layout.router_work_endpoint()
-    assert c.bus_endpoint(BusRole.WORKER, 2) == layout.worker_endpoint(2)
-    assert c.bus_endpoint(BusRole.WORKER_WORK, 1) == layout.worker_work_endpoint(1)
-    assert c.bus_endpoint(BusRole.ACCEPTOR, 1) == layout.acceptor_endpoint(1)
-    # every inbox has a port of its own, and bus_ports are exactly those ports
-    ports = [int(e.rsplit(":", 1)[1]) for e in c.bus_endpoints().values()]
-    assert sorted(ports) == list(c.bus_ports)
-    assert len(c.bus_endpoints()) == 2 + 2 * 3 + 2
+    assert len(set(endpoints)) == len(endpoints) == 138
+    cluster = parse(BASE)
+    for endpoint in endpoints:
+        host, port = split(endpoint)
+        owner = cluster.nodes[list(address.values()).index(host)]
+        assert port in owner.bus_ports
 
 
-@pytest.mark.parametrize(
-    ("role", "index"),
-    [(BusRole.ROUTER, 1), (BusRole.WORKER, 3), (BusRole.WORKER_WORK, -1), (BusRole.ACCEPTOR, 2)],
-)
-def test_an_inbox_the_node_does_not_have_is_an_error(role: BusRole, index: int) -> None:
-    with pytest.raises(ClusterError, match=f"node 'c': no {role.value} {index}"):
-        parse(BASE).node("c").bus_endpoint(role, index)
+def test_a_node_config_is_one_broker_over_tcp_on_postgres_listening_on_its_address() -> None:
+    # not on loopback: anonymous clients only when asked for (flockmq/listeners.py)
+    config = dataclasses.replace(cluster_config("b"), allow_anonymous=True).resolved()
+    assert (config.routers, config.workers, config.acceptors) == (3, 64, 4)
+    assert (config.transport, config.store, config.auth_processes) == ("tcp", "postgres", 0)
+    assert (config.host, config.port) == ("10.9.0.12", 1884)
+    assert config.shard_namespace == DEFAULT_LOCK_NAMESPACE
+    assert config.acceptor_routers() == (0, 1, 2, 2)
+    # what the supervisor hands its children comes back the same
+    assert Config.from_json(config.to_json()) == config
+
+
+def test_without_a_cluster_acceptors_take_routers_in_turn() -> None:
+    config = Config(routers=3, acceptors=5)
+    assert [config.router_of(a) for a in range(5)] == [0, 1, 2, 0, 1]
+    assert config.acceptor_routers() == ()
+
+
+def test_a_placement_with_a_process_on_no_node_is_refused() -> None:
+    with pytest.raises(ValueError, match="every worker on one of the 2 nodes"):
+        Placement(("a", "b"), ("10.0.0.1", "10.0.0.2"), (1, 1), (0, 1), (0, 2), 0)
+    with pytest.raises(ValueError, match="node 2 is not one of the 2 nodes"):
+        Placement(("a", "b"), ("10.0.0.1", "10.0.0.2"), (1, 1), (0, 1), (0, 1), 2)
 
 
 def with_change(path: str, value: Any) -> dict[str, Any]:
@@ -179,20 +252,22 @@ ERRORS: list[tuple[str, Any, str]] = [
     ("nodes.2.address", 10, "nodes[2].address: expected a string"),
     ("nodes.0.port", 0, "nodes[0].port: 0 is outside 1-65535"),
     ("nodes.0.port", 65536, "nodes[0].port: 65536 is outside 1-65535"),
-    ("nodes.0.port", 15553, "nodes[0].port: 15553 is one of the node's bus ports (15550-15554)"),
+    # the whole layout's ports: 2 per router (3) and shard (64), 1 per acceptor (4)
+    ("nodes.0.port", 15687, "nodes[0].port: 15687 is one of the node's bus ports (15550-15687)"),
     ("nodes.0.bus_port", 70000, "nodes[0].bus_port: 70000 is outside 1-65535"),
     (
         "nodes.0.bus_port",
         65533,
-        "nodes[0].bus_port: the bus needs ports 65533-65537 and its heartbeats 65538, past 65535",
+        "nodes[0].bus_port: the bus needs ports 65533-65670 and its heartbeats 65671, past 65535",
     ),
     (
         "nodes.0.bus_port",
-        65531,
-        "nodes[0].bus_port: the bus needs ports 65531-65535 and its heartbeats 65536, past 65535",
+        65398,
+        "nodes[0].bus_port: the bus needs ports 65398-65535 and its heartbeats 65536, past 65535",
     ),
-    ("nodes.0.port", 15555, "nodes[0].port: 15555 is the node's heartbeat port on 10.9.0.11"),
-    ("nodes.0.workers", 0, "nodes[0].workers: 0 is outside 1-256"),
+    ("nodes.0.port", 15688, "nodes[0].port: 15688 is the node's heartbeat port on 10.9.0.11"),
+    # a cluster's workers are its shards, placed by the planner
+    ("nodes.0.workers", 3, "nodes[0]: unknown key 'workers'"),
     ("nodes.0.acceptors", 257, "nodes[0].acceptors: 257 is outside 1-256"),
     ("nodes.0.acceptors", 1.0, "nodes[0].acceptors: expected an integer, got 1.0"),
 ]
@@ -262,31 +337,31 @@ def test_a_name_is_accepted_exactly_when_it_fits_the_rule(name: str) -> None:
     port=st.integers(-5, 70_000),
     bus_port=st.integers(-5, 70_000),
     acceptors=st.integers(0, 300),
-    workers=st.integers(0, 300),
+    shards=st.integers(1, 300),
 )
 def test_ports_are_accepted_exactly_when_they_fit_and_do_not_clash(
-    port: int, bus_port: int, acceptors: int, workers: int
+    port: int, bus_port: int, acceptors: int, shards: int
 ) -> None:
     node = {"name": "a", "address": "10.9.0.11", "port": port, "bus_port": bus_port}
-    node |= {"acceptors": acceptors, "workers": workers}
-    data = {**BASE, "nodes": [node]}
-    last = bus_port + 1 + 2 * workers + acceptors
+    node |= {"acceptors": acceptors}
+    data = {**BASE, "shards": shards, "nodes": [node]}
+    last = bus_port + 1 + 2 * shards + acceptors
     fits = (
         1 <= port <= 65535
         and 1 <= bus_port <= 65535
         and 1 <= acceptors <= 256
-        and 1 <= workers <= 256
         and last + 1 <= 65535  # the heartbeat port is last + 1
         and not bus_port <= port <= last + 1
     )
     if fits:
-        parsed = parse(data).nodes[0]
+        cluster = parse(data)
+        parsed = cluster.nodes[0]
         assert parsed.port not in parsed.bus_ports
         assert parsed.bus_ports == range(bus_port, last + 1)
         assert parsed.heartbeat_port == last + 1 != parsed.port
     else:
         with pytest.raises(
-            ClusterError, match=r"^cluster\.toml: nodes\[0\]\.(port|bus_port|acceptors|workers): "
+            ClusterError, match=r"^cluster\.toml: nodes\[0\]\.(port|bus_port|acceptors): "
         ):
             parse(data)
 
@@ -310,5 +385,6 @@ def test_the_example_in_the_module_docstring_is_a_valid_cluster_file() -> None:
     doc = flockmq.cluster.__doc__ or ""
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     cluster = parse_cluster(example, "docstring")
-    assert cluster.node("a").bus_endpoint(BusRole.ROUTER) == "tcp://10.0.0.11:15550"
+    config = Config(**cluster.config_values("a"))
+    assert config.router_endpoint() == "tcp://10.0.0.11:15550"
     assert cluster.lock_namespace == DEFAULT_LOCK_NAMESPACE

@@ -33,6 +33,15 @@ def test_pairs_use_distinct_topics() -> None:
     assert plan.expected_deliveries == 100
 
 
+def test_subscribers_connect_to_the_subscriber_host_when_given() -> None:
+    plain = build_plan(Settings("pairs", pairs=3, count=30, run_id="t"), 2)
+    assert all(c.host == "" for c in [*plain.publishers, *plain.subscribers])
+    split = Settings("pairs", pairs=3, count=30, run_id="t", subscriber_host="10.0.0.3")
+    plan = build_plan(split, 2)
+    assert [s.host for s in plan.subscribers] == ["10.0.0.3"] * 3
+    assert [p.host for p in plan.publishers] == [""] * 3  # Settings.host
+
+
 def test_latency_is_one_paced_pair() -> None:
     plan = build_plan(Settings("latency", rate=10_000, count=100, run_id="t"), 2)
     assert len(plan.publishers) == len(plan.subscribers) == 1
