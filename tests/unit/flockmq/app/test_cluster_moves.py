@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from flockmq.app.cluster_moves import ClusterMoves
-from flockmq.app.probe import free_port_range
-from flockmq.cluster import Cluster, Node
+from flockmq.cluster import Cluster
 from flockmq.shard_manager import WorkerActions
 from flockmq.shard_plan import assign_shards
 from flockmq.store.shard_evict import Eviction
+from tests.unit.flockmq.app.test_heartbeats import node_with_free_heartbeat_port
 
 NAMES = ("a", "b", "c")
 SHARDS = 12
@@ -54,7 +54,7 @@ def cluster() -> Cluster:
     nodes = []
     for i, name in enumerate(NAMES):
         address = f"127.0.0.{i + 1}"
-        nodes.append(Node(name, address, port=1, bus_port=free_port_range(5, address) - 4))
+        nodes.append(node_with_free_heartbeat_port(name, address))
     return Cluster("test", tuple(nodes), SHARDS, "host=127.0.0.1 dbname=x", 1, 1.0, 5.0)
 
 

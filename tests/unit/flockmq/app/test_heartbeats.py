@@ -7,6 +7,7 @@ the wire is counted and ignored."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import zmq
 
 from flockmq.app.heartbeats import Heartbeats
-from flockmq.app.probe import free_port_range
+from flockmq.app.probe import free_port
 from flockmq.cluster import Node
 from flockmq.envelopes import Heartbeat, Kind
 from flockmq.membership import Change, ChangeKind, Membership
@@ -34,12 +35,18 @@ class Clock:
         return self.now
 
 
+def node_with_free_heartbeat_port(name: str, address: str) -> Node:
+    """A node whose heartbeat port (the one past its bus ports) is free now."""
+    node = Node(name, address, port=1, bus_port=1)
+    return dataclasses.replace(node, bus_port=free_port(address) - len(node.bus_ports))
+
+
 @pytest.fixture
 def nodes() -> dict[str, Node]:
     found = {}
     for i, name in enumerate(NAMES):
         address = f"127.0.0.{i + 1}"
-        found[name] = Node(name, address, port=1, bus_port=free_port_range(5, address) - 4)
+        found[name] = node_with_free_heartbeat_port(name, address)
     return found
 
 
