@@ -96,9 +96,7 @@ def evict_node(
         raise StoreError(f"cannot evict from {name}: {_first_line(e)}") from e
 
 
-def _evict(
-    conn: psycopg.Connection[Any], address: str, broker: str, silent_for: float
-) -> Eviction:
+def _evict(conn: psycopg.Connection[Any], address: str, broker: str, silent_for: float) -> Eviction:
     params = (silent_for, address or None, len(PREFIX), PREFIX)
     rows = conn.execute(CANDIDATES_SQL, params).fetchall()
     chosen = sorted(

@@ -252,7 +252,14 @@ async def take_shard(
     except StoreError as e:
         ownership.lose(f"its sessions could not be loaded: {e}")
     ownership.watch()
-    serve_shard(core, process, process.config, incarnation, records, ownership.after_standby)
+    config = process.config
+    if config.placement is not None:
+        from .announce import announce_claim
+
+        # a cluster: where the shard is served now, before the WORKER_UP
+        # below, so every router and acceptor repoints first (workers/announce.py)
+        announce_claim(process.bus, config, fence.shard, fence.epoch)
+    serve_shard(core, process, config, incarnation, records, ownership.after_standby)
 
 
 def _with(ownership: ShardOwnership, shard: Shard) -> Callable[[], dict[str, int]]:
