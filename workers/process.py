@@ -238,8 +238,11 @@ async def take_shard(
         drops the shard's subscriptions, and the acceptors the connections
         the previous incarnation served (clean sessions are closed; the
         persistent ones are re-attached and the standby refuses them, so
-        every client reconnects to the broker that serves the shard)."""
-        if incarnation > 0:
+        every client reconnects to the broker that serves the shard). Not
+        in a cluster: the shard may be served by another node right now
+        (it moved), and every router would drop that owner's subscriptions;
+        the owner's SHARD_AT and WORKER_UP tell who serves it."""
+        if incarnation > 0 and process.config.placement is None:
             core.announce(process.bus, incarnation, process.config.acceptors)
             process.flush()
 

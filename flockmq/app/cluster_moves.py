@@ -13,9 +13,15 @@ On a change of the live set:
 
 - the shard manager is asked again (also when a rejoining node's delay is
   over: `ShardManager.next_timer`);
-- a node declared dead (LEFT) is evicted from PostgreSQL, by its address
-  and its broker id, only its sessions older than its silence; a node that
-  restarted (RESTARTED) by its old broker id alone (its new incarnation
+- a node declared dead (LEFT) is evicted from PostgreSQL, every session
+  from its address or of its broker id: also those it opened while it was
+  silent (a zombie cut off from the others but not from PostgreSQL: what
+  it holds must go; measured in tests/cluster/test_cluster_failover.py, a
+  guard on the sessions' age let the locks of a node cut off soon after
+  its start wait for the server's keepalives, 10 s). A node that came back
+  in the instant between its death and the eviction loses its sessions
+  once, and its workers start again as standbys. A node that restarted
+  (RESTARTED) is evicted by its old broker id alone (its new incarnation
   uses the same address). Only with a quorum (more than half of the
   cluster's nodes live here): a node cut off alone would otherwise evict
   the healthy majority. Every survivor with a quorum evicts (it is
@@ -42,7 +48,7 @@ from flockmq.store.shard_evict import Eviction, evict_node
 
 log = logging.getLogger("flockmq.cluster")
 
-Evict = Callable[..., Eviction]  # evict_node's signature (keyword arguments)
+Evict = Callable[..., Eviction]  # evict_node's signature: (dsn, *, address, broker, silent_for)
 
 
 class ClusterMoves:
@@ -76,7 +82,7 @@ class ClusterMoves:
         changes = self.heartbeats.poll()
         now = self.clock()
         for change in changes:
-            self._evict_if_dead(change, now)
+            self._evict_if_dead(change)
         timer = self.manager.next_timer()
         if not (changes or self._first or (timer is not None and now >= timer)):
             return WorkerActions((), ())
@@ -91,7 +97,7 @@ class ClusterMoves:
             )
         return actions
 
-    def _evict_if_dead(self, change: Change, now: float) -> None:
+    def _evict_if_dead(self, change: Change) -> None:
         if change.kind == ChangeKind.JOINED:
             return
         if not self.membership.has_quorum():
@@ -103,13 +109,15 @@ class ClusterMoves:
                 sorted(self.membership.live),
             )
             return
-        if change.kind == ChangeKind.LEFT:
-            address = self.cluster.node(change.node).address
-            silent = self.membership.silent_for(change.node, now)
-        else:  # RESTARTED: the old incarnation's lock connections only
-            address, silent = "", 0.0
+        # RESTARTED: the old incarnation's lock connections only
+        left = change.kind == ChangeKind.LEFT
+        address = self.cluster.node(change.node).address if left else ""
         future = self._evictor.submit(
-            self.evict, address=address, broker=change.broker, silent_for=silent
+            self.evict,
+            self.cluster.postgres_dsn,
+            address=address,
+            broker=change.broker,
+            silent_for=0.0,
         )
         future.add_done_callback(lambda f: self._evicted(change, f))
 

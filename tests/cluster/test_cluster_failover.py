@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 
 from flockmq.app.probe import mqtt_ready
@@ -68,7 +69,7 @@ def write_cluster(path: Path, hosts: list[Host], dsn: str) -> Path:
 @pytest.fixture
 def cluster(
     netns_network: Network, netns_postgres: PostgresServer, tmp_path: Path
-) -> Iterator[tuple[list[Host], list[ClusterNode]]]:
+) -> Iterator[tuple[list[Host], list[ClusterNode], str]]:
     hosts: list[Host] = []
     started: list[ClusterNode] = []
     database = netns_postgres.create_database()
@@ -96,7 +97,7 @@ def cluster(
             started.append(node)
             node.launch()
         wait_serving(started, SHARDS)
-        yield hosts, started
+        yield hosts, started, dsn
     finally:
         for node in started:
             node.stop()
@@ -175,9 +176,9 @@ class Publisher(threading.Thread):
 
 @pytest.mark.timeout(400)
 def test_a_killed_nodes_shards_move_and_its_clients_resume_losing_nothing_acknowledged(
-    cluster: tuple[list[Host], list[ClusterNode]],
+    cluster: tuple[list[Host], list[ClusterNode], str],
 ) -> None:
-    hosts, (a, b, c) = cluster
+    hosts, (a, b, c), _ = cluster
     victim_shards = sorted(i for role, i in c.roles if role == "worker")
     a_shard = min(i for role, i in a.roles if role == "worker")
     b_shard = min(i for role, i in b.roles if role == "worker")
@@ -250,3 +251,70 @@ def test_a_killed_nodes_shards_move_and_its_clients_resume_losing_nothing_acknow
     for sub in subs.values():
         sub.disconnect()
     pub_client.disconnect()
+
+
+def holders(dsn: str) -> dict[int, str]:
+    """The address of the session holding each shard's lock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT l.objid::int, host(a.client_addr) FROM pg_locks AS l"
+            " JOIN pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchall()
+    return {int(shard): str(address) for shard, address in rows}
+
+
+def served_through(node: ClusterNode, shards: list[int]) -> bool:
+    return all(
+        mqtt_ready(node.host, node.port, client_id=client_on_shard("probe", s, SHARDS))
+        for s in shards
+    )
+
+
+@pytest.mark.timeout(400)
+def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_is_back(
+    cluster: tuple[list[Host], list[ClusterNode], str],
+) -> None:
+    """C's link goes down: its processes live on, cut off from the others
+    and from PostgreSQL, which sees nothing (no FIN); the survivors declare
+    it dead, end its PostgreSQL sessions and serve its shards. When the link
+    is back, C rejoins (nothing restarted but what lost its lock) and every
+    shard is served through every node again."""
+    hosts, (a, b, c), dsn = cluster
+    victim_shards = sorted(i for role, i in c.roles if role == "worker")
+    b_shard = min(i for role, i in b.roles if role == "worker")
+    topic = unique("cut")
+    client_id = client_on_shard("cut", victim_shards[0], SHARDS)
+    sub = subscriber(a, client_id, topic)
+    pub = Client(b.port, client_on_shard("pub", b_shard, SHARDS), host=b.host)
+    pub.connect()
+
+    hosts[2].link_down()
+    cut = time.monotonic()
+    wait_for(lambda: served_through(a, victim_shards), WAIT, "C's shards served through A")
+    took = time.monotonic() - cut
+    print(f"\nlink of node {c.node} down: its shards served again after {took:.2f} s")
+    for seq in range(10):
+        pub.publish(topic, str(seq).encode(), 1)  # each acknowledged (PUBACK) or the test fails
+    got = {int(m.payload) for m in sub.expect(10, timeout=DELIVERY_WAIT)}
+    assert got >= set(range(10))
+
+    hosts[2].link_up()
+    up = time.monotonic()
+    wait_for(
+        lambda: all(served_through(n, list(range(SHARDS))) for n in (a, b, c)),
+        WAIT,
+        "every shard served through every node",
+    )
+    print(f"link up: every shard served through every node after {time.monotonic() - up:.2f} s")
+    wait_for(
+        lambda: all(holders(dsn).get(s) == hosts[2].address for s in victim_shards),
+        WAIT,
+        f"C's shards locked from C again: {holders(dsn)}",
+    )
+    print(f"link up: C holds its shards again after {time.monotonic() - up:.2f} s")
+    pub.publish(topic, b"after", 1)  # to the session, back on C (connected through A)
+    assert sub.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"after"
+    sub.disconnect()
+    pub.disconnect()

@@ -2,9 +2,8 @@
 on 127.0.0.1-3 with a fake clock, and an eviction that records its calls
 (store/shard_evict.py has its own tests against PostgreSQL). At start each
 node starts its static shards; when one dies the survivors start its
-shards between them and each evicts it (address, broker, only sessions
-older than its silence); a survivor left alone still takes the shards, but
-evicts nobody (no quorum)."""
+shards between them and each evicts it (address, broker); a survivor left
+alone still takes the shards, but evicts nobody (no quorum)."""
 
 from __future__ import annotations
 
@@ -37,11 +36,12 @@ class Clock:
 
 class Evictions:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # node, arguments (dsn too)
         self.lock = threading.Lock()
 
     def for_node(self, me: str) -> Any:
-        def evict(**kwargs: Any) -> Eviction:
+        def evict(dsn: str, *, address: str, broker: str, silent_for: float) -> Eviction:
+            kwargs = {"dsn": dsn, "address": address, "broker": broker, "silent_for": silent_for}
             with self.lock:
                 self.calls.append((me, kwargs))
             return Eviction((1,), ())
@@ -118,7 +118,8 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
     assert sorted(me for me, _ in evictions.calls) == ["a", "b"]
     for _, kwargs in evictions.calls:
         assert kwargs["address"] == "127.0.0.3" and kwargs["broker"] == "broker-c"
-        assert kwargs["silent_for"] >= cluster.heartbeat_timeout
+        assert kwargs["dsn"] == cluster.postgres_dsn
+        assert kwargs["silent_for"] == 0.0  # what it opened while silent goes too
 
     b.close()  # a is alone: it takes b's shards too, but evicts nobody
     made.remove(b)
