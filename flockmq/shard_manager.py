@@ -74,6 +74,11 @@ class ShardManager:
         """The shards this node should run a worker for, by its current plan."""
         return assign_shards(self.in_plan | {self.me}, self.shards)[self.me]
 
+    def assignment(self) -> dict[int, str]:
+        """Every shard's node by this node's current plan (shard -> name)."""
+        plan = assign_shards(self.in_plan | {self.me}, self.shards)
+        return {shard: node for node, owned in plan.items() for shard in owned}
+
     def update(self, live: Collection[str], now: float) -> WorkerActions:
         """The live set as membership has it now: what to start and stop
         (also what `running` becomes, as if done)."""

@@ -124,3 +124,14 @@ def test_live_nodes_converge_to_one_worker_per_shard(steps: list[tuple[set[str],
     update_all(ms, final, now + DELAY + 0.5)
     covered = [s for me in final for s in ms[me].running]
     assert sorted(covered) == list(range(SHARDS))
+
+
+def test_the_assignment_is_every_shards_node_by_the_current_plan() -> None:
+    m = ShardManager("a", NODES, SHARDS, DELAY, 0.0)
+    m.update(set(NODES), 0.0)
+    static = assign_shards(NODES, SHARDS)
+    assert m.assignment() == {s: n for n, owned in static.items() for s in owned}
+    m.update({"a", "b"}, 10.0)
+    after = m.assignment()
+    assert set(after.values()) == {"a", "b"} and sorted(after) == list(range(SHARDS))
+    assert {s for s, n in after.items() if n == "a"} == m.running
