@@ -9,11 +9,12 @@ the nodes, workers = `shards`, every node's acceptors numbered globally;
 where each runs: flockmq/placement.py). The node listens for clients on
 `node.address:node.port`, binds its processes' bus inboxes on its address
 (ports from `bus_port` on: `Node.bus_ports`) and connects to the other
-nodes'. Shard placement is static here: `assign_shards` over every node of
+nodes'. At start shards are placed by `assign_shards` over every node of
 the file, as if all were live; each worker takes its shard's lock in
-`lock_namespace` on `postgres_dsn` (workers/ownership.py). Not yet: shards
-that move when a node dies, and the heartbeats below (read and checked,
-used by nothing yet).
+`lock_namespace` on `postgres_dsn` (workers/ownership.py). Shards move when
+a node dies or comes back: the heartbeats below (flockmq/membership.py,
+flockmq/app/heartbeats.py, on `Node.heartbeat_port`) decide who is live,
+and flockmq/app/cluster_moves.py what each node runs.
 
 ```toml
 shards = 64                      # fixed for the life of the cluster
@@ -149,7 +150,8 @@ class Cluster:
 
     def placement(self, name: str) -> Placement:
         """Which node runs what, as seen by node `name` (ClusterError if there
-        is none): static in this phase, every node of the file taken as live."""
+        is none): at start, every node of the file taken as live (shards move
+        later: flockmq/app/shard_workers.py rewrites `worker_nodes`)."""
         me = self.node(name)
         names = self.node_names
         owners = assign_shards(names, self.shards)

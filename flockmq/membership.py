@@ -3,10 +3,10 @@ the live set and its changes out. Time is passed in (`now`, seconds of a
 monotonic clock), so every rule here is tested without sleeping; the
 sockets are flockmq/app/heartbeats.py's.
 
-NOT wired into `flockmq serve` yet: the supervisor of a cluster node is to
-run it beside the shard manager (flockmq/shard_manager.py) and feed its
-changes to it and to the eviction of a dead node's locks
-(store/shard_evict.py).
+Run by a cluster node's supervisor (flockmq/app/cluster_moves.py, through
+flockmq/app/heartbeats.py) beside the shard manager
+(flockmq/shard_manager.py); its changes feed that and the eviction of a
+dead node's locks (store/shard_evict.py).
 
 Every node sends a heartbeat (its name, its incarnation and the id naming
 its shard lock connections, envelopes.py `Heartbeat`) every

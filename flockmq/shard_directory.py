@@ -1,12 +1,11 @@
 """Where each shard of a cluster lives now (issue 14), sans-IO: SHARD_AT
 announcements in (flockmq/envelopes.py `ShardAt`), the moves to make out.
 
-NOT wired into the running broker yet: every router and acceptor of a
-cluster node is to keep one `ShardDirectory`, feed it each SHARD_AT it
-receives, and for each move it returns repoint its pipe to that shard's
-worker at the new node (flockmq/bus.py `Bus.repoint`); each worker is to
-keep one `ShardAnnouncer` and send what it returns to every router and
-acceptor of the cluster.
+Every router and acceptor of a cluster keeps one `ShardDirectory`
+(flockmq/shard_routes.py) and repoints its pipe to a shard's worker at the
+new node for each move it returns (flockmq/bus.py `Bus.repoint`); each
+worker keeps one `ShardAnnouncer` (workers/announce.py) and sends what it
+returns to every router and acceptor of the cluster.
 
 Rules:
 

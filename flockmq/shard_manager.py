@@ -2,12 +2,12 @@
 the live set (flockmq/membership.py) and the time in, the workers to start
 and to stop out.
 
-NOT wired into `flockmq serve` yet: a cluster node's supervisor is to make
-one at start, call `update` on every change of the live set and at
-`next_timer`, and spawn a worker process for each shard in `start` (worker
-s serves shard s: it waits as a standby until it holds the shard's lock,
-workers/ownership.py) and stop (SIGTERM: it releases the lock on its way
-out) each in `stop`.
+A cluster node's supervisor makes one at start (flockmq/app/cluster_moves.py),
+calls `update` on every change of the live set and at `next_timer`, and
+spawns a worker process for each shard in `start` (worker s serves shard s:
+it waits as a standby until it holds the shard's lock, workers/ownership.py)
+and stops (SIGTERM: it releases the lock on its way out) each in `stop`
+(flockmq/app/shard_workers.py).
 
 The target is shard_plan.py's `assign_shards` over the nodes "in the
 plan", the same function on every node. Who is in the plan:

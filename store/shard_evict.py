@@ -4,8 +4,8 @@ seconds instead of when the server's keepalives notice (store/shard_locks.py:
 about 10 s for a lock connection; for the store's writer connections, which
 set no keepalives of their own, the kernel's default, two hours).
 
-NOT wired into `flockmq serve` yet: a cluster node's supervisor is to call
-`evict_node` (off its loop: it is a blocking round trip) when membership
+A cluster node's supervisor calls `evict_node` (flockmq/app/cluster_moves.py,
+off its loop: it is a blocking round trip) when membership
 (flockmq/membership.py) declares a node dead (LEFT: its address and the
 broker id its heartbeats carried) or restarted (RESTARTED: the old
 incarnation's broker id only, never the address, which the new incarnation

@@ -3,11 +3,10 @@ and membership (flockmq/app/heartbeats.py, flockmq/membership.py), the
 shard manager (flockmq/shard_manager.py) and the eviction of a dead node's
 PostgreSQL sessions (store/shard_evict.py), behind one `poll`.
 
-NOT wired into `flockmq serve` yet: a cluster node's supervisor is to make
-one at start and call `poll` on every pass of its watch loop (~0.1 s);
-`poll` returns the shard workers to start and to stop (worker s serves
-shard s), which the supervisor spawns or stops (SIGTERM) like its other
-children.
+A cluster node's supervisor makes one at start and calls `poll` on every
+pass of its watch loop (~0.1 s); `poll` returns the shard workers to start
+and to stop (worker s serves shard s), which the supervisor spawns or
+stops (SIGTERM) like its other children (flockmq/app/shard_workers.py).
 
 On a change of the live set:
 

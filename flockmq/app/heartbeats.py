@@ -1,10 +1,11 @@
 """The heartbeats of a cluster node (issue 14), over ZeroMQ: the I/O around
 flockmq/membership.py.
 
-NOT wired into `flockmq serve` yet: a cluster node's supervisor is to make
-one `Heartbeats` at start and call `poll` from its watch loop (every pass,
-~0.1 s), handing the changes to the shard manager (flockmq/shard_manager.py)
-and, with a quorum, a dead node's broker id to store/shard_evict.py.
+A cluster node's supervisor makes one `Heartbeats` at start and calls
+`poll` from its watch loop (every pass, ~0.1 s), through
+flockmq/app/cluster_moves.py, which hands the changes to the shard manager
+(flockmq/shard_manager.py) and, with a quorum, a dead node to
+store/shard_evict.py.
 
 Sockets: each node binds one PUB on its heartbeat endpoint (cluster.py
 `Node.heartbeat_endpoint`: the port just past its bus ports) and connects
