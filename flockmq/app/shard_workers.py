@@ -29,8 +29,11 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+import zmq
+
 from flockmq.app.cluster_moves import ClusterMoves
 from flockmq.cluster import Cluster
+from flockmq.config import ConfigError
 
 if TYPE_CHECKING:
     from flockmq.app.supervisor import Child, Supervisor
@@ -45,9 +48,13 @@ class ShardWorkers:
         self.supervisor = supervisor
         self.me = placement.names[placement.node]
         # a new incarnation at each start of the supervisor: its start, in µs
-        self.moves = ClusterMoves(
-            cluster, self.me, time.time_ns() // 1000, supervisor.config.broker_id
-        )
+        try:
+            self.moves = ClusterMoves(
+                cluster, self.me, time.time_ns() // 1000, supervisor.config.broker_id
+            )
+        except zmq.ZMQError as exc:  # before any child is spawned: exit 2, saying why
+            endpoint = cluster.node(self.me).heartbeat_endpoint()
+            raise ConfigError(f"cluster: cannot bind the heartbeat port {endpoint}: {exc}") from exc
 
     def poll(self) -> None:
         actions = self.moves.poll()

@@ -152,7 +152,11 @@ class Supervisor:
         if self.cluster is not None:
             from flockmq.app.shard_workers import ShardWorkers
 
-            self.shard_workers = ShardWorkers(self, self.cluster)
+            try:
+                self.shard_workers = ShardWorkers(self, self.cluster)
+            except ConfigError:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+                raise
 
     def spawn(self, child: Child) -> None:
         cmd = [
