@@ -15,7 +15,9 @@ kernel's buffer) is thus at most `pipe_bytes` plus one frame. When a peer
 restarts (a frame from it carries a new incarnation), what was sent to its
 previous incarnation no longer counts, and `on_peer_restarted(key)` tells the
 process (which resends what the peer kept for it: its $SYS counters to a
-restarted router, flockmq/runtime_process.py).
+restarted router, flockmq/runtime_process.py). A peer that moved to another
+endpoint (a cluster's shard taken over by another node: `repoint`) is
+treated the same way: what its old endpoint was sent is lost.
 
 Who waits for whom (no deadlock in the cycle acceptor -> worker -> router ->
 acceptor): routers and workers read two inboxes. The core inbox (from the
@@ -128,6 +130,8 @@ class Bus:
         self.peer_incarnations: dict[int, int] = {}
         self.due: dict[int, int] = {}  # bytes handled per sender, not yet credited
         self._credit_blocked: set[int] = set()
+        self._repointed: set[int] = set()  # peer ids whose next incarnation is a new process's
+        self.repoints = 0
         self._flush_scheduled = False
         self._retry_scheduled = False
         self._lingering = False  # a flush is due at _linger_until (see the module's docstring)
@@ -166,6 +170,37 @@ class Bus:
         self.in_flight[key] = 0
         self.key_of[peer_id] = key
         self.control[peer_id] = sock if control_endpoint is None else self._push(control_endpoint)
+
+    def repoint(self, key: Hashable, endpoint: str, control_endpoint: str | None = None) -> None:
+        """The peer `key` now lives at `endpoint` (a cluster's shard moved to
+        another node, flockmq/shard_directory.py): its PUSH is closed, and
+        what ZeroMQ still queued for the old endpoint is dropped, counted
+        as lost exactly as for a restarted peer (`in_flight` zeroed,
+        `on_peer_restarted(key)` called, so the process's resend logic
+        runs); frames still in this process's backlog for `key` go to the
+        new endpoint. Credit for what the peer sends goes to
+        `control_endpoint`, or `endpoint`, as in `connect`. The peer's next
+        incarnation number is taken as the new process's, not as a
+        restart."""
+        old = self.peers[key]
+        peer_ids = [pid for pid, k in self.key_of.items() if k == key]
+        for pid in peer_ids:
+            control = self.control.get(pid)
+            if control is not None and control is not old:
+                control.close(0)
+        old.close(0)
+        sock = self._push(endpoint)
+        self.peers[key] = sock
+        for pid in peer_ids:
+            self.control[pid] = sock if control_endpoint is None else self._push(control_endpoint)
+            self.peer_incarnations.pop(pid, None)
+            self._repointed.add(pid)
+        self.in_flight[key] = 0
+        self.repoints += 1
+        if self.on_peer_restarted is not None:
+            self.on_peer_restarted(key)
+        if key in self.backlog:
+            self._drain_backlog(key)
 
     def _push(self, endpoint: str) -> zmq.Socket[Any]:
         sock: zmq.Socket[Any] = self.ctx.socket(zmq.PUSH)
@@ -332,7 +367,9 @@ class Bus:
         last = self.peer_incarnations.get(sender)
         if last != incarnation:
             self.peer_incarnations[sender] = incarnation
-            if last is not None or incarnation > 0:
+            if sender in self._repointed:
+                self._repointed.discard(sender)  # repoint() already counted it lost
+            elif last is not None or incarnation > 0:
                 # A restarted peer: what its previous incarnation was sent is
                 # gone with it (or will be credited by the new one, which at
                 # worst over-admits one pipe's worth once).

@@ -9,11 +9,12 @@ the nodes, workers = `shards`, every node's acceptors numbered globally;
 where each runs: flockmq/placement.py). The node listens for clients on
 `node.address:node.port`, binds its processes' bus inboxes on its address
 (ports from `bus_port` on: `Node.bus_ports`) and connects to the other
-nodes'. Shard placement is static here: `assign_shards` over every node of
+nodes'. At start shards are placed by `assign_shards` over every node of
 the file, as if all were live; each worker takes its shard's lock in
-`lock_namespace` on `postgres_dsn` (workers/ownership.py). Not yet: shards
-that move when a node dies, and the heartbeats below (read and checked,
-used by nothing yet).
+`lock_namespace` on `postgres_dsn` (workers/ownership.py). Shards move when
+a node dies or comes back: the heartbeats below (flockmq/membership.py,
+flockmq/app/heartbeats.py, on `Node.heartbeat_port`) decide who is live,
+and flockmq/app/cluster_moves.py what each node runs.
 
 ```toml
 shards = 64                      # fixed for the life of the cluster
@@ -42,9 +43,10 @@ names the file and the key):
 - addresses unique, IPv4 (the bus's ZeroMQ sockets do not enable IPv6), and
   neither unspecified (0.0.0.0: other nodes must be able to connect to it)
   nor multicast/broadcast;
-- each node's listener port and bus ports (`Node.bus_ports`: the whole
-  layout's, 2 per router and worker and 1 per acceptor of the cluster) are
-  TCP ports (1..65535) and do not overlap;
+- each node's listener port, bus ports (`Node.bus_ports`: the whole
+  layout's, 2 per router and worker and 1 per acceptor of the cluster) and
+  heartbeat port (`Node.heartbeat_port`, just past the bus ports) are TCP
+  ports (1..65535) and do not overlap;
 - nodes <= shards <= MAX_SHARDS;
 - `postgres_dsn` is given and parses (store/postgres.py `describe_dsn`);
   it is kept out of `repr`, since it may hold a password;
@@ -109,6 +111,15 @@ class Node:
         one port offset."""
         return range(self.bus_port, self.bus_port + self.layout_ports)
 
+    @property
+    def heartbeat_port(self) -> int:
+        """The port of the node's heartbeat socket (flockmq/app/heartbeats.py):
+        the one just past its bus ports. The one place it is derived."""
+        return self.bus_ports.stop
+
+    def heartbeat_endpoint(self) -> str:
+        return f"tcp://{self.address}:{self.heartbeat_port}"
+
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
@@ -139,7 +150,8 @@ class Cluster:
 
     def placement(self, name: str) -> Placement:
         """Which node runs what, as seen by node `name` (ClusterError if there
-        is none): static in this phase, every node of the file taken as live."""
+        is none): at start, every node of the file taken as live (shards move
+        later: flockmq/app/shard_workers.py rewrites `worker_nodes`)."""
         me = self.node(name)
         names = self.node_names
         owners = assign_shards(names, self.shards)
@@ -264,20 +276,26 @@ def _parse_node(raw: Any, source: str, where: str) -> Node:
 
 
 def _check_ports(cluster: Cluster) -> None:
-    """Every node's bus ports (the whole layout's: Node.bus_ports) are TCP
-    ports, and its listener is not one of them."""
+    """Every node's bus ports (the whole layout's: Node.bus_ports) and
+    heartbeat port are TCP ports, and its listener is none of them."""
     for i, node in enumerate(cluster.nodes):
         prefix = f"{cluster.source}: nodes[{i}]."
         ports = node.bus_ports
         last = ports[-1]
-        if last > 65535:
+        heartbeat = node.heartbeat_port
+        if heartbeat > 65535:
             raise ClusterError(
-                f"{prefix}bus_port: the bus needs ports {node.bus_port}-{last}, past 65535"
+                f"{prefix}bus_port: the bus needs ports {node.bus_port}-{last} and its"
+                f" heartbeats {heartbeat}, past 65535"
             )
         if node.port in ports:
             raise ClusterError(
                 f"{prefix}port: {node.port} is one of the node's bus ports"
                 f" ({node.bus_port}-{last}) on {node.address}"
+            )
+        if node.port == heartbeat:
+            raise ClusterError(
+                f"{prefix}port: {node.port} is the node's heartbeat port on {node.address}"
             )
 
 

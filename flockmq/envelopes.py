@@ -91,6 +91,9 @@ class Kind(IntEnum):
     AUTHENTICATE = 80
     AUTHORIZE = 81
     AUTH_REPLY = 82
+    # between the nodes of a cluster (issue 14)
+    HEARTBEAT = 90
+    SHARD_AT = 91
 
 
 # --- nested records -----------------------------------------------------------------
@@ -706,6 +709,72 @@ class AuthReply(NamedTuple):
     error: str | None
 
 
+# --- between the nodes of a cluster (issue 14) ---------------------------------------
+
+
+class Heartbeat(NamedTuple):
+    """Supervisor of a node -> every other node, every heartbeat_interval, on
+    the node's heartbeat socket (flockmq/app/heartbeats.py), not on the bus.
+    incarnation: grows with each start of the node's supervisor; broker: the
+    id naming its shard lock connections (workers/serving_broker.py), so a
+    survivor can evict them when the node is declared dead
+    (flockmq/membership.py, store/shard_evict.py). Checked on receipt
+    (`check_heartbeat`)."""
+
+    kind: Literal[Kind.HEARTBEAT]
+    node: str
+    incarnation: int
+    broker: str
+
+
+class ShardAt(NamedTuple):
+    """Worker -> every router and acceptor of the cluster: shard `shard` is
+    served by node `node` (its index in the cluster file) under write epoch
+    `epoch` (store/shard_fence.py: it grows with every claim of the shard,
+    whichever node makes it, so the newest epoch names the owner and an
+    older announcement is stale). Sent when the worker claims the shard and
+    again periodically, so a process started later learns it
+    (flockmq/shard_directory.py). Checked on receipt (`check_shard_at`)."""
+
+    kind: Literal[Kind.SHARD_AT]
+    shard: int
+    node: int
+    epoch: int
+
+
+MAX_NODE_NAME_BYTES = 255  # as flockmq/shard_plan.py bounds it
+MAX_BROKER_ID_BYTES = 63  # PostgreSQL's application_name
+
+
+def check_heartbeat(e: Wire) -> Heartbeat:
+    """A received HEARTBEAT as its NamedTuple, or ValueError/TypeError."""
+    h = Heartbeat._make(e)
+    if h.kind != Kind.HEARTBEAT:
+        raise ValueError(f"HEARTBEAT: kind {h.kind!r}")
+    if not isinstance(h.node, str) or not 0 < len(h.node.encode()) <= MAX_NODE_NAME_BYTES:
+        raise ValueError("HEARTBEAT: node is not a node name")
+    if not isinstance(h.incarnation, int) or not 0 <= h.incarnation < 1 << 63:
+        raise ValueError(f"HEARTBEAT: incarnation {h.incarnation!r} is not a 63-bit count")
+    if not isinstance(h.broker, str) or len(h.broker.encode()) > MAX_BROKER_ID_BYTES:
+        raise ValueError("HEARTBEAT: broker is not a broker id")
+    return h
+
+
+def check_shard_at(e: Wire, nodes: int, shards: int) -> ShardAt:
+    """A received SHARD_AT as its NamedTuple, or ValueError/TypeError: a
+    shard or node the cluster does not have, an epoch that is not one."""
+    a = ShardAt._make(e)
+    if a.kind != Kind.SHARD_AT:
+        raise ValueError(f"SHARD_AT: kind {a.kind!r}")
+    if not isinstance(a.shard, int) or not 0 <= a.shard < shards:
+        raise ValueError(f"SHARD_AT: shard {a.shard!r} is not one of {shards}")
+    if not isinstance(a.node, int) or not 0 <= a.node < nodes:
+        raise ValueError(f"SHARD_AT: node {a.node!r} is not one of {nodes}")
+    if not isinstance(a.epoch, int) or not 0 < a.epoch < 1 << 63:
+        raise ValueError(f"SHARD_AT: epoch {a.epoch!r} is not a write epoch")
+    return a
+
+
 # --- the per-message kinds as plain tuples ------------------------------------------
 # Building a NamedTuple costs ~150 ns more than a tuple (its __new__ is Python)
 # and packing one ~40 ns more: on the per-message path of the router (ROUTED,
@@ -817,6 +886,8 @@ Envelope = (
     | Authenticate
     | Authorize
     | AuthReply
+    | Heartbeat
+    | ShardAt
     | RouteTuple
     | RoutedTuple
     | RoutedManyTuple
@@ -877,6 +948,8 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.AUTHENTICATE: Authenticate,
     Kind.AUTHORIZE: Authorize,
     Kind.AUTH_REPLY: AuthReply,
+    Kind.HEARTBEAT: Heartbeat,
+    Kind.SHARD_AT: ShardAt,
 }
 """Each kind's NamedTuple (tests/unit/flockmq/test_envelopes.py checks it is
 one per kind)."""

@@ -15,8 +15,10 @@ host:
 - acceptor a runs on the node whose acceptors it is numbered among, and
   publishes through that node's router (`router_of`);
 - worker s (the session shard s) runs where `assign_shards` (with every
-  node of the file taken as live) puts it: static in this phase; shards do
-  not move when a node dies.
+  node of the file taken as live) puts it at start; when nodes die or come
+  back, shards move (flockmq/app/shard_workers.py gives the children a
+  placement with the node's current `worker_nodes`; SHARD_AT tells every
+  process later moves, flockmq/shard_routes.py).
 
 Ports: a process has the same port offset as in a single-host tcp layout
 (Config's endpoint methods), added to its node's first bus port. Every node

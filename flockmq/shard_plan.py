@@ -5,9 +5,10 @@ Wired statically (issue 14, phase 1): a cluster places worker s on the node
 `assign_shards(every node of the cluster file, shards)` names
 (flockmq/cluster.py `Cluster.placement`), every node taken as live; that
 worker holds the shard with the lock holder beside this module
-(store/shard_locks.py, through workers/ownership.py). Not yet: `plan_shards`
-in a loop (plan, release, try to acquire, repeat on every change of the
-live set), which moves shards when nodes die or join.
+(store/shard_locks.py, through workers/ownership.py). When the live set
+changes, the shard manager (flockmq/shard_manager.py) computes
+`assign_shards` over the live nodes and starts and stops workers
+accordingly; `plan_shards` is its per-lock form, not used by the broker.
 
 The target is one function of (live nodes, shard count) that every node
 computes alike, with no message between them (`assign_shards`):

@@ -28,6 +28,7 @@ from flockmq.frontend.codec import ProtocolError, ReasonCode, encode_publish
 from flockmq.isolation import EnvelopeGuard, RateLimitedLog
 from flockmq.runtime import Sink
 from flockmq.runtime_process import CoreProcess, Role
+from flockmq.shard_routes import ShardRoutes
 from flockmq.sysstats import SysStats
 
 from .acceptor_core import TIMER_INTERVAL, AcceptorCore
@@ -44,6 +45,8 @@ from .states import CONNECTED, CONNECTING
 from .traffic import Traffic
 
 log = logging.getLogger("flockmq.acceptor")
+# a shard's worker incarnation once it moved to another node: no real one
+MOVED = -1
 
 TAKEOVER_READ_GRACE = 0.002  # seconds a taken-over connection is still read
 ACL_LOG_INTERVAL = 10.0  # seconds between log lines about one kind of ACL denial
@@ -263,6 +266,17 @@ class Acceptor:
 
     def worker_incarnation(self, shard: int) -> int | None:
         return self.worker_incarnations.get(shard)
+
+    def shard_moved(self, shard: int) -> None:
+        """The shard's worker is another process now, on another node (a
+        cluster's shard moved: flockmq/shard_routes.py), whatever its
+        incarnation number (a new node's worker starts at 0 too): its
+        WORKER_UP is a restart's, so the shard's connections are attached
+        again and its unconfirmed publishes retried."""
+        self.worker_incarnations[shard] = MOVED
+        for conn in self.connections.values():
+            if conn.session.shard == shard and conn.session.worker_incarnation is not None:
+                conn.session.worker_incarnation = MOVED
 
     def hold(self, session: ClientSession, holding: bool) -> None:
         if holding:
@@ -591,6 +605,14 @@ def acceptor_process(
             config.worker_id(shard),
             config.worker_endpoint(shard),
         )
+    if config.placement is not None:  # a cluster's shards move (flockmq/shard_routes.py)
+        keys = acceptor.worker_keys
+
+        def moved(shard: int, now: Config) -> None:
+            bus.repoint(keys[shard], now.worker_work_endpoint(shard), now.worker_endpoint(shard))
+            acceptor.shard_moved(shard)
+
+        acceptor.handlers[env.Kind.SHARD_AT] = ShardRoutes(config, moved).on_shard_at
     connect_auth(bus, config)
     return acceptor, process
 

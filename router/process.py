@@ -24,12 +24,14 @@ from typing import cast
 from flockmq import envelopes as env
 from flockmq import runtime
 from flockmq.auth import auth_key, auth_process_count
+from flockmq.bus import Bus
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind
 from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
 from flockmq.runtime import Held, Sink
 from flockmq.runtime_process import CoreProcess, Role
+from flockmq.shard_routes import ShardRoutes
 from flockmq.store import Op, RetainedRecord
 from flockmq.sysstats import SysStats
 
@@ -144,6 +146,18 @@ class RouterCore:
         return runtime.acceptor(dest)
 
 
+def follow_shards(config: Config, bus: Bus, router: Router) -> None:
+    """A cluster's shards move: the router's pipe to a shard's worker
+    follows it (flockmq/shard_routes.py). Nothing outside a cluster."""
+    if config.placement is None:
+        return
+    routes = ShardRoutes(
+        config,
+        lambda shard, now: bus.repoint(runtime.worker(shard), now.worker_endpoint(shard)),
+    )
+    router.add_handler(Kind.SHARD_AT, routes.on_shard_at)
+
+
 def run_router(config: Config, incarnation: int, index: int = 0) -> None:
     import uvloop
 
@@ -196,6 +210,7 @@ def run_router(config: Config, incarnation: int, index: int = 0) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
+        follow_shards(config, bus, core.router)
         # auth processes send their counters (flockmq/auth/process.py): this
         # is where the credit for them goes
         for auth in range(auth_process_count(config)):

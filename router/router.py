@@ -259,6 +259,11 @@ class Router:
         self.held_bytes = 0
         self.guard.handle_each(self.handle, held, self.now)
 
+    def add_handler(self, kind: int, handler: Callable[[Wire], None]) -> None:
+        """Envelopes of `kind` go to `handler` (a process's own: a cluster's
+        SHARD_AT, flockmq/shard_routes.py)."""
+        self._handlers[kind] = handler
+
     def handle(self, envelope: Wire, now: float | None = None) -> None:
         """One envelope (at wall-clock time `now`, or `self.now`). It may
         raise: the runtime isolates each envelope (flockmq/isolation.py)."""

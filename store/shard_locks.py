@@ -6,7 +6,8 @@ Used by every session worker on the PostgreSQL store (workers/ownership.py):
 each holds its own shard's lock, taken and checked off the event loop (every
 call here is a blocking round trip on the holder's connection), and fences
 its writes with the shard's epoch (store/shard_fence.py). The planner
-(flockmq/shard_plan.py), for nodes that own several shards, is not wired yet.
+(flockmq/shard_plan.py) is used through the shard manager
+(flockmq/shard_manager.py), which starts one worker per shard.
 
 Invariants:
 

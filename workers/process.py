@@ -238,8 +238,11 @@ async def take_shard(
         drops the shard's subscriptions, and the acceptors the connections
         the previous incarnation served (clean sessions are closed; the
         persistent ones are re-attached and the standby refuses them, so
-        every client reconnects to the broker that serves the shard)."""
-        if incarnation > 0:
+        every client reconnects to the broker that serves the shard). Not
+        in a cluster: the shard may be served by another node right now
+        (it moved), and every router would drop that owner's subscriptions;
+        the owner's SHARD_AT and WORKER_UP tell who serves it."""
+        if incarnation > 0 and process.config.placement is None:
             core.announce(process.bus, incarnation, process.config.acceptors)
             process.flush()
 
@@ -252,7 +255,14 @@ async def take_shard(
     except StoreError as e:
         ownership.lose(f"its sessions could not be loaded: {e}")
     ownership.watch()
-    serve_shard(core, process, process.config, incarnation, records, ownership.after_standby)
+    config = process.config
+    if config.placement is not None:
+        from .announce import announce_claim
+
+        # a cluster: where the shard is served now, before the WORKER_UP
+        # below, so every router and acceptor repoints first (workers/announce.py)
+        announce_claim(process.bus, config, fence.shard, fence.epoch)
+    serve_shard(core, process, config, incarnation, records, ownership.after_standby)
 
 
 def _with(ownership: ShardOwnership, shard: Shard) -> Callable[[], dict[str, int]]:

@@ -143,7 +143,12 @@ def serve(
         fixed = _cluster_values(cluster_file, node)
         config = load_config(config_file, flags, fixed)
         setup_logging(config.log_level, "supervisor", config.log_format)
-        supervisor = Supervisor(config)
+        cluster = None
+        if cluster_file is not None:  # checked above: its shards move as nodes die
+            from flockmq.cluster import load_cluster
+
+            cluster = load_cluster(cluster_file)
+        supervisor = Supervisor(config, cluster)
         code = supervisor.run()
     except ConfigError as exc:
         click.echo(f"flockmq: {exc}", err=True)

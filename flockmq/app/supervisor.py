@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flockmq.app.data_dir_lock import lock_data_dir
 from flockmq.app.forked import ForkedProcess, fork_child, preload_roles
@@ -35,6 +36,10 @@ from flockmq.control import PollingControl, Snapshot, control_endpoint
 from flockmq.persistence import open_configured_store
 from flockmq.store import StoreError
 from flockmq.workers.serving_broker import new_broker_id
+
+if TYPE_CHECKING:
+    from flockmq.app.shard_workers import ShardWorkers
+    from flockmq.cluster import Cluster
 
 log = logging.getLogger("flockmq.app.supervisor")
 
@@ -51,6 +56,7 @@ class Child:
     backoff: float = 0.0
     restart_at: float | None = None
     history: list[float] = field(default_factory=list)
+    retiring: bool = False  # a cluster's worker whose shard moved away: not restarted
 
     @property
     def name(self) -> str:
@@ -100,8 +106,13 @@ def local_children(config: Config) -> list[Child]:
 
 
 class Supervisor:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, cluster: Cluster | None = None) -> None:
+        """`cluster`: the cluster file of a cluster node (with its placement
+        in `config`): its shard workers start and stop as shards move
+        (flockmq/app/shard_workers.py)."""
         self.config = config
+        self.cluster = cluster
+        self.shard_workers: ShardWorkers | None = None
         self.children: list[Child] = []
         self.stopping = False
         self.runtime_dir = ""
@@ -138,6 +149,14 @@ class Supervisor:
         with open(self.config_path, "w", encoding="utf-8") as fh:
             fh.write(config.to_json())
         self.children = local_children(config)
+        if self.cluster is not None:
+            from flockmq.app.shard_workers import ShardWorkers
+
+            try:
+                self.shard_workers = ShardWorkers(self, self.cluster)
+            except ConfigError:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+                raise
 
     def spawn(self, child: Child) -> None:
         cmd = [
@@ -206,6 +225,8 @@ class Supervisor:
             )
             while not self.stopping:
                 self.watch()
+                if self.shard_workers is not None:
+                    self.shard_workers.poll()
                 self.control.serve_for(0.1)
         finally:
             self.shutdown()
@@ -243,10 +264,14 @@ class Supervisor:
 
     def watch(self) -> None:
         now = time.monotonic()
-        for child in self.children:
+        for child in list(self.children):
             proc = child.proc
             if proc is not None and (code := proc.poll()) is not None:
                 child.proc = None
+                if child.retiring:  # its shard moved away (shard_workers.py)
+                    self.children.remove(child)
+                    log.info("%s (pid %d) stopped: %s", child.name, proc.pid, describe_exit(code))
+                    continue
                 lived = now - child.started
                 child.backoff = (
                     0.1
@@ -268,6 +293,8 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """Acceptors, then workers, then the router; SIGKILL after the timeout."""
+        if self.shard_workers is not None:
+            self.shard_workers.close()
         for role in ("acceptor", "auth", "worker", "router"):
             group = [c for c in self.children if c.role == role and c.proc is not None]
             for child in group:

@@ -255,7 +255,17 @@ ERRORS: list[tuple[str, Any, str]] = [
     # the whole layout's ports: 2 per router (3) and shard (64), 1 per acceptor (4)
     ("nodes.0.port", 15687, "nodes[0].port: 15687 is one of the node's bus ports (15550-15687)"),
     ("nodes.0.bus_port", 70000, "nodes[0].bus_port: 70000 is outside 1-65535"),
-    ("nodes.0.bus_port", 65533, "nodes[0].bus_port: the bus needs ports 65533-65670, past 65535"),
+    (
+        "nodes.0.bus_port",
+        65533,
+        "nodes[0].bus_port: the bus needs ports 65533-65670 and its heartbeats 65671, past 65535",
+    ),
+    (
+        "nodes.0.bus_port",
+        65398,
+        "nodes[0].bus_port: the bus needs ports 65398-65535 and its heartbeats 65536, past 65535",
+    ),
+    ("nodes.0.port", 15688, "nodes[0].port: 15688 is the node's heartbeat port on 10.9.0.11"),
     # a cluster's workers are its shards, placed by the planner
     ("nodes.0.workers", 3, "nodes[0]: unknown key 'workers'"),
     ("nodes.0.acceptors", 257, "nodes[0].acceptors: 257 is outside 1-256"),
@@ -340,14 +350,15 @@ def test_ports_are_accepted_exactly_when_they_fit_and_do_not_clash(
         1 <= port <= 65535
         and 1 <= bus_port <= 65535
         and 1 <= acceptors <= 256
-        and last <= 65535
-        and not bus_port <= port <= last
+        and last + 1 <= 65535  # the heartbeat port is last + 1
+        and not bus_port <= port <= last + 1
     )
     if fits:
         cluster = parse(data)
         parsed = cluster.nodes[0]
         assert parsed.port not in parsed.bus_ports
         assert parsed.bus_ports == range(bus_port, last + 1)
+        assert parsed.heartbeat_port == last + 1 != parsed.port
     else:
         with pytest.raises(
             ClusterError, match=r"^cluster\.toml: nodes\[0\]\.(port|bus_port|acceptors): "

@@ -85,6 +85,8 @@ SAMPLES: list[env.Envelope] = [
     env.Authenticate(Kind.AUTHENTICATE, 1, 3, "c", "user", b"secret", "127.0.0.1:5000", None, None),
     env.Authorize(Kind.AUTHORIZE, 1, 4, "c", None, "subscribe", ["a/#", "b"]),
     env.AuthReply(Kind.AUTH_REPLY, 4, [1, 0], None),
+    env.Heartbeat(Kind.HEARTBEAT, "a", 1733240000123, "host:0a1b2c3d4e5f"),
+    env.ShardAt(Kind.SHARD_AT, 63, 2, 7),
 ]
 
 

@@ -1,0 +1,320 @@
+"""A node of a cluster dies and its shards move (issue 14): three
+`flockmq serve --cluster FILE --node NAME` in network namespaces
+(tests/cluster/netns.py) on the tests' PostgreSQL, real paho clients.
+
+Persistent sessions (MQTT 5, session expiry) subscribe at QoS 1: two of
+them live on shards of node C (one connected through C, one through B),
+one on a shard of A connected through C. A publisher on B publishes
+sequence numbers at QoS 1 before, during and after every process of C is
+killed (kill -9 of everything in its namespace). Then:
+
+- C's shards are served again by the survivors (a CONNECT of a client of
+  each of them is accepted through A): the time from the kill is printed,
+  not asserted (two shared cores);
+- the clients C held reconnect through a survivor and resume with session
+  present;
+- every message the publisher got a PUBACK for reaches every subscriber
+  (at least once: QoS 1).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+
+from flockmq.app.probe import mqtt_ready
+from tests.e2e.clients import Client, unique, wait_for
+from tests.postgres import PostgresServer
+
+from .netns import Host, NetnsUnavailable, Network
+from .nodes import BUS_PORT, PORT, ClusterNode, client_on_shard, wait_serving
+
+SHARDS = 6
+INTERVAL, TIMEOUT = 0.5, 2.0  # heartbeats: a dead node is declared so after 2 s
+SESSION_EXPIRY = 300
+BEFORE, DURING, AFTER = 10, 20, 10  # messages published around the kill
+WAIT = 120.0
+DELIVERY_WAIT = 30.0  # for the last acknowledged message to arrive
+
+
+def write_cluster(path: Path, hosts: list[Host], dsn: str) -> Path:
+    lines = [
+        f"shards = {SHARDS}",
+        f'postgres_dsn = "{dsn}"',
+        f"heartbeat_interval = {INTERVAL}",
+        f"heartbeat_timeout = {TIMEOUT}",
+    ]
+    for host in hosts:
+        lines += [
+            "[[nodes]]",
+            f'name = "{host.name}"',
+            f'address = "{host.address}"',
+            f"port = {PORT}",
+            f"bus_port = {BUS_PORT}",
+            "acceptors = 1",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def cluster(
+    netns_network: Network, netns_postgres: PostgresServer, tmp_path: Path
+) -> Iterator[tuple[list[Host], list[ClusterNode], str]]:
+    hosts: list[Host] = []
+    started: list[ClusterNode] = []
+    database = netns_postgres.create_database()
+    try:
+        for name in ("fa", "fb", "fc"):
+            try:
+                hosts.append(netns_network.add_host(name))
+            except NetnsUnavailable as exc:
+                pytest.skip(f"network namespaces are not available: {exc}")
+        dsn = (
+            f"host={netns_network.host_address} port={netns_postgres.port}"
+            f" user=postgres dbname={database}"
+        )
+        cluster_file = write_cluster(tmp_path / "cluster.toml", hosts, dsn)
+        base = tmp_path / "flockmq.toml"
+        base.write_text("allow_anonymous = true\n")
+        for host in hosts:
+            node = ClusterNode(
+                tmp_path / host.name,
+                command_prefix=host.command(),
+                cluster_file=cluster_file,
+                node=host.name,
+                base_config=base,
+            )
+            started.append(node)
+            node.launch()
+        wait_serving(started, SHARDS)
+        yield hosts, started, dsn
+    finally:
+        for node in started:
+            node.stop()
+        for host in hosts:
+            netns_network.remove_host(host.name)
+        netns_postgres.drop_database(database)
+
+
+def subscriber(node: ClusterNode, client_id: str, topic: str) -> Client:
+    client = Client(
+        node.port,
+        client_id,
+        host=node.host,
+        protocol=5,
+        clean=False,
+        session_expiry=SESSION_EXPIRY,
+    )
+    client.connect()
+    client.subscribe(topic, 1)
+    return client
+
+
+def resume(node: ClusterNode, client_id: str) -> tuple[Client, float]:
+    """Connect again until the shard's new owner accepts (a standby answers
+    Server unavailable); the client and when it was accepted."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        client = Client(
+            node.port,
+            client_id,
+            host=node.host,
+            protocol=5,
+            clean=False,
+            session_expiry=SESSION_EXPIRY,
+        )
+        try:
+            flags = client.connect()
+        except (AssertionError, OSError):
+            client.paho.loop_stop()
+            assert time.monotonic() < deadline, f"{client_id} never accepted by {node.node}"
+            time.sleep(0.2)
+            continue
+        assert flags.session_present, f"{client_id}: no session present on {node.node}"
+        return client, time.monotonic()
+
+
+def drain(client: Client) -> list[mqtt.MQTTMessage]:
+    """What `client` received and the test has not read yet."""
+    found = []
+    while True:
+        try:
+            found.append(client.messages.get_nowait())
+        except queue.Empty:
+            return found
+
+
+class Publisher(threading.Thread):
+    """Publishes 0..n-1 at QoS 1, one after the other, each waited for
+    (WAIT at most); `acked`: those the broker acknowledged."""
+
+    def __init__(self, client: Client, topic: str, n: int) -> None:
+        super().__init__(daemon=True)
+        self.client, self.topic, self.n = client, topic, n
+        self.acked: list[int] = []
+        self.sent = 0
+        self.failed: list[int] = []
+
+    def run(self) -> None:
+        for seq in range(self.n):
+            info = self.client.paho.publish(self.topic, str(seq).encode(), 1)
+            info.wait_for_publish(WAIT)
+            (self.acked if info.is_published() else self.failed).append(seq)
+            self.sent = seq + 1
+            time.sleep(0.05)
+
+
+@pytest.mark.timeout(400)
+def test_a_killed_nodes_shards_move_and_its_clients_resume_losing_nothing_acknowledged(
+    cluster: tuple[list[Host], list[ClusterNode], str],
+) -> None:
+    hosts, (a, b, c), _ = cluster
+    victim_shards = sorted(i for role, i in c.roles if role == "worker")
+    a_shard = min(i for role, i in a.roles if role == "worker")
+    b_shard = min(i for role, i in b.roles if role == "worker")
+    topic = unique("failover")
+    ids = {
+        "c_on_c": client_on_shard("cc", victim_shards[0], SHARDS),
+        "c_on_b": client_on_shard("cb", victim_shards[-1], SHARDS),
+        "a_on_c": client_on_shard("ac", a_shard, SHARDS),
+    }
+    subs = {
+        "c_on_c": subscriber(c, ids["c_on_c"], topic),
+        "c_on_b": subscriber(b, ids["c_on_b"], topic),
+        "a_on_c": subscriber(c, ids["a_on_c"], topic),
+    }
+    pub_client = Client(b.port, client_on_shard("pub", b_shard, SHARDS), host=b.host)
+    pub_client.connect()
+    publisher = Publisher(pub_client, topic, BEFORE + DURING + AFTER)
+    publisher.start()
+    wait_for(lambda: publisher.sent >= BEFORE, WAIT, "the first messages")
+
+    for pid in hosts[2].pids():  # every process of node C, at once
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    served: dict[int, float] = {}
+    while len(served) < len(victim_shards):
+        assert time.monotonic() - killed < WAIT, f"shards served again: {served}"
+        for shard in victim_shards:
+            if shard not in served and mqtt_ready(
+                a.host, a.port, client_id=client_on_shard("probe", shard, SHARDS)
+            ):
+                served[shard] = time.monotonic() - killed
+        time.sleep(0.05)
+    print(
+        f"\nkill -9 of node {c.node}: its shards {victim_shards} served again after"
+        f" {', '.join(f'{served[s]:.2f}' for s in victim_shards)} s"
+        f" (heartbeat_timeout {TIMEOUT} s)"
+    )
+
+    # what the clients C held got before the kill counts too
+    before = {name: subs[name] for name in ("c_on_c", "a_on_c")}
+    for client in before.values():
+        client.paho.loop_stop()
+    subs["c_on_c"], at = resume(a, ids["c_on_c"])
+    subs["a_on_c"], at2 = resume(b, ids["a_on_c"])
+    print(
+        f"clients of {c.node} resumed with session present after"
+        f" {at - killed:.2f} s (through {a.node}) and {at2 - killed:.2f} s (through {b.node})"
+    )
+
+    publisher.join(WAIT * 2)
+    assert not publisher.is_alive() and publisher.sent == BEFORE + DURING + AFTER
+    acked = set(publisher.acked)
+    print(f"acknowledged {len(acked)} of {publisher.sent} (not: {publisher.failed})")
+    lost = {}
+    for name, sub in subs.items():
+        got: set[int] = set()
+        if name in before:
+            got |= {int(m.payload) for m in drain(before[name])}
+        deadline = time.monotonic() + DELIVERY_WAIT
+        while not acked <= got and time.monotonic() < deadline:
+            try:
+                (message,) = sub.expect(1, timeout=1.0)
+            except queue.Empty:  # keep waiting until the deadline
+                continue
+            got.add(int(message.payload))
+        if not acked <= got:
+            lost[name] = sorted(acked - got)
+    assert not lost, f"acknowledged, never delivered: {lost}"
+    for sub in subs.values():
+        sub.disconnect()
+    pub_client.disconnect()
+
+
+def holders(dsn: str) -> dict[int, str]:
+    """The address of the session holding each shard's lock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT l.objid::int, host(a.client_addr) FROM pg_locks AS l"
+            " JOIN pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchall()
+    return {int(shard): str(address) for shard, address in rows}
+
+
+def served_through(node: ClusterNode, shards: list[int]) -> bool:
+    return all(
+        mqtt_ready(node.host, node.port, client_id=client_on_shard("probe", s, SHARDS))
+        for s in shards
+    )
+
+
+@pytest.mark.timeout(400)
+def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_is_back(
+    cluster: tuple[list[Host], list[ClusterNode], str],
+) -> None:
+    """C's link goes down: its processes live on, cut off from the others
+    and from PostgreSQL, which sees nothing (no FIN); the survivors declare
+    it dead, end its PostgreSQL sessions and serve its shards. When the link
+    is back, C rejoins (nothing restarted but what lost its lock) and every
+    shard is served through every node again."""
+    hosts, (a, b, c), dsn = cluster
+    victim_shards = sorted(i for role, i in c.roles if role == "worker")
+    b_shard = min(i for role, i in b.roles if role == "worker")
+    topic = unique("cut")
+    client_id = client_on_shard("cut", victim_shards[0], SHARDS)
+    sub = subscriber(a, client_id, topic)
+    pub = Client(b.port, client_on_shard("pub", b_shard, SHARDS), host=b.host)
+    pub.connect()
+
+    hosts[2].link_down()
+    cut = time.monotonic()
+    wait_for(lambda: served_through(a, victim_shards), WAIT, "C's shards served through A")
+    took = time.monotonic() - cut
+    print(f"\nlink of node {c.node} down: its shards served again after {took:.2f} s")
+    for seq in range(10):
+        pub.publish(topic, str(seq).encode(), 1)  # each acknowledged (PUBACK) or the test fails
+    got = {int(m.payload) for m in sub.expect(10, timeout=DELIVERY_WAIT)}
+    assert got >= set(range(10))
+
+    hosts[2].link_up()
+    up = time.monotonic()
+    wait_for(
+        lambda: all(served_through(n, list(range(SHARDS))) for n in (a, b, c)),
+        WAIT,
+        "every shard served through every node",
+    )
+    print(f"link up: every shard served through every node after {time.monotonic() - up:.2f} s")
+    wait_for(
+        lambda: all(holders(dsn).get(s) == hosts[2].address for s in victim_shards),
+        WAIT,
+        f"C's shards locked from C again: {holders(dsn)}",
+    )
+    print(f"link up: C holds its shards again after {time.monotonic() - up:.2f} s")
+    pub.publish(topic, b"after", 1)  # to the session, back on C (connected through A)
+    assert sub.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"after"
+    sub.disconnect()
+    pub.disconnect()
