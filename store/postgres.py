@@ -100,6 +100,8 @@ def with_server_keepalives(defaults: dict[str, str | int], given: dict[str, Any]
     server = " ".join(f"-c {name}={value}" for name, value in SERVER_KEEPALIVES.items())
     defaults["options"] = f"{server} {given.get('options') or ''}".strip()
     given.pop("options", None)
+
+
 SCHEMA_LOCK = 0x666C6F636B6D71  # "flockmq": pg_advisory_xact_lock key of schema changes
 RETRIES = 5  # attempts of a transaction that lost a deadlock or serialization race
 

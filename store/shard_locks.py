@@ -60,7 +60,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from .base import StoreError
 from .postgres import (
     DEFAULT_CONNECT_TIMEOUT,
-    SERVER_KEEPALIVES,  # noqa: F401  (re-exported: the lock connection sets them too)
     _first_line,
     describe_dsn,
     with_server_keepalives,
@@ -80,8 +79,6 @@ CONNECTION_DEFAULTS: dict[str, str | int] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,  # ms
 }
-
-
 
 
 class LocksLost(StoreError):

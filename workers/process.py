@@ -36,6 +36,8 @@ from .outbox import failed_envelope
 from .shard import Shard, ShardLimits
 
 if TYPE_CHECKING:
+    from flockmq.bus import Bus
+
     from .ownership import ShardOwnership
 
 log = logging.getLogger("flockmq.worker")
@@ -136,6 +138,19 @@ class ShardCore:
         return runtime.acceptor(dest)
 
 
+def routers_down_on(bus: Bus) -> Callable[[frozenset[int], frozenset[int]], None]:
+    """What a worker's bus does when routers go down or come back (a
+    cluster's ROUTERS_LIVE, workers/subscriptions.py `on_routers_live`)."""
+
+    def changed(went_down: frozenset[int], came_up: frozenset[int]) -> None:
+        for router in went_down:
+            bus.peer_down(runtime.router(router))
+        for router in came_up:
+            bus.peer_up(runtime.router(router))
+
+    return changed
+
+
 def run_worker(config: Config, index: int, incarnation: int) -> None:
     import uvloop
 
@@ -151,7 +166,13 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
             ownership = ShardOwnership(config, index, core.counters)
             # Until the shard's lock is held, the standby answers (see
             # workers/ownership.py); the runner looks `handle` up per frame.
-            core.handle = Standby(index, core.shard.out, core.counters, core.guard).handle
+            core.handle = Standby(
+                index,
+                core.shard.out,
+                core.counters,
+                core.guard,
+                core.shard.subscriptions.on_routers_live,
+            ).handle
             records: list[SessionRecord] = []
         else:
             records = load_shard(store, config, index)
@@ -185,6 +206,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
+        core.shard.subscriptions.on_down = routers_down_on(bus)
         bus.start()
         if ownership is None:
             serve_shard(core, process, config, incarnation, records)
