@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from flockmq import envelopes as env
-from flockmq import runtime
+from flockmq import routers_live, runtime
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind, Route
 from flockmq.isolation import EnvelopeGuard
@@ -36,8 +36,6 @@ from .outbox import failed_envelope
 from .shard import Shard, ShardLimits
 
 if TYPE_CHECKING:
-    from flockmq.bus import Bus
-
     from .ownership import ShardOwnership
 
 log = logging.getLogger("flockmq.worker")
@@ -138,19 +136,6 @@ class ShardCore:
         return runtime.acceptor(dest)
 
 
-def routers_down_on(bus: Bus) -> Callable[[frozenset[int], frozenset[int]], None]:
-    """What a worker's bus does when routers go down or come back (a
-    cluster's ROUTERS_LIVE, workers/subscriptions.py `on_routers_live`)."""
-
-    def changed(went_down: frozenset[int], came_up: frozenset[int]) -> None:
-        for router in went_down:
-            bus.peer_down(runtime.router(router))
-        for router in came_up:
-            bus.peer_up(runtime.router(router))
-
-    return changed
-
-
 def run_worker(config: Config, index: int, incarnation: int) -> None:
     import uvloop
 
@@ -206,7 +191,8 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
-        core.shard.subscriptions.on_down = routers_down_on(bus)
+        # a cluster: nothing to the router and acceptors of a dead node
+        core.shard.subscriptions.on_down = lambda down, up: routers_live.mark(bus, config, down, up)
         bus.start()
         if ownership is None:
             serve_shard(core, process, config, incarnation, records)
