@@ -19,6 +19,14 @@ restarted router, flockmq/runtime_process.py). A peer that moved to another
 endpoint (a cluster's shard taken over by another node: `repoint`) is
 treated the same way: what its old endpoint was sent is lost.
 
+A peer on a node declared dead (a cluster's router, `peer_down`, from its
+supervisor's ROUTERS_LIVE: flockmq/app/routers_live.py) is sent nothing:
+what ZeroMQ queued for it, its backlog and its in-flight count are dropped,
+and what is sent to it later is dropped too (counted in `dropped_frames`),
+so a dead peer's full pipe never makes this process `congested`. Any frame
+from it (it came back: a new incarnation's ROUTER_UP, or a healed link), or
+`peer_up`, ends that; the process resyncs it as any restarted peer.
+
 Who waits for whom (no deadlock in the cycle acceptor -> worker -> router ->
 acceptor): routers and workers read two inboxes. The core inbox (from the
 router and workers, and credit from acceptors) is always read; the work inbox
@@ -121,6 +129,7 @@ class Bus:
         self.credit_threshold = max(1, pipe_bytes // 4)
         self.inboxes: list[_Inbox] = []
         self.peers: dict[Hashable, zmq.Socket[Any]] = {}
+        self._endpoints: dict[Hashable, str] = {}
         self.outboxes: dict[Hashable, list[Envelope]] = {}
         self.in_flight: dict[Hashable, int] = {}  # bytes sent, not yet credited
         self.backlog: dict[Hashable, deque[bytes]] = {}
@@ -132,6 +141,8 @@ class Bus:
         self._credit_blocked: set[int] = set()
         self._repointed: set[int] = set()  # peer ids whose next incarnation is a new process's
         self.repoints = 0
+        self.down: set[Hashable] = set()  # peers on a dead node: sent nothing (peer_down)
+        self.dropped_frames = 0
         self._flush_scheduled = False
         self._retry_scheduled = False
         self._lingering = False  # a flush is due at _linger_until (see the module's docstring)
@@ -166,6 +177,7 @@ class Bus:
         always reads), or to `endpoint` when that is one."""
         sock = self._push(endpoint)
         self.peers[key] = sock
+        self._endpoints[key] = endpoint
         self.outboxes[key] = []
         self.in_flight[key] = 0
         self.key_of[peer_id] = key
@@ -191,6 +203,7 @@ class Bus:
         old.close(0)
         sock = self._push(endpoint)
         self.peers[key] = sock
+        self._endpoints[key] = endpoint
         for pid in peer_ids:
             self.control[pid] = sock if control_endpoint is None else self._push(control_endpoint)
             self.peer_incarnations.pop(pid, None)
@@ -201,6 +214,36 @@ class Bus:
             self.on_peer_restarted(key)
         if key in self.backlog:
             self._drain_backlog(key)
+
+    def peer_down(self, key: Hashable) -> None:
+        """The peer `key` is on a dead node: drop what is queued or counted
+        in flight for it, and what is sent to it until it is back (a frame
+        from it, or `peer_up`). Its PUSH is made again at the same endpoint,
+        which drops what ZeroMQ queued: a returning peer must not read a
+        stale burst ahead of its resync."""
+        if key in self.down or key not in self.peers:
+            return
+        self.down.add(key)
+        old = self.peers[key]
+        old.close(0)
+        self.peers[key] = sock = self._push(self._endpoints[key])
+        for pid, k in self.key_of.items():
+            if k == key and self.control.get(pid) is old:
+                self.control[pid] = sock
+        self.in_flight[key] = 0
+        self.outboxes[key].clear()
+        frames = self.backlog.pop(key, None)
+        if frames:
+            self.dropped_frames += len(frames)
+            self.backlog_bytes -= sum(map(len, frames))
+            if not self.backlog:
+                self.resume_reading("backlog")
+                if self.on_decongested is not None:
+                    self.on_decongested()
+
+    def peer_up(self, key: Hashable) -> None:
+        """The peer `key` is reachable again: frames go to it again."""
+        self.down.discard(key)
 
     def _push(self, endpoint: str) -> zmq.Socket[Any]:
         sock: zmq.Socket[Any] = self.ctx.socket(zmq.PUSH)
@@ -286,6 +329,9 @@ class Bus:
         self._send_frame(key, frame)
 
     def _send_frame(self, key: Hashable, frame: bytes) -> None:
+        if self.down and key in self.down:
+            self.dropped_frames += 1
+            return
         backlog = self.backlog.get(key)
         if backlog:
             backlog.append(frame)
@@ -364,6 +410,8 @@ class Bus:
         key = self.key_of.get(sender)
         if key is None:
             return
+        if self.down and key in self.down:
+            self.down.discard(key)  # it is back (see peer_down)
         last = self.peer_incarnations.get(sender)
         if last != incarnation:
             self.peer_incarnations[sender] = incarnation

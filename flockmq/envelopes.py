@@ -94,6 +94,8 @@ class Kind(IntEnum):
     # between the nodes of a cluster (issue 14)
     HEARTBEAT = 90
     SHARD_AT = 91
+    # a cluster node's supervisor -> its workers and routers
+    ROUTERS_LIVE = 92
 
 
 # --- nested records -----------------------------------------------------------------
@@ -742,6 +744,18 @@ class ShardAt(NamedTuple):
     epoch: int
 
 
+class RoutersLive(NamedTuple):
+    """A cluster node's supervisor -> its workers and routers: the routers
+    whose node is live (router r runs on node r; flockmq/membership.py). A
+    worker waits for SUBACK answers from these only, and the bus drops what
+    it would send to the others (flockmq/app/routers_live.py). Sent on each
+    change of the live set and again every second. Checked on receipt
+    (`check_routers_live`)."""
+
+    kind: Literal[Kind.ROUTERS_LIVE]
+    live: list[int]
+
+
 MAX_NODE_NAME_BYTES = 255  # as flockmq/shard_plan.py bounds it
 MAX_BROKER_ID_BYTES = 63  # PostgreSQL's application_name
 
@@ -773,6 +787,19 @@ def check_shard_at(e: Wire, nodes: int, shards: int) -> ShardAt:
     if not isinstance(a.epoch, int) or not 0 < a.epoch < 1 << 63:
         raise ValueError(f"SHARD_AT: epoch {a.epoch!r} is not a write epoch")
     return a
+
+
+def check_routers_live(e: Wire, routers: int) -> frozenset[int]:
+    """The live routers of a received ROUTERS_LIVE, or ValueError/TypeError."""
+    r = RoutersLive._make(e)
+    if r.kind != Kind.ROUTERS_LIVE:
+        raise ValueError(f"ROUTERS_LIVE: kind {r.kind!r}")
+    if not isinstance(r.live, list) or len(r.live) > routers:
+        raise ValueError("ROUTERS_LIVE: live is not a list of routers")
+    for router in r.live:
+        if not isinstance(router, int) or not 0 <= router < routers:
+            raise ValueError(f"ROUTERS_LIVE: router {router!r} is not one of {routers}")
+    return frozenset(r.live)
 
 
 # --- the per-message kinds as plain tuples ------------------------------------------
@@ -888,6 +915,7 @@ Envelope = (
     | AuthReply
     | Heartbeat
     | ShardAt
+    | RoutersLive
     | RouteTuple
     | RoutedTuple
     | RoutedManyTuple
@@ -950,6 +978,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.AUTH_REPLY: AuthReply,
     Kind.HEARTBEAT: Heartbeat,
     Kind.SHARD_AT: ShardAt,
+    Kind.ROUTERS_LIVE: RoutersLive,
 }
 """Each kind's NamedTuple (tests/unit/flockmq/test_envelopes.py checks it is
 one per kind)."""

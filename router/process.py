@@ -22,13 +22,14 @@ from collections import Counter
 from typing import cast
 
 from flockmq import envelopes as env
-from flockmq import runtime
+from flockmq import routers_live, runtime
 from flockmq.auth import auth_key, auth_process_count
 from flockmq.bus import Bus
 from flockmq.config import Config
-from flockmq.envelopes import Envelope, Kind
+from flockmq.envelopes import Envelope, Kind, Wire
 from flockmq.isolation import EnvelopeGuard
 from flockmq.persistence import open_configured_store
+from flockmq.routers_live import LiveNodes
 from flockmq.runtime import Held, Sink
 from flockmq.runtime_process import CoreProcess, Role
 from flockmq.shard_routes import ShardRoutes
@@ -158,6 +159,24 @@ def follow_shards(config: Config, bus: Bus, router: Router) -> None:
     router.add_handler(Kind.SHARD_AT, routes.on_shard_at)
 
 
+def follow_nodes(config: Config, bus: Bus, router: Router) -> None:
+    """A cluster's node dies: nothing more to its router and acceptors, and
+    the recent retained updates to its router when it is live again without
+    a restart (flockmq/routers_live.py; a restart brings ROUTER_UP). Nothing
+    outside a cluster."""
+    if config.placement is None:
+        return
+    nodes = LiveNodes(config.routers)
+
+    def on_routers_live(e: Wire) -> None:
+        went_down, came_up = nodes.update(e)
+        routers_live.mark(bus, config, went_down, came_up)
+        for peer in sorted(came_up):
+            router.handle(cast(Wire, env.RouterUp(Kind.ROUTER_UP, 0, peer)))
+
+    router.add_handler(Kind.ROUTERS_LIVE, on_routers_live)
+
+
 def run_router(config: Config, incarnation: int, index: int = 0) -> None:
     import uvloop
 
@@ -211,6 +230,7 @@ def run_router(config: Config, incarnation: int, index: int = 0) -> None:
                 config.acceptor_id(acceptor),
             )
         follow_shards(config, bus, core.router)
+        follow_nodes(config, bus, core.router)
         # auth processes send their counters (flockmq/auth/process.py): this
         # is where the credit for them goes
         for auth in range(auth_process_count(config)):

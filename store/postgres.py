@@ -79,6 +79,29 @@ own numbering: the SQLite file's format 2 holds the same rows). Format 2 adds
 the worker count of each namespace (store/shard_fence.py)."""
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds, unless the DSN sets connect_timeout
+# The server's TCP keepalives, per session (libpq `options`; user-settable
+# GUCs): a backend whose peer went silent is ended within about 10 s instead
+# of the kernel's two hours. On the lock connection (store/shard_locks.py)
+# that releases a dead host's shard locks; on a writer connection it ends a
+# dead host's in-flight commit, which holds its shard's fence row
+# (store/shard_fence.py) and would block the next owner's claim when no
+# survivor can evict it (no quorum: flockmq/app/cluster_moves.py).
+SERVER_KEEPALIVES: dict[str, int] = {
+    "tcp_keepalives_idle": 4,  # s
+    "tcp_keepalives_interval": 2,  # s
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms
+}
+
+
+def with_server_keepalives(defaults: dict[str, str | int], given: dict[str, Any]) -> None:
+    """Put SERVER_KEEPALIVES into `defaults`' libpq `options`, before the
+    DSN's own (`given`, from which they are taken): a -c given there wins."""
+    server = " ".join(f"-c {name}={value}" for name, value in SERVER_KEEPALIVES.items())
+    defaults["options"] = f"{server} {given.get('options') or ''}".strip()
+    given.pop("options", None)
+
+
 SCHEMA_LOCK = 0x666C6F636B6D71  # "flockmq": pg_advisory_xact_lock key of schema changes
 RETRIES = 5  # attempts of a transaction that lost a deadlock or serialization race
 
@@ -300,6 +323,7 @@ def _connect(dsn: str, name: str) -> psycopg.Connection[Any]:
         "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
         "application_name": "flockmq",
     }
+    with_server_keepalives(extra, params)
     conninfo = make_conninfo(dsn, **{k: v for k, v in extra.items() if k not in params})
     try:
         conn = psycopg.connect(conninfo, autocommit=True)

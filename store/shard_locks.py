@@ -58,7 +58,12 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .base import StoreError
-from .postgres import DEFAULT_CONNECT_TIMEOUT, _first_line, describe_dsn
+from .postgres import (
+    DEFAULT_CONNECT_TIMEOUT,
+    _first_line,
+    describe_dsn,
+    with_server_keepalives,
+)
 
 log = logging.getLogger("flockmq.store")
 
@@ -72,15 +77,6 @@ CONNECTION_DEFAULTS: dict[str, str | int] = {
     "keepalives_idle": 5,
     "keepalives_interval": 2,
     "keepalives_count": 3,
-    "tcp_user_timeout": 10_000,  # ms
-}
-
-
-# The server's side of the same (per session: libpq `options`); see above.
-SERVER_KEEPALIVES: dict[str, int] = {
-    "tcp_keepalives_idle": 4,  # s
-    "tcp_keepalives_interval": 2,  # s
-    "tcp_keepalives_count": 3,
     "tcp_user_timeout": 10_000,  # ms
 }
 
@@ -106,9 +102,7 @@ class ShardLocks:
         }
         given = conninfo_to_dict(dsn)
         # The DSN's own `options` come after ours: a -c given there wins.
-        server = " ".join(f"-c {name}={value}" for name, value in SERVER_KEEPALIVES.items())
-        defaults["options"] = f"{server} {given.get('options') or ''}".strip()
-        given.pop("options", None)
+        with_server_keepalives(defaults, given)
         self.conninfo = make_conninfo(dsn, **{k: v for k, v in defaults.items() if k not in given})
         self.namespace = namespace
         self.held: set[int] = set()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from flockmq import envelopes as env
-from flockmq import runtime
+from flockmq import routers_live, runtime
 from flockmq.config import Config
 from flockmq.envelopes import Envelope, Kind, Route
 from flockmq.isolation import EnvelopeGuard
@@ -151,7 +151,13 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
             ownership = ShardOwnership(config, index, core.counters)
             # Until the shard's lock is held, the standby answers (see
             # workers/ownership.py); the runner looks `handle` up per frame.
-            core.handle = Standby(index, core.shard.out, core.counters, core.guard).handle
+            core.handle = Standby(
+                index,
+                core.shard.out,
+                core.counters,
+                core.guard,
+                core.shard.subscriptions.on_routers_live,
+            ).handle
             records: list[SessionRecord] = []
         else:
             records = load_shard(store, config, index)
@@ -185,6 +191,8 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 config.acceptor_endpoint(acceptor),
                 config.acceptor_id(acceptor),
             )
+        # a cluster: nothing to the router and acceptors of a dead node
+        core.shard.subscriptions.on_down = lambda down, up: routers_live.mark(bus, config, down, up)
         bus.start()
         if ownership is None:
             serve_shard(core, process, config, incarnation, records)

@@ -94,6 +94,7 @@ class Shard:
             Kind.SUBSCRIBED: subscriptions.on_subscribed,
             Kind.UNSUBSCRIBED: subscriptions.on_unsubscribed,
             Kind.ROUTER_UP: subscriptions.on_router_up,
+            Kind.ROUTERS_LIVE: subscriptions.on_routers_live,
         }
 
     def handle(self, envelope: Wire, now: float) -> None:

@@ -74,6 +74,9 @@ class ShardState:
     awaiting_router: dict[tuple[int, int], tuple[env.SendSuback | env.SendUnsuback, set[int]]] = (
         field(default_factory=dict)
     )
+    # Routers on a node declared dead (a cluster's ROUTERS_LIVE): no SUBACK
+    # waits for them (workers/subscriptions.py `on_routers_live`)
+    routers_down: frozenset[int] = frozenset()
     counters: Counter[str] = field(default_factory=Counter)
     guard: EnvelopeGuard = field(init=False)
 

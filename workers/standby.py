@@ -32,6 +32,7 @@ limited.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Final
 
 from flockmq import envelopes as env
@@ -65,11 +66,21 @@ class Standby:
     """Answers in `out` (the shard's outbox, flushed by the process as the
     shard's own outputs are), counts in `counters`."""
 
-    def __init__(self, index: int, out: Outbox, counters: Counter[str], guard: EnvelopeGuard):
+    def __init__(
+        self,
+        index: int,
+        out: Outbox,
+        counters: Counter[str],
+        guard: EnvelopeGuard,
+        routers_live: Callable[[Wire, float], None] | None = None,
+    ):
+        """`routers_live`: the shard's handler of ROUTERS_LIVE (which routers
+        are live is remembered for when it serves)."""
         self.index = index
         self.out = out
         self.counters = counters
         self.guard = guard
+        self.routers_live = routers_live
 
     def handle(self, envelope: Wire, now: float) -> None:
         kind = envelope[0]
@@ -95,6 +106,8 @@ class Standby:
                 counters["standby_deliveries_refused"] += 1
                 stored = env.Stored(Kind.STORED, reply[0], reply[1], False, reply[2])
                 self.out.send(reply[0], stored)
+        elif kind == Kind.ROUTERS_LIVE and self.routers_live is not None:
+            self.routers_live(envelope, now)  # remembered for when it serves
         elif kind == Kind.ROUTER_UP:
             self.out.to_router.append(env.Synced(Kind.SYNCED, self.index))
         else:

@@ -12,10 +12,19 @@ restarts before it answers. With several routers (Config.routers) what is
 sent to the connection meanwhile (the retained messages, which one router
 sends after its SUBSCRIBED) waits behind the SUBACK (Outbox.hold_for_answers).
 
+A cluster's router on a dead node (ROUTERS_LIVE from this node's supervisor,
+`on_routers_live`) is not waited for: a SUBACK waits for the live routers
+only (what was sent to the dead one is dropped by the bus), and one waiting
+for it when it is declared dead is answered without it. When it comes back
+it gets every subscription of the shard (its ROUTER_UP, `on_router_up`; a
+router declared live again without a restart, after a cut link, the same).
+
 `Subscriptions` takes the shard's state and outbox.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire
@@ -27,11 +36,13 @@ from flockmq.workers.shard_state import ShardState
 
 
 class Subscriptions:
-    __slots__ = ("out", "state")
+    __slots__ = ("on_down", "out", "state")
 
     def __init__(self, state: ShardState, out: Outbox) -> None:
         self.state = state
         self.out = out
+        # the process's: routers (went down, came up), for its bus (Bus.peer_down)
+        self.on_down: Callable[[frozenset[int], frozenset[int]], None] | None = None
 
     def on_subscribe(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, entries = env.Subscribe._make(e)
@@ -107,7 +118,10 @@ class Subscriptions:
         self, conn: int, packet_id: int, ack: env.SendSuback | env.SendUnsuback
     ) -> None:
         routers = self.state.limits.routers
-        self.state.awaiting_router[conn, packet_id] = (ack, set(range(routers)))
+        waiting = set(range(routers))
+        if self.state.routers_down:
+            waiting -= self.state.routers_down
+        self.state.awaiting_router[conn, packet_id] = (ack, waiting)
         if routers > 1:
             self.out.hold_for_answers(conn)
 
@@ -183,6 +197,8 @@ class Subscriptions:
         order on every router's pipe."""
         state, out = self.state, self.out
         router = env.RouterUp._make(e).router
+        if router in state.routers_down:  # it is back (a restart on a returning node)
+            state.routers_down = state.routers_down - {router}
         for session in state.sessions.values():
             conn = session.conn
             session.announced = conn is not None and bool(session.subscriptions)
@@ -204,6 +220,30 @@ class Subscriptions:
         for (conn, packet_id), (ack, _routers) in list(state.awaiting_router.items()):
             if self._answered(conn, packet_id, router):
                 self._send_ack_anyway(ack)
+
+    def on_routers_live(self, e: Wire, now: float) -> None:
+        """This node's supervisor says which routers are live (a cluster,
+        flockmq/app/routers_live.py). A router gone down answers for every
+        SUB/UNSUB waiting for it (it cannot: it is gone, and it re-takes the
+        subscriptions when it is back); one back up without a restart (a cut
+        link) re-takes them now, as a restarted one does."""
+        state = self.state
+        routers = state.limits.routers
+        live = env.check_routers_live(e, routers)
+        down = frozenset(range(routers)) - live
+        if down == state.routers_down:
+            return
+        went_down, came_up = down - state.routers_down, state.routers_down - down
+        state.routers_down = down
+        if self.on_down is not None:
+            self.on_down(went_down, came_up)
+        for router in sorted(went_down):
+            state.counters["routers_declared_down"] += 1
+            for (conn, packet_id), (ack, waiting) in list(state.awaiting_router.items()):
+                if router in waiting and self._answered(conn, packet_id, router):
+                    self._send_ack_anyway(ack)
+        for router in sorted(came_up):
+            self.on_router_up(env.RouterUp(Kind.ROUTER_UP, 0, router), now)
 
     def _send_ack_anyway(self, ack: env.SendSuback | env.SendUnsuback) -> None:
         """An answer a restarted router took with its resync: sent to the

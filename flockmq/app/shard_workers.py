@@ -17,6 +17,8 @@ the supervisor's worker children accordingly.
   worker started for a shard that moved here binds its inboxes on this
   node's address, and a child (re)started later knows where each shard is
   now (it learns later moves from SHARD_AT, flockmq/shard_routes.py).
+- On every poll: which routers are live, to this node's workers and router
+  (flockmq/app/routers_live.py: on a change, and every second).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from flockmq.app.cluster_moves import ClusterMoves
+from flockmq.app.routers_live import RoutersLiveSender
 from flockmq.cluster import Cluster
 from flockmq.config import ConfigError
 
@@ -55,12 +58,16 @@ class ShardWorkers:
         except zmq.ZMQError as exc:  # before any child is spawned: exit 2, saying why
             endpoint = cluster.node(self.me).heartbeat_endpoint()
             raise ConfigError(f"cluster: cannot bind the heartbeat port {endpoint}: {exc}") from exc
+        self.routers_live = RoutersLiveSender()
 
     def poll(self) -> None:
         actions = self.moves.poll()
+        # after the placement is written: to the workers this node runs now
+        if actions:
+            self._write_placement()
+        self.routers_live.poll(self.supervisor.config, self.moves.membership.live)
         if not actions:
             return
-        self._write_placement()
         for shard in actions.stop:
             self._stop(shard)
         for shard in actions.start:
@@ -109,4 +116,5 @@ class ShardWorkers:
         os.replace(f"{path}.new", path)  # a child starting now reads one whole file
 
     def close(self) -> None:
+        self.routers_live.close()
         self.moves.close()

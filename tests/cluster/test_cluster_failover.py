@@ -44,6 +44,7 @@ SESSION_EXPIRY = 300
 BEFORE, DURING, AFTER = 10, 20, 10  # messages published around the kill
 WAIT = 120.0
 DELIVERY_WAIT = 30.0  # for the last acknowledged message to arrive
+PIPE_BYTES = 64 * 1024  # max_pipe_bytes of every node
 
 
 def write_cluster(path: Path, hosts: list[Host], dsn: str) -> Path:
@@ -85,7 +86,8 @@ def cluster(
         )
         cluster_file = write_cluster(tmp_path / "cluster.toml", hosts, dsn)
         base = tmp_path / "flockmq.toml"
-        base.write_text("allow_anonymous = true\n")
+        # small pipes: subscription churn towards a dead router would fill one
+        base.write_text(f"allow_anonymous = true\nmax_pipe_bytes = {PIPE_BYTES}\n")
         for host in hosts:
             node = ClusterNode(
                 tmp_path / host.name,
@@ -318,3 +320,86 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     assert sub.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"after"
     sub.disconnect()
     pub.disconnect()
+
+
+def churn(client: Client, rounds: int, filters: int, length: int) -> int:
+    """SUBSCRIBE then UNSUBSCRIBE `filters` filters of `length` bytes,
+    `rounds` times, each answered (SUBACK, UNSUBACK) or the test fails; the
+    bytes of filters sent (each one twice: to subscribe, to unsubscribe)."""
+    unsubacks: queue.Queue[int] = queue.Queue()
+    client.paho.on_unsubscribe = lambda c, u, mid, rcs, props: unsubacks.put(mid)
+    sent = 0
+    for r in range(rounds):
+        names = [f"churn/{r}/{i}/".ljust(length, "x") for i in range(filters)]
+        result, _ = client.paho.subscribe([(name, 0) for name in names])
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        assert len(client.subacks.get(timeout=DELIVERY_WAIT)) == filters, f"SUBACK {r}"
+        result, _ = client.paho.unsubscribe(names)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        unsubacks.get(timeout=DELIVERY_WAIT)  # queue.Empty: no UNSUBACK
+        sent += 2 * filters * length
+    return sent
+
+
+@pytest.mark.timeout(400)
+def test_after_a_kill_new_subscriptions_are_answered_churn_does_not_stall_and_the_node_resyncs(
+    cluster: tuple[list[Host], list[ClusterNode], str],
+) -> None:
+    """C is killed (-9): its router is gone. On the survivors a new
+    SUBSCRIBE gets its SUBACK (not waiting for C's router) and receives
+    what another survivor publishes; subscription churn well past
+    max_pipe_bytes does not stall them (nothing queues towards C); a QoS 1
+    round trip still completes. C comes back: its router holds the
+    subscriptions made while it was dead (a publish through C reaches
+    them) and the retained message set meanwhile (a subscriber through C
+    gets it)."""
+    hosts, (a, b, c), _ = cluster
+    victim_shards = sorted(i for role, i in c.roles if role == "worker")
+    a_shard = min(i for role, i in a.roles if role == "worker")
+    b_shard = min(i for role, i in b.roles if role == "worker")
+    topic, retained = unique("dead"), unique("kept")
+    for pid in hosts[2].pids():
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: served_through(a, victim_shards), WAIT, "C's shards served through A")
+    print(
+        f"\nkill -9 of node {c.node}: its shards served again after"
+        f" {time.monotonic() - killed:.2f} s"
+    )
+
+    sub = Client(a.port, client_on_shard("late", a_shard, SHARDS), host=a.host)
+    sub.connect()
+    assert sub.subscribe(topic, 1)[0] == 1  # the SUBACK, without C's router
+    pub = Client(b.port, client_on_shard("pub", b_shard, SHARDS), host=b.host)
+    pub.connect()
+    pub.publish(topic, b"while dead", 1)
+    assert sub.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"while dead"
+    pub.publish(retained, b"set while dead", 1, retain=True)
+
+    churner = Client(a.port, client_on_shard("churn", a_shard, SHARDS), host=a.host)
+    churner.connect()
+    started = time.monotonic()
+    sent = churn(churner, rounds=8, filters=40, length=256)
+    assert sent > 2 * PIPE_BYTES
+    print(f"churn: {sent} bytes of filters in {time.monotonic() - started:.2f} s")
+    churner.subscribe(topic + "/rt", 1)  # a QoS 1 round trip on the churned shard
+    churner.publish(topic + "/rt", b"round trip", 1)
+    assert churner.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"round trip"
+
+    c.launch()
+    back = time.monotonic()
+    wait_serving([a, b, c], SHARDS, timeout=WAIT)
+    print(
+        f"node {c.node} back: every shard served through every node after"
+        f" {time.monotonic() - back:.2f} s"
+    )
+    through_c = Client(c.port, client_on_shard("pubc", b_shard, SHARDS), host=c.host)
+    through_c.connect()
+    through_c.publish(topic, b"through the returned node", 1)
+    assert sub.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"through the returned node"
+    late = Client(c.port, client_on_shard("retc", a_shard, SHARDS), host=c.host)
+    late.connect()
+    late.subscribe(retained, 1)
+    assert late.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"set while dead"
+    for client in (sub, pub, churner, through_c, late):
+        client.disconnect()

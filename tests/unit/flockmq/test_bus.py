@@ -324,3 +324,39 @@ def test_a_closed_alone_waits_at_most_closed_linger(
     a.bus.send("b", opaque(Kind.CLOSED, "gone"))
     run_until(loop, lambda: len(b.got) == 1)
     assert 0.09 <= loop.time() - start < 0.5
+
+
+def test_a_peer_marked_down_is_sent_nothing_and_a_frame_from_it_brings_it_back(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    """A cluster's router on a dead node (peer_down): its full pipe and
+    backlog are dropped, so this process is no longer congested, and what
+    is sent to it meanwhile is dropped; a frame from it (back) ends that."""
+    a, b = pair(loop, tmp_path, receiver_pausable=True)
+    b.bus.pause_reading("test")  # b reads nothing: as good as dead
+    for i in range(20):
+        a.bus.send("b", opaque(7, i, BIG))
+    run_until(loop, lambda: a.bus.congested)
+    decongested: list[bool] = []
+    a.bus.on_decongested = lambda: decongested.append(True)
+    a.bus.peer_down("b")
+    assert not a.bus.congested and a.bus.backlog_bytes == 0 and a.bus.in_flight["b"] == 0
+    assert decongested == [True] and a.bus.dropped_frames > 0
+    dropped = a.bus.dropped_frames
+    for i in range(20):
+        a.bus.send("b", opaque(7, 100 + i, BIG))
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert not a.bus.congested and a.bus.in_flight["b"] == 0
+    assert a.bus.dropped_frames > dropped
+    # b comes back: its next incarnation's first frame
+    push: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
+    push.connect(endpoint(tmp_path, "a"))
+    push.send(msgpack.packb([FRAME_VERSION, 2, 1, 0, [[8, "up"]]]))
+    run_until(loop, lambda: [8, "up"] in a.got)
+    assert "b" not in a.bus.down
+    b.bus.resume_reading("test")
+    a.bus.send("b", opaque(7, 999))
+    run_until(loop, lambda: any(e[1] == 999 for e in b.got))
+    # nothing queued for it while it was down reached it (the socket was remade)
+    assert not any(100 <= e[1] < 120 for e in b.got)
+    push.close(0)

@@ -87,6 +87,7 @@ SAMPLES: list[env.Envelope] = [
     env.AuthReply(Kind.AUTH_REPLY, 4, [1, 0], None),
     env.Heartbeat(Kind.HEARTBEAT, "a", 1733240000123, "host:0a1b2c3d4e5f"),
     env.ShardAt(Kind.SHARD_AT, 63, 2, 7),
+    env.RoutersLive(Kind.ROUTERS_LIVE, [0, 2]),
 ]
 
 

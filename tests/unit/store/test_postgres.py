@@ -312,3 +312,29 @@ def test_a_transaction_that_loses_a_deadlock_is_retried_whole(
         }
     finally:
         store.close()
+
+
+def test_writer_connections_set_the_servers_keepalives(postgres_dsn: str) -> None:
+    """A dead host's in-flight commit holds its shard's fence row until the
+    server ends its session: within seconds (SERVER_KEEPALIVES), not the
+    kernel's two hours; a -c of the DSN's own options still wins."""
+    with open_store("postgres", "", "power", dsn=postgres_dsn) as s:
+        w = s.writer()
+        w.apply([PutRetained("t", b"x", 0, None)])
+        assert isinstance(w, pg.PostgresWriter) and w._conn is not None
+        shown = {name: w._conn.execute(f"SHOW {name}").fetchone() for name in pg.SERVER_KEEPALIVES}
+        w.close()
+    assert shown == {
+        "tcp_keepalives_idle": ("4",),
+        "tcp_keepalives_interval": ("2",),
+        "tcp_keepalives_count": ("3",),
+        "tcp_user_timeout": ("10000",),
+    }
+    theirs = postgres_dsn + " options='-c tcp_keepalives_count=7'"
+    with open_store("postgres", "", "power", dsn=theirs) as s:
+        w = s.writer()
+        w.apply([PutRetained("u", b"x", 0, None)])
+        assert isinstance(w, pg.PostgresWriter) and w._conn is not None
+        count = w._conn.execute("SHOW tcp_keepalives_count").fetchone()
+        w.close()
+    assert count == ("7",)

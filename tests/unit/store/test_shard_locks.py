@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from flockmq.shard_plan import plan_shards
-from flockmq.store.shard_locks import NAMESPACE, SERVER_KEEPALIVES, LocksLost, ShardLocks
+from flockmq.store.postgres import SERVER_KEEPALIVES
+from flockmq.store.shard_locks import NAMESPACE, LocksLost, ShardLocks
 from flockmq.workers.serving_broker import lock_node, may_take, must_yield
 from tests.postgres import PostgresServer
 

@@ -6,6 +6,8 @@ after its SUBSCRIBED wait behind the SUBACK."""
 
 from __future__ import annotations
 
+import pytest
+
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, make_conn_id
 from tests.unit.wire import kind_of
@@ -113,3 +115,46 @@ def test_a_will_goes_through_its_connections_router() -> None:
     per = h.shard.out.split_to_router()
     assert [kind_of(e) for e in per[1]] == [Kind.ROUTE]
     assert per[0] == [] and h.shard.out.pinned == {}
+
+
+def test_a_router_declared_down_is_not_waited_for_and_resynced_when_live_again() -> None:
+    """A cluster's router on a dead node (ROUTERS_LIVE from the supervisor):
+    a SUBACK already waiting for it goes on the live router's answer, a new
+    one waits for the live router only; the bus is told (Bus.peer_down);
+    declared live again, it re-takes every subscription."""
+    h = connected()
+    told: list[tuple[frozenset[int], frozenset[int]]] = []
+    h.shard.subscriptions.on_down = lambda down, up: told.append((down, up))
+    subscribe(h, 1, "t")
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
+    assert h.take() == ([], [])  # router 1 has not answered
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now)
+    assert [kind_of(e) for e in h.take()[1]] == [Kind.SEND_SUBACK]
+    assert told == [(frozenset({1}), frozenset())]
+    subscribe(h, 2, "u")  # after the death: router 0's answer is enough
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 2, [0], 0], h.now)
+    assert [(kind_of(e), e[2]) for e in h.take()[1]] == [(Kind.SEND_SUBACK, 2)]
+    assert h.shard.state.awaiting_router == {} and h.shard.out.behind_answers == {}
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now)  # the periodic repeat: nothing new
+    assert h.take() == ([], []) and len(told) == 1
+    h.shard.handle([Kind.ROUTERS_LIVE, [0, 1]], h.now)
+    assert told[-1] == (frozenset(), frozenset({1}))
+    per = h.shard.out.split_to_router()
+    subs = [e for e in per[1] if kind_of(e) == Kind.SUB]
+    assert [sorted(entry[0] for entry in env.Sub._make(e).entries) for e in subs] == [["t", "u"]]
+    assert kind_of(per[1][-1]) == Kind.SYNCED
+    subscribe(h, 3, "v")  # both routers live again: both answers awaited
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 3, [0], 0], h.now)
+    assert h.take() == ([], [])
+
+
+def test_a_malformed_routers_live_is_refused_and_changes_nothing() -> None:
+    """It raises (the runtime isolates and counts it: flockmq/isolation.py)."""
+    h = connected()
+    for bad in ([0, 7], [-1], "01", [0, 1, 1]):
+        with pytest.raises((ValueError, TypeError)):
+            h.shard.handle([Kind.ROUTERS_LIVE, bad], h.now)
+    assert h.shard.state.routers_down == frozenset()
