@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil
-from loadgen import broker_memory
+from loadgen import broker_memory, cluster_rows
 from loadgen.brokers import PLAIN, BrokerError, BrokerProcess, Security, find_mosquitto
 from loadgen.credentials import (
     PasswordFiles,
@@ -717,11 +717,49 @@ def run_bus_bench(quick: bool) -> dict[str, Any] | None:
         return None
 
 
+def cluster_unavailable() -> str | None:
+    """Why the cluster row cannot run here, or None (scripts/bench_cluster.py)."""
+    try:
+        import bench_cluster
+    except ImportError as error:  # its test helpers need the [dev] extras
+        return f"scripts/bench_cluster.py cannot be imported ({error})"
+    return bench_cluster.unavailable()
+
+
+def run_cluster(plan: cluster_rows.Plan, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """The cluster row, measured by scripts/bench_cluster.py, printed; the
+    raw file's "cluster" entry and True if a run failed or broke a QoS
+    guarantee. A skipped row is recorded with its reason."""
+    if not plan.run:
+        return {"skipped": plan.skipped or "not in --only"}, False
+    import bench_cluster
+
+    from tests.cluster.netns import NetnsError
+
+    print(f"\n{cluster_rows.WHAT}", flush=True)
+    counts = list(cluster_rows.HOSTS)
+    try:
+        results, broken = bench_cluster.measure(counts, args.runs, args.quick)
+    except NetnsError as error:
+        print(f"bench: cluster row failed: {error}", file=sys.stderr)
+        return {"error": str(error)}, True
+    bench_cluster.print_table(results, counts)
+    print(
+        f"medians of {args.runs} run(s) per cell; the hosts share this machine's"
+        f" {os.cpu_count()} cores: a hop's overhead, not scaling"
+    )
+    return {"what": cluster_rows.WHAT, "runs": cluster_rows.records(results)}, broken
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="flockmq vs Mosquitto benchmark")
     parser.add_argument("--runs", type=int, default=3, help="rounds per row and broker")
     parser.add_argument("--quick", action="store_true", help="small counts, 1 run")
-    parser.add_argument("--only", default="", help=f"rows, comma-separated: {row_names()}")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"rows, comma-separated: {row_names()}, {cluster_rows.NAME} (root: namespaces)",
+    )
     parser.add_argument("--chart", default="build/bench/bench.png", help="PNG of the table")
     parser.add_argument("--raw", default="build/bench/bench-runs.json", help="every run, JSON")
     parser.add_argument("--duration-limit", type=float, default=60.0, help="seconds per run")
@@ -786,13 +824,19 @@ def run_rows(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
-    unknown = wanted - {r.name for r in ROWS}
+    unknown = wanted - {r.name for r in ROWS} - {cluster_rows.NAME}
     if unknown:
-        print(f"bench: unknown row(s) {sorted(unknown)}; rows: {row_names()}", file=sys.stderr)
+        print(
+            f"bench: unknown row(s) {sorted(unknown)}; rows: {row_names()}, {cluster_rows.NAME}",
+            file=sys.stderr,
+        )
         return 2
     rows = [r for r in ROWS if not wanted or r.name in wanted]
-    mosquitto = None if args.no_mosquitto else find_mosquitto()
-    if mosquitto is None:
+    cluster_plan = cluster_rows.plan(wanted, cluster_unavailable())
+    if cluster_plan.skipped:
+        print(f"bench: {cluster_plan.skipped}", file=sys.stderr)
+    mosquitto = None if args.no_mosquitto or not rows else find_mosquitto()
+    if mosquitto is None and rows:
         print("bench: no mosquitto; measuring flockmq only", file=sys.stderr)
 
     secrets = None
@@ -803,15 +847,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: no certificates ({error}); TLS rows fail", file=sys.stderr)
     started = time.time()
     try:
-        records = run_rows(rows, args, mosquitto, secrets)
+        records = run_rows(rows, args, mosquitto, secrets) if rows else []
     finally:
         if secrets is not None:
             secrets.remove()
     lines = summarize(rows, records)
-    print()
-    print_table(lines)
-    codec = None if args.no_codec else run_codec_bench(args.quick)
-    bus = None if args.no_codec else run_bus_bench(args.quick)
+    if rows:
+        print()
+        print_table(lines)
+    cluster, cluster_broken = run_cluster(cluster_plan, args)
+    codec = None if args.no_codec or not rows else run_codec_bench(args.quick)
+    bus = None if args.no_codec or not rows else run_bus_bench(args.quick)
     raw = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
@@ -823,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         "durability_costs": durability_costs(lines),
         "codec": codec,
         "bus": bus,
+        "cluster": cluster,
     }
     raw_path = Path(args.raw)
     raw_path.parent.mkdir(parents=True, exist_ok=True)
@@ -831,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart and draw_chart(Path(args.chart), lines):
         print(f"chart: {args.chart}")
     broken = any(r.get("exit_code") or r["result"] is None for r in records)
-    return 1 if broken else 0
+    return 1 if broken or cluster_broken else 0
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.cluster.netns import Host, NetnsUnavailable, Network  # noqa: E402
+from tests.cluster.netns import unavailable as netns_unavailable  # noqa: E402
 from tests.cluster.nodes import ClusterNode, wait_serving, write_cluster_file  # noqa: E402
-from tests.postgres import PostgresServer, start_server  # noqa: E402
+from tests.postgres import PostgresServer, find_bindir, start_server  # noqa: E402
 
 SHARDS = 6
 LOADTEST = ROOT / "scripts" / "loadtest.py"
@@ -71,6 +72,17 @@ ROWS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("--count", "1000"),
     ),
 )
+
+
+def unavailable() -> str | None:
+    """Why the cluster rows cannot run here (no namespaces, no PostgreSQL), or None."""
+    why = netns_unavailable()
+    if why is not None:
+        return why
+    bindir = find_bindir()
+    if bindir is None or not (Path(bindir) / "initdb").exists():
+        return "PostgreSQL is not installed (no initdb): `make test-tools` installs it"
+    return None
 
 
 def start_cluster(
@@ -126,22 +138,19 @@ def run_row(nodes: list[ClusterNode], args: tuple[str, ...], limit: float) -> di
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", default="1,2,3", help="host counts to run, e.g. 1,3")
-    parser.add_argument("--runs", type=int, default=1, help="runs per row and host count")
-    parser.add_argument("--quick", action="store_true", help="fewer messages")
-    parser.add_argument("--duration-limit", type=float, default=60.0)
-    options = parser.parse_args()
-    counts = [int(n) for n in options.hosts.split(",")]
-    try:
-        network = Network.create()
-    except NetnsUnavailable as exc:
-        print(f"bench_cluster: network namespaces are not available: {exc}", file=sys.stderr)
-        return 2
+Results = dict[tuple[str, int], list[dict[str, Any]]]
+
+
+def measure(counts: list[int], runs: int, quick: bool) -> tuple[Results, bool]:
+    """Every row on clusters of each of `counts` hosts: the results by (row,
+    hosts), and True if a run broke a QoS guarantee or failed. Raises
+    NetnsUnavailable where namespaces cannot be made (scripts/bench.py calls
+    this too)."""
+    network = Network.create()
     postgres = start_server()
-    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    results: Results = {}
     broken = False
+    options = argparse.Namespace(runs=runs, quick=quick)
     try:
         postgres.listen_also(network.host_address, str(network.subnet))
         with tempfile.TemporaryDirectory(prefix="flockmq-bench-cluster-") as tmp:
@@ -150,6 +159,25 @@ def main() -> int:
     finally:
         postgres.stop()
         network.remove()
+    return results, broken
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", default="1,2,3", help="host counts to run, e.g. 1,3")
+    parser.add_argument("--runs", type=int, default=1, help="runs per row and host count")
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    options = parser.parse_args()
+    counts = [int(n) for n in options.hosts.split(",")]
+    why = unavailable()
+    if why is not None:
+        print(f"bench_cluster: cannot run: {why}", file=sys.stderr)
+        return 2
+    try:
+        results, broken = measure(counts, options.runs, options.quick)
+    except NetnsUnavailable as exc:
+        print(f"bench_cluster: network namespaces are not available: {exc}", file=sys.stderr)
+        return 2
     print_table(results, counts)
     return 1 if broken else 0
 
@@ -160,7 +188,7 @@ def bench_hosts(
     count: int,
     tmp: Path,
     options: argparse.Namespace,
-    results: dict[tuple[str, int], list[dict[str, Any]]],
+    results: Results,
 ) -> bool:
     """Every row on a cluster of `count` hosts; True if a run broke a QoS guarantee."""
     broken = False
@@ -199,7 +227,7 @@ def describe(result: dict[str, Any]) -> str:
     )
 
 
-def print_table(results: dict[tuple[str, int], list[dict[str, Any]]], counts: list[int]) -> None:
+def print_table(results: Results, counts: list[int]) -> None:
     print("\n| row | " + " | ".join(f"{n} host{'s' if n > 1 else ''}" for n in counts) + " |")
     print("| --- |" + " --- |" * len(counts))
     for name, _args, _quick in ROWS:

@@ -183,3 +183,129 @@ def _human(value: float) -> str:
     if value >= 1e3:
         return f"{value / 1e3:.0f}k"
     return f"{value:.0f}"
+
+
+# The cluster case (issue 14). Per host, a cluster node is the single-host
+# model above (its acceptors, its router, its workers on its C cores); a
+# message that crosses hosts also pays the hop, measured by make bench's
+# cluster row (scripts/bench_cluster.py: 1, 2 and 3 hosts that are network
+# namespaces of the bench machine, publishers on the first host and
+# subscribers on the last, so on 2 or 3 hosts every delivery crosses).
+#
+# The hop's cost per delivery: the bench machine's CPU time per delivery
+# (its cores / deliveries per second: the row keeps every core busy, an
+# assumption) on 2 or 3 hosts minus on 1, the larger of the two. Runs of
+# one cell differ by up to 2x on the shared 2-core machine, so the
+# difference is compared with the noise band (the 1-host runs' spread,
+# NOISE of the cost with fewer than 2 runs): within it, the hop is not
+# resolved, and the model gives both the measured difference (0 if
+# negative) and the upper bound the runs do not rule out (difference +
+# noise band). With uniform placement a fraction (n-1)/n of the deliveries
+# crosses, and the hop's CPU is assumed to spread over a host's processes
+# as their own work does:
+#
+#     cluster(n, C) = n * best_split(C).rate * T / (T + (n-1)/n * H)
+#
+# T: the row's CPU per delivery (R + A + W), H: the hop's. A veth pair is
+# cheaper than a network: a real hop adds the network's latency (not
+# throughput, while the links are not full).
+
+CLUSTER_ROWS = {"pairs-q1": "pairs-q1", "fanout-q0": "fanout-q0"}  # cluster row -> model row
+HOSTS = (1, 2, 4, 8)
+CLUSTER_CORES = (8, 16)
+NOISE = 0.5  # relative spread assumed with fewer than 2 runs (README: up to 2x)
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One row's cost of crossing hosts, µs of the bench machine's CPU per delivery."""
+
+    row: str
+    base: float  # 1 host
+    crossed: dict[int, float]  # hosts (2, 3) -> cost per delivery
+    noise: float  # the noise band around `base`
+
+    @property
+    def extra(self) -> float:
+        """The measured difference (may be negative): the larger of the host counts'."""
+        return max(cost - self.base for cost in self.crossed.values())
+
+    @property
+    def within_noise(self) -> bool:
+        return abs(self.extra) <= self.noise
+
+    @property
+    def used(self) -> float:
+        return max(0.0, self.extra)
+
+    @property
+    def upper(self) -> float:
+        return self.used + self.noise if self.within_noise else self.used
+
+
+def per_delivery(rates: Sequence[float], cores: int) -> float:
+    """µs of `cores` busy cores per delivery at the runs' median rate."""
+    return cores * 1e6 / statistics.median(rates)
+
+
+def spread(rates: Sequence[float]) -> float:
+    """The runs' relative spread ((max - min) / median); NOISE for one run."""
+    if len(rates) < 2:
+        return NOISE
+    return (max(rates) - min(rates)) / statistics.median(rates)
+
+
+def hop_of(row: str, rates: dict[int, list[float]], cores: int) -> Hop | None:
+    """`rates`: hosts -> the runs' deliveries/s. None without the 1-host
+    runs or without any of more hosts."""
+    base_runs = rates.get(1) or []
+    crossed = {n: per_delivery(r, cores) for n, r in sorted(rates.items()) if n > 1 and r}
+    if not base_runs or not crossed:
+        return None
+    base = per_delivery(base_runs, cores)
+    return Hop(row, base, crossed, spread(base_runs) * base)
+
+
+def cluster_rate(inputs: Inputs, hop: float, hosts: int, cores: int) -> float:
+    """Deliveries/s of `hosts` hosts of `cores` cores each, a hop costing
+    `hop` µs per delivery that crosses, placement uniform."""
+    crossing = (hosts - 1) / hosts
+    per_host = best_split(inputs, cores).rate
+    total = inputs.total
+    return hosts * per_host * (total / (total + crossing * hop) if total else 1.0)
+
+
+def cluster_table(
+    pairs: Sequence[tuple[Inputs, Hop]],
+    hosts: Sequence[int] = HOSTS,
+    cores: Sequence[int] = CLUSTER_CORES,
+) -> str:
+    """The hops measured, then n hosts of C cores: hop as measured / at its upper bound."""
+    counts = sorted({n for _i, h in pairs for n in h.crossed})
+    lines = [
+        "| row | 1 host µs/delivery | "
+        + " | ".join(f"{n} hosts" for n in counts)
+        + " | hop H µs | noise ± µs | model uses |",
+        "| --- | ---: |" + " ---: |" * len(counts) + " ---: | ---: | --- |",
+    ]
+    for _inputs, h in pairs:
+        costs = " | ".join(f"{h.crossed[n]:.1f}" if n in h.crossed else "-" for n in counts)
+        uses = (
+            f"{h.used:.1f} (within noise; upper bound {h.upper:.1f})"
+            if h.within_noise
+            else f"{h.used:.1f}"
+        )
+        lines.append(
+            f"| {h.row} | {h.base:.1f} | {costs} | {h.extra:+.1f} | {h.noise:.1f} | {uses} |"
+        )
+    header = [f"{n} x {c} cores" for n in hosts for c in cores]
+    lines += ["", "| row | " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(header)]
+    for inputs, h in pairs:
+        cells = []
+        for n in hosts:
+            for c in cores:
+                low = cluster_rate(inputs, h.upper, n, c)
+                high = cluster_rate(inputs, h.used, n, c)
+                cells.append(_human(high) if low == high else f"{_human(high)} / {_human(low)}")
+        lines.append(f"| {inputs.row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
