@@ -5,6 +5,9 @@ starts one per machine.
 - `write_cluster_file` writes the cluster file of the hosts (node i is
   host i, on its address; port 1883 and bus ports from 15550 on every host:
   addresses differ, so nothing collides).
+- `running_cluster` makes the hosts, a database and the cluster file, starts
+  one node per host, waits until every shard is served, and removes it all
+  afterwards (the tests' fixtures; skips without namespaces).
 - `client_on_shard` makes a client id whose session lives on a given shard.
 - `ClusterNode` is tests/e2e/broker.py's Broker started the cluster way
   (inside its host's namespace: `command_prefix`): ready when the node's own
@@ -15,11 +18,14 @@ starts one per machine.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import pytest
 
 from flockmq.app.probe import mqtt_ready
 from flockmq.app.proctitle import role_of
@@ -27,18 +33,24 @@ from flockmq.cluster import load_cluster
 from flockmq.sharding import shard_of
 from tests.e2e.broker import FLOCKMQ, Broker
 from tests.e2e.clients import unique, wait_for
+from tests.postgres import PostgresServer
 
-from .netns import Host
+from .netns import Host, NetnsUnavailable, Network
 
 PORT = 1883
 BUS_PORT = 15550
 
 
 def write_cluster_file(
-    path: Path, hosts: tuple[Host, ...], shards: int, dsn: str, acceptors: tuple[int, ...]
+    path: Path,
+    hosts: tuple[Host, ...],
+    shards: int,
+    dsn: str,
+    acceptors: tuple[int, ...],
+    settings: tuple[str, ...] = (),
 ) -> Path:
-    """`acceptors`: per host."""
-    lines = [f"shards = {shards}", f'postgres_dsn = "{dsn}"']
+    """`acceptors`: per host; `settings`: more top-level lines (heartbeats)."""
+    lines = [f"shards = {shards}", f'postgres_dsn = "{dsn}"', *settings]
     for host, count in zip(hosts, acceptors, strict=True):
         lines += [
             "[[nodes]]",
@@ -129,3 +141,60 @@ def wait_serving(nodes: list[ClusterNode], shards: int, timeout: float = 60.0) -
                 timeout,
                 f"shard {shard} served through node {node.node}",
             )
+
+
+@contextlib.contextmanager
+def running_cluster(
+    network: Network,
+    postgres: PostgresServer,
+    tmp: Path,
+    acceptors: dict[str, int],
+    *,
+    shards: int,
+    base_config: str,
+    settings: tuple[str, ...] = (),
+    timeout: float = 60.0,
+) -> Iterator[tuple[list[Host], list[ClusterNode], str]]:
+    """A cluster of one node per host (hosts, nodes, DSN): `acceptors` names
+    the hosts and gives each node's acceptor count; its nodes are
+    configured by `base_config` (what the cluster file leaves open), serving
+    every shard; stopped, its hosts and database removed afterwards. Skips
+    the test where network namespaces cannot be made."""
+    hosts: list[Host] = []
+    started: list[ClusterNode] = []
+    database = postgres.create_database()
+    try:
+        for name in acceptors:
+            try:
+                hosts.append(network.add_host(name))
+            except NetnsUnavailable as exc:
+                pytest.skip(f"network namespaces are not available: {exc}")
+        dsn = f"host={network.host_address} port={postgres.port} user=postgres dbname={database}"
+        cluster_file = write_cluster_file(
+            tmp / "cluster.toml",
+            tuple(hosts),
+            shards,
+            dsn,
+            tuple(acceptors.values()),
+            settings,
+        )
+        base = tmp / "flockmq.toml"
+        base.write_text(base_config)
+        for host in hosts:
+            node = ClusterNode(
+                tmp / host.name,
+                command_prefix=host.command(),
+                cluster_file=cluster_file,
+                node=host.name,
+                base_config=base,
+            )
+            started.append(node)
+            node.launch()
+        wait_serving(started, shards, timeout)
+        yield hosts, started, dsn
+    finally:
+        for node in started:
+            node.stop()
+        for host in hosts:
+            network.remove_host(host.name)
+        postgres.drop_database(database)

@@ -35,8 +35,8 @@ from flockmq.app.probe import mqtt_ready
 from tests.e2e.clients import Client, unique, wait_for
 from tests.postgres import PostgresServer
 
-from .netns import Host, NetnsUnavailable, Network
-from .nodes import BUS_PORT, PORT, ClusterNode, client_on_shard, wait_serving
+from .netns import Host, Network
+from .nodes import ClusterNode, client_on_shard, running_cluster, wait_serving
 
 SHARDS = 6
 INTERVAL, TIMEOUT = 0.5, 2.0  # heartbeats: a dead node is declared so after 2 s
@@ -47,65 +47,25 @@ DELIVERY_WAIT = 30.0  # for the last acknowledged message to arrive
 PIPE_BYTES = 64 * 1024  # max_pipe_bytes of every node
 
 
-def write_cluster(path: Path, hosts: list[Host], dsn: str) -> Path:
-    lines = [
-        f"shards = {SHARDS}",
-        f'postgres_dsn = "{dsn}"',
-        f"heartbeat_interval = {INTERVAL}",
-        f"heartbeat_timeout = {TIMEOUT}",
-    ]
-    for host in hosts:
-        lines += [
-            "[[nodes]]",
-            f'name = "{host.name}"',
-            f'address = "{host.address}"',
-            f"port = {PORT}",
-            f"bus_port = {BUS_PORT}",
-            "acceptors = 1",
-        ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+# heartbeats: a dead node is declared so after TIMEOUT seconds
+SETTINGS = (f"heartbeat_interval = {INTERVAL}", f"heartbeat_timeout = {TIMEOUT}")
 
 
 @pytest.fixture
 def cluster(
     netns_network: Network, netns_postgres: PostgresServer, tmp_path: Path
 ) -> Iterator[tuple[list[Host], list[ClusterNode], str]]:
-    hosts: list[Host] = []
-    started: list[ClusterNode] = []
-    database = netns_postgres.create_database()
-    try:
-        for name in ("fa", "fb", "fc"):
-            try:
-                hosts.append(netns_network.add_host(name))
-            except NetnsUnavailable as exc:
-                pytest.skip(f"network namespaces are not available: {exc}")
-        dsn = (
-            f"host={netns_network.host_address} port={netns_postgres.port}"
-            f" user=postgres dbname={database}"
-        )
-        cluster_file = write_cluster(tmp_path / "cluster.toml", hosts, dsn)
-        base = tmp_path / "flockmq.toml"
+    with running_cluster(
+        netns_network,
+        netns_postgres,
+        tmp_path,
+        {"fa": 1, "fb": 1, "fc": 1},
+        shards=SHARDS,
         # small pipes: subscription churn towards a dead router would fill one
-        base.write_text(f"allow_anonymous = true\nmax_pipe_bytes = {PIPE_BYTES}\n")
-        for host in hosts:
-            node = ClusterNode(
-                tmp_path / host.name,
-                command_prefix=host.command(),
-                cluster_file=cluster_file,
-                node=host.name,
-                base_config=base,
-            )
-            started.append(node)
-            node.launch()
-        wait_serving(started, SHARDS)
-        yield hosts, started, dsn
-    finally:
-        for node in started:
-            node.stop()
-        for host in hosts:
-            netns_network.remove_host(host.name)
-        netns_postgres.drop_database(database)
+        base_config=f"allow_anonymous = true\nmax_pipe_bytes = {PIPE_BYTES}\n",
+        settings=SETTINGS,
+    ) as cluster:
+        yield cluster
 
 
 def subscriber(node: ClusterNode, client_id: str, topic: str) -> Client:

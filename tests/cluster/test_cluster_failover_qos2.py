@@ -40,9 +40,9 @@ from flockmq.app.probe import mqtt_ready
 from tests.e2e.clients import Client, unique, wait_for
 from tests.postgres import PostgresServer
 
-from .netns import Host, NetnsUnavailable, Network
-from .nodes import ClusterNode, client_on_shard, wait_serving
-from .test_cluster_failover import SHARDS, TIMEOUT, holders, served_through, write_cluster
+from .netns import Host, Network
+from .nodes import ClusterNode, client_on_shard, running_cluster, wait_serving
+from .test_cluster_failover import SETTINGS, SHARDS, TIMEOUT, holders, served_through
 
 SESSION_EXPIRY = 300
 BEFORE, AFTER = 5, 5  # messages of each publisher before the failure, after the recovery
@@ -77,41 +77,17 @@ class Cluster:
 def qos2_cluster(
     netns_network: Network, netns_postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("qos2")
-    hosts: list[Host] = []
-    started: list[ClusterNode] = []
-    database = netns_postgres.create_database()
-    try:
-        for name in ("qa", "qb", "qc"):
-            try:
-                hosts.append(netns_network.add_host(name))
-            except NetnsUnavailable as exc:
-                pytest.skip(f"network namespaces are not available: {exc}")
-        dsn = (
-            f"host={netns_network.host_address} port={netns_postgres.port}"
-            f" user=postgres dbname={database}"
-        )
-        cluster_file = write_cluster(tmp / "cluster.toml", hosts, dsn)
-        base = tmp / "flockmq.toml"
-        base.write_text("allow_anonymous = true\n")
-        for host in hosts:
-            node = ClusterNode(
-                tmp / host.name,
-                command_prefix=host.command(),
-                cluster_file=cluster_file,
-                node=host.name,
-                base_config=base,
-            )
-            started.append(node)
-            node.launch()
-        wait_serving(started, SHARDS, WAIT)
-        yield Cluster(hosts, started, dsn)
-    finally:
-        for node in started:
-            node.stop()
-        for host in hosts:
-            netns_network.remove_host(host.name)
-        netns_postgres.drop_database(database)
+    with running_cluster(
+        netns_network,
+        netns_postgres,
+        tmp_path_factory.mktemp("qos2"),
+        {"qa": 1, "qb": 1, "qc": 1},
+        shards=SHARDS,
+        base_config="allow_anonymous = true\n",
+        settings=SETTINGS,
+        timeout=WAIT,
+    ) as (hosts, nodes, dsn):
+        yield Cluster(hosts, nodes, dsn)
 
 
 @pytest.fixture

@@ -38,14 +38,14 @@ from flockmq.frontend.codec import (
 from tests.e2e.clients import Client, RawClient, connected, unique
 from tests.postgres import PostgresServer
 
-from .netns import Host, NetnsUnavailable, Network
-from .nodes import ClusterNode, client_on_shard, wait_serving, write_cluster_file
+from .netns import Network
+from .nodes import ClusterNode, client_on_shard, running_cluster
 
 SHARDS = 6
 # A has two: the acceptors' global numbers (A's 0 and 1, B's 2, C's 3) are
 # not acceptor % routers, so each publishes through its own node's router
 # only if the placement says so
-ACCEPTORS = (2, 1, 1)
+ACCEPTORS = {"ra": 2, "rb": 1, "rc": 1}  # each host's acceptors
 COUNT = 20  # messages per QoS
 SESSION_EXPIRY = 300
 SESSION_TAKEN_OVER = 0x8E
@@ -62,43 +62,16 @@ class Nodes:
 def nodes(
     netns_network: Network, netns_postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Nodes]:
-    tmp = tmp_path_factory.mktemp("cluster")
-    hosts: list[Host] = []
-    started: list[ClusterNode] = []
-    database = netns_postgres.create_database()
-    try:
-        for name in ("ra", "rb", "rc"):
-            try:
-                hosts.append(netns_network.add_host(name))
-            except NetnsUnavailable as exc:
-                pytest.skip(f"network namespaces are not available: {exc}")
-        dsn = (
-            f"host={netns_network.host_address} port={netns_postgres.port}"
-            f" user=postgres dbname={database}"
-        )
-        cluster_file = write_cluster_file(
-            tmp / "cluster.toml", tuple(hosts), SHARDS, dsn, ACCEPTORS
-        )
-        base = tmp / "flockmq.toml"  # not loopback: anonymous clients allowed on purpose
-        base.write_text("allow_anonymous = true\n")
-        for host in hosts:
-            node = ClusterNode(
-                tmp / host.name,
-                command_prefix=host.command(),
-                cluster_file=cluster_file,
-                node=host.name,
-                base_config=base,
-            )
-            started.append(node)
-            node.launch()
-        wait_serving(started, SHARDS)
+    with running_cluster(
+        netns_network,
+        netns_postgres,
+        tmp_path_factory.mktemp("cluster"),
+        ACCEPTORS,
+        shards=SHARDS,
+        # not loopback: anonymous clients allowed on purpose
+        base_config="allow_anonymous = true\n",
+    ) as (_hosts, started, _dsn):
         yield Nodes(*started)
-    finally:
-        for node in started:
-            node.stop()
-        for host in hosts:
-            netns_network.remove_host(host.name)
-        netns_postgres.drop_database(database)
 
 
 def test_qos_0_1_2_published_on_b_reach_a_and_c_once_and_in_order(nodes: Nodes) -> None:
