@@ -22,7 +22,7 @@ from flockmq.listeners import (
     check_listener,
     parse_listener,
 )
-from flockmq.placement import Placement, bus_port_count
+from flockmq.placement import Placement, bus_port_count, router_of
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -454,9 +454,7 @@ class Config:
     def router_of(self, acceptor: int) -> int:
         """The router acceptor `acceptor` sends its publishes (and fences) to:
         in a cluster its own node's, else acceptor % routers."""
-        if self.placement is not None:
-            return self.placement.router_of(acceptor)
-        return acceptor % self.routers
+        return router_of(acceptor, self.routers, self.acceptor_routers())
 
     def acceptor_routers(self) -> tuple[int, ...]:
         """router_of of every acceptor, in a cluster (a table for the router

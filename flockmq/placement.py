@@ -41,6 +41,15 @@ def bus_port_count(routers: int, workers: int, acceptors: int, auth: int = 0) ->
     return 2 * routers + 2 * workers + acceptors + auth
 
 
+def router_of(acceptor: int, routers: int, table: tuple[int, ...]) -> int:
+    """The router acceptor `acceptor` publishes through: its entry in
+    `table` in a cluster (Placement.acceptor_routers, its node's router),
+    else acceptor % routers. One rule for Config, the router and workers."""
+    if table and 0 <= acceptor < len(table):
+        return table[acceptor]
+    return acceptor % routers
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """The cluster's nodes (by index, in file order) and which runs what.
@@ -76,12 +85,8 @@ class Placement:
         """`tcp://` of the inbox at `offset` of the layout, on `node`."""
         return f"tcp://{self.addresses[node]}:{self.bus_ports[node] + offset}"
 
-    def router_of(self, acceptor: int) -> int:
-        """An acceptor publishes through its own node's router."""
-        return self.acceptor_nodes[acceptor]
-
     def acceptor_routers(self) -> tuple[int, ...]:
-        """router_of for every acceptor, as a table (workers/outbox.py, router/router.py)."""
+        """Each acceptor's router, as a table (`router_of`): its own node's."""
         return self.acceptor_nodes
 
     def routers_here(self) -> list[int]:

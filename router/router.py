@@ -49,6 +49,7 @@ from flockmq.message_expiry import (
     unpack_stored_props,
 )
 from flockmq.mqtt.topics import SYS_PREFIX, is_shared
+from flockmq.placement import router_of
 from flockmq.sizes import message_size
 from flockmq.store import DeleteRetained, ExpireRetained, Op, PutRetained, RetainedRecord
 
@@ -180,10 +181,7 @@ class Router:
 
     def router_of(self, acceptor: int) -> int:
         """The router of `acceptor` (Config.router_of)."""
-        table = self.acceptor_routers
-        if table and 0 <= acceptor < len(table):
-            return table[acceptor]
-        return acceptor % self.routers
+        return router_of(acceptor, self.routers, self.acceptor_routers)
 
     def load_retained(self, records: list[RetainedRecord]) -> None:
         for rec in records:

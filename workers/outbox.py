@@ -25,6 +25,7 @@ from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, Kind, acceptor_of
 from flockmq.message_expiry import pack_stored_props
 from flockmq.persistence import pack_blob
+from flockmq.placement import router_of
 from flockmq.store import Op, PutMessage, PutSession
 from flockmq.workers.session import OutMessage, Session
 
@@ -216,10 +217,7 @@ class Outbox:
 
     def router_of_acceptor(self, acceptor: int) -> int:
         """The router of `acceptor` (Config.router_of)."""
-        table = self.acceptor_routers
-        if table and 0 <= acceptor < len(table):
-            return table[acceptor]
-        return acceptor % self.routers
+        return router_of(acceptor, self.routers, self.acceptor_routers)
 
     def per_router(
         self, later: list[tuple[Destination, Envelope]]

@@ -105,7 +105,7 @@ def test_the_placement_puts_routers_acceptors_and_shards_on_their_nodes() -> Non
     assert placement.routers == 3
     # acceptors numbered globally, node 0's first; each publishes through its node's router
     assert placement.acceptor_nodes == (0, 1, 2, 2)
-    assert [placement.router_of(a) for a in range(4)] == [0, 1, 2, 2]
+    assert list(placement.acceptor_routers()) == [0, 1, 2, 2]
     assert placement.acceptors_here() == [2, 3]
     assert placement.routers_here() == [2]
     # every shard on exactly one node: the planner's target with all nodes live
