@@ -157,6 +157,8 @@ class Membership:
 
     def has_quorum(self) -> bool:
         """More than half the cluster's nodes are live in this node's view:
-        only then may it act against a node it believes dead (evict its
-        locks, store/shard_evict.py); a node cut off alone never does."""
+        then it may act against a node it believes dead (evict its locks,
+        store/shard_evict.py) at once; a node cut off alone never has one.
+        Without one, only a dead node's expired PostgreSQL lease allows it
+        (flockmq/dead_nodes.py)."""
         return 2 * len(self.live) > len(self.peers) + 1

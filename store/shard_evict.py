@@ -9,8 +9,11 @@ off its loop: it is a blocking round trip) when membership
 (flockmq/membership.py) declares a node dead (LEFT: its address and the
 broker id its heartbeats carried) or restarted (RESTARTED: the old
 incarnation's broker id only, never the address, which the new incarnation
-uses), and only while it has a quorum (`Membership.has_quorum`): a node
-cut off alone must not evict the others.
+uses), and only when flockmq/dead_nodes.py allows it: with a quorum
+(`Membership.has_quorum`), or once the dead node's liveness lease
+(store/node_leases.py) expired while the caller's own was just renewed. A
+node cut off alone must not evict the others: it has no quorum, and
+cannot renew its lease.
 
 Which sessions (backends of this database, never the caller's own):
 

@@ -111,7 +111,7 @@ def test_quorum_is_more_than_half_of_the_cluster_file() -> None:
     assert m.live == {"a"} and not m.has_quorum()
     two = Membership("a", ("a", "b"), INTERVAL, TIMEOUT, 0.0)
     two.tick(5.0)
-    assert not two.has_quorum()  # one of two is not a majority: PostgreSQL's keepalives decide
+    assert not two.has_quorum()  # one of two is not a majority: the leases decide (dead_nodes.py)
 
 
 def test_a_node_must_be_in_the_cluster_and_the_timeout_longer_than_the_interval() -> None:
