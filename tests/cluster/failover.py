@@ -112,7 +112,7 @@ def resume(node: ClusterNode, client_id: str) -> tuple[Client, float]:
         client = persistent_client(node, client_id)
         try:
             flags = client.connect()
-        except (AssertionError, OSError):
+        except (AssertionError, OSError, queue.Empty):  # refused, or no CONNACK yet
             client.paho.loop_stop()
             assert time.monotonic() < deadline, f"{client_id} never accepted by {node.node}"
             time.sleep(0.2)
