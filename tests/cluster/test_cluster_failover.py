@@ -40,6 +40,7 @@ from .failover import (
     WAIT,
     Publisher,
     check_acked_delivered,
+    collect,
     holders,
     resume,
     served_through,
@@ -145,8 +146,8 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     print(f"\nlink of node {c.node} down: its shards served again after {took:.2f} s")
     for seq in range(10):
         pub.publish(topic, str(seq).encode(), 1)  # each acknowledged (PUBACK) or the test fails
-    got = {int(m.payload) for m in sub.expect(10, timeout=DELIVERY_WAIT)}
-    assert got >= set(range(10))
+    # at least once: a publish retried on a shard that moved may come twice
+    assert collect(sub, set(range(10)), set()) >= set(range(10))
 
     hosts[2].link_up()
     up = time.monotonic()

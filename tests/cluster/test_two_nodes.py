@@ -167,6 +167,6 @@ def test_a_cut_off_node_is_evicted_by_the_other_and_rejoins_when_its_link_is_bac
     wait_for(lambda: locked_from(cluster, victim, pb.address), WAIT, "B's shards locked from B")
     print(f"link up: {b.node} holds its shards again after {time.monotonic() - up:.2f} s")
     pub.publish(topic, b"6", 1)  # to the sessions, back on B
-    assert collect(live, {6}, set()) == {6}
+    assert 6 in collect(live, {6}, set())
     for client in (live, resumed, pub):
         client.disconnect()
