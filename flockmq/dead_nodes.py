@@ -134,6 +134,17 @@ class DeadNodes:
             return "restarted"
         return ""  # renewed lately by the incarnation we lost: it reaches PostgreSQL
 
+    def expiring_in(self, round: LeaseRound) -> float | None:
+        """Seconds from `round` until the first lease of a pending node,
+        fresh in it, expires (by the server's clock): when asking again
+        may evict, rather than at the next interval."""
+        waits = [
+            self.timeout - lease.age
+            for node, _ in self.pending
+            if (lease := round.leases.get(node)) is not None and lease.age <= self.timeout
+        ]
+        return min(waits, default=None)
+
     def waiting(self) -> list[str]:
         """The nodes pending, for the log."""
         return sorted({node for node, _ in self.pending})

@@ -30,8 +30,10 @@ On a change of the live set:
   idempotent): no election needed.
 
 This node's lease (store/node_leases.py) is renewed every
-`heartbeat_interval`, and at once when a node dies while there is no
-quorum (so that the lease rule is asked without waiting an interval).
+`heartbeat_interval`, and sooner while a dead node waits for its lease
+without a quorum: at once when it dies, then as its lease expires by the
+last round's reading (so the lease rule is asked without waiting an
+interval).
 
 Evictions and lease renewals are blocking round trips to PostgreSQL: each
 kind runs on a thread of its own, one at a time, so `poll` never waits for
@@ -60,6 +62,11 @@ from flockmq.store.shard_evict import Eviction, evict_node
 log = logging.getLogger("flockmq.cluster")
 
 Evict = Callable[..., Eviction]  # evict_node's signature: (dsn, *, address, broker, silent_for)
+
+
+# after a lease's expiry (the round's age by the server's clock, counted
+# from when the answer arrived here: never early), the round that sees it
+LEASE_MARGIN = 0.02  # seconds
 
 
 class Leases(Protocol):
@@ -132,8 +139,13 @@ class ClusterMoves:
         for change in changes:
             self.dead.changed(change)
         quorum = self.membership.has_quorum()
-        for target in self.dead.due(quorum, self._lease_round(now), now):
+        round_ = self._lease_round(now)
+        for target in self.dead.due(quorum, round_, now):
             self._evict(target)
+        if round_ is not None and round_.renewed and not quorum:
+            expiring = self.dead.expiring_in(round_)
+            if expiring is not None:  # ask again as the lease expires, not an interval on
+                self._next_round = min(self._next_round, now + expiring + LEASE_MARGIN)
         if not quorum and self.dead.pending and any(c.kind != ChangeKind.JOINED for c in changes):
             self._next_round = min(self._next_round, now)  # ask the lease rule now
             log.warning(

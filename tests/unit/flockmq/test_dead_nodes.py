@@ -120,3 +120,10 @@ def test_several_dead_nodes_are_judged_each_by_its_own_lease() -> None:
     got = nodes.due(False, round_of(a=(1, 0.0), b=(7, 0.3), c=(3, 9.0)), NOW)
     assert [(t.node, t.why) for t in got] == [("c", "lease expired")]
     assert nodes.waiting() == ["b"]
+
+
+def test_the_next_look_is_due_as_the_first_fresh_lease_of_a_dead_node_expires() -> None:
+    nodes = dead(left("b"), left("c", 3))
+    assert nodes.expiring_in(round_of(a=(1, 0.0), b=(7, 0.5), c=(3, 1.5))) == TIMEOUT - 1.5
+    assert nodes.expiring_in(round_of(a=(1, 0.0))) is None  # no rows: nothing to wait for
+    assert dead().expiring_in(round_of(a=(1, 0.0), b=(7, 0.5))) is None  # nobody pending
