@@ -13,7 +13,12 @@ sessions, so its shard locks are free within a second instead of after
 the server's keepalives (about 10 s). A pending node is evicted when:
 
 - this node has a quorum (more than half the cluster's nodes live here,
-  `Membership.has_quorum`): a node cut off alone never has one; or
+  `Membership.has_quorum`) when membership reports the change: a node cut
+  off alone never has one. Only then: a quorum regained later (a node cut
+  off alone hears one of the others again) says nothing of the nodes it
+  has not heard yet since: they are likely alive, only not heard again
+  yet (measured: such a node evicted a healthy one in the cluster tests'
+  cut links, ending its shard locks); or
 - its liveness lease expired: every node's supervisor renews a row of
   `flockmq.node_leases` every heartbeat interval (renewed_at = the
   server's now()), and this node's latest round (its own renewal, then
@@ -91,6 +96,7 @@ class DeadNodes:
         self.timeout = heartbeat_timeout
         # (node, incarnation) -> what to evict of it once allowed
         self.pending: dict[tuple[str, int], Target] = {}
+        self._changed: set[tuple[str, int]] = set()  # since the last `due`: a quorum counts
 
     def changed(self, change: Change) -> None:
         """A change of membership (flockmq/membership.py)."""
@@ -100,22 +106,25 @@ class DeadNodes:
                     continue
                 if change.incarnation > target.incarnation:  # restarted while dead
                     self.pending[key] = replace(target, by_address=False)
+                    self._changed.add(key)
                 else:  # the same node, only out of reach: its sessions are its own
                     del self.pending[key]
             return
         left = change.kind == ChangeKind.LEFT  # RESTARTED: the old broker id only
-        self.pending[(change.node, change.incarnation)] = Target(
-            change.node, change.incarnation, change.broker, left, ""
-        )
+        key = (change.node, change.incarnation)
+        self.pending[key] = Target(change.node, change.incarnation, change.broker, left, "")
+        self._changed.add(key)
 
     def due(self, quorum: bool, round: LeaseRound | None, now: float) -> list[Target]:
-        """The evictions allowed now (and no longer pending). `round`: the
-        lease round that completed since the last call, if any (each round
-        is used once, as it completes)."""
+        """The evictions allowed now (and no longer pending). `quorum`: this
+        node's now, which counts for the changes since the last call only;
+        `round`: the lease round that completed since the last call, if
+        any (each round is used once, as it completes)."""
         fresh = round is not None and round.renewed and now - round.started < self.timeout
         allowed = []
+        changed, self._changed = self._changed, set()
         for key, target in list(self.pending.items()):
-            why = "quorum" if quorum else ""
+            why = "quorum" if quorum and key in changed else ""
             if not why and fresh:
                 assert round is not None
                 why = self._by_lease(target, round.leases.get(target.node))

@@ -1,5 +1,6 @@
 """flockmq/dead_nodes.py: when a survivor may evict a dead node, with time
-and lease rounds passed in. With a quorum at once; without one only when
+and lease rounds passed in. With a quorum at once (a quorum regained later
+does not count); without one only when
 the dead node's lease expired by the server's clock AND this node's own
 renewal in that fresh round succeeded; never while both leases are fresh
 (a partition of two nodes that both reach PostgreSQL); a restarted
@@ -127,3 +128,17 @@ def test_the_next_look_is_due_as_the_first_fresh_lease_of_a_dead_node_expires() 
     assert nodes.expiring_in(round_of(a=(1, 0.0), b=(7, 0.5), c=(3, 1.5))) == TIMEOUT - 1.5
     assert nodes.expiring_in(round_of(a=(1, 0.0))) is None  # no rows: nothing to wait for
     assert dead().expiring_in(round_of(a=(1, 0.0), b=(7, 0.5))) is None  # nobody pending
+
+
+def test_a_quorum_regained_later_evicts_nobody_the_lease_decides() -> None:
+    """A node cut off alone declared the others dead; back, it hears one of
+    them (a quorum again) before the other: that one is not evicted for
+    it, since it is likely alive; its fresh lease keeps it."""
+    nodes = dead(left("b"), left("c", 3))
+    assert nodes.due(False, None, NOW) == []  # alone: no quorum when they left
+    nodes.changed(Change(ChangeKind.JOINED, "b", 7, "broker-b-7"))
+    assert nodes.due(True, None, NOW) == []  # a quorum now, but c's death was not judged with it
+    assert nodes.due(True, round_of(a=(1, 0.0), c=(3, 0.4)), NOW) == []
+    assert nodes.waiting() == ["c"]
+    got = nodes.due(True, round_of(a=(1, 0.0), c=(3, TIMEOUT + 1.0)), NOW)
+    assert [(t.node, t.why) for t in got] == [("c", "lease expired")]
