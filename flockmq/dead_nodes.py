@@ -12,9 +12,9 @@ reach; what it holds is its own). Evicting it ends its PostgreSQL
 sessions, so its shard locks are free within a second instead of after
 the server's keepalives (about 10 s). A pending node is evicted when:
 
-- this node has a quorum (more than half the cluster's nodes live here,
-  `Membership.has_quorum`) when membership reports the change: a node cut
-  off alone never has one. Only then: a quorum regained later (a node cut
+- this node has a quorum (more than half the cluster's nodes live here
+  and heard lately, `Membership.has_quorum(now)`) when membership reports
+  the change: a node cut off alone never has one. Only then: a quorum regained later (a node cut
   off alone hears one of the others again) says nothing of the nodes it
   has not heard yet since: they are likely alive, only not heard again
   yet (measured: such a node evicted a healthy one in the cluster tests'

@@ -138,7 +138,7 @@ class ClusterMoves:
     def _evict_dead(self, changes: list[Change], now: float) -> None:
         for change in changes:
             self.dead.changed(change)
-        quorum = self.membership.has_quorum()
+        quorum = self.membership.has_quorum(now)
         round_ = self._lease_round(now)
         for target in self.dead.due(quorum, round_, now):
             self._evict(target)
