@@ -123,7 +123,7 @@ class ShardCore:
 
     def failed_envelope(
         self, dest: str | int | tuple[str, int], e: Envelope
-    ) -> tuple[str | int | tuple[str, int], Envelope]:
+    ) -> tuple[str | int | tuple[str, int], Envelope] | None:
         return failed_envelope(dest, e)
 
     def destination(self, dest: str | int | tuple[str, int]) -> runtime.Dest:
