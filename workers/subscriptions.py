@@ -17,7 +17,9 @@ A cluster's router on a dead node (ROUTERS_LIVE from this node's supervisor,
 only (what was sent to the dead one is dropped by the bus), and one waiting
 for it when it is declared dead is answered without it. When it comes back
 it gets every subscription of the shard (its ROUTER_UP, `on_router_up`; a
-router declared live again without a restart, after a cut link, the same).
+router declared live again without a restart, after a cut link, the same),
+as the shard's whole set: it drops what it holds of the shard and is not
+re-sent, the UNSUBSCRIBEs and session ends it missed (router/resync.py).
 
 `Subscriptions` takes the shard's state and outbox.
 """
@@ -190,8 +192,9 @@ class Subscriptions:
             self._send_ack(client_id, env.SendUnsuback(Kind.SEND_UNSUBACK, conn, packet_id, codes))
 
     def on_router_up(self, e: Wire, now: float) -> None:
-        """A (re)started router has an empty topic tree: register every
-        subscription of this shard again (no SUBACK, no retained messages).
+        """A (re)started router has an empty topic tree, one cut off a stale
+        one: register every subscription of this shard again (no SUBACK, no
+        retained messages), as the shard's whole set (RESYNC ... SYNCED).
         With several routers the others get the same snapshot (it is what
         they hold already: re-taking it changes nothing), which keeps one
         order on every router's pipe."""
@@ -199,6 +202,9 @@ class Subscriptions:
         router = env.RouterUp._make(e).router
         if router in state.routers_down:  # it is back (a restart on a returning node)
             state.routers_down = state.routers_down - {router}
+        # The whole set, between RESYNC and SYNCED: a router cut off drops
+        # what it holds of this shard and is not re-sent (router/resync.py).
+        out.send_router(env.Resync(Kind.RESYNC, state.index))
         for session in state.sessions.values():
             conn = session.conn
             session.announced = conn is not None and bool(session.subscriptions)
