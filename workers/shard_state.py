@@ -68,12 +68,12 @@ class ShardState:
     # insertion-ordered, bounded
     seen_qos2: dict[tuple[Any, ...], None] = field(default_factory=dict)
     # SUBACK/UNSUBACK waiting for the routers' answers, by (conn, packet
-    # id), with the routers that have not answered yet: sent once every
-    # router has, a restarted one counting as answered once it has re-taken
-    # the subscriptions (the answer died with the old one)
-    awaiting_router: dict[tuple[int, int], tuple[env.SendSuback | env.SendUnsuback, set[int]]] = (
-        field(default_factory=dict)
-    )
+    # id), with its client id and the routers that have not answered yet:
+    # sent once every router has, a restarted one counting as answered once
+    # it has re-taken the subscriptions (the answer died with the old one)
+    awaiting_router: dict[
+        tuple[int, int], tuple[str, env.SendSuback | env.SendUnsuback, set[int]]
+    ] = field(default_factory=dict)
     # Routers on a node declared dead (a cluster's ROUTERS_LIVE): no SUBACK
     # waits for them (workers/subscriptions.py `on_routers_live`)
     routers_down: frozenset[int] = frozenset()

@@ -69,9 +69,7 @@ class Subscriptions:
                     Kind.SUB, self.state.index, client_id, conn, packet_id, route_entries, codes
                 )
             )
-            self._await_routers(
-                conn, packet_id, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes)
-            )
+            self._await_routers(client_id, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes))
         else:
             self.out.send(conn, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes))
 
@@ -116,14 +114,13 @@ class Subscriptions:
             topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id, session.persistent
         )
 
-    def _await_routers(
-        self, conn: int, packet_id: int, ack: env.SendSuback | env.SendUnsuback
-    ) -> None:
+    def _await_routers(self, client_id: str, ack: env.SendSuback | env.SendUnsuback) -> None:
         routers = self.state.limits.routers
         waiting = set(range(routers))
         if self.state.routers_down:
             waiting -= self.state.routers_down
-        self.state.awaiting_router[conn, packet_id] = (ack, waiting)
+        conn = ack.conn
+        self.state.awaiting_router[conn, ack.packet_id] = (client_id, ack, waiting)
         if routers > 1:
             self.out.hold_for_answers(conn)
 
@@ -131,21 +128,22 @@ class Subscriptions:
         """Router `router` answered the SUB/UNSUB (conn, packet_id): whether
         it was the last one to."""
         awaiting = self.state.awaiting_router.get((conn, packet_id))
-        if awaiting is None or router not in awaiting[1]:
+        if awaiting is None or router not in awaiting[2]:
             # Answered already: a ROUTER_UP came between the SUB and this
             # (the router's start racing the first clients, or a restart).
             self.state.counters["late_router_answers"] += 1
             return False
-        awaiting[1].discard(router)
-        if awaiting[1]:
+        awaiting[2].discard(router)
+        if awaiting[2]:
             return False
         del self.state.awaiting_router[conn, packet_id]
         return True
 
     def _send_ack(self, client_id: str, ack: env.SendSuback | env.SendUnsuback) -> None:
-        """The SUBACK/UNSUBACK every router has answered for (a SUBACK of a
-        persistent session once it is committed: it promises the
-        subscription is kept); nothing if the connection is gone."""
+        """The SUBACK/UNSUBACK every router has answered for, or answered
+        without one that cannot (declared down, or restarted and resynced): a
+        SUBACK of a persistent session once it is committed either way (it
+        promises the subscription is kept); nothing if the connection is gone."""
         conn = ack.conn
         session = self.state.sessions.get(client_id)
         if session is None or session.conn != conn:
@@ -182,7 +180,7 @@ class Subscriptions:
             self.out.send_router(
                 env.Unsub(Kind.UNSUB, client_id, removed, self.state.index, conn, packet_id, codes)
             )
-            self._await_routers(conn, packet_id, unsuback)
+            self._await_routers(client_id, unsuback)
         else:
             self.out.send(conn, unsuback)
 
@@ -223,9 +221,9 @@ class Subscriptions:
         out.send_router(env.Synced(Kind.SYNCED, state.index))
         # The answers to SUB/UNSUB the old router had not given: the new one
         # took them with the resync above, ahead of any publish it routes.
-        for (conn, packet_id), (ack, _routers) in list(state.awaiting_router.items()):
+        for (conn, packet_id), (client_id, ack, _routers) in list(state.awaiting_router.items()):
             if self._answered(conn, packet_id, router):
-                self._send_ack_anyway(ack)
+                self._send_ack(client_id, ack)
 
     def on_routers_live(self, e: Wire, now: float) -> None:
         """This node's supervisor says which routers are live (a cluster,
@@ -245,13 +243,8 @@ class Subscriptions:
             self.on_down(went_down, came_up)
         for router in sorted(went_down):
             state.counters["routers_declared_down"] += 1
-            for (conn, packet_id), (ack, waiting) in list(state.awaiting_router.items()):
+            for (conn, packet_id), (client_id, ack, waiting) in list(state.awaiting_router.items()):
                 if router in waiting and self._answered(conn, packet_id, router):
-                    self._send_ack_anyway(ack)
+                    self._send_ack(client_id, ack)
         for router in sorted(came_up):
             self.on_router_up(env.RouterUp(Kind.ROUTER_UP, 0, router), now)
-
-    def _send_ack_anyway(self, ack: env.SendSuback | env.SendUnsuback) -> None:
-        """An answer a restarted router took with its resync: sent to the
-        connection as it is (as the single router's restart always did)."""
-        self.out.answered(ack.conn, ack, False)

@@ -10,6 +10,7 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, make_conn_id
+from flockmq.store import PutSubscription
 from tests.unit.wire import kind_of
 
 from .test_shard import CONN_A, Harness
@@ -158,3 +159,28 @@ def test_a_malformed_routers_live_is_refused_and_changes_nothing() -> None:
         with pytest.raises((ValueError, TypeError)):
             h.shard.handle([Kind.ROUTERS_LIVE, bad], h.now)
     assert h.shard.state.routers_down == frozenset()
+
+
+@pytest.mark.parametrize("released_by", ["declared down", "restarted"])
+def test_a_persistent_sessions_suback_a_router_releases_still_waits_for_its_commit(
+    released_by: str,
+) -> None:
+    """The SUBACK promises the subscription is kept [MQTT-3.9.3]: one whose
+    last awaited router was declared down (ROUTERS_LIVE) or restarted
+    (ROUTER_UP) goes after the commit, as one every router answered does."""
+    h = Harness(routers=2)
+    h.connect(CONN_A, "p", clean=False)
+    h.take()
+    subscribe(h, 1, "t", client_id="p")
+    h.shard.handle([Kind.SUBSCRIBED, "p", CONN_A, 1, [0], 0], h.now)
+    assert h.peek_acceptors() == []
+    if released_by == "declared down":
+        h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now)
+    else:
+        h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)
+    assert h.peek_acceptors() == []  # not before the commit
+    ops, later = h.shard.take_durable()
+    assert any(isinstance(op, PutSubscription) for op in ops)
+    assert [kind_of(e) for _dest, e in later if kind_of(e) == Kind.SEND_SUBACK] == [
+        Kind.SEND_SUBACK
+    ]
