@@ -77,6 +77,10 @@ class ShardState:
     # Routers on a node declared dead (a cluster's ROUTERS_LIVE): no SUBACK
     # waits for them (workers/subscriptions.py `on_routers_live`)
     routers_down: frozenset[int] = frozenset()
+    # Routers declared down that sent a ROUTER_UP since, by when: live,
+    # whatever a ROUTERS_LIVE that has not caught up says, for a while
+    # (workers/subscriptions.py `ROUTER_UP_GRACE`)
+    routers_up_at: dict[int, float] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
     guard: EnvelopeGuard = field(init=False)
 

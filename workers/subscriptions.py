@@ -20,6 +20,8 @@ it gets every subscription of the shard (its ROUTER_UP, `on_router_up`; a
 router declared live again without a restart, after a cut link, the same),
 as the shard's whole set: it drops what it holds of the shard and is not
 re-sent, the UNSUBSCRIBEs and session ends it missed (router/resync.py).
+A router whose ROUTER_UP comes before this node's supervisor has heard its
+node again is not declared down again meanwhile (`ROUTER_UP_GRACE`).
 
 `Subscriptions` takes the shard's state and outbox.
 """
@@ -27,6 +29,7 @@ re-sent, the UNSUBSCRIBEs and session ends it missed (router/resync.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire
@@ -35,6 +38,15 @@ from flockmq.store import DeleteSubscription, PutSubscription
 from flockmq.workers.outbox import Outbox
 from flockmq.workers.session import Session, Subscription
 from flockmq.workers.shard_state import ShardState
+
+# A router declared down that sends its ROUTER_UP (its node restarted) is
+# live for this long whatever ROUTERS_LIVE says: this node's supervisor
+# hears that node's heartbeat up to a heartbeat (or a reconnect) after the
+# router is up, and its ROUTERS_LIVE meanwhile (repeated every second)
+# would declare it down again, which drops the resync just sent to it
+# (Bus.peer_down) and answers the SUBACKs without it. Past this, a router
+# that died again is declared down by the next ROUTERS_LIVE.
+ROUTER_UP_GRACE: Final = 5.0  # seconds
 
 
 class Subscriptions:
@@ -139,6 +151,18 @@ class Subscriptions:
         del self.state.awaiting_router[conn, packet_id]
         return True
 
+    def _with_routers_up(self, live: frozenset[int], now: float) -> frozenset[int]:
+        """`live` and the routers that sent their ROUTER_UP less than
+        ROUTER_UP_GRACE ago while declared down (until a ROUTERS_LIVE says
+        they are live: from then on it is right again)."""
+        up_at = self.state.routers_up_at
+        for router, at in list(up_at.items()):
+            if router in live or now - at >= ROUTER_UP_GRACE:
+                del up_at[router]
+            else:
+                live = live | {router}
+        return live
+
     def _send_ack(self, client_id: str, ack: env.SendSuback | env.SendUnsuback) -> None:
         """The SUBACK/UNSUBACK every router has answered for, or answered
         without one that cannot (declared down, or restarted and resynced): a
@@ -200,6 +224,9 @@ class Subscriptions:
         router = env.RouterUp._make(e).router
         if router in state.routers_down:  # it is back (a restart on a returning node)
             state.routers_down = state.routers_down - {router}
+            state.routers_up_at[router] = now
+            if self.on_down is not None:  # the bus sends to its node again
+                self.on_down(frozenset(), frozenset({router}))
         # The whole set, between RESYNC and SYNCED: a router cut off drops
         # what it holds of this shard and is not re-sent (router/resync.py).
         out.send_router(env.Resync(Kind.RESYNC, state.index))
@@ -230,10 +257,13 @@ class Subscriptions:
         flockmq/app/routers_live.py). A router gone down answers for every
         SUB/UNSUB waiting for it (it cannot: it is gone, and it re-takes the
         subscriptions when it is back); one back up without a restart (a cut
-        link) re-takes them now, as a restarted one does."""
+        link) re-takes them now, as a restarted one does. One that said
+        ROUTER_UP lately stays live (`ROUTER_UP_GRACE`)."""
         state = self.state
         routers = state.limits.routers
         live = env.check_routers_live(e, routers)
+        if state.routers_up_at:
+            live = self._with_routers_up(live, now)
         down = frozenset(range(routers)) - live
         if down == state.routers_down:
             return

@@ -11,6 +11,7 @@ import pytest
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, make_conn_id
 from flockmq.store import PutSubscription
+from flockmq.workers.subscriptions import ROUTER_UP_GRACE
 from tests.unit.wire import kind_of
 
 from .test_shard import CONN_A, Harness
@@ -184,3 +185,34 @@ def test_a_persistent_sessions_suback_a_router_releases_still_waits_for_its_comm
     assert [kind_of(e) for _dest, e in later if kind_of(e) == Kind.SEND_SUBACK] == [
         Kind.SEND_SUBACK
     ]
+
+
+def test_a_router_back_before_its_nodes_heartbeat_is_not_declared_down_again() -> None:
+    """Its node restarted: its ROUTER_UP comes before this node's supervisor
+    hears the node, whose ROUTERS_LIVE (repeated every second) still says
+    it is down. It is believed live for ROUTER_UP_GRACE: no second
+    declaration (which would drop the resync at the bus), its answers
+    waited for; a ROUTERS_LIVE that caught up asks for no second resync;
+    one past the grace declares it down."""
+    h = connected()
+    told: list[tuple[frozenset[int], frozenset[int]]] = []
+    h.shard.subscriptions.on_down = lambda down, up: told.append((down, up))
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now)
+    h.shard.handle([Kind.ROUTER_UP, 1, 1], h.now + 10)
+    assert told == [(frozenset({1}), frozenset()), (frozenset(), frozenset({1}))]
+    h.take()
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now + 11)  # not caught up yet
+    assert h.shard.state.routers_down == frozenset() and len(told) == 2
+    subscribe(h, 1, "t")
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now + 11)
+    assert h.take() == ([], [])  # router 1's answer is awaited
+    h.shard.handle([Kind.ROUTERS_LIVE, [0, 1]], h.now + 12)  # caught up
+    assert h.take() == ([], []) and h.shard.state.routers_up_at == {}
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 1], h.now + 12)
+    assert [kind_of(e) for e in h.take()[1]] == [Kind.SEND_SUBACK]
+    # died again before its node was heard: declared down once the grace is over
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now + 20)
+    h.shard.handle([Kind.ROUTER_UP, 2, 1], h.now + 30)
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now + 30 + ROUTER_UP_GRACE)
+    assert h.shard.state.routers_down == frozenset({1})
