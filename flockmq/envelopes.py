@@ -545,14 +545,19 @@ class Synced(NamedTuple):
 
 
 class Resync(NamedTuple):
-    """Worker -> every router, before re-sending its subscriptions for
-    ROUTER_UP or a router live again (its SYNCED ends them): the resync is
-    the shard's whole set, and a router drops what it holds of that shard
-    and was not re-sent (router/resync.py). Checked on receipt
+    """Worker -> every router, around the subscriptions it re-sends for
+    ROUTER_UP or a router live again (`end` False before them, True after):
+    they are the shard's whole set, and a router drops what it holds of
+    that shard and was not re-sent (router/resync.py). `epoch`: the write
+    epoch the shard was claimed with (workers/ownership.py; 0 without
+    one): a router ignores a resync older than the shard's newest it knows
+    (an old owner cut off, not told yet). Checked on receipt
     (`check_resync`)."""
 
     kind: Literal[Kind.RESYNC]
     shard: int
+    epoch: int
+    end: bool
 
 
 class Fence(NamedTuple):
@@ -803,12 +808,16 @@ def check_shard_at(e: Wire, nodes: int, shards: int) -> ShardAt:
 
 def check_resync(e: Wire, shards: int) -> Resync:
     """A received RESYNC as its NamedTuple, or ValueError/TypeError: a shard
-    the broker does not have."""
+    the broker does not have, an epoch that is not one."""
     r = Resync._make(e)
     if r.kind != Kind.RESYNC:
         raise ValueError(f"RESYNC: kind {r.kind!r}")
     if not isinstance(r.shard, int) or not 0 <= r.shard < shards:
         raise ValueError(f"RESYNC: shard {r.shard!r} is not one of {shards}")
+    if not isinstance(r.epoch, int) or not 0 <= r.epoch < 1 << 63:
+        raise ValueError(f"RESYNC: epoch {r.epoch!r} is not a write epoch")
+    if not isinstance(r.end, bool):
+        raise TypeError(f"RESYNC: end {r.end!r} is not a bool")
     return r
 
 

@@ -254,22 +254,23 @@ class Router:
             self._release_held()
 
     def _on_synced(self, e: Wire) -> None:
-        shard = env.Synced._make(e).shard
-        if self.resyncs.noted:
-            self._end_resync(shard)
-        self.unsynced.discard(shard)
+        self.unsynced.discard(env.Synced._make(e).shard)
         if not self.unsynced:
             self._release_held()
 
     def _on_resync(self, e: Wire) -> None:
-        self.resyncs.begin(env.check_resync(e, self.shards).shard)
+        _, shard, epoch, end = env.check_resync(e, self.shards)
+        if end:
+            self._end_resync(shard, epoch)
+        elif not self.resyncs.begin(shard, epoch):
+            self.counters["stale_resyncs"] += 1
 
-    def _end_resync(self, shard: int) -> None:
+    def _end_resync(self, shard: int, epoch: int) -> None:
         """The shard re-sent its whole set: drop what it did not re-send
         (router/resync.py)."""
         clients = self.shard_clients.get(shard, set())
         tree = self.tree
-        gone, stale = self.resyncs.end(shard, list(clients), tree.subscriptions_of)
+        gone, stale = self.resyncs.end(shard, epoch, list(clients), tree.subscriptions_of)
         for client_id in gone:
             self.counters["resync_dropped_subscriptions"] += tree.unsubscribe_all(client_id)
             clients.discard(client_id)

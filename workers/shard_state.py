@@ -77,6 +77,9 @@ class ShardState:
     # Routers on a node declared dead (a cluster's ROUTERS_LIVE): no SUBACK
     # waits for them (workers/subscriptions.py `on_routers_live`)
     routers_down: frozenset[int] = frozenset()
+    # The write epoch the shard was claimed with (PostgreSQL store:
+    # workers/ownership.py; 0 without one): its resyncs carry it
+    epoch: int = 0
     # Routers declared down that sent a ROUTER_UP since, by when: live,
     # whatever a ROUTERS_LIVE that has not caught up says, for a while
     # (workers/subscriptions.py `ROUTER_UP_GRACE`)

@@ -216,7 +216,7 @@ class Subscriptions:
     def on_router_up(self, e: Wire, now: float) -> None:
         """A (re)started router has an empty topic tree, one cut off a stale
         one: register every subscription of this shard again (no SUBACK, no
-        retained messages), as the shard's whole set (RESYNC ... SYNCED).
+        retained messages), as the shard's whole set (RESYNC ... RESYNC end).
         With several routers the others get the same snapshot (it is what
         they hold already: re-taking it changes nothing), which keeps one
         order on every router's pipe."""
@@ -227,9 +227,9 @@ class Subscriptions:
             state.routers_up_at[router] = now
             if self.on_down is not None:  # the bus sends to its node again
                 self.on_down(frozenset(), frozenset({router}))
-        # The whole set, between RESYNC and SYNCED: a router cut off drops
+        # The whole set, between RESYNC and its end: a router cut off drops
         # what it holds of this shard and is not re-sent (router/resync.py).
-        out.send_router(env.Resync(Kind.RESYNC, state.index))
+        out.send_router(env.Resync(Kind.RESYNC, state.index, state.epoch, False))
         for session in state.sessions.values():
             conn = session.conn
             session.announced = conn is not None and bool(session.subscriptions)
@@ -245,6 +245,7 @@ class Subscriptions:
                 out.send_router(
                     env.Sub(Kind.SUB, state.index, session.client_id, 0, 0, entries, [])
                 )
+        out.send_router(env.Resync(Kind.RESYNC, state.index, state.epoch, True))
         out.send_router(env.Synced(Kind.SYNCED, state.index))
         # The answers to SUB/UNSUB the old router had not given: the new one
         # took them with the resync above, ahead of any publish it routes.
@@ -259,6 +260,14 @@ class Subscriptions:
         subscriptions when it is back); one back up without a restart (a cut
         link) re-takes them now, as a restarted one does. One that said
         ROUTER_UP lately stays live (`ROUTER_UP_GRACE`)."""
+        for router in sorted(self.follow_routers_live(e, now)):
+            self.on_router_up(env.RouterUp(Kind.ROUTER_UP, 0, router), now)
+
+    def follow_routers_live(self, e: Wire, now: float) -> frozenset[int]:
+        """`on_routers_live` without the resync, which a standby (workers/
+        standby.py) must not send: it serves nothing, and a resync of
+        nothing would make every router drop the shard's subscriptions that
+        its owner elsewhere serves. The routers that came up."""
         state = self.state
         routers = state.limits.routers
         live = env.check_routers_live(e, routers)
@@ -266,7 +275,7 @@ class Subscriptions:
             live = self._with_routers_up(live, now)
         down = frozenset(range(routers)) - live
         if down == state.routers_down:
-            return
+            return frozenset()
         went_down, came_up = down - state.routers_down, state.routers_down - down
         state.routers_down = down
         if self.on_down is not None:
@@ -276,5 +285,4 @@ class Subscriptions:
             for (conn, packet_id), (client_id, ack, waiting) in list(state.awaiting_router.items()):
                 if router in waiting and self._answered(conn, packet_id, router):
                     self._send_ack(client_id, ack)
-        for router in sorted(came_up):
-            self.on_router_up(env.RouterUp(Kind.ROUTER_UP, 0, router), now)
+        return came_up

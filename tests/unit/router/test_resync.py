@@ -1,8 +1,8 @@
 """A shard's resync is authoritative (router/resync.py): between RESYNC and
-SYNCED a shard re-sends its whole set, and at SYNCED the router drops that
-shard's subscriptions it was not re-sent (what it missed while cut off:
-UNSUBSCRIBEs, sessions that ended), never before, and never another
-shard's."""
+its end a shard re-sends its whole set, and at the end the router drops
+that shard's subscriptions it was not re-sent (what it missed while cut
+off: UNSUBSCRIBEs, sessions that ended), never before, never another
+shard's, and never for an older owner's resync."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def receivers(router: Router, topic: str) -> list[str]:
     return sorted(t[0] for out in workers.values() for e in out for t in targets_of(e))
 
 
+def begin(router: Router, shard: int, epoch: int = 0) -> None:
+    router.handle([env.Kind.RESYNC, shard, epoch, False])
+
+
+def end(router: Router, shard: int, epoch: int = 0) -> None:
+    router.handle([env.Kind.RESYNC, shard, epoch, True])
+    router.handle([env.Kind.SYNCED, shard])
+
+
 def cut_off_router() -> Router:
     """A router that holds, for shard 0, "kept" on a and b, and "ended" on
     a; for shard 1, "other" on a. Then (unknown to it) "kept" unsubscribed
@@ -51,13 +60,13 @@ def cut_off_router() -> Router:
 
 def test_a_resync_drops_what_the_shard_did_not_resend_at_its_synced() -> None:
     router = cut_off_router()
-    router.handle([env.Kind.RESYNC, 0])
+    begin(router, 0)
     resent(router, 0, "kept", "a")
-    # Before SYNCED nothing is dropped: a router that was never cut off
+    # Before the end nothing is dropped: a router that was never cut off
     # gets the same resync, and keeps routing to every live subscription.
     assert receivers(router, "b") == ["kept"]
     assert receivers(router, "a") == ["ended", "kept", "other"]
-    router.handle([env.Kind.SYNCED, 0])
+    end(router, 0)
     assert receivers(router, "a") == ["kept", "other"]
     assert receivers(router, "b") == []
     assert "ended" not in router.online and "ended" not in router.shard_clients[0]
@@ -67,41 +76,72 @@ def test_a_resync_drops_what_the_shard_did_not_resend_at_its_synced() -> None:
 
 def test_a_resync_of_what_the_router_holds_changes_nothing() -> None:
     router = cut_off_router()
-    router.handle([env.Kind.RESYNC, 0])
+    begin(router, 0)
     resent(router, 0, "kept", "a", "b")
     resent(router, 0, "ended", "a")
-    router.handle([env.Kind.SYNCED, 0])
+    end(router, 0)
     assert receivers(router, "a") == ["ended", "kept", "other"]
     assert receivers(router, "b") == ["kept"]
     assert router.counters["resync_dropped_subscriptions"] == 0
 
 
-def test_a_synced_without_a_resync_drops_nothing() -> None:
+def test_a_synced_or_an_end_without_a_resync_drops_nothing() -> None:
     """A standby's SYNCED (workers/standby.py): it serves nothing, re-sends
     nothing, and the shard's subscriptions stay as they are."""
     router = cut_off_router()
     router.handle([env.Kind.SYNCED, 0])
+    end(router, 0)
     assert receivers(router, "a") == ["ended", "kept", "other"]
+
+
+def test_an_older_owners_resync_is_ignored() -> None:
+    """After a cut link, the old owner of a shard that moved resyncs what it
+    held before the move, with its older epoch: whether it comes before the
+    new owner's resync, during it, or after, the new owner's set stands."""
+    router = cut_off_router()
+    router.resyncs.known = {0: 5}  # the new owner's SHARD_AT
+    begin(router, 0, 4)  # the old owner's, whole
+    resent(router, 0, "ended", "a")
+    end(router, 0, 4)
+    assert receivers(router, "a") == ["ended", "kept", "other"]
+    assert router.counters["stale_resyncs"] == 1
+    begin(router, 0, 5)  # the new owner's, with the old one's end inside it
+    resent(router, 0, "kept", "a")
+    end(router, 0, 4)
+    assert receivers(router, "b") == ["kept"]  # not ended by the old one's end
+    end(router, 0, 5)
+    assert receivers(router, "a") == ["kept", "other"] and receivers(router, "b") == []
+    router.resyncs.known = {}
+    begin(router, 0, 4)  # older than the newest resync too
+    assert router.counters["stale_resyncs"] == 2
 
 
 def test_a_new_resync_starts_over_and_a_worker_up_ends_it() -> None:
     router = cut_off_router()
-    router.handle([env.Kind.RESYNC, 0])
+    begin(router, 0)
     resent(router, 0, "ended", "a")
-    router.handle([env.Kind.RESYNC, 0])  # started over: "ended" not re-sent this time
+    begin(router, 0)  # started over: "ended" not re-sent this time
     resent(router, 0, "kept", "a", "b")
-    router.handle([env.Kind.SYNCED, 0])
+    end(router, 0)
     assert receivers(router, "a") == ["kept", "other"]
-    router.handle([env.Kind.RESYNC, 1])
+    begin(router, 1)
     router.handle([env.Kind.WORKER_UP, 1, 2, False])  # shard 1 forgotten: no resync left
     assert router.resyncs.noted == {}
     resent(router, 1, "other", "a")
-    router.handle([env.Kind.SYNCED, 1])
+    end(router, 1)
     assert receivers(router, "a") == ["kept", "other"]
 
 
 @pytest.mark.parametrize(
-    "bad", [[env.Kind.RESYNC, 2], [env.Kind.RESYNC, -1], [env.Kind.RESYNC, "0"]]
+    "bad",
+    [
+        [env.Kind.RESYNC, 2, 0, False],
+        [env.Kind.RESYNC, -1, 0, False],
+        [env.Kind.RESYNC, "0", 0, False],
+        [env.Kind.RESYNC, 0, -1, False],
+        [env.Kind.RESYNC, 0, 0, 1],
+        [env.Kind.RESYNC, 0],
+    ],
 )
 def test_a_resync_of_a_shard_the_broker_has_not_is_refused(bad: list[object]) -> None:
     """It raises (the runtime isolates and counts it: flockmq/isolation.py),
@@ -140,7 +180,11 @@ def test_a_router_cut_off_from_a_shard_holds_the_shards_table_again_after_its_re
     to_router_1()  # dropped: router 1 is cut off
     h.shard.handle([env.Kind.ROUTERS_LIVE, [0, 1]], h.now)
     resync = to_router_1()
-    assert kind_of(resync[0]) == env.Kind.RESYNC and kind_of(resync[-1]) == env.Kind.SYNCED
+    assert [kind_of(e) for e in (resync[0], *resync[-2:])] == [
+        env.Kind.RESYNC,
+        env.Kind.RESYNC,
+        env.Kind.SYNCED,
+    ]
     for e in resync:
         router.handle(e)
     assert (sorted(held("c")), sorted(held("d"))) == (["t"], [])

@@ -101,6 +101,7 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
         env.Kind.RESYNC,
         env.Kind.ONLINE,
         env.Kind.SUB,
+        env.Kind.RESYNC,
         env.Kind.SYNCED,
     ]
     assert acceptors == [

@@ -96,7 +96,13 @@ def test_a_restarted_routers_resync_counts_as_its_answer() -> None:
     h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
     h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)  # router 1 restarted: it never answers
     router, acceptors = h.take()
-    assert [kind_of(e) for e in router] == [Kind.RESYNC, Kind.ONLINE, Kind.SUB, Kind.SYNCED]
+    assert [kind_of(e) for e in router] == [
+        Kind.RESYNC,
+        Kind.ONLINE,
+        Kind.SUB,
+        Kind.RESYNC,
+        Kind.SYNCED,
+    ]
     assert [kind_of(e) for e in acceptors] == [Kind.SEND_SUBACK]
     assert h.shard.state.awaiting_router == {}
     # the resync goes to both routers (router 0 re-takes what it holds)
