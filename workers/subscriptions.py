@@ -235,6 +235,9 @@ class Subscriptions:
             session.announced = conn is not None and bool(session.subscriptions)
             if conn is not None and session.announced:
                 out.send_router(env.Online(Kind.ONLINE, session.client_id, conn))
+            elif conn is None and session.subscriptions:
+                # a router cut off may still name the connection it went with
+                out.send_router(env.Online(Kind.ONLINE, session.client_id, 0))
             entries = [
                 env.RouteEntry(
                     f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent

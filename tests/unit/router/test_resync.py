@@ -14,7 +14,7 @@ from flockmq import envelopes as env
 from flockmq.envelopes import make_conn_id
 from flockmq.router.router import Router
 from tests.unit.wire import kind_of, wire_all
-from tests.unit.workers.test_shard import CONN_A, CONN_C, Harness
+from tests.unit.workers.test_shard import CONN_A, CONN_B, CONN_C, Harness
 from tests.unit.workers.test_shard_ordering import subscribe
 
 from .test_router import sub, take, targets_of
@@ -154,9 +154,10 @@ def test_a_resync_of_a_shard_the_broker_has_not_is_refused(bad: list[object]) ->
 
 def test_a_router_cut_off_from_a_shard_holds_the_shards_table_again_after_its_resync() -> None:
     """The shard (workers/subscriptions.py) and router 1 together: while
-    router 1 is declared down, "c" unsubscribes from u and "d" (a clean
-    session) ends; what was sent to router 1 meanwhile is dropped (as the
-    bus drops it); declared live again, router 1 holds what the shard does."""
+    router 1 is declared down, "c" unsubscribes from u, "d" (a clean
+    session) ends and "p" (a persistent one) goes offline; what was sent to
+    router 1 meanwhile is dropped (as the bus drops it); declared live
+    again, router 1 holds what the shard does."""
     h = Harness(routers=2)
     router = Router(index=1, routers=2)
     router.expect_sync(1)
@@ -167,16 +168,20 @@ def test_a_router_cut_off_from_a_shard_holds_the_shards_table_again_after_its_re
 
     h.connect(CONN_A, "c", clean=True)
     h.connect(CONN_C, "d", clean=True)
+    h.connect(CONN_B, "p", clean=False)
     subscribe(h, 1, "t")
     subscribe(h, 2, "u")
     h.subscribe(CONN_C, "d", "u", 0)
+    h.subscribe(CONN_B, "p", "u", 0)
     for e in to_router_1():
         router.handle(e)
     held = router.tree.subscriptions_of
     assert (sorted(held("c")), sorted(held("d"))) == (["t", "u"], ["u"])
+    assert router.online["p"] == CONN_B
     h.shard.handle([env.Kind.ROUTERS_LIVE, [0]], h.now)
     h.shard.handle([env.Kind.UNSUBSCRIBE, CONN_A, "c", 4, ["u"]], h.now)
     h.close(CONN_C, "d")
+    h.close(CONN_B, "p")  # a persistent session kept offline, with its subscription
     to_router_1()  # dropped: router 1 is cut off
     h.shard.handle([env.Kind.ROUTERS_LIVE, [0, 1]], h.now)
     resync = to_router_1()
@@ -187,4 +192,5 @@ def test_a_router_cut_off_from_a_shard_holds_the_shards_table_again_after_its_re
     ]
     for e in resync:
         router.handle(e)
-    assert (sorted(held("c")), sorted(held("d"))) == (["t"], [])
+    assert (sorted(held("c")), sorted(held("d")), sorted(held("p"))) == (["t"], [], ["u"])
+    assert "p" not in router.online  # its QoS 0 copies go to its shard, not to a closed connection
