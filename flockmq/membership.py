@@ -159,4 +159,9 @@ class Membership:
         """More than half the cluster's nodes are live in this node's view:
         only then may it act against a node it believes dead (evict its
         locks, store/shard_evict.py); a node cut off alone never does."""
-        return 2 * len(self.live) > len(self.peers) + 1
+        return is_majority(len(self.live), len(self.peers) + 1)
+
+
+def is_majority(live: int, nodes: int) -> bool:
+    """`live` nodes of `nodes` are a quorum: more than half."""
+    return 2 * live > nodes

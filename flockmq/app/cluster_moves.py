@@ -11,7 +11,8 @@ stops (SIGTERM) like its other children (flockmq/app/shard_workers.py).
 On a change of the live set:
 
 - the shard manager is asked again (also when a rejoining node's delay is
-  over: `ShardManager.next_timer`);
+  over: `ShardManager.next_timer`); without a quorum it starts nothing,
+  which is logged once when the quorum is lost and once when it is back;
 - a node declared dead (LEFT) is evicted from PostgreSQL, every session
   from its address or of its broker id: also those it opened while it was
   silent (a zombie cut off from the others but not from PostgreSQL: what
@@ -86,7 +87,10 @@ class ClusterMoves:
         if not (changes or self._first or (timer is not None and now >= timer)):
             return WorkerActions((), ())
         self._first = False
+        was_without = self.manager.without_quorum
         actions = self.manager.update(self.membership.live, now)
+        if self.manager.without_quorum != was_without:
+            self._log_quorum()
         if actions:
             log.warning(
                 "cluster: live nodes %s; starting shard workers %s, stopping %s",
@@ -95,6 +99,24 @@ class ClusterMoves:
                 list(actions.stop),
             )
         return actions
+
+    def _log_quorum(self) -> None:
+        """One line when the node loses its quorum, one when it has it again
+        (flockmq/shard_manager.py: without one it starts no worker)."""
+        live = sorted(self.membership.live)
+        if self.manager.without_quorum:
+            log.warning(
+                "cluster: only %s of %d nodes are live here (no quorum): starting no shard"
+                " worker until a majority is",
+                live,
+                len(self.cluster.node_names),
+            )
+        else:
+            log.warning(
+                "cluster: %s of %d nodes live here: a quorum again",
+                live,
+                len(self.cluster.node_names),
+            )
 
     def _evict_if_dead(self, change: Change) -> None:
         if change.kind == ChangeKind.JOINED:

@@ -3,7 +3,7 @@ on 127.0.0.1-3 with a fake clock, and an eviction that records its calls
 (store/shard_evict.py has its own tests against PostgreSQL). At start each
 node starts its static shards; when one dies the survivors start its
 shards between them and each evicts it (address, broker); a survivor left
-alone still takes the shards, but evicts nobody (no quorum)."""
+alone (no quorum) takes no shards and evicts nobody."""
 
 from __future__ import annotations
 
@@ -121,8 +121,12 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
         assert kwargs["dsn"] == cluster.postgres_dsn
         assert kwargs["silent_for"] == 0.0  # what it opened while silent goes too
 
-    b.close()  # a is alone: it takes b's shards too, but evicts nobody
+    b.close()  # a is alone, 1 of 3: no quorum, so it takes nothing and evicts nobody
     made.remove(b)
-    got = poll_until([a], clock, running, lambda r: r["a"] == set(range(SHARDS)))
-    time.sleep(0.2)
+    before = set(running["a"])
+    poll_until([a], clock, running, lambda _: not a.membership.has_quorum())
+    assert a.manager.without_quorum and running["a"] == before
+    for _ in range(30):  # 3 s of polls: still nothing
+        clock.now += 0.1
+        assert not a.poll()
     assert len(evictions.calls) == 2 and a.evictions == 1  # a's own eviction of c only
