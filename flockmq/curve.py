@@ -16,8 +16,9 @@ default and `insecure = true` clusters have none and nothing here runs):
 
 - every tcp:// socket that binds is a CURVE server with the node's keypair
   (`bind_curve`), and its context has a ZAP handler (`_authenticator`,
-  started before the first such bind, one thread per process) that accepts
-  exactly the public keys of the cluster's nodes: a peer without the
+  started before the first such bind, one thread per process; enforced:
+  with no handler libzmq would admit any key) that accepts exactly the
+  public keys of the cluster's nodes: a peer without the
   cluster's keys, or with a key of its own, never completes a handshake, so
   nothing it sends reaches a socket. A refused key is counted (`refused`,
   in `flockmq status`) and logged (at most once per LOG_EVERY seconds, with
@@ -52,6 +53,7 @@ LOG_EVERY = 10.0  # seconds between two log lines of refused keys
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
 MAX_KEY_FILE = 4096  # bytes: a certificate is ~300
+ZAP_DOMAIN = b"flockmq-cluster"
 
 
 class CurveKeyError(Exception):
@@ -189,6 +191,10 @@ def bind_curve(sock: zmq.Socket[Any], endpoint: str, keys: CurveKeys | None) -> 
     cluster's nodes when `keys` are given and the endpoint is tcp://."""
     if keys is not None and endpoint.startswith("tcp://"):
         _authenticator(sock.context, keys)  # before the first handshake can start
+        # Without a ZAP handler libzmq admits any CURVE client that knows the
+        # (public) server key; enforced, a missing handler admits none.
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode())
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode())
         sock.setsockopt(zmq.CURVE_SERVER, 1)
@@ -246,7 +252,7 @@ def _authenticator(context: zmq.Context[Any], keys: CurveKeys) -> None:
             return
         allowed = _Allowed(keys)
         auth = ThreadAuthenticator(context, log=logging.getLogger("flockmq.curve.zap"))
-        auth.configure_curve_callback("*", allowed)
+        auth.configure_curve_callback(ZAP_DOMAIN.decode(), allowed)
         auth.start()
         _handlers[slot] = (auth, allowed)
 

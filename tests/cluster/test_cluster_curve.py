@@ -33,7 +33,7 @@ from flockmq.cluster import Cluster, load_cluster
 from flockmq.config import Config
 from flockmq.curve import CurveKeys, connect_curve
 from flockmq.envelopes import FRAME_VERSION, Kind, Route
-from tests.e2e.clients import connected, unique, wait_for
+from tests.e2e.clients import Client, connected, unique, wait_for
 from tests.postgres import PostgresServer
 
 from .netns import Network
@@ -138,14 +138,18 @@ def test_a_forged_publish_without_a_node_s_key_reaches_no_subscriber(
     keyed.send(forged_publish(topic, b"keyed"))
     (message,) = subscriber.expect(1, timeout=WAIT)
     assert message.payload == b"keyed"
-    # and the real clients are served: a publish through kb comes next
-    publisher = connected(curved.b, host=curved.b.host)
-    publisher.publish(topic, b"real", 1)
-    (message,) = subscriber.expect(1, timeout=WAIT)
-    assert message.payload == b"real"
+    assert_served(curved, subscriber, topic)  # and the real clients are, next
     subscriber.expect_nothing()
-    publisher.disconnect()
     subscriber.disconnect()
+
+
+def assert_served(curved: Curved, subscriber: Client, topic: str) -> None:
+    """A QoS 1 publish through node kb reaches `subscriber` (on ka)."""
+    publisher = connected(curved.b, host=curved.b.host)
+    publisher.publish(topic, b"served", 1)
+    (message,) = subscriber.expect(1, timeout=WAIT)
+    assert message.payload == b"served"
+    publisher.disconnect()
 
 
 def test_an_outsider_hears_no_heartbeat(curved: Curved, ctx: zmq.Context[Any]) -> None:
@@ -199,9 +203,5 @@ def test_garbage_on_the_bus_and_heartbeat_ports_harms_nothing(curved: Curved) ->
     topic = unique("curve/after")
     subscriber = connected(curved.a, host=curved.a.host)
     subscriber.subscribe(topic, 1)
-    publisher = connected(curved.b, host=curved.b.host)
-    publisher.publish(topic, b"still served", 1)
-    (message,) = subscriber.expect(1, timeout=WAIT)
-    assert message.payload == b"still served"
-    publisher.disconnect()
+    assert_served(curved, subscriber, topic)
     subscriber.disconnect()
