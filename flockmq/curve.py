@@ -257,6 +257,16 @@ def _authenticator(context: zmq.Context[Any], keys: CurveKeys) -> None:
         _handlers[slot] = (auth, allowed)
 
 
+def stop_authenticator(context: zmq.Context[Any]) -> None:
+    """Stop the ZAP handler of `context` in this process, if any: before
+    the context is destroyed (the tests'; a broker's lives as long as its
+    process), whose thread would otherwise poll closed sockets."""
+    with _lock:
+        handler = _handlers.pop((os.getpid(), id(context)), None)
+    if handler is not None:
+        handler[0].stop()
+
+
 def refused() -> int:
     """Handshakes this process's ZAP handlers refused (keys of no node)."""
     pid = os.getpid()

@@ -185,4 +185,5 @@ def test_a_curve_socket_admits_a_node_and_refuses_and_counts_any_other_key(keys:
         assert inbox.poll(10_000)
         assert inbox.recv() == b.public.encode()
     finally:
+        curve.stop_authenticator(ctx)  # its thread must not outlive the context
         ctx.destroy(linger=0)
