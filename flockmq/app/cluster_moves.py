@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from flockmq.app.heartbeats import Heartbeats
 from flockmq.cluster import Cluster
+from flockmq.curve import CurveKeys
 from flockmq.membership import Change, ChangeKind
 from flockmq.shard_manager import ShardManager, WorkerActions
 from flockmq.store import StoreError
@@ -60,14 +61,16 @@ class ClusterMoves:
         broker: str,
         clock: Callable[[], float] = time.monotonic,
         evict: Evict = evict_node,
+        curve: CurveKeys | None = None,
     ) -> None:
         """`incarnation`: grows with each start of this node's supervisor
         (its start time in microseconds will do); `broker`: the id naming
-        its workers' lock connections (Config.broker_id)."""
+        its workers' lock connections (Config.broker_id); `curve`: the
+        node's keys (Config.curve) for its heartbeats."""
         self.cluster = cluster
         self.clock = clock
         self.evict = evict
-        self.heartbeats = Heartbeats.for_node(cluster, me, incarnation, broker, clock)
+        self.heartbeats = Heartbeats.for_node(cluster, me, incarnation, broker, clock, curve)
         self.membership = self.heartbeats.membership
         self.manager = ShardManager(
             me, cluster.node_names, cluster.shards, cluster.heartbeat_timeout, clock()
