@@ -3,7 +3,9 @@ frames batched per peer per event-loop pass, and every pipe bounded in bytes.
 
 Frames: a msgpack array `[FRAME_VERSION, sender, incarnation, credit,
 [envelope...]]` (see flockmq/envelopes.py), at most MAX_BATCH envelopes and,
-unless one envelope alone is larger, MAX_FRAME_BYTES bytes.
+unless one envelope alone is larger, MAX_FRAME_BYTES bytes. Between a
+cluster's hosts every inbox and pipe is CURVE (`curve`: flockmq/curve.py),
+so a frame comes from a process of the cluster.
 
 Bytes, not frames, bound a pipe. ZeroMQ's high-water mark counts messages, and
 a frame can carry anything from 10 bytes to megabytes, so each sender counts
@@ -68,6 +70,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from flockmq.curve import CurveKeys, bind_curve, connect_curve
 from flockmq.envelopes import FRAME_VERSION, Envelope, Kind, Wire
 
 log = logging.getLogger("flockmq.bus")
@@ -112,12 +115,14 @@ class Bus:
         on_decongested: Callable[[], None] | None = None,
         pipe_bytes: int = DEFAULT_PIPE_BYTES,
         on_peer_restarted: Callable[[Hashable], None] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         """`me`: this process's id on the bus (see Config.process_id), sent
         with every frame so that receivers know whom to credit.
         `on_peer_restarted(key)`: a frame came from a new incarnation of the
         peer connected as `key` (not for a peer's first start, incarnation 0),
-        before the frame's envelopes are handled."""
+        before the frame's envelopes are handled. `curve`: a cluster
+        node's keys: every tcp:// inbox and pipe is CURVE (flockmq/curve.py)."""
         self.loop = loop
         self.me = me
         self.incarnation = incarnation
@@ -126,6 +131,7 @@ class Bus:
         self.on_decongested = on_decongested
         self.on_peer_restarted = on_peer_restarted
         self.pipe_bytes = pipe_bytes
+        self.curve = curve
         self.credit_threshold = max(1, pipe_bytes // 4)
         self.inboxes: list[_Inbox] = []
         self.peers: dict[Hashable, zmq.Socket[Any]] = {}
@@ -166,7 +172,7 @@ class Bus:
         sock = self.ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, HWM)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(endpoint)
+        bind_curve(sock, endpoint, self.curve)
         self.inboxes.append(_Inbox(sock, pausable))
 
     def connect(
@@ -249,7 +255,7 @@ class Bus:
         sock: zmq.Socket[Any] = self.ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, HWM)
         sock.setsockopt(zmq.LINGER, 2000)
-        sock.connect(endpoint)
+        connect_curve(sock, endpoint, self.curve)
         return sock
 
     def start(self) -> None:

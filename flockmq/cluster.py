@@ -23,6 +23,12 @@ lock_namespace = 1718382435      # optional: the advisory locks' first key
 heartbeat_interval = 1.0         # optional, seconds
 heartbeat_timeout = 5.0          # optional, seconds
 
+[security]                       # required: one of the two
+curve_keys = "keys"              # a directory (relative: to this file's) with
+                                 #   every node's NAME.key and this host's
+                                 #   NAME.key_secret (flockmq cluster-keys)
+# insecure = true                # no CURVE: anyone reaching the ports is a node
+
 [[nodes]]
 name = "a"
 address = "10.0.0.11"
@@ -52,7 +58,12 @@ names the file and the key):
   it is kept out of `repr`, since it may hold a password;
 - 0 < heartbeat_interval <= MAX_HEARTBEAT_INTERVAL and heartbeat_timeout at
   least two intervals (one late heartbeat is not a death), at most
-  MAX_HEARTBEAT_TIMEOUT.
+  MAX_HEARTBEAT_TIMEOUT;
+- `[security]` has `curve_keys` (the bus and heartbeats between hosts are
+  CURVE, flockmq/curve.py) or `insecure = true`, not both: a cluster is
+  never open by omission. The keys themselves are read for one node by
+  `config_values` (`curve_keys_of`), a missing, unreadable or malformed
+  one a ClusterError naming the file.
 
 Bus endpoints are derived in one place: the `Config` methods that lay out
 a single host's `tcp` bus (flockmq/config.py), which consult the placement
@@ -63,12 +74,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flockmq.config import ConfigError
+from flockmq.curve import CurveKeyError, CurveKeys, read_node_keys
 from flockmq.placement import Placement, bus_port_count
 from flockmq.shard_plan import MAX_NODE_NAME_BYTES, MAX_NODES, MAX_SHARDS, assign_shards
 
@@ -130,6 +143,8 @@ class Cluster:
     lock_namespace: int = DEFAULT_LOCK_NAMESPACE
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
+    curve_keys: str = ""  # the keys' directory ([security]); "" only when insecure
+    insecure: bool = False  # [security] insecure = true: no CURVE between the hosts
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -189,7 +204,19 @@ class Cluster:
             "postgres_dsn": self.postgres_dsn,
             "shard_namespace": self.lock_namespace,
             "placement": self.placement(name),
+            "curve": self.curve_keys_of(name),
         }
+
+    def curve_keys_of(self, name: str) -> CurveKeys | None:
+        """Node `name`'s CURVE keys (None for an insecure cluster), read
+        from `curve_keys` now; ClusterError naming the file that is wrong."""
+        if self.insecure:
+            return None
+        nodes = {node.name: node.address for node in self.nodes}
+        try:
+            return read_node_keys(self.curve_keys, self.node(name).name, nodes)
+        except CurveKeyError as exc:
+            raise ClusterError(f"{self.source}: security.curve_keys: {exc}") from None
 
 
 TOP_KEYS = {
@@ -199,7 +226,9 @@ TOP_KEYS = {
     "lock_namespace",
     "heartbeat_interval",
     "heartbeat_timeout",
+    "security",
 }
+SECURITY_KEYS = {"curve_keys", "insecure"}
 NODE_KEYS = {"name", "address", "port", "bus_port", "acceptors"}
 
 
@@ -236,6 +265,7 @@ def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
     _check_unique(nodes, source)
     shards = _shards(data, source, len(nodes))
     ports = bus_port_count(len(nodes), shards, sum(node.acceptors for node in nodes))
+    curve_keys, insecure = _security(data, source)
     cluster = Cluster(
         source=source,
         nodes=tuple(replace(node, layout_ports=ports) for node in nodes),
@@ -246,6 +276,8 @@ def parse_cluster(text: str, source: str = "<cluster file>") -> Cluster:
         ),
         heartbeat_interval=_seconds(data, "heartbeat_interval", source, 1.0),
         heartbeat_timeout=_seconds(data, "heartbeat_timeout", source, 5.0),
+        curve_keys=curve_keys,
+        insecure=insecure,
     )
     _check_heartbeat(cluster)
     _check_ports(cluster)
@@ -408,6 +440,30 @@ def _dsn(table: Mapping[str, Any], source: str) -> str:
     except StoreError as exc:
         raise ClusterError(f"{source}: {exc}") from None  # it names postgres_dsn
     return value
+
+
+def _security(table: Mapping[str, Any], source: str) -> tuple[str, bool]:
+    """(the keys' directory, insecure) of the [security] table; a relative
+    directory is the cluster file's."""
+    security = table.get("security")
+    if not isinstance(security, dict):
+        raise ClusterError(
+            f"{source}: security: missing: a [security] table with curve_keys = DIR"
+            " (keys made by flockmq cluster-keys), or insecure = true where nothing"
+            " but the nodes can reach their bus and heartbeat ports"
+        )
+    _reject_unknown(security, SECURITY_KEYS, source, "security: ")
+    insecure = security.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ClusterError(f"{source}: security.insecure: expected true or false")
+    keys = security.get("curve_keys", "")
+    if not isinstance(keys, str):
+        raise ClusterError(f"{source}: security.curve_keys: expected a directory's path")
+    if insecure == bool(keys):
+        raise ClusterError(f"{source}: security: give one of curve_keys = DIR and insecure = true")
+    if keys and not os.path.isabs(keys):
+        keys = os.path.join(os.path.dirname(source), keys)
+    return keys, insecure
 
 
 def _check_heartbeat(cluster: Cluster) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flockmq.curve import CurveKeys
 from flockmq.listeners import (
     Listener,
     ListenerError,
@@ -164,6 +165,11 @@ class Config:
     # not a setting: a cluster's layout over its nodes (flockmq/placement.py),
     # made from the cluster file by `flockmq serve --cluster FILE --node NAME`
     placement: Placement | None = None
+    # not a setting: a cluster node's CURVE keys (flockmq/curve.py), read from
+    # the cluster file's [security] by `serve --cluster`; None: no CURVE. It
+    # reaches the children in the runtime directory's config file (0700 dir,
+    # as the DSN's password does)
+    curve: CurveKeys | None = field(default=None, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> Config:
@@ -497,6 +503,8 @@ class Config:
         values = json.loads(text)
         if values.get("placement") is not None:
             values["placement"] = Placement.from_json(values["placement"])
+        if values.get("curve") is not None:
+            values["curve"] = CurveKeys.from_json(values["curve"])
         return cls(**values)
 
 
@@ -510,6 +518,7 @@ KNOWN_KEYS = {f.name for f in dataclasses.fields(Config)} - {
     "auth_hook_functions",
     "broker_id",
     "placement",
+    "curve",
 }
 
 
@@ -555,6 +564,8 @@ def _shown(key: str, value: Any) -> str:
         return "its postgres_dsn"  # never print a password
     if key == "placement":
         return "which node runs what"
+    if key == "curve":
+        return "its CURVE keys"
     return f"{key} = {value!r}"
 
 

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import zmq
 
+from flockmq import curve
+
 if TYPE_CHECKING:
     import asyncio  # annotations only: `flockmq serve` runs no event loop
 
@@ -148,6 +150,8 @@ def bus_figures(bus: Any) -> Snapshot:
         "envelopes_out": bus.envelopes_sent,
         "frames_in": bus.frames_received,
         "frames_out": bus.frames_sent,
+        # CURVE handshakes refused: keys of no cluster node (flockmq/curve.py)
+        "curve_refused": curve.refused(),
     }
 
 

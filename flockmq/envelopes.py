@@ -78,6 +78,7 @@ class Kind(IntEnum):
     ONLINE = 45
     SYNCED = 46
     FENCE = 47
+    RESYNC = 48
     # router -> worker
     DELIVER = 60
     SUBSCRIBED = 61
@@ -543,6 +544,22 @@ class Synced(NamedTuple):
     shard: int
 
 
+class Resync(NamedTuple):
+    """Worker -> every router, around the subscriptions it re-sends for
+    ROUTER_UP or a router live again (`end` False before them, True after):
+    they are the shard's whole set, and a router drops what it holds of
+    that shard and was not re-sent (router/resync.py). `epoch`: the write
+    epoch the shard was claimed with (workers/ownership.py; 0 without
+    one): a router ignores a resync older than the shard's newest it knows
+    (an old owner cut off, not told yet). Checked on receipt
+    (`check_resync`)."""
+
+    kind: Literal[Kind.RESYNC]
+    shard: int
+    epoch: int
+    end: bool
+
+
 class Fence(NamedTuple):
     """Acceptor -> router, on the pipe its ROUTEs take: the router answers
     FENCED once it has handled everything sent before it (see
@@ -789,6 +806,21 @@ def check_shard_at(e: Wire, nodes: int, shards: int) -> ShardAt:
     return a
 
 
+def check_resync(e: Wire, shards: int) -> Resync:
+    """A received RESYNC as its NamedTuple, or ValueError/TypeError: a shard
+    the broker does not have, an epoch that is not one."""
+    r = Resync._make(e)
+    if r.kind != Kind.RESYNC:
+        raise ValueError(f"RESYNC: kind {r.kind!r}")
+    if not isinstance(r.shard, int) or not 0 <= r.shard < shards:
+        raise ValueError(f"RESYNC: shard {r.shard!r} is not one of {shards}")
+    if not isinstance(r.epoch, int) or not 0 <= r.epoch < 1 << 63:
+        raise ValueError(f"RESYNC: epoch {r.epoch!r} is not a write epoch")
+    if not isinstance(r.end, bool):
+        raise TypeError(f"RESYNC: end {r.end!r} is not a bool")
+    return r
+
+
 def check_routers_live(e: Wire, routers: int) -> frozenset[int]:
     """The live routers of a received ROUTERS_LIVE, or ValueError/TypeError."""
     r = RoutersLive._make(e)
@@ -903,6 +935,7 @@ Envelope = (
     | WorkerUp
     | Online
     | Synced
+    | Resync
     | Fence
     | Deliver
     | Subscribed
@@ -966,6 +999,7 @@ SCHEMA: dict[Kind, type[Any]] = {
     Kind.WORKER_UP: WorkerUp,
     Kind.ONLINE: Online,
     Kind.SYNCED: Synced,
+    Kind.RESYNC: Resync,
     Kind.FENCE: Fence,
     Kind.DELIVER: Deliver,
     Kind.SUBSCRIBED: Subscribed,

@@ -172,9 +172,12 @@ class Membership:
         in fact was heard within about an interval (the timeout is at least
         two)."""
         if now is None:
-            live = len(self.live)
-        else:
-            fresh = self.timeout / 2
-            heard = [p for p in self.peers.values() if p.live and now - p.last_heard < fresh]
-            live = 1 + len(heard)
-        return 2 * live > len(self.peers) + 1
+            return is_majority(len(self.live), len(self.peers) + 1)
+        fresh = self.timeout / 2
+        heard = [p for p in self.peers.values() if p.live and now - p.last_heard < fresh]
+        return is_majority(1 + len(heard), len(self.peers) + 1)
+
+
+def is_majority(live: int, nodes: int) -> bool:
+    """`live` nodes of `nodes` are a quorum: more than half."""
+    return 2 * live > nodes

@@ -114,7 +114,7 @@ class StoreLess:
     def commit_done(self, hold: object) -> None:
         pass
 
-    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope]:
+    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope] | None:
         raise AssertionError(f"{type(self).__name__} holds nothing for a commit")
 
     def destination(self, dest: Any) -> Dest:
@@ -148,8 +148,9 @@ class Core(Protocol):
 
     def commit_done(self, hold: object) -> None: ...
 
-    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope]:
-        """What to send instead of a held envelope whose commit failed."""
+    def failed_envelope(self, dest: Any, envelope: Envelope) -> tuple[Any, Envelope] | None:
+        """What to send instead of a held envelope whose commit failed (None:
+        nothing, counted as `withheld_after_store_failure`)."""
 
     def destination(self, dest: Any) -> Dest:
         """The bus key of a destination as the core names it in `take_durable`."""
@@ -222,8 +223,11 @@ class CoreRunner:
                 if error is None:
                     send(core.destination(dest), e)
                 else:
-                    failed_dest, failed = core.failed_envelope(dest, e)
-                    send(core.destination(failed_dest), failed)
+                    instead = core.failed_envelope(dest, e)
+                    if instead is None:
+                        core.counters["withheld_after_store_failure"] += 1
+                        continue
+                    send(core.destination(instead[0]), instead[1])
             except Exception:
                 self.guard.failed(e)
         core.commit_done(hold)

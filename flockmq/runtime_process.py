@@ -87,6 +87,7 @@ class CoreProcess:
             on_decongested=role.on_decongested,
             pipe_bytes=config.max_pipe_bytes,
             on_peer_restarted=self.on_peer_restarted,
+            curve=config.curve,
         )
         self.committer: Committer | NoCommits = (
             NoCommits() if store is None else Committer(store, loop)

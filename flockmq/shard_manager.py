@@ -26,6 +26,16 @@ plan", the same function on every node. Who is in the plan:
   with everyone it hears and starts workers for its shards, which wait as
   standbys until the survivors stop theirs.
 
+- A node that sees no quorum (fewer than a majority of the cluster's
+  nodes live, itself included: flockmq/membership.py `is_majority`) in a
+  cluster of 3 nodes or more changes nothing: it is cut off, or the
+  majority is dead, and either way it takes no dead node's shards. Its
+  workers could not serve them (a node cut off cannot reach PostgreSQL
+  either: they would crash at start, again and again), and the survivors
+  with a quorum take them (and evict its locks: the same rule). It keeps
+  the workers it runs. With 2 nodes no node alone has a quorum: there the
+  survivor takes the dead node's shards (the locks decide), as before.
+
 This node is always in its own plan. Ownership itself is decided by the
 shards' PostgreSQL advisory locks, never by this plan: while two nodes'
 views differ (a death seen a heartbeat earlier by one, a rejoin delay not
@@ -38,7 +48,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from flockmq.membership import is_majority
 from flockmq.shard_plan import assign_shards
+
+# From this many nodes, a node without a quorum takes no shards (see above).
+QUORUM_FROM_NODES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,7 @@ class ShardManager:
         self.in_plan: set[str] = set(self.nodes)  # presumed live at start
         self.joining: dict[str, float] = {}  # live again since, not yet in the plan
         self.running: frozenset[int] = frozenset()
+        self.without_quorum = False  # the last update saw no quorum: it changed nothing
         assign_shards(self.nodes, shards)  # checks the names and the count now
 
     @property
@@ -83,11 +98,15 @@ class ShardManager:
         """The live set as membership has it now: what to start and stop
         (also what `running` becomes, as if done)."""
         live_set = (set(live) & self.nodes) | {self.me}
-        for node in self.in_plan - live_set:
-            self.in_plan.discard(node)  # dead: its shards move now
         for node in list(self.joining):
             if node not in live_set:
                 del self.joining[node]  # dead again before its delay was over
+        nodes = len(self.nodes)
+        self.without_quorum = nodes >= QUORUM_FROM_NODES and not is_majority(len(live_set), nodes)
+        if self.without_quorum:
+            return WorkerActions((), ())  # the plan stays as it was: see the module docstring
+        for node in self.in_plan - live_set:
+            self.in_plan.discard(node)  # dead: its shards move now
         for node in live_set - self.in_plan:
             since = self.joining.setdefault(node, now)
             if now - since >= self.rejoin_delay:

@@ -157,6 +157,8 @@ def follow_shards(config: Config, bus: Bus, router: Router) -> None:
         lambda shard, now: bus.repoint(runtime.worker(shard), now.worker_endpoint(shard)),
     )
     router.add_handler(Kind.SHARD_AT, routes.on_shard_at)
+    # an old owner's resync is ignored (router/resync.py)
+    router.resyncs.known = routes.directory.epoch
 
 
 def follow_nodes(config: Config, bus: Bus, router: Router) -> None:

@@ -50,10 +50,12 @@ from flockmq.message_expiry import (
 )
 from flockmq.mqtt.topics import SYS_PREFIX, is_shared
 from flockmq.placement import router_of
+from flockmq.shard_plan import MAX_SHARDS
 from flockmq.sizes import message_size
 from flockmq.store import DeleteRetained, ExpireRetained, Op, PutRetained, RetainedRecord
 
 from .replication import Versions
+from .resync import Resyncs
 from .retained import RetainedStore
 from .sys_topics import SysTopics
 from .topic_tree import TopicTree
@@ -169,6 +171,7 @@ class Router:
             env.Kind.ACCEPTOR_UP: self._on_acceptor_up,
             env.Kind.ONLINE: self._on_online,
             env.Kind.SYNCED: self._on_synced,
+            env.Kind.RESYNC: self._on_resync,
             env.Kind.FENCE: self._on_fence,
             env.Kind.RETAINED: self._on_retained,
             env.Kind.ROUTER_UP: self._on_router_up,
@@ -178,6 +181,8 @@ class Router:
         self.unsynced: set[int] = set()
         self.held: list[Wire] = []
         self.held_bytes = 0
+        self.shards = MAX_SHARDS  # the broker's (expect_sync): RESYNC is checked against it
+        self.resyncs = Resyncs()  # shards re-sending their whole set (router/resync.py)
 
     def router_of(self, acceptor: int) -> int:
         """The router of `acceptor` (Config.router_of)."""
@@ -234,6 +239,7 @@ class Router:
         return ops, later
 
     def expect_sync(self, shards: int) -> None:
+        self.shards = shards
         self.unsynced = set(range(shards))
 
     def stop_waiting_for_sync(self, why: str = "in time") -> None:
@@ -251,6 +257,36 @@ class Router:
         self.unsynced.discard(env.Synced._make(e).shard)
         if not self.unsynced:
             self._release_held()
+
+    def _on_resync(self, e: Wire) -> None:
+        _, shard, epoch, end = env.check_resync(e, self.shards)
+        if end:
+            self._end_resync(shard, epoch)
+        elif not self.resyncs.begin(shard, epoch):
+            self.counters["stale_resyncs"] += 1
+
+    def _end_resync(self, shard: int, epoch: int) -> None:
+        """The shard re-sent its whole set: drop what it did not re-send
+        (router/resync.py)."""
+        clients = self.shard_clients.get(shard, set())
+        tree = self.tree
+        gone, stale = self.resyncs.end(shard, epoch, list(clients), tree.subscriptions_of)
+        for client_id in gone:
+            self.counters["resync_dropped_subscriptions"] += tree.unsubscribe_all(client_id)
+            clients.discard(client_id)
+            self.online.pop(client_id, None)
+        for client_id, filters in stale:
+            for topic_filter in filters:
+                tree.unsubscribe(topic_filter, client_id)
+            self.counters["resync_dropped_subscriptions"] += len(filters)
+        if gone or stale:
+            self._invalidate()
+            log.info(
+                "router: shard %d resynced: dropped %d sessions and %d stale subscribers' filters",
+                shard,
+                len(gone),
+                len(stale),
+            )
 
     def _release_held(self) -> None:
         held, self.held = self.held, []
@@ -554,6 +590,8 @@ class Router:
                 client_id,
                 Subscription(shard, qos, no_local, rap, sub_id, persistent),
             )
+        if self.resyncs.noted:
+            self.resyncs.note(shard, client_id, [entry[0] for entry in sub.entries])
         out = self._out(shard)
         if sub.conn:
             out.append(
@@ -639,6 +677,7 @@ class Router:
         if after_standby:
             self.retained_reload_wanted = True
         self._invalidate()
+        self.resyncs.cancel(shard)
         stale = self.shard_clients.pop(shard, set())
         for client_id in stale:
             self.tree.unsubscribe_all(client_id)

@@ -2,6 +2,7 @@
 of 1, 2 and 3 hosts, the hosts being network namespaces of THIS machine.
 
     sudo .venv/bin/python scripts/bench_cluster.py [--hosts 1,2,3] [--runs 1] [--quick]
+        [--insecure]
 
 Every host runs `flockmq serve --cluster FILE --node NAME` (one acceptor,
 one router, its share of SHARDS workers), on a PostgreSQL started for the
@@ -11,7 +12,9 @@ publishers to the first host and its subscribers to the last one, so with
 2 or 3 hosts every message crosses from one host to another, and a QoS 1/2
 message also goes through the worker of its subscriber's session, which is
 on any host. With 1 host it is the same cluster code (tcp bus, PostgreSQL
-store) on one host: the baseline.
+store) on one host: the baseline. The bus and heartbeats are CURVE
+(flockmq/curve.py), as a cluster's are by default; `--insecure` runs the
+cluster with `insecure = true` instead, to measure what CURVE costs.
 
 What this measures: the cost of the hops between hosts, and of the extra
 routers and acceptors, ON THE SAME CORES (this machine has two; the hosts
@@ -86,13 +89,13 @@ def unavailable() -> str | None:
 
 
 def start_cluster(
-    network: Network, postgres: PostgresServer, count: int, tmp: Path
+    network: Network, postgres: PostgresServer, count: int, tmp: Path, curve: bool = True
 ) -> tuple[list[Host], list[ClusterNode], str]:
     hosts = [network.add_host(f"bh{count}n{i}") for i in range(count)]
     database = postgres.create_database()
     dsn = f"host={network.host_address} port={postgres.port} user=postgres dbname={database}"
     cluster_file = write_cluster_file(
-        tmp / f"cluster-{count}.toml", tuple(hosts), SHARDS, dsn, (1,) * count
+        tmp / f"cluster-{count}.toml", tuple(hosts), SHARDS, dsn, (1,) * count, curve=curve
     )
     base = tmp / "flockmq.toml"
     base.write_text('allow_anonymous = true\nlog_level = "warning"\n')
@@ -141,7 +144,9 @@ def run_row(nodes: list[ClusterNode], args: tuple[str, ...], limit: float) -> di
 Results = dict[tuple[str, int], list[dict[str, Any]]]
 
 
-def measure(counts: list[int], runs: int, quick: bool) -> tuple[Results, bool]:
+def measure(
+    counts: list[int], runs: int, quick: bool, insecure: bool = False
+) -> tuple[Results, bool]:
     """Every row on clusters of each of `counts` hosts: the results by (row,
     hosts), and True if a run broke a QoS guarantee or failed. Raises
     NetnsUnavailable where namespaces cannot be made (scripts/bench.py calls
@@ -150,7 +155,7 @@ def measure(counts: list[int], runs: int, quick: bool) -> tuple[Results, bool]:
     postgres = start_server()
     results: Results = {}
     broken = False
-    options = argparse.Namespace(runs=runs, quick=quick)
+    options = argparse.Namespace(runs=runs, quick=quick, insecure=insecure)
     try:
         postgres.listen_also(network.host_address, str(network.subnet))
         with tempfile.TemporaryDirectory(prefix="flockmq-bench-cluster-") as tmp:
@@ -167,6 +172,9 @@ def main() -> int:
     parser.add_argument("--hosts", default="1,2,3", help="host counts to run, e.g. 1,3")
     parser.add_argument("--runs", type=int, default=1, help="runs per row and host count")
     parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument(
+        "--insecure", action="store_true", help="no CURVE between the hosts (insecure = true)"
+    )
     options = parser.parse_args()
     counts = [int(n) for n in options.hosts.split(",")]
     why = unavailable()
@@ -174,7 +182,7 @@ def main() -> int:
         print(f"bench_cluster: cannot run: {why}", file=sys.stderr)
         return 2
     try:
-        results, broken = measure(counts, options.runs, options.quick)
+        results, broken = measure(counts, options.runs, options.quick, options.insecure)
     except NetnsUnavailable as exc:
         print(f"bench_cluster: network namespaces are not available: {exc}", file=sys.stderr)
         return 2
@@ -192,7 +200,9 @@ def bench_hosts(
 ) -> bool:
     """Every row on a cluster of `count` hosts; True if a run broke a QoS guarantee."""
     broken = False
-    hosts, nodes, database = start_cluster(network, postgres, count, tmp)
+    hosts, nodes, database = start_cluster(
+        network, postgres, count, tmp, curve=not options.insecure
+    )
     try:
         for _ in range(options.runs):
             for name, args, quick in ROWS:

@@ -57,7 +57,7 @@ _PUBREL: Final = PacketType.PUBREL
 class Outbound:
     __slots__ = (
         "behind_answers",
-        "behind_suback",
+        "behind_commit",
         "connections",
         "out",
         "send",
@@ -74,7 +74,7 @@ class Outbound:
         # Bound once for the per-message path: these are never replaced
         # (see ShardState and Outbox).
         self.sessions = state.sessions
-        self.behind_suback = out.behind_suback
+        self.behind_commit = out.behind_commit
         self.behind_answers = out.behind_answers
         self.to_acceptors = out.to_acceptors
         self.send = out.send
@@ -88,7 +88,7 @@ class Outbound:
         _, topic, payload, qos, retain, props, targets, reply = cast(env.DeliverTuple, e)
         if reply is not None and not self._take_reply(reply, qos, targets):
             return
-        sessions, behind = self.sessions, self.behind_suback
+        sessions, behind = self.sessions, self.behind_commit
         waiting = self.behind_answers  # several routers: a SUBACK waits for them
         deadline = deadline_of(props, now)  # MQTT 5 message expiry
         # QoS 0 copies for online sessions go out grouped per acceptor, encoded once.
@@ -248,15 +248,20 @@ class Outbound:
             return
         batch: list[Any] = []
         batch_bytes = 0
+        # A QoS 2 message of a persistent session gets its packet id here,
+        # stored by this pass's commit: its batch waits for that commit
+        # (Outbox.send_held).
+        hold = False
         while queue and len(session.inflight) < window:
             msg = queue.popleft()
             session.queued_bytes -= msg.size
             if batch_bytes >= MAX_FRAME_BYTES:
                 # one envelope stays about a frame's size: the bus's credit
                 # bounds the pipe, and the acceptor's handler one write
-                self._send_batch(conn, batch)
+                self._send_batch(conn, batch, hold)
                 batch = []
                 batch_bytes = 0
+                hold = False
             batch_bytes += msg.size
             if msg.deadline and has_expired(msg.deadline, self.state.now):
                 # Not sent before it expired: deleted for this subscriber [MQTT-3.3.2-5].
@@ -267,10 +272,13 @@ class Outbound:
                 msg.packet_id = session.allocate_packet_id()
                 msg.state = AWAIT_ACK
                 session.own_inflight()[msg.packet_id] = msg
-                if msg.seq and not msg.unsaved:
-                    self.out.ops.append(
-                        UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)
-                    )
+                if msg.seq:
+                    if msg.qos == 2:
+                        hold = True
+                    if not msg.unsaved:
+                        self.out.ops.append(
+                            UpdateMessage(session.client_id, msg.seq, msg.packet_id, AWAIT_ACK)
+                        )
             props = msg.props
             if msg.deadline:
                 props = props_to_send(props, msg.deadline, self.state.now)
@@ -283,17 +291,19 @@ class Outbound:
                 False,
                 props,
             )
-        self._send_batch(conn, batch)
+        self._send_batch(conn, batch, hold)
 
-    def _send_batch(self, conn: int, batch: list[Any]) -> None:
+    def _send_batch(self, conn: int, batch: list[Any], hold: bool) -> None:
         """SEND_PUBLISH's fields of some messages, seven each: one
-        SEND_PUBLISH, or one SEND_PUBLISHES for several."""
+        SEND_PUBLISH, or one SEND_PUBLISHES for several; after this pass's
+        commit if `hold`."""
+        send = self.out.send_held if hold else self.send
         if len(batch) == 7:
             one: env.SendPublishTuple = (_SEND_PUBLISH, conn, *batch)
-            self.send(conn, one)
+            send(conn, one)
         elif batch:
             many: env.SendPublishesTuple = (_SEND_PUBLISHES, conn, batch)
-            self.send(conn, many)
+            send(conn, many)
 
     def _send_message(self, conn: int, msg: OutMessage, *, dup: bool) -> None:
         packet_id = msg.packet_id if msg.qos else None

@@ -5,13 +5,16 @@ and for each acceptor (`to_acceptors`), store `ops`, and `after_commit`:
 envelopes that promise durability, sent by the process only once this pass's
 ops are committed. It also keeps what must wait behind those: envelopes for
 the router made after one that waits (one connection's order), and envelopes
-for a connection whose SUBACK waits (its retained messages). `failed_envelope`
-says what is sent instead of a held-back envelope whose commit failed.
+for a connection whose envelope waits for a commit (`behind_commit`: a
+persistent session's SUBACK, or a QoS 2 PUBLISH whose packet id is not stored
+yet, `send_held`): what is sent to that connection meanwhile waits behind it.
+`failed_envelope` says what is sent instead of a held-back envelope whose
+commit failed (None: nothing).
 
 Invariants: `ops` holds store ops in the order they were made, and
 `UnsavedMessage` placeholders for messages queued in this pass (`take_durable`
 resolves them to their PutMessage); `unsaved` counts the placeholders.
-`to_router`, `to_acceptors` and `behind_suback` are never replaced, only
+`to_router`, `to_acceptors` and `behind_commit` are never replaced, only
 changed (the process and `Shard` keep references to them); `ops` and
 `after_commit` are replaced by `take_durable`: never keep a reference to them.
 """
@@ -19,7 +22,7 @@ changed (the process and `Shard` keep references to them); `ops` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Envelope, Kind, acceptor_of
@@ -32,6 +35,9 @@ from flockmq.workers.session import OutMessage, Session
 _STORED: Final = Kind.STORED
 _ROUTE: Final = Kind.ROUTE
 _SEND_SUBACK: Final = Kind.SEND_SUBACK
+_SEND_PUBLISH: Final = Kind.SEND_PUBLISH
+_SEND_PUBLISHES: Final = Kind.SEND_PUBLISHES
+_PUBLISH_FIELDS: Final = 7  # one message's fields in a SEND_PUBLISHES batch
 
 # Where a held-back envelope goes: "router" (made so; `take_durable` turns it
 # into ("router", i) for the router(s) it goes to) or an acceptor index.
@@ -65,10 +71,17 @@ class Outbox:
     # hold_for_commit), the ones after it wait too (see send_router).
     router_commits_pending: int = 0
     router_waits: bool = False
-    # Connections whose SUBACK waits for a commit (a persistent session),
-    # with how many: what is sent to them meanwhile (the retained
-    # messages) waits too, so SUBACK comes first.
-    behind_suback: dict[int, int] = field(default_factory=dict)
+    # Connections with envelopes that wait for a commit (send_held), with
+    # how many: a persistent session's SUBACK (it promises the subscriptions
+    # are kept), or a QoS 2 PUBLISH whose packet id is not stored yet (it
+    # must never reach the client under an id a successor would not know:
+    # the successor would deliver the publisher's resend again under
+    # another id). What is sent to them meanwhile (the retained messages
+    # after a SUBACK, the next messages) waits too, in order.
+    behind_commit: dict[int, int] = field(default_factory=dict)
+    # The connection of each envelope held by send_held in this pass
+    # (hold_for_commit takes them: commit_done releases their connections).
+    held_conns: list[int] = field(default_factory=list)
     # Several routers: connections with a SUBACK/UNSUBACK waiting for the
     # routers' answers, with how many, and what was made for them meanwhile
     # (the retained messages one router sends after its SUBSCRIBED, while
@@ -87,8 +100,8 @@ class Outbox:
             self.behind_answers[conn][1].append((False, envelope))
             return
         acceptor = acceptor_of(conn)
-        if self.behind_suback and conn in self.behind_suback:
-            self.after_commit.append((acceptor, envelope))  # after its SUBACK
+        if self.behind_commit and conn in self.behind_commit:
+            self.after_commit.append((acceptor, envelope))  # after what waits
             return
         out = self.to_acceptors.get(acceptor)
         if out is None:
@@ -124,7 +137,7 @@ class Outbox:
 
     def _send_ack(self, conn: int, envelope: Envelope, durable: bool) -> None:
         if durable:
-            self.send_suback_after_commit(conn, envelope)  # type: ignore[arg-type]
+            self.send_held(conn, envelope)
         else:
             self.send(conn, envelope)
 
@@ -132,11 +145,19 @@ class Outbox:
         """To the acceptor of `conn` once this pass's ops are committed."""
         self.after_commit.append((acceptor_of(conn), envelope))
 
-    def send_suback_after_commit(self, conn: int, suback: env.SendSuback) -> None:
-        """A SUBACK that promises its subscriptions are kept; what is sent to
-        `conn` after it waits behind it."""
-        self.after_commit.append((acceptor_of(conn), suback))
-        self.behind_suback[conn] = self.behind_suback.get(conn, 0) + 1
+    def send_held(self, conn: int, envelope: Envelope) -> None:
+        """To `conn` once this pass's ops are committed, and what is sent to
+        `conn` after it waits behind it: a SUBACK that promises its
+        subscriptions are kept, or QoS 2 PUBLISHes whose packet ids this
+        pass stores. Behind a SUBACK still waiting for the routers' answers
+        (several routers), it waits there, and then for the commit of the
+        pass that releases it (later than its own: commits are in order)."""
+        if self.behind_answers and conn in self.behind_answers:
+            self.behind_answers[conn][1].append((True, envelope))
+            return
+        self.after_commit.append((acceptor_of(conn), envelope))
+        self.behind_commit[conn] = self.behind_commit.get(conn, 0) + 1
+        self.held_conns.append(conn)
 
     def send_router(self, envelope: Envelope) -> None:
         """To the router, after everything sent there before: a QoS 2 publish
@@ -250,20 +271,20 @@ class Outbox:
 
     def hold_for_commit(self, later: list[tuple[Destination, Envelope]]) -> tuple[bool, list[int]]:
         """The process commits a pass's ops; `later` waits for it: until
-        `commit_done`, what follows it to the router or to a connection whose
-        SUBACK is in it waits too."""
+        `commit_done`, what follows it to the router or to a connection with
+        an envelope held in it (send_held) waits too."""
         to_router = any(dest == "router" or isinstance(dest, tuple) for dest, _ in later)
         if to_router:
             self.router_commits_pending += 1
-        subacks = [env.SendSuback._make(e).conn for _, e in later if e[0] == _SEND_SUBACK]
-        return to_router, subacks
+        held, self.held_conns = self.held_conns, []
+        return to_router, held
 
     def commit_done(self, hold: tuple[bool, list[int]]) -> None:
-        to_router, subacks = hold
+        to_router, held = hold
         if to_router:
             self.router_commits_pending -= 1
-        behind = self.behind_suback
-        for conn in subacks:
+        behind = self.behind_commit
+        for conn in held:
             left = behind.get(conn, 0) - 1
             if left > 0:
                 behind[conn] = left
@@ -293,7 +314,7 @@ def _resolve(op: Op | UnsavedMessage) -> Op | None:
     )
 
 
-def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelope]:
+def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelope] | None:
     """What to send instead of a durability promise whose commit failed.
 
     Every kind a shard holds back for a commit (`after_commit`), told apart
@@ -308,10 +329,18 @@ def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelo
       resends).
     - SEND_SUBACK for a persistent session: every subscription refused (0x80).
     - SEND_ACK (a PUBREL whose AWAIT_COMP state was not kept): sent as it is.
+    - SEND_PUBLISH(ES) of QoS 2 messages whose packet ids were not kept
+      (`send_held`): not sent (None, or the batch without them). A client
+      must never hold a QoS 2 packet id that a successor of this shard
+      would not know: it would deliver the publisher's resend again under
+      another id. The message stays in flight here and goes, with DUP, when
+      the session resumes (the client reconnects, or a successor loads
+      what was stored). A QoS 2 PUBLISH held back for any other reason (a
+      resend, DUP, of a stored one) is sent as it is.
     - Anything else for the router made after a held-back ROUTE (SUB, UNSUB,
       ONLINE, a will: see Outbox.send_router): sent as it is, in its order.
     - Anything for a connection made after its held-back SUBACK (the retained
-      messages: see Outbox.behind_suback): sent as it is, in its order.
+      messages: see Outbox.behind_commit): sent as it is, in its order.
     """
     kind = e[0]
     if kind == _STORED:
@@ -327,4 +356,27 @@ def failed_envelope(dest: Destination, e: Envelope) -> tuple[Destination, Envelo
     elif kind == _SEND_SUBACK:
         suback = env.SendSuback._make(e)
         return dest, suback._replace(codes=[0x80 for _ in suback.codes])
+    elif kind in (_SEND_PUBLISH, _SEND_PUBLISHES):
+        return _without_new_qos2(dest, e)
     return dest, e
+
+
+def _without_new_qos2(dest: Destination, e: Envelope) -> tuple[Destination, Envelope] | None:
+    """A SEND_PUBLISH(ES) without its QoS 2 messages that are not resends
+    (their packet ids were not stored), or None when nothing is left."""
+    if e[0] == _SEND_PUBLISH:
+        # (kind, conn, packet id, topic, payload, qos, retain, dup, props)
+        return None if e[5] == 2 and not e[7] else (dest, e)
+    _, conn, fields = cast(env.SendPublishesTuple, e)
+    kept: list[Any] = []
+    for i in range(0, len(fields), _PUBLISH_FIELDS):
+        one = fields[i : i + _PUBLISH_FIELDS]
+        # (packet id, topic, payload, qos, retain, dup, props)
+        if not (one[3] == 2 and not one[5]):
+            kept += one
+    if len(kept) == len(fields):
+        return dest, e
+    if not kept:
+        return None
+    batch: env.SendPublishesTuple = (_SEND_PUBLISHES, conn, kept)
+    return dest, batch

@@ -123,7 +123,7 @@ class ShardCore:
 
     def failed_envelope(
         self, dest: str | int | tuple[str, int], e: Envelope
-    ) -> tuple[str | int | tuple[str, int], Envelope]:
+    ) -> tuple[str | int | tuple[str, int], Envelope] | None:
         return failed_envelope(dest, e)
 
     def destination(self, dest: str | int | tuple[str, int]) -> runtime.Dest:
@@ -156,7 +156,7 @@ def run_worker(config: Config, index: int, incarnation: int) -> None:
                 core.shard.out,
                 core.counters,
                 core.guard,
-                core.shard.subscriptions.on_routers_live,
+                core.shard.subscriptions.follow_routers_live,
             ).handle
             records: list[SessionRecord] = []
         else:
@@ -256,6 +256,7 @@ async def take_shard(
 
     fence = await ownership.acquire(standby)
     store.fence = fence  # before the first commit: the writer reads it at each
+    core.shard.state.epoch = fence.epoch  # its resyncs carry it (router/resync.py)
     store.on_not_owner = ownership.not_owner
     loop = asyncio.get_running_loop()
     try:

@@ -68,15 +68,22 @@ class ShardState:
     # insertion-ordered, bounded
     seen_qos2: dict[tuple[Any, ...], None] = field(default_factory=dict)
     # SUBACK/UNSUBACK waiting for the routers' answers, by (conn, packet
-    # id), with the routers that have not answered yet: sent once every
-    # router has, a restarted one counting as answered once it has re-taken
-    # the subscriptions (the answer died with the old one)
-    awaiting_router: dict[tuple[int, int], tuple[env.SendSuback | env.SendUnsuback, set[int]]] = (
-        field(default_factory=dict)
-    )
+    # id), with its client id and the routers that have not answered yet:
+    # sent once every router has, a restarted one counting as answered once
+    # it has re-taken the subscriptions (the answer died with the old one)
+    awaiting_router: dict[
+        tuple[int, int], tuple[str, env.SendSuback | env.SendUnsuback, set[int]]
+    ] = field(default_factory=dict)
     # Routers on a node declared dead (a cluster's ROUTERS_LIVE): no SUBACK
     # waits for them (workers/subscriptions.py `on_routers_live`)
     routers_down: frozenset[int] = frozenset()
+    # The write epoch the shard was claimed with (PostgreSQL store:
+    # workers/ownership.py; 0 without one): its resyncs carry it
+    epoch: int = 0
+    # Routers declared down that sent a ROUTER_UP since, by when: live,
+    # whatever a ROUTERS_LIVE that has not caught up says, for a while
+    # (workers/subscriptions.py `ROUTER_UP_GRACE`)
+    routers_up_at: dict[int, float] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
     guard: EnvelopeGuard = field(init=False)
 

@@ -72,10 +72,11 @@ class Standby:
         out: Outbox,
         counters: Counter[str],
         guard: EnvelopeGuard,
-        routers_live: Callable[[Wire, float], None] | None = None,
+        routers_live: Callable[[Wire, float], object] | None = None,
     ):
-        """`routers_live`: the shard's handler of ROUTERS_LIVE (which routers
-        are live is remembered for when it serves)."""
+        """`routers_live`: the shard's handler of ROUTERS_LIVE without its
+        resync (Subscriptions.follow_routers_live: which routers are live is
+        remembered for when it serves)."""
         self.index = index
         self.out = out
         self.counters = counters

@@ -17,7 +17,11 @@ A cluster's router on a dead node (ROUTERS_LIVE from this node's supervisor,
 only (what was sent to the dead one is dropped by the bus), and one waiting
 for it when it is declared dead is answered without it. When it comes back
 it gets every subscription of the shard (its ROUTER_UP, `on_router_up`; a
-router declared live again without a restart, after a cut link, the same).
+router declared live again without a restart, after a cut link, the same),
+as the shard's whole set: it drops what it holds of the shard and is not
+re-sent, the UNSUBSCRIBEs and session ends it missed (router/resync.py).
+A router whose ROUTER_UP comes before this node's supervisor has heard its
+node again is not declared down again meanwhile (`ROUTER_UP_GRACE`).
 
 `Subscriptions` takes the shard's state and outbox.
 """
@@ -25,6 +29,7 @@ router declared live again without a restart, after a cut link, the same).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, Wire
@@ -33,6 +38,15 @@ from flockmq.store import DeleteSubscription, PutSubscription
 from flockmq.workers.outbox import Outbox
 from flockmq.workers.session import Session, Subscription
 from flockmq.workers.shard_state import ShardState
+
+# A router declared down that sends its ROUTER_UP (its node restarted) is
+# live for this long whatever ROUTERS_LIVE says: this node's supervisor
+# hears that node's heartbeat up to a heartbeat (or a reconnect) after the
+# router is up, and its ROUTERS_LIVE meanwhile (repeated every second)
+# would declare it down again, which drops the resync just sent to it
+# (Bus.peer_down) and answers the SUBACKs without it. Past this, a router
+# that died again is declared down by the next ROUTERS_LIVE.
+ROUTER_UP_GRACE: Final = 5.0  # seconds
 
 
 class Subscriptions:
@@ -67,9 +81,7 @@ class Subscriptions:
                     Kind.SUB, self.state.index, client_id, conn, packet_id, route_entries, codes
                 )
             )
-            self._await_routers(
-                conn, packet_id, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes)
-            )
+            self._await_routers(client_id, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes))
         else:
             self.out.send(conn, env.SendSuback(Kind.SEND_SUBACK, conn, packet_id, codes))
 
@@ -114,14 +126,13 @@ class Subscriptions:
             topic_filter, qos, bool(no_local), bool(rap), send_retained, sub_id, session.persistent
         )
 
-    def _await_routers(
-        self, conn: int, packet_id: int, ack: env.SendSuback | env.SendUnsuback
-    ) -> None:
+    def _await_routers(self, client_id: str, ack: env.SendSuback | env.SendUnsuback) -> None:
         routers = self.state.limits.routers
         waiting = set(range(routers))
         if self.state.routers_down:
             waiting -= self.state.routers_down
-        self.state.awaiting_router[conn, packet_id] = (ack, waiting)
+        conn = ack.conn
+        self.state.awaiting_router[conn, ack.packet_id] = (client_id, ack, waiting)
         if routers > 1:
             self.out.hold_for_answers(conn)
 
@@ -129,21 +140,34 @@ class Subscriptions:
         """Router `router` answered the SUB/UNSUB (conn, packet_id): whether
         it was the last one to."""
         awaiting = self.state.awaiting_router.get((conn, packet_id))
-        if awaiting is None or router not in awaiting[1]:
+        if awaiting is None or router not in awaiting[2]:
             # Answered already: a ROUTER_UP came between the SUB and this
             # (the router's start racing the first clients, or a restart).
             self.state.counters["late_router_answers"] += 1
             return False
-        awaiting[1].discard(router)
-        if awaiting[1]:
+        awaiting[2].discard(router)
+        if awaiting[2]:
             return False
         del self.state.awaiting_router[conn, packet_id]
         return True
 
+    def _with_routers_up(self, live: frozenset[int], now: float) -> frozenset[int]:
+        """`live` and the routers that sent their ROUTER_UP less than
+        ROUTER_UP_GRACE ago while declared down (until a ROUTERS_LIVE says
+        they are live: from then on it is right again)."""
+        up_at = self.state.routers_up_at
+        for router, at in list(up_at.items()):
+            if router in live or now - at >= ROUTER_UP_GRACE:
+                del up_at[router]
+            else:
+                live = live | {router}
+        return live
+
     def _send_ack(self, client_id: str, ack: env.SendSuback | env.SendUnsuback) -> None:
-        """The SUBACK/UNSUBACK every router has answered for (a SUBACK of a
-        persistent session once it is committed: it promises the
-        subscription is kept); nothing if the connection is gone."""
+        """The SUBACK/UNSUBACK every router has answered for, or answered
+        without one that cannot (declared down, or restarted and resynced): a
+        SUBACK of a persistent session once it is committed either way (it
+        promises the subscription is kept); nothing if the connection is gone."""
         conn = ack.conn
         session = self.state.sessions.get(client_id)
         if session is None or session.conn != conn:
@@ -180,7 +204,7 @@ class Subscriptions:
             self.out.send_router(
                 env.Unsub(Kind.UNSUB, client_id, removed, self.state.index, conn, packet_id, codes)
             )
-            self._await_routers(conn, packet_id, unsuback)
+            self._await_routers(client_id, unsuback)
         else:
             self.out.send(conn, unsuback)
 
@@ -190,8 +214,9 @@ class Subscriptions:
             self._send_ack(client_id, env.SendUnsuback(Kind.SEND_UNSUBACK, conn, packet_id, codes))
 
     def on_router_up(self, e: Wire, now: float) -> None:
-        """A (re)started router has an empty topic tree: register every
-        subscription of this shard again (no SUBACK, no retained messages).
+        """A (re)started router has an empty topic tree, one cut off a stale
+        one: register every subscription of this shard again (no SUBACK, no
+        retained messages), as the shard's whole set (RESYNC ... RESYNC end).
         With several routers the others get the same snapshot (it is what
         they hold already: re-taking it changes nothing), which keeps one
         order on every router's pipe."""
@@ -199,11 +224,20 @@ class Subscriptions:
         router = env.RouterUp._make(e).router
         if router in state.routers_down:  # it is back (a restart on a returning node)
             state.routers_down = state.routers_down - {router}
+            state.routers_up_at[router] = now
+            if self.on_down is not None:  # the bus sends to its node again
+                self.on_down(frozenset(), frozenset({router}))
+        # The whole set, between RESYNC and its end: a router cut off drops
+        # what it holds of this shard and is not re-sent (router/resync.py).
+        out.send_router(env.Resync(Kind.RESYNC, state.index, state.epoch, False))
         for session in state.sessions.values():
             conn = session.conn
             session.announced = conn is not None and bool(session.subscriptions)
             if conn is not None and session.announced:
                 out.send_router(env.Online(Kind.ONLINE, session.client_id, conn))
+            elif conn is None and session.subscriptions:
+                # a router cut off may still name the connection it went with
+                out.send_router(env.Online(Kind.ONLINE, session.client_id, 0))
             entries = [
                 env.RouteEntry(
                     f, s.qos, s.no_local, s.retain_as_published, False, s.sub_id, session.persistent
@@ -214,38 +248,44 @@ class Subscriptions:
                 out.send_router(
                     env.Sub(Kind.SUB, state.index, session.client_id, 0, 0, entries, [])
                 )
+        out.send_router(env.Resync(Kind.RESYNC, state.index, state.epoch, True))
         out.send_router(env.Synced(Kind.SYNCED, state.index))
         # The answers to SUB/UNSUB the old router had not given: the new one
         # took them with the resync above, ahead of any publish it routes.
-        for (conn, packet_id), (ack, _routers) in list(state.awaiting_router.items()):
+        for (conn, packet_id), (client_id, ack, _routers) in list(state.awaiting_router.items()):
             if self._answered(conn, packet_id, router):
-                self._send_ack_anyway(ack)
+                self._send_ack(client_id, ack)
 
     def on_routers_live(self, e: Wire, now: float) -> None:
         """This node's supervisor says which routers are live (a cluster,
         flockmq/app/routers_live.py). A router gone down answers for every
         SUB/UNSUB waiting for it (it cannot: it is gone, and it re-takes the
         subscriptions when it is back); one back up without a restart (a cut
-        link) re-takes them now, as a restarted one does."""
+        link) re-takes them now, as a restarted one does. One that said
+        ROUTER_UP lately stays live (`ROUTER_UP_GRACE`)."""
+        for router in sorted(self.follow_routers_live(e, now)):
+            self.on_router_up(env.RouterUp(Kind.ROUTER_UP, 0, router), now)
+
+    def follow_routers_live(self, e: Wire, now: float) -> frozenset[int]:
+        """`on_routers_live` without the resync, which a standby (workers/
+        standby.py) must not send: it serves nothing, and a resync of
+        nothing would make every router drop the shard's subscriptions that
+        its owner elsewhere serves. The routers that came up."""
         state = self.state
         routers = state.limits.routers
         live = env.check_routers_live(e, routers)
+        if state.routers_up_at:
+            live = self._with_routers_up(live, now)
         down = frozenset(range(routers)) - live
         if down == state.routers_down:
-            return
+            return frozenset()
         went_down, came_up = down - state.routers_down, state.routers_down - down
         state.routers_down = down
         if self.on_down is not None:
             self.on_down(went_down, came_up)
         for router in sorted(went_down):
             state.counters["routers_declared_down"] += 1
-            for (conn, packet_id), (ack, waiting) in list(state.awaiting_router.items()):
+            for (conn, packet_id), (client_id, ack, waiting) in list(state.awaiting_router.items()):
                 if router in waiting and self._answered(conn, packet_id, router):
-                    self._send_ack_anyway(ack)
-        for router in sorted(came_up):
-            self.on_router_up(env.RouterUp(Kind.ROUTER_UP, 0, router), now)
-
-    def _send_ack_anyway(self, ack: env.SendSuback | env.SendUnsuback) -> None:
-        """An answer a restarted router took with its resync: sent to the
-        connection as it is (as the single router's restart always did)."""
-        self.out.answered(ack.conn, ack, False)
+                    self._send_ack(client_id, ack)
+        return came_up

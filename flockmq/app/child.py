@@ -23,6 +23,7 @@ from flockmq.app.logsetup import setup_logging
 from flockmq.app.parent_watch import stop_with_parent
 from flockmq.app.proctitle import ROLES, child_name, child_title, name_process
 from flockmq.config import Config
+from flockmq.store import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +97,9 @@ def run_role(role: str, index: int, incarnation: int, config: Config) -> int:
             run_worker(config, index, incarnation)
     except KeyboardInterrupt:
         return 0
+    except StoreError as e:  # a store it cannot open or use: its message says it all
+        logging.getLogger("flockmq").error("%s %d stopped: %s", role, index, e)
+        return 1
     except Exception:  # the process entry point: log why it died, exit non-zero
         logging.getLogger("flockmq").exception("%s %d crashed", role, index)
         return 1

@@ -148,6 +148,15 @@ def serve(
             from flockmq.cluster import load_cluster
 
             cluster = load_cluster(cluster_file)
+            if cluster.insecure:
+                import logging
+
+                logging.getLogger("flockmq.curve").warning(
+                    "cluster: %s has insecure = true: the bus and heartbeats between"
+                    " the hosts are neither authenticated nor encrypted; anyone who"
+                    " reaches their ports can act as a node",
+                    cluster.source,
+                )
         supervisor = Supervisor(config, cluster)
         code = supervisor.run()
     except ConfigError as exc:
@@ -218,6 +227,34 @@ def _prompt_password() -> str:
     return str(click.prompt("Password", hide_input=True, confirmation_prompt="Reenter password"))
 
 
+@main.command("cluster-keys")
+@click.argument("nodes", nargs=-1, required=True)
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Where to write NODE.key (public) and NODE.key_secret (0600).",
+)
+def cluster_keys(nodes: tuple[str, ...], directory: str) -> None:
+    """Make a CURVE keypair for each cluster node NODE (the cluster file's
+    [security] curve_keys = DIR). Copy every NODE.key to every host, and
+    each NODE.key_secret to its own host only. Never overwrites a key."""
+    from flockmq.cluster import NODE_NAME
+    from flockmq.curve import CurveKeyError, write_keypair
+
+    for node in nodes:
+        if not NODE_NAME.fullmatch(node):
+            raise click.BadParameter(f"{node[:80]!r} is not a node name", param_hint="NODES")
+    for node in nodes:
+        try:
+            public, secret = write_keypair(directory, node)
+        except CurveKeyError as exc:
+            click.echo(f"flockmq: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"{node}: {public} (every host), {secret} (host {node} only)")
+
+
 @main.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False))
 def check_config(file: str) -> None:
@@ -250,6 +287,7 @@ _NOT_SETTINGS = (
     "auth_hook_functions",
     "broker_id",
     "placement",
+    "curve",
 )
 
 

@@ -11,7 +11,8 @@ stops (SIGTERM) like its other children (flockmq/app/shard_workers.py).
 On a change of the live set:
 
 - the shard manager is asked again (also when a rejoining node's delay is
-  over: `ShardManager.next_timer`);
+  over: `ShardManager.next_timer`); without a quorum it starts nothing,
+  which is logged once when the quorum is lost and once when it is back;
 - a node declared dead (LEFT) is evicted from PostgreSQL, every session
   from its address or of its broker id: also those it opened while it was
   silent (a zombie cut off from the others but not from PostgreSQL: what
@@ -52,6 +53,7 @@ from typing import Protocol
 
 from flockmq.app.heartbeats import Heartbeats
 from flockmq.cluster import Cluster
+from flockmq.curve import CurveKeys
 from flockmq.dead_nodes import DeadNodes, Lease, LeaseRound, Target
 from flockmq.membership import Change, ChangeKind
 from flockmq.shard_manager import ShardManager, WorkerActions
@@ -86,16 +88,18 @@ class ClusterMoves:
         broker: str,
         clock: Callable[[], float] = time.monotonic,
         evict: Evict = evict_node,
+        curve: CurveKeys | None = None,
         leases: Leases | None = None,
     ) -> None:
         """`incarnation`: grows with each start of this node's supervisor
         (its start time in microseconds will do); `broker`: the id naming
-        its workers' lock connections (Config.broker_id); `leases`: this
+        its workers' lock connections (Config.broker_id); `curve`: the
+        node's keys (Config.curve) for its heartbeats; `leases`: this
         node's lease in PostgreSQL (unless given: store/node_leases.py's)."""
         self.cluster = cluster
         self.clock = clock
         self.evict = evict
-        self.heartbeats = Heartbeats.for_node(cluster, me, incarnation, broker, clock)
+        self.heartbeats = Heartbeats.for_node(cluster, me, incarnation, broker, clock, curve)
         self.membership = self.heartbeats.membership
         self.manager = ShardManager(
             me, cluster.node_names, cluster.shards, cluster.heartbeat_timeout, clock()
@@ -125,7 +129,10 @@ class ClusterMoves:
         if not (changes or self._first or (timer is not None and now >= timer)):
             return WorkerActions((), ())
         self._first = False
+        was_without = self.manager.without_quorum
         actions = self.manager.update(self.membership.live, now)
+        if self.manager.without_quorum != was_without:
+            self._log_quorum()
         if actions:
             log.warning(
                 "cluster: live nodes %s; starting shard workers %s, stopping %s",
@@ -134,6 +141,24 @@ class ClusterMoves:
                 list(actions.stop),
             )
         return actions
+
+    def _log_quorum(self) -> None:
+        """One line when the node loses its quorum, one when it has it again
+        (flockmq/shard_manager.py: without one it starts no worker)."""
+        live = sorted(self.membership.live)
+        if self.manager.without_quorum:
+            log.warning(
+                "cluster: only %s of %d nodes are live here (no quorum): starting no shard"
+                " worker until a majority is",
+                live,
+                len(self.cluster.node_names),
+            )
+        else:
+            log.warning(
+                "cluster: %s of %d nodes live here: a quorum again",
+                live,
+                len(self.cluster.node_names),
+            )
 
     def _evict_dead(self, changes: list[Change], now: float) -> None:
         for change in changes:

@@ -24,7 +24,8 @@ MAX_MESSAGE bytes, checked on receipt; a larger or malformed one is counted
 it libzmq (4.3.5, measured) drops the connection and never connects to that
 endpoint again, not even to a restarted peer, so one bad frame would make a
 node dead for good. Only the peers can send here (the SUB connects out to
-the endpoints they bind), so the size is checked after receipt. At
+the endpoints they bind; with CURVE, `curve`, only the node that holds the key
+of that endpoint's node), so the size is checked after receipt. At
 most MAX_PER_POLL messages are read per `poll`, so a flood from a broken
 peer cannot stall the supervisor's loop (the rest wait for the next poll,
 and ZeroMQ's receive high-water mark bounds the queue).
@@ -41,6 +42,7 @@ import msgpack
 import zmq
 
 from flockmq.cluster import Cluster
+from flockmq.curve import CurveKeys, bind_curve, connect_curve
 from flockmq.envelopes import Heartbeat, Kind, check_heartbeat
 from flockmq.membership import Change, Membership
 
@@ -66,9 +68,13 @@ class Heartbeats:
         peers: Mapping[str, str],
         clock: Callable[[], float] = time.monotonic,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         """`bind`: this node's heartbeat endpoint; `peers`: every other
-        node's, by name. Sends its first heartbeat at the first `poll`."""
+        node's, by name. Sends its first heartbeat at the first `poll`.
+        `curve`: the cluster's keys: the PUB admits only the nodes, and the
+        SUB hears only the node that holds each endpoint's key
+        (flockmq/curve.py)."""
         self.membership = membership
         self.clock = clock
         self.message: bytes = _packer.pack(
@@ -80,7 +86,7 @@ class Heartbeats:
         self.pub.setsockopt(zmq.SNDHWM, SNDHWM)
         self.pub.setsockopt(zmq.LINGER, 0)
         self._keep_alive(self.pub, interval_ms)
-        self.pub.bind(bind)
+        bind_curve(self.pub, bind, curve)
         self.sub: zmq.Socket[Any] = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, RCVHWM)
         self.sub.setsockopt(zmq.LINGER, 0)
@@ -89,7 +95,7 @@ class Heartbeats:
         self._keep_alive(self.sub, interval_ms)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         for endpoint in peers.values():
-            self.sub.connect(endpoint)
+            connect_curve(self.sub, endpoint, curve)
         self.sent = 0
         self.received = 0
         self.malformed = 0
@@ -102,15 +108,19 @@ class Heartbeats:
         incarnation: int,
         broker: str,
         clock: Callable[[], float] = time.monotonic,
+        curve: CurveKeys | None = None,
     ) -> Heartbeats:
         """The heartbeats of node `me` of `cluster`, on the endpoints the
-        cluster file gives (cluster.py `Node.heartbeat_endpoint`)."""
+        cluster file gives (cluster.py `Node.heartbeat_endpoint`), CURVE
+        with `curve` (Config.curve)."""
         node = cluster.node(me)
         membership = Membership(
             me, cluster.node_names, cluster.heartbeat_interval, cluster.heartbeat_timeout, clock()
         )
         peers = {n.name: n.heartbeat_endpoint() for n in cluster.nodes if n.name != me}
-        return cls(membership, incarnation, broker, node.heartbeat_endpoint(), peers, clock)
+        return cls(
+            membership, incarnation, broker, node.heartbeat_endpoint(), peers, clock, curve=curve
+        )
 
     @staticmethod
     def _keep_alive(sock: zmq.Socket[Any], interval_ms: int) -> None:

@@ -24,6 +24,7 @@ import msgpack
 import zmq
 
 from flockmq.config import Config
+from flockmq.curve import connect_curve
 from flockmq.envelopes import FRAME_VERSION, Kind
 
 RESEND: Final = 1.0  # seconds
@@ -56,18 +57,18 @@ class RoutersLiveSender:
         endpoints += [config.worker_endpoint(s) for s in placement.workers_here()]
         for endpoint in endpoints:
             try:
-                self._sock(endpoint).send(frame, zmq.NOBLOCK)
+                self._sock(endpoint, config).send(frame, zmq.NOBLOCK)
                 self.sent += 1
             except zmq.Again:
                 self.dropped += 1
 
-    def _sock(self, endpoint: str) -> zmq.Socket[Any]:
+    def _sock(self, endpoint: str, config: Config) -> zmq.Socket[Any]:
         sock = self.socks.get(endpoint)
         if sock is None:
             sock = self.ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.SNDHWM, SNDHWM)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(endpoint)
+            connect_curve(sock, endpoint, config.curve)  # the inboxes are CURVE servers
             self.socks[endpoint] = sock
         return sock
 

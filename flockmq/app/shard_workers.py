@@ -53,7 +53,11 @@ class ShardWorkers:
         # a new incarnation at each start of the supervisor: its start, in µs
         try:
             self.moves = ClusterMoves(
-                cluster, self.me, time.time_ns() // 1000, supervisor.config.broker_id
+                cluster,
+                self.me,
+                time.time_ns() // 1000,
+                supervisor.config.broker_id,
+                curve=supervisor.config.curve,
             )
         except zmq.ZMQError as exc:  # before any child is spawned: exit 2, saying why
             endpoint = cluster.node(self.me).heartbeat_endpoint()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from flockmq.app.data_dir_lock import lock_data_dir
 from flockmq.app.forked import ForkedProcess, fork_child, preload_roles
 from flockmq.app.proctitle import child_name, name_process, supervisor_title
+from flockmq.app.restarts import STABLE_SECONDS, Restarts
 from flockmq.config import Config, ConfigError
 from flockmq.control import PollingControl, Snapshot, control_endpoint
 from flockmq.persistence import open_configured_store
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flockmq.app.supervisor")
 
-STABLE_SECONDS = 30.0  # a child that lived this long restarts without backoff
-
 
 @dataclass
 class Child:
@@ -53,7 +52,7 @@ class Child:
     proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     incarnation: int = 0
     started: float = 0.0
-    backoff: float = 0.0
+    restarts: Restarts = field(default_factory=Restarts)  # backoff, crash loop
     restart_at: float | None = None
     history: list[float] = field(default_factory=list)
     retiring: bool = False  # a cluster's worker whose shard moved away: not restarted
@@ -272,24 +271,47 @@ class Supervisor:
                     self.children.remove(child)
                     log.info("%s (pid %d) stopped: %s", child.name, proc.pid, describe_exit(code))
                     continue
-                lived = now - child.started
-                child.backoff = (
-                    0.1
-                    if lived > STABLE_SECONDS
-                    else min(max(child.backoff * 2, 0.1), self.config.restart_backoff_max)
-                )
-                child.restart_at = now + child.backoff
-                log.error(
-                    "%s (pid %d) %s after %.1fs; restarting in %.1fs",
-                    child.name,
-                    proc.pid,
-                    describe_exit(code),
-                    lived,
-                    child.backoff,
-                )
+                self._exited(child, proc.pid, describe_exit(code), now)
+            elif (
+                proc is not None
+                and child.restarts.looping
+                and child.restarts.running(now - child.started)
+            ):
+                log.warning("%s up for %.0fs: out of its crash loop", child.name, STABLE_SECONDS)
             if child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 child.incarnation += 1
                 self.spawn(child)
+
+    def _exited(self, child: Child, pid: int, how: str, now: float) -> None:
+        """Schedule the restart of a child that exited; one log line per
+        exit, except in a crash loop (flockmq/app/restarts.py)."""
+        lived = now - child.started
+        delay, level = child.restarts.exited(lived, self.config.restart_backoff_max)
+        child.restart_at = now + delay
+        if level == logging.WARNING:
+            log.warning(
+                "%s (pid %d) %s after %.1fs, %d times in a row within %.0fs of its start:"
+                " a crash loop; restarting it every %.1fs at most, its exits not logged"
+                " again until it stays up %.0fs",
+                child.name,
+                pid,
+                how,
+                lived,
+                child.restarts.quick_exits,
+                STABLE_SECONDS,
+                self.config.restart_backoff_max,
+                STABLE_SECONDS,
+            )
+        else:
+            log.log(
+                level,
+                "%s (pid %d) %s after %.1fs; restarting in %.1fs",
+                child.name,
+                pid,
+                how,
+                lived,
+                delay,
+            )
 
     def shutdown(self) -> None:
         """Acceptors, then workers, then the router; SIGKILL after the timeout."""

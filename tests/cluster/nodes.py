@@ -4,7 +4,8 @@ starts one per machine.
 
 - `write_cluster_file` writes the cluster file of the hosts (node i is
   host i, on its address; port 1883 and bus ports from 15550 on every host:
-  addresses differ, so nothing collides).
+  addresses differ, so nothing collides), with a CURVE keypair per host in
+  `keys/` next to it (so every cluster test runs with CURVE on).
 - `running_cluster` makes the hosts, a database and the cluster file, starts
   one node per host, waits until every shard is served, and removes it all
   afterwards (the tests' fixtures; skips without namespaces).
@@ -30,6 +31,7 @@ import pytest
 from flockmq.app.probe import mqtt_ready
 from flockmq.app.proctitle import role_of
 from flockmq.cluster import load_cluster
+from flockmq.curve import write_keypair
 from flockmq.sharding import shard_of
 from tests.e2e.broker import FLOCKMQ, Broker
 from tests.e2e.clients import unique, wait_for
@@ -39,6 +41,7 @@ from .netns import Host, NetnsUnavailable, Network
 
 PORT = 1883
 BUS_PORT = 15550
+KEYS = "keys"  # the cluster's keys, next to its file
 
 
 def write_cluster_file(
@@ -48,9 +51,20 @@ def write_cluster_file(
     dsn: str,
     acceptors: tuple[int, ...],
     settings: tuple[str, ...] = (),
+    curve: bool = True,
 ) -> Path:
-    """`acceptors`: per host; `settings`: more top-level lines (heartbeats)."""
-    lines = [f"shards = {shards}", f'postgres_dsn = "{dsn}"', *settings]
+    """`acceptors`: per host; `settings`: more top-level lines (heartbeats);
+    `curve`: a keypair per host in KEYS next to the file, and the bus and
+    heartbeats CURVE (flockmq/curve.py), or `insecure = true`."""
+    lines = [f"shards = {shards}", f'postgres_dsn = "{dsn}"', *settings, "[security]"]
+    if curve:
+        keys = path.parent / KEYS
+        for host in hosts:
+            if not (keys / f"{host.name}.key").exists():
+                write_keypair(str(keys), host.name)
+        lines.append(f'curve_keys = "{KEYS}"')
+    else:
+        lines.append("insecure = true")
     for host, count in zip(hosts, acceptors, strict=True):
         lines += [
             "[[nodes]]",

@@ -29,6 +29,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from flockmq.shard_plan import assign_shards
 from tests.e2e.clients import Client, unique, wait_for
 from tests.postgres import PostgresServer
 
@@ -129,7 +130,9 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     and from PostgreSQL, which sees nothing (no FIN); the survivors declare
     it dead, end its PostgreSQL sessions and serve its shards. When the link
     is back, C rejoins (nothing restarted but what lost its lock) and every
-    shard is served through every node again."""
+    shard is served through every node again, and C's router holds what the
+    shards hold: an UNSUBSCRIBE it missed while cut off is not matched on C
+    (the resync is authoritative: router/resync.py)."""
     hosts, (a, b, c), dsn = cluster
     victim_shards = sorted(i for role, i in c.roles if role == "worker")
     b_shard = min(i for role, i in b.roles if role == "worker")
@@ -138,12 +141,26 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     sub = subscriber(a, client_id, topic)
     pub = Client(b.port, client_on_shard("pub", b_shard, SHARDS), host=b.host)
     pub.connect()
+    # A clean session on a shard A serves before and after C's death,
+    # subscribed (QoS 0: C's router sends such copies straight to A's
+    # acceptor, no worker between) to a topic it drops while C is cut off.
+    a_shards = {i for role, i in a.roles if role == "worker"}
+    stays = min(a_shards & assign_shards((a.node, b.node), SHARDS)[a.node])
+    dropping = Client(a.port, client_on_shard("drop", stays, SHARDS), host=a.host)
+    dropping.connect()
+    gone, kept = unique("gone"), unique("kept")
+    dropping.subscribe(gone, 0)
+    dropping.subscribe(kept, 0)
 
     hosts[2].link_down()
     cut = time.monotonic()
     wait_for(lambda: served_through(a, victim_shards), WAIT, "C's shards served through A")
     took = time.monotonic() - cut
     print(f"\nlink of node {c.node} down: its shards served again after {took:.2f} s")
+    unsubacks: queue.Queue[int] = queue.Queue()
+    dropping.paho.on_unsubscribe = lambda _c, _u, mid, _rcs, _props: unsubacks.put(mid)
+    dropping.paho.unsubscribe(gone)
+    unsubacks.get(timeout=DELIVERY_WAIT)  # A's and B's routers have it; C's missed it
     for seq in range(10):
         pub.publish(topic, str(seq).encode(), 1)  # each acknowledged (PUBACK) or the test fails
     # at least once: a publish retried on a shard that moved may come twice
@@ -165,8 +182,16 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     print(f"link up: C holds its shards again after {time.monotonic() - up:.2f} s")
     pub.publish(topic, b"after", 1)  # to the session, back on C (connected through A)
     assert sub.expect(1, timeout=DELIVERY_WAIT)[0].payload == b"after"
-    sub.disconnect()
-    pub.disconnect()
+    # Matched by C's router, resynced when A and B saw C live again (ROUTERS_LIVE),
+    # which was heartbeat_timeout at least before C got its shards back.
+    on_c = Client(c.port, unique("pubc"), host=c.host)
+    on_c.connect()
+    on_c.publish(gone, b"stale", 0)
+    on_c.publish(kept, b"kept", 0)  # after it, on the same path: the barrier
+    first = dropping.expect(1, timeout=DELIVERY_WAIT)[0]
+    assert (first.topic, first.payload) == (kept, b"kept"), "C's router matched a dropped filter"
+    for client in (sub, pub, dropping, on_c):
+        client.disconnect()
 
 
 def churn(client: Client, rounds: int, filters: int, length: int) -> int:

@@ -234,17 +234,6 @@ def disconnect(subs: dict[str, Client], pubs: list[Publisher]) -> None:
         client.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=False,  # intermittent: the cut must fall between a delivery and its commit
-    reason="bug: a shard worker sends a QoS 2 copy to its subscriber before the commit"
-    " that stores it with its de-duplication key (PutSeenQos2); when that commit never"
-    " happens (the node is cut off or killed), the publisher's acceptor routes the publish"
-    " again (retry) to the shard's new owner, which has no key and delivers it a second"
-    " time with a new packet id (seen: 3 of 5 runs, the subscriber on C's shard"
-    " connected through B); and (1 of 5 runs) after C's rejoin, a QoS 2 publish of the"
-    " publisher whose session moved back to C (connected through A) was never"
-    " acknowledged nor its connection closed within 60 s",
-)
 @pytest.mark.timeout(300)
 def test_qos2_exactly_once_when_a_nodes_link_is_cut_and_back(cluster: Cluster) -> None:
     """C's link goes down (its processes live on, cut off): its shards

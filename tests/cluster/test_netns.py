@@ -44,11 +44,13 @@ print("got", pull.recv().decode() if pull.poll(20_000) else "nothing", flush=Tru
 """
 PUSH = """
 import sys, zmq
-push = zmq.Context().socket(zmq.PUSH)
-push.setsockopt(zmq.LINGER, 20_000)  # close() waits until it is delivered (or 20 s)
+ctx = zmq.Context()
+push = ctx.socket(zmq.PUSH)
+push.setsockopt(zmq.LINGER, 20_000)  # term() waits until it is delivered (or 20 s)
 push.connect(sys.argv[1])
 push.send(sys.argv[2].encode())
 push.close()
+ctx.term()  # not left to the exit: pyzmq does not terminate a context then, and the message is lost
 """
 
 

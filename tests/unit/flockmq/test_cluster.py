@@ -23,6 +23,7 @@ from flockmq.cluster import (
     parse_cluster,
 )
 from flockmq.config import Config, ConfigError
+from flockmq.curve import write_keypair
 from flockmq.placement import Placement
 from flockmq.shard_plan import MAX_NODES, MAX_SHARDS, assign_shards
 
@@ -35,12 +36,18 @@ BASE: dict[str, Any] = {
         {"name": "b", "address": "10.9.0.12", "port": 1884, "bus_port": 20000},
         {"name": "c", "address": "10.9.0.13", "acceptors": 2},
     ],
+    "security": {"insecure": True},
 }
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """The TOML of a flat table with [[nodes]]."""
-    lines = [f"{key} = {toml_value(value)}" for key, value in data.items() if key != "nodes"]
+    """The TOML of a flat table with [[nodes]] and [security]."""
+    tables = ("nodes", "security")
+    lines = [f"{key} = {toml_value(value)}" for key, value in data.items() if key not in tables]
+    if "security" in data:
+        lines.append("[security]")
+        security = data["security"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in security.items()]
     for node in data.get("nodes", []):
         lines.append("[[nodes]]")
         lines += [f"{key} = {toml_value(value)}" for key, value in node.items()]
@@ -379,12 +386,14 @@ def test_shards_must_be_at_least_the_nodes(count: int, shards: int) -> None:
             parse(data)
 
 
-def test_the_example_in_the_module_docstring_is_a_valid_cluster_file() -> None:
+def test_the_example_in_the_module_docstring_is_a_valid_cluster_file(tmp_path: Path) -> None:
     import flockmq.cluster
 
     doc = flockmq.cluster.__doc__ or ""
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
-    cluster = parse_cluster(example, "docstring")
+    cluster = parse_cluster(example, str(tmp_path / "cluster.toml"))
+    write_keypair(str(tmp_path / "keys"), "a")  # curve_keys = "keys": the file's directory's
     config = Config(**cluster.config_values("a"))
+    assert config.curve is not None
     assert config.router_endpoint() == "tcp://10.0.0.11:15550"
     assert cluster.lock_namespace == DEFAULT_LOCK_NAMESPACE

@@ -66,6 +66,7 @@ SAMPLES: list[env.Envelope] = [
     env.WorkerUp(Kind.WORKER_UP, 0, 3),
     env.Online(Kind.ONLINE, "c", 5),
     env.Synced(Kind.SYNCED, 0),
+    env.Resync(Kind.RESYNC, 0, 3, True),
     env.Fence(Kind.FENCE, 1, 12),
     env.Deliver(
         Kind.DELIVER,

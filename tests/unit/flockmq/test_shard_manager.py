@@ -1,9 +1,9 @@
 """flockmq/shard_manager.py with a fake clock: at start every node runs its
 static shards; a dead node's shards start on the survivors (every shard
 on exactly one of them); a node back for less than the rejoin delay moves
-nothing, one back for longer gets its own shards back; and whatever the
-live sets, nodes with the same view run disjoint workers covering every
-shard."""
+nothing, one back for longer gets its own shards back; a node without a
+quorum (3 nodes or more) starts nothing; and whatever the live sets, nodes
+with the same view run disjoint workers covering every shard."""
 
 from __future__ import annotations
 
@@ -108,8 +108,8 @@ def test_unknown_nodes_in_the_live_set_are_ignored_and_bad_input_refused() -> No
 def test_live_nodes_converge_to_one_worker_per_shard(steps: list[tuple[set[str], float]]) -> None:
     """Whatever the deaths and returns (a dead node is not updated: it is cut
     off, and comes back with its old view): what a node runs is what its
-    actions said, and once the live set has been stable for the rejoin
-    delay, the live nodes run every shard exactly once."""
+    actions said, and once the live set, a quorum, has been stable for the
+    rejoin delay, the live nodes run every shard exactly once."""
     ms = managers()
     running: dict[str, set[int]] = {me: set() for me in NODES}
     now = 0.0
@@ -123,7 +123,8 @@ def test_live_nodes_converge_to_one_worker_per_shard(steps: list[tuple[set[str],
             assert running[me] == ms[me].running
     update_all(ms, final, now + DELAY + 0.5)
     covered = [s for me in final for s in ms[me].running]
-    assert sorted(covered) == list(range(SHARDS))
+    if len(final) >= 2:  # a quorum of 3: one node alone takes nothing (below)
+        assert sorted(covered) == list(range(SHARDS))
 
 
 def test_the_assignment_is_every_shards_node_by_the_current_plan() -> None:
@@ -135,3 +136,34 @@ def test_the_assignment_is_every_shards_node_by_the_current_plan() -> None:
     after = m.assignment()
     assert set(after.values()) == {"a", "b"} and sorted(after) == list(range(SHARDS))
     assert {s for s, n in after.items() if n == "a"} == m.running
+
+
+def test_a_node_without_a_quorum_starts_nothing_and_keeps_what_it_runs() -> None:
+    """Cut off (or the majority dead): its workers could not reach PostgreSQL
+    either, and the nodes with a quorum take the shards. Its plan stays as
+    it was; a node heard again while it had no quorum starts its rejoin
+    delay when the quorum is back, not before."""
+    m = ShardManager("a", NODES, SHARDS, DELAY, 0.0)
+    static = assign_shards(NODES, SHARDS)
+    m.update(set(NODES), 0.0)
+    assert m.update({"a"}, 10.0) == WorkerActions((), ())
+    assert m.without_quorum and m.running == static["a"]
+    assert m.update({"a"}, 20.0) == WorkerActions((), ())
+    acts = m.update({"a", "b"}, 30.0)  # a quorum: c is dead, its shards move
+    assert not m.without_quorum and set(acts.start) and not set(acts.start) & static["a"]
+    moved = m.running
+    m.update(set(NODES), 31.0)  # c heard: its delay starts
+    m.update({"a"}, 32.0)  # no quorum: c is not joining any more
+    assert m.next_timer() is None and m.running == moved
+    assert m.update(set(NODES), 40.0) == WorkerActions((), ())
+    assert m.next_timer() == 40.0 + DELAY  # from when it was heard with a quorum
+    assert m.update(set(NODES), 40.0 + DELAY).stop  # c gets its shards back
+
+
+def test_with_two_nodes_the_survivor_takes_every_shard() -> None:
+    """No node alone is a majority of 2: the locks decide (the survivor's
+    workers get them once PostgreSQL ends the dead node's sessions)."""
+    m = ShardManager("a", ("a", "b"), SHARDS, DELAY, 0.0)
+    m.update({"a", "b"}, 0.0)
+    m.update({"a"}, 10.0)
+    assert not m.without_quorum and m.running == set(range(SHARDS))

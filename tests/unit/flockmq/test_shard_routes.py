@@ -22,6 +22,8 @@ bus_port = 20000
 [[nodes]]
 name = "c"
 address = "10.9.0.13"
+[security]
+insecure = true
 """
 
 

@@ -97,7 +97,13 @@ def test_answers_a_dead_router_never_gave_come_after_the_resync() -> None:
     h.take()
     h.shard.handle([env.Kind.ROUTER_UP, 5, 0], h.now)
     router, acceptors = h.take()
-    assert [kind_of(e) for e in router] == [env.Kind.ONLINE, env.Kind.SUB, env.Kind.SYNCED]
+    assert [kind_of(e) for e in router] == [
+        env.Kind.RESYNC,
+        env.Kind.ONLINE,
+        env.Kind.SUB,
+        env.Kind.RESYNC,
+        env.Kind.SYNCED,
+    ]
     assert acceptors == [
         [env.Kind.SEND_SUBACK, CONN_A, 1, [0]],
         [env.Kind.SEND_UNSUBACK, CONN_A, 3, [0]],

@@ -10,6 +10,8 @@ import pytest
 
 from flockmq import envelopes as env
 from flockmq.envelopes import Kind, make_conn_id
+from flockmq.store import PutSubscription
+from flockmq.workers.subscriptions import ROUTER_UP_GRACE
 from tests.unit.wire import kind_of
 
 from .test_shard import CONN_A, Harness
@@ -94,7 +96,13 @@ def test_a_restarted_routers_resync_counts_as_its_answer() -> None:
     h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now)
     h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)  # router 1 restarted: it never answers
     router, acceptors = h.take()
-    assert [kind_of(e) for e in router] == [Kind.ONLINE, Kind.SUB, Kind.SYNCED]
+    assert [kind_of(e) for e in router] == [
+        Kind.RESYNC,
+        Kind.ONLINE,
+        Kind.SUB,
+        Kind.RESYNC,
+        Kind.SYNCED,
+    ]
     assert [kind_of(e) for e in acceptors] == [Kind.SEND_SUBACK]
     assert h.shard.state.awaiting_router == {}
     # the resync goes to both routers (router 0 re-takes what it holds)
@@ -158,3 +166,59 @@ def test_a_malformed_routers_live_is_refused_and_changes_nothing() -> None:
         with pytest.raises((ValueError, TypeError)):
             h.shard.handle([Kind.ROUTERS_LIVE, bad], h.now)
     assert h.shard.state.routers_down == frozenset()
+
+
+@pytest.mark.parametrize("released_by", ["declared down", "restarted"])
+def test_a_persistent_sessions_suback_a_router_releases_still_waits_for_its_commit(
+    released_by: str,
+) -> None:
+    """The SUBACK promises the subscription is kept [MQTT-3.9.3]: one whose
+    last awaited router was declared down (ROUTERS_LIVE) or restarted
+    (ROUTER_UP) goes after the commit, as one every router answered does."""
+    h = Harness(routers=2)
+    h.connect(CONN_A, "p", clean=False)
+    h.take()
+    subscribe(h, 1, "t", client_id="p")
+    h.shard.handle([Kind.SUBSCRIBED, "p", CONN_A, 1, [0], 0], h.now)
+    assert h.peek_acceptors() == []
+    if released_by == "declared down":
+        h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now)
+    else:
+        h.shard.handle([Kind.ROUTER_UP, 3, 1], h.now)
+    assert h.peek_acceptors() == []  # not before the commit
+    ops, later = h.shard.take_durable()
+    assert any(isinstance(op, PutSubscription) for op in ops)
+    assert [kind_of(e) for _dest, e in later if kind_of(e) == Kind.SEND_SUBACK] == [
+        Kind.SEND_SUBACK
+    ]
+
+
+def test_a_router_back_before_its_nodes_heartbeat_is_not_declared_down_again() -> None:
+    """Its node restarted: its ROUTER_UP comes before this node's supervisor
+    hears the node, whose ROUTERS_LIVE (repeated every second) still says
+    it is down. It is believed live for ROUTER_UP_GRACE: no second
+    declaration (which would drop the resync at the bus), its answers
+    waited for; a ROUTERS_LIVE that caught up asks for no second resync;
+    one past the grace declares it down."""
+    h = connected()
+    told: list[tuple[frozenset[int], frozenset[int]]] = []
+    h.shard.subscriptions.on_down = lambda down, up: told.append((down, up))
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now)
+    h.shard.handle([Kind.ROUTER_UP, 1, 1], h.now + 10)
+    assert told == [(frozenset({1}), frozenset()), (frozenset(), frozenset({1}))]
+    h.take()
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now + 11)  # not caught up yet
+    assert h.shard.state.routers_down == frozenset() and len(told) == 2
+    subscribe(h, 1, "t")
+    h.take()
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 0], h.now + 11)
+    assert h.take() == ([], [])  # router 1's answer is awaited
+    h.shard.handle([Kind.ROUTERS_LIVE, [0, 1]], h.now + 12)  # caught up
+    assert h.take() == ([], []) and h.shard.state.routers_up_at == {}
+    h.shard.handle([Kind.SUBSCRIBED, "c", CONN_A, 1, [0], 1], h.now + 12)
+    assert [kind_of(e) for e in h.take()[1]] == [Kind.SEND_SUBACK]
+    # died again before its node was heard: declared down once the grace is over
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now + 20)
+    h.shard.handle([Kind.ROUTER_UP, 2, 1], h.now + 30)
+    h.shard.handle([Kind.ROUTERS_LIVE, [0]], h.now + 30 + ROUTER_UP_GRACE)
+    assert h.shard.state.routers_down == frozenset({1})

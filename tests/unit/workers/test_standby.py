@@ -10,6 +10,7 @@ from flockmq import envelopes as env
 from flockmq.envelopes import Kind, acceptor_of, make_conn_id
 from flockmq.isolation import EnvelopeGuard
 from flockmq.workers.outbox import Outbox
+from flockmq.workers.shard import Shard, ShardLimits
 from flockmq.workers.standby import Standby
 
 CONN = make_conn_id(1, 3, 42)
@@ -66,3 +67,18 @@ def test_the_rest_is_counted_and_left() -> None:
     shard.handle(env.AcceptorUp(Kind.ACCEPTOR_UP, 1, 4), 1.0)
     assert counters["standby_envelopes_ignored"] == 1
     assert not out.to_acceptors and not out.to_router
+
+
+def test_a_router_live_again_is_remembered_but_not_resynced() -> None:
+    """A standby has nothing to re-send: a resync of nothing would make
+    every router drop the shard's subscriptions its owner elsewhere serves
+    (router/resync.py). Which routers are live is kept for when it serves."""
+    shard = Shard(0, ShardLimits(routers=2))
+    counters = shard.state.counters
+    guard = EnvelopeGuard("shard 0", counters, logging.getLogger("test"))
+    standby = Standby(0, shard.out, counters, guard, shard.subscriptions.follow_routers_live)
+    standby.handle([Kind.ROUTERS_LIVE, [0]], 1.0)
+    assert shard.state.routers_down == {1}
+    standby.handle([Kind.ROUTERS_LIVE, [0, 1]], 2.0)
+    assert shard.state.routers_down == frozenset()
+    assert not shard.out.to_router and not shard.out.after_commit

@@ -5,10 +5,11 @@ a table of the test's own, aged by the same fake clock
 (store/node_leases.py has its tests against PostgreSQL). At start each
 node starts its static shards; when one dies the survivors start its
 shards between them and each evicts it (address, broker: a quorum); a
-survivor left alone takes the shards too, and evicts the dead node once
-its lease expired (flockmq/dead_nodes.py), never while it is renewed (the
-dead node reaches PostgreSQL: a partition of two nodes) nor while the
-survivor's own renewal fails."""
+survivor left alone (no quorum) takes no shards, but evicts the dead node
+once its lease expired (flockmq/dead_nodes.py); with 2 nodes the survivor
+takes every shard, and never evicts while the other's lease is renewed
+(it reaches PostgreSQL: a partition of two nodes) nor while its own
+renewal fails."""
 
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
         leases = table.for_node(name, 7, f"broker-{name}")
         made.append(
             ClusterMoves(
-                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases
+                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
             )
         )
     a, b, c = made
@@ -168,10 +169,11 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
         assert kwargs["dsn"] == cluster.postgres_dsn
         assert kwargs["silent_for"] == 0.0  # what it opened while silent goes too
 
-    b.close()  # a is alone: it takes b's shards too, and evicts b once its lease expired
+    b.close()  # a is alone, 1 of 3: no quorum, so it takes nothing; it evicts b by its lease
     made.remove(b)
-    got = poll_until([a], clock, running, lambda r: r["a"] == set(range(SHARDS)))
+    before = set(running["a"])
     poll_until([a], clock, running, lambda _: len(evictions.calls) == 3)
+    assert a.manager.without_quorum and running["a"] == before
     me, kwargs = evictions.calls[2]
     assert me == "a" and (kwargs["address"], kwargs["broker"]) == ("127.0.0.2", "broker-b")
     assert table.renew("x", 1, "")[1]["b"].age > cluster.heartbeat_timeout
@@ -186,7 +188,7 @@ def two_nodes(
         leases = table.for_node(name, 7, f"broker-{name}")
         made.append(
             ClusterMoves(
-                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases
+                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
             )
         )
     static = assign_shards(("a", "b"), SHARDS)

@@ -28,6 +28,8 @@ address = "10.9.0.12"
 [[nodes]]
 name = "c"
 address = "10.9.0.13"
+[security]
+insecure = true
 """
 
 

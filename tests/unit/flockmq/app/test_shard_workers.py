@@ -22,6 +22,8 @@ postgres_dsn = "host=127.0.0.1 dbname=x"
 name = "a"
 address = "127.0.0.2"
 bus_port = {bus_port}
+[security]
+insecure = true
 """
 
 
