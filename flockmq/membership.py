@@ -155,11 +155,27 @@ class Membership:
         deadlines = [p.last_heard + self.timeout for p in self.peers.values() if p.live]
         return min([self.next_heartbeat, *deadlines])
 
-    def has_quorum(self) -> bool:
+    def has_quorum(self, now: float | None = None) -> bool:
         """More than half the cluster's nodes are live in this node's view:
-        only then may it act against a node it believes dead (evict its
-        locks, store/shard_evict.py); a node cut off alone never does."""
-        return is_majority(len(self.live), len(self.peers) + 1)
+        then it may act against a node it believes dead (evict its locks,
+        store/shard_evict.py) at once; a node cut off alone never has one.
+        Without one, only a dead node's expired PostgreSQL lease allows it
+        (flockmq/dead_nodes.py).
+
+        With `now`, a peer counts only if heard within the last half
+        timeout. A node cut off from all the others declares them dead one
+        by one, each a timeout after its last heartbeat: when the first is
+        declared, the others are still live in its view, though as silent
+        (measured: the cut-off node of the cluster tests judged the first
+        death with a "quorum" and evicted a healthy node; it failed only
+        because it could not reach PostgreSQL either). A peer that is live
+        in fact was heard within about an interval (the timeout is at least
+        two)."""
+        if now is None:
+            return is_majority(len(self.live), len(self.peers) + 1)
+        fresh = self.timeout / 2
+        heard = [p for p in self.peers.values() if p.live and now - p.last_heard < fresh]
+        return is_majority(1 + len(heard), len(self.peers) + 1)
 
 
 def is_majority(live: int, nodes: int) -> bool:

@@ -72,11 +72,12 @@ from .shard_fence import NotOwner, ShardFence, check_fence
 
 log = logging.getLogger("flockmq.store")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The PostgreSQL schema format this code writes, and the newest it reads (its
 own numbering: the SQLite file's format 2 holds the same rows). Format 2 adds
 `shard_owners`, the epochs of the shard write fence, and `shard_namespaces`,
-the worker count of each namespace (store/shard_fence.py)."""
+the worker count of each namespace (store/shard_fence.py); format 3
+`node_leases`, the cluster nodes' liveness leases (store/node_leases.py)."""
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds, unless the DSN sets connect_timeout
 # The server's TCP keepalives, per session (libpq `options`; user-settable
@@ -85,7 +86,7 @@ DEFAULT_CONNECT_TIMEOUT = 10  # seconds, unless the DSN sets connect_timeout
 # that releases a dead host's shard locks; on a writer connection it ends a
 # dead host's in-flight commit, which holds its shard's fence row
 # (store/shard_fence.py) and would block the next owner's claim when no
-# survivor can evict it (no quorum: flockmq/app/cluster_moves.py).
+# survivor can evict it (flockmq/dead_nodes.py: no quorum and no expired lease).
 SERVER_KEEPALIVES: dict[str, int] = {
     "tcp_keepalives_idle": 4,  # s
     "tcp_keepalives_interval": 2,  # s
@@ -140,6 +141,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # the worker count every broker of the namespace must run (shard_fence.py)
         "CREATE TABLE flockmq.shard_namespaces (namespace integer PRIMARY KEY,"
         " workers integer NOT NULL)",
+    ),
+    3: (
+        # one row per cluster node (store/node_leases.py), per lock namespace:
+        # two clusters that share a database are two namespaces
+        "CREATE TABLE flockmq.node_leases (namespace integer NOT NULL,"
+        ' node text COLLATE "C" NOT NULL, incarnation bigint NOT NULL, broker text NOT NULL,'
+        " renewed_at timestamptz NOT NULL, PRIMARY KEY (namespace, node))",
     ),
 }
 

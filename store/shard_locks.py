@@ -81,6 +81,20 @@ CONNECTION_DEFAULTS: dict[str, str | int] = {
 }
 
 
+def holder_conninfo(dsn: str, application_name: str) -> str:
+    """`dsn` with CONNECTION_DEFAULTS and SERVER_KEEPALIVES where it sets
+    none of its own: a connection that must notice a dead peer within
+    seconds, both ends (also store/node_leases.py's)."""
+    defaults: dict[str, str | int] = {
+        **CONNECTION_DEFAULTS,
+        "application_name": application_name.strip()[:63],
+    }
+    given = conninfo_to_dict(dsn)
+    # The DSN's own `options` come after ours: a -c given there wins.
+    with_server_keepalives(defaults, given)
+    return make_conninfo(dsn, **{k: v for k, v in defaults.items() if k not in given})
+
+
 class LocksLost(StoreError):
     """The holder's connection failed: every lock it held is gone (`shards`)."""
 
@@ -96,14 +110,7 @@ class ShardLocks:
         if not 0 <= namespace <= 0x7FFFFFFF:
             raise ValueError(f"namespace {namespace}: must be an int4 >= 0")
         self.name = describe_dsn(dsn)  # also checks that the DSN parses
-        defaults: dict[str, str | int] = {
-            **CONNECTION_DEFAULTS,
-            "application_name": f"flockmq shards {node}".strip()[:63],
-        }
-        given = conninfo_to_dict(dsn)
-        # The DSN's own `options` come after ours: a -c given there wins.
-        with_server_keepalives(defaults, given)
-        self.conninfo = make_conninfo(dsn, **{k: v for k, v in defaults.items() if k not in given})
+        self.conninfo = holder_conninfo(dsn, f"flockmq shards {node}")
         self.namespace = namespace
         self.held: set[int] = set()
         self.conn: psycopg.Connection[Any] | None = None

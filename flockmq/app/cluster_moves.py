@@ -22,14 +22,25 @@ On a change of the live set:
   in the instant between its death and the eviction loses its sessions
   once, and its workers start again as standbys. A node that restarted
   (RESTARTED) is evicted by its old broker id alone (its new incarnation
-  uses the same address). Only with a quorum (more than half of the
-  cluster's nodes live here): a node cut off alone would otherwise evict
-  the healthy majority. Every survivor with a quorum evicts (it is
+  uses the same address). When is decided by flockmq/dead_nodes.py: at
+  once with a quorum (more than half of the cluster's nodes live here),
+  else once the node's liveness lease has expired by PostgreSQL's clock
+  while this node's own renewal succeeds (a node cut off alone renews
+  nothing, so it evicts nobody; two nodes that only lost each other both
+  renew, so neither is evicted). Every survivor allowed to evicts (it is
   idempotent): no election needed.
 
-Evictions are blocking round trips to PostgreSQL: they run on a thread of
-their own, one at a time, so `poll` never waits for the database. Their
-outcome is logged and counted (`evictions`, `eviction_errors`).
+This node's lease (store/node_leases.py) is renewed every
+`heartbeat_interval`, and sooner while a dead node waits for its lease
+without a quorum: at once when it dies, then as its lease expires by the
+last round's reading (so the lease rule is asked without waiting an
+interval).
+
+Evictions and lease renewals are blocking round trips to PostgreSQL: each
+kind runs on a thread of its own, one at a time, so `poll` never waits for
+the database (and a renewal stuck in a cut link holds up no eviction).
+Their outcome is logged and counted (`evictions`, `eviction_errors`,
+`lease_rounds`, `lease_errors`).
 """
 
 from __future__ import annotations
@@ -38,18 +49,34 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from flockmq.app.heartbeats import Heartbeats
 from flockmq.cluster import Cluster
 from flockmq.curve import CurveKeys
+from flockmq.dead_nodes import DeadNodes, Lease, LeaseRound, Target
 from flockmq.membership import Change, ChangeKind
 from flockmq.shard_manager import ShardManager, WorkerActions
 from flockmq.store import StoreError
+from flockmq.store.node_leases import NodeLeases
 from flockmq.store.shard_evict import Eviction, evict_node
 
 log = logging.getLogger("flockmq.cluster")
 
 Evict = Callable[..., Eviction]  # evict_node's signature: (dsn, *, address, broker, silent_for)
+
+
+# after a lease's expiry (the round's age by the server's clock, counted
+# from when the answer arrived here: never early), the round that sees it
+LEASE_MARGIN = 0.02  # seconds
+
+
+class Leases(Protocol):
+    """store/node_leases.py's NodeLeases, as used here (called on one thread)."""
+
+    def renew(self) -> tuple[bool, dict[str, Lease]]: ...
+
+    def close(self) -> None: ...
 
 
 class ClusterMoves:
@@ -62,11 +89,13 @@ class ClusterMoves:
         clock: Callable[[], float] = time.monotonic,
         evict: Evict = evict_node,
         curve: CurveKeys | None = None,
+        leases: Leases | None = None,
     ) -> None:
         """`incarnation`: grows with each start of this node's supervisor
         (its start time in microseconds will do); `broker`: the id naming
         its workers' lock connections (Config.broker_id); `curve`: the
-        node's keys (Config.curve) for its heartbeats."""
+        node's keys (Config.curve) for its heartbeats; `leases`: this
+        node's lease in PostgreSQL (unless given: store/node_leases.py's)."""
         self.cluster = cluster
         self.clock = clock
         self.evict = evict
@@ -75,17 +104,27 @@ class ClusterMoves:
         self.manager = ShardManager(
             me, cluster.node_names, cluster.shards, cluster.heartbeat_timeout, clock()
         )
+        self.dead = DeadNodes(cluster.heartbeat_timeout)
+        self.leases: Leases = leases or NodeLeases(
+            cluster.postgres_dsn, cluster.lock_namespace, me, incarnation, broker
+        )
         self._evictor = ThreadPoolExecutor(1, thread_name_prefix="flockmq-evict")
+        self._leaser = ThreadPoolExecutor(1, thread_name_prefix="flockmq-lease")
+        self._round: Future[tuple[bool, dict[str, Lease]]] | None = None
+        self._round_started = 0.0
+        self._next_round = clock()  # the first one at once
+        self._lease_state = ""  # the last one logged: "", "renewed", "superseded", the error
         self._first = True
         self.evictions = 0
         self.eviction_errors = 0
+        self.lease_rounds = 0
+        self.lease_errors = 0
 
     def poll(self) -> WorkerActions:
         """Heartbeats out and in; the shard workers to start and stop now."""
         changes = self.heartbeats.poll()
         now = self.clock()
-        for change in changes:
-            self._evict_if_dead(change)
+        self._evict_dead(changes, now)
         timer = self.manager.next_timer()
         if not (changes or self._first or (timer is not None and now >= timer)):
             return WorkerActions((), ())
@@ -121,45 +160,94 @@ class ClusterMoves:
                 len(self.cluster.node_names),
             )
 
-    def _evict_if_dead(self, change: Change) -> None:
-        if change.kind == ChangeKind.JOINED:
-            return
-        if not self.membership.has_quorum():
+    def _evict_dead(self, changes: list[Change], now: float) -> None:
+        for change in changes:
+            self.dead.changed(change)
+        quorum = self.membership.has_quorum(now)
+        round_ = self._lease_round(now)
+        for target in self.dead.due(quorum, round_, now):
+            self._evict(target)
+        if round_ is not None and round_.renewed and not quorum:
+            expiring = self.dead.expiring_in(round_)
+            if expiring is not None:  # ask again as the lease expires, not an interval on
+                self._next_round = min(self._next_round, now + expiring + LEASE_MARGIN)
+        if not quorum and self.dead.pending and any(c.kind != ChangeKind.JOINED for c in changes):
+            self._next_round = min(self._next_round, now)  # ask the lease rule now
             log.warning(
-                "cluster: node %s %s, but only %s are live here (no quorum):"
-                " its PostgreSQL sessions are left to the server's keepalives",
-                change.node,
-                change.kind.value,
+                "cluster: only %s are live here (no quorum): %s evicted once their"
+                " PostgreSQL leases expire (heartbeat_timeout %.1f s, by the server's clock)",
                 sorted(self.membership.live),
+                self.dead.waiting(),
+                self.cluster.heartbeat_timeout,
             )
-            return
-        # RESTARTED: the old incarnation's lock connections only
-        left = change.kind == ChangeKind.LEFT
-        address = self.cluster.node(change.node).address if left else ""
+        if self._round is None and now >= self._next_round:
+            self._round = self._leaser.submit(self.leases.renew)
+            self._round_started = now
+            self._next_round = now + self.cluster.heartbeat_interval
+
+    def _lease_round(self, now: float) -> LeaseRound | None:
+        """The lease round that completed since the last poll, if any."""
+        future = self._round
+        if future is None or not future.done():
+            return None
+        self._round = None
+        self.lease_rounds += 1
+        try:
+            renewed, leases = future.result()
+        except StoreError as e:
+            self.lease_errors += 1
+            self._log_lease(str(e), logging.WARNING, "cluster: lease not renewed: %s", e)
+            return LeaseRound(self._round_started, False, {})
+        if renewed:
+            self._log_lease("renewed", logging.INFO, "cluster: lease renewed")
+        else:
+            self._log_lease(
+                "superseded",
+                logging.WARNING,
+                "cluster: lease held by a newer incarnation of this node: not renewed",
+            )
+        return LeaseRound(self._round_started, renewed, leases)
+
+    def _log_lease(self, state: str, level: int, message: str, *args: object) -> None:
+        if state != self._lease_state:  # every change of state once, not every round
+            self._lease_state = state
+            log.log(level, message, *args)
+
+    def _evict(self, target: Target) -> None:
+        address = self.cluster.node(target.node).address if target.by_address else ""
+        log.warning(
+            "cluster: evicting node %s (incarnation %d, %s): %s",
+            target.node,
+            target.incarnation,
+            target.why,
+            f"address {address}, broker {target.broker}" if address else f"broker {target.broker}",
+        )
         future = self._evictor.submit(
             self.evict,
             self.cluster.postgres_dsn,
             address=address,
-            broker=change.broker,
+            broker=target.broker,
             silent_for=0.0,
         )
-        future.add_done_callback(lambda f: self._evicted(change, f))
+        future.add_done_callback(lambda f: self._evicted(target, f))
 
-    def _evicted(self, change: Change, future: Future[Eviction]) -> None:
+    def _evicted(self, target: Target, future: Future[Eviction]) -> None:
         try:
             done = future.result()
         except StoreError as e:
             self.eviction_errors += 1
-            log.warning("cluster: evicting node %s failed: %s", change.node, e)
+            log.warning("cluster: evicting node %s failed: %s", target.node, e)
             return
         self.evictions += 1
         log.info(
             "cluster: node %s (incarnation %d) evicted: %d sessions ended",
-            change.node,
-            change.incarnation,
+            target.node,
+            target.incarnation,
             len(done.ended),
         )
 
     def close(self) -> None:
         self._evictor.shutdown(wait=False, cancel_futures=True)
+        self._leaser.submit(self.leases.close)  # on the thread that uses its connection
+        self._leaser.shutdown(wait=False)
         self.heartbeats.close()

@@ -4,8 +4,8 @@ flockmq/membership.py.
 A cluster node's supervisor makes one `Heartbeats` at start and calls
 `poll` from its watch loop (every pass, ~0.1 s), through
 flockmq/app/cluster_moves.py, which hands the changes to the shard manager
-(flockmq/shard_manager.py) and, with a quorum, a dead node to
-store/shard_evict.py.
+(flockmq/shard_manager.py) and a dead node to store/shard_evict.py
+(when flockmq/dead_nodes.py allows).
 
 Sockets: each node binds one PUB on its heartbeat endpoint (cluster.py
 `Node.heartbeat_endpoint`: the port just past its bus ports) and connects

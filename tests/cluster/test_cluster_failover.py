@@ -22,34 +22,37 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 
-from flockmq.app.probe import mqtt_ready
 from flockmq.shard_plan import assign_shards
 from tests.e2e.clients import Client, unique, wait_for
 from tests.postgres import PostgresServer
 
+from .failover import (
+    DELIVERY_WAIT,
+    SETTINGS,
+    SHARDS,
+    TIMEOUT,
+    WAIT,
+    Publisher,
+    check_acked_delivered,
+    collect,
+    holders,
+    resume,
+    served_through,
+    subscriber,
+    wait_shards_served,
+)
 from .netns import Host, Network
 from .nodes import ClusterNode, client_on_shard, running_cluster, wait_serving
 
-SHARDS = 6
-INTERVAL, TIMEOUT = 0.5, 2.0  # heartbeats: a dead node is declared so after 2 s
-SESSION_EXPIRY = 300
 BEFORE, DURING, AFTER = 10, 20, 10  # messages published around the kill
-WAIT = 120.0
-DELIVERY_WAIT = 30.0  # for the last acknowledged message to arrive
 PIPE_BYTES = 64 * 1024  # max_pipe_bytes of every node
-
-
-# heartbeats: a dead node is declared so after TIMEOUT seconds
-SETTINGS = (f"heartbeat_interval = {INTERVAL}", f"heartbeat_timeout = {TIMEOUT}")
 
 
 @pytest.fixture
@@ -67,74 +70,6 @@ def cluster(
         settings=SETTINGS,
     ) as cluster:
         yield cluster
-
-
-def subscriber(node: ClusterNode, client_id: str, topic: str) -> Client:
-    client = Client(
-        node.port,
-        client_id,
-        host=node.host,
-        protocol=5,
-        clean=False,
-        session_expiry=SESSION_EXPIRY,
-    )
-    client.connect()
-    client.subscribe(topic, 1)
-    return client
-
-
-def resume(node: ClusterNode, client_id: str) -> tuple[Client, float]:
-    """Connect again until the shard's new owner accepts (a standby answers
-    Server unavailable); the client and when it was accepted."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        client = Client(
-            node.port,
-            client_id,
-            host=node.host,
-            protocol=5,
-            clean=False,
-            session_expiry=SESSION_EXPIRY,
-        )
-        try:
-            flags = client.connect()
-        except (AssertionError, OSError):
-            client.paho.loop_stop()
-            assert time.monotonic() < deadline, f"{client_id} never accepted by {node.node}"
-            time.sleep(0.2)
-            continue
-        assert flags.session_present, f"{client_id}: no session present on {node.node}"
-        return client, time.monotonic()
-
-
-def drain(client: Client) -> list[mqtt.MQTTMessage]:
-    """What `client` received and the test has not read yet."""
-    found = []
-    while True:
-        try:
-            found.append(client.messages.get_nowait())
-        except queue.Empty:
-            return found
-
-
-class Publisher(threading.Thread):
-    """Publishes 0..n-1 at QoS 1, one after the other, each waited for
-    (WAIT at most); `acked`: those the broker acknowledged."""
-
-    def __init__(self, client: Client, topic: str, n: int) -> None:
-        super().__init__(daemon=True)
-        self.client, self.topic, self.n = client, topic, n
-        self.acked: list[int] = []
-        self.sent = 0
-        self.failed: list[int] = []
-
-    def run(self) -> None:
-        for seq in range(self.n):
-            info = self.client.paho.publish(self.topic, str(seq).encode(), 1)
-            info.wait_for_publish(WAIT)
-            (self.acked if info.is_published() else self.failed).append(seq)
-            self.sent = seq + 1
-            time.sleep(0.05)
 
 
 @pytest.mark.timeout(400)
@@ -166,15 +101,7 @@ def test_a_killed_nodes_shards_move_and_its_clients_resume_losing_nothing_acknow
         os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
 
-    served: dict[int, float] = {}
-    while len(served) < len(victim_shards):
-        assert time.monotonic() - killed < WAIT, f"shards served again: {served}"
-        for shard in victim_shards:
-            if shard not in served and mqtt_ready(
-                a.host, a.port, client_id=client_on_shard("probe", shard, SHARDS)
-            ):
-                served[shard] = time.monotonic() - killed
-        time.sleep(0.05)
+    served = wait_shards_served(a, victim_shards, killed)
     print(
         f"\nkill -9 of node {c.node}: its shards {victim_shards} served again after"
         f" {', '.join(f'{served[s]:.2f}' for s in victim_shards)} s"
@@ -192,47 +119,7 @@ def test_a_killed_nodes_shards_move_and_its_clients_resume_losing_nothing_acknow
         f" {at - killed:.2f} s (through {a.node}) and {at2 - killed:.2f} s (through {b.node})"
     )
 
-    publisher.join(WAIT * 2)
-    assert not publisher.is_alive() and publisher.sent == BEFORE + DURING + AFTER
-    acked = set(publisher.acked)
-    print(f"acknowledged {len(acked)} of {publisher.sent} (not: {publisher.failed})")
-    lost = {}
-    for name, sub in subs.items():
-        got: set[int] = set()
-        if name in before:
-            got |= {int(m.payload) for m in drain(before[name])}
-        deadline = time.monotonic() + DELIVERY_WAIT
-        while not acked <= got and time.monotonic() < deadline:
-            try:
-                (message,) = sub.expect(1, timeout=1.0)
-            except queue.Empty:  # keep waiting until the deadline
-                continue
-            got.add(int(message.payload))
-        if not acked <= got:
-            lost[name] = sorted(acked - got)
-    assert not lost, f"acknowledged, never delivered: {lost}"
-    for sub in subs.values():
-        sub.disconnect()
-    pub_client.disconnect()
-
-
-def holders(dsn: str) -> dict[int, str]:
-    """The address of the session holding each shard's lock."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT l.objid::int, host(a.client_addr) FROM pg_locks AS l"
-            " JOIN pg_stat_activity AS a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).fetchall()
-    return {int(shard): str(address) for shard, address in rows}
-
-
-def served_through(node: ClusterNode, shards: list[int]) -> bool:
-    return all(
-        mqtt_ready(node.host, node.port, client_id=client_on_shard("probe", s, SHARDS))
-        for s in shards
-    )
+    check_acked_delivered(publisher, subs, before)
 
 
 @pytest.mark.timeout(400)
@@ -276,8 +163,8 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     unsubacks.get(timeout=DELIVERY_WAIT)  # A's and B's routers have it; C's missed it
     for seq in range(10):
         pub.publish(topic, str(seq).encode(), 1)  # each acknowledged (PUBACK) or the test fails
-    got = {int(m.payload) for m in sub.expect(10, timeout=DELIVERY_WAIT)}
-    assert got >= set(range(10))
+    # at least once: a publish retried on a shard that moved may come twice
+    assert collect(sub, set(range(10)), set()) >= set(range(10))
 
     hosts[2].link_up()
     up = time.monotonic()

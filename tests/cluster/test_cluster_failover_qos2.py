@@ -30,83 +30,46 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from flockmq.app.probe import mqtt_ready
 from tests.e2e.clients import Client, unique, wait_for
 from tests.postgres import PostgresServer
 
-from .netns import Host, Network
-from .nodes import ClusterNode, client_on_shard, running_cluster, wait_serving
-from .test_cluster_failover import SETTINGS, SHARDS, TIMEOUT, holders, served_through
+from .failover import (
+    SHARDS,
+    TIMEOUT,
+    Cluster,
+    failover_cluster,
+    holders,
+    persistent,
+    served_through,
+    wait_shards_served,
+)
+from .netns import Network
+from .nodes import ClusterNode, client_on_shard
 
-SESSION_EXPIRY = 300
 BEFORE, AFTER = 5, 5  # messages of each publisher before the failure, after the recovery
 WAIT = 60.0
-
-
-@dataclass
-class Cluster:
-    hosts: list[Host]
-    nodes: list[ClusterNode]
-    dsn: str
-
-    def shards_of(self, node: ClusterNode) -> list[int]:
-        return sorted(i for role, i in node.roles if role == "worker")
-
-    def healthy(self) -> None:
-        """Every node runs, every link is up, every shard is held by its
-        node and served through every node (a test may leave a node dead)."""
-        for host in self.hosts:
-            host.link_up()
-        for node in self.nodes:
-            assert node.proc is not None
-            if node.proc.poll() is not None:
-                node.launch()
-        pairs = zip(self.hosts, self.nodes, strict=True)
-        home = {s: h.address for h, n in pairs for s in self.shards_of(n)}
-        wait_for(lambda: holders(self.dsn) == home, WAIT, "every shard held by its own node")
-        wait_serving(self.nodes, SHARDS, WAIT)
 
 
 @pytest.fixture(scope="module")
 def qos2_cluster(
     netns_network: Network, netns_postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    with running_cluster(
-        netns_network,
-        netns_postgres,
-        tmp_path_factory.mktemp("qos2"),
-        {"qa": 1, "qb": 1, "qc": 1},
-        shards=SHARDS,
-        base_config="allow_anonymous = true\n",
-        settings=SETTINGS,
-        timeout=WAIT,
-    ) as (hosts, nodes, dsn):
-        yield Cluster(hosts, nodes, dsn)
+    hosts = {"qa": 1, "qb": 1, "qc": 1}
+    with failover_cluster(
+        netns_network, netns_postgres, tmp_path_factory.mktemp("qos2"), hosts
+    ) as c:
+        yield c
 
 
 @pytest.fixture
 def cluster(qos2_cluster: Cluster) -> Cluster:
     qos2_cluster.healthy()
     return qos2_cluster
-
-
-def persistent(node: ClusterNode, client_id: str) -> Client:
-    client = Client(
-        node.port,
-        client_id,
-        host=node.host,
-        protocol=5,
-        clean=False,
-        session_expiry=SESSION_EXPIRY,
-    )
-    client.connect()
-    return client
 
 
 def move(client: Client, node: ClusterNode) -> float:
@@ -163,20 +126,6 @@ class Publisher(threading.Thread):
                 (self.acked if self._done.pop(mid) else self.refused).append(seq)
             seq += 1
             time.sleep(0.02)
-
-
-def wait_shards_served(via: ClusterNode, shards: list[int], since: float) -> dict[int, float]:
-    """Seconds from `since` until each shard answered a CONNECT through `via`."""
-    served: dict[int, float] = {}
-    while len(served) < len(shards):
-        assert time.monotonic() - since < WAIT, f"shards served again: {served}"
-        for shard in shards:
-            if shard not in served and mqtt_ready(
-                via.host, via.port, client_id=client_on_shard("probe", shard, SHARDS)
-            ):
-                served[shard] = time.monotonic() - since
-        time.sleep(0.05)
-    return served
 
 
 def deliveries(sub: Client) -> list[str]:

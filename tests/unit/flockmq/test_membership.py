@@ -111,7 +111,21 @@ def test_quorum_is_more_than_half_of_the_cluster_file() -> None:
     assert m.live == {"a"} and not m.has_quorum()
     two = Membership("a", ("a", "b"), INTERVAL, TIMEOUT, 0.0)
     two.tick(5.0)
-    assert not two.has_quorum()  # one of two is not a majority: PostgreSQL's keepalives decide
+    assert not two.has_quorum()  # one of two is not a majority: the leases decide (dead_nodes.py)
+
+
+def test_a_quorum_at_a_time_counts_only_the_peers_heard_lately() -> None:
+    """Cut off from both others at 100, a heard at 100.4 and b at 100: when
+    b is declared dead, a is still live here but as silent: no quorum; a
+    peer heard within half the timeout counts."""
+    m = membership()
+    m.heard("b", 1, "b", 100.0)
+    m.heard("c", 1, "c", 100.4)
+    assert [c.node for c in m.tick(100.0 + TIMEOUT)] == ["b"]
+    assert m.live == {"a", "c"} and m.has_quorum()  # by the live set alone
+    assert not m.has_quorum(100.0 + TIMEOUT)  # c silent for nearly a timeout too
+    m.heard("c", 1, "c", 100.0 + TIMEOUT)
+    assert m.has_quorum(100.0 + TIMEOUT + TIMEOUT / 2 - 0.01)
 
 
 def test_a_node_must_be_in_the_cluster_and_the_timeout_longer_than_the_interval() -> None:

@@ -64,6 +64,7 @@ def test_a_new_database_gets_the_schema_and_its_format(postgres_dsn: str) -> Non
             "retained",
             "shard_owners",
             "shard_namespaces",
+            "node_leases",
         }
 
 

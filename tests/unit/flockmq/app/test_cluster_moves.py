@@ -1,9 +1,15 @@
-"""flockmq/app/cluster_moves.py: three nodes' heartbeats over real sockets
-on 127.0.0.1-3 with a fake clock, and an eviction that records its calls
-(store/shard_evict.py has its own tests against PostgreSQL). At start each
+"""flockmq/app/cluster_moves.py: nodes' heartbeats over real sockets on
+127.0.0.1-3 with a fake clock, an eviction that records its calls
+(store/shard_evict.py has its own tests against PostgreSQL) and leases in
+a table of the test's own, aged by the same fake clock
+(store/node_leases.py has its tests against PostgreSQL). At start each
 node starts its static shards; when one dies the survivors start its
-shards between them and each evicts it (address, broker); a survivor left
-alone (no quorum) takes no shards and evicts nobody."""
+shards between them and each evicts it (address, broker: a quorum); a
+survivor left alone (no quorum) takes no shards, but evicts the dead node
+once its lease expired (flockmq/dead_nodes.py); with 2 nodes the survivor
+takes every shard, and never evicts while the other's lease is renewed
+(it reaches PostgreSQL: a partition of two nodes) nor while its own
+renewal fails."""
 
 from __future__ import annotations
 
@@ -13,11 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import zmq
 
 from flockmq.app.cluster_moves import ClusterMoves
 from flockmq.cluster import Cluster
+from flockmq.dead_nodes import Lease
 from flockmq.shard_manager import WorkerActions
 from flockmq.shard_plan import assign_shards
+from flockmq.store import StoreError
 from flockmq.store.shard_evict import Eviction
 from tests.unit.flockmq.app.test_heartbeats import node_with_free_heartbeat_port
 
@@ -47,6 +56,44 @@ class Evictions:
             return Eviction((1,), ())
 
         return evict
+
+
+class LeaseTable:
+    """flockmq.node_leases of the test: node -> (incarnation, broker,
+    renewed_at), aged by `clock`; a node in `unreachable` cannot renew."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.rows: dict[str, tuple[int, str, float]] = {}
+        self.unreachable: set[str] = set()
+        self.lock = threading.Lock()
+
+    def renew(self, node: str, incarnation: int, broker: str) -> tuple[bool, dict[str, Lease]]:
+        if node in self.unreachable:
+            raise StoreError(f"{node}: no database")
+        with self.lock:
+            now = self.clock.now
+            self.rows[node] = (incarnation, broker, now)
+            return True, {n: Lease(i, b, now - at) for n, (i, b, at) in self.rows.items()}
+
+    def for_node(self, node: str, incarnation: int, broker: str) -> Any:
+        table = self
+
+        class NodeLeases:
+            def renew(self) -> tuple[bool, dict[str, Lease]]:
+                return table.renew(node, incarnation, broker)
+
+            def close(self) -> None:
+                pass
+
+        return NodeLeases()
+
+
+def wait_calls(evictions: Evictions, n: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while len(evictions.calls) < n:
+        assert time.monotonic() < deadline, evictions.calls
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -89,9 +136,13 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
     cluster: Cluster, made: list[ClusterMoves]
 ) -> None:
     clock, evictions = Clock(), Evictions()
+    table = LeaseTable(clock)
     for name in NAMES:
+        leases = table.for_node(name, 7, f"broker-{name}")
         made.append(
-            ClusterMoves(cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name))
+            ClusterMoves(
+                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
+            )
         )
     a, b, c = made
     static = assign_shards(NAMES, SHARDS)
@@ -111,22 +162,92 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
     made.remove(c)
     got = poll_until([a, b], clock, running, lambda r: r["a"] | r["b"] == set(range(SHARDS)))
     assert not got["a"] & got["b"]
-    deadline = time.monotonic() + WAIT
-    while len(evictions.calls) < 2:
-        assert time.monotonic() < deadline, evictions.calls
-        time.sleep(0.01)
+    wait_calls(evictions, 2)
     assert sorted(me for me, _ in evictions.calls) == ["a", "b"]
     for _, kwargs in evictions.calls:
         assert kwargs["address"] == "127.0.0.3" and kwargs["broker"] == "broker-c"
         assert kwargs["dsn"] == cluster.postgres_dsn
         assert kwargs["silent_for"] == 0.0  # what it opened while silent goes too
 
-    b.close()  # a is alone, 1 of 3: no quorum, so it takes nothing and evicts nobody
+    b.close()  # a is alone, 1 of 3: no quorum, so it takes nothing; it evicts b by its lease
     made.remove(b)
     before = set(running["a"])
-    poll_until([a], clock, running, lambda _: not a.membership.has_quorum())
+    poll_until([a], clock, running, lambda _: len(evictions.calls) == 3)
     assert a.manager.without_quorum and running["a"] == before
-    for _ in range(30):  # 3 s of polls: still nothing
-        clock.now += 0.1
-        assert not a.poll()
-    assert len(evictions.calls) == 2 and a.evictions == 1  # a's own eviction of c only
+    me, kwargs = evictions.calls[2]
+    assert me == "a" and (kwargs["address"], kwargs["broker"]) == ("127.0.0.2", "broker-b")
+    assert table.renew("x", 1, "")[1]["b"].age > cluster.heartbeat_timeout
+
+
+def two_nodes(
+    cluster: Cluster, made: list[ClusterMoves], clock: Clock, evictions: Evictions
+) -> tuple[LeaseTable, dict[str, set[int]]]:
+    """a and b of `cluster` running, each heard by the other."""
+    table = LeaseTable(clock)
+    for name in ("a", "b"):
+        leases = table.for_node(name, 7, f"broker-{name}")
+        made.append(
+            ClusterMoves(
+                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
+            )
+        )
+    static = assign_shards(("a", "b"), SHARDS)
+    running = {name: set(static[name]) for name in ("a", "b")}
+    for m in made:
+        m.poll()
+    poll_until(
+        made,
+        clock,
+        running,
+        lambda _: all(m.membership.incarnation(o) == 7 for m, o in zip(made, "ba", strict=True)),
+    )
+    return table, running
+
+
+@pytest.fixture
+def pair() -> Cluster:
+    nodes = tuple(node_with_free_heartbeat_port(n, f"127.0.0.{i + 1}") for i, n in enumerate("ab"))
+    return Cluster("test", nodes, SHARDS, "host=127.0.0.1 dbname=x", 1, 1.0, 5.0)
+
+
+def test_two_nodes_that_lose_each_other_but_renew_their_leases_evict_nobody(
+    pair: Cluster, made: list[ClusterMoves]
+) -> None:
+    """b's heartbeats stop, its lease goes on (a partition: both reach
+    PostgreSQL): a takes b's shards (their locks decide) but evicts nobody;
+    once b's lease is no longer renewed, a evicts it."""
+    clock, evictions = Clock(), Evictions()
+    table, running = two_nodes(pair, made, clock, evictions)
+    a, b = made
+    b.heartbeats.close()  # b falls silent on the bus, and renews by hand below
+    made.remove(b)
+    deadline = time.monotonic() + WAIT
+    while a.lease_rounds < 15:  # 15 s of the fake clock at least: b dead after 5
+        assert time.monotonic() < deadline, a.lease_rounds
+        poll_until([a], clock, running, lambda _: True)
+        table.renew("b", 7, "broker-b")  # b's lease stays fresh
+    assert running["a"] == set(range(SHARDS)) and "b" not in a.membership.live
+    assert evictions.calls == []
+    poll_until([a], clock, running, lambda _: len(evictions.calls) == 1)  # b's lease expires
+    assert clock.now - table.rows["b"][2] > pair.heartbeat_timeout
+    assert evictions.calls[0][1]["address"] == "127.0.0.2"
+    b.close()
+
+
+def test_a_node_that_cannot_renew_its_own_lease_evicts_nobody(
+    pair: Cluster, made: list[ClusterMoves]
+) -> None:
+    """a is cut off from PostgreSQL and from b: b's lease expires in the
+    table, but a's renewals fail, so a evicts nobody (b evicts a instead:
+    a's lease expired and b renews)."""
+    clock, evictions = Clock(), Evictions()
+    table, running = two_nodes(pair, made, clock, evictions)
+    a = made[0]
+    table.unreachable.add("a")
+    for m in made:  # neither hears the other any more
+        m.heartbeats.sub.setsockopt(zmq.UNSUBSCRIBE, b"")
+    poll_until(made, clock, running, lambda _: len(evictions.calls) == 1)
+    assert evictions.calls[0][0] == "b" and evictions.calls[0][1]["address"] == "127.0.0.1"
+    errors = a.lease_errors
+    poll_until(made, clock, running, lambda _: a.lease_errors >= errors + 10)
+    assert len(evictions.calls) == 1  # a: 10 more rounds, all failed, no eviction
