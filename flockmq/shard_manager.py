@@ -28,13 +28,18 @@ plan", the same function on every node. Who is in the plan:
 
 - A node that sees no quorum (fewer than a majority of the cluster's
   nodes live, itself included: flockmq/membership.py `is_majority`) in a
-  cluster of 3 nodes or more changes nothing: it is cut off, or the
-  majority is dead, and either way it takes no dead node's shards. Its
-  workers could not serve them (a node cut off cannot reach PostgreSQL
-  either: they would crash at start, again and again), and the survivors
-  with a quorum take them (and evict its locks: the same rule). It keeps
-  the workers it runs. With 2 nodes no node alone has a quorum: there the
-  survivor takes the dead node's shards (the locks decide), as before.
+  cluster of 3 nodes or more, and whose latest PostgreSQL lease renewal
+  did not succeed lately (`reaches_store`: flockmq/app/cluster_moves.py),
+  changes nothing: it is cut off from the others and from PostgreSQL, so
+  its workers could not serve any shard (they would crash at start, again
+  and again), and the survivors with a quorum take its shards (and evict
+  its locks: the same rule). It keeps the workers it runs. A node without
+  a quorum that does reach PostgreSQL (the majority is dead, or only the
+  links between the nodes are cut) plans as usual: its workers for the
+  dead nodes' shards take them once their locks are free (the dead nodes'
+  leases expired: flockmq/dead_nodes.py), or wait as standbys while a
+  live owner holds them. With 2 nodes no node alone has a quorum: there
+  the survivor always plans as usual (the locks decide).
 
 This node is always in its own plan. Ownership itself is decided by the
 shards' PostgreSQL advisory locks, never by this plan: while two nodes'
@@ -94,15 +99,22 @@ class ShardManager:
         plan = assign_shards(self.in_plan | {self.me}, self.shards)
         return {shard: node for node, owned in plan.items() for shard in owned}
 
-    def update(self, live: Collection[str], now: float) -> WorkerActions:
+    def update(
+        self, live: Collection[str], now: float, reaches_store: bool = False
+    ) -> WorkerActions:
         """The live set as membership has it now: what to start and stop
-        (also what `running` becomes, as if done)."""
+        (also what `running` becomes, as if done). `reaches_store`: this
+        node renewed its PostgreSQL lease lately (see the module docstring)."""
         live_set = (set(live) & self.nodes) | {self.me}
         for node in list(self.joining):
             if node not in live_set:
                 del self.joining[node]  # dead again before its delay was over
         nodes = len(self.nodes)
-        self.without_quorum = nodes >= QUORUM_FROM_NODES and not is_majority(len(live_set), nodes)
+        self.without_quorum = (
+            nodes >= QUORUM_FROM_NODES
+            and not is_majority(len(live_set), nodes)
+            and not reaches_store
+        )
         if self.without_quorum:
             return WorkerActions((), ())  # the plan stays as it was: see the module docstring
         for node in self.in_plan - live_set:

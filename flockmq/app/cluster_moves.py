@@ -115,6 +115,10 @@ class ClusterMoves:
         self._next_round = clock()  # the first one at once
         self._lease_state = ""  # the last one logged: "", "renewed", "superseded", the error
         self._first = True
+        # when this node's latest fresh lease renewal was sent (None: none
+        # yet): it reaches PostgreSQL while that is within heartbeat_timeout
+        self._renewed_at: float | None = None
+        self._reached_store = False  # what the shard manager was last told
         self.evictions = 0
         self.eviction_errors = 0
         self.lease_rounds = 0
@@ -126,11 +130,14 @@ class ClusterMoves:
         now = self.clock()
         self._evict_dead(changes, now)
         timer = self.manager.next_timer()
-        if not (changes or self._first or (timer is not None and now >= timer)):
+        reaches = self.reaches_store(now)
+        flipped = reaches != self._reached_store
+        if not (changes or flipped or self._first or (timer is not None and now >= timer)):
             return WorkerActions((), ())
         self._first = False
+        self._reached_store = reaches
         was_without = self.manager.without_quorum
-        actions = self.manager.update(self.membership.live, now)
+        actions = self.manager.update(self.membership.live, now, reaches)
         if self.manager.without_quorum != was_without:
             self._log_quorum()
         if actions:
@@ -142,22 +149,34 @@ class ClusterMoves:
             )
         return actions
 
+    def reaches_store(self, now: float) -> bool:
+        """This node renewed its lease lately (a round sent within half the
+        heartbeat_timeout succeeded): it reaches PostgreSQL, so its workers
+        can serve shards even without a quorum. Half, as for the quorum
+        (Membership.has_quorum): a node cut off from everything declares
+        the others dead a timeout after it last heard them, and its last
+        renewal was sent at most an interval after that, so by then this
+        says False and it starts no worker it could not serve."""
+        renewed = self._renewed_at
+        return renewed is not None and now - renewed < self.cluster.heartbeat_timeout / 2
+
     def _log_quorum(self) -> None:
         """One line when the node loses its quorum, one when it has it again
         (flockmq/shard_manager.py: without one it starts no worker)."""
         live = sorted(self.membership.live)
         if self.manager.without_quorum:
             log.warning(
-                "cluster: only %s of %d nodes are live here (no quorum): starting no shard"
-                " worker until a majority is",
+                "cluster: only %s of %d nodes are live here (no quorum) and PostgreSQL is out of"
+                " reach: starting no shard worker until a majority is, or it is reached",
                 live,
                 len(self.cluster.node_names),
             )
         else:
             log.warning(
-                "cluster: %s of %d nodes live here: a quorum again",
+                "cluster: %s of %d nodes live here%s: planning shard workers again",
                 live,
                 len(self.cluster.node_names),
+                "" if self.membership.has_quorum(self.clock()) else " and PostgreSQL reached",
             )
 
     def _evict_dead(self, changes: list[Change], now: float) -> None:
@@ -165,6 +184,8 @@ class ClusterMoves:
             self.dead.changed(change)
         quorum = self.membership.has_quorum(now)
         round_ = self._lease_round(now)
+        if round_ is not None and round_.renewed:
+            self._renewed_at = round_.started
         for target in self.dead.due(quorum, round_, now):
             self._evict(target)
         if round_ is not None and round_.renewed and not quorum:

@@ -167,3 +167,15 @@ def test_with_two_nodes_the_survivor_takes_every_shard() -> None:
     m.update({"a", "b"}, 0.0)
     m.update({"a"}, 10.0)
     assert not m.without_quorum and m.running == set(range(SHARDS))
+
+
+def test_a_node_without_a_quorum_that_reaches_the_store_plans_as_usual() -> None:
+    """The majority is dead (or only the links between nodes are cut) but
+    this node renews its PostgreSQL lease: it takes the dead nodes' shards
+    (their locks decide, freed once their leases expire)."""
+    m = ShardManager("a", NODES, SHARDS, DELAY, 0.0)
+    m.update(set(NODES), 0.0)
+    assert m.update({"a"}, 10.0) == WorkerActions((), ())  # cut off: no quorum, no store
+    acts = m.update({"a"}, 11.0, reaches_store=True)
+    assert not m.without_quorum and m.running == set(range(SHARDS))
+    assert set(acts.start) == set(range(SHARDS)) - assign_shards(NODES, SHARDS)["a"]

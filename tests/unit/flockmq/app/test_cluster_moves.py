@@ -5,8 +5,9 @@ a table of the test's own, aged by the same fake clock
 (store/node_leases.py has its tests against PostgreSQL). At start each
 node starts its static shards; when one dies the survivors start its
 shards between them and each evicts it (address, broker: a quorum); a
-survivor left alone (no quorum) takes no shards, but evicts the dead node
-once its lease expired (flockmq/dead_nodes.py); with 2 nodes the survivor
+survivor left alone (no quorum) that renews its lease takes every shard
+and evicts the dead node once its lease expired (flockmq/dead_nodes.py),
+one that cannot renew takes nothing; with 2 nodes the survivor
 takes every shard, and never evicts while the other's lease is renewed
 (it reaches PostgreSQL: a partition of two nodes) nor while its own
 renewal fails."""
@@ -169,11 +170,14 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
         assert kwargs["dsn"] == cluster.postgres_dsn
         assert kwargs["silent_for"] == 0.0  # what it opened while silent goes too
 
-    b.close()  # a is alone, 1 of 3: no quorum, so it takes nothing; it evicts b by its lease
+    # a is alone, 1 of 3: no quorum, but it renews its lease (it reaches
+    # PostgreSQL): it takes b's shards too, and evicts b by its lease
+    b.close()
     made.remove(b)
-    before = set(running["a"])
-    poll_until([a], clock, running, lambda _: len(evictions.calls) == 3)
-    assert a.manager.without_quorum and running["a"] == before
+    poll_until(
+        [a], clock, running, lambda r: len(evictions.calls) == 3 and r["a"] == set(range(SHARDS))
+    )
+    assert not a.manager.without_quorum and a.membership.live == {"a"}
     me, kwargs = evictions.calls[2]
     assert me == "a" and (kwargs["address"], kwargs["broker"]) == ("127.0.0.2", "broker-b")
     assert table.renew("x", 1, "")[1]["b"].age > cluster.heartbeat_timeout
@@ -251,3 +255,44 @@ def test_a_node_that_cannot_renew_its_own_lease_evicts_nobody(
     errors = a.lease_errors
     poll_until(made, clock, running, lambda _: a.lease_errors >= errors + 10)
     assert len(evictions.calls) == 1  # a: 10 more rounds, all failed, no eviction
+
+
+def test_a_node_alone_that_cannot_renew_its_lease_takes_no_shards(
+    cluster: Cluster, made: list[ClusterMoves]
+) -> None:
+    """Cut off from the others and from PostgreSQL: no quorum, no lease
+    renewed, so it starts no worker (they could not serve) and keeps the
+    ones it runs; once it renews again it plans as usual."""
+    clock, evictions = Clock(), Evictions()
+    table = LeaseTable(clock)
+    for name in NAMES:
+        leases = table.for_node(name, 7, f"broker-{name}")
+        made.append(
+            ClusterMoves(
+                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
+            )
+        )
+    a = made[0]
+    static = assign_shards(NAMES, SHARDS)
+    running = {name: set(static[name]) for name in NAMES}
+    for m in made:
+        m.poll()
+    poll_until(
+        made,
+        clock,
+        running,
+        lambda _: all(
+            m.membership.incarnation(o) == 7 for m in made for o in NAMES if o != m.membership.me
+        ),
+    )
+    table.unreachable.add("a")
+    a.heartbeats.sub.setsockopt(zmq.UNSUBSCRIBE, b"")  # a hears nobody any more
+    errors = a.lease_errors
+    poll_until(
+        [a], clock, running, lambda _: a.membership.live == {"a"} and a.lease_errors >= errors + 5
+    )
+    assert a.manager.without_quorum and running["a"] == static["a"]
+    assert evictions.calls == []
+    table.unreachable.discard("a")  # PostgreSQL again (the others still silent)
+    poll_until([a], clock, running, lambda r: r["a"] == set(range(SHARDS)))
+    assert not a.manager.without_quorum
