@@ -9,7 +9,8 @@ it waits as a standby until it holds the shard's lock, workers/ownership.py)
 and stops (SIGTERM: it releases the lock on its way out) each in `stop`
 (flockmq/app/shard_workers.py).
 
-The target is shard_plan.py's `assign_shards` over the nodes "in the
+The target is shard_plan.py's `assign_shards` (sticky: survivors keep their
+shards, only a dead node's move) over the nodes "in the
 plan", the same function on every node. Who is in the plan:
 
 - At start, every node of the cluster file (membership presumes them all
@@ -92,11 +93,11 @@ class ShardManager:
     @property
     def target(self) -> frozenset[int]:
         """The shards this node should run a worker for, by its current plan."""
-        return assign_shards(self.in_plan | {self.me}, self.shards)[self.me]
+        return assign_shards(self.in_plan | {self.me}, self.shards, self.nodes)[self.me]
 
     def assignment(self) -> dict[int, str]:
         """Every shard's node by this node's current plan (shard -> name)."""
-        plan = assign_shards(self.in_plan | {self.me}, self.shards)
+        plan = assign_shards(self.in_plan | {self.me}, self.shards, self.nodes)
         return {shard: node for node, owned in plan.items() for shard in owned}
 
     def update(

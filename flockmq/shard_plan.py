@@ -18,11 +18,16 @@ computes alike, with no message between them (`assign_shards`):
   exactly one target owner;
 - stable: the same inputs give the same target, so a node that holds its
   target gets an empty plan; and each shard prefers its nodes in a
-  rendezvous (highest random weight) order of its own, so a node that
-  leaves or joins moves its own shards and few others (a shard moves between
-  two surviving nodes only when a quota makes it: measured in the tests);
+  rendezvous (highest random weight) order of its own;
+- sticky (given `every`, the cluster's nodes): a live node keeps the
+  shards the full placement (every node live) gives it, up to its quota
+  among the live nodes, which is never less than its share of the full
+  placement in practice (fewer nodes, larger quotas). So a node that dies
+  moves its own shards only, never one between two survivors (a moved
+  shard disconnects its clients), and a node that comes back gets exactly
+  its own shards back;
 - orphans taken: a dead node is not in the live set, so its shards go to the
-  survivors, spread like the rest.
+  survivors, each to the first of its rendezvous order with room in its quota.
 
 `plan_shards` compares the target with what the node holds: try to acquire
 what it lacks, release what is now another's. Ownership itself is decided by
@@ -82,18 +87,34 @@ def quotas(nodes: Iterable[str], shards: int) -> dict[str, int]:
     return {node: base + (1 if rank < extra else 0) for rank, node in enumerate(ordered)}
 
 
-def assign_shards(nodes: Collection[str], shards: int) -> dict[str, frozenset[int]]:
+def assign_shards(
+    nodes: Collection[str], shards: int, every: Collection[str] | None = None
+) -> dict[str, frozenset[int]]:
     """Every live node's target shards (every node computes the same).
 
-    Each shard, in order, goes to the first node of its own rendezvous order
-    that is under its quota. O(shards * nodes * log nodes)."""
+    `every`: all the cluster's nodes (None: `nodes`, the full placement).
+    Each live node keeps its shards of the full placement, up to its quota
+    (the ones it prefers most, if it has more); each other shard, in order,
+    goes to the first live node of its own rendezvous order that is under
+    its quota. O(shards * nodes * log nodes)."""
     _check(nodes, shards)
     if not nodes:
         return {}
     left = quotas(nodes, shards)
     ordered = sorted(left)
     owned: dict[str, set[int]] = {node: set() for node in ordered}
+    placed: set[int] = set()
+    if every is not None and set(every) != set(left):
+        full = assign_shards(set(every) | set(left), shards)
+        for node in ordered:
+            mine = sorted(full[node], key=lambda s: _weight(node, s), reverse=True)
+            keep = mine[: left[node]]
+            owned[node].update(keep)
+            placed.update(keep)
+            left[node] -= len(keep)
     for shard in range(shards):
+        if shard in placed:
+            continue
         for node in sorted(ordered, key=lambda n: _weight(n, shard), reverse=True):
             if left[node]:
                 left[node] -= 1
@@ -102,12 +123,18 @@ def assign_shards(nodes: Collection[str], shards: int) -> dict[str, frozenset[in
     return {node: frozenset(got) for node, got in owned.items()}
 
 
-def plan_shards(me: str, live: Collection[str], shards: int, held: Collection[int]) -> ShardPlan:
+def plan_shards(
+    me: str,
+    live: Collection[str],
+    shards: int,
+    held: Collection[int],
+    every: Collection[str] | None = None,
+) -> ShardPlan:
     """What node `me` should do, holding `held`, with `live` the nodes it
     believes alive (`me` counts as live whether or not it is listed: it is
-    the one asking)."""
+    the one asking); `every`: as for assign_shards."""
     nodes = set(live) | {me}
-    target = assign_shards(nodes, shards)[me]
+    target = assign_shards(nodes, shards, every)[me]
     have = set(held)
     return ShardPlan(
         target=target,

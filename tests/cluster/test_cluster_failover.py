@@ -145,7 +145,8 @@ def test_a_cut_off_node_is_evicted_its_shards_move_and_it_rejoins_when_its_link_
     # subscribed (QoS 0: C's router sends such copies straight to A's
     # acceptor, no worker between) to a topic it drops while C is cut off.
     a_shards = {i for role, i in a.roles if role == "worker"}
-    stays = min(a_shards & assign_shards((a.node, b.node), SHARDS)[a.node])
+    every = (a.node, b.node, c.node)
+    stays = min(a_shards & assign_shards((a.node, b.node), SHARDS, every)[a.node])
     dropping = Client(a.port, client_on_shard("drop", stays, SHARDS), host=a.host)
     dropping.connect()
     gone, kept = unique("gone"), unique("kept")

@@ -1,6 +1,7 @@
 """flockmq/shard_plan.py: the target is fair, the same on every node, stable
 when nothing changes; a dead node's shards go to the survivors, which keep
-(almost all of) their own; the plan is the difference with what is held."""
+(almost all of) their own, and, given the cluster's nodes (sticky), every
+one of their own; the plan is the difference with what is held."""
 
 from __future__ import annotations
 
@@ -99,3 +100,29 @@ def test_shards_out_of_range_are_released() -> None:
 def test_unreasonable_inputs_are_refused(nodes: list[str], shards: int) -> None:
     with pytest.raises(ValueError):
         assign_shards(nodes, shards)
+
+
+def test_sticky_a_dead_nodes_shards_move_and_no_other() -> None:
+    before = assign_shards(NODES, 64)
+    survivors = ("alpha", "charlie")
+    after = {me: plan_shards(me, survivors, 64, before[me], every=NODES) for me in survivors}
+    assert all(after[me].release == () for me in survivors)  # nothing between survivors
+    assert {s for me in survivors for s in after[me].acquire} == before["bravo"]
+    assert sorted(len(after[me].target) for me in survivors) == [32, 32]
+    # and bravo back: exactly its own shards return to it
+    back = assign_shards(NODES, 64, every=NODES)
+    assert back == before
+
+
+@given(names, st.data(), st.integers(1, 200))
+def test_sticky_any_live_subset_is_fair_and_keeps_the_survivors_shards(
+    every: set[str], data: st.DataObject, shards: int
+) -> None:
+    live = data.draw(st.sets(st.sampled_from(sorted(every)), min_size=1))
+    full = assign_shards(every, shards)
+    target = assign_shards(live, shards, every)
+    assert sorted(s for got in target.values() for s in got) == list(range(shards))
+    assert {n: len(got) for n, got in target.items()} == quotas(live, shards)
+    for node in live:
+        if len(full[node]) <= quotas(live, shards)[node]:
+            assert full[node] <= target[node]
