@@ -3,9 +3,9 @@
 Owns: session present and clean-start discard, takeover of a session whose
 connection is still attached (it waits for the old connection's CLOSED, see
 `takeover.py`) [MQTT-3.1.4-2], detaching on close or when an acceptor
-restarted or its node died, wills (published on any close but a clean DISCONNECT, after their
-delay unless a new connection for the client id comes first) and the end of a
-session (its expiry, or clean session).
+restarted or its node died, wills (published on any close but a clean
+DISCONNECT, after their delay unless a new connection for the client id
+comes first) and the end of a session (its expiry, or clean session).
 
 Invariants: a session has at most one attached connection (`Session.conn`);
 a connection waiting to take over is never attached until the old one is
