@@ -305,7 +305,7 @@ def test_will_is_not_published_when_the_client_reconnects_within_the_delay(
 ) -> None:
     topic = unique("back")
     client_id = unique("wb")
-    delay = 3
+    delay = 2  # seconds: the reconnect below takes milliseconds
     watcher = watch(broker, topic)
     client = with_will(broker, client_id, topic, session_expiry=LONG, delay=delay)
     client.connect()
@@ -336,7 +336,7 @@ def test_will_is_not_published_when_a_clean_start_reconnects_within_the_delay(
     the old session: session present 0."""
     topic = unique("fresh")
     client_id = unique("wf")
-    delay = 3
+    delay = 2  # seconds: the reconnect below takes milliseconds
     watcher = watch(broker, topic)
     client = with_will(broker, client_id, topic, session_expiry=LONG, delay=delay)
     client.connect()
