@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import queue
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -48,7 +48,7 @@ from flockmq.frontend.codec import (
 from flockmq.frontend.codec import Properties as PacketProperties
 
 from . import clients
-from .broker import Broker, MakeBroker
+from .broker import Broker
 from .clients import TIMEOUT, Client, RawClient, unique
 
 # In this file clients speak MQTT 5 unless told otherwise.
@@ -305,7 +305,7 @@ def test_will_is_not_published_when_the_client_reconnects_within_the_delay(
 ) -> None:
     topic = unique("back")
     client_id = unique("wb")
-    delay = 3
+    delay = 2  # seconds: the reconnect below takes milliseconds
     watcher = watch(broker, topic)
     client = with_will(broker, client_id, topic, session_expiry=LONG, delay=delay)
     client.connect()
@@ -336,7 +336,7 @@ def test_will_is_not_published_when_a_clean_start_reconnects_within_the_delay(
     the old session: session present 0."""
     topic = unique("fresh")
     client_id = unique("wf")
-    delay = 3
+    delay = 2  # seconds: the reconnect below takes milliseconds
     watcher = watch(broker, topic)
     client = with_will(broker, client_id, topic, session_expiry=LONG, delay=delay)
     client.connect()
@@ -701,10 +701,30 @@ def test_empty_client_id_gets_an_assigned_client_identifier(broker: Broker) -> N
     again.expect_closed()
 
 
-def test_server_keep_alive_caps_the_keepalive(make_broker: MakeBroker, tmp_path: Path) -> None:
-    config = tmp_path / "flockmq.toml"
-    config.write_text("max_keepalive = 30\n")
-    capped = make_broker("--config", str(config))
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker with this file's limits for the three tests that need one:
+    a keepalive cap, a session expiry cap and an ACL (each test exercises
+    one; none touches what the others' limits bound)."""
+    where = tmp_path_factory.mktemp("limited")
+    (where / "flockmq.toml").write_text("max_keepalive = 30\nmax_session_expiry = 600\n")
+    (where / "acl.conf").write_text(ACL)
+    b = Broker(
+        where,
+        extra_args=[
+            "--config",
+            str(where / "flockmq.toml"),
+            "--acl-file",
+            str(where / "acl.conf"),
+        ],
+    )
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_server_keep_alive_caps_the_keepalive(limited: Broker) -> None:
+    capped = limited
     raw, connack = raw_connected(capped, keepalive=60)
     assert connack.properties["server_keep_alive"] == 30  # section 3.2.2.3.14
     raw.close()
@@ -713,12 +733,8 @@ def test_server_keep_alive_caps_the_keepalive(make_broker: MakeBroker, tmp_path:
     raw.close()
 
 
-def test_a_capped_session_expiry_is_told_in_the_connack(
-    make_broker: MakeBroker, tmp_path: Path
-) -> None:
-    config = tmp_path / "flockmq.toml"
-    config.write_text("max_session_expiry = 600\n")
-    capped = make_broker("--config", str(config))
+def test_a_capped_session_expiry_is_told_in_the_connack(limited: Broker) -> None:
+    capped = limited
     raw, connack = raw_connected(capped, properties={"session_expiry_interval": 86400})
     assert connack.properties["session_expiry_interval"] == 600  # section 3.2.2.3.2
     raw.close()
@@ -775,10 +791,8 @@ topic readwrite open/#
 """
 
 
-def test_refusals_by_the_acl_are_not_authorized(make_broker: MakeBroker, tmp_path: Path) -> None:
-    acl = tmp_path / "acl.conf"
-    acl.write_text(ACL)
-    guarded = make_broker("--acl-file", str(acl))
+def test_refusals_by_the_acl_are_not_authorized(limited: Broker) -> None:
+    guarded = limited
     u = unique("acl")
     raw, _ = raw_connected(guarded)
     raw.send(Subscribe(1, (Subscription(f"open/{u}", 1), Subscription(f"closed/{u}", 1))))
