@@ -3,9 +3,9 @@
 Owns: session present and clean-start discard, takeover of a session whose
 connection is still attached (it waits for the old connection's CLOSED, see
 `takeover.py`) [MQTT-3.1.4-2], detaching on close or when an acceptor
-restarted or its node died, wills (published on any close but a clean
-DISCONNECT, after their delay unless a new connection for the client id
-comes first) and the end of a session (its expiry, or clean session).
+restarted, wills (published on any close but a clean DISCONNECT, after their
+delay unless a new connection for the client id comes first) and the end of a
+session (its expiry, or clean session).
 
 Invariants: a session has at most one attached connection (`Session.conn`);
 a connection waiting to take over is never attached until the old one is
@@ -16,20 +16,6 @@ session's messages go again) and `replay`: the shard's envelope entry point,
 which what a connection sent while it waited to take over goes through once
 it is attached. The timer's work on sessions (delayed wills, expiry, overdue
 takeovers) is here too.
-
-A cluster's node declared dead (ROUTERS_LIVE, `follow_nodes`; issue 14):
-the connections of its acceptors are gone, as a restarted acceptor's are
-(`lose_connections`): their sessions on this shard are detached at once,
-their wills published (through this node's router: the dead one routes
-nothing) and their messages queued offline; a client that reconnects
-through another node is attached without the takeover wait. If the node
-only lost its link and comes back, its acceptors still hold those client
-connections, which this shard no longer knows: the shard remembers the ids
-it detached (bounded, oldest forgotten first) and sends them CLOSE (0x8E)
-when the node is declared live again, so no client stays connected to
-nothing. The worker does it because it alone knows which connections it
-let go; forgotten for an acceptor that restarted (its ACCEPTOR_UP), whose
-new incarnation holds none of them.
 """
 
 from __future__ import annotations
@@ -189,63 +175,22 @@ class Connections:
     def on_acceptor_up(self, e: Wire, now: float) -> None:
         """A (re)started acceptor: connections of its previous incarnation are gone."""
         _, acceptor, incarnation = env.AcceptorUp._make(e)
-        incarnation &= 0xFFFF
-
-        def gone(conn: int) -> bool:
-            return acceptor_of(conn) == acceptor and incarnation_of(conn) != incarnation
-
-        self.lose_connections(gone, "connections_lost_with_acceptor", now)
-        # The new incarnation holds none of them: nothing to close if its node
-        # is declared live again (`follow_nodes`).
-        self.state.forget_lost_with_node(gone)
-
-    def follow_nodes(self, went_down: frozenset[int], came_up: frozenset[int], now: float) -> None:
-        """A cluster's nodes (by their routers: router r runs on node r)
-        declared dead or live again (ROUTERS_LIVE, workers/subscriptions.py).
-        The connections of a dead node's acceptors are gone: their sessions
-        are detached (wills published) and their takeovers abandoned, as for
-        a restarted acceptor; their ids are remembered (bounded,
-        ShardState.remember_lost_with_node) and closed if the node comes back
-        with its acceptors still up (a healed link), whose clients would
-        otherwise stay connected to a session that no longer knows them."""
-        table = self.state.limits.acceptor_routers  # acceptor -> its node (a cluster)
-        if not table:
-            return  # one host: a router declared down takes no acceptor with it
-        if went_down:
-            dead = {a for a, node in enumerate(table) if node in went_down}
-            lost = self.lose_connections(
-                lambda conn: acceptor_of(conn) in dead, "connections_lost_with_node", now
-            )
-            for conn in lost:
-                self.state.remember_lost_with_node(conn)
-        if came_up:
-            back = {a for a, node in enumerate(table) if node in came_up}
-            for conn in self.state.forget_lost_with_node(lambda conn: acceptor_of(conn) in back):
-                self.state.counters["connections_closed_after_node_back"] += 1
-                # 0x8E: the session went on without this connection (its
-                # acceptor closes it, then reports CLOSED: ignored, detached)
-                self._close_taken_over(conn)
-
-    def lose_connections(self, gone: Callable[[int], bool], counter: str, now: float) -> list[int]:
-        """Connections `gone` (their acceptor restarted or its node died)
-        are never reported closed: takeovers waiting on them are abandoned,
-        then the sessions attached to them are detached, their wills
-        published (counted as `counter`). The connections, in that order.
-        (Abandoned first: a session detached completes the takeover waiting
-        for it, which must not attach a connection that is gone too.)"""
         state = self.state
-        lost: list[int] = []
-        for client_id, waiting in list(state.takeovers.pending.items()):
-            if gone(waiting.conn):
-                state.takeovers.abandon(client_id, waiting.conn)
-                lost.append(waiting.conn)
         for session in list(state.sessions.values()):
             conn = session.conn
-            if conn is not None and gone(conn):
-                state.counters[counter] += 1
-                lost.append(conn)
+            if (
+                conn is not None
+                and acceptor_of(conn) == acceptor
+                and incarnation_of(conn) != incarnation & 0xFFFF
+            ):
+                state.counters["connections_lost_with_acceptor"] += 1
                 self.detach(session, publish_will=True, now=now)
-        return lost
+        for client_id, waiting in list(state.takeovers.pending.items()):
+            if (
+                acceptor_of(waiting.conn) == acceptor
+                and incarnation_of(waiting.conn) != incarnation & 0xFFFF
+            ):
+                state.takeovers.abandon(client_id, waiting.conn)
 
     def detach(self, session: Session, *, publish_will: bool, now: float) -> None:
         """Let go of the session's connection: its will goes out (now or
@@ -285,14 +230,7 @@ class Connections:
         router routes it (after what that connection published: the
         acceptor's fence made the CLOSED wait for them, see
         frontend/ordering.py). A delayed will goes through this shard's."""
-        state = self.state
-        state.counters["wills_published"] += 1
-        if (
-            via is not None
-            and state.routers_down
-            and self.out.router_of_acceptor(acceptor_of(via)) in state.routers_down
-        ):
-            via = None  # its node is dead (follow_nodes): this node's router routes it
+        self.state.counters["wills_published"] += 1
         route: env.RouteTuple = (
             Kind.ROUTE,
             client_id,

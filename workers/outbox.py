@@ -60,9 +60,6 @@ class Outbox:
     shard: int = 0
     # each acceptor's router in a cluster (Config.acceptor_routers); (): acceptor % routers
     acceptor_routers: tuple[int, ...] = ()
-    # the router of this worker's node in a cluster (ShardLimits.home_router):
-    # where a ROUTE with no reply goes, live whenever this shard is
-    home_router: int | None = None
     to_router: list[Envelope] = field(default_factory=list)
     to_acceptors: dict[int, list[Envelope]] = field(default_factory=dict)
     ops: list[Op | UnsavedMessage] = field(default_factory=list)
@@ -227,7 +224,7 @@ class Outbox:
         goes to its publisher's router (its acceptor's: Config.router_of), so
         that one publisher's messages are matched in order by one router; a
         will to its connection's router (send_router_via); this process's
-        $SYS counters (no reply) to this shard's (its node's in a cluster)."""
+        $SYS counters (no reply) to this shard's."""
         if envelope[0] != _ROUTE:
             return None  # a subscription change, ONLINE, SYNCED: every router's
         reply = envelope[7]
@@ -236,7 +233,7 @@ class Outbox:
                 pinned = self.pinned.pop(id(envelope), None)
                 if pinned is not None:
                     return pinned
-            return self.shard % self.routers if self.home_router is None else self.home_router
+            return self.shard % self.routers
         return self.router_of_acceptor(acceptor_of(reply[0]))
 
     def router_of_acceptor(self, acceptor: int) -> int:

@@ -54,8 +54,6 @@ def limits_from(config: Config) -> ShardLimits:
         max_session_expiry=config.max_session_expiry,
         routers=config.routers,
         acceptor_routers=config.acceptor_routers(),
-        # router r runs on node r (flockmq/placement.py): this node's
-        home_router=None if config.placement is None else config.placement.node,
     )
 
 

@@ -62,17 +62,13 @@ class Shard:
         self.index = index
         self.state = state = ShardState(index, limits, token_base=(nonce & 0x7FFFFFFF) << 32)
         self.out = out = Outbox(
-            routers=limits.routers,
-            shard=index,
-            acceptor_routers=limits.acceptor_routers,
-            home_router=limits.home_router,
+            routers=limits.routers, shard=index, acceptor_routers=limits.acceptor_routers
         )
         self.outbound = outbound = Outbound(state, out)
         self.inbound = inbound = Inbound(state, out)
         self.subscriptions = subscriptions = Subscriptions(state, out)
         self.connections = connections = Connections(state, out, outbound, replay=self.handle)
         outbound.connections = connections
-        subscriptions.on_nodes = connections.follow_nodes
         self.restore = Restore(state, out, outbound, subscriptions)
         self._takeovers = state.takeovers  # never replaced
         # What the process and the tests read; never replaced (see ShardState, Outbox).

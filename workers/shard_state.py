@@ -3,8 +3,7 @@
 `ShardState` owns the sessions and the indices over them: which are offline,
 the delayed wills, the timer heaps of session expiry and will delay, the
 takeovers waiting for an old connection, the QoS 2 de-duplication keys, the
-SUB/UNSUB answers waiting for the router, the connections let go with a
-dead node (bounded), and the counters. The per-concern
+SUB/UNSUB answers waiting for the router, and the counters. The per-concern
 objects (`Connections`, `Outbound`, `Inbound`, `Subscriptions`, `Restore`)
 each take it explicitly, with the `Outbox` (workers/outbox.py) they write
 their outputs to; `Shard` (workers/shard.py) puts them together.
@@ -24,9 +23,8 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from flockmq import envelopes as env
 from flockmq.isolation import EnvelopeGuard
@@ -34,11 +32,6 @@ from flockmq.workers.session import PendingWill, Session
 from flockmq.workers.takeover import Takeovers
 
 log = logging.getLogger("flockmq.worker")
-
-# How many connections detached with a dead node a shard remembers, to close
-# them if the node comes back (ShardState.lost_with_node): an int each, and at
-# most one per session the shard holds at the death
-LOST_WITH_NODE_KEPT: Final = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +46,6 @@ class ShardLimits:
     routers: int = 1  # Config.routers: each gets every subscription change
     # each acceptor's router in a cluster (Config.acceptor_routers); (): acceptor % routers
     acceptor_routers: tuple[int, ...] = ()
-    # the router of this worker's node in a cluster (router r runs on node r):
-    # where a ROUTE with no reply goes (a delayed will, $SYS); None: shard % routers
-    home_router: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -94,10 +84,6 @@ class ShardState:
     # whatever a ROUTERS_LIVE that has not caught up says, for a while
     # (workers/subscriptions.py `ROUTER_UP_GRACE`)
     routers_up_at: dict[int, float] = field(default_factory=dict)
-    # Connections detached because their node was declared dead, oldest
-    # first, at most LOST_WITH_NODE_KEPT: closed if the node comes back
-    # (workers/connections.py `follow_nodes`)
-    lost_with_node: dict[int, None] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
     guard: EnvelopeGuard = field(init=False)
 
@@ -116,24 +102,6 @@ class ShardState:
     def next_token(self) -> int:
         self.tokens += 1
         return self.token_base | (self.tokens & 0xFFFFFFFF)
-
-    def remember_lost_with_node(self, conn: int) -> None:
-        """`conn` was let go when its node was declared dead."""
-        kept = self.lost_with_node
-        kept[conn] = None
-        if len(kept) > LOST_WITH_NODE_KEPT:
-            del kept[next(iter(kept))]  # its client has most likely reconnected since
-            self.counters["lost_connections_forgotten"] += 1
-
-    def forget_lost_with_node(self, which: Callable[[int], bool]) -> list[int]:
-        """The remembered connections `which` holds, taken out."""
-        kept = self.lost_with_node
-        if not kept:
-            return []
-        taken = [conn for conn in kept if which(conn)]
-        for conn in taken:
-            del kept[conn]
-        return taken
 
     def watch_expiry(self, session: Session) -> None:
         """`session` went offline: wake the timer when it expires."""

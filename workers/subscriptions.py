@@ -50,16 +50,13 @@ ROUTER_UP_GRACE: Final = 5.0  # seconds
 
 
 class Subscriptions:
-    __slots__ = ("on_down", "on_nodes", "out", "state")
+    __slots__ = ("on_down", "out", "state")
 
     def __init__(self, state: ShardState, out: Outbox) -> None:
         self.state = state
         self.out = out
         # the process's: routers (went down, came up), for its bus (Bus.peer_down)
         self.on_down: Callable[[frozenset[int], frozenset[int]], None] | None = None
-        # the shard's: the same, for the connections of those nodes
-        # (Connections.follow_nodes, set by Shard)
-        self.on_nodes: Callable[[frozenset[int], frozenset[int], float], None] | None = None
 
     def on_subscribe(self, e: Wire, now: float) -> None:
         _, conn, client_id, packet_id, entries = env.Subscribe._make(e)
@@ -230,8 +227,6 @@ class Subscriptions:
             state.routers_up_at[router] = now
             if self.on_down is not None:  # the bus sends to its node again
                 self.on_down(frozenset(), frozenset({router}))
-            if self.on_nodes is not None:
-                self.on_nodes(frozenset(), frozenset({router}), now)
         # The whole set, between RESYNC and its end: a router cut off drops
         # what it holds of this shard and is not re-sent (router/resync.py).
         out.send_router(env.Resync(Kind.RESYNC, state.index, state.epoch, False))
@@ -288,8 +283,6 @@ class Subscriptions:
         state.routers_down = down
         if self.on_down is not None:
             self.on_down(went_down, came_up)
-        if self.on_nodes is not None:  # after the bus's: CLOSEs to a node back go
-            self.on_nodes(went_down, came_up, now)
         for router in sorted(went_down):
             state.counters["routers_declared_down"] += 1
             for (conn, packet_id), (client_id, ack, waiting) in list(state.awaiting_router.items()):

@@ -36,8 +36,6 @@ class Limits(TypedDict, total=False):
     queue_qos0: bool
     max_session_expiry: int
     routers: int
-    acceptor_routers: tuple[int, ...]
-    home_router: int | None
 
 
 class ConnectOptions(TypedDict, total=False):
