@@ -137,27 +137,10 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
     cluster: Cluster, made: list[ClusterMoves]
 ) -> None:
     clock, evictions = Clock(), Evictions()
-    table = LeaseTable(clock)
-    for name in NAMES:
-        leases = table.for_node(name, 7, f"broker-{name}")
-        made.append(
-            ClusterMoves(
-                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
-            )
-        )
+    table, running, first = running_nodes(cluster, NAMES, made, clock, evictions)
     a, b, c = made
     static = assign_shards(NAMES, SHARDS)
-    first = {m.membership.me: m.poll() for m in made}
     assert first == {n: WorkerActions(tuple(sorted(static[n])), ()) for n in NAMES}
-    running = {name: set(static[name]) for name in NAMES}
-    poll_until(
-        made,
-        clock,
-        running,
-        lambda _: all(
-            m.membership.incarnation(o) == 7 for m in made for o in NAMES if o != m.membership.me
-        ),
-    )
 
     c.close()
     made.remove(c)
@@ -183,28 +166,42 @@ def test_a_dead_nodes_shards_move_to_the_survivors_which_evict_it(
     assert table.renew("x", 1, "")[1]["b"].age > cluster.heartbeat_timeout
 
 
-def two_nodes(
-    cluster: Cluster, made: list[ClusterMoves], clock: Clock, evictions: Evictions
-) -> tuple[LeaseTable, dict[str, set[int]]]:
-    """a and b of `cluster` running, each heard by the other."""
+def running_nodes(
+    cluster: Cluster,
+    names: tuple[str, ...],
+    made: list[ClusterMoves],
+    clock: Clock,
+    evictions: Evictions,
+) -> tuple[LeaseTable, dict[str, set[int]], dict[str, WorkerActions]]:
+    """`names` of `cluster` running (their leases in one table), each heard
+    by every other; the table, what each runs, and each one's first actions."""
     table = LeaseTable(clock)
-    for name in ("a", "b"):
+    for name in names:
         leases = table.for_node(name, 7, f"broker-{name}")
         made.append(
             ClusterMoves(
                 cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
             )
         )
-    static = assign_shards(("a", "b"), SHARDS)
-    running = {name: set(static[name]) for name in ("a", "b")}
-    for m in made:
-        m.poll()
+    static = assign_shards(names, SHARDS)
+    running = {name: set(static[name]) for name in names}
+    first = {m.membership.me: m.poll() for m in made}
     poll_until(
         made,
         clock,
         running,
-        lambda _: all(m.membership.incarnation(o) == 7 for m, o in zip(made, "ba", strict=True)),
+        lambda _: all(
+            m.membership.incarnation(o) == 7 for m in made for o in names if o != m.membership.me
+        ),
     )
+    return table, running, first
+
+
+def two_nodes(
+    cluster: Cluster, made: list[ClusterMoves], clock: Clock, evictions: Evictions
+) -> tuple[LeaseTable, dict[str, set[int]]]:
+    """a and b of `cluster` running, each heard by the other."""
+    table, running, _ = running_nodes(cluster, ("a", "b"), made, clock, evictions)
     return table, running
 
 
@@ -264,27 +261,9 @@ def test_a_node_alone_that_cannot_renew_its_lease_takes_no_shards(
     renewed, so it starts no worker (they could not serve) and keeps the
     ones it runs; once it renews again it plans as usual."""
     clock, evictions = Clock(), Evictions()
-    table = LeaseTable(clock)
-    for name in NAMES:
-        leases = table.for_node(name, 7, f"broker-{name}")
-        made.append(
-            ClusterMoves(
-                cluster, name, 7, f"broker-{name}", clock, evictions.for_node(name), leases=leases
-            )
-        )
+    table, running, _ = running_nodes(cluster, NAMES, made, clock, evictions)
     a = made[0]
     static = assign_shards(NAMES, SHARDS)
-    running = {name: set(static[name]) for name in NAMES}
-    for m in made:
-        m.poll()
-    poll_until(
-        made,
-        clock,
-        running,
-        lambda _: all(
-            m.membership.incarnation(o) == 7 for m in made for o in NAMES if o != m.membership.me
-        ),
-    )
     table.unreachable.add("a")
     a.heartbeats.sub.setsockopt(zmq.UNSUBSCRIBE, b"")  # a hears nobody any more
     errors = a.lease_errors
